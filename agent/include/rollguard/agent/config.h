@@ -1,0 +1,127 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rollguard/rules/diagnostics.h"
+#include "rollguard/rules/rule.h"
+
+namespace rollguard::agent {
+
+using rules::Diagnostic;
+using rules::Diagnostics;
+using rules::SourceLocation;
+
+/// [agent]
+struct AgentSettings {
+    std::chrono::nanoseconds tick{std::chrono::seconds{1}};  ///< evaluation interval
+    std::string state_dir;                 ///< empty: no state persisted
+    std::string listen = "127.0.0.1:9464"; ///< HTTP listener for /metrics; "" disables it
+    std::string log_level = "info";        ///< trace, debug, info, warn, error
+    std::string hostname;                  ///< reported in hook payloads; empty: gethostname()
+    bool dry_run = false;                  ///< log hooks instead of running them
+};
+
+enum class LatencyUnit { Nanoseconds, Microseconds, Milliseconds, Seconds };
+
+/// Where a log line's latency is and in what unit. A string value such as "12.5ms" is
+/// parsed as a duration and its own unit wins over `unit`.
+struct LatencyField {
+    std::string field;  ///< dotted path into the JSON object, e.g. "http.duration_ms"
+    LatencyUnit unit = LatencyUnit::Milliseconds;
+    SourceLocation location;
+};
+
+/// When is a line an error. Exactly one kind per source (or None).
+struct ErrorPredicate {
+    enum class Kind {
+        None,        ///< no line is an error
+        NumberAtLeast,  ///< numeric field >= gte (e.g. status >= 500); numeric strings count
+        StringIn,    ///< string field is one of `in` (e.g. level in ["error","fatal"])
+        IsTrue,      ///< boolean field is true
+    };
+    Kind kind = Kind::None;
+    std::string field;  ///< dotted path
+    double gte = 0.0;
+    std::vector<std::string> in;
+    SourceLocation location;
+};
+
+enum class ReadFrom { Beginning, End };
+
+/// [[source]] type = "json_log": follows JSON-lines files.
+struct LogSourceConfig {
+    std::string name;
+    std::vector<std::string> paths;  ///< glob patterns (*, ?, [..]); re-scanned on a poll
+    ReadFrom read_from = ReadFrom::End;  ///< for files present at start; files found later start at 0
+    std::optional<LatencyField> latency;
+    ErrorPredicate error;
+    std::size_t max_line_bytes = 64 * 1024;  ///< longer lines are skipped and counted
+    std::chrono::nanoseconds poll_interval{std::chrono::seconds{1}};  ///< rescan/stat safety net
+    SourceLocation location;
+};
+
+enum class HookType { EnvFile, Webhook, Script };
+const char* toString(HookType t);
+
+/// [[hook]]
+struct HookConfig {
+    std::string name;
+    HookType type = HookType::Webhook;
+    std::chrono::nanoseconds timeout{std::chrono::seconds{10}};
+    SourceLocation location;
+
+    // env_file
+    std::string path;
+    std::vector<std::pair<std::string, std::string>> set;  ///< in config order
+    std::vector<std::string> unset;
+    bool create = false;  ///< create the file if missing (mode 0600)
+    bool backup = true;   ///< keep the previous version as `<path>.rollguard.bak`
+
+    // webhook
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    int retries = 3;  ///< extra attempts after the first, with exponential backoff
+    std::chrono::nanoseconds retry_backoff{std::chrono::milliseconds{500}};
+
+    // script
+    std::vector<std::string> command;  ///< argv; command[0] is an absolute or relative path
+    std::vector<std::pair<std::string, std::string>> env;  ///< extra environment
+};
+
+/// A whole, validated configuration. A value type: built once by the loader, never
+/// carried as strings downstream.
+struct Config {
+    std::string path;  ///< file it came from
+    AgentSettings agent;
+    std::vector<LogSourceConfig> sources;
+    std::vector<rules::RuleSpec> rules;
+    std::vector<HookConfig> hooks;
+
+    const LogSourceConfig* findSource(std::string_view name) const;
+    const HookConfig* findHook(std::string_view name) const;
+};
+
+/// The outcome of loading: a config when there were no errors, and every diagnostic
+/// (errors and warnings), each with file:line:col.
+struct LoadResult {
+    std::optional<Config> config;
+    Diagnostics diagnostics;
+
+    bool ok() const { return config.has_value(); }
+};
+
+/// Parses and validates TOML text. `path` is used in diagnostics and to resolve
+/// relative paths in the config (relative to the config file's directory).
+/// Never throws on bad input: every problem becomes a diagnostic.
+LoadResult parseConfig(std::string_view text, const std::string& path);
+
+/// Reads `path` and calls parseConfig. A missing or unreadable file is a diagnostic.
+LoadResult loadConfigFile(const std::string& path);
+
+}  // namespace rollguard::agent

@@ -1,0 +1,91 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace rollguard::agent {
+
+/// A High Dynamic Range histogram with HdrHistogram's layout and query rules, our own
+/// implementation. Values are non-negative integers in the caller's unit (rollguard
+/// stores latencies in microseconds).
+///
+/// Layout (as HdrHistogram): sub_bucket_count = 2^ceil(log2(2 * 10^sigfigs)); unit
+/// magnitude = floor(log2(lowest)); buckets double until highest is covered. Every value
+/// maps to a slot whose equivalent range is at most 10^-sigfigs of the value.
+///
+/// Queries:
+///  - valueAtPercentile(p): the highest equivalent value of the first slot whose
+///    cumulative count reaches target = max(1, (int64)(p/100 * total + 0.5)).
+///  - min()/max(): lowest/highest equivalent value of the smallest/largest recorded slot.
+///  - mean()/stddev(): from each slot's median equivalent value.
+///
+/// A value above `highest` is clamped into the top slot and counted in overflowCount()
+/// (HdrHistogram_c >= 0.11.9 refuses such values instead). Negative values are refused
+/// (record returns false) and the caller counts them.
+///
+/// Thread-safety: none; one writer, or external locking.
+class HdrHistogram {
+public:
+    /// lowest >= 1, highest >= 2 * lowest, 1 <= sigfigs <= 5; throws std::invalid_argument.
+    HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfigs);
+
+    bool record(std::int64_t value, std::int64_t count = 1);
+    void reset();
+
+    /// Adds / subtracts another histogram of the same configuration exactly;
+    /// throws std::invalid_argument on a different configuration. Subtract requires
+    /// that `other` is contained in this one.
+    void add(const HdrHistogram& other);
+    void subtract(const HdrHistogram& other);
+
+    std::int64_t totalCount() const { return total_count_; }
+    std::int64_t overflowCount() const { return overflow_count_; }
+    std::int64_t valueAtPercentile(double percentile) const;
+    std::int64_t min() const;
+    std::int64_t max() const;
+    double mean() const;
+    double stddev() const;
+
+    std::int64_t lowestEquivalentValue(std::int64_t value) const;
+    std::int64_t highestEquivalentValue(std::int64_t value) const;
+    std::int64_t medianEquivalentValue(std::int64_t value) const;
+    std::int64_t sizeOfEquivalentValueRange(std::int64_t value) const;
+    bool valuesAreEquivalent(std::int64_t a, std::int64_t b) const;
+
+    std::int32_t countsIndexFor(std::int64_t value) const;
+    std::int64_t valueAtIndex(std::int32_t index) const;
+    std::int64_t countAtIndex(std::int32_t index) const { return counts_[static_cast<std::size_t>(index)]; }
+    std::int32_t countsLength() const { return counts_len_; }
+    /// Adds `count` at a counts index directly (used to rebuild from sparse slots).
+    void addAtIndex(std::int32_t index, std::int64_t count);
+
+    /// Calls fn(index, count) for every non-zero slot, in index order.
+    void forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const;
+
+    std::int64_t lowestTrackableValue() const { return lowest_; }
+    std::int64_t highestTrackableValue() const { return highest_; }
+    int significantFigures() const { return sigfigs_; }
+    bool sameConfiguration(const HdrHistogram& other) const;
+    std::size_t memoryBytes() const;
+
+private:
+    std::int64_t lowest_;
+    std::int64_t highest_;
+    int sigfigs_;
+    std::int32_t unit_magnitude_ = 0;
+    std::int32_t sub_bucket_half_count_magnitude_ = 0;
+    std::int32_t sub_bucket_count_ = 0;
+    std::int32_t sub_bucket_half_count_ = 0;
+    std::int64_t sub_bucket_mask_ = 0;
+    std::int32_t bucket_count_ = 0;
+    std::int32_t counts_len_ = 0;
+    std::int64_t total_count_ = 0;
+    std::int64_t overflow_count_ = 0;
+    std::int32_t min_index_;  // smallest non-zero index, or counts_len_ when empty
+    std::int32_t max_index_;  // largest non-zero index, or -1 when empty
+    std::vector<std::int64_t> counts_;
+};
+
+}  // namespace rollguard::agent

@@ -1,0 +1,5 @@
+#include <cstdio>
+int main() {
+    std::puts("rollguard " ROLLGUARD_VERSION);
+    return 0;
+}

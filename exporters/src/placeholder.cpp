@@ -1,0 +1,1 @@
+// exporters: filled in by the exporters slice

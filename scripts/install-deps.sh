@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs rollguard's build and test dependencies from Debian packages.
+# Idempotent and non-interactive: installs only what is missing, and does not
+# touch the package index when nothing is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libcurl4-openssl-dev
+  prometheus-cpp-dev
+  libtomlplusplus-dev
+  libspdlog-dev
+  catch2
+  libsimdjson-dev
+  libcli11-dev
+  libsystemd-dev
+  python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace rollguard::testing {
+
+/// One HTTP request as the receiver saw it.
+struct ReceivedRequest {
+    std::string method;
+    std::string target;  ///< path and query
+    std::vector<std::pair<std::string, std::string>> headers;  ///< names lower-cased
+    std::string body;
+
+    std::string header(const std::string& lower_name) const;
+};
+
+/// A real HTTP/1.1 server on 127.0.0.1 (port 0 = a free port) that records every
+/// request and answers with a configurable status. Understands Content-Length and
+/// chunked bodies. Used by tests and by the demo's webhook receiver.
+/// Thread-safety: all methods are thread-safe.
+class HttpReceiver {
+public:
+    explicit HttpReceiver(std::uint16_t port = 0);
+    ~HttpReceiver();
+    HttpReceiver(const HttpReceiver&) = delete;
+    HttpReceiver& operator=(const HttpReceiver&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    std::string url(const std::string& path = "/") const;
+
+    /// Status for the next requests (default 200), e.g. 503 to simulate an outage.
+    void setStatus(int status);
+    /// Delay before answering (simulates a slow receiver).
+    void setDelay(std::chrono::milliseconds delay);
+
+    std::vector<ReceivedRequest> requests() const;
+    /// Waits until at least n requests arrived; false on timeout.
+    bool waitForRequests(std::size_t n, std::chrono::milliseconds timeout) const;
+
+private:
+    void serve();
+    int listen_fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> status_{200};
+    std::atomic<long long> delay_ms_{0};
+    mutable std::mutex mutex_;
+    mutable std::condition_variable cv_;
+    std::vector<ReceivedRequest> requests_;
+    std::thread thread_;
+};
+
+}  // namespace rollguard::testing
