@@ -1,5 +1,160 @@
+// rollguard: parses the command line and wires the libraries together; nothing else.
+//
+// Exit codes: 0 ok; 1 runtime failure (e.g. cannot listen); 2 bad usage or bad config.
+
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
-int main() {
-    std::puts("rollguard " ROLLGUARD_VERSION);
-    return 0;
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "rollguard/agent/config.h"
+#include "rollguard/agent/daemon.h"
+#include "rollguard/exporters/http_server.h"
+#include "rollguard/rules/clock.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+/// Prints every diagnostic; returns the config when there were no errors.
+std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet_ok) {
+    auto result = rollguard::agent::loadConfigFile(path);
+    for (const auto& d : result.diagnostics) {
+        std::cerr << d.format() << "\n";
+    }
+    if (!result.ok()) {
+        std::size_t errors = 0;
+        for (const auto& d : result.diagnostics) {
+            errors += d.level == rollguard::rules::Diagnostic::Level::Error ? 1 : 0;
+        }
+        std::cerr << path << ": " << errors << " error(s); the configuration was not loaded\n";
+        return std::nullopt;
+    }
+    if (!quiet_ok) {
+        const auto& c = *result.config;
+        std::cout << path << ": OK (" << c.sources.size() << " source(s), " << c.rules.size() << " rule(s), "
+                  << c.hooks.size() << " hook(s))\n";
+    }
+    return std::move(result.config);
+}
+
+void configureLogging(const std::string& level) {
+    auto logger = spdlog::stderr_color_mt("rollguard");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
+    spdlog::set_level(spdlog::level::from_str(level));
+    spdlog::flush_on(spdlog::level::trace);
+}
+
+int runAgent(const std::string& config_path, bool dry_run, const std::string& log_level_override) {
+    auto config = load(config_path, true);
+    if (!config) {
+        return kExitUsage;
+    }
+    if (dry_run) {
+        config->agent.dry_run = true;
+    }
+    configureLogging(log_level_override.empty() ? config->agent.log_level : log_level_override);
+
+    // Signals are taken by a dedicated thread with sigwait, so no handler runs inside
+    // library code; every thread started below inherits the blocked mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    rollguard::rules::SystemClock clock;
+    const std::string listen = config->agent.listen;
+    rollguard::agent::Daemon daemon(std::move(*config), clock);
+
+    std::unique_ptr<rollguard::exporters::HttpServer> server;
+    if (!listen.empty()) {
+        try {
+            server = std::make_unique<rollguard::exporters::HttpServer>(listen, [&daemon] { return daemon.snapshot(); });
+            spdlog::info("listening on {} (/metrics, /healthz, /api/v1/status)", listen);
+        } catch (const std::exception& e) {
+            spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
+            return kExitRuntime;
+        }
+    }
+
+    std::atomic<bool> done{false};
+    std::thread signal_thread([&] {
+        const timespec timeout{0, 200'000'000};
+        while (!done) {
+            const int sig = sigtimedwait(&signals, nullptr, &timeout);
+            if (sig == SIGINT || sig == SIGTERM) {
+                spdlog::info("received {}; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+                daemon.requestStop();
+                return;
+            }
+            if (sig == SIGHUP) {
+                spdlog::warn("received SIGHUP; reload is not supported yet, restart to apply a new config");
+            }
+        }
+    });
+
+    spdlog::info("rollguard {} started with {} ({} rule(s)){}", ROLLGUARD_VERSION, config_path,
+                 daemon.config().rules.size(), daemon.config().agent.dry_run ? " in DRY-RUN mode" : "");
+    daemon.start();
+    daemon.run();
+    done = true;
+    signal_thread.join();
+    server.reset();
+    daemon.stop();
+    spdlog::info("stopped");
+    return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"rollguard: sidecar metrics agent and auto-rollback watchdog.\n"
+                 "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.",
+                 "rollguard"};
+    app.set_version_flag("--version", std::string("rollguard ") + ROLLGUARD_VERSION);
+    app.require_subcommand(1);
+
+    std::string config_path;
+    bool dry_run = false;
+    std::string log_level;
+
+    auto* run = app.add_subcommand("run", "Run the agent: follow sources, evaluate rules, run hooks.");
+    run->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+    run->add_flag("--dry-run", dry_run, "Evaluate and log, but only log the hooks that would run");
+    run->add_option("--log-level", log_level, "Override [agent] log_level")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+    auto* check = app.add_subcommand("check", "Validate a configuration; print file:line:col for every error.");
+    check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int code = app.exit(e);
+        return code == 0 ? kExitOk : kExitUsage;
+    }
+
+    try {
+        if (*check) {
+            return load(config_path, false) ? kExitOk : kExitUsage;
+        }
+        return runAgent(config_path, dry_run, log_level);
+    } catch (const std::exception& e) {
+        std::cerr << "rollguard: " << e.what() << "\n";
+        return kExitRuntime;
+    }
 }

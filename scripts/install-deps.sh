@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev
   prometheus-cpp-dev
+  libcivetweb-dev
   libtomlplusplus-dev
   libspdlog-dev
   catch2

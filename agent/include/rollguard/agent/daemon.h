@@ -1,0 +1,134 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rollguard/agent/config.h"
+#include "rollguard/agent/hooks.h"
+#include "rollguard/agent/log_source.h"
+#include "rollguard/agent/sliding_window.h"
+#include "rollguard/rules/clock.h"
+#include "rollguard/rules/engine.h"
+
+namespace rollguard::agent {
+
+/// A copy of everything the exporters show, taken under the daemon's lock.
+struct StatusSnapshot {
+    struct Source {
+        std::string name;
+        std::vector<std::string> files;
+        std::uint64_t lines = 0;
+        std::uint64_t bytes = 0;
+        std::uint64_t bad_invalid_json = 0;
+        std::uint64_t bad_not_object = 0;
+        std::uint64_t bad_latency = 0;
+        std::uint64_t bad_too_long = 0;
+        std::uint64_t rotations = 0;
+        std::uint64_t truncations = 0;
+        std::uint64_t read_errors = 0;
+    };
+    struct Rule {
+        std::string name;
+        std::string severity;
+        std::string source;
+        std::string metric;
+        std::string comparison;
+        double threshold = 0.0;
+        std::chrono::nanoseconds window{0};
+        std::chrono::nanoseconds for_{0};
+        rules::AlertState state = rules::AlertState::Inactive;
+        std::optional<double> value;
+        std::int64_t samples = 0;
+        std::optional<rules::TimePoint> since;
+        std::optional<rules::TimePoint> last_evaluation;
+        bool latched = false;
+    };
+    struct Hook {
+        std::string name;
+        std::string type;
+        std::uint64_t ok = 0;
+        std::uint64_t failed = 0;
+        double last_duration_seconds = 0.0;
+        std::string last_message;
+        std::optional<rules::TimePoint> last_run;
+    };
+    std::string config_path;
+    std::chrono::nanoseconds tick{0};
+    rules::TimePoint started{};
+    std::optional<rules::TimePoint> last_tick;
+    std::uint64_t ticks = 0;
+    std::uint64_t incidents = 0;  ///< critical rules that went firing
+    bool dry_run = false;
+    std::vector<Source> sources;
+    std::vector<Rule> rules;
+    std::vector<Hook> hooks;
+};
+
+/// The running agent: owns the sources (one tailer thread each), their windows, the
+/// rule engine and the hook runner, and wires them on every tick:
+///   take each source's interval -> add to its window -> evaluate rules on each rule's
+///   window -> log transitions -> queue hooks (off this thread).
+/// Thread-safety: construct, start(), tick()/run() and stop() from one thread;
+/// requestStop() and snapshot() from any thread.
+class Daemon {
+public:
+    /// Builds everything from a validated config; the clock must outlive the daemon.
+    Daemon(Config config, const rules::Clock& clock);
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+
+    /// Starts the source threads.
+    void start();
+    /// One evaluation at clock.now(). Public so tests can drive it with a ManualClock.
+    void tick();
+    /// Reads what the sources have available now on the calling thread, instead of
+    /// their threads (tests; later replay). Only before start().
+    void pollSources();
+    /// Ticks every `agent.tick` (real time between ticks) until requestStop().
+    void run();
+    void requestStop();
+    /// Stops the sources, then finishes queued hooks. Idempotent.
+    void stop();
+
+    StatusSnapshot snapshot() const;
+    const Config& config() const { return config_; }
+    /// For tests: waits until queued hooks have run.
+    void waitForHooks();
+
+private:
+    struct SourceState;
+    void onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
+    BreachEvent makeEvent(const rules::Transition& t) const;
+
+    Config config_;
+    const rules::Clock& clock_;
+    std::string host_;
+    std::vector<std::unique_ptr<SourceState>> sources_;
+    std::map<std::string, std::size_t, std::less<>> source_index_;
+    rules::Engine engine_;
+    std::unique_ptr<HookRunner> hooks_;
+
+    mutable std::mutex mutex_;  // guards snapshot_
+    StatusSnapshot snapshot_;
+
+    std::mutex stop_mutex_;
+    std::condition_variable stop_cv_;
+    bool stop_requested_ = false;
+    bool started_ = false;
+    bool stopped_ = false;
+};
+
+/// Human rendering of a metric value in its unit: latency metrics as durations
+/// ("412ms"), ratios and counts as numbers.
+std::string formatMetricValue(const rules::MetricSpec& metric, double value);
+
+}  // namespace rollguard::agent

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rollguard/rules/clock.h"
+
+namespace rollguard::agent {
+
+/// A small streaming JSON writer: correct escaping (quotes, backslash, control
+/// characters as \uXXXX), commas placed for you, non-finite doubles written as null,
+/// doubles in their shortest round-trip form. Not thread-safe.
+class JsonWriter {
+public:
+    JsonWriter& beginObject();
+    JsonWriter& endObject();
+    JsonWriter& beginArray();
+    JsonWriter& endArray();
+    JsonWriter& key(std::string_view name);
+    JsonWriter& value(std::string_view s);
+    JsonWriter& value(const char* s) { return value(std::string_view(s)); }
+    JsonWriter& value(const std::string& s) { return value(std::string_view(s)); }
+    JsonWriter& value(double d);
+    JsonWriter& value(std::int64_t i);
+    JsonWriter& value(std::uint64_t u);
+    JsonWriter& value(int i) { return value(static_cast<std::int64_t>(i)); }
+    JsonWriter& value(bool b);
+    JsonWriter& null();
+
+    const std::string& str() const { return out_; }
+
+private:
+    void separate();
+    std::string out_;
+    std::vector<bool> has_items_;  // per open container
+    bool after_key_ = false;
+};
+
+/// Appends `s` to `out` as a JSON string literal, quotes included.
+void appendJsonString(std::string& out, std::string_view s);
+
+/// RFC 3339 UTC with milliseconds: "2026-11-23T15:20:01.123Z".
+std::string formatRfc3339(rules::TimePoint t);
+
+}  // namespace rollguard::agent

@@ -1,0 +1,313 @@
+#include "rollguard/agent/daemon.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "rollguard/rules/duration.h"
+
+namespace rollguard::agent {
+
+namespace {
+
+std::string hostName(const AgentSettings& settings) {
+    if (!settings.hostname.empty()) {
+        return settings.hostname;
+    }
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof(buf) - 1) != 0) {
+        return "unknown";
+    }
+    return buf;
+}
+
+std::string formatNumber(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.4g", v);
+    return buf;
+}
+
+/// Slots are as wide as a tick, but never wider than a second, so a rule's window is
+/// honoured to within one slot.
+std::chrono::nanoseconds slotWidth(const AgentSettings& settings) {
+    return std::min<std::chrono::nanoseconds>(settings.tick, std::chrono::seconds{1});
+}
+
+}  // namespace
+
+std::string formatMetricValue(const rules::MetricSpec& metric, double value) {
+    if (metric.isLatency()) {
+        return rules::formatSeconds(value);
+    }
+    return formatNumber(value);
+}
+
+struct Daemon::SourceState {
+    SourceState(const LogSourceConfig& cfg, std::chrono::nanoseconds slot, std::chrono::nanoseconds retention)
+        : config(cfg), recorder(), window(slot, retention, recorder.settings()), tailer(cfg, recorder) {}
+
+    LogSourceConfig config;
+    IntervalRecorder recorder;
+    SlidingWindow window;
+    LogTailer tailer;
+};
+
+Daemon::Daemon(Config config, const rules::Clock& clock)
+    : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)), engine_(config_.rules) {
+    const auto slot = slotWidth(config_.agent);
+    for (const auto& source : config_.sources) {
+        // A source keeps as much history as its longest rule window needs.
+        std::chrono::nanoseconds retention = slot;
+        for (const auto& rule : config_.rules) {
+            if (rule.source == source.name) {
+                retention = std::max(retention, rule.window + slot);
+            }
+        }
+        source_index_.emplace(source.name, sources_.size());
+        sources_.push_back(std::make_unique<SourceState>(source, slot, retention));
+    }
+
+    hooks_ = std::make_unique<HookRunner>(
+        [this](const std::string& hook, const BreachEvent& event, const HookResult& result) {
+            onHookResult(hook, event, result);
+        });
+    for (const auto& hook : config_.hooks) {
+        hooks_->add(makeHook(hook));
+    }
+
+    snapshot_.config_path = config_.path;
+    snapshot_.tick = config_.agent.tick;
+    snapshot_.started = clock_.now();
+    snapshot_.dry_run = config_.agent.dry_run;
+    for (const auto& rule : config_.rules) {
+        StatusSnapshot::Rule r;
+        r.name = rule.name;
+        r.severity = rules::toString(rule.severity);
+        r.source = rule.source;
+        r.metric = rule.metric.text;
+        r.comparison = rules::toString(rule.comparison);
+        r.threshold = rule.threshold;
+        r.window = rule.window;
+        r.for_ = rule.for_;
+        snapshot_.rules.push_back(std::move(r));
+    }
+    for (const auto& hook : config_.hooks) {
+        StatusSnapshot::Hook h;
+        h.name = hook.name;
+        h.type = toString(hook.type);
+        snapshot_.hooks.push_back(std::move(h));
+    }
+    for (const auto& source : sources_) {
+        StatusSnapshot::Source s;
+        s.name = source->config.name;
+        snapshot_.sources.push_back(std::move(s));
+    }
+}
+
+Daemon::~Daemon() {
+    stop();
+}
+
+void Daemon::start() {
+    for (auto& source : sources_) {
+        source->tailer.start();
+        spdlog::info("source {}: following {} file(s) matching {}", source->config.name,
+                     source->tailer.files().size(), fmt::join(source->config.paths, ", "));
+    }
+    started_ = true;
+}
+
+void Daemon::tick() {
+    const auto now = clock_.now();
+    for (auto& source : sources_) {
+        IntervalStats interval = source->recorder.take();
+        if (interval.events > 0) {
+            source->window.add(now, interval);
+        }
+    }
+
+    // Each rule reads its own window; the stats live until the evaluation is done.
+    const auto& rule_specs = engine_.rules();
+    std::vector<std::optional<WindowStats>> windows(rule_specs.size());
+    for (std::size_t i = 0; i < rule_specs.size(); ++i) {
+        auto it = source_index_.find(rule_specs[i].source);
+        if (it != source_index_.end()) {
+            windows[i].emplace(sources_[it->second]->window.query(now, rule_specs[i].window));
+        }
+    }
+    auto lookup = [&](const rules::RuleSpec& rule) -> rules::SeriesStats {
+        const auto index = static_cast<std::size_t>(&rule - rule_specs.data());
+        if (index < windows.size() && windows[index]) {
+            return windows[index]->asSeriesStats();
+        }
+        return {};
+    };
+    const auto transitions = engine_.evaluate(now, lookup);
+
+    std::uint64_t new_incidents = 0;
+    for (const auto& t : transitions) {
+        const auto& rule = *t.rule;
+        const std::string value =
+            t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : std::string("no data");
+        const std::string message =
+            fmt::format("rule {} ({}): {} -> {}: {}={} {} {} ({} samples, window {}, for {})", rule.name,
+                        rules::toString(rule.severity), rules::toString(t.from), rules::toString(t.to),
+                        rule.metric.text, value, rules::toString(rule.comparison),
+                        formatMetricValue(rule.metric, rule.threshold), t.metric.samples,
+                        rules::formatDuration(rule.window), rules::formatDuration(rule.for_));
+        if (t.to == rules::AlertState::Firing) {
+            spdlog::warn("{}", message);
+            if (rule.severity == rules::Severity::Critical) {
+                ++new_incidents;
+            }
+        } else {
+            spdlog::info("{}", message);
+        }
+        if (!t.hooks_to_run.empty()) {
+            BreachEvent event = makeEvent(t);
+            if (config_.agent.dry_run) {
+                spdlog::warn("rule {}: dry run: would run hooks [{}]", rule.name, fmt::join(t.hooks_to_run, ", "));
+            } else {
+                spdlog::info("rule {}: running hooks [{}]", rule.name, fmt::join(t.hooks_to_run, ", "));
+                hooks_->enqueue(t.hooks_to_run, std::move(event));
+            }
+        } else if (t.to == rules::AlertState::Firing && rule.severity == rules::Severity::Critical &&
+                   !rule.hooks.empty()) {
+            spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again",
+                         rule.name);
+        }
+    }
+
+    std::lock_guard lock(mutex_);
+    snapshot_.last_tick = now;
+    ++snapshot_.ticks;
+    snapshot_.incidents += new_incidents;
+    for (std::size_t i = 0; i < rule_specs.size(); ++i) {
+        const auto& status = engine_.status(i);
+        auto& r = snapshot_.rules[i];
+        r.state = status.state;
+        r.value = status.last.value;
+        r.samples = status.last.samples;
+        r.since = status.since;
+        r.last_evaluation = status.last_evaluation;
+        r.latched = status.latched;
+    }
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        const auto& c = sources_[i]->tailer.counters();
+        auto& s = snapshot_.sources[i];
+        s.files = sources_[i]->tailer.files();
+        s.lines = c.lines;
+        s.bytes = c.bytes;
+        s.bad_invalid_json = c.bad_invalid_json;
+        s.bad_not_object = c.bad_not_object;
+        s.bad_latency = c.bad_latency;
+        s.bad_too_long = c.bad_too_long;
+        s.rotations = c.rotations;
+        s.truncations = c.truncations;
+        s.read_errors = c.read_errors;
+    }
+}
+
+void Daemon::pollSources() {
+    for (auto& source : sources_) {
+        source->tailer.pollOnce();
+    }
+}
+
+void Daemon::run() {
+    using steady = std::chrono::steady_clock;
+    auto next = steady::now();
+    std::unique_lock lock(stop_mutex_);
+    while (!stop_requested_) {
+        lock.unlock();
+        tick();
+        lock.lock();
+        next += std::chrono::duration_cast<steady::duration>(config_.agent.tick);
+        // After a stall (suspend, overload) tick again at once rather than in a burst.
+        if (next < steady::now()) {
+            next = steady::now();
+        }
+        stop_cv_.wait_until(lock, next, [this] { return stop_requested_; });
+    }
+}
+
+void Daemon::requestStop() {
+    {
+        std::lock_guard lock(stop_mutex_);
+        stop_requested_ = true;
+    }
+    stop_cv_.notify_all();
+}
+
+void Daemon::stop() {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    for (auto& source : sources_) {
+        source->tailer.stop();
+    }
+    if (hooks_) {
+        hooks_->stop();
+    }
+}
+
+void Daemon::waitForHooks() {
+    hooks_->waitIdle();
+}
+
+StatusSnapshot Daemon::snapshot() const {
+    std::lock_guard lock(mutex_);
+    return snapshot_;
+}
+
+BreachEvent Daemon::makeEvent(const rules::Transition& t) const {
+    const auto& rule = *t.rule;
+    BreachEvent e;
+    e.rule = rule.name;
+    e.severity = rules::toString(rule.severity);
+    e.state = "firing";
+    e.source = rule.source;
+    e.metric = rule.metric.text;
+    e.value = t.metric.value.value_or(std::nan(""));
+    e.threshold = rule.threshold;
+    e.comparison = rules::toString(rule.comparison);
+    e.samples = t.metric.samples;
+    e.window = rule.window;
+    e.for_ = rule.for_;
+    e.since = t.since;
+    e.fired_at = t.at;
+    e.host = host_;
+    e.description = rule.description;
+    e.summary = fmt::format("{} {} {} {} over {} ({} samples)", rule.metric.text,
+                            t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : std::string("n/a"),
+                            rule.comparison == rules::Comparison::Above ? ">" : "<",
+                            formatMetricValue(rule.metric, rule.threshold), rules::formatDuration(rule.window),
+                            t.metric.samples);
+    return e;
+}
+
+void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result) {
+    if (result.ok) {
+        spdlog::info("hook {} (rule {}): ok in {}ms: {}", hook, event.rule, result.duration.count(), result.message);
+    } else {
+        spdlog::error("hook {} (rule {}): FAILED after {}ms ({} attempt(s)): {}", hook, event.rule,
+                      result.duration.count(), result.attempts, result.message);
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& h : snapshot_.hooks) {
+        if (h.name == hook) {
+            (result.ok ? h.ok : h.failed) += 1;
+            h.last_duration_seconds = static_cast<double>(result.duration.count()) / 1000.0;
+            h.last_message = result.message;
+            h.last_run = clock_.now();
+        }
+    }
+}
+
+}  // namespace rollguard::agent

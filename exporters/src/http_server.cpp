@@ -1,0 +1,114 @@
+#include "rollguard/exporters/http_server.h"
+
+#include <civetweb.h>
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+namespace rollguard::exporters {
+
+namespace {
+
+void reply(mg_connection* conn, int status, const char* content_type, const std::string& body) {
+    const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
+                                                                                            : "Service Unavailable";
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+              "Connection: close\r\n\r\n",
+              status, reason, content_type, body.size());
+    mg_write(conn, body.data(), body.size());
+}
+
+bool healthy(const agent::StatusSnapshot& s) {
+    const auto now = std::chrono::system_clock::now();
+    const auto allowed = 3 * s.tick + std::chrono::seconds{1};
+    const auto reference = s.last_tick ? *s.last_tick : s.started;
+    return now - reference <= allowed;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+    SnapshotFn snapshot;
+    mg_context* ctx = nullptr;
+    std::uint16_t port = 0;
+
+    static int handle(mg_connection* conn, void* cbdata) {
+        auto* self = static_cast<Impl*>(cbdata);
+        const mg_request_info* info = mg_get_request_info(conn);
+        const std::string uri = info->local_uri ? info->local_uri : "";
+        const bool is_get = std::strcmp(info->request_method, "GET") == 0 ||
+                            std::strcmp(info->request_method, "HEAD") == 0;
+        if (!is_get) {
+            reply(conn, 405, "text/plain; charset=utf-8", "only GET is supported here\n");
+            return 405;
+        }
+        try {
+            if (uri == "/metrics") {
+                reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(self->snapshot()));
+                return 200;
+            }
+            if (uri == "/healthz") {
+                const bool ok = healthy(self->snapshot());
+                reply(conn, ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "evaluation loop stalled\n");
+                return ok ? 200 : 503;
+            }
+            if (uri == "/api/v1/status") {
+                reply(conn, 200, "application/json", renderStatusJson(self->snapshot()) + "\n");
+                return 200;
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("http: {} failed: {}", uri, e.what());
+            reply(conn, 503, "text/plain; charset=utf-8", "internal error\n");
+            return 503;
+        }
+        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /api/v1/status\n");
+        return 404;
+    }
+};
+
+HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot) : impl_(std::make_unique<Impl>()) {
+    impl_->snapshot = std::move(snapshot);
+    static std::once_flag init;
+    std::call_once(init, [] { mg_init_library(0); });
+
+    const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "2", "enable_keep_alive", "no",
+                             nullptr};
+    mg_callbacks callbacks{};
+    mg_init_data init_data{};
+    init_data.callbacks = &callbacks;
+    init_data.user_data = impl_.get();
+    init_data.configuration_options = options;
+    char error_text[256] = {};
+    mg_error_data error{};
+    error.text = error_text;
+    error.text_buffer_size = sizeof(error_text);
+    impl_->ctx = mg_start2(&init_data, &error);
+    if (impl_->ctx == nullptr) {
+        throw std::runtime_error("cannot listen on " + listen + ": " +
+                                 (error_text[0] ? std::string(error_text) : std::string("unknown error")));
+    }
+    mg_set_request_handler(impl_->ctx, "/", &Impl::handle, impl_.get());
+    mg_server_port ports[4] = {};
+    const int n = mg_get_server_ports(impl_->ctx, 4, ports);
+    if (n > 0) {
+        impl_->port = static_cast<std::uint16_t>(ports[0].port);
+    }
+}
+
+HttpServer::~HttpServer() {
+    if (impl_ && impl_->ctx) {
+        mg_stop(impl_->ctx);
+    }
+}
+
+std::uint16_t HttpServer::port() const {
+    return impl_->port;
+}
+
+}  // namespace rollguard::exporters

@@ -1,1 +1,0 @@
-// exporters: filled in by the exporters slice

@@ -1,0 +1,223 @@
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "rollguard/agent/json_writer.h"
+#include "rollguard/exporters/http_server.h"
+#include "rollguard/rules/duration.h"
+
+#ifndef ROLLGUARD_VERSION
+#define ROLLGUARD_VERSION "0.1.0"
+#endif
+
+namespace rollguard::exporters {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+double seconds(rules::TimePoint t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+double stateValue(rules::AlertState s) {
+    switch (s) {
+        case rules::AlertState::Pending:
+            return 1;
+        case rules::AlertState::Firing:
+            return 2;
+        default:
+            return 0;
+    }
+}
+
+class Families {
+public:
+    MetricFamily& family(const std::string& name, const std::string& help, MetricType type) {
+        families_.push_back(MetricFamily{name, help, type, {}});
+        return families_.back();
+    }
+    std::vector<MetricFamily>& all() { return families_; }
+
+private:
+    std::vector<MetricFamily> families_;
+};
+
+void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == MetricType::Counter) {
+        m.counter.value = value;
+    } else {
+        m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::string renderMetrics(const agent::StatusSnapshot& s) {
+    Families fams;
+    add(fams.family("rollguard_build_info", "rollguard build information.", MetricType::Gauge),
+        {{"version", ROLLGUARD_VERSION}}, 1);
+    add(fams.family("rollguard_start_time_seconds", "When the agent started, seconds since the epoch.",
+                    MetricType::Gauge),
+        {}, seconds(s.started));
+    add(fams.family("rollguard_evaluations_total", "Rule evaluation ticks run.", MetricType::Counter), {},
+        static_cast<double>(s.ticks));
+    add(fams.family("rollguard_last_evaluation_timestamp_seconds",
+                    "When the rules were last evaluated, seconds since the epoch (0 before the first).",
+                    MetricType::Gauge),
+        {}, s.last_tick ? seconds(*s.last_tick) : 0.0);
+    add(fams.family("rollguard_incidents_total", "Critical rules that went firing.", MetricType::Counter), {},
+        static_cast<double>(s.incidents));
+
+    auto& lines = fams.family("rollguard_source_lines_total", "Complete log lines read, good and bad.",
+                              MetricType::Counter);
+    auto& bytes = fams.family("rollguard_source_bytes_total", "Bytes read from log files.", MetricType::Counter);
+    auto& bad = fams.family("rollguard_source_bad_lines_total", "Log lines skipped, by reason.",
+                            MetricType::Counter);
+    auto& files = fams.family("rollguard_source_files", "Files currently followed.", MetricType::Gauge);
+    auto& rotations = fams.family("rollguard_source_rotations_total", "File rotations (rename) detected.",
+                                  MetricType::Counter);
+    auto& truncations = fams.family("rollguard_source_truncations_total",
+                                    "File truncations (copytruncate) detected.", MetricType::Counter);
+    auto& read_errors = fams.family("rollguard_source_read_errors_total", "Errors reading log files.",
+                                    MetricType::Counter);
+    for (const auto& src : s.sources) {
+        const ClientMetric::Label l{"source", src.name};
+        add(lines, {l}, static_cast<double>(src.lines));
+        add(bytes, {l}, static_cast<double>(src.bytes));
+        add(bad, {l, {"reason", "invalid_json"}}, static_cast<double>(src.bad_invalid_json));
+        add(bad, {l, {"reason", "not_an_object"}}, static_cast<double>(src.bad_not_object));
+        add(bad, {l, {"reason", "bad_latency"}}, static_cast<double>(src.bad_latency));
+        add(bad, {l, {"reason", "too_long"}}, static_cast<double>(src.bad_too_long));
+        add(files, {l}, static_cast<double>(src.files.size()));
+        add(rotations, {l}, static_cast<double>(src.rotations));
+        add(truncations, {l}, static_cast<double>(src.truncations));
+        add(read_errors, {l}, static_cast<double>(src.read_errors));
+    }
+
+    auto& state = fams.family("rollguard_rule_state", "Rule state: 0 ok, 1 pending, 2 firing.", MetricType::Gauge);
+    auto& value = fams.family("rollguard_rule_value",
+                              "The rule's metric over its window (seconds for latency); NaN without data.",
+                              MetricType::Gauge);
+    auto& threshold = fams.family("rollguard_rule_threshold", "The rule's threshold.", MetricType::Gauge);
+    auto& samples = fams.family("rollguard_rule_samples", "Samples in the rule's window at the last evaluation.",
+                                MetricType::Gauge);
+    auto& latched = fams.family("rollguard_rule_rollback_latched",
+                                "1 when the rule's rollback has run and is latched for this incident.",
+                                MetricType::Gauge);
+    for (const auto& r : s.rules) {
+        std::vector<ClientMetric::Label> l{{"rule", r.name}, {"severity", r.severity}};
+        add(state, l, stateValue(r.state));
+        add(value, l, r.value.value_or(std::numeric_limits<double>::quiet_NaN()));
+        add(threshold, l, r.threshold);
+        add(samples, l, static_cast<double>(r.samples));
+        add(latched, l, r.latched ? 1 : 0);
+    }
+
+    auto& runs = fams.family("rollguard_hook_runs_total", "Hook runs by outcome.", MetricType::Counter);
+    auto& duration = fams.family("rollguard_hook_last_duration_seconds", "Duration of the hook's last run.",
+                                 MetricType::Gauge);
+    for (const auto& h : s.hooks) {
+        add(runs, {{"hook", h.name}, {"outcome", "failure"}, {"type", h.type}}, static_cast<double>(h.failed));
+        add(runs, {{"hook", h.name}, {"outcome", "success"}, {"type", h.type}}, static_cast<double>(h.ok));
+        add(duration, {{"hook", h.name}, {"type", h.type}}, h.last_duration_seconds);
+    }
+
+    prometheus::TextSerializer serializer;
+    std::ostringstream out;
+    serializer.Serialize(out, fams.all());
+    return out.str();
+}
+
+std::string renderStatusJson(const agent::StatusSnapshot& s) {
+    agent::JsonWriter w;
+    auto optionalTime = [&w](const std::optional<rules::TimePoint>& t) {
+        if (t) {
+            w.value(agent::formatRfc3339(*t));
+        } else {
+            w.null();
+        }
+    };
+    w.beginObject();
+    w.key("version").value(ROLLGUARD_VERSION);
+    w.key("config").value(s.config_path);
+    w.key("started").value(agent::formatRfc3339(s.started));
+    w.key("last_evaluation");
+    optionalTime(s.last_tick);
+    w.key("evaluations").value(s.ticks);
+    w.key("incidents").value(s.incidents);
+    w.key("dry_run").value(s.dry_run);
+    w.key("rules").beginArray();
+    for (const auto& r : s.rules) {
+        w.beginObject();
+        w.key("name").value(r.name);
+        w.key("severity").value(r.severity);
+        w.key("state").value(rules::toString(r.state));
+        w.key("source").value(r.source);
+        w.key("metric").value(r.metric);
+        w.key("comparison").value(r.comparison);
+        w.key("threshold").value(r.threshold);
+        w.key("value");
+        if (r.value) {
+            w.value(*r.value);
+        } else {
+            w.null();
+        }
+        w.key("samples").value(r.samples);
+        w.key("window").value(rules::formatDuration(r.window));
+        w.key("for").value(rules::formatDuration(r.for_));
+        w.key("since");
+        optionalTime(r.since);
+        w.key("last_evaluation");
+        optionalTime(r.last_evaluation);
+        w.key("rollback_latched").value(r.latched);
+        w.endObject();
+    }
+    w.endArray();
+    w.key("sources").beginArray();
+    for (const auto& src : s.sources) {
+        w.beginObject();
+        w.key("name").value(src.name);
+        w.key("files").beginArray();
+        for (const auto& f : src.files) {
+            w.value(f);
+        }
+        w.endArray();
+        w.key("lines").value(src.lines);
+        w.key("bytes").value(src.bytes);
+        w.key("bad_lines").beginObject();
+        w.key("invalid_json").value(src.bad_invalid_json);
+        w.key("not_an_object").value(src.bad_not_object);
+        w.key("bad_latency").value(src.bad_latency);
+        w.key("too_long").value(src.bad_too_long);
+        w.endObject();
+        w.endObject();
+    }
+    w.endArray();
+    w.key("hooks").beginArray();
+    for (const auto& h : s.hooks) {
+        w.beginObject();
+        w.key("name").value(h.name);
+        w.key("type").value(h.type);
+        w.key("successes").value(h.ok);
+        w.key("failures").value(h.failed);
+        w.key("last_run");
+        optionalTime(h.last_run);
+        w.key("last_message").value(h.last_message);
+        w.endObject();
+    }
+    w.endArray();
+    w.endObject();
+    return w.str();
+}
+
+}  // namespace rollguard::exporters

@@ -1,0 +1,102 @@
+// rollguard-loggen: the demo workload. Appends realistic JSON access-log lines to a file
+// at a steady rate: healthy first, then degraded (latency x4 and ~8% 5xx), as a bad
+// canary would. Used by the demo and by end-to-end tests.
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "rollguard/agent/json_writer.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"Append realistic JSON access-log lines: healthy, then degraded (latency x4, ~8% 5xx)."};
+    std::string out;
+    double rate = 200;
+    double healthy_seconds = 5;
+    double degraded_seconds = 20;
+    double latency_factor = 4.0;
+    double error_ratio = 0.08;
+    unsigned seed = 42;
+    std::string variant = "canary";
+    app.add_option("-o,--out", out, "Log file to append to")->required();
+    app.add_option("--rate", rate, "Lines per second")->check(CLI::Range(1.0, 1e6));
+    app.add_option("--healthy", healthy_seconds, "Seconds of healthy traffic")->check(CLI::NonNegativeNumber);
+    app.add_option("--degraded", degraded_seconds, "Seconds of degraded traffic")->check(CLI::NonNegativeNumber);
+    app.add_option("--latency-factor", latency_factor, "Latency multiplier when degraded");
+    app.add_option("--error-ratio", error_ratio, "Share of 5xx responses when degraded")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--seed", seed, "Random seed");
+    app.add_option("--variant", variant, "Value of the 'variant' field");
+    CLI11_PARSE(app, argc, argv);
+
+    std::ofstream file(out, std::ios::app | std::ios::binary);
+    if (!file) {
+        std::cerr << "rollguard-loggen: cannot open " << out << "\n";
+        return 1;
+    }
+
+    std::mt19937_64 rng(seed);
+    std::lognormal_distribution<double> latency_ms(std::log(25.0), 0.45);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const char* routes[] = {"/api/orders", "/api/orders/{id}", "/api/users/{id}", "/api/search", "/healthz"};
+    const char* methods[] = {"GET", "GET", "GET", "POST", "PUT"};
+
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const auto period = std::chrono::duration<double>(1.0 / rate);
+    const double total = healthy_seconds + degraded_seconds;
+    std::uint64_t n = 0;
+    std::uint64_t degraded_lines = 0;
+    bool announced = false;
+    for (;;) {
+        const auto due = start + std::chrono::duration_cast<clock::duration>(period * static_cast<double>(n));
+        const double elapsed = std::chrono::duration<double>(due - start).count();
+        if (elapsed >= total) {
+            break;
+        }
+        std::this_thread::sleep_until(due);
+        const bool degraded = elapsed >= healthy_seconds;
+        if (degraded && !announced) {
+            std::cerr << "rollguard-loggen: " << n << " healthy lines written; now degraded (latency x"
+                      << latency_factor << ", " << error_ratio * 100 << "% 5xx)\n";
+            announced = true;
+        }
+        double ms = latency_ms(rng);
+        int status = unit(rng) < 0.003 ? 404 : 200;
+        if (degraded) {
+            ms *= latency_factor;
+            if (unit(rng) < error_ratio) {
+                status = unit(rng) < 0.7 ? 500 : 503;
+            }
+            ++degraded_lines;
+        }
+        const std::size_t r = static_cast<std::size_t>(unit(rng) * 5) % 5;
+        char trace[17];
+        std::snprintf(trace, sizeof(trace), "%016llx", static_cast<unsigned long long>(rng()));
+
+        rollguard::agent::JsonWriter w;
+        w.beginObject();
+        w.key("ts").value(rollguard::agent::formatRfc3339(std::chrono::system_clock::now()));
+        w.key("level").value(status >= 500 ? "error" : "info");
+        w.key("method").value(methods[r]);
+        w.key("route").value(routes[r]);
+        w.key("status").value(status);
+        w.key("duration_ms").value(std::round(ms * 1000.0) / 1000.0);
+        w.key("bytes").value(static_cast<std::int64_t>(200 + unit(rng) * 4000));
+        w.key("variant").value(variant);
+        w.key("trace_id").value(trace);
+        w.endObject();
+        file << w.str() << '\n';
+        file.flush();
+        ++n;
+    }
+    std::cerr << "rollguard-loggen: wrote " << n << " lines (" << degraded_lines << " degraded) to " << out << "\n";
+    return 0;
+}

@@ -1,0 +1,174 @@
+// The daemon's wiring driven by a ManualClock: real log file -> tailer -> window -> rules
+// -> env file hook, with no sleeping.
+
+#include <chrono>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "rollguard/agent/daemon.h"
+#include "temp_dir.h"
+
+using namespace rollguard;
+using namespace std::chrono_literals;
+using rollguard::testing::appendFile;
+using rollguard::testing::readFile;
+using rollguard::testing::TempDir;
+using rollguard::testing::writeFile;
+
+namespace {
+
+std::string lines(int n, int errors, double ms) {
+    std::string out;
+    for (int i = 0; i < n; ++i) {
+        out += "{\"status\":" + std::to_string(i < errors ? 500 : 200) + ",\"duration_ms\":" + std::to_string(ms) + "}\n";
+    }
+    return out;
+}
+
+agent::Config makeConfig(const TempDir& dir) {
+    agent::Config c;
+    c.path = (dir / "test.toml").string();
+    c.agent.tick = 1s;
+    c.agent.listen = "";
+    c.agent.hostname = "unit";
+
+    agent::LogSourceConfig src;
+    src.name = "app";
+    src.paths = {(dir / "app.log").string()};
+    src.read_from = agent::ReadFrom::Beginning;
+    src.latency = agent::LatencyField{"duration_ms", agent::LatencyUnit::Milliseconds, {}};
+    src.error.kind = agent::ErrorPredicate::Kind::NumberAtLeast;
+    src.error.field = "status";
+    src.error.gte = 500;
+    c.sources.push_back(src);
+
+    rules::RuleSpec critical;
+    critical.name = "errors";
+    critical.severity = rules::Severity::Critical;
+    critical.source = "app";
+    critical.metric = {rules::MetricKind::ErrorRatio, 0.0, "error_ratio"};
+    critical.threshold = 0.05;
+    critical.window = 10s;
+    critical.for_ = 5s;
+    critical.min_samples = 50;
+    critical.hooks = {"flip"};
+    c.rules.push_back(critical);
+
+    rules::RuleSpec warning;
+    warning.name = "slow";
+    warning.severity = rules::Severity::Warning;
+    warning.source = "app";
+    warning.metric = {rules::MetricKind::Quantile, 0.99, "p99"};
+    warning.threshold = 0.1;
+    warning.window = 10s;
+    c.rules.push_back(warning);
+
+    agent::HookConfig flip;
+    flip.name = "flip";
+    flip.type = agent::HookType::EnvFile;
+    flip.path = (dir / "app.env").string();
+    flip.set = {{"CANARY", "0"}};
+    c.hooks.push_back(flip);
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("daemon: a sustained breach fires after exactly `for`, runs the rollback once", "[daemon]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "# canary\nCANARY=1\n");
+    rules::ManualClock clock;
+    agent::Daemon daemon(makeConfig(dir), clock);
+
+    auto step = [&](int n, int errors, double ms) {
+        appendFile(dir / "app.log", lines(n, errors, ms));
+        clock.advance(1s);
+        daemon.pollSources();
+        daemon.tick();
+        return daemon.snapshot();
+    };
+
+    for (int i = 0; i < 5; ++i) {
+        const auto s = step(100, 0, 20);
+        CHECK(s.rules[0].state == rules::AlertState::Inactive);
+        CHECK(s.rules[1].state == rules::AlertState::Inactive);
+    }
+    auto s = step(100, 0, 20);
+    CHECK(s.sources[0].lines == 600);
+    REQUIRE(s.rules[0].value.has_value());
+    CHECK(*s.rules[0].value == 0.0);
+    REQUIRE(s.rules[1].value.has_value());
+    CHECK(*s.rules[1].value == Approx(0.020).epsilon(0.01));
+
+    // 40 errors in 100 lines a second: the 10 s window passes 5% within a tick.
+    s = step(100, 40, 20);
+    const auto breach_start = clock.now();
+    REQUIRE(s.rules[0].state == rules::AlertState::Pending);
+    REQUIRE(s.rules[0].since.has_value());
+    CHECK(*s.rules[0].since == breach_start);
+
+    for (int i = 1; i < 5; ++i) {
+        s = step(100, 40, 20);
+        CHECK(s.rules[0].state == rules::AlertState::Pending);
+    }
+    s = step(100, 40, 20);  // now - since == for
+    CHECK(s.rules[0].state == rules::AlertState::Firing);
+    CHECK(s.incidents == 1);
+    daemon.waitForHooks();
+    CHECK(readFile(dir / "app.env") == "# canary\nCANARY=0\n");
+    s = daemon.snapshot();
+    CHECK(s.hooks[0].ok == 1);
+    CHECK(s.rules[0].latched);
+
+    // Healthy again: the window drains and the rule resolves.
+    for (int i = 0; i < 11; ++i) {
+        s = step(100, 0, 20);
+    }
+    CHECK(s.rules[0].state == rules::AlertState::Inactive);
+
+    // A second breach fires again but the rollback stays latched.
+    writeFile(dir / "app.env", "CANARY=1\n");
+    for (int i = 0; i < 7; ++i) {
+        s = step(100, 40, 20);
+    }
+    CHECK(s.rules[0].state == rules::AlertState::Firing);
+    daemon.waitForHooks();
+    CHECK(daemon.snapshot().hooks[0].ok == 1);
+    CHECK(readFile(dir / "app.env") == "CANARY=1\n");
+}
+
+TEST_CASE("daemon: too few samples never fire, however bad they are", "[daemon]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    rules::ManualClock clock;
+    agent::Daemon daemon(makeConfig(dir), clock);
+    for (int i = 0; i < 20; ++i) {
+        appendFile(dir / "app.log", lines(2, 2, 20));  // 100% errors, 20 lines per window < 50
+        clock.advance(1s);
+        daemon.pollSources();
+        daemon.tick();
+        CHECK(daemon.snapshot().rules[0].state == rules::AlertState::Inactive);
+    }
+    daemon.waitForHooks();
+    CHECK(readFile(dir / "app.env") == "CANARY=1\n");
+}
+
+TEST_CASE("daemon: malformed lines are counted and skipped", "[daemon]") {
+    TempDir dir;
+    writeFile(dir / "app.log", lines(3, 0, 10) + "not json\n[1,2]\n{\"status\":200,\"duration_ms\":\"abc\"}\n" +
+                                   lines(2, 0, 10));
+    writeFile(dir / "app.env", "CANARY=1\n");
+    rules::ManualClock clock;
+    agent::Daemon daemon(makeConfig(dir), clock);
+    daemon.pollSources();
+    daemon.tick();
+    const auto s = daemon.snapshot();
+    CHECK(s.sources[0].lines == 8);
+    CHECK(s.sources[0].bad_invalid_json == 1);
+    CHECK(s.sources[0].bad_not_object == 1);
+    CHECK(s.sources[0].bad_latency == 1);
+    CHECK(s.rules[0].samples == 5);
+}

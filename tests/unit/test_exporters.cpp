@@ -1,0 +1,111 @@
+// /metrics, /healthz and /api/v1/status served by the real listener on 127.0.0.1.
+
+#include <chrono>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "http_client.h"
+#include "rollguard/exporters/http_server.h"
+
+using namespace rollguard;
+using namespace std::chrono_literals;
+
+namespace {
+
+agent::StatusSnapshot sample() {
+    agent::StatusSnapshot s;
+    s.config_path = "/etc/rollguard/rollguard.toml";
+    s.tick = 1s;
+    s.started = std::chrono::system_clock::now() - 10s;
+    s.last_tick = std::chrono::system_clock::now();
+    s.ticks = 10;
+    s.incidents = 1;
+    agent::StatusSnapshot::Source src;
+    src.name = "app";
+    src.files = {"/var/log/app.log"};
+    src.lines = 1234;
+    src.bad_invalid_json = 3;
+    s.sources.push_back(src);
+    agent::StatusSnapshot::Rule r;
+    r.name = "errors";
+    r.severity = "critical";
+    r.metric = "error_ratio";
+    r.comparison = "above";
+    r.threshold = 0.05;
+    r.value = 0.125;
+    r.samples = 800;
+    r.state = rules::AlertState::Firing;
+    r.latched = true;
+    s.rules.push_back(r);
+    agent::StatusSnapshot::Rule quiet = r;
+    quiet.name = "slow";
+    quiet.severity = "warning";
+    quiet.value.reset();
+    quiet.state = rules::AlertState::Inactive;
+    quiet.latched = false;
+    s.rules.push_back(quiet);
+    agent::StatusSnapshot::Hook h;
+    h.name = "page";
+    h.type = "webhook";
+    h.ok = 1;
+    h.failed = 2;
+    s.hooks.push_back(h);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("metrics text names every series by Prometheus conventions", "[exporters]") {
+    const auto text = exporters::renderMetrics(sample());
+    CHECK(text.find("# TYPE rollguard_source_lines_total counter\n") != std::string::npos);
+    CHECK(text.find("rollguard_source_lines_total{source=\"app\"} 1234\n") != std::string::npos);
+    CHECK(text.find("rollguard_source_bad_lines_total{source=\"app\",reason=\"invalid_json\"} 3\n") !=
+          std::string::npos);
+    CHECK(text.find("rollguard_rule_state{rule=\"errors\",severity=\"critical\"} 2\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_value{rule=\"errors\",severity=\"critical\"} 0.125\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_value{rule=\"slow\",severity=\"warning\"} Nan\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_rollback_latched{rule=\"errors\",severity=\"critical\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("rollguard_hook_runs_total{hook=\"page\",outcome=\"failure\",type=\"webhook\"} 2\n") !=
+          std::string::npos);
+    CHECK(text.find("rollguard_incidents_total 1\n") != std::string::npos);
+}
+
+TEST_CASE("the listener serves /metrics, /healthz, /api/v1/status on loopback", "[exporters]") {
+    auto snapshot = sample();
+    exporters::HttpServer server("127.0.0.1:0", [&snapshot] { return snapshot; });
+    REQUIRE(server.port() != 0);
+
+    auto r = testing::httpGet(server.port(), "/metrics");
+    CHECK(r.status == 200);
+    CHECK(r.content_type.find("text/plain; version=0.0.4") == 0);
+    CHECK(r.body.find("rollguard_rule_state{rule=\"errors\",severity=\"critical\"} 2") != std::string::npos);
+
+    r = testing::httpGet(server.port(), "/healthz");
+    CHECK(r.status == 200);
+
+    r = testing::httpGet(server.port(), "/api/v1/status");
+    CHECK(r.status == 200);
+    CHECK(r.content_type == "application/json");
+    CHECK(r.body.find("\"name\":\"errors\",\"severity\":\"critical\",\"state\":\"firing\"") != std::string::npos);
+    CHECK(r.body.find("\"value\":null") != std::string::npos);
+
+    r = testing::httpGet(server.port(), "/nope");
+    CHECK(r.status == 404);
+}
+
+TEST_CASE("/healthz turns 503 when the evaluation loop stalls", "[exporters]") {
+    auto snapshot = sample();
+    snapshot.last_tick = std::chrono::system_clock::now() - 60s;
+    exporters::HttpServer server("127.0.0.1:0", [&snapshot] { return snapshot; });
+    CHECK(testing::httpGet(server.port(), "/healthz").status == 503);
+}
+
+TEST_CASE("a listen address already in use is refused with a reason", "[exporters]") {
+    auto snapshot = sample();
+    exporters::HttpServer first("127.0.0.1:0", [&snapshot] { return snapshot; });
+    const std::string taken = "127.0.0.1:" + std::to_string(first.port());
+    CHECK_THROWS_WITH(exporters::HttpServer(taken, [&snapshot] { return snapshot; }),
+                      Catch::Contains("cannot listen on " + taken));
+}
