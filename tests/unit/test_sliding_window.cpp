@@ -102,7 +102,7 @@ TEST_CASE("window fills gaps in slot order", "[store][window]") {
     CHECK(w.query(t0 + 30s, 21s).events == 15);
 }
 
-TEST_CASE("window query includes exactly the slots in (now - window, now]", "[store][window]") {
+TEST_CASE("window query includes exactly the slots from now - window (exclusive) to now (inclusive)", "[store][window]") {
     SlidingWindow w(1s, 1h);
     // Slot i carries 2^i events, so the sum names the slots that were included.
     for (int i = 0; i < 10; ++i) {
