@@ -64,6 +64,12 @@ public:
     /// Calls fn(index, count) for every non-zero slot, in index order.
     void forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const;
 
+    /// Layout figures, as HdrHistogram names them (for tests and diagnostics).
+    std::int32_t subBucketCount() const { return sub_bucket_count_; }
+    std::int32_t subBucketHalfCount() const { return sub_bucket_half_count_; }
+    std::int32_t unitMagnitude() const { return unit_magnitude_; }
+    std::int32_t bucketCount() const { return bucket_count_; }
+
     std::int64_t lowestTrackableValue() const { return lowest_; }
     std::int64_t highestTrackableValue() const { return highest_; }
     int significantFigures() const { return sigfigs_; }

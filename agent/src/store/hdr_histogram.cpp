@@ -1,0 +1,285 @@
+#include "rollguard/agent/hdr_histogram.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace rollguard::agent {
+
+namespace {
+
+constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+
+std::int32_t floorLog2(std::uint64_t v) {
+    return 63 - __builtin_clzll(v);
+}
+
+// HdrHistogram's bucket count: the first bucket covers sub_bucket_count units, each
+// further bucket doubles the range, until `highest` is inside.
+std::int32_t bucketsNeeded(std::int64_t highest, std::int64_t sub_bucket_count, std::int32_t unit_magnitude) {
+    std::int64_t smallest_untrackable = sub_bucket_count << unit_magnitude;
+    std::int32_t buckets = 1;
+    while (smallest_untrackable <= highest) {
+        if (smallest_untrackable > kInt64Max / 2) {
+            return buckets + 1;
+        }
+        smallest_untrackable <<= 1;
+        ++buckets;
+    }
+    return buckets;
+}
+
+}  // namespace
+
+HdrHistogram::HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfigs)
+    : lowest_(lowest), highest_(highest), sigfigs_(sigfigs) {
+    if (lowest < 1) {
+        throw std::invalid_argument("HdrHistogram: lowest must be >= 1, got " + std::to_string(lowest));
+    }
+    if (highest / 2 < lowest) {
+        throw std::invalid_argument("HdrHistogram: highest must be >= 2 * lowest");
+    }
+    if (sigfigs < 1 || sigfigs > 5) {
+        throw std::invalid_argument("HdrHistogram: significant figures must be in 1..5, got " +
+                                    std::to_string(sigfigs));
+    }
+    std::int64_t largest_single_unit = 2;
+    for (int i = 0; i < sigfigs; ++i) {
+        largest_single_unit *= 10;
+    }
+    // ceil(log2(x)) for x >= 2 is floor(log2(x - 1)) + 1.
+    const std::int32_t sub_bucket_count_magnitude =
+        floorLog2(static_cast<std::uint64_t>(largest_single_unit - 1)) + 1;
+    sub_bucket_half_count_magnitude_ = std::max(sub_bucket_count_magnitude, 1) - 1;
+    unit_magnitude_ = floorLog2(static_cast<std::uint64_t>(lowest));
+    if (unit_magnitude_ + sub_bucket_half_count_magnitude_ > 61) {
+        // The top sub-bucket of the first bucket would not fit in 63 bits.
+        throw std::invalid_argument("HdrHistogram: lowest is too large for the requested precision");
+    }
+    sub_bucket_count_ = std::int32_t{1} << (sub_bucket_half_count_magnitude_ + 1);
+    sub_bucket_half_count_ = sub_bucket_count_ / 2;
+    sub_bucket_mask_ = (std::int64_t{sub_bucket_count_} - 1) << unit_magnitude_;
+    bucket_count_ = bucketsNeeded(highest, sub_bucket_count_, unit_magnitude_);
+    counts_len_ = (bucket_count_ + 1) * sub_bucket_half_count_;
+    min_index_ = counts_len_;
+    max_index_ = -1;
+    counts_.assign(static_cast<std::size_t>(counts_len_), 0);
+}
+
+std::int32_t HdrHistogram::countsIndexFor(std::int64_t value) const {
+    const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(value, 0));
+    // The mask keeps small values in bucket 0 without a branch.
+    const std::int32_t pow2_ceiling = 64 - __builtin_clzll(v | static_cast<std::uint64_t>(sub_bucket_mask_));
+    const std::int32_t bucket_index = pow2_ceiling - unit_magnitude_ - (sub_bucket_half_count_magnitude_ + 1);
+    const auto sub_bucket_index = static_cast<std::int32_t>(v >> (bucket_index + unit_magnitude_));
+    return ((bucket_index + 1) << sub_bucket_half_count_magnitude_) + (sub_bucket_index - sub_bucket_half_count_);
+}
+
+std::int64_t HdrHistogram::valueAtIndex(std::int32_t index) const {
+    index = std::clamp(index, 0, counts_len_ - 1);
+    std::int32_t bucket_index = (index >> sub_bucket_half_count_magnitude_) - 1;
+    std::int32_t sub_bucket_index = (index & (sub_bucket_half_count_ - 1)) + sub_bucket_half_count_;
+    if (bucket_index < 0) {
+        sub_bucket_index -= sub_bucket_half_count_;
+        bucket_index = 0;
+    }
+    return std::int64_t{sub_bucket_index} << (bucket_index + unit_magnitude_);
+}
+
+bool HdrHistogram::record(std::int64_t value, std::int64_t count) {
+    if (value < 0 || count <= 0) [[unlikely]] {
+        return false;
+    }
+    if (value > highest_) [[unlikely]] {
+        value = highest_;
+        overflow_count_ += count;
+    }
+    const std::int32_t index = countsIndexFor(value);
+    counts_[static_cast<std::size_t>(index)] += count;
+    total_count_ += count;
+    min_index_ = std::min(min_index_, index);
+    max_index_ = std::max(max_index_, index);
+    return true;
+}
+
+void HdrHistogram::addAtIndex(std::int32_t index, std::int64_t count) {
+    if (index < 0 || index >= counts_len_ || count <= 0) {
+        return;
+    }
+    counts_[static_cast<std::size_t>(index)] += count;
+    total_count_ += count;
+    min_index_ = std::min(min_index_, index);
+    max_index_ = std::max(max_index_, index);
+}
+
+void HdrHistogram::reset() {
+    // Only the recorded span can be non-zero, so a sparse interval resets cheaply.
+    if (max_index_ >= min_index_) {
+        std::fill(counts_.begin() + min_index_, counts_.begin() + max_index_ + 1, 0);
+    }
+    total_count_ = 0;
+    overflow_count_ = 0;
+    min_index_ = counts_len_;
+    max_index_ = -1;
+}
+
+bool HdrHistogram::sameConfiguration(const HdrHistogram& other) const {
+    return lowest_ == other.lowest_ && highest_ == other.highest_ && sigfigs_ == other.sigfigs_;
+}
+
+void HdrHistogram::add(const HdrHistogram& other) {
+    if (!sameConfiguration(other)) {
+        throw std::invalid_argument("HdrHistogram::add: histograms have different configurations");
+    }
+    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
+        counts_[static_cast<std::size_t>(i)] += other.counts_[static_cast<std::size_t>(i)];
+    }
+    total_count_ += other.total_count_;
+    overflow_count_ += other.overflow_count_;
+    min_index_ = std::min(min_index_, other.min_index_);
+    max_index_ = std::max(max_index_, other.max_index_);
+}
+
+void HdrHistogram::subtract(const HdrHistogram& other) {
+    if (!sameConfiguration(other)) {
+        throw std::invalid_argument("HdrHistogram::subtract: histograms have different configurations");
+    }
+    // Check everything before touching anything, so a refused subtract leaves us intact.
+    if (other.overflow_count_ > overflow_count_) {
+        throw std::invalid_argument("HdrHistogram::subtract: overflow count would become negative");
+    }
+    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
+        if (other.counts_[static_cast<std::size_t>(i)] > counts_[static_cast<std::size_t>(i)]) {
+            throw std::invalid_argument("HdrHistogram::subtract: count at index " + std::to_string(i) +
+                                        " would become negative");
+        }
+    }
+    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
+        counts_[static_cast<std::size_t>(i)] -= other.counts_[static_cast<std::size_t>(i)];
+    }
+    overflow_count_ -= other.overflow_count_;
+    total_count_ = 0;
+    std::int32_t new_min = counts_len_;
+    std::int32_t new_max = -1;
+    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
+        if (c != 0) {
+            total_count_ += c;
+            new_min = std::min(new_min, i);
+            new_max = i;
+        }
+    }
+    min_index_ = new_min;
+    max_index_ = new_max;
+}
+
+std::int64_t HdrHistogram::valueAtPercentile(double percentile) const {
+    if (total_count_ == 0) {
+        return 0;
+    }
+    if (!(percentile >= 0.0)) {  // also catches NaN
+        percentile = 0.0;
+    }
+    percentile = std::min(percentile, 100.0);
+    const auto target = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(percentile / 100.0 * static_cast<double>(total_count_) + 0.5));
+    std::int64_t cumulative = 0;
+    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+        cumulative += counts_[static_cast<std::size_t>(i)];
+        if (cumulative >= target) {
+            return highestEquivalentValue(valueAtIndex(i));
+        }
+    }
+    return highestEquivalentValue(valueAtIndex(max_index_));
+}
+
+std::int64_t HdrHistogram::min() const {
+    return total_count_ == 0 ? 0 : lowestEquivalentValue(valueAtIndex(min_index_));
+}
+
+std::int64_t HdrHistogram::max() const {
+    return total_count_ == 0 ? 0 : highestEquivalentValue(valueAtIndex(max_index_));
+}
+
+double HdrHistogram::mean() const {
+    if (total_count_ == 0) {
+        return 0.0;
+    }
+    double sum = 0.0;
+    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
+        if (c != 0) {
+            sum += static_cast<double>(c) * static_cast<double>(medianEquivalentValue(valueAtIndex(i)));
+        }
+    }
+    return sum / static_cast<double>(total_count_);
+}
+
+double HdrHistogram::stddev() const {
+    if (total_count_ == 0) {
+        return 0.0;
+    }
+    const double m = mean();
+    double sum_sq = 0.0;
+    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
+        if (c != 0) {
+            const double d = static_cast<double>(medianEquivalentValue(valueAtIndex(i))) - m;
+            sum_sq += static_cast<double>(c) * d * d;
+        }
+    }
+    return std::sqrt(sum_sq / static_cast<double>(total_count_));
+}
+
+std::int64_t HdrHistogram::lowestEquivalentValue(std::int64_t value) const {
+    const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(value, 0));
+    const std::int32_t pow2_ceiling = 64 - __builtin_clzll(v | static_cast<std::uint64_t>(sub_bucket_mask_));
+    const std::int32_t shift = pow2_ceiling - (sub_bucket_half_count_magnitude_ + 1);
+    return static_cast<std::int64_t>((v >> shift) << shift);
+}
+
+std::int64_t HdrHistogram::sizeOfEquivalentValueRange(std::int64_t value) const {
+    const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(value, 0));
+    const std::int32_t pow2_ceiling = 64 - __builtin_clzll(v | static_cast<std::uint64_t>(sub_bucket_mask_));
+    const std::int32_t bucket_index = pow2_ceiling - unit_magnitude_ - (sub_bucket_half_count_magnitude_ + 1);
+    const std::uint64_t sub_bucket_index = v >> (bucket_index + unit_magnitude_);
+    // As HdrHistogram: a sub-bucket index past the bucket belongs to the next bucket.
+    const std::int32_t adjusted_bucket =
+        sub_bucket_index >= static_cast<std::uint64_t>(sub_bucket_count_) ? bucket_index + 1 : bucket_index;
+    return std::int64_t{1} << (unit_magnitude_ + adjusted_bucket);
+}
+
+std::int64_t HdrHistogram::highestEquivalentValue(std::int64_t value) const {
+    const std::int64_t lowest = lowestEquivalentValue(value);
+    const std::int64_t size = sizeOfEquivalentValueRange(value);
+    // Saturate: the top slot of an int64-wide histogram ends at INT64_MAX.
+    if (lowest > kInt64Max - size) {
+        return kInt64Max;
+    }
+    return lowest + size - 1;
+}
+
+std::int64_t HdrHistogram::medianEquivalentValue(std::int64_t value) const {
+    return lowestEquivalentValue(value) + (sizeOfEquivalentValueRange(value) >> 1);
+}
+
+bool HdrHistogram::valuesAreEquivalent(std::int64_t a, std::int64_t b) const {
+    return lowestEquivalentValue(a) == lowestEquivalentValue(b);
+}
+
+void HdrHistogram::forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const {
+    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
+        if (c != 0) {
+            fn(i, c);
+        }
+    }
+}
+
+std::size_t HdrHistogram::memoryBytes() const {
+    return sizeof(*this) + counts_.capacity() * sizeof(std::int64_t);
+}
+
+}  // namespace rollguard::agent

@@ -1,0 +1,418 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "rollguard/agent/hdr_histogram.h"
+
+using rollguard::agent::HdrHistogram;
+
+namespace {
+
+constexpr std::int64_t kHour = 3'600'000'000;  // 1 h in microseconds
+
+// The k-th smallest value under the same rank rule as valueAtPercentile.
+std::int64_t referencePercentile(const std::vector<std::int64_t>& sorted, double p) {
+    const auto n = static_cast<std::int64_t>(sorted.size());
+    const auto rank = std::max<std::int64_t>(1, static_cast<std::int64_t>(p / 100.0 * static_cast<double>(n) + 0.5));
+    return sorted[static_cast<std::size_t>(std::min(rank, n) - 1)];
+}
+
+const std::vector<double> kPercentiles = {0.0,  0.1,  1.0,  5.0,  10.0, 25.0,  33.3,   50.0,  66.6, 75.0,
+                                          90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0};
+
+void checkPercentilesAgainstReference(const std::vector<std::int64_t>& data, HdrHistogram& h) {
+    for (std::int64_t v : data) {
+        REQUIRE(h.record(v));
+    }
+    REQUIRE(h.totalCount() == static_cast<std::int64_t>(data.size()));
+    std::vector<double> ps = kPercentiles;
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> any(0.0, 100.0);
+    for (int i = 0; i < 200; ++i) {
+        ps.push_back(any(rng));
+    }
+    std::vector<std::int64_t> sorted = data;
+    std::sort(sorted.begin(), sorted.end());
+    for (double p : ps) {
+        const std::int64_t ref = referencePercentile(sorted, p);
+        INFO("p=" << p << " reference=" << ref);
+        CHECK(h.valueAtPercentile(p) == h.highestEquivalentValue(ref));
+    }
+    const auto [lo, hi] = std::minmax_element(data.begin(), data.end());
+    CHECK(h.min() == h.lowestEquivalentValue(*lo));
+    CHECK(h.max() == h.highestEquivalentValue(*hi));
+}
+
+}  // namespace
+
+TEST_CASE("hdr layout matches HdrHistogram's numbers", "[store][hdr]") {
+    struct Case {
+        std::int64_t lowest;
+        std::int64_t highest;
+        int sigfigs;
+        std::int32_t sub_bucket_count;
+        std::int32_t unit_magnitude;
+        std::int32_t bucket_count;
+        std::int32_t counts_len;
+    };
+    const std::vector<Case> cases = {
+        {1, kHour, 3, 2048, 0, 22, 23552},
+        {1, kHour, 1, 32, 0, 28, 464},
+        {1, kHour, 2, 256, 0, 25, 3328},
+        {1, kHour, 5, 262144, 0, 15, 2097152},
+        {1000, kHour, 3, 2048, 9, 13, 14336},
+        {1024, kHour, 3, 2048, 10, 12, 13312},
+        {1, 2, 3, 2048, 0, 1, 2048},
+        {1, 2047, 3, 2048, 0, 1, 2048},
+        {1, 2048, 3, 2048, 0, 2, 3072},
+    };
+    for (const Case& c : cases) {
+        INFO("lowest=" << c.lowest << " highest=" << c.highest << " sigfigs=" << c.sigfigs);
+        HdrHistogram h(c.lowest, c.highest, c.sigfigs);
+        CHECK(h.subBucketCount() == c.sub_bucket_count);
+        CHECK(h.subBucketHalfCount() == c.sub_bucket_count / 2);
+        CHECK(h.unitMagnitude() == c.unit_magnitude);
+        CHECK(h.bucketCount() == c.bucket_count);
+        CHECK(h.countsLength() == c.counts_len);
+        // The highest trackable value always has a slot.
+        CHECK(h.countsIndexFor(c.highest) < h.countsLength());
+    }
+}
+
+TEST_CASE("hdr refuses invalid configurations", "[store][hdr]") {
+    CHECK_THROWS_AS(HdrHistogram(0, 100, 3), std::invalid_argument);
+    CHECK_THROWS_AS(HdrHistogram(10, 19, 3), std::invalid_argument);
+    CHECK_THROWS_AS(HdrHistogram(1, 100, 0), std::invalid_argument);
+    CHECK_THROWS_AS(HdrHistogram(1, 100, 6), std::invalid_argument);
+    CHECK_THROWS_AS(HdrHistogram(std::int64_t{1} << 58, std::int64_t{1} << 60, 5), std::invalid_argument);
+    CHECK_NOTHROW(HdrHistogram(10, 20, 3));
+    CHECK_NOTHROW(HdrHistogram(1, INT64_MAX, 3));
+}
+
+TEST_CASE("hdr equivalent ranges match HdrHistogram's", "[store][hdr]") {
+    HdrHistogram h(1, kHour, 3);
+    CHECK(h.sizeOfEquivalentValueRange(1) == 1);
+    CHECK(h.sizeOfEquivalentValueRange(2500) == 2);
+    CHECK(h.sizeOfEquivalentValueRange(8191) == 4);
+    CHECK(h.sizeOfEquivalentValueRange(8192) == 8);
+    CHECK(h.sizeOfEquivalentValueRange(10000) == 8);
+
+    CHECK(h.lowestEquivalentValue(10007) == 10000);
+    CHECK(h.lowestEquivalentValue(10009) == 10008);
+
+    CHECK(h.highestEquivalentValue(8180) == 8183);
+    CHECK(h.highestEquivalentValue(8191) == 8191);
+    CHECK(h.highestEquivalentValue(8193) == 8199);
+    CHECK(h.highestEquivalentValue(9995) == 9999);
+    CHECK(h.highestEquivalentValue(10007) == 10007);
+    CHECK(h.highestEquivalentValue(10008) == 10015);
+
+    CHECK(h.medianEquivalentValue(4) == 4);
+    CHECK(h.medianEquivalentValue(5) == 5);
+    CHECK(h.medianEquivalentValue(4000) == 4001);
+    CHECK(h.medianEquivalentValue(8000) == 8002);
+    CHECK(h.medianEquivalentValue(10007) == 10004);
+
+    CHECK(h.valuesAreEquivalent(10000, 10007));
+    CHECK_FALSE(h.valuesAreEquivalent(10007, 10008));
+
+    SECTION("scaled by a lowest of 1024") {
+        HdrHistogram s(1024, kHour * 1024, 3);
+        CHECK(s.sizeOfEquivalentValueRange(1 * 1024) == 1024);
+        CHECK(s.sizeOfEquivalentValueRange(2500 * 1024) == 2 * 1024);
+        CHECK(s.sizeOfEquivalentValueRange(8191 * 1024) == 4 * 1024);
+        CHECK(s.sizeOfEquivalentValueRange(8192 * 1024) == 8 * 1024);
+        CHECK(s.sizeOfEquivalentValueRange(10000 * 1024) == 8 * 1024);
+        CHECK(s.lowestEquivalentValue(10007 * 1024) == 10000 * 1024);
+        CHECK(s.highestEquivalentValue(10008 * 1024) == 10016 * 1024 - 1);
+    }
+}
+
+TEST_CASE("hdr index and value round-trip over the whole counts array", "[store][hdr]") {
+    for (int sigfigs = 1; sigfigs <= 3; ++sigfigs) {
+        for (std::int64_t lowest : {std::int64_t{1}, std::int64_t{1000}}) {
+            HdrHistogram h(lowest, kHour, sigfigs);
+            INFO("sigfigs=" << sigfigs << " lowest=" << lowest);
+            std::int64_t previous_high = -1;
+            // Index 0..half-1 of bucket 0 and the upper halves of all buckets tile [0, top].
+            for (std::int32_t i = 0; i < h.countsLength(); ++i) {
+                const std::int64_t v = h.valueAtIndex(i);
+                REQUIRE(h.countsIndexFor(v) == i);
+                REQUIRE(h.lowestEquivalentValue(v) == v);
+                REQUIRE(h.highestEquivalentValue(v) == v + h.sizeOfEquivalentValueRange(v) - 1);
+                REQUIRE(h.countsIndexFor(h.highestEquivalentValue(v)) == i);
+                REQUIRE(v == previous_high + 1);
+                previous_high = h.highestEquivalentValue(v);
+                // The promise of the significant figures: the range is a small part of the value.
+                if (v >= lowest * h.subBucketHalfCount()) {
+                    REQUIRE(static_cast<double>(h.sizeOfEquivalentValueRange(v)) / static_cast<double>(v) <=
+                            2.0 * std::pow(10.0, -sigfigs));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("hdr empty histogram answers zero", "[store][hdr]") {
+    HdrHistogram h(1, kHour, 3);
+    CHECK(h.totalCount() == 0);
+    CHECK(h.valueAtPercentile(50) == 0);
+    CHECK(h.valueAtPercentile(100) == 0);
+    CHECK(h.min() == 0);
+    CHECK(h.max() == 0);
+    CHECK(h.mean() == 0.0);
+    CHECK(h.stddev() == 0.0);
+    int calls = 0;
+    h.forEachNonZero([&calls](std::int32_t, std::int64_t) { ++calls; });
+    CHECK(calls == 0);
+}
+
+TEST_CASE("hdr records, refuses negatives and clamps overflow into the top slot", "[store][hdr]") {
+    HdrHistogram h(1, 1'000'000, 3);
+    CHECK_FALSE(h.record(-1));
+    CHECK_FALSE(h.record(5, 0));
+    CHECK_FALSE(h.record(5, -3));
+    CHECK(h.totalCount() == 0);
+
+    CHECK(h.record(0));
+    CHECK(h.record(1000, 3));
+    CHECK(h.record(5'000'000, 2));
+    CHECK(h.record(1'000'000));
+    CHECK(h.totalCount() == 7);
+    CHECK(h.overflowCount() == 2);
+    CHECK(h.countAtIndex(h.countsIndexFor(1'000'000)) == 3);
+    CHECK(h.countAtIndex(h.countsIndexFor(1000)) == 3);
+    CHECK(h.countAtIndex(0) == 1);
+    CHECK(h.min() == 0);
+    CHECK(h.max() == h.highestEquivalentValue(1'000'000));
+    CHECK(h.valueAtPercentile(100) == h.highestEquivalentValue(1'000'000));
+    CHECK(h.valueAtPercentile(0) == 0);
+    CHECK(h.valueAtPercentile(50) == 1000);  // rank 4 of 7
+    CHECK(h.valueAtPercentile(-5) == 0);
+    CHECK(h.valueAtPercentile(250) == h.highestEquivalentValue(1'000'000));
+    CHECK(h.valueAtPercentile(std::nan("")) == 0);
+
+    std::vector<std::pair<std::int32_t, std::int64_t>> seen;
+    h.forEachNonZero([&seen](std::int32_t i, std::int64_t c) { seen.emplace_back(i, c); });
+    const std::vector<std::pair<std::int32_t, std::int64_t>> expected = {
+        {0, 1}, {h.countsIndexFor(1000), 3}, {h.countsIndexFor(1'000'000), 3}};
+    CHECK(seen == expected);
+
+    h.reset();
+    CHECK(h.totalCount() == 0);
+    CHECK(h.overflowCount() == 0);
+    CHECK(h.countAtIndex(h.countsIndexFor(1000)) == 0);
+    CHECK(h.max() == 0);
+    CHECK(h.record(7));
+    CHECK(h.min() == 7);
+    CHECK(h.max() == 7);
+}
+
+TEST_CASE("hdr percentiles of 16 values follow the rank rule", "[store][hdr]") {
+    HdrHistogram h(1, kHour, 3);
+    for (std::int64_t v = 1; v <= 16; ++v) {
+        h.record(v * 100);
+    }
+    // rank = max(1, floor(p/100 * 16 + 0.5)): p90 -> 14.9 -> 14th value.
+    CHECK(h.valueAtPercentile(90) == 1400);
+    CHECK(h.valueAtPercentile(50) == 800);
+    CHECK(h.valueAtPercentile(0) == 100);
+    CHECK(h.valueAtPercentile(1) == 100);
+    CHECK(h.valueAtPercentile(3.2) == 100);   // 0.512 + 0.5 -> rank 1
+    CHECK(h.valueAtPercentile(9.4) == 200);   // 1.504 + 0.5 -> rank 2
+    CHECK(h.valueAtPercentile(96.9) == 1600);  // 15.504 + 0.5 -> rank 16
+    CHECK(h.valueAtPercentile(96.8) == 1500);  // 15.488 + 0.5 -> rank 15
+    CHECK(h.valueAtPercentile(100) == 1600);
+}
+
+TEST_CASE("hdr percentiles equal the exact reference up to equivalence", "[store][hdr]") {
+    std::mt19937_64 rng(20240611);
+
+    SECTION("uniform 1 us .. 10 s") {
+        std::uniform_int_distribution<std::int64_t> dist(1, 10'000'000);
+        for (std::size_t n : {1u, 2u, 3u, 16u, 100u, 1000u, 25'000u}) {
+            std::vector<std::int64_t> data(n);
+            for (auto& v : data) {
+                v = dist(rng);
+            }
+            HdrHistogram h(1, kHour, 3);
+            INFO("n=" << n);
+            checkPercentilesAgainstReference(data, h);
+        }
+    }
+    SECTION("lognormal latencies") {
+        std::lognormal_distribution<double> dist(std::log(20'000.0), 1.2);
+        for (int sigfigs : {1, 2, 3, 4}) {
+            std::vector<std::int64_t> data(20'000);
+            for (auto& v : data) {
+                v = std::min<std::int64_t>(kHour, std::llround(dist(rng)));
+            }
+            HdrHistogram h(1, kHour, sigfigs);
+            INFO("sigfigs=" << sigfigs);
+            checkPercentilesAgainstReference(data, h);
+        }
+    }
+    SECTION("heavy duplicates") {
+        std::uniform_int_distribution<int> pick(0, 4);
+        const std::int64_t values[] = {3, 150, 150'000, 150'001, 2'999'999};
+        std::vector<std::int64_t> data(5000);
+        for (auto& v : data) {
+            v = values[pick(rng)];
+        }
+        HdrHistogram h(1, kHour, 3);
+        checkPercentilesAgainstReference(data, h);
+    }
+    SECTION("lowest of 1000 (millisecond resolution)") {
+        std::lognormal_distribution<double> dist(std::log(200'000.0), 0.8);
+        std::vector<std::int64_t> data(10'000);
+        for (auto& v : data) {
+            v = std::llround(dist(rng));
+        }
+        HdrHistogram h(1000, kHour, 2);
+        checkPercentilesAgainstReference(data, h);
+    }
+}
+
+TEST_CASE("hdr mean and stddev match the reference within equivalent precision", "[store][hdr]") {
+    std::mt19937_64 rng(99);
+    std::lognormal_distribution<double> dist(std::log(5'000.0), 0.9);
+    std::vector<std::int64_t> data(50'000);
+    HdrHistogram h(1, kHour, 3);
+    double sum = 0;
+    for (auto& v : data) {
+        v = std::llround(dist(rng));
+        h.record(v);
+        sum += static_cast<double>(v);
+    }
+    const double mean = sum / static_cast<double>(data.size());
+    double sq = 0;
+    for (auto v : data) {
+        sq += (static_cast<double>(v) - mean) * (static_cast<double>(v) - mean);
+    }
+    const double sd = std::sqrt(sq / static_cast<double>(data.size()));
+    // Every value moves by at most half a range (<= 0.1% of it) to its median equivalent.
+    CHECK(h.mean() == Approx(mean).epsilon(1e-3));
+    CHECK(h.stddev() == Approx(sd).epsilon(2e-3));
+
+    HdrHistogram exact(1, kHour, 3);
+    exact.record(10, 2);
+    exact.record(20, 2);
+    CHECK(exact.mean() == 15.0);
+    CHECK(exact.stddev() == 5.0);
+}
+
+TEST_CASE("hdr add and subtract are exact", "[store][hdr]") {
+    std::mt19937_64 rng(5);
+    std::lognormal_distribution<double> dist(std::log(30'000.0), 1.3);
+    HdrHistogram a(1, 1'000'000, 3);
+    HdrHistogram b(1, 1'000'000, 3);
+    HdrHistogram both(1, 1'000'000, 3);
+    for (int i = 0; i < 10'000; ++i) {
+        const auto v = std::llround(dist(rng));
+        (i % 3 == 0 ? a : b).record(v);
+        both.record(v);
+    }
+    REQUIRE(a.overflowCount() + b.overflowCount() == both.overflowCount());
+    REQUIRE(both.overflowCount() > 0);
+
+    HdrHistogram sum = a;
+    sum.add(b);
+    CHECK(sum.totalCount() == both.totalCount());
+    CHECK(sum.overflowCount() == both.overflowCount());
+    for (std::int32_t i = 0; i < sum.countsLength(); ++i) {
+        REQUIRE(sum.countAtIndex(i) == both.countAtIndex(i));
+    }
+    CHECK(sum.min() == both.min());
+    CHECK(sum.max() == both.max());
+    CHECK(sum.valueAtPercentile(99.9) == both.valueAtPercentile(99.9));
+
+    sum.subtract(b);
+    CHECK(sum.totalCount() == a.totalCount());
+    CHECK(sum.overflowCount() == a.overflowCount());
+    for (std::int32_t i = 0; i < sum.countsLength(); ++i) {
+        REQUIRE(sum.countAtIndex(i) == a.countAtIndex(i));
+    }
+    CHECK(sum.min() == a.min());
+    CHECK(sum.max() == a.max());
+    CHECK(sum.mean() == a.mean());
+
+    SECTION("subtracting everything empties it") {
+        sum.subtract(a);
+        CHECK(sum.totalCount() == 0);
+        CHECK(sum.min() == 0);
+        CHECK(sum.max() == 0);
+        CHECK(sum.valueAtPercentile(50) == 0);
+        sum.record(42);
+        CHECK(sum.min() == 42);
+        CHECK(sum.max() == 42);
+    }
+    SECTION("subtract recomputes min and max") {
+        HdrHistogram h(1, 1'000'000, 3);
+        h.record(10);
+        h.record(500);
+        h.record(90'000);
+        HdrHistogram ends(1, 1'000'000, 3);
+        ends.record(10);
+        ends.record(90'000);
+        h.subtract(ends);
+        CHECK(h.totalCount() == 1);
+        CHECK(h.min() == 500);
+        CHECK(h.max() == 500);
+    }
+    SECTION("subtracting more than is there throws and changes nothing") {
+        HdrHistogram h(1, 1'000'000, 3);
+        h.record(10);
+        h.record(500);
+        HdrHistogram more(1, 1'000'000, 3);
+        more.record(10);
+        more.record(500, 2);
+        CHECK_THROWS_AS(h.subtract(more), std::invalid_argument);
+        CHECK(h.totalCount() == 2);
+        CHECK(h.countAtIndex(h.countsIndexFor(10)) == 1);
+        CHECK(h.countAtIndex(h.countsIndexFor(500)) == 1);
+
+        HdrHistogram over(1, 1'000'000, 3);
+        over.record(2'000'000);
+        h.record(1'000'000);  // same slot as the overflow, but not an overflow
+        CHECK_THROWS_AS(h.subtract(over), std::invalid_argument);
+        CHECK(h.totalCount() == 3);
+    }
+}
+
+TEST_CASE("hdr add/subtract refuse a different configuration", "[store][hdr]") {
+    HdrHistogram h(1, kHour, 3);
+    HdrHistogram other_figs(1, kHour, 2);
+    HdrHistogram other_high(1, kHour / 2, 3);
+    HdrHistogram other_low(2, kHour, 3);
+    CHECK_FALSE(h.sameConfiguration(other_figs));
+    CHECK_FALSE(h.sameConfiguration(other_low));
+    CHECK(h.sameConfiguration(HdrHistogram(1, kHour, 3)));
+    CHECK_THROWS_AS(h.add(other_figs), std::invalid_argument);
+    CHECK_THROWS_AS(h.add(other_high), std::invalid_argument);
+    CHECK_THROWS_AS(h.subtract(other_low), std::invalid_argument);
+}
+
+TEST_CASE("hdr addAtIndex rebuilds a histogram and ignores bad input", "[store][hdr]") {
+    HdrHistogram src(1, kHour, 3);
+    for (std::int64_t v : {1, 77, 77, 4096, 123'456, 999'999'999}) {
+        src.record(v);
+    }
+    HdrHistogram dst(1, kHour, 3);
+    src.forEachNonZero([&dst](std::int32_t i, std::int64_t c) { dst.addAtIndex(i, c); });
+    dst.addAtIndex(-1, 5);
+    dst.addAtIndex(dst.countsLength(), 5);
+    dst.addAtIndex(3, 0);
+    dst.addAtIndex(3, -2);
+    CHECK(dst.totalCount() == src.totalCount());
+    for (double p : {0.0, 20.0, 50.0, 75.0, 100.0}) {
+        CHECK(dst.valueAtPercentile(p) == src.valueAtPercentile(p));
+    }
+    CHECK(dst.min() == 1);
+    CHECK(dst.max() == src.highestEquivalentValue(999'999'999));
+    CHECK(dst.memoryBytes() >= static_cast<std::size_t>(dst.countsLength()) * sizeof(std::int64_t));
+}
