@@ -117,10 +117,11 @@ public:
     bool open() const { return fd_.valid(); }
     int fd() const { return fd_.get(); }
 
-    // Reads whatever is available without blocking; closes the pipe at EOF.
+    // Reads what is available without blocking; closes the pipe at EOF. Bounded, so a
+    // writer that keeps the pipe full cannot hold us past a deadline.
     void drain() {
         char buf[16 * 1024];
-        while (fd_.valid()) {
+        for (int reads = 0; fd_.valid() && reads < 64; ++reads) {
             const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
             if (n > 0) {
                 text_.append(buf, static_cast<std::size_t>(n));
@@ -335,13 +336,18 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
     }
     output.drain();
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    pid_t waited = -1;
+    while ((waited = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
     }
+    const int wait_errno = errno;
 
     std::string message;
     bool ok = false;
     if (timed_out) {
         message = "timed out after " + detail::formatSeconds(timeout);
+    } else if (waited != pid) {
+        // e.g. SIGCHLD set to SIG_IGN by the embedding program: the kernel reaped it.
+        message = std::string("exit status unknown: ") + std::strerror(wait_errno);
     } else if (WIFEXITED(status)) {
         ok = WEXITSTATUS(status) == 0;
         message = "exit status " + std::to_string(WEXITSTATUS(status));
