@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,6 +39,9 @@ public:
 
     /// Status for the next requests (default 200), e.g. 503 to simulate an outage.
     void setStatus(int status);
+    /// Statuses for the next requests, one each, in order (e.g. {503, 503} for an outage
+    /// that heals); after them, the setStatus() one again.
+    void queueStatuses(std::vector<int> statuses);
     /// Delay before answering (simulates a slow receiver).
     void setDelay(std::chrono::milliseconds delay);
 
@@ -55,6 +59,7 @@ private:
     mutable std::mutex mutex_;
     mutable std::condition_variable cv_;
     std::vector<ReceivedRequest> requests_;
+    std::deque<int> queued_statuses_;  // guarded by mutex_
     std::thread thread_;
 };
 

@@ -1,0 +1,539 @@
+// env_file hook: edits KEY=value files in place, atomically, keeping everything else.
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hooks/hooks_internal.h"
+#include "rollguard/agent/hooks.h"
+
+namespace rollguard::agent {
+namespace {
+
+using detail::UniqueFd;
+
+bool isBlank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// One definition found in the text. A quoted value may run over several lines; the
+// definition then covers all of them.
+struct Definition {
+    std::size_t begin = 0;        // first byte of the (first) line
+    std::size_t value_begin = 0;  // first byte of the value text (a quote when quoted)
+    std::size_t value_end = 0;    // one past the value text (past the closing quote)
+    std::size_t content_end = 0;  // end of the last line, before "\r\n" / "\n"
+    std::size_t end = 0;          // one past the line terminator
+    std::string key;
+    std::string value;  // decoded
+};
+
+// Finds the end of the line containing `pos`: the content end (before an optional
+// '\r' and the '\n') and the position after the terminator.
+std::pair<std::size_t, std::size_t> lineEnd(std::string_view text, std::size_t pos) {
+    const std::size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) {
+        return {text.size(), text.size()};
+    }
+    std::size_t content_end = nl;
+    if (content_end > pos && text[content_end - 1] == '\r') {
+        --content_end;
+    }
+    return {content_end, nl + 1};
+}
+
+// Parses a double-quoted value starting after the opening quote. Returns the position
+// of the closing quote, or npos when it is missing.
+std::size_t parseDoubleQuoted(std::string_view text, std::size_t pos, std::string& out) {
+    for (std::size_t i = pos; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '"') {
+            return i;
+        }
+        if (c == '\\' && i + 1 < text.size()) {
+            const char n = text[i + 1];
+            switch (n) {
+                case '"':
+                case '\\':
+                case '$':
+                case '`':
+                    out += n;
+                    ++i;
+                    continue;
+                case 'n':
+                    out += '\n';
+                    ++i;
+                    continue;
+                default:
+                    break;  // any other backslash is literal
+            }
+        }
+        out += c;
+    }
+    return std::string_view::npos;
+}
+
+// Parses the line starting at `begin`. Returns nullopt for comments, blank lines and
+// anything that is not KEY=value (those are kept verbatim).
+std::optional<Definition> parseDefinition(std::string_view text, std::size_t begin) {
+    auto [content_end, end] = lineEnd(text, begin);
+    std::size_t i = begin;
+    while (i < content_end && isBlank(text[i])) {
+        ++i;
+    }
+    if (i >= content_end || text[i] == '#' || text[i] == ';') {
+        return std::nullopt;
+    }
+    constexpr std::string_view kExport = "export";
+    if (text.substr(i, kExport.size()) == kExport && i + kExport.size() < content_end &&
+        isBlank(text[i + kExport.size()])) {
+        std::size_t j = i + kExport.size();
+        while (j < content_end && isBlank(text[j])) {
+            ++j;
+        }
+        if (j < content_end && text[j] != '=') {
+            i = j;
+        }
+    }
+    const std::size_t key_begin = i;
+    while (i < content_end && !isBlank(text[i]) && text[i] != '=') {
+        ++i;
+    }
+    if (i == key_begin) {
+        return std::nullopt;
+    }
+    Definition d;
+    d.begin = begin;
+    d.key = std::string(text.substr(key_begin, i - key_begin));
+    while (i < content_end && isBlank(text[i])) {
+        ++i;
+    }
+    if (i >= content_end || text[i] != '=') {
+        return std::nullopt;
+    }
+    ++i;
+    while (i < content_end && isBlank(text[i])) {
+        ++i;
+    }
+    d.value_begin = i;
+
+    const char q = i < content_end ? text[i] : '\0';
+    if (q == '\'' || q == '"') {
+        std::size_t close = std::string_view::npos;
+        std::string value;
+        if (q == '\'') {
+            close = text.find('\'', i + 1);
+            if (close != std::string_view::npos) {
+                value = std::string(text.substr(i + 1, close - i - 1));
+            }
+        } else {
+            close = parseDoubleQuoted(text, i + 1, value);
+        }
+        // An unterminated quote is read as a plain value rather than swallowing the
+        // rest of the file.
+        if (close != std::string_view::npos) {
+            d.value = std::move(value);
+            d.value_end = close + 1;
+            std::tie(d.content_end, d.end) = lineEnd(text, close);
+            return d;
+        }
+    }
+    std::size_t value_end = content_end;
+    while (value_end > i && isBlank(text[value_end - 1])) {
+        --value_end;
+    }
+    d.value = std::string(text.substr(i, value_end - i));
+    d.value_end = content_end;
+    d.content_end = content_end;
+    d.end = end;
+    return d;
+}
+
+bool needsQuoting(std::string_view value) {
+    for (const char c : value) {
+        const bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                           std::string_view("_./:,@%+-").find(c) != std::string_view::npos;
+        if (!plain) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string encodeValue(std::string_view value) {
+    if (!needsQuoting(value)) {
+        return std::string(value);
+    }
+    std::string out = "\"";
+    for (const char c : value) {
+        switch (c) {
+            case '"':
+            case '\\':
+            case '$':
+            case '`':
+                out += '\\';
+                out += c;
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            default:
+                out += c;
+        }
+    }
+    out += '"';
+    return out;
+}
+
+bool isValidKey(std::string_view key) {
+    if (key.empty() || (key[0] >= '0' && key[0] <= '9')) {
+        return false;
+    }
+    for (const char c : key) {
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string errnoText(int err) {
+    return std::strerror(err);
+}
+
+// Reads the whole file behind `fd` from its current offset.
+bool readAll(int fd, std::string& out) {
+    char buf[64 * 1024];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        if (n == 0) {
+            return true;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+bool writeAll(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+std::pair<std::string, std::string> splitPath(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos) {
+        return {".", path};
+    }
+    return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+struct Owner {
+    uid_t uid;
+    gid_t gid;
+};
+
+// Replaces `target` with `content`: a temp file next to it, mode and owner set before
+// any byte is written, fsync, rename. The directory is fsynced by the caller.
+// Returns an error text, or nullopt on success.
+std::optional<std::string> replaceFile(const std::string& target, std::string_view content, mode_t mode,
+                                       std::optional<Owner> owner) {
+    const auto [dir, name] = splitPath(target);
+    std::string tmp = dir + "/." + name + ".rollguard.XXXXXX";
+    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+    if (!fd.valid()) {
+        return "cannot create a temp file in " + dir + ": " + errnoText(errno);
+    }
+    auto fail = [&](const std::string& what) -> std::optional<std::string> {
+        const int err = errno;
+        fd.reset();
+        ::unlink(tmp.c_str());
+        return what + " " + tmp + ": " + errnoText(err);
+    };
+    if (::fchmod(fd.get(), mode) != 0) {
+        return fail("cannot chmod");
+    }
+    // Only root may give a file away; an unprivileged agent keeps its own ownership.
+    if (owner && ::fchown(fd.get(), owner->uid, owner->gid) != 0 && errno != EPERM) {
+        return fail("cannot chown");
+    }
+    if (!writeAll(fd.get(), content)) {
+        return fail("cannot write");
+    }
+    if (::fsync(fd.get()) != 0) {
+        return fail("cannot fsync");
+    }
+    if (::close(fd.release()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        return "cannot close " + tmp + ": " + errnoText(err);
+    }
+    if (::rename(tmp.c_str(), target.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        return "cannot rename " + tmp + " to " + target + ": " + errnoText(err);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> fsyncDirectory(const std::string& dir) {
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) {
+        return "cannot open directory " + dir + ": " + errnoText(errno);
+    }
+    // Some filesystems cannot fsync a directory (EINVAL); the rename is still done.
+    if (::fsync(fd.get()) != 0 && errno != EINVAL) {
+        return "cannot fsync directory " + dir + ": " + errnoText(errno);
+    }
+    return std::nullopt;
+}
+
+// Waits for an exclusive advisory lock, polling so that the hook timeout bounds it.
+bool lockWithTimeout(int fd, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            return true;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            return false;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+}
+
+std::string describeChange(const HookConfig& config, const std::string& path) {
+    std::string msg;
+    if (!config.set.empty()) {
+        msg += "set ";
+        for (std::size_t i = 0; i < config.set.size(); ++i) {
+            msg += (i ? ", " : "") + config.set[i].first + "=" + config.set[i].second;
+        }
+    }
+    if (!config.unset.empty()) {
+        msg += msg.empty() ? "unset " : "; unset ";
+        for (std::size_t i = 0; i < config.unset.size(); ++i) {
+            msg += (i ? ", " : "") + config.unset[i];
+        }
+    }
+    return msg + " in " + path;
+}
+
+class EnvFileHook final : public Hook {
+public:
+    explicit EnvFileHook(HookConfig config) : config_(std::move(config)) {}
+    const std::string& name() const override { return config_.name; }
+    HookType type() const override { return HookType::EnvFile; }
+    HookResult run(const BreachEvent&) override { return applyEnvFile(config_); }
+
+private:
+    HookConfig config_;
+};
+
+}  // namespace
+
+std::string rewriteEnvText(std::string_view text, const std::vector<std::pair<std::string, std::string>>& set,
+                           const std::vector<std::string>& unset, bool* changed) {
+    // Later entries for the same key win; first-seen order decides where appends go.
+    std::vector<std::pair<std::string, std::string>> wanted;
+    for (const auto& [key, value] : set) {
+        bool replaced = false;
+        for (auto& w : wanted) {
+            if (w.first == key) {
+                w.second = value;
+                replaced = true;
+            }
+        }
+        if (!replaced) {
+            wanted.emplace_back(key, value);
+        }
+    }
+    auto isUnset = [&](std::string_view key) {
+        for (const auto& u : unset) {
+            if (u == key) {
+                return true;
+            }
+        }
+        return false;
+    };
+    std::vector<bool> present(wanted.size(), false);
+
+    std::string out;
+    out.reserve(text.size() + 64);
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto def = parseDefinition(text, pos);
+        if (!def) {
+            const std::size_t end = lineEnd(text, pos).second;
+            out.append(text.substr(pos, end - pos));
+            pos = end;
+            continue;
+        }
+        if (isUnset(def->key)) {
+            pos = def->end;
+            continue;
+        }
+        bool handled = false;
+        for (std::size_t k = 0; k < wanted.size(); ++k) {
+            if (wanted[k].first != def->key) {
+                continue;
+            }
+            present[k] = true;
+            if (def->value == wanted[k].second) {
+                break;  // already right: keep the line exactly as written
+            }
+            out.append(text.substr(def->begin, def->value_begin - def->begin));
+            out += encodeValue(wanted[k].second);
+            out.append(text.substr(def->value_end, def->content_end - def->value_end));
+            out.append(text.substr(def->content_end, def->end - def->content_end));
+            handled = true;
+            break;
+        }
+        if (!handled) {
+            out.append(text.substr(def->begin, def->end - def->begin));
+        }
+        pos = def->end;
+    }
+    for (std::size_t k = 0; k < wanted.size(); ++k) {
+        if (present[k] || isUnset(wanted[k].first)) {
+            continue;
+        }
+        if (!out.empty() && out.back() != '\n') {
+            out += '\n';
+        }
+        out += wanted[k].first + "=" + encodeValue(wanted[k].second) + "\n";
+    }
+    if (changed != nullptr) {
+        *changed = out != text;
+    }
+    return out;
+}
+
+HookResult applyEnvFile(const HookConfig& config) {
+    const auto start = std::chrono::steady_clock::now();
+    HookResult result;
+    auto finish = [&](bool ok, std::string message) {
+        result.ok = ok;
+        result.message = std::move(message);
+        result.duration = detail::elapsedSince(start);
+        return result;
+    };
+    if (config.path.empty()) {
+        return finish(false, "no path configured");
+    }
+    for (const auto& [key, value] : config.set) {
+        if (!isValidKey(key)) {
+            return finish(false, "invalid key '" + key + "'");
+        }
+    }
+    for (const auto& key : config.unset) {
+        if (!isValidKey(key)) {
+            return finish(false, "invalid key '" + key + "'");
+        }
+    }
+
+    // Edit the file a symlink points to so that the link itself stays a link.
+    std::string path = config.path;
+    if (char* real = ::realpath(config.path.c_str(), nullptr)) {
+        path = real;
+        std::free(real);
+    }
+
+    // Lock the file, then make sure it is still the file at `path`: a concurrent writer
+    // may have renamed a new version in while we waited.
+    UniqueFd fd;
+    struct stat st {};
+    bool exists = false;
+    for (int attempt = 0; attempt < 5 && !exists; ++attempt) {
+        fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+        if (!fd.valid()) {
+            if (errno == ENOENT) {
+                break;
+            }
+            return finish(false, "cannot open " + path + ": " + errnoText(errno));
+        }
+        if (::fstat(fd.get(), &st) != 0) {
+            return finish(false, "cannot stat " + path + ": " + errnoText(errno));
+        }
+        if (!S_ISREG(st.st_mode)) {
+            return finish(false, path + " is not a regular file");
+        }
+        if (!lockWithTimeout(fd.get(), config.timeout)) {
+            return finish(false, "cannot lock " + path + " within " + detail::formatSeconds(config.timeout));
+        }
+        struct stat now {};
+        exists = ::stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino;
+    }
+    if (!exists && fd.valid()) {
+        return finish(false, path + " keeps being replaced; gave up");
+    }
+    if (!exists && !config.create) {
+        return finish(false, path + " does not exist (set create = true to create it)");
+    }
+
+    std::string old_text;
+    if (exists && !readAll(fd.get(), old_text)) {
+        return finish(false, "cannot read " + path + ": " + errnoText(errno));
+    }
+    bool changed = false;
+    const std::string new_text = rewriteEnvText(old_text, config.set, config.unset, &changed);
+    if (!changed) {
+        return finish(true, "already up to date: " + path);
+    }
+
+    const mode_t mode = exists ? (st.st_mode & 07777) : 0600;
+    std::optional<Owner> owner;
+    if (exists) {
+        owner = Owner{st.st_uid, st.st_gid};
+    }
+    if (exists && config.backup) {
+        if (auto err = replaceFile(path + ".rollguard.bak", old_text, mode, owner)) {
+            return finish(false, "backup failed: " + *err);
+        }
+    }
+    if (auto err = replaceFile(path, new_text, mode, owner)) {
+        return finish(false, *err);
+    }
+    if (auto err = fsyncDirectory(splitPath(path).first)) {
+        // The new content is in place; only its durability across a crash is in doubt.
+        return finish(false, *err);
+    }
+    return finish(true, (exists ? "" : "created; ") + describeChange(config, path));
+}
+
+namespace detail {
+
+std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config) {
+    return std::make_unique<EnvFileHook>(config);
+}
+
+}  // namespace detail
+}  // namespace rollguard::agent

@@ -1,0 +1,146 @@
+// makeHook and HookRunner: the queue and the one worker that carries hooks out.
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hooks/hooks_internal.h"
+#include "rollguard/agent/hooks.h"
+
+namespace rollguard::agent {
+
+std::unique_ptr<Hook> makeHook(const HookConfig& config) {
+    switch (config.type) {
+        case HookType::EnvFile:
+            return detail::makeEnvFileHook(config);
+        case HookType::Webhook:
+            return detail::makeWebhookHook(config);
+        case HookType::Script:
+            return detail::makeScriptHook(config);
+    }
+    return nullptr;
+}
+
+HookRunner::HookRunner(Callback on_result) : on_result_(std::move(on_result)) {
+    worker_ = std::thread([this] { workerLoop(); });
+}
+
+HookRunner::~HookRunner() {
+    stop();
+}
+
+void HookRunner::add(std::unique_ptr<Hook> hook) {
+    if (!hook) {
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    hooks_.push_back(std::move(hook));
+}
+
+void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_) {
+            queue_.push_back(Job{std::move(hook_names), std::move(event)});
+            cv_.notify_one();
+            return;
+        }
+    }
+    // A rollback must never vanish silently: after stop() each hook is still reported,
+    // as a failure, here on the calling thread since the worker is gone.
+    if (on_result_) {
+        for (const auto& hook_name : hook_names) {
+            HookResult r;
+            r.message = "hook runner is stopped";
+            try {
+                on_result_(hook_name, event, r);
+            } catch (...) {
+                // The callback only logs and counts; its failure must not reach the caller.
+            }
+        }
+    }
+}
+
+void HookRunner::waitIdle() {
+    std::unique_lock lock(mutex_);
+    idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
+}
+
+void HookRunner::stop() {
+    std::thread worker;
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        worker = std::move(worker_);
+    }
+    cv_.notify_all();
+    if (worker.joinable()) {
+        worker.join();
+    }
+}
+
+void HookRunner::workerLoop() {
+    for (;;) {
+        Job job;
+        {
+            std::unique_lock lock(mutex_);
+            cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) {
+                return;  // stopping, and everything queued before stop() has run
+            }
+            job = std::move(queue_.front());
+            queue_.pop_front();
+            busy_ = true;
+        }
+        for (const auto& hook_name : job.hooks) {
+            Hook* hook = nullptr;
+            {
+                // hooks_ only grows and owns its hooks, so the pointer stays valid unlocked.
+                std::lock_guard lock(mutex_);
+                for (const auto& h : hooks_) {
+                    if (h->name() == hook_name) {
+                        hook = h.get();
+                        break;
+                    }
+                }
+            }
+            const auto start = std::chrono::steady_clock::now();
+            HookResult result;
+            if (hook == nullptr) {
+                result.message = "unknown hook";
+            } else {
+                try {
+                    result = hook->run(job.event);
+                } catch (const std::exception& e) {
+                    result = HookResult{};
+                    result.message = std::string("hook threw: ") + e.what();
+                } catch (...) {
+                    result = HookResult{};
+                    result.message = "hook threw an unknown exception";
+                }
+            }
+            if (result.duration.count() == 0) {
+                result.duration = detail::elapsedSince(start);
+            }
+            if (on_result_) {
+                try {
+                    on_result_(hook_name, job.event, result);
+                } catch (...) {
+                    // The callback only logs and counts; the next hook must still run.
+                }
+            }
+        }
+        {
+            std::lock_guard lock(mutex_);
+            busy_ = false;
+            if (queue_.empty()) {
+                idle_cv_.notify_all();
+            }
+        }
+    }
+}
+
+}  // namespace rollguard::agent

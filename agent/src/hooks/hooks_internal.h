@@ -1,0 +1,66 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <unistd.h>
+
+#include "rollguard/agent/hooks.h"
+
+namespace rollguard::agent::detail {
+
+// One factory per hook type; makeHook() (hook_runner.cpp) dispatches on HookConfig::type.
+std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
+std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
+std::unique_ptr<Hook> makeScriptHook(const HookConfig& config);
+
+/// Owns one file descriptor; closes it on destruction. Not thread-safe.
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) : fd_(fd) {}
+    ~UniqueFd() { reset(); }
+    UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    UniqueFd& operator=(UniqueFd&& other) noexcept {
+        if (this != &other) {
+            reset(std::exchange(other.fd_, -1));
+        }
+        return *this;
+    }
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+    int release() { return std::exchange(fd_, -1); }
+    void reset(int fd = -1) {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+        fd_ = fd;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+/// Shortest round-trip text for a double ("0.412", "200", "1e-05"); "null" for NaN/inf
+/// when `json`, otherwise "NaN", "+Inf", "-Inf" (Prometheus spelling).
+std::string formatDouble(double value, bool json);
+
+/// "2023-11-14T22:13:20.123Z": RFC 3339, UTC, milliseconds.
+std::string formatRfc3339(rules::TimePoint t);
+
+/// Seconds as tidy text for messages: 0.3 -> "0.3s", 10 -> "10s".
+std::string formatSeconds(std::chrono::nanoseconds d);
+
+/// Milliseconds elapsed since `start` on the steady clock.
+std::chrono::milliseconds elapsedSince(std::chrono::steady_clock::time_point start);
+
+/// `text` without leading and trailing whitespace.
+std::string trimText(std::string_view text);
+
+}  // namespace rollguard::agent::detail

@@ -1,0 +1,341 @@
+#include "http_receiver.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace rollguard::testing {
+namespace {
+
+constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+constexpr std::size_t kMaxBodyBytes = 16 * 1024 * 1024;
+constexpr auto kIdleTimeout = std::chrono::seconds{5};
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+std::string trim(std::string_view s) {
+    const auto first = s.find_first_not_of(" \t");
+    if (first == std::string_view::npos) {
+        return {};
+    }
+    const auto last = s.find_last_not_of(" \t");
+    return std::string(s.substr(first, last - first + 1));
+}
+
+const char* reasonPhrase(int status) {
+    switch (status) {
+        case 200:
+            return "OK";
+        case 201:
+            return "Created";
+        case 202:
+            return "Accepted";
+        case 204:
+            return "No Content";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 429:
+            return "Too Many Requests";
+        case 500:
+            return "Internal Server Error";
+        case 502:
+            return "Bad Gateway";
+        case 503:
+            return "Service Unavailable";
+        case 504:
+            return "Gateway Timeout";
+        default:
+            return "Status";
+    }
+}
+
+// Reads from one client connection with a short poll so that stopping is noticed and an
+// idle client cannot hold the (single) serving thread for long.
+class Connection {
+public:
+    Connection(int fd, const std::atomic<bool>& stopping) : fd_(fd), stopping_(stopping) {}
+    ~Connection() { ::close(fd_); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    int fd() const { return fd_; }
+
+    // Appends more bytes to buf_; false on EOF, error, idle timeout or stop.
+    bool readMore() {
+        const auto deadline = std::chrono::steady_clock::now() + kIdleTimeout;
+        while (!stopping_.load()) {
+            pollfd p{fd_, POLLIN, 0};
+            const int rc = ::poll(&p, 1, 100);
+            if (rc < 0 && errno != EINTR) {
+                return false;
+            }
+            if (rc > 0) {
+                char chunk[16 * 1024];
+                const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+                if (n < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (n <= 0) {
+                    return false;
+                }
+                buf_.append(chunk, static_cast<std::size_t>(n));
+                return true;
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                return false;
+            }
+        }
+        return false;
+    }
+
+    // The next line ending in CRLF (without it), reading as needed.
+    bool readLine(std::string& line) {
+        for (;;) {
+            const auto pos = buf_.find("\r\n", consumed_);
+            if (pos != std::string::npos) {
+                line = buf_.substr(consumed_, pos - consumed_);
+                consumed_ = pos + 2;
+                return true;
+            }
+            if (buf_.size() - consumed_ > kMaxHeaderBytes || !readMore()) {
+                return false;
+            }
+        }
+    }
+
+    bool readExactly(std::size_t n, std::string& out) {
+        while (buf_.size() - consumed_ < n) {
+            if (!readMore()) {
+                return false;
+            }
+        }
+        out.append(buf_, consumed_, n);
+        consumed_ += n;
+        return true;
+    }
+
+    void sendAll(std::string_view data) {
+        while (!data.empty()) {
+            // MSG_NOSIGNAL: a client that gave up (timeout) must not SIGPIPE the tests.
+            const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return;
+            }
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int fd_;
+    const std::atomic<bool>& stopping_;
+    std::string buf_;
+    std::size_t consumed_ = 0;
+};
+
+bool readChunkedBody(Connection& conn, std::string& body) {
+    for (;;) {
+        std::string size_line;
+        if (!conn.readLine(size_line)) {
+            return false;
+        }
+        const std::string hex = trim(size_line.substr(0, size_line.find(';')));
+        if (hex.empty() || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos || hex.size() > 8) {
+            return false;
+        }
+        const std::size_t size = std::stoul(hex, nullptr, 16);
+        if (size == 0) {
+            std::string trailer;
+            do {
+                if (!conn.readLine(trailer)) {
+                    return false;
+                }
+            } while (!trailer.empty());
+            return true;
+        }
+        if (body.size() + size > kMaxBodyBytes || !conn.readExactly(size, body)) {
+            return false;
+        }
+        std::string crlf;
+        if (!conn.readLine(crlf) || !crlf.empty()) {
+            return false;
+        }
+    }
+}
+
+// Parses one request; false when it is malformed or the client went away.
+bool readRequest(Connection& conn, ReceivedRequest& req) {
+    std::string line;
+    if (!conn.readLine(line)) {
+        return false;
+    }
+    const auto sp1 = line.find(' ');
+    const auto sp2 = line.find(' ', sp1 == std::string::npos ? line.size() : sp1 + 1);
+    if (sp1 == std::string::npos || sp2 == std::string::npos) {
+        return false;
+    }
+    req.method = line.substr(0, sp1);
+    req.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    for (;;) {
+        if (!conn.readLine(line)) {
+            return false;
+        }
+        if (line.empty()) {
+            break;
+        }
+        const auto colon = line.find(':');
+        if (colon == std::string::npos || colon == 0) {
+            return false;
+        }
+        req.headers.emplace_back(lower(line.substr(0, colon)), trim(std::string_view(line).substr(colon + 1)));
+    }
+    if (lower(req.header("transfer-encoding")).find("chunked") != std::string::npos) {
+        return readChunkedBody(conn, req.body);
+    }
+    const std::string length = req.header("content-length");
+    if (length.empty()) {
+        return true;
+    }
+    if (length.find_first_not_of("0123456789") != std::string::npos || length.size() > 9) {
+        return false;
+    }
+    const std::size_t n = std::stoul(length);
+    return n <= kMaxBodyBytes && conn.readExactly(n, req.body);
+}
+
+}  // namespace
+
+std::string ReceivedRequest::header(const std::string& lower_name) const {
+    for (const auto& [name, value] : headers) {
+        if (name == lower_name) {
+            return value;
+        }
+    }
+    return {};
+}
+
+HttpReceiver::HttpReceiver(std::uint16_t port) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) {
+        throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    }
+    const int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listen_fd_, 64) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const int err = errno;
+        ::close(listen_fd_);
+        throw std::runtime_error("cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(err));
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+}
+
+HttpReceiver::~HttpReceiver() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    // Wakes the blocking accept(): on Linux it then fails with EINVAL.
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+}
+
+std::string HttpReceiver::url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+void HttpReceiver::setStatus(int status) {
+    status_ = status;
+}
+
+void HttpReceiver::queueStatuses(std::vector<int> statuses) {
+    std::lock_guard lock(mutex_);
+    queued_statuses_.insert(queued_statuses_.end(), statuses.begin(), statuses.end());
+}
+
+void HttpReceiver::setDelay(std::chrono::milliseconds delay) {
+    delay_ms_ = delay.count();
+}
+
+std::vector<ReceivedRequest> HttpReceiver::requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+}
+
+bool HttpReceiver::waitForRequests(std::size_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
+}
+
+void HttpReceiver::serve() {
+    while (!stopping_.load()) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (stopping_.load()) {
+                return;
+            }
+            if (errno != EINTR && errno != ECONNABORTED) {
+                std::this_thread::sleep_for(std::chrono::milliseconds{10});
+            }
+            continue;
+        }
+        Connection conn(fd, stopping_);
+        ReceivedRequest req;
+        if (!readRequest(conn, req)) {
+            conn.sendAll("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            continue;
+        }
+        // Recorded before the reply, so a client that saw the answer finds its request here.
+        int status = status_.load();
+        {
+            std::lock_guard lock(mutex_);
+            requests_.push_back(std::move(req));
+            if (!queued_statuses_.empty()) {
+                status = queued_statuses_.front();
+                queued_statuses_.pop_front();
+            }
+        }
+        cv_.notify_all();
+        const auto delay = std::chrono::milliseconds{delay_ms_.load()};
+        if (delay.count() > 0) {
+            std::unique_lock lock(mutex_);
+            cv_.wait_for(lock, delay, [this] { return stopping_.load(); });
+        }
+        const std::string body = std::to_string(status) + " " + reasonPhrase(status) + "\n";
+        conn.sendAll("HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) +
+                     "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                     "\r\nConnection: close\r\n\r\n" + body);
+        ::shutdown(conn.fd(), SHUT_WR);
+    }
+}
+
+}  // namespace rollguard::testing

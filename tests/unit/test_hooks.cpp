@@ -1,0 +1,581 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "http_receiver.h"
+#include "rollguard/agent/hooks.h"
+#include "temp_dir.h"
+
+using namespace std::chrono_literals;
+using rollguard::agent::BreachEvent;
+using rollguard::agent::breachToEnv;
+using rollguard::agent::breachToJson;
+using rollguard::agent::Hook;
+using rollguard::agent::HookConfig;
+using rollguard::agent::HookResult;
+using rollguard::agent::HookRunner;
+using rollguard::agent::HookType;
+using rollguard::agent::makeHook;
+using rollguard::testing::HttpReceiver;
+using rollguard::testing::readFile;
+using rollguard::testing::TempDir;
+
+namespace {
+
+BreachEvent sampleEvent() {
+    BreachEvent e;
+    e.rule = "checkout-p99";
+    e.severity = "critical";
+    e.state = "firing";
+    e.source = "api";
+    e.metric = "p99";
+    e.value = 0.412;
+    e.threshold = 0.2;
+    e.comparison = "above";
+    e.samples = 1234;
+    e.window = 30s;
+    e.for_ = 500ms;
+    e.since = rollguard::rules::TimePoint{1'700'000'000s} + 123ms;
+    e.fired_at = rollguard::rules::TimePoint{1'700'000'030s};
+    e.host = "web-1";
+    e.summary = "p99 412ms > 200ms over 30s";
+    return e;
+}
+
+const std::string kSampleJson =
+    R"({"rule":"checkout-p99","severity":"critical","state":"firing","source":"api","metric":"p99",)"
+    R"("value":0.412,"threshold":0.2,"comparison":"above","samples":1234,"window_seconds":30,)"
+    R"("for_seconds":0.5,"since":"2023-11-14T22:13:20.123Z","fired_at":"2023-11-14T22:13:50.000Z",)"
+    R"("host":"web-1","summary":"p99 412ms > 200ms over 30s","description":""})";
+
+HookConfig webhookConfig(const std::string& url) {
+    HookConfig c;
+    c.name = "page";
+    c.type = HookType::Webhook;
+    c.url = url;
+    c.timeout = 2s;
+    c.retries = 3;
+    c.retry_backoff = 10ms;
+    return c;
+}
+
+HookConfig scriptConfig(std::vector<std::string> command) {
+    HookConfig c;
+    c.name = "undo";
+    c.type = HookType::Script;
+    c.command = std::move(command);
+    c.timeout = 5s;
+    return c;
+}
+
+HookResult runHook(const HookConfig& config, const BreachEvent& event = sampleEvent()) {
+    auto hook = makeHook(config);
+    REQUIRE(hook);
+    return hook->run(event);
+}
+
+// A port on 127.0.0.1 that nothing listens on: bound, never listened, so the kernel
+// refuses connections to it for as long as this object lives.
+class ClosedPort {
+public:
+    ClosedPort() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port_ = ntohs(addr.sin_port);
+    }
+    ~ClosedPort() { ::close(fd_); }
+    int port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
+// Dead means gone or a zombie waiting for a reaper we do not control (PID 1 here).
+bool processGone(pid_t pid) {
+    if (::kill(pid, 0) == -1 && errno == ESRCH) {
+        return true;
+    }
+    try {
+        const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+        const auto close = stat.rfind(')');
+        return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+    } catch (const std::exception&) {
+        return true;
+    }
+}
+
+bool waitGone(pid_t pid) {
+    for (int i = 0; i < 200; ++i) {
+        if (processGone(pid)) {
+            return true;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+pid_t readPid(const std::filesystem::path& p) {
+    for (int i = 0; i < 200; ++i) {
+        try {
+            const std::string text = readFile(p);
+            if (!text.empty() && text.back() == '\n') {
+                return static_cast<pid_t>(std::stol(text));
+            }
+        } catch (const std::exception&) {
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    FAIL("no pid in " << p);
+    return -1;
+}
+
+}  // namespace
+
+// ---- breach rendering -------------------------------------------------------------
+
+TEST_CASE("breachToJson renders the generic body", "[hooks][breach]") {
+    CHECK(breachToJson(sampleEvent()) == kSampleJson);
+}
+
+TEST_CASE("breachToJson escapes strings and nulls non-finite numbers", "[hooks][breach]") {
+    BreachEvent e;
+    e.rule = "a\"b\\c\nd\te\x01\x1f";
+    e.summary = "caf\xc3\xa9 \xe2\x86\x92 ok";  // valid UTF-8 passes through
+    e.description = std::string("bad\xff\xc3") + "end";  // invalid bytes become U+FFFD
+    e.value = std::numeric_limits<double>::quiet_NaN();
+    e.threshold = -std::numeric_limits<double>::infinity();
+    e.samples = -1;
+    e.since = rollguard::rules::TimePoint{-1ms};
+    const std::string json = breachToJson(e);
+    CHECK(json ==
+          R"({"rule":"a\"b\\c\nd\te\u0001\u001f","severity":"","state":"","source":"","metric":"",)"
+          R"("value":null,"threshold":null,"comparison":"","samples":-1,"window_seconds":0,"for_seconds":0,)"
+          R"("since":"1969-12-31T23:59:59.999Z","fired_at":"1970-01-01T00:00:00.000Z","host":"",)"
+          "\"summary\":\"caf\xc3\xa9 \xe2\x86\x92 ok\",\"description\":\"bad\\ufffd\\ufffdend\"}");
+}
+
+TEST_CASE("breachToJson prints doubles in their shortest exact form", "[hooks][breach]") {
+    BreachEvent e;
+    e.value = 0.1 + 0.2;
+    e.threshold = 1e-5;
+    e.window = std::chrono::nanoseconds{1};
+    const std::string json = breachToJson(e);
+    CHECK(json.find(R"("value":0.30000000000000004,)") != std::string::npos);
+    CHECK(json.find(R"("threshold":1e-05,)") != std::string::npos);
+    CHECK(json.find(R"("window_seconds":1e-09,)") != std::string::npos);
+}
+
+TEST_CASE("breachToEnv lists the breach variables", "[hooks][breach]") {
+    auto e = sampleEvent();
+    e.value = std::numeric_limits<double>::infinity();
+    const std::vector<std::pair<std::string, std::string>> expected = {
+        {"ROLLGUARD_RULE", "checkout-p99"},
+        {"ROLLGUARD_SEVERITY", "critical"},
+        {"ROLLGUARD_STATE", "firing"},
+        {"ROLLGUARD_SOURCE", "api"},
+        {"ROLLGUARD_METRIC", "p99"},
+        {"ROLLGUARD_VALUE", "+Inf"},
+        {"ROLLGUARD_THRESHOLD", "0.2"},
+        {"ROLLGUARD_COMPARISON", "above"},
+        {"ROLLGUARD_SAMPLES", "1234"},
+        {"ROLLGUARD_WINDOW_SECONDS", "30"},
+        {"ROLLGUARD_FOR_SECONDS", "0.5"},
+        {"ROLLGUARD_SINCE", "2023-11-14T22:13:20.123Z"},
+        {"ROLLGUARD_FIRED_AT", "2023-11-14T22:13:50.000Z"},
+        {"ROLLGUARD_HOST", "web-1"},
+        {"ROLLGUARD_SUMMARY", "p99 412ms > 200ms over 30s"},
+    };
+    CHECK(breachToEnv(e) == expected);
+}
+
+// ---- webhook ----------------------------------------------------------------------
+
+TEST_CASE("webhook POSTs the breach JSON with its headers", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    auto config = webhookConfig(receiver.url("/hooks/rollback?x=1"));
+    config.headers = {{"X-Token", "s3cret"}};
+    const auto result = runHook(config);
+    CHECK(result.ok);
+    CHECK(result.attempts == 1);
+    CHECK(result.message == "HTTP 200");
+    const auto requests = receiver.requests();
+    REQUIRE(requests.size() == 1);
+    const auto& r = requests[0];
+    CHECK(r.method == "POST");
+    CHECK(r.target == "/hooks/rollback?x=1");
+    CHECK(r.body == kSampleJson);
+    CHECK(r.header("content-type") == "application/json");
+    CHECK(r.header("x-token") == "s3cret");
+    CHECK(r.header("user-agent").rfind("rollguard/", 0) == 0);
+}
+
+TEST_CASE("webhook retries 503 with backoff until it succeeds", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    receiver.queueStatuses({503, 503});
+    const auto result = runHook(webhookConfig(receiver.url()));
+    CHECK(result.ok);
+    CHECK(result.attempts == 3);
+    CHECK(result.message == "HTTP 200 after 3 attempts");
+    CHECK(receiver.requests().size() == 3);
+}
+
+TEST_CASE("webhook retries 429 and gives up after its retries", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    receiver.setStatus(429);
+    auto config = webhookConfig(receiver.url());
+    config.retries = 2;
+    const auto result = runHook(config);
+    CHECK_FALSE(result.ok);
+    CHECK(result.attempts == 3);
+    CHECK(result.message == "HTTP 429: 429 Too Many Requests after 3 attempts");
+    CHECK(receiver.requests().size() == 3);
+}
+
+TEST_CASE("webhook does not retry a 4xx", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    receiver.setStatus(400);
+    const auto result = runHook(webhookConfig(receiver.url()));
+    CHECK_FALSE(result.ok);
+    CHECK(result.attempts == 1);
+    CHECK(result.message == "HTTP 400: 400 Bad Request (not retried)");
+    CHECK(receiver.requests().size() == 1);
+}
+
+TEST_CASE("webhook reports a refused connection after its retries", "[hooks][webhook]") {
+    ClosedPort port;
+    auto config = webhookConfig("http://127.0.0.1:" + std::to_string(port.port()) + "/");
+    config.retries = 2;
+    const auto result = runHook(config);
+    CHECK_FALSE(result.ok);
+    CHECK(result.attempts == 3);
+    CHECK(result.message.find("after 3 attempts") != std::string::npos);
+    CHECK(result.message.find("onnect") != std::string::npos);
+}
+
+TEST_CASE("webhook gives up on a receiver slower than the timeout", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    receiver.setDelay(5s);
+    auto config = webhookConfig(receiver.url());
+    config.timeout = 200ms;
+    config.retries = 0;
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = runHook(config);
+    CHECK_FALSE(result.ok);
+    CHECK(result.attempts == 1);
+    CHECK(result.message.find("imed out") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - start < 4s);
+}
+
+TEST_CASE("webhook refuses non-HTTP URLs and bad headers", "[hooks][webhook]") {
+    auto file_url = webhookConfig("file:///etc/passwd");
+    const auto refused = runHook(file_url);
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.attempts == 1);
+    CHECK(refused.message.find("(not retried)") != std::string::npos);
+
+    HttpReceiver receiver;
+    auto injected = webhookConfig(receiver.url());
+    injected.headers = {{"X-A", "1\r\nX-B: 2"}};
+    const auto bad = runHook(injected);
+    CHECK_FALSE(bad.ok);
+    CHECK(bad.message == "invalid header 'X-A'");
+    CHECK(receiver.requests().empty());
+}
+
+TEST_CASE("http receiver reads chunked bodies", "[hooks][webhook]") {
+    HttpReceiver receiver;
+    receiver.setStatus(202);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(receiver.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    const std::string req =
+        "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
+    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+    std::string reply;
+    char buf[512];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+        reply.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    CHECK(reply.rfind("HTTP/1.1 202 Accepted\r\n", 0) == 0);
+    CHECK(reply.find("Connection: close\r\n") != std::string::npos);
+    REQUIRE(receiver.waitForRequests(1, 1s));
+    const auto r = receiver.requests().at(0);
+    CHECK(r.method == "PUT");
+    CHECK(r.target == "/c");
+    CHECK(r.header("host") == "x");
+    CHECK(r.body == "hello, world");
+}
+
+// ---- script -----------------------------------------------------------------------
+
+TEST_CASE("script arguments are passed literally, never through a shell", "[hooks][script]") {
+    TempDir dir;
+    const auto marker = dir / "pwned";
+    const std::string tricky = "$(touch " + marker.string() + ")";
+    const auto result = runHook(scriptConfig({"printf", "%s|", "two words", tricky, "; rm -rf x"}));
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: two words|" + tricky + "|; rm -rf x|");
+    CHECK_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_CASE("script gets the breach, its own env and the parent's env", "[hooks][script]") {
+    REQUIRE(::setenv("ROLLGUARD_TEST_PARENT", "inherited", 1) == 0);
+    auto config = scriptConfig({"/bin/sh", "-c", R"(echo "$ROLLGUARD_RULE $ROLLGUARD_VALUE $EXTRA $ROLLGUARD_TEST_PARENT")"});
+    config.env = {{"EXTRA", "from config"}};
+    const auto result = runHook(config);
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: checkout-p99 0.412 from config inherited");
+}
+
+TEST_CASE("script failures are reported with status and output", "[hooks][script]") {
+    const auto failed = runHook(scriptConfig({"/bin/sh", "-c", "echo out; echo oops >&2; exit 3"}));
+    CHECK_FALSE(failed.ok);
+    CHECK(failed.message == "exit status 3: out\noops");
+
+    const auto killed = runHook(scriptConfig({"/bin/sh", "-c", "kill -9 $$"}));
+    CHECK_FALSE(killed.ok);
+    CHECK(killed.message == "killed by signal 9 (SIGKILL)");
+}
+
+TEST_CASE("script reports a missing binary clearly", "[hooks][script]") {
+    const auto missing = runHook(scriptConfig({"/nonexistent/rollguard-undo"}));
+    CHECK_FALSE(missing.ok);
+    CHECK(missing.message == "cannot execute '/nonexistent/rollguard-undo': No such file or directory");
+
+    const auto not_in_path = runHook(scriptConfig({"rollguard-no-such-command"}));
+    CHECK_FALSE(not_in_path.ok);
+    CHECK(not_in_path.message == "cannot execute 'rollguard-no-such-command': not found in PATH");
+
+    TempDir dir;
+    const auto not_exec = dir / "plain.txt";
+    rollguard::testing::writeFile(not_exec, "echo hi\n");
+    const auto denied = runHook(scriptConfig({not_exec.string()}));
+    CHECK_FALSE(denied.ok);
+    CHECK(denied.message == "cannot execute '" + not_exec.string() + "': Permission denied");
+}
+
+TEST_CASE("script timeout kills the whole process group", "[hooks][script]") {
+    TempDir dir;
+    const auto pid_file = dir / "bg.pid";
+    auto config = scriptConfig(
+        {"/bin/sh", "-c", "sleep 30 & echo $! > \"$1\"; echo started; wait", "sh", pid_file.string()});
+    config.timeout = 300ms;
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = runHook(config);
+    CHECK(std::chrono::steady_clock::now() - start < 3s);
+    CHECK_FALSE(result.ok);
+    CHECK(result.message == "timed out after 0.3s: started");
+    const pid_t background = readPid(pid_file);
+    CHECK(waitGone(background));
+}
+
+TEST_CASE("script that ignores SIGTERM is killed after the grace period", "[hooks][script]") {
+    TempDir dir;
+    const auto pid_file = dir / "self.pid";
+    auto config = scriptConfig({"/bin/sh", "-c", "trap '' TERM; echo $$ > \"$1\"; while :; do sleep 0.05; done", "sh",
+                                pid_file.string()});
+    config.timeout = 300ms;
+    const auto result = runHook(config);
+    CHECK_FALSE(result.ok);
+    CHECK(result.message == "timed out after 0.3s");
+    CHECK(waitGone(readPid(pid_file)));
+}
+
+TEST_CASE("script that leaves a background child does not wait for it", "[hooks][script]") {
+    TempDir dir;
+    const auto pid_file = dir / "bg.pid";
+    auto config = scriptConfig({"/bin/sh", "-c", "sleep 30 & echo $! > \"$1\"; echo done", "sh", pid_file.string()});
+    config.timeout = 10s;
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = runHook(config);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: done");
+    const pid_t background = readPid(pid_file);
+    ::kill(background, SIGKILL);
+}
+
+TEST_CASE("script output keeps only the tail", "[hooks][script]") {
+    const auto result = runHook(scriptConfig({"/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a; echo; echo END"}));
+    CHECK(result.ok);
+    CHECK(result.message.rfind("exit status 0: [...] aaa", 0) == 0);
+    CHECK(result.message.size() <= 64 * 1024 + 32);
+    CHECK(result.message.substr(result.message.size() - 4) == "\nEND");
+}
+
+// ---- runner -----------------------------------------------------------------------
+
+namespace {
+
+struct Recorded {
+    std::string hook;
+    std::string rule;
+    bool ok;
+    std::string message;
+    std::thread::id thread;
+};
+
+class Recorder {
+public:
+    HookRunner::Callback callback() {
+        return [this](const std::string& hook, const BreachEvent& e, const HookResult& r) {
+            std::lock_guard lock(mutex_);
+            results_.push_back({hook, e.rule, r.ok, r.message, std::this_thread::get_id()});
+        };
+    }
+    std::vector<Recorded> results() const {
+        std::lock_guard lock(mutex_);
+        return results_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<Recorded> results_;
+};
+
+class FakeHook final : public Hook {
+public:
+    explicit FakeHook(std::string name, bool throws = false) : name_(std::move(name)), throws_(throws) {}
+    const std::string& name() const override { return name_; }
+    HookType type() const override { return HookType::Script; }
+    HookResult run(const BreachEvent& event) override {
+        if (throws_) {
+            throw std::runtime_error("boom");
+        }
+        std::this_thread::sleep_for(1ms);  // so that enqueue() races ahead of the worker
+        HookResult r;
+        r.ok = true;
+        r.message = name_ + " ran for " + event.rule;
+        return r;
+    }
+
+private:
+    std::string name_;
+    bool throws_;
+};
+
+BreachEvent eventFor(const std::string& rule) {
+    BreachEvent e;
+    e.rule = rule;
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("HookRunner runs each job's hooks in order off the calling thread", "[hooks][runner]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    runner.add(std::make_unique<FakeHook>("a"));
+    runner.add(std::make_unique<FakeHook>("b"));
+    runner.add(std::make_unique<FakeHook>("thrower", true));
+    runner.enqueue({"b", "missing", "a", "thrower"}, eventFor("r1"));
+    runner.waitIdle();
+    const auto results = recorder.results();
+    REQUIRE(results.size() == 4);
+    CHECK(results[0].hook == "b");
+    CHECK(results[0].ok);
+    CHECK(results[0].message == "b ran for r1");
+    CHECK(results[1].hook == "missing");
+    CHECK_FALSE(results[1].ok);
+    CHECK(results[1].message == "unknown hook");
+    CHECK(results[2].hook == "a");
+    CHECK(results[2].message == "a ran for r1");
+    CHECK(results[3].hook == "thrower");
+    CHECK_FALSE(results[3].ok);
+    CHECK(results[3].message == "hook threw: boom");
+    for (const auto& r : results) {
+        CHECK(r.thread != std::this_thread::get_id());
+        CHECK(r.rule == "r1");
+    }
+}
+
+TEST_CASE("HookRunner stop drains queued jobs, then reports late work as failed", "[hooks][runner]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    runner.add(std::make_unique<FakeHook>("a"));
+    for (int i = 0; i < 5; ++i) {
+        runner.enqueue({"a"}, eventFor("r" + std::to_string(i)));
+    }
+    runner.stop();
+    auto results = recorder.results();
+    REQUIRE(results.size() == 5);
+    for (int i = 0; i < 5; ++i) {
+        CHECK(results[static_cast<std::size_t>(i)].rule == "r" + std::to_string(i));
+        CHECK(results[static_cast<std::size_t>(i)].ok);
+    }
+    runner.stop();  // idempotent
+    runner.enqueue({"a"}, eventFor("late"));
+    results = recorder.results();
+    REQUIRE(results.size() == 6);
+    CHECK(results[5].rule == "late");
+    CHECK_FALSE(results[5].ok);
+    CHECK(results[5].message == "hook runner is stopped");
+    runner.waitIdle();  // returns at once when stopped
+}
+
+TEST_CASE("HookRunner destructor finishes queued work", "[hooks][runner]") {
+    Recorder recorder;
+    {
+        HookRunner runner(recorder.callback());
+        runner.add(std::make_unique<FakeHook>("a"));
+        runner.enqueue({"a", "a"}, eventFor("r"));
+    }
+    CHECK(recorder.results().size() == 2);
+}
+
+TEST_CASE("HookRunner runs real hooks end to end", "[hooks][runner]") {
+    TempDir dir;
+    rollguard::testing::writeFile(dir / "app.env", "FLAG=1\n");
+    HttpReceiver receiver;
+    HookConfig env;
+    env.name = "flag-off";
+    env.type = HookType::EnvFile;
+    env.path = (dir / "app.env").string();
+    env.set = {{"FLAG", "0"}};
+    env.backup = false;
+
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    runner.add(makeHook(env));
+    runner.add(makeHook(webhookConfig(receiver.url())));
+    runner.enqueue({"flag-off", "page"}, sampleEvent());
+    runner.waitIdle();
+    const auto results = recorder.results();
+    REQUIRE(results.size() == 2);
+    CHECK(results[0].ok);
+    CHECK(results[1].ok);
+    CHECK(results[1].message == "HTTP 200");
+    CHECK(readFile(dir / "app.env") == "FLAG=0\n");
+    REQUIRE(receiver.requests().size() == 1);
+    CHECK(receiver.requests()[0].body == kSampleJson);
+}
