@@ -84,7 +84,8 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     if (!listen.empty()) {
         try {
             server = std::make_unique<rollguard::exporters::HttpServer>(listen, [&daemon] { return daemon.snapshot(); });
-            spdlog::info("listening on {} (/metrics, /healthz, /api/v1/status)", listen);
+            const std::string host = listen.substr(0, listen.rfind(':'));
+            spdlog::info("listening on {}:{} (/metrics, /healthz, /api/v1/status)", host, server->port());
         } catch (const std::exception& e) {
             spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
             return kExitRuntime;

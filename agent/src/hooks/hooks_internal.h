@@ -51,9 +51,6 @@ private:
 /// when `json`, otherwise "NaN", "+Inf", "-Inf" (Prometheus spelling).
 std::string formatDouble(double value, bool json);
 
-/// "2023-11-14T22:13:20.123Z": RFC 3339, UTC, milliseconds.
-std::string formatRfc3339(rules::TimePoint t);
-
 /// Seconds as tidy text for messages: 0.3 -> "0.3s", 10 -> "10s".
 std::string formatSeconds(std::chrono::nanoseconds d);
 

@@ -1,5 +1,6 @@
 #include "rollguard/agent/json_writer.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -7,43 +8,100 @@
 
 namespace rollguard::agent {
 
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is invalid
+// (overlong, surrogate, beyond U+10FFFF, truncated).
+std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    auto cont = [&](std::size_t k) {
+        return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    };
+    if (b0 < 0x80) {
+        return 1;
+    }
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+        return cont(1) ? 2 : 0;
+    }
+    if (b0 >= 0xE0 && b0 <= 0xEF) {
+        if (!cont(1) || !cont(2)) {
+            return 0;
+        }
+        const auto b1 = static_cast<unsigned char>(s[i + 1]);
+        if ((b0 == 0xE0 && b1 < 0xA0) || (b0 == 0xED && b1 >= 0xA0)) {
+            return 0;
+        }
+        return 3;
+    }
+    if (b0 >= 0xF0 && b0 <= 0xF4) {
+        if (!cont(1) || !cont(2) || !cont(3)) {
+            return 0;
+        }
+        const auto b1 = static_cast<unsigned char>(s[i + 1]);
+        if ((b0 == 0xF0 && b1 < 0x90) || (b0 == 0xF4 && b1 >= 0x90)) {
+            return 0;
+        }
+        return 4;
+    }
+    return 0;
+}
+
+}  // namespace
+
 void appendJsonString(std::string& out, std::string_view s) {
-    out.push_back('"');
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
+    out += '"';
+    for (std::size_t i = 0; i < s.size();) {
+        const char c = s[i];
         switch (c) {
             case '"':
                 out += "\\\"";
-                break;
+                ++i;
+                continue;
             case '\\':
                 out += "\\\\";
-                break;
+                ++i;
+                continue;
             case '\n':
                 out += "\\n";
-                break;
+                ++i;
+                continue;
             case '\r':
                 out += "\\r";
-                break;
+                ++i;
+                continue;
             case '\t':
                 out += "\\t";
-                break;
+                ++i;
+                continue;
             case '\b':
                 out += "\\b";
-                break;
+                ++i;
+                continue;
             case '\f':
                 out += "\\f";
-                break;
+                ++i;
+                continue;
             default:
-                if (c < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out.push_back(ch);
-                }
+                break;
         }
+        const auto uc = static_cast<unsigned char>(c);
+        if (uc < 0x20 || uc == 0x7F) {
+            std::array<char, 8> buf{};
+            std::snprintf(buf.data(), buf.size(), "\\u%04x", static_cast<unsigned>(uc));
+            out += buf.data();
+            ++i;
+            continue;
+        }
+        const std::size_t len = utf8SequenceLength(s, i);
+        if (len == 0) {
+            out += "\\ufffd";
+            ++i;
+            continue;
+        }
+        out.append(s.substr(i, len));
+        i += len;
     }
-    out.push_back('"');
+    out += '"';
 }
 
 void JsonWriter::separate() {
@@ -135,19 +193,23 @@ JsonWriter& JsonWriter::null() {
 }
 
 std::string formatRfc3339(rules::TimePoint t) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    using namespace std::chrono;
+    // floor, not truncation: times before 1970 must still print the right second.
+    const auto ms = floor<milliseconds>(t.time_since_epoch()).count();
     std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    long millis = static_cast<long>(ms % 1000);
+    long long millis = ms % 1000;
     if (millis < 0) {
         millis += 1000;
         secs -= 1;
     }
     std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    return buf;
+    if (::gmtime_r(&secs, &tm) == nullptr) {
+        return "1970-01-01T00:00:00.000Z";
+    }
+    std::array<char, 64> buf{};
+    std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    return buf.data();
 }
 
 }  // namespace rollguard::agent

@@ -38,7 +38,9 @@ private:
     bool after_key_ = false;
 };
 
-/// Appends `s` to `out` as a JSON string literal, quotes included.
+/// Appends `s` to `out` as a JSON string literal, quotes included. Strings come from
+/// configs and log lines, so anything may be in them: invalid UTF-8 becomes U+FFFD and
+/// control characters are escaped, so receivers always get a parseable document.
 void appendJsonString(std::string& out, std::string_view s);
 
 /// RFC 3339 UTC with milliseconds: "2026-11-23T15:20:01.123Z".
