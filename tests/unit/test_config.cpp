@@ -528,6 +528,10 @@ TEST_CASE("percentile metric names", "[config]") {
           Strings{"21:10: metric \"p0\" is not a percentile between 0 and 100 exclusive (use min or max for the "
                   "extremes)"});
     CHECK(errorsOf(rule("error_rate")).size() == 1);
+    // One mistake, one error: a duration threshold on an unknown metric is not a second one.
+    CHECK(errorsOf(kBase + "[[rule]]\nname = \"r\"\nsource = \"api\"\nmetric = \"p9x\"\nabove = \"1s\"\n"
+                           "hooks = [\"rollback\"]\n")
+              .size() == 1);
     CHECK(errorsOf(rule("error_rate"))[0].find("(did you mean 'error_ratio'?)") != std::string::npos);
 }
 

@@ -1060,7 +1060,9 @@ private:
     /// A threshold for `metric`; latency metrics also take a duration string and are
     /// stored in seconds.
     std::optional<double> parseThreshold(const toml::node& n, std::string_view key, const MetricSpec* metric) {
-        const bool latency = metric != nullptr && metric->isLatency();
+        // With an unknown metric (already reported) either form is accepted, so that one
+        // mistake gives one error.
+        const bool latency = metric == nullptr || metric->isLatency();
         std::optional<double> v;
         if (latency && n.is_string()) {
             if (auto d = durationOf(n, key)) {
@@ -1085,7 +1087,7 @@ private:
                          numberText(*v));
             return std::nullopt;
         }
-        if (latency && *v > kSuspiciousLatencySeconds) {
+        if (metric != nullptr && metric->isLatency() && *v > kSuspiciousLatencySeconds) {
             report(Level::Warning, n.source().begin,
                    "'" + std::string(key) + "' = " + numberText(*v) + " is in seconds for latency metric '" +
                        metric->text + "' (a plain number means seconds); did you mean \"" + numberText(*v) +
