@@ -1,0 +1,1304 @@
+// The TOML config loader: TOML text -> a validated, typed Config plus diagnostics.
+// This is the only translation unit that includes toml++; nothing toml-shaped leaves it.
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "rollguard/agent/config.h"
+#include "rollguard/rules/duration.h"
+
+namespace rollguard::agent {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Level = Diagnostic::Level;
+using rules::Comparison;
+using rules::MetricKind;
+using rules::MetricSpec;
+using rules::RuleSpec;
+using rules::Severity;
+using Keys = std::vector<std::string_view>;
+
+// Thresholds written as plain numbers for latency metrics are seconds; above this a
+// plain number is almost certainly milliseconds written without a unit.
+constexpr double kSuspiciousLatencySeconds = 60.0;
+constexpr std::int64_t kMaxLineBytesLimit = 64LL * 1024 * 1024;
+constexpr std::int64_t kMaxRetries = 20;
+
+const Keys kTopKeys{"agent", "source", "rule", "hook"};
+const Keys kAgentKeys{"tick", "state_dir", "listen", "log_level", "hostname", "dry_run"};
+const Keys kSourceKeys{"name", "type", "paths", "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
+const Keys kLatencyKeys{"field", "unit"};
+const Keys kErrorKeys{"field", "gte", "in", "equals"};
+const Keys kRuleKeys{"name",   "severity", "source", "metric",      "quantile", "above",
+                     "below",  "window",   "for",    "min_samples", "hooks",    "description"};
+const Keys kHookCommonKeys{"name", "type", "timeout"};
+const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
+const Keys kWebhookKeys{"url", "headers", "retries", "retry_backoff"};
+const Keys kScriptKeys{"command", "env"};
+
+const char* typeName(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::none:
+            return "nothing";
+        case toml::node_type::table:
+            return "table";
+        case toml::node_type::array:
+            return "array";
+        case toml::node_type::string:
+            return "string";
+        case toml::node_type::integer:
+            return "integer";
+        case toml::node_type::floating_point:
+            return "float";
+        case toml::node_type::boolean:
+            return "boolean";
+        case toml::node_type::date:
+            return "date";
+        case toml::node_type::time:
+            return "time";
+        case toml::node_type::date_time:
+            return "date-time";
+    }
+    return "unknown";
+}
+
+std::size_t levenshtein(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) {
+        row[j] = j;
+    }
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diag = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + cost});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+/// The closest candidate within edit distance 2, else one that `word` is a prefix of
+/// (or that is a prefix of `word`); empty when nothing is close.
+std::string closest(std::string_view word, const std::vector<std::string_view>& candidates) {
+    std::string best;
+    std::size_t best_distance = 3;
+    for (auto c : candidates) {
+        const std::size_t d = levenshtein(word, c);
+        if (d < best_distance) {
+            best_distance = d;
+            best = std::string(c);
+        }
+    }
+    if (!best.empty() || word.size() < 3) {
+        return best;
+    }
+    for (auto c : candidates) {
+        if (c.size() >= 3 && (c.substr(0, word.size()) == word || word.substr(0, c.size()) == c)) {
+            return std::string(c);
+        }
+    }
+    return best;
+}
+
+std::string didYouMean(std::string_view word, const std::vector<std::string_view>& candidates) {
+    const std::string c = closest(word, candidates);
+    return c.empty() ? std::string() : " (did you mean '" + c + "'?)";
+}
+
+std::string joinKeys(const Keys& keys) {
+    std::string out;
+    for (auto k : keys) {
+        if (!out.empty()) {
+            out += ", ";
+        }
+        out += k;
+    }
+    return out;
+}
+
+bool contains(const Keys& keys, std::string_view k) {
+    return std::find(keys.begin(), keys.end(), k) != keys.end();
+}
+
+bool isNameChar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+}
+
+bool isValidName(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), isNameChar);
+}
+
+bool isValidEnvName(std::string_view s) {
+    if (s.empty() || (s[0] >= '0' && s[0] <= '9')) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+}
+
+bool isValidHeaderName(std::string_view s) {
+    // RFC 9110 token characters.
+    static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               kExtra.find(c) != std::string_view::npos;
+    });
+}
+
+bool isValidFieldPath(std::string_view s) {
+    if (s.empty()) {
+        return false;
+    }
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t dot = s.find('.', start);
+        const std::string_view segment = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
+        if (segment.empty()) {
+            return false;
+        }
+        if (dot == std::string_view::npos) {
+            return true;
+        }
+        start = dot + 1;
+    }
+}
+
+bool hasLineBreak(std::string_view s) {
+    return s.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// "host:port" with a non-empty host (IPv6 in brackets) and a port 0..65535.
+bool isValidListen(std::string_view s) {
+    std::string_view host;
+    std::string_view port;
+    if (!s.empty() && s.front() == '[') {
+        const std::size_t close = s.find("]:");
+        if (close == std::string_view::npos || close < 2) {
+            return false;
+        }
+        host = s.substr(1, close - 1);
+        port = s.substr(close + 2);
+    } else {
+        const std::size_t colon = s.rfind(':');
+        if (colon == std::string_view::npos) {
+            return false;
+        }
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) {
+            return false;  // a bare IPv6 address needs brackets
+        }
+    }
+    if (host.empty() || port.empty() || port.size() > 5) {
+        return false;
+    }
+    if (host.find_first_of(" \t/") != std::string_view::npos) {
+        return false;
+    }
+    int value = 0;
+    for (char c : port) {
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        value = value * 10 + (c - '0');
+    }
+    return value <= 65535;
+}
+
+/// TOML text of a scalar used where a string is wanted: 0 -> "0", true -> "true".
+std::optional<std::string> scalarText(const toml::node& n) {
+    if (const auto* s = n.as_string()) {
+        return s->get();
+    }
+    if (const auto* i = n.as_integer()) {
+        return std::to_string(i->get());
+    }
+    if (const auto* b = n.as_boolean()) {
+        return b->get() ? "true" : "false";
+    }
+    if (const auto* f = n.as_floating_point()) {
+        const double v = f->get();
+        if (std::isnan(v)) {
+            return "nan";
+        }
+        if (std::isinf(v)) {
+            return v > 0 ? "inf" : "-inf";
+        }
+        std::array<char, 64> buf{};
+        const auto res = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+        std::string text(buf.data(), res.ptr);
+        if (text.find_first_of(".e") == std::string::npos) {
+            text += ".0";  // as TOML writes it: 1.0, not 1
+        }
+        return text;
+    }
+    return std::nullopt;
+}
+
+std::string inQuotes(std::string_view s) {
+    return "\"" + std::string(s) + "\"";
+}
+
+/// Plain-number rendering for messages: 500 -> "500", 0.25 -> "0.25".
+std::string numberText(double v) {
+    std::array<char, 64> buf{};
+    const auto res = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    return std::string(buf.data(), res.ptr);
+}
+
+struct MetricParse {
+    std::optional<MetricSpec> spec;
+    std::string error;  ///< why it is not a metric, when spec is empty
+};
+
+std::optional<double> parseDecimal(std::string_view s) {
+    double v = 0.0;
+    const auto res = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (res.ec != std::errc{} || res.ptr != s.data() + s.size()) {
+        return std::nullopt;
+    }
+    return v;
+}
+
+const Keys kMetricNames{"count", "rate", "error_ratio", "mean", "min", "max", "quantile", "p50", "p90", "p95", "p99"};
+
+/// count, rate, error_ratio, mean, min, max, pNN. pNN's digits are a percentage with an
+/// implied decimal point after the first two digits (p50 = 0.5, p999 = 0.999) unless a
+/// dot is written (p99.9 = 0.999). "quantile" is handled by the caller.
+MetricParse parseMetricName(std::string_view s) {
+    MetricParse out;
+    MetricSpec m;
+    m.text = std::string(s);
+    static const std::array<std::pair<std::string_view, MetricKind>, 6> kPlain{{
+        {"count", MetricKind::Count},
+        {"rate", MetricKind::Rate},
+        {"error_ratio", MetricKind::ErrorRatio},
+        {"mean", MetricKind::Mean},
+        {"min", MetricKind::Min},
+        {"max", MetricKind::Max},
+    }};
+    for (const auto& [name, kind] : kPlain) {
+        if (s == name) {
+            m.kind = kind;
+            out.spec = m;
+            return out;
+        }
+    }
+    const std::string expected =
+        " (expected count, rate, error_ratio, mean, min, max, a percentile such as p50, p99, p99.9 or p999, "
+        "or quantile with 'quantile = 0.995')";
+    if (s.size() < 2 || s[0] != 'p') {
+        out.error = "unknown metric " + inQuotes(s) + didYouMean(s, kMetricNames) + expected;
+        return out;
+    }
+    const std::string_view digits = s.substr(1);
+    const std::size_t dot = digits.find('.');
+    const std::string_view whole = digits.substr(0, dot);
+    const std::string_view frac = dot == std::string_view::npos ? std::string_view{} : digits.substr(dot + 1);
+    const auto allDigits = [](std::string_view v) {
+        return std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (whole.empty() || !allDigits(whole) || !allDigits(frac) || (dot != std::string_view::npos && frac.empty())) {
+        out.error = "unknown metric " + inQuotes(s) + didYouMean(s, kMetricNames) + expected;
+        return out;
+    }
+    if (dot == std::string_view::npos && whole.size() >= 3 && whole.substr(0, 3) == "100" &&
+        whole.find_first_not_of('0', 1) == std::string_view::npos) {
+        out.error = "metric " + inQuotes(s) + " is the maximum; use metric = \"max\"";
+        return out;
+    }
+    std::optional<double> q;
+    if (dot != std::string_view::npos || whole.size() <= 2) {
+        const auto percent = parseDecimal(digits);
+        if (percent) {
+            q = *percent / 100.0;
+        }
+    } else {
+        q = parseDecimal("0." + std::string(whole));
+    }
+    if (!q || !(*q > 0.0 && *q < 1.0)) {
+        out.error = "metric " + inQuotes(s) +
+                    " is not a percentile between 0 and 100 exclusive (use min or max for the extremes)";
+        return out;
+    }
+    m.kind = MetricKind::Quantile;
+    m.quantile = *q;
+    out.spec = m;
+    return out;
+}
+
+/// "p99.5" for 0.995: how a `quantile = ...` metric is named in messages and labels.
+std::string quantileText(double q) {
+    std::array<char, 64> buf{};
+    std::snprintf(buf.data(), buf.size(), "%.10g", q * 100.0);
+    return "p" + std::string(buf.data());
+}
+
+/// A TOML key with its location, for messages.
+struct KeyRef {
+    std::string_view name;
+    const toml::key* key = nullptr;
+    const toml::node* node = nullptr;
+};
+
+/// Does one pass over a parsed document and produces the Config. Collects every
+/// diagnostic instead of stopping at the first. Single use, single thread.
+class Loader {
+public:
+    explicit Loader(const std::string& path) : file_(path) {
+        fs::path parent = fs::path(path).parent_path();
+        if (parent.empty()) {
+            parent = ".";
+        }
+        std::error_code ec;
+        fs::path absolute = fs::absolute(parent, ec);
+        base_dir_ = ec ? parent : absolute.lexically_normal();
+    }
+
+    LoadResult run(std::string_view text) {
+        LoadResult result;
+        toml::table root;
+        try {
+            root = toml::parse(text, std::string_view(file_));
+        } catch (const toml::parse_error& e) {
+            report(Level::Error, e.source().begin, std::string(e.description()));
+            result.diagnostics = std::move(diags_);
+            return result;
+        }
+
+        Config config;
+        config.path = file_;
+        checkKeys(root, "at top level", kTopKeys);
+        if (const toml::node* agent = root.get("agent")) {
+            if (const auto* t = agent->as_table()) {
+                parseAgent(*t, config.agent);
+            } else {
+                report(Level::Error, agent->source().begin,
+                       std::string("'agent' must be a table ([agent]), got ") + typeName(*agent));
+            }
+        }
+        for (const auto* t : arrayOfTables(root, "source")) {
+            parseSource(*t, config);
+        }
+        for (const auto* t : arrayOfTables(root, "hook")) {
+            parseHook(*t, config);
+        }
+        for (const auto* t : arrayOfTables(root, "rule")) {
+            parseRule(*t, config);
+        }
+        checkWhole(root, config);
+
+        std::stable_sort(diags_.begin(), diags_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+            return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+        });
+        const bool failed = std::any_of(diags_.begin(), diags_.end(),
+                                        [](const Diagnostic& d) { return d.level == Level::Error; });
+        if (!failed) {
+            result.config = std::move(config);
+        }
+        result.diagnostics = std::move(diags_);
+        return result;
+    }
+
+private:
+    // ---- diagnostics -------------------------------------------------------------
+
+    SourceLocation locate(const toml::source_position& p) const {
+        return SourceLocation{file_, static_cast<int>(p.line), static_cast<int>(p.column)};
+    }
+
+    void report(Level level, const toml::source_position& p, std::string message) {
+        diags_.push_back(Diagnostic{level, locate(p), std::move(message)});
+    }
+
+    void report(Level level, const SourceLocation& where, std::string message) {
+        diags_.push_back(Diagnostic{level, where, std::move(message)});
+    }
+
+    void error(const toml::node& n, std::string message) { report(Level::Error, n.source().begin, std::move(message)); }
+
+    void typeError(const toml::node& n, std::string_view key, std::string_view expected) {
+        error(n, "'" + std::string(key) + "' must be " + std::string(expected) + ", got " + typeName(n));
+    }
+
+    void missing(const toml::table& t, std::string_view key, std::string_view where) {
+        error(t, "missing required key '" + std::string(key) + "' in " + std::string(where));
+    }
+
+    /// Unknown keys in `t`, each with a suggestion from `allowed`.
+    void checkKeys(const toml::table& t, std::string_view where, const Keys& allowed) {
+        for (auto&& [k, v] : t) {
+            if (!contains(allowed, k.str())) {
+                report(Level::Error, k.source().begin,
+                       "unknown key '" + std::string(k.str()) + "' " + std::string(where) +
+                           didYouMean(k.str(), allowed));
+            }
+        }
+    }
+
+    const toml::key* keyOf(const toml::table& t, std::string_view key) const {
+        const auto it = t.find(key);
+        return it == t.end() ? nullptr : &it->first;
+    }
+
+    // ---- typed getters: nullopt when absent or invalid (the latter is reported) ---
+
+    std::optional<std::string> getString(const toml::table& t, std::string_view key) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        if (const auto* s = n->as_string()) {
+            return s->get();
+        }
+        typeError(*n, key, "a string");
+        return std::nullopt;
+    }
+
+    std::optional<std::string> requireString(const toml::table& t, std::string_view key, std::string_view where) {
+        if (t.get(key) == nullptr) {
+            missing(t, key, where);
+            return std::nullopt;
+        }
+        auto s = getString(t, key);
+        if (s && s->empty()) {
+            error(*t.get(key), "'" + std::string(key) + "' must not be empty");
+            return std::nullopt;
+        }
+        return s;
+    }
+
+    std::optional<bool> getBool(const toml::table& t, std::string_view key) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        if (const auto* b = n->as_boolean()) {
+            return b->get();
+        }
+        typeError(*n, key, "a boolean (true or false)");
+        return std::nullopt;
+    }
+
+    std::optional<std::int64_t> getInt(const toml::table& t, std::string_view key, std::int64_t lo, std::int64_t hi,
+                                       std::string_view range_text) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        const auto* i = n->as_integer();
+        if (i == nullptr) {
+            typeError(*n, key, "an integer");
+            return std::nullopt;
+        }
+        if (i->get() < lo || i->get() > hi) {
+            error(*n, "'" + std::string(key) + "' must be " + std::string(range_text) + ", got " +
+                          std::to_string(i->get()));
+            return std::nullopt;
+        }
+        return i->get();
+    }
+
+    /// An integer or float, finite.
+    std::optional<double> numberOf(const toml::node& n, std::string_view key) {
+        double v = 0.0;
+        if (const auto* i = n.as_integer()) {
+            v = static_cast<double>(i->get());
+        } else if (const auto* f = n.as_floating_point()) {
+            v = f->get();
+        } else {
+            typeError(n, key, "a number");
+            return std::nullopt;
+        }
+        if (!std::isfinite(v)) {
+            error(n, "'" + std::string(key) + "' must be a finite number");
+            return std::nullopt;
+        }
+        return v;
+    }
+
+    std::optional<std::chrono::nanoseconds> durationOf(const toml::node& n, std::string_view key) {
+        const auto* s = n.as_string();
+        if (s == nullptr) {
+            typeError(n, key, "a duration string like \"5m\"");
+            return std::nullopt;
+        }
+        auto d = rules::parseDuration(s->get());
+        if (!d) {
+            error(n, "'" + std::string(key) + "' is not a valid duration: " + inQuotes(s->get()) +
+                         " (use a number and a unit: ns, us, ms, s, m, h, d; e.g. \"500ms\", \"30s\", \"1h30m\")");
+        }
+        return d;
+    }
+
+    enum class Bound { AtLeastZero, Positive };
+
+    std::optional<std::chrono::nanoseconds> getDuration(const toml::table& t, std::string_view key, Bound bound) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        auto d = durationOf(*n, key);
+        if (d && bound == Bound::Positive && d->count() <= 0) {
+            error(*n, "'" + std::string(key) + "' must be greater than zero");
+            return std::nullopt;
+        }
+        return d;
+    }
+
+    /// One of `choices`; reported with a suggestion otherwise.
+    std::optional<std::string> getChoice(const toml::table& t, std::string_view key, const Keys& choices) {
+        auto s = getString(t, key);
+        if (s && !contains(choices, *s)) {
+            error(*t.get(key), "'" + std::string(key) + "' must be one of " + joinKeys(choices) + "; got " +
+                                   inQuotes(*s) + didYouMean(*s, choices));
+            return std::nullopt;
+        }
+        return s;
+    }
+
+    /// An array of strings; each element with its node (for locations).
+    std::optional<std::vector<std::pair<std::string, const toml::node*>>> getStringArray(const toml::table& t,
+                                                                                         std::string_view key) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        const auto* arr = n->as_array();
+        if (arr == nullptr) {
+            typeError(*n, key, "an array of strings");
+            return std::nullopt;
+        }
+        std::vector<std::pair<std::string, const toml::node*>> out;
+        bool ok = true;
+        for (const auto& e : *arr) {
+            if (const auto* s = e.as_string()) {
+                out.emplace_back(s->get(), &e);
+            } else {
+                error(e, "elements of '" + std::string(key) + "' must be strings, got " + typeName(e));
+                ok = false;
+            }
+        }
+        if (!ok) {
+            return std::nullopt;
+        }
+        return out;
+    }
+
+    /// A table of scalar values as strings, in the order written. Numbers and booleans
+    /// become their TOML text.
+    std::optional<std::vector<std::pair<std::string, std::string>>> getStringTable(
+        const toml::table& t, std::string_view key, const char* key_kind, bool (*key_ok)(std::string_view)) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        const auto* table = n->as_table();
+        if (table == nullptr) {
+            typeError(*n, key, "a table of strings, e.g. { NAME = \"value\" }");
+            return std::nullopt;
+        }
+        struct Entry {
+            toml::source_position at;
+            std::string name;
+            std::string value;
+        };
+        std::vector<Entry> entries;
+        bool ok = true;
+        for (auto&& [k, v] : *table) {
+            const std::string name(k.str());
+            if (!key_ok(name)) {
+                report(Level::Error, k.source().begin,
+                       "'" + name + "' in '" + std::string(key) + "' is not a valid " + key_kind);
+                ok = false;
+                continue;
+            }
+            auto text = scalarText(v);
+            if (!text) {
+                error(v, "values in '" + std::string(key) + "' must be strings, got " + typeName(v));
+                ok = false;
+                continue;
+            }
+            if (hasLineBreak(*text)) {
+                error(v, "values in '" + std::string(key) + "' must not contain line breaks");
+                ok = false;
+                continue;
+            }
+            entries.push_back(Entry{k.source().begin, name, std::move(*text)});
+        }
+        if (!ok) {
+            return std::nullopt;
+        }
+        // toml++ keeps tables sorted by key; the config order is the source order.
+        std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+            return std::pair(a.at.line, a.at.column) < std::pair(b.at.line, b.at.column);
+        });
+        std::vector<std::pair<std::string, std::string>> out;
+        out.reserve(entries.size());
+        for (auto& e : entries) {
+            out.emplace_back(std::move(e.name), std::move(e.value));
+        }
+        return out;
+    }
+
+    const toml::table* getTable(const toml::table& t, std::string_view key, std::string_view example) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return nullptr;
+        }
+        if (const auto* table = n->as_table()) {
+            return table;
+        }
+        typeError(*n, key, "a table like " + std::string(example));
+        return nullptr;
+    }
+
+    std::vector<const toml::table*> arrayOfTables(const toml::table& root, std::string_view key) {
+        std::vector<const toml::table*> out;
+        const toml::node* n = root.get(key);
+        if (n == nullptr) {
+            return out;
+        }
+        const auto* arr = n->as_array();
+        if (arr == nullptr) {
+            const std::string k(key);
+            error(*n, "'" + k + "' must be an array of tables: write [[" + k + "]], not [" + k + "]");
+            return out;
+        }
+        for (const auto& e : *arr) {
+            if (const auto* t = e.as_table()) {
+                out.push_back(t);
+            } else {
+                error(e, "elements of '" + std::string(key) + "' must be tables ([[" + std::string(key) +
+                             "]]), got " + typeName(e));
+            }
+        }
+        return out;
+    }
+
+    /// Relative paths are relative to the config file's directory, not the working
+    /// directory, so a config means the same thing wherever the daemon is started.
+    std::string resolvePath(const std::string& p) const {
+        const fs::path path(p);
+        if (path.is_absolute()) {
+            return p;
+        }
+        return (base_dir_ / path).lexically_normal().string();
+    }
+
+    /// A [[kind]] name: required, [A-Za-z0-9_.-]+, unique among its kind.
+    std::optional<std::string> parseName(const toml::table& t, std::string_view where,
+                                         std::map<std::string, SourceLocation>& seen, std::string_view kind) {
+        auto name = requireString(t, "name", where);
+        if (!name) {
+            return std::nullopt;
+        }
+        const toml::node& n = *t.get("name");
+        if (!isValidName(*name)) {
+            error(n, "'name' must use only letters, digits, '_', '.' and '-', got " + inQuotes(*name));
+            return std::nullopt;
+        }
+        const auto [it, inserted] = seen.emplace(*name, locate(n.source().begin));
+        if (!inserted) {
+            const SourceLocation& first = it->second;
+            error(n, "duplicate " + std::string(kind) + " name '" + *name + "' (first defined at " +
+                         std::to_string(first.line) + ":" + std::to_string(first.column) + ")");
+        }
+        return name;
+    }
+
+    // ---- sections ----------------------------------------------------------------
+
+    void parseAgent(const toml::table& t, AgentSettings& agent) {
+        checkKeys(t, "in [agent]", kAgentKeys);
+        if (auto d = getDuration(t, "tick", Bound::Positive)) {
+            agent.tick = *d;
+        }
+        if (auto s = getString(t, "state_dir")) {
+            agent.state_dir = s->empty() ? std::string() : resolvePath(*s);
+        }
+        if (auto s = getString(t, "listen")) {
+            if (s->empty() || isValidListen(*s)) {
+                agent.listen = *s;
+            } else {
+                error(*t.get("listen"),
+                      "'listen' must be \"host:port\" (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") or \"\" to disable, "
+                      "got " +
+                          inQuotes(*s));
+            }
+        }
+        if (auto s = getChoice(t, "log_level", {"trace", "debug", "info", "warn", "error"})) {
+            agent.log_level = *s;
+        }
+        if (auto s = getString(t, "hostname")) {
+            agent.hostname = *s;
+        }
+        if (auto b = getBool(t, "dry_run")) {
+            agent.dry_run = *b;
+        }
+    }
+
+    void parseSource(const toml::table& t, Config& config) {
+        const std::string_view where = "[[source]]";
+        checkKeys(t, "in [[source]]", kSourceKeys);
+        LogSourceConfig s;
+        s.location = locate(t.source().begin);
+        auto name = parseName(t, where, source_names_, "source");
+
+        if (auto type = requireString(t, "type", where)) {
+            if (*type != "json_log") {
+                error(*t.get("type"), "unsupported source type '" + *type + "' (supported: json_log)");
+            }
+        }
+
+        if (t.get("paths") == nullptr) {
+            missing(t, "paths", where);
+        } else if (auto paths = getStringArray(t, "paths")) {
+            if (paths->empty()) {
+                error(*t.get("paths"), "'paths' must list at least one file or glob pattern");
+            }
+            for (const auto& [p, node] : *paths) {
+                if (p.empty()) {
+                    error(*node, "'paths' must not contain an empty path");
+                } else {
+                    s.paths.push_back(resolvePath(p));
+                }
+            }
+        }
+
+        if (auto r = getChoice(t, "read_from", {"beginning", "end"})) {
+            s.read_from = *r == "beginning" ? ReadFrom::Beginning : ReadFrom::End;
+        }
+
+        bool latency_declared = t.get("latency") != nullptr;
+        if (const auto* lt = getTable(t, "latency", "{ field = \"duration_ms\", unit = \"ms\" }")) {
+            s.latency = parseLatency(*lt);
+        }
+        if (const auto* et = getTable(t, "error", "{ field = \"status\", gte = 500 }")) {
+            parseError(*et, s.error);
+        }
+        if (auto n = getInt(t, "max_line_bytes", 1, kMaxLineBytesLimit, "between 1 and 67108864 (64 MiB)")) {
+            s.max_line_bytes = static_cast<std::size_t>(*n);
+        }
+        if (auto d = getDuration(t, "poll_interval", Bound::Positive)) {
+            s.poll_interval = *d;
+        }
+        if (name) {
+            s.name = *name;
+            source_has_latency_.emplace(*name, latency_declared);
+            config.sources.push_back(std::move(s));
+        }
+    }
+
+    LatencyField parseLatency(const toml::table& t) {
+        checkKeys(t, "in [[source]].latency", kLatencyKeys);
+        LatencyField f;
+        f.location = locate(t.source().begin);
+        if (auto field = requireString(t, "field", "[[source]].latency")) {
+            if (isValidFieldPath(*field)) {
+                f.field = *field;
+            } else {
+                error(*t.get("field"), "'field' must be a dotted field path like \"http.duration_ms\", got " +
+                                           inQuotes(*field));
+            }
+        }
+        if (auto unit = getChoice(t, "unit", {"ns", "us", "ms", "s"})) {
+            if (*unit == "ns") {
+                f.unit = LatencyUnit::Nanoseconds;
+            } else if (*unit == "us") {
+                f.unit = LatencyUnit::Microseconds;
+            } else if (*unit == "ms") {
+                f.unit = LatencyUnit::Milliseconds;
+            } else {
+                f.unit = LatencyUnit::Seconds;
+            }
+        }
+        return f;
+    }
+
+    void parseError(const toml::table& t, ErrorPredicate& p) {
+        checkKeys(t, "in [[source]].error", kErrorKeys);
+        p.location = locate(t.source().begin);
+        if (auto field = requireString(t, "field", "[[source]].error")) {
+            if (isValidFieldPath(*field)) {
+                p.field = *field;
+            } else {
+                error(*t.get("field"),
+                      "'field' must be a dotted field path like \"http.status\", got " + inQuotes(*field));
+            }
+        }
+        // Exactly one test; the second one written is the one reported.
+        std::vector<KeyRef> tests;
+        for (std::string_view k : {"gte", "in", "equals"}) {
+            if (const toml::key* key = keyOf(t, k)) {
+                tests.push_back(KeyRef{k, key, t.get(k)});
+            }
+        }
+        if (tests.empty()) {
+            error(t, "'error' needs exactly one of 'gte', 'in' or 'equals', e.g. { field = \"status\", gte = 500 }");
+            return;
+        }
+        if (tests.size() > 1) {
+            std::sort(tests.begin(), tests.end(), [](const KeyRef& a, const KeyRef& b) {
+                const auto& pa = a.key->source().begin;
+                const auto& pb = b.key->source().begin;
+                return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+            });
+            report(Level::Error, tests[1].key->source().begin,
+                   "'error' takes exactly one of 'gte', 'in' or 'equals'; '" + std::string(tests[0].name) +
+                       "' is already set");
+            return;
+        }
+        const std::string_view test = tests[0].name;
+        const toml::node& n = *tests[0].node;
+        if (test == "gte") {
+            if (auto v = numberOf(n, "gte")) {
+                p.kind = ErrorPredicate::Kind::NumberAtLeast;
+                p.gte = *v;
+            }
+        } else if (test == "in") {
+            if (auto values = getStringArray(t, "in")) {
+                if (values->empty()) {
+                    error(n, "'in' must list at least one value, e.g. [\"error\", \"fatal\"]");
+                    return;
+                }
+                p.kind = ErrorPredicate::Kind::StringIn;
+                for (auto& [v, node] : *values) {
+                    p.in.push_back(v);
+                }
+            }
+        } else if (auto b = getBool(t, "equals")) {
+            if (!*b) {
+                error(n, "only 'equals = true' is supported: a line is an error when the field is true");
+                return;
+            }
+            p.kind = ErrorPredicate::Kind::IsTrue;
+        }
+    }
+
+    void checkHookKeys(const toml::table& t, std::optional<HookType> type) {
+        const std::array<std::pair<HookType, const Keys*>, 3> typed{{
+            {HookType::EnvFile, &kEnvFileKeys},
+            {HookType::Webhook, &kWebhookKeys},
+            {HookType::Script, &kScriptKeys},
+        }};
+        Keys allowed = kHookCommonKeys;
+        for (const auto& [ht, keys] : typed) {
+            if (!type || *type == ht) {
+                allowed.insert(allowed.end(), keys->begin(), keys->end());
+            }
+        }
+        for (auto&& [k, v] : t) {
+            if (contains(allowed, k.str())) {
+                continue;
+            }
+            std::string message;
+            for (const auto& [ht, keys] : typed) {
+                if (contains(*keys, k.str())) {
+                    message = "'" + std::string(k.str()) + "' is not valid for a hook of type '" +
+                              toString(type.value_or(ht)) + "' (it belongs to " + toString(ht) + " hooks)";
+                    break;
+                }
+            }
+            if (message.empty()) {
+                message = "unknown key '" + std::string(k.str()) + "' in [[hook]]" + didYouMean(k.str(), allowed);
+            }
+            report(Level::Error, k.source().begin, std::move(message));
+        }
+    }
+
+    void parseHook(const toml::table& t, Config& config) {
+        const std::string_view where = "[[hook]]";
+        HookConfig h;
+        h.location = locate(t.source().begin);
+        auto name = parseName(t, where, hook_names_, "hook");
+
+        std::optional<HookType> type;
+        if (t.get("type") == nullptr) {
+            missing(t, "type", where);
+        } else if (auto s = getChoice(t, "type", {"env_file", "webhook", "script"})) {
+            type = *s == "env_file" ? HookType::EnvFile : (*s == "webhook" ? HookType::Webhook : HookType::Script);
+        }
+        checkHookKeys(t, type);
+        if (auto d = getDuration(t, "timeout", Bound::Positive)) {
+            h.timeout = *d;
+        }
+        if (type) {
+            h.type = *type;
+            switch (*type) {
+                case HookType::EnvFile:
+                    parseEnvFileHook(t, h);
+                    break;
+                case HookType::Webhook:
+                    parseWebhookHook(t, h);
+                    break;
+                case HookType::Script:
+                    parseScriptHook(t, h);
+                    break;
+            }
+        }
+        if (name) {
+            h.name = *name;
+            config.hooks.push_back(std::move(h));
+        }
+    }
+
+    void parseEnvFileHook(const toml::table& t, HookConfig& h) {
+        if (auto p = requireString(t, "path", "[[hook]] of type env_file")) {
+            h.path = resolvePath(*p);
+        }
+        bool lists_ok = true;
+        if (t.get("set") != nullptr) {
+            if (auto set = getStringTable(t, "set", "environment variable name", isValidEnvName)) {
+                h.set = std::move(*set);
+            } else {
+                lists_ok = false;
+            }
+        }
+        if (t.get("unset") != nullptr) {
+            if (auto unset = getStringArray(t, "unset")) {
+                for (auto& [v, node] : *unset) {
+                    if (!isValidEnvName(v)) {
+                        error(*node, "'" + v + "' in 'unset' is not a valid environment variable name");
+                        lists_ok = false;
+                        continue;
+                    }
+                    const bool also_set = std::any_of(h.set.begin(), h.set.end(),
+                                                      [&](const auto& kv) { return kv.first == v; });
+                    if (also_set) {
+                        error(*node, "'" + v + "' is both in 'set' and in 'unset'");
+                        lists_ok = false;
+                        continue;
+                    }
+                    h.unset.push_back(v);
+                }
+            } else {
+                lists_ok = false;
+            }
+        }
+        if (lists_ok && h.set.empty() && h.unset.empty()) {
+            error(t, "an env_file hook needs at least one key in 'set' or 'unset', e.g. set = { FEATURE_X = \"0\" }");
+        }
+        if (auto b = getBool(t, "create")) {
+            h.create = *b;
+        }
+        if (auto b = getBool(t, "backup")) {
+            h.backup = *b;
+        }
+    }
+
+    void parseWebhookHook(const toml::table& t, HookConfig& h) {
+        if (auto url = requireString(t, "url", "[[hook]] of type webhook")) {
+            if (url->rfind("http://", 0) == 0 || url->rfind("https://", 0) == 0) {
+                h.url = *url;
+            } else {
+                error(*t.get("url"), "'url' must start with http:// or https://, got " + inQuotes(*url));
+            }
+        }
+        if (auto headers = getStringTable(t, "headers", "HTTP header name", isValidHeaderName)) {
+            h.headers = std::move(*headers);
+        }
+        if (auto n = getInt(t, "retries", 0, kMaxRetries, "between 0 and 20")) {
+            h.retries = static_cast<int>(*n);
+        }
+        if (auto d = getDuration(t, "retry_backoff", Bound::AtLeastZero)) {
+            h.retry_backoff = *d;
+        }
+    }
+
+    void parseScriptHook(const toml::table& t, HookConfig& h) {
+        const toml::node* n = t.get("command");
+        if (n == nullptr) {
+            missing(t, "command", "[[hook]] of type script");
+        } else if (n->is_string()) {
+            error(*n,
+                  "command is an argv array, e.g. [\"/usr/local/bin/rollback.sh\", \"--now\"]; rollguard never runs a "
+                  "shell");
+        } else if (auto argv = getStringArray(t, "command")) {
+            if (argv->empty() || argv->front().first.empty()) {
+                error(*n, "'command' must start with the program to run, e.g. [\"/usr/local/bin/rollback.sh\"]");
+            } else {
+                for (auto& [arg, node] : *argv) {
+                    h.command.push_back(arg);
+                }
+                // A bare program name is left for PATH lookup; anything with a slash is
+                // a path, and relative paths mean relative to the config file.
+                if (h.command[0].find('/') != std::string::npos) {
+                    h.command[0] = resolvePath(h.command[0]);
+                }
+            }
+        }
+        if (auto env = getStringTable(t, "env", "environment variable name", isValidEnvName)) {
+            h.env = std::move(*env);
+        }
+    }
+
+    /// A threshold for `metric`; latency metrics also take a duration string and are
+    /// stored in seconds.
+    std::optional<double> parseThreshold(const toml::node& n, std::string_view key, const MetricSpec* metric) {
+        // With an unknown metric (already reported) either form is accepted, so that one
+        // mistake gives one error.
+        const bool latency = metric == nullptr || metric->isLatency();
+        std::optional<double> v;
+        if (latency && n.is_string()) {
+            if (auto d = durationOf(n, key)) {
+                v = std::chrono::duration<double>(*d).count();
+            }
+            return v;
+        }
+        if (latency && !n.is_number()) {
+            typeError(n, key, "a duration string like \"500ms\" or a number of seconds");
+            return std::nullopt;
+        }
+        v = numberOf(n, key);
+        if (!v) {
+            return v;
+        }
+        if (*v < 0.0) {
+            error(n, "'" + std::string(key) + "' must not be negative, got " + numberText(*v));
+            return std::nullopt;
+        }
+        if (metric != nullptr && metric->kind == MetricKind::ErrorRatio && *v > 1.0) {
+            error(n, "'" + std::string(key) + "' for error_ratio is a fraction between 0 and 1 (0.05 = 5%), got " +
+                         numberText(*v));
+            return std::nullopt;
+        }
+        if (metric != nullptr && metric->isLatency() && *v > kSuspiciousLatencySeconds) {
+            report(Level::Warning, n.source().begin,
+                   "'" + std::string(key) + "' = " + numberText(*v) + " is in seconds for latency metric '" +
+                       metric->text + "' (a plain number means seconds); did you mean \"" + numberText(*v) +
+                       "ms\"?");
+        }
+        return v;
+    }
+
+    void parseRule(const toml::table& t, Config& config) {
+        const std::string_view where = "[[rule]]";
+        checkKeys(t, "in [[rule]]", kRuleKeys);
+        RuleSpec r;
+        r.location = locate(t.source().begin);
+        auto name = parseName(t, where, rule_names_, "rule");
+
+        if (auto sev = getChoice(t, "severity", {"critical", "warning"})) {
+            r.severity = *sev == "critical" ? Severity::Critical : Severity::Warning;
+        }
+
+        bool source_known = false;
+        if (auto source = requireString(t, "source", where)) {
+            r.source = *source;
+            if (source_has_latency_.count(*source) != 0) {
+                source_known = true;
+            } else {
+                std::vector<std::string_view> names;
+                for (const auto& [n, has] : source_has_latency_) {
+                    names.push_back(n);
+                }
+                std::string hint = didYouMean(*source, names);
+                if (hint.empty() && !names.empty()) {
+                    hint = " (defined sources: " + joinKeys(names) + ")";
+                }
+                error(*t.get("source"), "unknown source '" + *source + "'" + hint);
+            }
+        }
+
+        bool metric_ok = false;
+        if (auto metric = requireString(t, "metric", where)) {
+            const toml::node& mn = *t.get("metric");
+            if (*metric == "quantile") {
+                if (const toml::node* qn = t.get("quantile")) {
+                    if (auto q = numberOf(*qn, "quantile")) {
+                        if (*q > 0.0 && *q < 1.0) {
+                            r.metric.kind = MetricKind::Quantile;
+                            r.metric.quantile = *q;
+                            r.metric.text = quantileText(*q);
+                            metric_ok = true;
+                        } else {
+                            error(*qn, "'quantile' must be between 0 and 1 exclusive (0.995 = p99.5), got " +
+                                           numberText(*q));
+                        }
+                    }
+                } else {
+                    error(mn, "metric = \"quantile\" needs a 'quantile' key, e.g. quantile = 0.995");
+                }
+            } else {
+                MetricParse parsed = parseMetricName(*metric);
+                if (parsed.spec) {
+                    r.metric = std::move(*parsed.spec);
+                    metric_ok = true;
+                } else {
+                    error(mn, parsed.error);
+                }
+                if (const toml::node* qn = t.get("quantile")) {
+                    error(*qn, "'quantile' is only used with metric = \"quantile\"");
+                }
+            }
+            if (metric_ok && r.metric.isLatency() && source_known && !source_has_latency_.at(r.source)) {
+                error(mn, "metric '" + r.metric.text + "' needs latency, but source '" + r.source +
+                              "' has no 'latency' field (add latency = { field = \"duration_ms\", unit = \"ms\" })");
+            }
+        }
+
+        const toml::node* above = t.get("above");
+        const toml::node* below = t.get("below");
+        if (above != nullptr && below != nullptr) {
+            const toml::key* ka = keyOf(t, "above");
+            const toml::key* kb = keyOf(t, "below");
+            const bool below_later = std::pair(kb->source().begin.line, kb->source().begin.column) >
+                                     std::pair(ka->source().begin.line, ka->source().begin.column);
+            report(Level::Error, below_later ? kb->source().begin : ka->source().begin,
+                   "a rule takes exactly one of 'above' or 'below', not both");
+        } else if (above == nullptr && below == nullptr) {
+            error(t, "missing threshold in [[rule]]: set exactly one of 'above' or 'below'");
+        } else {
+            const std::string_view key = above != nullptr ? "above" : "below";
+            r.comparison = above != nullptr ? Comparison::Above : Comparison::Below;
+            if (auto v = parseThreshold(above != nullptr ? *above : *below, key, metric_ok ? &r.metric : nullptr)) {
+                r.threshold = *v;
+            }
+        }
+
+        if (auto d = getDuration(t, "window", Bound::Positive)) {
+            r.window = *d;
+        }
+        if (auto d = getDuration(t, "for", Bound::AtLeastZero)) {
+            r.for_ = *d;
+        }
+        if (auto n = getInt(t, "min_samples", 1, std::numeric_limits<std::int64_t>::max(), "at least 1")) {
+            r.min_samples = *n;
+        }
+        if (auto hooks = getStringArray(t, "hooks")) {
+            std::vector<std::string_view> names;
+            for (const auto& [n, loc] : hook_names_) {
+                names.push_back(n);
+            }
+            for (auto& [h, node] : *hooks) {
+                if (hook_names_.count(h) == 0) {
+                    std::string hint = didYouMean(h, names);
+                    if (hint.empty() && !names.empty()) {
+                        hint = " (defined hooks: " + joinKeys(names) + ")";
+                    }
+                    error(*node, "unknown hook '" + h + "'" + hint);
+                } else if (std::find(r.hooks.begin(), r.hooks.end(), h) != r.hooks.end()) {
+                    error(*node, "hook '" + h + "' is listed twice");
+                } else {
+                    r.hooks.push_back(h);
+                    used_hooks_.insert(h);
+                }
+            }
+        }
+        if (auto s = getString(t, "description")) {
+            r.description = *s;
+        }
+        if (r.severity == Severity::Critical && r.hooks.empty() && t.get("hooks") == nullptr) {
+            report(Level::Warning, t.source().begin,
+                   "critical rule" + (name ? " '" + *name + "'" : std::string()) +
+                       " has no hooks: it will fire but roll nothing back");
+        } else if (r.severity == Severity::Critical && t.get("hooks") != nullptr && t.get("hooks")->is_array() &&
+                   t.get("hooks")->as_array()->empty()) {
+            report(Level::Warning, t.get("hooks")->source().begin,
+                   "critical rule" + (name ? " '" + *name + "'" : std::string()) +
+                       " has no hooks: it will fire but roll nothing back");
+        }
+        if (name) {
+            r.name = *name;
+            config.rules.push_back(std::move(r));
+        }
+    }
+
+    void checkWhole(const toml::table& root, const Config& config) {
+        if (root.get("source") == nullptr) {
+            report(Level::Error, SourceLocation{file_, 1, 1},
+                   "no [[source]] defined: rollguard needs at least one source to read");
+        }
+        if (root.get("rule") == nullptr) {
+            report(Level::Warning, SourceLocation{file_, 1, 1},
+                   "no [[rule]] defined: rollguard will only collect metrics");
+        }
+        for (const auto& h : config.hooks) {
+            if (used_hooks_.count(h.name) == 0 && hook_names_.count(h.name) != 0) {
+                report(Level::Warning, h.location, "hook '" + h.name + "' is not used by any rule");
+            }
+        }
+    }
+
+    std::string file_;
+    fs::path base_dir_;
+    Diagnostics diags_;
+    std::map<std::string, SourceLocation> source_names_;
+    std::map<std::string, SourceLocation> hook_names_;
+    std::map<std::string, SourceLocation> rule_names_;
+    std::map<std::string, bool> source_has_latency_;
+    std::set<std::string> used_hooks_;
+};
+
+}  // namespace
+
+LoadResult parseConfig(std::string_view text, const std::string& path) {
+    try {
+        return Loader(path).run(text);
+    } catch (const std::exception& e) {
+        // toml++ and the standard library can still throw (e.g. allocation failure);
+        // the contract is that loading never throws.
+        LoadResult result;
+        result.diagnostics.push_back(
+            Diagnostic{Level::Error, SourceLocation{path, 0, 0}, std::string("cannot load config: ") + e.what()});
+        return result;
+    } catch (...) {
+        LoadResult result;
+        result.diagnostics.push_back(
+            Diagnostic{Level::Error, SourceLocation{path, 0, 0}, "cannot load config: unknown error"});
+        return result;
+    }
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        LoadResult result;
+        result.diagnostics.push_back(
+            Diagnostic{Level::Error, SourceLocation{path, 0, 0}, "cannot read config: it is a directory"});
+        return result;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        LoadResult result;
+        result.diagnostics.push_back(Diagnostic{Level::Error, SourceLocation{path, 0, 0},
+                                                "cannot read config: " + std::generic_category().message(errno)});
+        return result;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        LoadResult result;
+        result.diagnostics.push_back(
+            Diagnostic{Level::Error, SourceLocation{path, 0, 0}, "cannot read config: read error"});
+        return result;
+    }
+    return parseConfig(text.str(), path);
+}
+
+}  // namespace rollguard::agent

@@ -1,0 +1,645 @@
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rollguard/agent/config.h"
+#include "temp_dir.h"
+
+using namespace std::chrono_literals;
+using rollguard::agent::Config;
+using rollguard::agent::Diagnostic;
+using rollguard::agent::ErrorPredicate;
+using rollguard::agent::HookType;
+using rollguard::agent::LatencyUnit;
+using rollguard::agent::loadConfigFile;
+using rollguard::agent::LoadResult;
+using rollguard::agent::parseConfig;
+using rollguard::agent::ReadFrom;
+using rollguard::rules::Comparison;
+using rollguard::rules::MetricKind;
+using rollguard::rules::Severity;
+using rollguard::testing::TempDir;
+using rollguard::testing::writeFile;
+
+namespace {
+
+using Strings = std::vector<std::string>;
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+const std::string kPath = "/etc/rollguard/rollguard.toml";
+
+/// "line:col: message" of every diagnostic of one level, in report order.
+Strings diags(const LoadResult& r, Diagnostic::Level level) {
+    Strings out;
+    for (const auto& d : r.diagnostics) {
+        if (d.level == level) {
+            CHECK(d.where.file == kPath);
+            out.push_back(std::to_string(d.where.line) + ":" + std::to_string(d.where.column) + ": " + d.message);
+        }
+    }
+    return out;
+}
+
+Strings errorsOf(const std::string& text) {
+    const LoadResult r = parseConfig(text, kPath);
+    const Strings errors = diags(r, Diagnostic::Level::Error);
+    CHECK(r.ok() == errors.empty());
+    return errors;
+}
+
+Strings warningsOf(const std::string& text) {
+    return diags(parseConfig(text, kPath), Diagnostic::Level::Warning);
+}
+
+/// Lines 1-17: two sources (api has latency, app does not) and one hook. Tests append
+/// a [[rule]] or [[hook]] starting on line 18.
+const std::string kBase =
+    "[[source]]\n"                                 // 1
+    "name = \"app\"\n"                             // 2
+    "type = \"json_log\"\n"                        // 3
+    "paths = [\"app.jsonl\"]\n"                    // 4
+    "error = { field = \"status\", gte = 500 }\n"  // 5
+    "\n"                                           // 6
+    "[[source]]\n"                                 // 7
+    "name = \"api\"\n"                             // 8
+    "type = \"json_log\"\n"                        // 9
+    "paths = [\"api.jsonl\"]\n"                    // 10
+    "latency = { field = \"duration_ms\" }\n"      // 11
+    "\n"                                           // 12
+    "[[hook]]\n"                                   // 13
+    "name = \"rollback\"\n"                        // 14
+    "type = \"script\"\n"                          // 15
+    "command = [\"./rollback.sh\"]\n"              // 16
+    "\n";                                          // 17
+
+/// A valid rule whose line `23` (after the four lines name/source/metric/threshold) is
+/// `line23`; the rest is fixed.
+std::string ruleWith(const std::string& line23) {
+    return kBase +
+           "[[rule]]\n"                // 18
+           "name = \"r\"\n"            // 19
+           "source = \"app\"\n"        // 20
+           "metric = \"error_ratio\"\n"  // 21
+           "above = 0.05\n"            // 22
+           + line23 + "\n"             // 23
+           "hooks = [\"rollback\"]\n";  // 24
+}
+
+const std::string kFull = R"(# every key, non-default values
+[agent]
+tick = "250ms"
+state_dir = "state"
+listen = "[::1]:9100"
+log_level = "debug"
+hostname = "canary-1"
+dry_run = true
+
+[[source]]
+name = "app.v2"
+type = "json_log"
+paths = ["logs/*.jsonl", "/var/log/app.jsonl"]
+read_from = "beginning"
+latency = { field = "http.duration", unit = "us" }
+error = { field = "level", in = ["error", "fatal"] }
+max_line_bytes = 4096
+poll_interval = "250ms"
+
+[[source]]
+name = "worker"
+type = "json_log"
+paths = ["../worker/out.jsonl"]
+error = { field = "failed", equals = true }
+
+[[rule]]
+name = "p99-latency"
+severity = "warning"
+source = "app.v2"
+metric = "p99.9"
+below = "1.5ms"
+window = "10m"
+for = "2m30s"
+min_samples = 50
+hooks = ["notify", "undo"]
+description = "p99.9 fell off a cliff"
+
+[[rule]]
+name = "errors"
+source = "worker"
+metric = "error_ratio"
+above = 0.05
+hooks = ["flags"]
+
+[[rule]]
+name = "tail"
+severity = "critical"
+source = "app.v2"
+metric = "quantile"
+quantile = 0.995
+above = 2
+hooks = ["undo"]
+
+[[hook]]
+name = "flags"
+type = "env_file"
+path = "env/app.env"
+set = { ZED = "off", ROLLOUT_PERCENT = 0, USE_V2 = false, RATIO = 0.5 }
+unset = ["CANARY"]
+create = true
+backup = false
+timeout = "3s"
+
+[[hook]]
+name = "notify"
+type = "webhook"
+url = "https://hooks.example.com/rollguard"
+headers = { Authorization = "Bearer t0k3n", X-Team = "payments" }
+retries = 0
+retry_backoff = "2s"
+
+[[hook]]
+name = "undo"
+type = "script"
+command = ["bin/undo.sh", "--now", "relative/arg"]
+env = { DEPLOY = "checkout", ATTEMPT = 1 }
+)";
+
+}  // namespace
+
+TEST_CASE("a full config loads into exact typed values", "[config]") {
+    const LoadResult r = parseConfig(kFull, kPath);
+    INFO((r.diagnostics.empty() ? std::string() : r.diagnostics.front().format()));
+    REQUIRE(r.ok());
+    CHECK(r.diagnostics.empty());
+    const Config& c = *r.config;
+    CHECK(c.path == kPath);
+
+    CHECK(c.agent.tick == 250ms);
+    CHECK(c.agent.state_dir == "/etc/rollguard/state");
+    CHECK(c.agent.listen == "[::1]:9100");
+    CHECK(c.agent.log_level == "debug");
+    CHECK(c.agent.hostname == "canary-1");
+    CHECK(c.agent.dry_run);
+
+    REQUIRE(c.sources.size() == 2);
+    const auto& app = c.sources[0];
+    CHECK(app.name == "app.v2");
+    CHECK(app.paths == Strings{"/etc/rollguard/logs/*.jsonl", "/var/log/app.jsonl"});
+    CHECK(app.read_from == ReadFrom::Beginning);
+    REQUIRE(app.latency.has_value());
+    CHECK(app.latency->field == "http.duration");
+    CHECK(app.latency->unit == LatencyUnit::Microseconds);
+    CHECK(app.latency->location.line == 15);
+    CHECK(app.latency->location.column == 11);
+    CHECK(app.error.kind == ErrorPredicate::Kind::StringIn);
+    CHECK(app.error.field == "level");
+    CHECK(app.error.in == Strings{"error", "fatal"});
+    CHECK(app.max_line_bytes == 4096);
+    CHECK(app.poll_interval == 250ms);
+    CHECK(app.location.file == kPath);
+    CHECK(app.location.line == 10);
+    CHECK(app.location.column == 1);
+
+    const auto& worker = c.sources[1];
+    CHECK(worker.name == "worker");
+    CHECK(worker.paths == Strings{"/etc/worker/out.jsonl"});
+    CHECK(worker.read_from == ReadFrom::End);
+    CHECK_FALSE(worker.latency.has_value());
+    CHECK(worker.error.kind == ErrorPredicate::Kind::IsTrue);
+    CHECK(worker.error.field == "failed");
+    CHECK(worker.max_line_bytes == 65536);
+    CHECK(worker.poll_interval == 1s);
+
+    REQUIRE(c.rules.size() == 3);
+    const auto& p99 = c.rules[0];
+    CHECK(p99.name == "p99-latency");
+    CHECK(p99.severity == Severity::Warning);
+    CHECK(p99.source == "app.v2");
+    CHECK(p99.metric.kind == MetricKind::Quantile);
+    CHECK(p99.metric.quantile == Approx(0.999).epsilon(1e-12));
+    CHECK(p99.metric.text == "p99.9");
+    CHECK(p99.comparison == Comparison::Below);
+    CHECK(p99.threshold == Approx(0.0015).epsilon(1e-12));
+    CHECK(p99.window == 10min);
+    CHECK(p99.for_ == 150s);
+    CHECK(p99.min_samples == 50);
+    CHECK(p99.hooks == Strings{"notify", "undo"});
+    CHECK(p99.description == "p99.9 fell off a cliff");
+    CHECK(p99.location.line == 26);
+    CHECK(p99.location.column == 1);
+
+    const auto& errors = c.rules[1];
+    CHECK(errors.severity == Severity::Critical);
+    CHECK(errors.metric.kind == MetricKind::ErrorRatio);
+    CHECK(errors.metric.text == "error_ratio");
+    CHECK(errors.comparison == Comparison::Above);
+    CHECK(errors.threshold == 0.05);
+    CHECK(errors.window == 5min);
+    CHECK(errors.for_ == 0s);
+    CHECK(errors.min_samples == 1);
+    CHECK(errors.description.empty());
+
+    const auto& tail = c.rules[2];
+    CHECK(tail.metric.kind == MetricKind::Quantile);
+    CHECK(tail.metric.quantile == 0.995);
+    CHECK(tail.metric.text == "p99.5");
+    CHECK(tail.threshold == 2.0);  // a plain number is seconds
+
+    REQUIRE(c.hooks.size() == 3);
+    const auto& flags = *c.findHook("flags");
+    CHECK(flags.type == HookType::EnvFile);
+    CHECK(flags.path == "/etc/rollguard/env/app.env");
+    CHECK(flags.set == Pairs{{"ZED", "off"}, {"ROLLOUT_PERCENT", "0"}, {"USE_V2", "false"}, {"RATIO", "0.5"}});
+    CHECK(flags.unset == Strings{"CANARY"});
+    CHECK(flags.create);
+    CHECK_FALSE(flags.backup);
+    CHECK(flags.timeout == 3s);
+
+    const auto& notify = *c.findHook("notify");
+    CHECK(notify.type == HookType::Webhook);
+    CHECK(notify.url == "https://hooks.example.com/rollguard");
+    CHECK(notify.headers == Pairs{{"Authorization", "Bearer t0k3n"}, {"X-Team", "payments"}});
+    CHECK(notify.retries == 0);
+    CHECK(notify.retry_backoff == 2s);
+    CHECK(notify.timeout == 10s);
+
+    const auto& undo = *c.findHook("undo");
+    CHECK(undo.type == HookType::Script);
+    CHECK(undo.command == Strings{"/etc/rollguard/bin/undo.sh", "--now", "relative/arg"});
+    CHECK(undo.env == Pairs{{"DEPLOY", "checkout"}, {"ATTEMPT", "1"}});
+    CHECK(undo.location.line == 72);
+}
+
+TEST_CASE("defaults fill a config that only has what it needs", "[config]") {
+    const LoadResult r = loadConfigFile(ROLLGUARD_SOURCE_DIR "/config/examples/minimal.toml");
+    for (const auto& d : r.diagnostics) {
+        INFO(d.format());
+        CHECK(false);
+    }
+    REQUIRE(r.ok());
+    const Config& c = *r.config;
+    CHECK(c.agent.tick == 1s);
+    CHECK(c.agent.state_dir.empty());
+    CHECK(c.agent.listen == "127.0.0.1:9464");
+    CHECK(c.agent.log_level == "info");
+    CHECK(c.agent.hostname.empty());
+    CHECK_FALSE(c.agent.dry_run);
+    REQUIRE(c.sources.size() == 1);
+    CHECK(c.sources[0].read_from == ReadFrom::End);
+    CHECK(c.sources[0].error.kind == ErrorPredicate::Kind::NumberAtLeast);
+    CHECK(c.sources[0].error.gte == 500.0);
+    REQUIRE(c.rules.size() == 1);
+    CHECK(c.rules[0].severity == Severity::Critical);
+    CHECK(c.rules[0].window == 5min);
+    CHECK(c.rules[0].for_ == 0s);
+    CHECK(c.rules[0].min_samples == 1);
+    REQUIRE(c.hooks.size() == 1);
+    CHECK(c.hooks[0].timeout == 10s);
+    CHECK_FALSE(c.hooks[0].create);
+    CHECK(c.hooks[0].backup);
+}
+
+TEST_CASE("relative paths resolve against the config file's directory", "[config]") {
+    TempDir dir;
+    std::filesystem::create_directories(dir / "etc");
+    writeFile(dir / "etc/rollguard.toml", kBase +
+                                              "[[hook]]\n"
+                                              "name = \"env\"\n"
+                                              "type = \"env_file\"\n"
+                                              "path = \"../app/.env\"\n"
+                                              "unset = [\"X\"]\n"
+                                              "[[hook]]\n"
+                                              "name = \"bare\"\n"
+                                              "type = \"script\"\n"
+                                              "command = [\"rollback\", \"./arg\"]\n");
+    const LoadResult r = loadConfigFile((dir / "etc/rollguard.toml").string());
+    REQUIRE(r.ok());
+    const std::string root = dir.path().string();
+    CHECK(r.config->sources[0].paths == Strings{root + "/etc/app.jsonl"});
+    CHECK(r.config->findHook("rollback")->command == Strings{root + "/etc/rollback.sh"});
+    CHECK(r.config->findHook("env")->path == root + "/app/.env");
+    // No slash: left for PATH lookup; arguments are never rewritten.
+    CHECK(r.config->findHook("bare")->command == Strings{"rollback", "./arg"});
+}
+
+TEST_CASE("an unreadable config file is a diagnostic", "[config]") {
+    TempDir dir;
+    const std::string missing = (dir / "nope.toml").string();
+    LoadResult r = loadConfigFile(missing);
+    CHECK_FALSE(r.ok());
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].format() == missing + ": error: cannot read config: No such file or directory");
+
+    r = loadConfigFile(dir.path().string());
+    CHECK_FALSE(r.ok());
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].message == "cannot read config: it is a directory");
+}
+
+TEST_CASE("config errors point at file:line:col", "[config]") {
+    SECTION("unknown key, with a suggestion") {
+        CHECK(errorsOf(ruleWith("windw = \"5m\"")) ==
+              Strings{"23:1: unknown key 'windw' in [[rule]] (did you mean 'window'?)"});
+        CHECK(errorsOf("[agnet]\n" + kBase) == Strings{"1:2: unknown key 'agnet' at top level (did you mean 'agent'?)"});
+        CHECK(errorsOf(ruleWith("retry = 3")) == Strings{"23:1: unknown key 'retry' in [[rule]]"});
+    }
+    SECTION("the message formats with the file") {
+        const LoadResult r = parseConfig(ruleWith("windw = \"5m\""), kPath);
+        REQUIRE(r.diagnostics.size() == 1);
+        CHECK(r.diagnostics[0].format() ==
+              kPath + ":23:1: error: unknown key 'windw' in [[rule]] (did you mean 'window'?)");
+    }
+    SECTION("bad duration") {
+        CHECK(errorsOf(ruleWith("window = \"5x\"")) ==
+              Strings{"23:10: 'window' is not a valid duration: \"5x\" (use a number and a unit: ns, us, ms, s, m, h, "
+                      "d; e.g. \"500ms\", \"30s\", \"1h30m\")"});
+        CHECK(errorsOf(ruleWith("window = \"0s\"")) == Strings{"23:10: 'window' must be greater than zero"});
+    }
+    SECTION("wrong type") {
+        CHECK(errorsOf(ruleWith("window = 5")) ==
+              Strings{"23:10: 'window' must be a duration string like \"5m\", got integer"});
+        CHECK(errorsOf(ruleWith("min_samples = \"10\"")) == Strings{"23:15: 'min_samples' must be an integer, got string"});
+        CHECK(errorsOf(ruleWith("min_samples = 0")) == Strings{"23:15: 'min_samples' must be at least 1, got 0"});
+        CHECK(errorsOf(ruleWith("description = 1.5")) == Strings{"23:15: 'description' must be a string, got float"});
+    }
+    SECTION("missing required key points at the table header") {
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"app\"\n"
+                       "above = 0.05\n"
+                       "hooks = [\"rollback\"]\n") == Strings{"18:1: missing required key 'metric' in [[rule]]"});
+    }
+    SECTION("rule referencing an unknown source") {
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"db\"\n"
+                       "metric = \"count\"\n"
+                       "above = 10\n"
+                       "hooks = [\"rollback\"]\n") == Strings{"20:10: unknown source 'db' (defined sources: api, app)"});
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"aap\"\n"
+                       "metric = \"count\"\n"
+                       "above = 10\n"
+                       "hooks = [\"rollback\"]\n") == Strings{"20:10: unknown source 'aap' (did you mean 'app'?)"});
+    }
+    SECTION("unknown hook name") {
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"app\"\n"
+                       "metric = \"count\"\n"
+                       "above = 10\n"
+                       "hooks = [\"rollback\", \"rollbakc\"]\n") ==
+              Strings{"23:22: unknown hook 'rollbakc' (did you mean 'rollback'?)"});
+    }
+    SECTION("script command as a string") {
+        CHECK(errorsOf(kBase +
+                       "[[hook]]\n"
+                       "name = \"undo\"\n"
+                       "type = \"script\"\n"
+                       "command = \"/usr/local/bin/undo.sh --now\"\n") ==
+              Strings{"21:11: command is an argv array, e.g. [\"/usr/local/bin/rollback.sh\", \"--now\"]; rollguard "
+                      "never runs a shell"});
+    }
+    SECTION("latency metric on a source without latency") {
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"app\"\n"
+                       "metric = \"p99\"\n"
+                       "above = \"500ms\"\n"
+                       "hooks = [\"rollback\"]\n") ==
+              Strings{"21:10: metric 'p99' needs latency, but source 'app' has no 'latency' field (add latency = { "
+                      "field = \"duration_ms\", unit = \"ms\" })"});
+    }
+    SECTION("TOML syntax error") {
+        const LoadResult r = parseConfig(kBase + "[[rule]]\nname = = \"r\"\n", kPath);
+        CHECK_FALSE(r.ok());
+        CHECK(diags(r, Diagnostic::Level::Error) ==
+              Strings{"19:8: Error while parsing value: could not determine value type"});
+    }
+    SECTION("duplicate rule name, reported at the second") {
+        CHECK(errorsOf(ruleWith("") +
+                       "\n"                       // 25
+                       "[[rule]]\n"               // 26
+                       "severity = \"warning\"\n"  // 27
+                       "name = \"r\"\n"           // 28
+                       "source = \"app\"\n"
+                       "metric = \"count\"\n"
+                       "above = 10\n") == Strings{"28:8: duplicate rule name 'r' (first defined at 19:8)"});
+    }
+    SECTION("both above and below") {
+        CHECK(errorsOf(ruleWith("below = 0.01")) ==
+              Strings{"23:1: a rule takes exactly one of 'above' or 'below', not both"});
+    }
+    SECTION("neither above nor below") {
+        CHECK(errorsOf(kBase +
+                       "[[rule]]\n"
+                       "name = \"r\"\n"
+                       "source = \"app\"\n"
+                       "metric = \"count\"\n"
+                       "hooks = [\"rollback\"]\n") ==
+              Strings{"18:1: missing threshold in [[rule]]: set exactly one of 'above' or 'below'"});
+    }
+}
+
+TEST_CASE("every error in a config is reported in one go, in file order", "[config]") {
+    const std::string text =
+        "[agent]\n"                    // 1
+        "tick = \"0s\"\n"              // 2
+        "listen = \"localhost\"\n"     // 3
+        "\n"                           // 4
+        "[[source]]\n"                 // 5
+        "name = \"app\"\n"             // 6
+        "type = \"syslog\"\n"          // 7
+        "paths = [\"a.log\"]\n"        // 8
+        "\n"                           // 9
+        "[[rule]]\n"                   // 10
+        "name = \"r\"\n"               // 11
+        "source = \"app\"\n"           // 12
+        "metric = \"p99.9.9\"\n"       // 13
+        "above = 1\n"                  // 14
+        "windw = \"5m\"\n"             // 15
+        "hooks = [\"nope\"]\n"         // 16
+        "\n"                           // 17
+        "[[hook]]\n"                   // 18
+        "type = \"webhook\"\n"         // 19
+        "url = \"ftp://x\"\n"          // 20
+        "path = \"/etc/env\"\n";       // 21
+    CHECK(errorsOf(text) ==
+          Strings{
+              "2:8: 'tick' must be greater than zero",
+              "3:10: 'listen' must be \"host:port\" (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") or \"\" to disable, got "
+              "\"localhost\"",
+              "7:8: unsupported source type 'syslog' (supported: json_log)",
+              "13:10: unknown metric \"p99.9.9\" (did you mean 'p99'?) (expected count, rate, error_ratio, mean, min, max, a percentile "
+              "such as p50, p99, p99.9 or p999, or quantile with 'quantile = 0.995')",
+              "15:1: unknown key 'windw' in [[rule]] (did you mean 'window'?)",
+              "16:10: unknown hook 'nope'",
+              "18:1: missing required key 'name' in [[hook]]",
+              "20:7: 'url' must start with http:// or https://, got \"ftp://x\"",
+              "21:1: 'path' is not valid for a hook of type 'webhook' (it belongs to env_file hooks)",
+          });
+}
+
+TEST_CASE("percentile metric names", "[config]") {
+    const auto metricOf = [](const std::string& metric) {
+        const LoadResult r = parseConfig(kBase +
+                                             "[[rule]]\n"
+                                             "name = \"r\"\n"
+                                             "source = \"api\"\n"
+                                             "metric = \"" +
+                                             metric +
+                                             "\"\n"
+                                             "above = 1\n"
+                                             "hooks = [\"rollback\"]\n",
+                                         kPath);
+        REQUIRE(r.ok());
+        return r.config->rules[0].metric;
+    };
+    const std::vector<std::pair<std::string, double>> cases{
+        {"p50", 0.5}, {"p90", 0.9}, {"p95", 0.95}, {"p99", 0.99}, {"p99.9", 0.999}, {"p999", 0.999},
+        {"p9999", 0.9999}, {"p995", 0.995}, {"p5", 0.05}, {"p99.99", 0.9999}};
+    for (const auto& [name, q] : cases) {
+        INFO(name);
+        const auto m = metricOf(name);
+        CHECK(m.kind == MetricKind::Quantile);
+        CHECK(m.quantile == Approx(q).epsilon(1e-12));
+        CHECK(m.text == name);
+    }
+    CHECK(metricOf("mean").kind == MetricKind::Mean);
+    CHECK(metricOf("min").kind == MetricKind::Min);
+    CHECK(metricOf("max").kind == MetricKind::Max);
+    CHECK(metricOf("count").kind == MetricKind::Count);
+    CHECK(metricOf("rate").kind == MetricKind::Rate);
+
+    const auto rule = [](const std::string& metric) {
+        return kBase + "[[rule]]\nname = \"r\"\nsource = \"api\"\nmetric = \"" + metric +
+               "\"\nabove = 1\nhooks = [\"rollback\"]\n";
+    };
+    CHECK(errorsOf(rule("p100")) == Strings{"21:10: metric \"p100\" is the maximum; use metric = \"max\""});
+    CHECK(errorsOf(rule("p0")) ==
+          Strings{"21:10: metric \"p0\" is not a percentile between 0 and 100 exclusive (use min or max for the "
+                  "extremes)"});
+    CHECK(errorsOf(rule("error_rate")).size() == 1);
+    // One mistake, one error: a duration threshold on an unknown metric is not a second one.
+    CHECK(errorsOf(kBase + "[[rule]]\nname = \"r\"\nsource = \"api\"\nmetric = \"p9x\"\nabove = \"1s\"\n"
+                           "hooks = [\"rollback\"]\n")
+              .size() == 1);
+    CHECK(errorsOf(rule("error_rate"))[0].find("(did you mean 'error_ratio'?)") != std::string::npos);
+}
+
+TEST_CASE("latency thresholds: durations, seconds and the milliseconds warning", "[config]") {
+    const auto rule = [](const std::string& threshold) {
+        return kBase +
+               "[[rule]]\n"             // 18
+               "name = \"r\"\n"         // 19
+               "source = \"api\"\n"     // 20
+               "metric = \"mean\"\n"    // 21
+               "above = " + threshold + "\n"  // 22
+               "hooks = [\"rollback\"]\n";
+    };
+    LoadResult r = parseConfig(rule("\"250ms\""), kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->rules[0].threshold == 0.25);
+    CHECK(warningsOf(rule("\"250ms\"")).empty());
+
+    r = parseConfig(rule("0.3"), kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->rules[0].threshold == 0.3);
+
+    r = parseConfig(rule("500"), kPath);
+    REQUIRE(r.ok());  // a warning, not an error
+    CHECK(r.config->rules[0].threshold == 500.0);
+    CHECK(warningsOf(rule("500")) ==
+          Strings{"22:9: 'above' = 500 is in seconds for latency metric 'mean' (a plain number means seconds); did "
+                  "you mean \"500ms\"?"});
+    CHECK(warningsOf(rule("60")).empty());
+
+    CHECK(errorsOf(rule("\"fast\"")).size() == 1);
+    CHECK(errorsOf(rule("true")) ==
+          Strings{"22:9: 'above' must be a duration string like \"500ms\" or a number of seconds, got boolean"});
+
+    // A duration is meaningless for a non-latency metric.
+    CHECK(errorsOf(kBase + "[[rule]]\nname = \"r\"\nsource = \"app\"\nmetric = \"count\"\nabove = \"5s\"\n"
+                           "hooks = [\"rollback\"]\n") == Strings{"22:9: 'above' must be a number, got string"});
+    CHECK(errorsOf(kBase + "[[rule]]\nname = \"r\"\nsource = \"app\"\nmetric = \"error_ratio\"\nabove = 5\n"
+                           "hooks = [\"rollback\"]\n") ==
+          Strings{"22:9: 'above' for error_ratio is a fraction between 0 and 1 (0.05 = 5%), got 5"});
+}
+
+TEST_CASE("hook validation", "[config]") {
+    const auto hook = [](const std::string& body) { return kBase + "[[hook]]\nname = \"h\"\n" + body; };
+    // line 18 [[hook]], 19 name, body starts on 20
+    CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\nurl = \"http://a\"\n")) ==
+          Strings{"22:1: 'url' is not valid for a hook of type 'script' (it belongs to webhook hooks)"});
+    CHECK(errorsOf(hook("type = \"env_file\"\npath = \"a.env\"\n")) ==
+          Strings{"18:1: an env_file hook needs at least one key in 'set' or 'unset', e.g. set = { FEATURE_X = \"0\" }"});
+    CHECK(errorsOf(hook("type = \"env_file\"\npath = \"a.env\"\nset = { \"BAD-NAME\" = \"1\" }\n")) ==
+          Strings{"22:9: 'BAD-NAME' in 'set' is not a valid environment variable name"});
+    CHECK(errorsOf(hook("type = \"env_file\"\npath = \"a.env\"\nset = { A = [1] }\n")) ==
+          Strings{"22:13: values in 'set' must be strings, got array"});
+    CHECK(errorsOf(hook("type = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nretries = 21\n")) ==
+          Strings{"22:11: 'retries' must be between 0 and 20, got 21"});
+    CHECK(errorsOf(hook("type = \"pager\"\n")) ==
+          Strings{"20:8: 'type' must be one of env_file, webhook, script; got \"pager\""});
+    CHECK(errorsOf(hook("type = \"script\"\ncommand = []\n")) ==
+          Strings{"21:11: 'command' must start with the program to run, e.g. [\"/usr/local/bin/rollback.sh\"]"});
+    CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\ntimeout = \"0s\"\n")) ==
+          Strings{"22:11: 'timeout' must be greater than zero"});
+    CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\ntimout = \"1s\"\n")) ==
+          Strings{"22:1: unknown key 'timout' in [[hook]] (did you mean 'timeout'?)"});
+}
+
+TEST_CASE("source validation", "[config]") {
+    const auto source = [](const std::string& body) {
+        return "[[source]]\nname = \"s\"\ntype = \"json_log\"\npaths = [\"x\"]\n" + body;  // body on line 5
+    };
+    CHECK(errorsOf(source("error = { field = \"status\", gte = 500, in = [\"x\"] }\n")) ==
+          Strings{"5:40: 'error' takes exactly one of 'gte', 'in' or 'equals'; 'gte' is already set"});
+    CHECK(errorsOf(source("error = { field = \"failed\", equals = false }\n")) ==
+          Strings{"5:38: only 'equals = true' is supported: a line is an error when the field is true"});
+    CHECK(errorsOf(source("latency = { fild = \"d\" }\n")) ==
+          Strings{"5:11: missing required key 'field' in [[source]].latency",
+                  "5:13: unknown key 'fild' in [[source]].latency (did you mean 'field'?)"});
+    CHECK(errorsOf(source("latency = { field = \"d\", unit = \"sec\" }\n")) ==
+          Strings{"5:33: 'unit' must be one of ns, us, ms, s; got \"sec\" (did you mean 's'?)"});
+    CHECK(errorsOf(source("max_line_bytes = 0\n")) ==
+          Strings{"5:18: 'max_line_bytes' must be between 1 and 67108864 (64 MiB), got 0"});
+    CHECK(errorsOf(source("read_from = \"start\"\n")) ==
+          Strings{"5:13: 'read_from' must be one of beginning, end; got \"start\""});
+    CHECK(errorsOf("[source]\nname = \"s\"\n") ==
+          Strings{"1:1: 'source' must be an array of tables: write [[source]], not [source]"});
+    CHECK(errorsOf("[[source]]\nname = \"my app\"\ntype = \"json_log\"\npaths = [\"x\"]\n") ==
+          Strings{"2:8: 'name' must use only letters, digits, '_', '.' and '-', got \"my app\""});
+    CHECK(errorsOf("[agent]\nlog_level = \"info\"\n") ==
+          Strings{"1:1: no [[source]] defined: rollguard needs at least one source to read"});
+}
+
+TEST_CASE("a critical rule without hooks and an unused hook are warnings", "[config]") {
+    const std::string text = kBase +
+                             "[[rule]]\n"           // 18
+                             "name = \"r\"\n"
+                             "source = \"app\"\n"
+                             "metric = \"count\"\n"
+                             "above = 10\n";
+    CHECK(errorsOf(text).empty());
+    CHECK(warningsOf(text) == Strings{"13:1: hook 'rollback' is not used by any rule",
+                                      "18:1: critical rule 'r' has no hooks: it will fire but roll nothing back"});
+}
+
+TEST_CASE("parseConfig never throws on garbage", "[config]") {
+    for (const std::string& text : {std::string("\xff\xfe\x00\x01", 4), std::string("[[[\n"), std::string("a = \"\n"),
+                                   std::string("=\n"), std::string(10000, '[')}) {
+        LoadResult r;
+        REQUIRE_NOTHROW(r = parseConfig(text, kPath));
+        CHECK_FALSE(r.ok());
+        CHECK_FALSE(r.diagnostics.empty());
+    }
+}
