@@ -643,3 +643,40 @@ TEST_CASE("parseConfig never throws on garbage", "[config]") {
         CHECK_FALSE(r.diagnostics.empty());
     }
 }
+
+TEST_CASE("${VAR} and ${VAR:-default} in strings come from the environment", "[config]") {
+    ::setenv("RG_TEST_LOG_DIR", "/srv/logs", 1);
+    ::setenv("RG_TEST_EMPTY", "", 1);
+    ::unsetenv("RG_TEST_UNSET");
+    const std::string text =
+        "[agent]\n"
+        "listen = \"127.0.0.1:${RG_TEST_UNSET:-9555}\"\n"
+        "hostname = \"${RG_TEST_EMPTY:-fallback}-$${literal}\"\n"
+        "[[source]]\n"
+        "name = \"app\"\n"
+        "type = \"json_log\"\n"
+        "paths = [\"${RG_TEST_LOG_DIR}/*.log\"]\n"
+        "[[rule]]\n"
+        "name = \"r\"\n"
+        "source = \"app\"\n"
+        "metric = \"count\"\n"
+        "above = 1\n"
+        "hooks = [\"h\"]\n"
+        "[[hook]]\n"
+        "name = \"h\"\n"
+        "type = \"webhook\"\n"
+        "url = \"http://127.0.0.1:1/x\"\n"
+        "headers = { Authorization = \"Bearer ${RG_TEST_LOG_DIR}\" }\n";
+    const LoadResult r = parseConfig(text, kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->agent.listen == "127.0.0.1:9555");
+    CHECK(r.config->agent.hostname == "fallback-${literal}");
+    CHECK(r.config->sources[0].paths == Strings{"/srv/logs/*.log"});
+    CHECK(r.config->hooks[0].headers == Pairs{{"Authorization", "Bearer /srv/logs"}});
+
+    auto first = [](const std::string& agent_line) { return errorsOf("[agent]\n" + agent_line + "\n" + kBase).at(0); };
+    CHECK(first("hostname = \"${RG_TEST_UNSET}\"") ==
+          "2:12: environment variable RG_TEST_UNSET is not set (export it, or write ${RG_TEST_UNSET:-default})");
+    CHECK(first("hostname = \"a ${oops\"").rfind("2:12: unterminated ${", 0) == 0);
+    CHECK(first("hostname = \"${1BAD}\"").rfind("2:12: '${1BAD}' is not a valid environment reference", 0) == 0);
+}

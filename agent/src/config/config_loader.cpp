@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cstdlib>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -367,6 +369,55 @@ struct KeyRef {
 
 /// Does one pass over a parsed document and produces the Config. Collects every
 /// diagnostic instead of stopping at the first. Single use, single thread.
+/// Replaces ${NAME} and ${NAME:-default} in a config string from the environment, as a
+/// shell would (`:-` also applies when NAME is set but empty); `$${` writes a literal
+/// `${`. Expansion happens on parsed string values only, so an environment value can never
+/// inject TOML. Returns nullopt and sets `why` on an unset variable without a default or a
+/// malformed reference.
+std::optional<std::string> expandEnvironment(std::string_view text, std::string& why) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size();) {
+        if (text.compare(i, 3, "$${") == 0) {
+            out += "${";
+            i += 3;
+            continue;
+        }
+        if (text.compare(i, 2, "${") != 0) {
+            out += text[i++];
+            continue;
+        }
+        const auto close = text.find('}', i + 2);
+        if (close == std::string_view::npos) {
+            why = "unterminated ${ in " + std::string(text) + " (write $${ for a literal ${)";
+            return std::nullopt;
+        }
+        const std::string_view inner = text.substr(i + 2, close - i - 2);
+        const auto sep = inner.find(":-");
+        const std::string_view name = inner.substr(0, sep);
+        const bool valid_name = !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_') &&
+                                std::all_of(name.begin(), name.end(), [](char c) {
+                                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                                });
+        if (!valid_name) {
+            why = "'${" + std::string(inner) + "}' is not a valid environment reference (use ${NAME} or ${NAME:-default})";
+            return std::nullopt;
+        }
+        const char* value = std::getenv(std::string(name).c_str());
+        if (value != nullptr && (*value != '\0' || sep == std::string_view::npos)) {
+            out += value;
+        } else if (sep != std::string_view::npos) {
+            out += inner.substr(sep + 2);
+        } else {
+            why = "environment variable " + std::string(name) + " is not set (export it, or write ${" +
+                  std::string(name) + ":-default})";
+            return std::nullopt;
+        }
+        i = close + 1;
+    }
+    return out;
+}
+
 class Loader {
 public:
     explicit Loader(const std::string& path) : file_(path) {
@@ -389,6 +440,8 @@ public:
             result.diagnostics = std::move(diags_);
             return result;
         }
+
+        expandStrings(root);
 
         Config config;
         config.path = file_;
@@ -425,6 +478,29 @@ public:
     }
 
 private:
+    /// ${VAR} expansion of every string value, in place, before anything reads them.
+    void expandStrings(toml::node& n) {
+        if (auto* t = n.as_table()) {
+            for (auto&& [key, value] : *t) {
+                expandStrings(value);
+            }
+        } else if (auto* a = n.as_array()) {
+            for (auto& e : *a) {
+                expandStrings(e);
+            }
+        } else if (auto* s = n.as_string()) {
+            if (s->get().find("${") == std::string::npos) {
+                return;
+            }
+            std::string why;
+            if (auto expanded = expandEnvironment(s->get(), why)) {
+                s->get() = std::move(*expanded);
+            } else {
+                error(n, why);
+            }
+        }
+    }
+
     // ---- diagnostics -------------------------------------------------------------
 
     SourceLocation locate(const toml::source_position& p) const {
