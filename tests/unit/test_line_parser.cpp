@@ -203,8 +203,10 @@ TEST_CASE("line parser: bad latency values", "[source][parser]") {
     requireBad(parser.parse(R"({"duration_ms":true})"), BadLineReason::BadLatency);
 }
 
-TEST_CASE("line parser strips a trailing CR", "[source][parser]") {
+TEST_CASE("line parser strips a trailing CR and accepts surrounding whitespace", "[source][parser]") {
     LineParser parser(statusConfig());
+    CHECK(parser.parse("  {\"status\":500} \t").error);
+    CHECK(parser.parse("{\"status\":500}\r").ok);
     const ParsedLine p = parser.parse("{\"status\":502,\"duration_ms\":8}\r");
     REQUIRE(p.ok);
     CHECK(p.error);
