@@ -27,7 +27,11 @@ struct ParsedLine {
 /// Extracts latency and the error predicate from JSON log lines with simdjson.
 /// A line that is not a JSON object, or whose latency field is present but not a
 /// non-negative number or duration string, is bad. A missing latency field is fine
-/// (the event counts, with no latency). Missing error field: not an error.
+/// (the event counts, with no latency); so is a null latency. Missing error field, or
+/// one of another type: not an error. StringIn matches exactly and case-sensitively.
+/// A trailing '\r' is ignored. An empty line is InvalidJson here; LogTailer skips blank
+/// lines before parsing. Values of fields it does not look at are not validated
+/// (simdjson On-Demand skips them), but the top-level structure always is.
 /// Thread-safety: one instance per thread (it owns a simdjson parser).
 class LineParser {
 public:
@@ -68,7 +72,9 @@ struct LogSourceCounters {
 /// blind. Handles rename rotation (drains the old file, then reads the new one from its
 /// start), truncation (size < offset: restart at 0), and partial last lines (held
 /// until their newline arrives). Lines longer than max_line_bytes are skipped up to
-/// their newline and counted, with bounded memory.
+/// their newline and counted, with bounded memory. Blank lines count in `lines` but are
+/// neither events nor bad; a too-long line counts in `lines` and `bad_too_long` once.
+/// Globs are glob(3) patterns; `**` is not recursive.
 /// Thread-safety: start/stop from one thread; counters() from any.
 class LogTailer {
 public:
