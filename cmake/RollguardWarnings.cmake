@@ -3,7 +3,7 @@
 function(rollguard_enable_warnings tgt)
   target_compile_options(${tgt} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
                                         -Wold-style-cast -Wcast-align -Woverloaded-virtual
-                                        -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough)
+                                        -Wformat=2 -Wimplicit-fallthrough)
   if(ROLLGUARD_WERROR)
     target_compile_options(${tgt} PRIVATE -Werror)
   endif()

@@ -1,4 +1,6 @@
 #include <cmath>
+#include <deque>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
@@ -43,10 +45,11 @@ public:
         families_.push_back(MetricFamily{name, help, type, {}});
         return families_.back();
     }
-    std::vector<MetricFamily>& all() { return families_; }
+    std::vector<MetricFamily> take() { return {std::make_move_iterator(families_.begin()), std::make_move_iterator(families_.end())}; }
 
 private:
-    std::vector<MetricFamily> families_;
+    // A deque, so the references family() hands out stay valid as more are added.
+    std::deque<MetricFamily> families_;
 };
 
 void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
@@ -134,7 +137,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
 
     prometheus::TextSerializer serializer;
     std::ostringstream out;
-    serializer.Serialize(out, fams.all());
+    serializer.Serialize(out, fams.take());
     return out.str();
 }
 
