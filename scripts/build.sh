@@ -10,10 +10,14 @@ shift || true
 
 "$root/scripts/install-deps.sh"
 
-werror=${ROLLGUARD_WERROR:-OFF}
+# Only an explicit request changes the cached setting, so the demo and the tests can
+# share build/ without reconfiguring each other.
+args=()
 if [ "${CI:-}" = "true" ]; then
-  werror=ON
+  args+=(-DROLLGUARD_WERROR=ON)
+elif [ -n "${ROLLGUARD_WERROR:-}" ]; then
+  args+=(-DROLLGUARD_WERROR="$ROLLGUARD_WERROR")
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S "$root" -B "$build_dir" -DROLLGUARD_WERROR="$werror" "$@" >/dev/null
+cmake -S "$root" -B "$build_dir" "${args[@]}" "$@" >/dev/null
 cmake --build "$build_dir" -j"$jobs"

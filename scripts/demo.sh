@@ -44,11 +44,11 @@ echo "==> rollguard run --config config/demo.toml" >&2
 "$build/rollguard" run --config "$root/config/demo.toml" 2> "$DEMO_DIR/rollguard.log" &
 rollguard_pid=$!
 pids+=($rollguard_pid)
-tail -n +1 -f "$DEMO_DIR/rollguard.log" --pid "$rollguard_pid" | sed 's/^/    rollguard | /' >&2 &
+tail -n +1 -f "$DEMO_DIR/rollguard.log" --pid "$rollguard_pid" | sed -u 's/^/    rollguard | /' >&2 &
 pids+=($!)
 
 "$build/tests/rollguard-loggen" --out "$DEMO_DIR/logs/access.log" --rate 200 --healthy 6 --degraded 30 \
-  2> >(sed 's/^/    workload  | /' >&2) &
+  2> >(sed -u 's/^/    workload  | /' >&2) &
 loggen_pid=$!
 pids+=($loggen_pid)
 
