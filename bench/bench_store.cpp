@@ -1,5 +1,6 @@
-// The store's costs: one record, a p99 over a 10-minute window, the memory of an hour.
-// Figures are printed, never asserted.
+// The store's costs: one record, a p99 over a 10-minute window, a slot advance, and the
+// memory of a series with a 5-minute and a 1-hour window. Figures are printed, never
+// asserted.
 
 #include <benchmark/benchmark.h>
 
@@ -16,13 +17,13 @@ using rollguard::agent::HdrHistogram;
 using rollguard::agent::HistogramSettings;
 using rollguard::agent::IntervalRecorder;
 using rollguard::agent::IntervalStats;
-using rollguard::agent::SlidingWindow;
-using rollguard::agent::WindowStats;
+using rollguard::agent::Series;
+using rollguard::agent::WindowHandle;
 using rollguard::rules::TimePoint;
 
 namespace {
 
-constexpr int kPerSecond = 1000;
+constexpr std::size_t kPerSecond = 1000;
 const TimePoint kStart{std::chrono::seconds{1'700'000'000}};
 
 // Web-like latencies in microseconds: median 20 ms, long right tail.
@@ -36,17 +37,21 @@ std::vector<std::int64_t> latencies(std::size_t n, std::uint64_t seed) {
     return out;
 }
 
-// Fills `seconds` one-second slots with kPerSecond values each, ending at kStart + seconds - 1.
-void fill(SlidingWindow& window, int seconds, std::uint64_t seed) {
+IntervalStats secondOf(const std::vector<std::int64_t>& values, std::size_t second, const HistogramSettings& settings) {
+    IntervalStats interval(settings);
+    for (std::size_t i = 0; i < kPerSecond; ++i) {
+        interval.latency.record(values[(second * kPerSecond + i) % values.size()]);
+    }
+    interval.events = kPerSecond;
+    return interval;
+}
+
+// Feeds `seconds` seconds of kPerSecond log-normal values, one interval a second, ending
+// at kStart + seconds - 1.
+void fill(Series& series, int seconds, std::uint64_t seed) {
     const std::vector<std::int64_t> values = latencies(static_cast<std::size_t>(seconds) * kPerSecond, seed);
-    IntervalStats interval(window.settings());
     for (int s = 0; s < seconds; ++s) {
-        interval.reset();
-        for (int i = 0; i < kPerSecond; ++i) {
-            interval.latency.record(values[static_cast<std::size_t>(s) * kPerSecond + static_cast<std::size_t>(i)]);
-        }
-        interval.events = kPerSecond;
-        window.add(kStart + std::chrono::seconds{s}, interval);
+        series.add(kStart + std::chrono::seconds{s}, secondOf(values, static_cast<std::size_t>(s), series.settings()));
     }
 }
 
@@ -76,50 +81,60 @@ void BM_RecorderRecord(benchmark::State& state) {
 }
 BENCHMARK(BM_RecorderRecord);
 
+// The p99 of a full 10-minute window: the aggregate is maintained as time advances, so
+// a query is one walk of the aggregate histogram.
 void BM_WindowP99Over10Minutes(benchmark::State& state) {
-    SlidingWindow window(std::chrono::seconds{1}, std::chrono::minutes{10});
-    fill(window, 600, 3);
-    const TimePoint now = kStart + std::chrono::seconds{599};
+    Series series;
+    const WindowHandle w = series.addWindow(std::chrono::minutes{10});
+    fill(series, 600, 3);
     for (auto _ : state) {
-        const WindowStats stats = window.query(now, std::chrono::minutes{10});
-        benchmark::DoNotOptimize(stats.latency.valueAtPercentile(99.0));
+        benchmark::DoNotOptimize(series.window(w).quantileSeconds(0.99));
     }
-    // Read outside the loop: a value passed through DoNotOptimize(T&) is not reliable
-    // afterwards under every compiler and sanitizer combination.
-    const std::int64_t p99 = window.query(now, std::chrono::minutes{10}).latency.valueAtPercentile(99.0);
-    state.counters["slots"] = static_cast<double>(window.slotCount());
-    state.counters["p99_us"] = static_cast<double>(p99);
-    state.counters["window_bytes"] = static_cast<double>(window.memoryBytes());
+    state.counters["p99_ms"] = series.window(w).quantileSeconds(0.99) * 1e3;
+    state.counters["samples"] = static_cast<double>(series.window(w).count());
+    state.counters["slots"] = static_cast<double>(series.sealedSlots());
 }
 BENCHMARK(BM_WindowP99Over10Minutes)->Unit(benchmark::kMicrosecond);
 
-// Steady state of a 1-hour window: each iteration adds one more second (1000 values)
-// and expires the oldest; the counters give the memory of the full hour.
-void BM_WindowHourAddAndMemory(benchmark::State& state) {
-    SlidingWindow window(std::chrono::seconds{1}, std::chrono::hours{1});
-    fill(window, 3600, 4);
+// Steady state of a series with a 5-minute and a 1-hour window: each iteration is one
+// tick adding one second (1,000 values): a slot sealed, the interval added to both
+// aggregates, the slots leaving each window subtracted.
+void BM_SlotAdvance(benchmark::State& state) {
+    Series series;
+    series.addWindow(std::chrono::minutes{5});
+    series.addWindow(std::chrono::hours{1});
+    fill(series, 3600, 4);
     const std::vector<std::int64_t> values = latencies(64 * kPerSecond, 5);
     std::vector<IntervalStats> intervals;
-    for (int k = 0; k < 64; ++k) {
-        IntervalStats interval(window.settings());
-        for (int i = 0; i < kPerSecond; ++i) {
-            interval.latency.record(values[static_cast<std::size_t>(k) * kPerSecond + static_cast<std::size_t>(i)]);
-        }
-        interval.events = kPerSecond;
-        intervals.push_back(std::move(interval));
+    for (std::size_t k = 0; k < 64; ++k) {
+        intervals.push_back(secondOf(values, k, series.settings()));
     }
     int second = 3600;
     for (auto _ : state) {
-        window.add(kStart + std::chrono::seconds{second}, intervals[static_cast<std::size_t>(second) % intervals.size()]);
+        series.add(kStart + std::chrono::seconds{second}, intervals[static_cast<std::size_t>(second) % intervals.size()]);
         ++second;
     }
-    const HdrHistogram dense(1, 3'600'000'000, 3);
-    state.counters["slots"] = static_cast<double>(window.slotCount());
-    state.counters["hour_bytes"] = static_cast<double>(window.memoryBytes());
-    state.counters["bytes_per_slot"] = static_cast<double>(window.memoryBytes()) / static_cast<double>(window.slotCount());
-    state.counters["dense_hist_bytes"] = static_cast<double>(dense.memoryBytes());
+    state.counters["series_bytes"] = static_cast<double>(series.memoryBytes());
 }
-BENCHMARK(BM_WindowHourAddAndMemory)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SlotAdvance)->Unit(benchmark::kMicrosecond);
+
+// Memory of one series with a 5-minute window (1 s slots) and a 1-hour window (15 s
+// slots), 3 significant figures, after an hour of 1,000 log-normal samples a second,
+// against the naive layout (one full histogram per 1 s slot).
+void BM_SeriesMemoryHour(benchmark::State& state) {
+    for (auto _ : state) {
+        Series series;
+        series.addWindow(std::chrono::minutes{5});
+        series.addWindow(std::chrono::hours{1});
+        fill(series, 3600, 6);
+        const HdrHistogram dense(1, 3'600'000'000, 3);
+        state.counters["series_bytes"] = static_cast<double>(series.memoryBytes());
+        state.counters["sealed_slots"] = static_cast<double>(series.sealedSlots());
+        state.counters["naive_5m_bytes"] = 300.0 * static_cast<double>(dense.memoryBytes());
+        state.counters["naive_1h_bytes"] = 3600.0 * static_cast<double>(dense.memoryBytes());
+    }
+}
+BENCHMARK(BM_SeriesMemoryHour)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 

@@ -17,8 +17,10 @@ using rollguard::agent::HdrHistogram;
 using rollguard::agent::HistogramSettings;
 using rollguard::agent::IntervalRecorder;
 using rollguard::agent::IntervalStats;
-using rollguard::agent::SlidingWindow;
-using rollguard::agent::WindowStats;
+using rollguard::agent::Series;
+using rollguard::agent::SparseCounts;
+using rollguard::agent::WindowHandle;
+using rollguard::agent::WindowView;
 using rollguard::rules::TimePoint;
 
 namespace {
@@ -44,227 +46,298 @@ void requireSameCounts(const HdrHistogram& a, const HdrHistogram& b) {
 
 }  // namespace
 
-TEST_CASE("window refuses a zero slot width or a retention below one slot", "[store][window]") {
-    CHECK_THROWS_AS(SlidingWindow(0s, 10s), std::invalid_argument);
-    CHECK_THROWS_AS(SlidingWindow(-1s, 10s), std::invalid_argument);
-    CHECK_THROWS_AS(SlidingWindow(2s, 1s), std::invalid_argument);
+TEST_CASE("slot widths keep a window within 300 slots", "[store][window]") {
+    CHECK(Series::slotWidthFor(2s) == 100ms);
+    CHECK(Series::slotWidthFor(30s) == 100ms);
+    CHECK(Series::slotWidthFor(31s) == 200ms);
+    CHECK(Series::slotWidthFor(1min) == 200ms);
+    CHECK(Series::slotWidthFor(5min) == 1s);
+    CHECK(Series::slotWidthFor(5min + 1s) == 2s);
+    CHECK(Series::slotWidthFor(10min) == 2s);
+    CHECK(Series::slotWidthFor(1h) == 15s);
+    CHECK(Series::slotWidthFor(6h) == 2min);
+    CHECK(Series::slotWidthFor(48h) == 10min);
+    CHECK(Series::slotWidthFor(1000h) == 4h);
+    for (auto w : {1s, 7s, 59s, 300s, 3599s, 86400s}) {
+        const auto width = Series::slotWidthFor(w);
+        CHECK((w.count() * 1'000'000'000LL + width.count() - 1) / width.count() <= 300);
+    }
+}
+
+TEST_CASE("series refuses bad settings and windows", "[store][window]") {
     HistogramSettings bad;
     bad.sigfigs = 9;
-    CHECK_THROWS_AS(SlidingWindow(1s, 10s, bad), std::invalid_argument);
-    CHECK_NOTHROW(SlidingWindow(1s, 1s));
+    CHECK_THROWS_AS(Series(bad), std::invalid_argument);
+    Series series;
+    CHECK_THROWS_AS(series.addWindow(0s), std::invalid_argument);
+    CHECK_THROWS_AS(series.addWindow(-1s), std::invalid_argument);
+    HistogramSettings ms;
+    ms.highest = 3'600'000;
+    IntervalStats foreign(ms);
+    foreign.events = 1;
+    CHECK_THROWS_AS(series.add(t0, foreign), std::invalid_argument);
 }
 
-TEST_CASE("window expires slots older than the retention", "[store][window]") {
-    SlidingWindow w(1s, 10s);
-    for (int i = 0; i < 15; ++i) {
-        w.add(t0 + std::chrono::seconds{i}, eventsOnly(i + 1));
-    }
-    // newest slot 14: slots <= 14 - 10 are gone, 5..14 remain.
-    CHECK(w.slotCount() == 10);
-    CHECK(w.query(t0 + 14s, 1h).events == 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15);
+TEST_CASE("windows of equal length share one aggregate", "[store][window]") {
+    Series series;
+    const WindowHandle a = series.addWindow(5min);
+    const WindowHandle b = series.addWindow(1min);
+    CHECK(series.addWindow(5min) == a);
+    CHECK(a != b);
+}
 
-    SECTION("a late interval within retention goes into its own slot") {
-        w.add(t0 + 5s + 300ms, eventsOnly(100));
-        CHECK(w.slotCount() == 10);
-        CHECK(w.query(t0 + 5s, 1s).events == 106);
-        CHECK(w.query(t0 + 14s, 1h).events == 105 + 100);
-    }
-    SECTION("a late interval beyond retention is dropped") {
-        w.add(t0 + 4s + 999ms, eventsOnly(100));
-        w.add(t0 - 1h, eventsOnly(100));
-        CHECK(w.slotCount() == 10);
-        CHECK(w.query(t0 + 14s, 1h).events == 105);
-    }
-    SECTION("a jump forward expires everything before it") {
-        w.add(t0 + 100s, eventsOnly(1));
-        CHECK(w.slotCount() == 1);
-        CHECK(w.query(t0 + 100s, 1h).events == 1);
-    }
-    SECTION("a retention of one slot keeps only the newest slot") {
-        SlidingWindow one(1s, 1s);
-        one.add(t0, eventsOnly(1));
-        one.add(t0 + 1s, eventsOnly(2));
-        CHECK(one.slotCount() == 1);
-        CHECK(one.query(t0 + 1s, 10s).events == 2);
+TEST_CASE("values leave a window exactly when their slot falls out of it", "[store][window]") {
+    Series series;
+    const WindowHandle w5 = series.addWindow(5min);  // 300 slots of 1 s
+    const WindowHandle w1 = series.addWindow(1min);  // 300 slots of 200 ms
+    series.add(t0 + 500ms, eventsOnly(7, 3));
+    CHECK(series.window(w5).events() == 7);
+    CHECK(series.window(w1).errors() == 3);
+
+    // The slot [t0, t0+1s) is in the 5-minute window until t0 + 300 s.
+    series.advance(t0 + 299s + 999ms);
+    CHECK(series.window(w5).events() == 7);
+    CHECK(series.window(w1).events() == 0);
+    series.advance(t0 + 300s);
+    CHECK(series.window(w5).events() == 0);
+    CHECK(series.window(w5).errors() == 0);
+
+    SECTION("the 1-minute window drops the 200 ms slot [t0+400ms, t0+600ms) at t0+60.4s") {
+        Series s2;
+        const WindowHandle w = s2.addWindow(1min);
+        s2.add(t0 + 500ms, eventsOnly(1));
+        s2.advance(t0 + 60s + 399ms);
+        CHECK(s2.window(w).events() == 1);
+        s2.advance(t0 + 60s + 400ms);
+        CHECK(s2.window(w).events() == 0);
     }
 }
 
-TEST_CASE("window fills gaps in slot order", "[store][window]") {
-    SlidingWindow w(1s, 60s);
-    w.add(t0 + 10s, eventsOnly(1));
-    w.add(t0 + 30s, eventsOnly(2));
-    w.add(t0 + 20s, eventsOnly(4));
-    w.add(t0 + 20s + 500ms, eventsOnly(8));
-    CHECK(w.slotCount() == 3);
-    CHECK(w.query(t0 + 20s, 1s).events == 12);
-    CHECK(w.query(t0 + 25s, 10s).events == 12);
-    CHECK(w.query(t0 + 30s, 11s).events == 14);
-    CHECK(w.query(t0 + 30s, 21s).events == 15);
+TEST_CASE("a gap longer than the window empties it", "[store][window]") {
+    Series series;
+    const WindowHandle w = series.addWindow(10s);
+    IntervalStats i;
+    i.events = 3;
+    i.latency.record(1500);
+    i.latency.record(2500);
+    i.latency.record(900'000);
+    for (int k = 0; k < 50; ++k) {
+        series.add(t0 + std::chrono::milliseconds{k * 100}, i);
+    }
+    CHECK(series.window(w).events() == 150);
+    CHECK(series.window(w).count() == 150);
+    series.advance(t0 + 1h);
+    CHECK(series.window(w).events() == 0);
+    CHECK(series.window(w).count() == 0);
+    CHECK(series.window(w).latency().max() == 0);
+    CHECK(series.sealedSlots() == 0);
+    // And it fills again afterwards.
+    series.add(t0 + 1h + 1s, i);
+    CHECK(series.window(w).count() == 3);
 }
 
-TEST_CASE("window query includes exactly the slots from now - window (exclusive) to now (inclusive)", "[store][window]") {
-    SlidingWindow w(1s, 1h);
-    // Slot i carries 2^i events, so the sum names the slots that were included.
-    for (int i = 0; i < 10; ++i) {
-        w.add(t0 + std::chrono::seconds{i}, eventsOnly(std::int64_t{1} << i, i));
+TEST_CASE("time running backwards is clamped to the newest slot", "[store][window]") {
+    Series series;
+    const WindowHandle w = series.addWindow(10s);  // 100 ms slots
+    series.add(t0 + 20s, eventsOnly(1));
+    series.add(t0 + 5s, eventsOnly(2));  // a late interval: counted as of t0 + 20 s
+    CHECK(series.window(w).events() == 3);
+    series.advance(t0 + 1s);  // a clock step back changes nothing
+    CHECK(series.window(w).events() == 3);
+    series.advance(t0 + 29s + 999ms);
+    CHECK(series.window(w).events() == 3);
+    series.advance(t0 + 30s);
+    CHECK(series.window(w).events() == 0);
+}
+
+TEST_CASE("a window added after data starts with what its ring holds", "[store][window]") {
+    Series series;
+    const WindowHandle w5 = series.addWindow(5min);
+    for (int k = 0; k < 100; ++k) {
+        series.add(t0 + std::chrono::seconds{k}, eventsOnly(1));
     }
-    const auto mask = [](int from, int to) {
-        std::int64_t m = 0;
-        for (int i = from; i <= to; ++i) {
-            m |= std::int64_t{1} << i;
-        }
-        return m;
+    const WindowHandle w2 = series.addWindow(2min);  // same 1 s ring? No: 400 ms slots, a new ring
+    CHECK(series.window(w2).events() == 0);
+    const WindowHandle w4 = series.addWindow(4min + 30s);  // 1 s ring: backfilled
+    CHECK(series.window(w4).events() == 100);
+    series.advance(t0 + 300s);
+    CHECK(series.window(w5).events() == 99);  // the slot of t0 + 0 s has left
+    CHECK(series.window(w4).events() == 100 - 31);
+    CHECK(series.window(w2).events() == 0);
+}
+
+TEST_CASE("the incremental aggregate equals a from-scratch merge after thousands of random steps",
+          "[store][window]") {
+    std::mt19937_64 rng(20261123);
+    Series series;
+    const std::vector<std::chrono::nanoseconds> lengths{2s, 10s, 1min, 5min, 7min};
+    std::vector<WindowHandle> handles;
+    for (auto l : lengths) {
+        handles.push_back(series.addWindow(l));
+    }
+
+    struct Fed {
+        rollguard::rules::TimePoint at;  // effective (clamped) time
+        IntervalStats stats;
     };
+    std::vector<Fed> fed;
+    rollguard::rules::TimePoint now = t0;
+    rollguard::rules::TimePoint newest = t0;
+    std::uniform_int_distribution<int> step_ms(0, 1500);
+    std::uniform_int_distribution<int> coin(0, 99);
+    std::lognormal_distribution<double> latency(std::log(20'000.0), 1.0);
 
-    WindowStats s = w.query(t0 + 9s, 3s);
-    CHECK(s.events == mask(7, 9));
-    CHECK(s.errors == 7 + 8 + 9);
-    CHECK(s.covered == 3s);
+    for (int step = 0; step < 3000; ++step) {
+        const int c = coin(rng);
+        if (c < 3) {
+            now -= std::chrono::milliseconds{step_ms(rng)};  // clock step back
+        } else if (c < 5) {
+            now += std::chrono::seconds{30 + coin(rng) * 5};  // a gap
+        } else {
+            now += std::chrono::milliseconds{step_ms(rng)};
+        }
+        newest = std::max(newest, now);
+        if (coin(rng) < 20) {
+            series.advance(now);
+            continue;
+        }
+        IntervalStats i;
+        i.events = coin(rng) % 40;
+        i.errors = i.events / 3;
+        i.value_count = coin(rng) % 3;
+        i.value_sum = static_cast<double>(i.value_count) * 1.5;
+        for (std::int64_t k = 0; k < i.events; ++k) {
+            i.latency.record(std::llround(latency(rng)));
+        }
+        if (coin(rng) < 2) {
+            i.latency.record(std::int64_t{1} << 40);  // beyond 1 h: clamped and counted
+        }
+        series.add(now, i);
+        fed.push_back(Fed{newest, std::move(i)});
 
-    CHECK(w.query(t0 + 9s + 999ms, 3s).events == mask(7, 9));
-    CHECK(w.query(t0 + 10s, 3s).events == mask(8, 9));
-    CHECK(w.query(t0 + 8s + 999'999'999ns, 3s).events == mask(6, 8));
-
-    SECTION("the window rounds up to whole slots") {
-        WindowStats r = w.query(t0 + 9s, 2500ms);
-        CHECK(r.events == mask(7, 9));
-        CHECK(r.covered == 3s);
-        WindowStats tiny = w.query(t0 + 9s, 1ns);
-        CHECK(tiny.events == mask(9, 9));
-        CHECK(tiny.covered == 1s);
-        WindowStats exact = w.query(t0 + 9s, 2s);
-        CHECK(exact.events == mask(8, 9));
-        CHECK(exact.covered == 2s);
-    }
-    SECTION("slots after now are not included") {
-        CHECK(w.query(t0 + 5s, 3s).events == mask(3, 5));
-        CHECK(w.query(t0 - 1s, 1h).events == 0);
-    }
-    SECTION("an empty window covers nothing") {
-        WindowStats z = w.query(t0 + 9s, 0s);
-        CHECK(z.events == 0);
-        CHECK(z.covered == 0s);
-        CHECK(w.query(t0 + 9s, -5s).events == 0);
-    }
-    SECTION("a window larger than the history covers what was asked") {
-        WindowStats all = w.query(t0 + 9s, 1h);
-        CHECK(all.events == mask(0, 9));
-        CHECK(all.covered == 1h);
+        if (step % 97 != 0 && step != 2999) {
+            continue;
+        }
+        for (std::size_t wi = 0; wi < lengths.size(); ++wi) {
+            const auto width = Series::slotWidthFor(lengths[wi]).count();
+            const std::int64_t n = (lengths[wi].count() + width - 1) / width;
+            const std::int64_t open = newest.time_since_epoch().count() / width;
+            IntervalStats expected;
+            for (const auto& f : fed) {
+                if (f.at.time_since_epoch().count() / width > open - n) {
+                    expected.events += f.stats.events;
+                    expected.errors += f.stats.errors;
+                    expected.value_sum += f.stats.value_sum;
+                    expected.value_count += f.stats.value_count;
+                    expected.latency.add(f.stats.latency);
+                }
+            }
+            const WindowView& v = series.window(handles[wi]);
+            INFO("step " << step << " window " << lengths[wi].count() / 1'000'000 << " ms");
+            REQUIRE(v.events() == expected.events);
+            REQUIRE(v.errors() == expected.errors);
+            REQUIRE(v.valueCount() == expected.value_count);
+            REQUIRE(v.valueSum() == Approx(expected.value_sum).margin(1e-9));
+            REQUIRE(v.latency().overflowCount() == expected.latency.overflowCount());
+            REQUIRE(v.latency().min() == expected.latency.min());
+            REQUIRE(v.latency().max() == expected.latency.max());
+            requireSameCounts(v.latency(), expected.latency);
+        }
     }
 }
 
-TEST_CASE("window merged from slots equals one histogram of the same data", "[store][window]") {
-    std::mt19937_64 rng(424242);
-    std::lognormal_distribution<double> latency(std::log(25'000.0), 1.0);
-    std::uniform_int_distribution<int> per_slot(0, 400);
-    HistogramSettings settings;
-    SlidingWindow w(1s, 5min, settings);
-    HdrHistogram everything(settings.lowest, settings.highest, settings.sigfigs);
-    HdrHistogram last_ten(settings.lowest, settings.highest, settings.sigfigs);
-    IntervalStats interval(settings);
-    for (int slot = 0; slot < 60; ++slot) {
-        interval.reset();
-        const int n = per_slot(rng);
-        for (int i = 0; i < n; ++i) {
-            const auto v = std::llround(latency(rng));
-            interval.latency.record(v);
-            everything.record(v);
-            if (slot >= 50) {
-                last_ten.record(v);
-            }
-        }
-        interval.events = n;
-        // Two adds into the same slot exercise the sparse merge.
-        IntervalStats again(settings);
-        again.latency.add(interval.latency);
-        w.add(t0 + std::chrono::seconds{slot}, interval);
-        if (slot % 7 == 0) {
-            w.add(t0 + std::chrono::seconds{slot} + 500ms, again);
-            everything.add(again.latency);
-            if (slot >= 50) {
-                last_ten.add(again.latency);
-            }
-        }
-    }
-    const WindowStats all = w.query(t0 + 59s, 60s);
-    requireSameCounts(all.latency, everything);
-    const WindowStats ten = w.query(t0 + 59s, 10s);
-    requireSameCounts(ten.latency, last_ten);
-    for (double p : {0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 100.0}) {
-        CHECK(all.latency.valueAtPercentile(p) == everything.valueAtPercentile(p));
-        CHECK(ten.latency.valueAtPercentile(p) == last_ten.valueAtPercentile(p));
-    }
-    CHECK(all.latency.min() == everything.min());
-    CHECK(all.latency.max() == everything.max());
-    CHECK(all.latency.mean() == everything.mean());
-}
-
-TEST_CASE("window stats are a latency view in seconds", "[store][window]") {
-    SlidingWindow w(1s, 1min);
+TEST_CASE("a window is a latency view in seconds and reports the span it covers", "[store][window]") {
+    Series series;
+    const WindowHandle h = series.addWindow(30s);
     IntervalStats i;
     i.events = 5;
     i.errors = 2;
     for (std::int64_t us : {1000, 2000, 3000, 4000}) {
         i.latency.record(us);
     }
-    w.add(t0 + 3s, i);
-    const WindowStats s = w.query(t0 + 3s, 30s);
-    CHECK(s.count() == 4);
-    CHECK(s.quantileSeconds(0.5) == Approx(0.002));
-    CHECK(s.quantileSeconds(1.0) == Approx(s.latency.highestEquivalentValue(4000) / 1e6));
-    CHECK(s.minSeconds() == Approx(0.001));
-    CHECK(s.maxSeconds() == Approx(s.latency.highestEquivalentValue(4000) / 1e6));
-    CHECK(s.meanSeconds() == Approx(s.latency.mean() / 1e6));
-    const rollguard::rules::SeriesStats series = s.asSeriesStats();
-    CHECK(series.events == 5);
-    CHECK(series.errors == 2);
-    CHECK(series.window == 30s);
-    CHECK(series.latency == &s);
+    series.add(t0 + 3s, i);
+    const WindowView& v = series.window(h);
+    CHECK(v.count() == 4);
+    CHECK(v.quantileSeconds(0.5) == Approx(0.002));
+    CHECK(v.quantileSeconds(1.0) == Approx(v.latency().highestEquivalentValue(4000) / 1e6));
+    CHECK(v.minSeconds() == Approx(0.001));
+    CHECK(v.maxSeconds() == Approx(v.latency().highestEquivalentValue(4000) / 1e6));
+    CHECK(v.meanSeconds() == Approx(v.latency().mean() / 1e6));
+    rollguard::rules::SeriesStats stats = v.asSeriesStats();
+    CHECK(stats.events == 5);
+    CHECK(stats.errors == 2);
+    CHECK(stats.window == 0s);  // the series is brand new
+    CHECK(stats.latency == &v);
+
+    series.advance(t0 + 13s);
+    CHECK(v.asSeriesStats().window == 10s);  // younger than the window: since first data
+    series.advance(t0 + 103s + 50ms);
+    // 300 slots of 100 ms: the open slot began at +103.0 s, the window at +73.1 s.
+    CHECK(v.asSeriesStats().window == 29s + 950ms);
+    CHECK(v.count() == 0);
 
     SECTION("a millisecond store converts with its own unit") {
         HistogramSettings ms;
         ms.highest = 3'600'000;
         ms.units_per_second = 1e3;
-        WindowStats m(ms);
-        m.latency.record(250);
-        CHECK(m.quantileSeconds(0.99) == Approx(0.25));
-        CHECK(m.maxSeconds() == Approx(0.25));
-    }
-    SECTION("no samples still gives a view with count 0") {
-        const WindowStats empty = w.query(t0 + 50s, 10s);
-        CHECK(empty.count() == 0);
-        CHECK(empty.asSeriesStats().latency == &empty);
-        CHECK(empty.asSeriesStats().events == 0);
+        Series m(ms);
+        const WindowHandle mh = m.addWindow(1min);
+        IntervalStats mi(ms);
+        mi.latency.record(250);
+        m.add(t0, mi);
+        CHECK(m.window(mh).quantileSeconds(0.99) == Approx(0.25));
+        CHECK(m.window(mh).maxSeconds() == Approx(0.25));
     }
 }
 
-TEST_CASE("window memory follows the data: 1 h of 1 s slots at 1000 values/s", "[store][window]") {
+TEST_CASE("sparse counts round-trip a histogram", "[store][window]") {
+    HdrHistogram h(1, 3'600'000'000, 3);
+    std::mt19937_64 rng(5);
+    std::lognormal_distribution<double> latency(std::log(20'000.0), 0.8);
+    for (int i = 0; i < 1000; ++i) {
+        h.record(std::llround(latency(rng)));
+    }
+    h.record(3'600'000'000, 70'000);  // a big count in the top slot
+    const SparseCounts sparse(h);
+    HdrHistogram rebuilt(1, 3'600'000'000, 3);
+    std::size_t n = 0;
+    sparse.forEach([&](std::int32_t index, std::int64_t count) {
+        rebuilt.addAtIndex(index, count);
+        ++n;
+    });
+    CHECK(n == sparse.entries());
+    requireSameCounts(h, rebuilt);
+    CHECK(sparse.byteSize() < 4 * sparse.entries());
+    CHECK(SparseCounts(HdrHistogram(1, 1000, 2)).entries() == 0);
+}
+
+TEST_CASE("a series with a 5-minute and a 1-hour window holds an hour at 1000/s in under 4 MB",
+          "[store][window]") {
     std::mt19937_64 rng(77);
     // Web-like latencies: median 20 ms, p99 around 130 ms.
     std::lognormal_distribution<double> latency(std::log(20'000.0), 0.8);
-    HistogramSettings settings;
-    SlidingWindow w(1s, 1h, settings);
-    IntervalStats interval(settings);
-    std::size_t non_zero_total = 0;
-    for (int slot = 0; slot < 3600; ++slot) {
+    Series series;
+    const WindowHandle w5 = series.addWindow(5min);
+    const WindowHandle w60 = series.addWindow(1h);
+    IntervalStats interval;
+    for (int second = 0; second < 3600; ++second) {
         interval.reset();
         for (int i = 0; i < 1000; ++i) {
             interval.latency.record(std::llround(latency(rng)));
         }
         interval.events = 1000;
-        interval.latency.forEachNonZero([&non_zero_total](std::int32_t, std::int64_t) { ++non_zero_total; });
-        w.add(t0 + std::chrono::seconds{slot}, interval);
+        series.add(t0 + std::chrono::seconds{second}, interval);
     }
-    REQUIRE(w.slotCount() == 3600);
-    const std::size_t bytes = w.memoryBytes();
-    const std::size_t dense = 3600 * HdrHistogram(settings.lowest, settings.highest, settings.sigfigs).memoryBytes();
-    WARN("3600 slots x 1000 values: " << bytes << " bytes (" << non_zero_total << " non-zero slots; "
-                                      << "dense histograms would take " << dense << " bytes)");
-    const std::size_t pairs = non_zero_total * sizeof(std::pair<std::int32_t, std::int64_t>);
-    CHECK(bytes >= pairs);
-    CHECK(bytes <= pairs + 3600 * 128 + 1024);  // exact capacities plus small per-slot bookkeeping
-    CHECK(bytes < dense / 10);
-    CHECK(w.query(t0 + 3599s, 1h).latency.totalCount() == 3'600'000);
+    const std::size_t bytes = series.memoryBytes();
+    const std::size_t naive = 3600 * HdrHistogram(1, 3'600'000'000, 3).memoryBytes();
+    WARN("series with 5m + 1h windows after 1 h at 1000/s: " << bytes << " bytes; one dense histogram per 1 s slot "
+                                                              << "would take " << naive << " bytes");
+    CHECK(bytes < 4 * 1024 * 1024);
+    CHECK(series.window(w5).events() == 300'000);
+    // 240 slots of 15 s: the hour window holds between 59m45s and 1h of data.
+    CHECK(series.window(w60).events() >= 3'585'000);
+    CHECK(series.window(w60).events() <= 3'600'000);
+    CHECK(series.window(w60).count() == series.window(w60).events());
 }
 
 TEST_CASE("recorder converts seconds to units rounding to nearest", "[store][recorder]") {

@@ -48,7 +48,7 @@ constexpr std::int64_t kMaxRetries = 20;
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
 const Keys kAgentKeys{"tick", "state_dir", "listen", "log_level", "hostname", "dry_run"};
 const Keys kSourceKeys{"name", "type", "paths", "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
-const Keys kLatencyKeys{"field", "unit"};
+const Keys kLatencyKeys{"field", "unit", "resolution", "max", "significant_figures"};
 const Keys kErrorKeys{"field", "gte", "in", "equals"};
 const Keys kRuleKeys{"name",   "severity", "source", "metric",      "quantile", "above",
                      "below",  "window",   "for",    "min_samples", "hooks",    "description"};
@@ -912,6 +912,22 @@ private:
             } else {
                 f.unit = LatencyUnit::Seconds;
             }
+        }
+        // How the store keeps the latencies (HDR histogram in integer units).
+        if (auto resolution = getChoice(t, "resolution", {"ns", "us", "ms"})) {
+            f.resolution = *resolution == "ns"   ? std::chrono::nanoseconds{1}
+                           : *resolution == "us" ? std::chrono::nanoseconds{std::chrono::microseconds{1}}
+                                                 : std::chrono::nanoseconds{std::chrono::milliseconds{1}};
+        }
+        if (auto highest = getDuration(t, "max", Bound::Positive)) {
+            f.highest = *highest;
+        }
+        if (auto sigfigs = getInt(t, "significant_figures", 1, 5, "between 1 and 5")) {
+            f.significant_figures = static_cast<int>(*sigfigs);
+        }
+        if (f.highest < 2 * f.resolution) {
+            error(t.get("max") ? *t.get("max") : static_cast<const toml::node&>(t),
+                  "'max' must be at least two units of 'resolution'");
         }
         return f;
     }

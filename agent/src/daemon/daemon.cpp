@@ -32,10 +32,15 @@ std::string formatNumber(double v) {
     return buf;
 }
 
-/// Slots are as wide as a tick, but never wider than a second, so a rule's window is
-/// honoured to within one slot.
-std::chrono::nanoseconds slotWidth(const AgentSettings& settings) {
-    return std::min<std::chrono::nanoseconds>(settings.tick, std::chrono::seconds{1});
+HistogramSettings histogramSettings(const LogSourceConfig& source) {
+    HistogramSettings settings;
+    if (source.latency) {
+        const auto& l = *source.latency;
+        settings.units_per_second = 1e9 / static_cast<double>(l.resolution.count());
+        settings.highest = std::max<std::int64_t>(2, l.highest / l.resolution);
+        settings.sigfigs = l.significant_figures;
+    }
+    return settings;
 }
 
 }  // namespace
@@ -48,28 +53,28 @@ std::string formatMetricValue(const rules::MetricSpec& metric, double value) {
 }
 
 struct Daemon::SourceState {
-    SourceState(const LogSourceConfig& cfg, std::chrono::nanoseconds slot, std::chrono::nanoseconds retention)
-        : config(cfg), recorder(), window(slot, retention, recorder.settings()), tailer(cfg, recorder) {}
+    SourceState(const LogSourceConfig& cfg, const HistogramSettings& settings)
+        : config(cfg), recorder(settings), series(settings), tailer(cfg, recorder) {}
 
     LogSourceConfig config;
     IntervalRecorder recorder;
-    SlidingWindow window;
+    Series series;
     LogTailer tailer;
 };
 
 Daemon::Daemon(Config config, const rules::Clock& clock)
     : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)), engine_(config_.rules) {
-    const auto slot = slotWidth(config_.agent);
     for (const auto& source : config_.sources) {
-        // A source keeps as much history as its longest rule window needs.
-        std::chrono::nanoseconds retention = slot;
-        for (const auto& rule : config_.rules) {
-            if (rule.source == source.name) {
-                retention = std::max(retention, rule.window + slot);
-            }
-        }
         source_index_.emplace(source.name, sources_.size());
-        sources_.push_back(std::make_unique<SourceState>(source, slot, retention));
+        sources_.push_back(std::make_unique<SourceState>(source, histogramSettings(source)));
+    }
+    // Every rule reads one window of its source's series; equal windows are shared.
+    for (const auto& rule : config_.rules) {
+        auto it = source_index_.find(rule.source);
+        rule_windows_.push_back(it == source_index_.end()
+                                    ? std::nullopt
+                                    : std::optional(std::pair(it->second,
+                                                              sources_[it->second]->series.addWindow(rule.window))));
     }
 
     hooks_ = std::make_unique<HookRunner>(
@@ -126,24 +131,19 @@ void Daemon::tick() {
     const auto now = clock_.now();
     for (auto& source : sources_) {
         IntervalStats interval = source->recorder.take();
-        if (interval.events > 0) {
-            source->window.add(now, interval);
+        if (interval.empty()) {
+            source->series.advance(now);
+        } else {
+            source->series.add(now, interval);
         }
     }
 
-    // Each rule reads its own window; the stats live until the evaluation is done.
     const auto& rule_specs = engine_.rules();
-    std::vector<std::optional<WindowStats>> windows(rule_specs.size());
-    for (std::size_t i = 0; i < rule_specs.size(); ++i) {
-        auto it = source_index_.find(rule_specs[i].source);
-        if (it != source_index_.end()) {
-            windows[i].emplace(sources_[it->second]->window.query(now, rule_specs[i].window));
-        }
-    }
     auto lookup = [&](const rules::RuleSpec& rule) -> rules::SeriesStats {
         const auto index = static_cast<std::size_t>(&rule - rule_specs.data());
-        if (index < windows.size() && windows[index]) {
-            return windows[index]->asSeriesStats();
+        if (index < rule_windows_.size() && rule_windows_[index]) {
+            const auto [source, window] = *rule_windows_[index];
+            return sources_[source]->series.window(window).asSeriesStats();
         }
         return {};
     };

@@ -114,6 +114,39 @@ void HdrHistogram::addAtIndex(std::int32_t index, std::int64_t count) {
     max_index_ = std::max(max_index_, index);
 }
 
+bool HdrHistogram::subtractAtIndex(std::int32_t index, std::int64_t count) {
+    if (index < 0 || index >= counts_len_ || count <= 0) {
+        return false;
+    }
+    auto& slot = counts_[static_cast<std::size_t>(index)];
+    if (slot < count) {
+        return false;
+    }
+    slot -= count;
+    total_count_ -= count;
+    if (slot == 0) {
+        if (index == min_index_) {
+            while (min_index_ <= max_index_ && counts_[static_cast<std::size_t>(min_index_)] == 0) {
+                ++min_index_;
+            }
+        }
+        if (index == max_index_) {
+            while (max_index_ >= min_index_ && counts_[static_cast<std::size_t>(max_index_)] == 0) {
+                --max_index_;
+            }
+        }
+        if (max_index_ < min_index_) {
+            min_index_ = counts_len_;
+            max_index_ = -1;
+        }
+    }
+    return true;
+}
+
+void HdrHistogram::adjustOverflowCount(std::int64_t delta) {
+    overflow_count_ = std::max<std::int64_t>(0, overflow_count_ + delta);
+}
+
 void HdrHistogram::reset() {
     // Only the recorded span can be non-zero, so a sparse interval resets cheaply.
     if (max_index_ >= min_index_) {

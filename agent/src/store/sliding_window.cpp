@@ -7,6 +7,18 @@
 
 namespace rollguard::agent {
 
+namespace {
+
+void mergeInto(IntervalStats& into, const IntervalStats& from) {
+    into.events += from.events;
+    into.errors += from.errors;
+    into.value_sum += from.value_sum;
+    into.value_count += from.value_count;
+    into.latency.add(from.latency);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------
 // IntervalStats
 
@@ -16,6 +28,8 @@ IntervalStats::IntervalStats(const HistogramSettings& settings)
 void IntervalStats::reset() {
     events = 0;
     errors = 0;
+    value_sum = 0.0;
+    value_count = 0;
     latency.reset();
 }
 
@@ -49,11 +63,18 @@ void IntervalRecorder::record(double latency_seconds, bool error) {
     }
 }
 
+void IntervalRecorder::recordValue(double value) {
+    if (!std::isfinite(value)) {
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    current_.value_sum += value;
+    ++current_.value_count;
+}
+
 void IntervalRecorder::recordBatch(const IntervalStats& batch) {
     std::lock_guard lock(mutex_);
-    current_.events += batch.events;
-    current_.errors += batch.errors;
-    current_.latency.add(batch.latency);
+    mergeInto(current_, batch);
 }
 
 IntervalStats IntervalRecorder::take() {
@@ -67,154 +88,296 @@ IntervalStats IntervalRecorder::take() {
 }
 
 // ---------------------------------------------------------------------------------------
-// WindowStats
+// SparseCounts
 
-WindowStats::WindowStats(const HistogramSettings& settings)
-    : latency(settings.lowest, settings.highest, settings.sigfigs), units_per_second_(settings.units_per_second) {}
+namespace {
 
-double WindowStats::quantileSeconds(double q) const {
-    return static_cast<double>(latency.valueAtPercentile(q * 100.0)) / units_per_second_;
+void appendVarint(std::vector<std::uint8_t>& out, std::uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back(static_cast<std::uint8_t>(v | 0x80));
+        v >>= 7;
+    }
+    out.push_back(static_cast<std::uint8_t>(v));
 }
 
-double WindowStats::meanSeconds() const {
-    return latency.mean() / units_per_second_;
-}
+}  // namespace
 
-double WindowStats::minSeconds() const {
-    return static_cast<double>(latency.min()) / units_per_second_;
-}
-
-double WindowStats::maxSeconds() const {
-    return static_cast<double>(latency.max()) / units_per_second_;
-}
-
-rules::SeriesStats WindowStats::asSeriesStats() const {
-    rules::SeriesStats stats;
-    stats.events = events;
-    stats.errors = errors;
-    stats.window = covered;
-    stats.latency = this;
-    return stats;
+SparseCounts::SparseCounts(const HdrHistogram& h) {
+    std::int64_t previous = -1;
+    h.forEachNonZero([&](std::int32_t index, std::int64_t count) {
+        appendVarint(bytes_, static_cast<std::uint64_t>(index - previous));
+        appendVarint(bytes_, static_cast<std::uint64_t>(count));
+        previous = index;
+        ++entries_;
+    });
+    bytes_.shrink_to_fit();
 }
 
 // ---------------------------------------------------------------------------------------
-// SlidingWindow
+// WindowView
 
-SlidingWindow::SlidingWindow(std::chrono::nanoseconds slot_width, std::chrono::nanoseconds retention,
-                             const HistogramSettings& settings)
-    : slot_width_(slot_width), retention_(retention), settings_(settings) {
-    if (slot_width_.count() <= 0) {
-        throw std::invalid_argument("SlidingWindow: slot width must be positive");
-    }
-    if (retention_ < slot_width_) {
-        throw std::invalid_argument("SlidingWindow: retention must be at least one slot");
-    }
-    // Fail at construction, not on the first add, if the settings are unusable.
-    HdrHistogram probe(settings_.lowest, settings_.highest, settings_.sigfigs);
+WindowView::WindowView(std::chrono::nanoseconds length, std::chrono::nanoseconds slot_width, std::size_t ring,
+                       const HistogramSettings& settings)
+    : length_(length),
+      slot_width_(slot_width),
+      slots_((length.count() + slot_width.count() - 1) / slot_width.count()),
+      ring_(ring),
+      excluded_up_to_(std::numeric_limits<std::int64_t>::min()),
+      units_per_second_(settings.units_per_second),
+      aggregate_(settings) {}
+
+double WindowView::quantileSeconds(double q) const {
+    return static_cast<double>(aggregate_.latency.valueAtPercentile(q * 100.0)) / units_per_second_;
 }
 
-std::int64_t SlidingWindow::slotIndex(rules::TimePoint t) const {
-    const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    const std::int64_t w = slot_width_.count();
-    // Floor division, so instants before the epoch do not share slot 0.
-    std::int64_t q = ns / w;
-    if (ns % w != 0 && ns < 0) {
-        --q;
-    }
-    return q;
+double WindowView::meanSeconds() const {
+    return aggregate_.latency.mean() / units_per_second_;
 }
 
-void SlidingWindow::expire(std::int64_t newest_index) {
-    const std::int64_t cutoff = newest_index - retention_ / slot_width_;
-    while (!slots_.empty() && slots_.front().index <= cutoff) {
-        slots_.pop_front();
+double WindowView::minSeconds() const {
+    return static_cast<double>(aggregate_.latency.min()) / units_per_second_;
+}
+
+double WindowView::maxSeconds() const {
+    return static_cast<double>(aggregate_.latency.max()) / units_per_second_;
+}
+
+rules::SeriesStats WindowView::asSeriesStats() const {
+    rules::SeriesStats s;
+    s.events = aggregate_.events;
+    s.errors = aggregate_.errors;
+    s.window = covered_;
+    s.latency = this;
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Series
+
+namespace {
+
+struct SealedSlot {
+    std::int64_t index = 0;
+    std::int64_t events = 0;
+    std::int64_t errors = 0;
+    double value_sum = 0.0;
+    std::int64_t value_count = 0;
+    std::int64_t overflow = 0;
+    SparseCounts counts;
+};
+
+void subtractSlot(IntervalStats& from, const SealedSlot& slot) {
+    from.events -= slot.events;
+    from.errors -= slot.errors;
+    from.value_count -= slot.value_count;
+    // Exact zero once no value is left, so float rounding cannot accumulate forever.
+    from.value_sum = from.value_count == 0 ? 0.0 : from.value_sum - slot.value_sum;
+    from.latency.adjustOverflowCount(-slot.overflow);
+    slot.counts.forEach([&](std::int32_t index, std::int64_t count) { from.latency.subtractAtIndex(index, count); });
+}
+
+void addSlot(IntervalStats& to, const SealedSlot& slot) {
+    to.events += slot.events;
+    to.errors += slot.errors;
+    to.value_sum += slot.value_sum;
+    to.value_count += slot.value_count;
+    to.latency.adjustOverflowCount(slot.overflow);
+    slot.counts.forEach([&](std::int32_t index, std::int64_t count) { to.latency.addAtIndex(index, count); });
+}
+
+// Slot widths a window may use; past the end, whole hours.
+constexpr std::chrono::milliseconds kSlotLadder[] = {
+    std::chrono::milliseconds{100},   std::chrono::milliseconds{200},    std::chrono::milliseconds{250},
+    std::chrono::milliseconds{500},   std::chrono::seconds{1},           std::chrono::seconds{2},
+    std::chrono::seconds{5},          std::chrono::seconds{10},          std::chrono::seconds{15},
+    std::chrono::seconds{30},         std::chrono::minutes{1},           std::chrono::minutes{2},
+    std::chrono::minutes{5},          std::chrono::minutes{10},          std::chrono::minutes{15},
+    std::chrono::minutes{30},         std::chrono::hours{1},
+};
+constexpr std::int64_t kMaxSlotsPerWindow = 300;
+
+std::int64_t floorDiv(std::int64_t a, std::int64_t b) {
+    const std::int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+}  // namespace
+
+struct Series::Ring {
+    Ring(std::chrono::nanoseconds w, const HistogramSettings& settings) : width(w), open(settings) {}
+
+    std::chrono::nanoseconds width;
+    std::int64_t max_slots = 0;  // the longest window reading this ring
+    std::optional<std::int64_t> open_index;
+    IntervalStats open;  // the slot being filled, dense
+    std::deque<SealedSlot> sealed;  // ascending index
+
+    void seal() {
+        if (open.empty()) {
+            return;
+        }
+        SealedSlot slot;
+        slot.index = *open_index;
+        slot.events = open.events;
+        slot.errors = open.errors;
+        slot.value_sum = open.value_sum;
+        slot.value_count = open.value_count;
+        slot.overflow = open.latency.overflowCount();
+        slot.counts = SparseCounts(open.latency);
+        sealed.push_back(std::move(slot));
+        open.reset();
+    }
+
+    /// First sealed slot with index > i.
+    std::deque<SealedSlot>::const_iterator after(std::int64_t i) const {
+        return std::upper_bound(sealed.begin(), sealed.end(), i,
+                                [](std::int64_t v, const SealedSlot& s) { return v < s.index; });
+    }
+};
+
+Series::Series(const HistogramSettings& settings) : settings_(settings) {
+    // Validates the settings once, up front, rather than on first data.
+    HdrHistogram probe(settings.lowest, settings.highest, settings.sigfigs);
+    if (!(settings.units_per_second > 0.0)) {
+        throw std::invalid_argument("Series: units_per_second must be > 0");
     }
 }
 
-void SlidingWindow::add(rules::TimePoint at, const IntervalStats& interval) {
+Series::~Series() = default;
+
+std::chrono::nanoseconds Series::slotWidthFor(std::chrono::nanoseconds length) {
+    for (const auto width : kSlotLadder) {
+        const std::chrono::nanoseconds w = width;
+        if ((length.count() + w.count() - 1) / w.count() <= kMaxSlotsPerWindow) {
+            return w;
+        }
+    }
+    const std::chrono::nanoseconds hour = std::chrono::hours{1};
+    const std::int64_t hours = (length.count() / kMaxSlotsPerWindow + hour.count() - 1) / hour.count();
+    return hour * std::max<std::int64_t>(1, hours);
+}
+
+std::int64_t Series::slotIndex(const Ring& ring, rules::TimePoint t) const {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return floorDiv(ns, ring.width.count());
+}
+
+WindowHandle Series::addWindow(std::chrono::nanoseconds length) {
+    if (length.count() <= 0) {
+        throw std::invalid_argument("Series::addWindow: the length must be > 0");
+    }
+    for (std::size_t i = 0; i < windows_.size(); ++i) {
+        if (windows_[i]->length() == length) {
+            return i;
+        }
+    }
+    const auto width = slotWidthFor(length);
+    std::size_t ring_index = rings_.size();
+    for (std::size_t i = 0; i < rings_.size(); ++i) {
+        if (rings_[i]->width == width) {
+            ring_index = i;
+        }
+    }
+    if (ring_index == rings_.size()) {
+        rings_.push_back(std::make_unique<Ring>(width, settings_));
+        if (newest_) {
+            rings_.back()->open_index = slotIndex(*rings_.back(), *newest_);
+        }
+    }
+    Ring& ring = *rings_[ring_index];
+    windows_.push_back(std::unique_ptr<WindowView>(new WindowView(length, width, ring_index, settings_)));
+    WindowView& w = *windows_.back();
+    ring.max_slots = std::max(ring.max_slots, w.slots_);
+
+    // A window added to a ring that already holds data starts with what the ring has.
+    if (ring.open_index) {
+        w.excluded_up_to_ = *ring.open_index - w.slots_;
+        for (auto it = ring.after(w.excluded_up_to_); it != ring.sealed.end(); ++it) {
+            addSlot(w.aggregate_, *it);
+        }
+        mergeInto(w.aggregate_, ring.open);
+    }
+    return windows_.size() - 1;
+}
+
+const WindowView& Series::window(WindowHandle handle) const {
+    return *windows_.at(handle);
+}
+
+void Series::advance(rules::TimePoint now) {
+    // Time never runs backwards inside the store: a step back is clamped to the newest time.
+    const rules::TimePoint t = newest_ ? std::max(now, *newest_) : now;
+    newest_ = t;
+    if (!first_seen_) {
+        first_seen_ = t;
+    }
+    for (auto& ring : rings_) {
+        const std::int64_t s = slotIndex(*ring, t);
+        if (ring->open_index && s > *ring->open_index) {
+            ring->seal();
+        }
+        if (!ring->open_index || s > *ring->open_index) {
+            ring->open_index = s;
+        }
+    }
+    for (auto& w : windows_) {
+        Ring& ring = *rings_[w->ring_];
+        const std::int64_t s = *ring.open_index;
+        const std::int64_t boundary = s - w->slots_;
+        if (boundary > w->excluded_up_to_) {
+            for (auto it = ring.after(w->excluded_up_to_); it != ring.sealed.end() && it->index <= boundary; ++it) {
+                subtractSlot(w->aggregate_, *it);
+            }
+            w->excluded_up_to_ = boundary;
+        }
+        const rules::TimePoint window_start{std::chrono::duration_cast<rules::TimePoint::duration>(
+            w->slot_width_ * (boundary + 1))};
+        const rules::TimePoint start = std::max(window_start, *first_seen_);
+        w->covered_ = std::chrono::duration_cast<std::chrono::nanoseconds>(t - start);
+    }
+    for (auto& ring : rings_) {
+        const std::int64_t keep_after = *ring->open_index - ring->max_slots;
+        while (!ring->sealed.empty() && ring->sealed.front().index <= keep_after) {
+            ring->sealed.pop_front();
+        }
+    }
+}
+
+void Series::add(rules::TimePoint now, const IntervalStats& interval) {
     const HdrHistogram& h = interval.latency;
     if (h.lowestTrackableValue() != settings_.lowest || h.highestTrackableValue() != settings_.highest ||
         h.significantFigures() != settings_.sigfigs) {
-        // Indices of another layout would mean other values: a wiring bug, not data.
-        throw std::invalid_argument("SlidingWindow::add: interval histogram has different settings");
+        throw std::invalid_argument("Series::add: the interval's histogram settings differ from the series'");
     }
-    const std::int64_t index = slotIndex(at);
-    if (!slots_.empty() && index <= slots_.back().index - retention_ / slot_width_) {
-        return;  // already expired: it would be dropped by the next expire() anyway
+    advance(now);
+    for (auto& ring : rings_) {
+        mergeInto(ring->open, interval);
     }
-
-    auto it = std::lower_bound(slots_.begin(), slots_.end(), index,
-                               [](const Slot& s, std::int64_t i) { return s.index < i; });
-    if (it == slots_.end() || it->index != index) {
-        Slot slot;
-        slot.index = index;
-        it = slots_.insert(it, std::move(slot));
+    for (auto& w : windows_) {
+        mergeInto(w->aggregate_, interval);
     }
-    Slot& slot = *it;
-    slot.events += interval.events;
-    slot.errors += interval.errors;
-
-    if (h.totalCount() > 0) {
-        // Sized exactly: memory is what a long retention costs, so no growth slack.
-        std::size_t non_zero = 0;
-        h.forEachNonZero([&non_zero](std::int32_t, std::int64_t) { ++non_zero; });
-        std::vector<std::pair<std::int32_t, std::int64_t>> incoming;
-        incoming.reserve(non_zero);
-        h.forEachNonZero([&incoming](std::int32_t i, std::int64_t c) { incoming.emplace_back(i, c); });
-        if (slot.counts.empty()) {
-            slot.counts = std::move(incoming);
-        } else {
-            std::vector<std::pair<std::int32_t, std::int64_t>> merged;
-            merged.reserve(slot.counts.size() + incoming.size());
-            auto a = slot.counts.begin();
-            auto b = incoming.begin();
-            while (a != slot.counts.end() || b != incoming.end()) {
-                if (b == incoming.end() || (a != slot.counts.end() && a->first < b->first)) {
-                    merged.push_back(*a++);
-                } else if (a == slot.counts.end() || b->first < a->first) {
-                    merged.push_back(*b++);
-                } else {
-                    merged.emplace_back(a->first, a->second + b->second);
-                    ++a;
-                    ++b;
-                }
-            }
-            merged.shrink_to_fit();
-            slot.counts = std::move(merged);
-        }
-    }
-    expire(slots_.back().index);
 }
 
-WindowStats SlidingWindow::query(rules::TimePoint now, std::chrono::nanoseconds window) const {
-    WindowStats stats(settings_);
-    if (window.count() <= 0) {
-        return stats;
-    }
-    const std::int64_t w = slot_width_.count();
-    const std::int64_t n = window.count() / w + (window.count() % w != 0 ? 1 : 0);
-    const std::int64_t max_ns = std::numeric_limits<std::int64_t>::max();
-    stats.covered = std::chrono::nanoseconds{n > max_ns / w ? max_ns : n * w};
-    const std::int64_t last = slotIndex(now);
-    const std::int64_t first = last - n + 1;
-    auto it = std::lower_bound(slots_.begin(), slots_.end(), first,
-                               [](const Slot& s, std::int64_t i) { return s.index < i; });
-    for (; it != slots_.end() && it->index <= last; ++it) {
-        stats.events += it->events;
-        stats.errors += it->errors;
-        for (const auto& [index, count] : it->counts) {
-            stats.latency.addAtIndex(index, count);
+std::size_t Series::memoryBytes() const {
+    std::size_t bytes = sizeof(*this);
+    for (const auto& ring : rings_) {
+        bytes += sizeof(Ring) + ring->open.latency.memoryBytes() - sizeof(HdrHistogram);
+        for (const auto& slot : ring->sealed) {
+            bytes += sizeof(SealedSlot) + slot.counts.byteSize();
         }
     }
-    return stats;
-}
-
-std::size_t SlidingWindow::memoryBytes() const {
-    std::size_t bytes = sizeof(*this) + slots_.size() * sizeof(Slot);
-    for (const Slot& slot : slots_) {
-        bytes += slot.counts.capacity() * sizeof(slot.counts[0]);
+    for (const auto& w : windows_) {
+        bytes += sizeof(WindowView) + w->aggregate_.latency.memoryBytes() - sizeof(HdrHistogram);
     }
     return bytes;
+}
+
+std::size_t Series::sealedSlots() const {
+    std::size_t n = 0;
+    for (const auto& ring : rings_) {
+        n += ring->sealed.size();
+    }
+    return n;
 }
 
 }  // namespace rollguard::agent

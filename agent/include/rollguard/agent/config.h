@@ -35,6 +35,11 @@ struct LatencyField {
     std::string field;  ///< dotted path into the JSON object, e.g. "http.duration_ms"
     LatencyUnit unit = LatencyUnit::Milliseconds;
     SourceLocation location;
+    /// How the store keeps these latencies: integer units of `resolution`, up to
+    /// `highest` (larger values are clamped and counted), at `significant_figures`.
+    std::chrono::nanoseconds resolution{std::chrono::microseconds{1}};
+    std::chrono::nanoseconds highest{std::chrono::hours{1}};
+    int significant_figures = 3;
 };
 
 /// When is a line an error. Exactly one kind per source (or None).

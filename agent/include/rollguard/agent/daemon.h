@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rollguard/agent/config.h"
@@ -114,6 +115,8 @@ private:
     std::string host_;
     std::vector<std::unique_ptr<SourceState>> sources_;
     std::map<std::string, std::size_t, std::less<>> source_index_;
+    /// Per rule: (source index, window handle) of the window it reads.
+    std::vector<std::optional<std::pair<std::size_t, WindowHandle>>> rule_windows_;
     rules::Engine engine_;
     std::unique_ptr<HookRunner> hooks_;
 

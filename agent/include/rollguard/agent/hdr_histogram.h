@@ -60,6 +60,13 @@ public:
     std::int32_t countsLength() const { return counts_len_; }
     /// Adds `count` at a counts index directly (used to rebuild from sparse slots).
     void addAtIndex(std::int32_t index, std::int64_t count);
+    /// Removes `count` at a counts index (a sparse slot leaving a window aggregate).
+    /// Refuses (returns false, changes nothing) when the slot holds less than `count`.
+    /// Min/max stay exact: they are tightened when the emptied slot was at either end.
+    bool subtractAtIndex(std::int32_t index, std::int64_t count);
+    /// Adjusts the overflow counter by `delta` (rebuilding or removing sparse slots);
+    /// never below zero.
+    void adjustOverflowCount(std::int64_t delta);
 
     /// Calls fn(index, count) for every non-zero slot, in index order.
     void forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const;

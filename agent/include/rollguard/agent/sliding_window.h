@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -14,8 +16,9 @@
 
 namespace rollguard::agent {
 
-/// Histogram settings of a series: values in microseconds, 1 us .. 1 h, 3 significant
-/// figures unless configured otherwise.
+/// Histogram settings of a series. The store works in integer units; by default
+/// microseconds from 1 us to 1 h at 3 significant figures. Sources may choose another
+/// resolution (e.g. nanoseconds) and range; rules always speak seconds.
 struct HistogramSettings {
     std::int64_t lowest = 1;
     std::int64_t highest = 3'600'000'000;  // 1 h in us
@@ -24,24 +27,33 @@ struct HistogramSettings {
     double units_per_second = 1e6;
 };
 
-/// What a source observed during one tick: events, errors and a latency histogram.
+/// What a source observed during one tick: events, errors, a latency histogram and the
+/// sum/count of plain values (scraped gauges and counter rates).
+/// Thread-safety: none.
 struct IntervalStats {
     explicit IntervalStats(const HistogramSettings& settings = {});
     std::int64_t events = 0;
     std::int64_t errors = 0;
+    double value_sum = 0.0;
+    std::int64_t value_count = 0;
     HdrHistogram latency;
+
+    bool empty() const { return events == 0 && value_count == 0 && latency.totalCount() == 0; }
     void reset();
 };
 
 /// Where sources record. Writers (a tailer thread) call record/recordBatch; the
-/// evaluation tick calls take() which swaps the interval out, so a writer waits at most
-/// for a swap, never for a query. Thread-safe.
+/// evaluation tick calls take(), which swaps the interval out (the fresh one is
+/// allocated outside the lock), so a writer waits at most for a pointer swap, never for
+/// a query. HdrHistogram_c's interval recorder is the pattern. Thread-safe.
 class IntervalRecorder {
 public:
     explicit IntervalRecorder(const HistogramSettings& settings = {});
 
     /// One event. `latency_seconds` < 0 means the event has no latency.
     void record(double latency_seconds, bool error);
+    /// One plain value (a scraped gauge, a counter's rate).
+    void recordValue(double value);
     /// Merges a batch a writer accumulated privately (cheaper than one lock per line).
     void recordBatch(const IntervalStats& batch);
     /// Returns everything recorded since the last take() and starts a new interval.
@@ -57,16 +69,64 @@ private:
     IntervalStats current_;
 };
 
-/// Statistics merged over a window; implements rules::LatencyView (seconds).
-class WindowStats final : public rules::LatencyView {
+/// Non-zero histogram counts of one sealed slot, compactly encoded: for each non-zero
+/// index in ascending order, LEB128 varints of (index delta, count). A slot of 1,000
+/// log-normal latencies takes about 2 bytes per non-zero bucket instead of 8 per bucket
+/// of the whole array. Immutable once built.
+class SparseCounts {
 public:
-    explicit WindowStats(const HistogramSettings& settings);
-    std::int64_t events = 0;
-    std::int64_t errors = 0;
-    std::chrono::nanoseconds covered{0};  ///< span the slots cover
-    HdrHistogram latency;
+    SparseCounts() = default;
+    /// Encodes the non-zero counts of `h`.
+    explicit SparseCounts(const HdrHistogram& h);
 
-    std::int64_t count() const override { return latency.totalCount(); }
+    /// Calls fn(index, count) for each non-zero index, ascending.
+    template <typename Fn>
+    void forEach(Fn&& fn) const {
+        std::size_t pos = 0;
+        std::int64_t index = -1;
+        while (pos < bytes_.size()) {
+            index += static_cast<std::int64_t>(readVarint(pos));
+            fn(static_cast<std::int32_t>(index), static_cast<std::int64_t>(readVarint(pos)));
+        }
+    }
+
+    std::size_t entries() const { return entries_; }
+    std::size_t byteSize() const { return bytes_.capacity(); }
+
+private:
+    std::uint64_t readVarint(std::size_t& pos) const {
+        std::uint64_t v = 0;
+        int shift = 0;
+        for (;;) {
+            const std::uint8_t b = bytes_[pos++];
+            v |= static_cast<std::uint64_t>(b & 0x7F) << shift;
+            if ((b & 0x80) == 0) {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    std::vector<std::uint8_t> bytes_;
+    std::size_t entries_ = 0;
+};
+
+/// The statistics of one window of one series, maintained incrementally. Implements
+/// rules::LatencyView (seconds). A reference stays valid for the life of its Series and
+/// always shows the series' latest state.
+class WindowView final : public rules::LatencyView {
+public:
+    std::chrono::nanoseconds length() const { return length_; }
+    std::chrono::nanoseconds slotWidth() const { return slot_width_; }
+    std::int64_t events() const { return aggregate_.events; }
+    std::int64_t errors() const { return aggregate_.errors; }
+    double valueSum() const { return aggregate_.value_sum; }
+    std::int64_t valueCount() const { return aggregate_.value_count; }
+    const HdrHistogram& latency() const { return aggregate_.latency; }
+    /// The span of time the aggregate actually covers at the last advance: up to the
+    /// window's length, less while the series is younger than the window.
+    std::chrono::nanoseconds covered() const { return covered_; }
+
+    std::int64_t count() const override { return aggregate_.latency.totalCount(); }
     double quantileSeconds(double q) const override;
     double meanSeconds() const override;
     double minSeconds() const override;
@@ -76,41 +136,80 @@ public:
     rules::SeriesStats asSeriesStats() const;
 
 private:
+    friend class Series;
+    WindowView(std::chrono::nanoseconds length, std::chrono::nanoseconds slot_width, std::size_t ring,
+               const HistogramSettings& settings);
+
+    std::chrono::nanoseconds length_;
+    std::chrono::nanoseconds slot_width_;
+    std::int64_t slots_;           // ceil(length / slot_width)
+    std::size_t ring_;             // index of the SlotRing it reads
+    std::int64_t excluded_up_to_;  // slots with index <= this have been subtracted
+    std::chrono::nanoseconds covered_{0};
     double units_per_second_;
+    IntervalStats aggregate_;
 };
 
-/// Time-slotted history of one series. Each slot keeps its events, errors and only the
-/// non-zero histogram counts (index, count), so memory follows the data rather than
-/// slots x full histogram. Slots older than `retention` are dropped.
-/// Thread-safety: none; owned by the evaluation thread.
-class SlidingWindow {
+/// Opaque handle of a registered window.
+using WindowHandle = std::size_t;
+
+/// Time-slotted history of one series (one source, later one label set), with any
+/// number of windows over it.
+///
+/// Slots: a window of length W uses slots of width slotWidthFor(W): the smallest of
+/// 100ms, 200ms, 250ms, 500ms, 1s, 2s, 5s, 10s, 15s, 30s, 1m, 2m, 5m, 10m, 15m, 30m, 1h
+/// (then whole hours) that keeps the window within 300 slots. So windows up to 5 min
+/// have 1 s slots (or finer), 1 h has 15 s slots. Windows whose slots have the same
+/// width share one ring of slots; windows of the same length share one aggregate.
+///
+/// A window of W evaluated at t covers the slot containing t and the slots before it,
+/// ceil(W / width) slots in all: between W - width and W of history.
+///
+/// Memory follows the data: sealed slots keep only their non-zero counts (SparseCounts);
+/// each ring keeps one dense histogram for the slot being filled and each window one
+/// dense aggregate. Time advancing adds the new data to each aggregate and subtracts the
+/// slots that leave it: cost proportional to the non-empty buckets of those slots, never
+/// a re-merge of the window.
+///
+/// Time going backwards (a clock step, a late interval) is clamped: data stamped before
+/// the newest slot goes into the newest slot, and no slot is ever re-opened.
+/// Thread-safety: none; owned by the evaluation thread. Writers use IntervalRecorder.
+class Series {
 public:
-    SlidingWindow(std::chrono::nanoseconds slot_width, std::chrono::nanoseconds retention,
-                  const HistogramSettings& settings = {});
+    explicit Series(const HistogramSettings& settings = {});
+    ~Series();
+    Series(const Series&) = delete;
+    Series& operator=(const Series&) = delete;
 
-    /// Adds an interval into the slot containing `at`, then drops expired slots.
-    void add(rules::TimePoint at, const IntervalStats& interval);
-    /// Merges the slots in (now - window, now]. The window is rounded up to whole slots.
-    WindowStats query(rules::TimePoint now, std::chrono::nanoseconds window) const;
+    /// Slot width used for a window of `length` (see the class comment).
+    static std::chrono::nanoseconds slotWidthFor(std::chrono::nanoseconds length);
 
-    std::size_t slotCount() const { return slots_.size(); }
-    std::size_t memoryBytes() const;
+    /// Registers a window; a length already registered returns the same handle.
+    /// Windows added after data has arrived start empty. length > 0.
+    WindowHandle addWindow(std::chrono::nanoseconds length);
+    const WindowView& window(WindowHandle handle) const;
+
+    /// Moves time to `now` (slots leave their windows), then adds the interval into the
+    /// slot containing `now`.
+    void add(rules::TimePoint now, const IntervalStats& interval);
+    /// Moves time to `now` without data.
+    void advance(rules::TimePoint now);
+
     const HistogramSettings& settings() const { return settings_; }
+    /// Bytes held by the series: sealed slots, the rings' open slots and the aggregates.
+    std::size_t memoryBytes() const;
+    /// Sealed slots held over all rings.
+    std::size_t sealedSlots() const;
 
 private:
-    struct Slot {
-        std::int64_t index = 0;  // time / slot_width
-        std::int64_t events = 0;
-        std::int64_t errors = 0;
-        std::vector<std::pair<std::int32_t, std::int64_t>> counts;  // sorted by index
-    };
-    std::int64_t slotIndex(rules::TimePoint t) const;
-    void expire(std::int64_t newest_index);
+    struct Ring;
+    std::int64_t slotIndex(const Ring& ring, rules::TimePoint t) const;
 
-    std::chrono::nanoseconds slot_width_;
-    std::chrono::nanoseconds retention_;
     HistogramSettings settings_;
-    std::deque<Slot> slots_;  // ascending slot index
+    std::optional<rules::TimePoint> first_seen_;
+    std::optional<rules::TimePoint> newest_;
+    std::vector<std::unique_ptr<Ring>> rings_;
+    std::vector<std::unique_ptr<WindowView>> windows_;
 };
 
 }  // namespace rollguard::agent
