@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds rollguard into a build directory (default: build/).
 #   scripts/build.sh [BUILD_DIR] [extra cmake args...]
+#   ROLLGUARD_BUILD_TARGET=name builds one target instead of all.
 # Installs missing dependencies first. CI=true (or ROLLGUARD_WERROR=ON) turns warnings
 # into errors.
 set -euo pipefail
@@ -20,4 +21,4 @@ elif [ -n "${ROLLGUARD_WERROR:-}" ]; then
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S "$root" -B "$build_dir" "${args[@]}" "$@" >/dev/null
-cmake --build "$build_dir" -j"$jobs"
+cmake --build "$build_dir" -j"$jobs" ${ROLLGUARD_BUILD_TARGET:+--target "$ROLLGUARD_BUILD_TARGET"}

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -171,4 +172,32 @@ TEST_CASE("daemon: malformed lines are counted and skipped", "[daemon]") {
     CHECK(s.sources[0].bad_not_object == 1);
     CHECK(s.sources[0].bad_latency == 1);
     CHECK(s.rules[0].samples == 5);
+}
+
+TEST_CASE("daemon: tailer threads record while the evaluation ticks", "[daemon][thread]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    auto config = makeConfig(dir);
+    config.sources[0].poll_interval = 50ms;
+    rules::ManualClock clock;
+    agent::Daemon daemon(config, clock);
+    daemon.start();
+    std::uint64_t events = 0;
+    for (int i = 0; i < 200; ++i) {
+        appendFile(dir / "app.log", lines(10, 5, 20));
+        clock.advance(20ms);
+        daemon.tick();
+        (void)daemon.snapshot();
+    }
+    // Let the tailer catch up, then the window holds every line (all within 10 s).
+    for (int i = 0; i < 250 && events < 2000; ++i) {
+        std::this_thread::sleep_for(20ms);
+        daemon.tick();
+        events = static_cast<std::uint64_t>(daemon.snapshot().rules[0].samples);
+    }
+    daemon.stop();
+    CHECK(events == 2000);
+    CHECK(daemon.snapshot().sources[0].lines == 2000);
+    CHECK(daemon.snapshot().rules[0].state != rules::AlertState::Inactive);
 }
