@@ -93,8 +93,11 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                                     "File truncations (copytruncate) detected.", MetricType::Counter);
     auto& read_errors = fams.family("rollguard_source_read_errors_total", "Errors reading log files.",
                                     MetricType::Counter);
+    auto& window_bytes = fams.family("rollguard_source_window_bytes",
+                                     "Memory held by the source's sliding windows, in bytes.", MetricType::Gauge);
     for (const auto& src : s.sources) {
         const ClientMetric::Label l{"source", src.name};
+        add(window_bytes, {l}, static_cast<double>(src.window_bytes));
         add(lines, {l}, static_cast<double>(src.lines));
         add(bytes, {l}, static_cast<double>(src.bytes));
         add(bad, {l, {"reason", "invalid_json"}}, static_cast<double>(src.bad_invalid_json));

@@ -172,6 +172,7 @@ TEST_CASE("daemon: malformed lines are counted and skipped", "[daemon]") {
     CHECK(s.sources[0].bad_not_object == 1);
     CHECK(s.sources[0].bad_latency == 1);
     CHECK(s.rules[0].samples == 5);
+    CHECK(s.sources[0].window_bytes > 0);
 }
 
 TEST_CASE("daemon: tailer threads record while the evaluation ticks", "[daemon][thread]") {

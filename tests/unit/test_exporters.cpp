@@ -26,6 +26,7 @@ agent::StatusSnapshot sample() {
     src.files = {"/var/log/app.log"};
     src.lines = 1234;
     src.bad_invalid_json = 3;
+    src.window_bytes = 524288;
     s.sources.push_back(src);
     agent::StatusSnapshot::Rule r;
     r.name = "errors";
@@ -70,6 +71,7 @@ TEST_CASE("metrics text names every series by Prometheus conventions", "[exporte
     CHECK(text.find("rollguard_hook_runs_total{hook=\"page\",outcome=\"failure\",type=\"webhook\"} 2\n") !=
           std::string::npos);
     CHECK(text.find("rollguard_incidents_total 1\n") != std::string::npos);
+    CHECK(text.find("rollguard_source_window_bytes{source=\"app\"} 524288\n") != std::string::npos);
 }
 
 TEST_CASE("the listener serves /metrics, /healthz, /api/v1/status on loopback", "[exporters]") {

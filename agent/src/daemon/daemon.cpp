@@ -210,6 +210,7 @@ void Daemon::tick() {
         s.rotations = c.rotations;
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
+        s.window_bytes = sources_[i]->series.memoryBytes();
     }
 }
 
