@@ -38,7 +38,10 @@ agent::Config makeConfig(const TempDir& dir) {
     src.name = "app";
     src.paths = {(dir / "app.log").string()};
     src.read_from = agent::ReadFrom::Beginning;
-    src.latency = agent::LatencyField{"duration_ms", agent::LatencyUnit::Milliseconds, {}};
+    agent::LatencyField latency;
+    latency.field = "duration_ms";
+    latency.unit = agent::LatencyUnit::Milliseconds;
+    src.latency = latency;
     src.error.kind = agent::ErrorPredicate::Kind::NumberAtLeast;
     src.error.field = "status";
     src.error.gte = 500;

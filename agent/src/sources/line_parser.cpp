@@ -358,6 +358,11 @@ bool LineParser::Impl::isError(const Scalar& s) const {
             return std::find(error_pred.in.begin(), error_pred.in.end(), s.string) != error_pred.in.end();
         case ErrorPredicate::Kind::IsTrue:
             return s.kind == Scalar::Kind::Bool && s.boolean;
+        case ErrorPredicate::Kind::NumberInRanges:
+        case ErrorPredicate::Kind::Present:
+        case ErrorPredicate::Kind::All:
+        case ErrorPredicate::Kind::Any:
+            return false;  // not produced by the config loader yet
     }
     return false;
 }

@@ -77,12 +77,21 @@ void IntervalRecorder::recordBatch(const IntervalStats& batch) {
     mergeInto(current_, batch);
 }
 
-IntervalStats IntervalRecorder::take() {
+void IntervalRecorder::recordBatch(const IntervalStats& batch, const SourcePositions& positions) {
+    std::lock_guard lock(mutex_);
+    mergeInto(current_, batch);
+    positions_ = positions;
+}
+
+IntervalStats IntervalRecorder::take(SourcePositions* positions) {
     // The fresh interval is allocated outside the lock so writers only wait for a swap.
     IntervalStats fresh(settings_);
     {
         std::lock_guard lock(mutex_);
         std::swap(fresh, current_);
+        if (positions != nullptr) {
+            *positions = positions_;
+        }
     }
     return fresh;
 }

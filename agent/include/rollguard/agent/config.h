@@ -34,6 +34,11 @@ enum class LatencyUnit { Nanoseconds, Microseconds, Milliseconds, Seconds };
 struct LatencyField {
     std::string field;  ///< dotted path into the JSON object, e.g. "http.duration_ms"
     LatencyUnit unit = LatencyUnit::Milliseconds;
+    /// Alternatively (when `field` is empty): latency = end - start, two timestamp fields
+    /// (RFC 3339 strings, or epoch numbers in `timestamp_unit`).
+    std::string start_field;
+    std::string end_field;
+    LatencyUnit timestamp_unit = LatencyUnit::Seconds;  ///< unit of numeric epoch timestamps
     SourceLocation location;
     /// How the store keeps these latencies: integer units of `resolution`, up to
     /// `highest` (larger values are clamped and counted), at `significant_figures`.
@@ -42,27 +47,42 @@ struct LatencyField {
     int significant_figures = 3;
 };
 
-/// When is a line an error. Exactly one kind per source (or None).
+/// When is a line an error: one test on one field, or all/any of several predicates.
 struct ErrorPredicate {
     enum class Kind {
-        None,        ///< no line is an error
+        None,           ///< no line is an error
         NumberAtLeast,  ///< numeric field >= gte (e.g. status >= 500); numeric strings count
-        StringIn,    ///< string field is one of `in` (e.g. level in ["error","fatal"])
-        IsTrue,      ///< boolean field is true
+        NumberInRanges, ///< numeric field in one of the inclusive `ranges` (e.g. [[500, 599], [429, 429]])
+        StringIn,       ///< string field is one of `in` (e.g. level in ["error","fatal"])
+        IsTrue,         ///< boolean field is true
+        Present,        ///< the field exists and is not null (e.g. an "exception" object)
+        All,            ///< every predicate in `terms` holds
+        Any,            ///< at least one predicate in `terms` holds
     };
     Kind kind = Kind::None;
     std::string field;  ///< dotted path
     double gte = 0.0;
+    std::vector<std::pair<double, double>> ranges;
     std::vector<std::string> in;
+    std::vector<ErrorPredicate> terms;  ///< for All / Any
     SourceLocation location;
 };
+
+/// How a source notices new data: inotify with a periodic stat/rescan as a safety net, or
+/// the periodic poll alone (NFS, some overlay filesystems, inotify limits).
+enum class WatchMode { Auto, Poll };
 
 enum class ReadFrom { Beginning, End };
 
 /// [[source]] type = "json_log": follows JSON-lines files.
 struct LogSourceConfig {
     std::string name;
-    std::vector<std::string> paths;  ///< glob patterns (*, ?, [..]); re-scanned on a poll
+    std::vector<std::string> paths;  ///< glob patterns (*, ?, [..], ** for any depth); re-scanned on a poll
+    std::vector<std::string> exclude;  ///< glob patterns; a matching path is never followed
+    WatchMode watch = WatchMode::Auto;
+    /// How long a file that was rotated away (renamed or deleted) is still read for
+    /// lines its writer appends late, before it is closed.
+    std::chrono::nanoseconds rotate_wait{std::chrono::seconds{5}};
     ReadFrom read_from = ReadFrom::End;  ///< for files present at start; files found later start at 0
     std::optional<LatencyField> latency;
     ErrorPredicate error;

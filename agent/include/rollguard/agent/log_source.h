@@ -83,6 +83,12 @@ public:
     LogTailer(const LogTailer&) = delete;
     LogTailer& operator=(const LogTailer&) = delete;
 
+    /// Resume points from a checkpoint, applied by the next start()/pollOnce(): a file
+    /// whose device, inode and fingerprint still match resumes at its offset (this wins
+    /// over read_from); a file whose identity changed is read from its start; positions
+    /// of files that no longer exist are dropped. Call before start().
+    void restore(const SourcePositions& positions);
+
     /// Scans the globs (files present now start per read_from) and starts the thread.
     void start();
     /// Stops and joins the thread; idempotent.

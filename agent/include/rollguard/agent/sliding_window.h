@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rollguard/agent/hdr_histogram.h"
+#include "rollguard/agent/positions.h"
 #include "rollguard/rules/clock.h"
 #include "rollguard/rules/stats.h"
 
@@ -56,8 +57,13 @@ public:
     void recordValue(double value);
     /// Merges a batch a writer accumulated privately (cheaper than one lock per line).
     void recordBatch(const IntervalStats& batch);
+    /// The same, and the read positions right after the batch, under the same lock: the
+    /// positions a take() returns always match exactly the data taken so far, which is
+    /// what makes checkpoints exact (nothing lost, nothing counted twice).
+    void recordBatch(const IntervalStats& batch, const SourcePositions& positions);
     /// Returns everything recorded since the last take() and starts a new interval.
-    IntervalStats take();
+    /// When `positions` is given it receives the positions of the last recordBatch.
+    IntervalStats take(SourcePositions* positions = nullptr);
 
     const HistogramSettings& settings() const { return settings_; }
     /// Converts seconds to store units, rounding to nearest; negative/NaN -> -1.
@@ -67,6 +73,7 @@ private:
     HistogramSettings settings_;
     std::mutex mutex_;
     IntervalStats current_;
+    SourcePositions positions_;
 };
 
 /// Non-zero histogram counts of one sealed slot, compactly encoded: for each non-zero
