@@ -81,6 +81,16 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_incidents_total", "Critical rules that went firing.", MetricType::Counter), {},
         static_cast<double>(s.incidents));
 
+    add(fams.family("rollguard_checkpoints_total", "Checkpoints of read positions and windows written.",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.checkpoints));
+    add(fams.family("rollguard_checkpoint_failures_total", "Checkpoints that could not be written.",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.checkpoint_failures));
+    add(fams.family("rollguard_last_checkpoint_timestamp_seconds",
+                    "When the last checkpoint was written, seconds since the epoch (0: none yet).", MetricType::Gauge),
+        {}, s.last_checkpoint ? seconds(*s.last_checkpoint) : 0.0);
+
     auto& lines = fams.family("rollguard_source_lines_total", "Complete log lines read, good and bad.",
                               MetricType::Counter);
     auto& bytes = fams.family("rollguard_source_bytes_total", "Bytes read from log files.", MetricType::Counter);

@@ -445,3 +445,111 @@ TEST_CASE("recorder loses nothing with concurrent writers and a taker", "[store]
     CHECK(taken.errors == kWriters * kPerWriter / 5);
     requireSameCounts(taken.latency, expected);
 }
+
+namespace {
+
+void feedRandom(Series& series, std::mt19937_64& rng, rollguard::rules::TimePoint from, int steps) {
+    std::lognormal_distribution<double> latency(std::log(20'000.0), 1.0);
+    std::uniform_int_distribution<int> n(0, 30);
+    for (int k = 0; k < steps; ++k) {
+        IntervalStats i;
+        i.events = n(rng);
+        i.errors = i.events / 4;
+        i.value_count = 1;
+        i.value_sum = 0.25 * static_cast<double>(k);
+        for (std::int64_t e = 0; e < i.events; ++e) {
+            i.latency.record(std::llround(latency(rng)));
+        }
+        series.add(from + std::chrono::milliseconds{k * 250}, i);
+    }
+}
+
+void requireSameWindow(const WindowView& a, const WindowView& b) {
+    REQUIRE(a.events() == b.events());
+    REQUIRE(a.errors() == b.errors());
+    REQUIRE(a.valueCount() == b.valueCount());
+    REQUIRE(a.valueSum() == Approx(b.valueSum()));
+    REQUIRE(a.latency().min() == b.latency().min());
+    REQUIRE(a.latency().max() == b.latency().max());
+    requireSameCounts(a.latency(), b.latency());
+}
+
+}  // namespace
+
+TEST_CASE("a series restored from its bytes continues exactly as the original", "[store][window][checkpoint]") {
+    std::mt19937_64 rng(99);
+    Series original;
+    const std::vector<std::chrono::nanoseconds> lengths{10s, 5min, 1h};
+    for (auto l : lengths) {
+        original.addWindow(l);
+    }
+    feedRandom(original, rng, t0, 2000);
+    const std::string bytes = original.serialize();
+
+    Series restored;
+    for (auto l : lengths) {
+        restored.addWindow(l);
+    }
+    REQUIRE(restored.restore(bytes));
+    for (WindowHandle h = 0; h < lengths.size(); ++h) {
+        requireSameWindow(original.window(h), restored.window(h));
+    }
+    CHECK(restored.serialize() == bytes);
+
+    // The same future for both: still identical.
+    std::mt19937_64 rng_a(7);
+    std::mt19937_64 rng_b(7);
+    feedRandom(original, rng_a, t0 + 500s, 1500);
+    feedRandom(restored, rng_b, t0 + 500s, 1500);
+    for (WindowHandle h = 0; h < lengths.size(); ++h) {
+        requireSameWindow(original.window(h), restored.window(h));
+    }
+}
+
+TEST_CASE("a restored series with other windows keeps the slots it can use", "[store][window][checkpoint]") {
+    std::mt19937_64 rng(3);
+    Series original;
+    original.addWindow(10s);  // 100 ms slots
+    original.addWindow(5min);  // 1 s slots
+    feedRandom(original, rng, t0, 400);
+
+    Series other;
+    const WindowHandle w20 = other.addWindow(20s);  // 100 ms slots: restored
+    const WindowHandle w2m = other.addWindow(2min);  // 400 ms slots: nothing saved, starts empty
+    const WindowHandle w4m = other.addWindow(4min);  // 1 s slots: restored
+    REQUIRE(other.restore(original.serialize()));
+    CHECK(other.window(w20).events() > 0);
+    CHECK(other.window(w2m).events() == 0);
+    CHECK(other.window(w4m).events() == original.window(1).events());  // all 100 s of data fit in both
+}
+
+TEST_CASE("restore refuses other settings and corrupt bytes, changing nothing", "[store][window][checkpoint]") {
+    std::mt19937_64 rng(4);
+    Series original;
+    original.addWindow(10s);
+    feedRandom(original, rng, t0, 100);
+    const std::string bytes = original.serialize();
+
+    Series target;
+    const WindowHandle w = target.addWindow(10s);
+    target.add(t0, eventsOnly(5));
+    for (std::size_t cut : {std::size_t{0}, std::size_t{1}, bytes.size() / 2, bytes.size() - 1}) {
+        CHECK_FALSE(target.restore(std::string_view(bytes).substr(0, cut)));
+    }
+    std::string flipped = bytes;
+    flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x5A);
+    (void)target.restore(flipped);  // may or may not decode; must not crash (ASan/UBSan check it)
+    Series fresh;
+    const WindowHandle fw = fresh.addWindow(10s);
+    fresh.add(t0, eventsOnly(5));
+    CHECK_FALSE(fresh.restore(bytes + "x"));
+    CHECK(fresh.window(fw).events() == 5);
+
+    HistogramSettings ns;
+    ns.highest = 3'600'000'000'000;
+    ns.units_per_second = 1e9;
+    Series nanos(ns);
+    nanos.addWindow(10s);
+    CHECK_FALSE(nanos.restore(bytes));
+    CHECK(target.window(w).events() >= 0);
+}

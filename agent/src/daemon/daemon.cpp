@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "rollguard/agent/checkpoint.h"
 #include "rollguard/rules/duration.h"
 
 namespace rollguard::agent {
@@ -60,6 +62,7 @@ struct Daemon::SourceState {
     IntervalRecorder recorder;
     Series series;
     LogTailer tailer;
+    SourcePositions positions;  // matching exactly what `series` holds
 };
 
 Daemon::Daemon(Config config, const rules::Clock& clock)
@@ -75,6 +78,11 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
                                     ? std::nullopt
                                     : std::optional(std::pair(it->second,
                                                               sources_[it->second]->series.addWindow(rule.window))));
+    }
+
+    if (!config_.agent.state_dir.empty()) {
+        checkpoint_path_ = config_.agent.state_dir + "/checkpoint";
+        restoreCheckpoint();
     }
 
     hooks_ = std::make_unique<HookRunner>(
@@ -129,14 +137,7 @@ void Daemon::start() {
 
 void Daemon::tick() {
     const auto now = clock_.now();
-    for (auto& source : sources_) {
-        IntervalStats interval = source->recorder.take();
-        if (interval.empty()) {
-            source->series.advance(now);
-        } else {
-            source->series.add(now, interval);
-        }
-    }
+    collect(now);
 
     const auto& rule_specs = engine_.rules();
     auto lookup = [&](const rules::RuleSpec& rule) -> rules::SeriesStats {
@@ -181,6 +182,11 @@ void Daemon::tick() {
             spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again",
                          rule.name);
         }
+    }
+
+    if (!checkpoint_path_.empty() &&
+        std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval) {
+        writeCheckpointNow(now);
     }
 
     std::lock_guard lock(mutex_);
@@ -253,9 +259,81 @@ void Daemon::stop() {
     for (auto& source : sources_) {
         source->tailer.stop();
     }
+    // What the sources read after the last tick goes into the final checkpoint.
+    if (!checkpoint_path_.empty()) {
+        const auto now = clock_.now();
+        collect(now);
+        writeCheckpointNow(now);
+    }
     if (hooks_) {
         hooks_->stop();
     }
+}
+
+void Daemon::collect(rules::TimePoint now) {
+    for (auto& source : sources_) {
+        IntervalStats interval = source->recorder.take(&source->positions);
+        if (interval.empty()) {
+            source->series.advance(now);
+        } else {
+            source->series.add(now, interval);
+        }
+    }
+}
+
+void Daemon::restoreCheckpoint() {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.agent.state_dir, ec);
+    if (ec) {
+        spdlog::error("state_dir {}: {}; running without checkpoints", config_.agent.state_dir, ec.message());
+        checkpoint_path_.clear();
+        return;
+    }
+    std::string why;
+    const auto checkpoint = readCheckpoint(checkpoint_path_, why);
+    if (!checkpoint) {
+        if (!why.empty()) {
+            spdlog::warn("ignoring checkpoint: {}; sources start per read_from", why);
+        }
+        return;
+    }
+    for (auto& source : sources_) {
+        const SourceCheckpoint* saved = checkpoint->find(source->config.name);
+        if (saved == nullptr) {
+            continue;
+        }
+        source->tailer.restore(saved->positions);
+        source->positions = saved->positions;
+        if (source->series.restore(saved->series)) {
+            spdlog::info("source {}: resuming {} file(s) from the checkpoint; windows restored", source->config.name,
+                         saved->positions.size());
+        } else {
+            spdlog::warn("source {}: resuming {} file(s) from the checkpoint; window state not restored "
+                         "(its histogram settings changed)",
+                         source->config.name, saved->positions.size());
+        }
+    }
+}
+
+void Daemon::writeCheckpointNow(rules::TimePoint now) {
+    Checkpoint checkpoint;
+    for (const auto& source : sources_) {
+        checkpoint.sources.push_back(SourceCheckpoint{source->config.name, source->positions, source->series.serialize()});
+    }
+    last_checkpoint_ = std::chrono::steady_clock::now();
+    const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
+    std::lock_guard lock(mutex_);
+    if (err) {
+        // Logged on the first failure of a run of failures, not on every tick.
+        if (snapshot_.checkpoint_failures == 0 || snapshot_.last_checkpoint) {
+            spdlog::error("checkpoint: {}", *err);
+        }
+        ++snapshot_.checkpoint_failures;
+        snapshot_.last_checkpoint.reset();
+        return;
+    }
+    ++snapshot_.checkpoints;
+    snapshot_.last_checkpoint = now;
 }
 
 void Daemon::waitForHooks() {

@@ -1,5 +1,7 @@
 #include "rollguard/agent/sliding_window.h"
 
+#include "util/bytes.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -81,6 +83,7 @@ void IntervalRecorder::recordBatch(const IntervalStats& batch, const SourcePosit
     std::lock_guard lock(mutex_);
     mergeInto(current_, batch);
     positions_ = positions;
+    positions_fresh_ = true;
 }
 
 IntervalStats IntervalRecorder::take(SourcePositions* positions) {
@@ -89,8 +92,9 @@ IntervalStats IntervalRecorder::take(SourcePositions* positions) {
     {
         std::lock_guard lock(mutex_);
         std::swap(fresh, current_);
-        if (positions != nullptr) {
+        if (positions != nullptr && positions_fresh_) {
             *positions = positions_;
+            positions_fresh_ = false;
         }
     }
     return fresh;
@@ -120,6 +124,28 @@ SparseCounts::SparseCounts(const HdrHistogram& h) {
         ++entries_;
     });
     bytes_.shrink_to_fit();
+}
+
+std::optional<SparseCounts> SparseCounts::fromRaw(std::string_view raw, std::int32_t counts_length) {
+    SparseCounts out;
+    ByteReader reader(raw);
+    std::int64_t index = -1;
+    while (!reader.done()) {
+        std::uint64_t delta = 0;
+        std::uint64_t count = 0;
+        if (!reader.varint(delta) || !reader.varint(count) || delta == 0 || count == 0 ||
+            delta > static_cast<std::uint64_t>(counts_length) ||
+            count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+            return std::nullopt;
+        }
+        index += static_cast<std::int64_t>(delta);
+        if (index >= counts_length) {
+            return std::nullopt;
+        }
+        ++out.entries_;
+    }
+    out.bytes_.assign(raw.begin(), raw.end());
+    return out;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -299,13 +325,7 @@ WindowHandle Series::addWindow(std::chrono::nanoseconds length) {
     ring.max_slots = std::max(ring.max_slots, w.slots_);
 
     // A window added to a ring that already holds data starts with what the ring has.
-    if (ring.open_index) {
-        w.excluded_up_to_ = *ring.open_index - w.slots_;
-        for (auto it = ring.after(w.excluded_up_to_); it != ring.sealed.end(); ++it) {
-            addSlot(w.aggregate_, *it);
-        }
-        mergeInto(w.aggregate_, ring.open);
-    }
+    rebuild(w);
     return windows_.size() - 1;
 }
 
@@ -365,6 +385,201 @@ void Series::add(rules::TimePoint now, const IntervalStats& interval) {
     for (auto& w : windows_) {
         mergeInto(w->aggregate_, interval);
     }
+}
+
+namespace {
+
+constexpr std::uint64_t kSeriesFormat = 1;
+
+void writeSlot(ByteWriter& w, std::int64_t index, std::int64_t events, std::int64_t errors, double value_sum,
+               std::int64_t value_count, std::int64_t overflow, std::string_view counts) {
+    w.svarint(index);
+    w.varint(static_cast<std::uint64_t>(events));
+    w.varint(static_cast<std::uint64_t>(errors));
+    w.f64(value_sum);
+    w.varint(static_cast<std::uint64_t>(value_count));
+    w.varint(static_cast<std::uint64_t>(overflow));
+    w.bytes(counts);
+}
+
+bool readSlot(ByteReader& r, std::int32_t counts_length, SealedSlot& slot) {
+    std::uint64_t events = 0;
+    std::uint64_t errors = 0;
+    std::uint64_t value_count = 0;
+    std::uint64_t overflow = 0;
+    std::string_view counts;
+    if (!r.svarint(slot.index) || !r.varint(events) || !r.varint(errors) || !r.f64(slot.value_sum) ||
+        !r.varint(value_count) || !r.varint(overflow) || !r.bytes(counts)) {
+        return false;
+    }
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (events > kMax || errors > events || value_count > kMax || overflow > kMax) {
+        return false;
+    }
+    auto decoded = SparseCounts::fromRaw(counts, counts_length);
+    if (!decoded) {
+        return false;
+    }
+    slot.events = static_cast<std::int64_t>(events);
+    slot.errors = static_cast<std::int64_t>(errors);
+    slot.value_count = static_cast<std::int64_t>(value_count);
+    slot.overflow = static_cast<std::int64_t>(overflow);
+    slot.counts = std::move(*decoded);
+    return true;
+}
+
+void writeTime(ByteWriter& w, const std::optional<rules::TimePoint>& t) {
+    w.varint(t ? 1 : 0);
+    if (t) {
+        w.svarint(std::chrono::duration_cast<std::chrono::nanoseconds>(t->time_since_epoch()).count());
+    }
+}
+
+bool readTime(ByteReader& r, std::optional<rules::TimePoint>& t) {
+    std::uint64_t has = 0;
+    if (!r.varint(has) || has > 1) {
+        return false;
+    }
+    t.reset();
+    if (has == 1) {
+        std::int64_t ns = 0;
+        if (!r.svarint(ns)) {
+            return false;
+        }
+        t = rules::TimePoint{std::chrono::duration_cast<rules::TimePoint::duration>(std::chrono::nanoseconds{ns})};
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string Series::serialize() const {
+    ByteWriter w;
+    w.varint(kSeriesFormat);
+    w.varint(static_cast<std::uint64_t>(settings_.lowest));
+    w.varint(static_cast<std::uint64_t>(settings_.highest));
+    w.varint(static_cast<std::uint64_t>(settings_.sigfigs));
+    w.f64(settings_.units_per_second);
+    writeTime(w, first_seen_);
+    writeTime(w, newest_);
+    w.varint(rings_.size());
+    for (const auto& ring : rings_) {
+        w.varint(static_cast<std::uint64_t>(ring->width.count()));
+        w.varint(ring->open_index ? 1 : 0);
+        if (ring->open_index) {
+            const IntervalStats& o = ring->open;
+            writeSlot(w, *ring->open_index, o.events, o.errors, o.value_sum, o.value_count,
+                      o.latency.overflowCount(), SparseCounts(o.latency).raw());
+        }
+        w.varint(ring->sealed.size());
+        for (const auto& slot : ring->sealed) {
+            writeSlot(w, slot.index, slot.events, slot.errors, slot.value_sum, slot.value_count, slot.overflow,
+                      slot.counts.raw());
+        }
+    }
+    return w.take();
+}
+
+bool Series::restore(std::string_view bytes) {
+    struct SavedRing {
+        std::int64_t width = 0;
+        std::optional<SealedSlot> open;
+        std::deque<SealedSlot> sealed;
+    };
+    ByteReader r(bytes);
+    std::uint64_t format = 0;
+    std::uint64_t lowest = 0;
+    std::uint64_t highest = 0;
+    std::uint64_t sigfigs = 0;
+    double units = 0.0;
+    if (!r.varint(format) || format != kSeriesFormat || !r.varint(lowest) || !r.varint(highest) ||
+        !r.varint(sigfigs) || !r.f64(units)) {
+        return false;
+    }
+    if (static_cast<std::int64_t>(lowest) != settings_.lowest || static_cast<std::int64_t>(highest) != settings_.highest ||
+        static_cast<int>(sigfigs) != settings_.sigfigs || units != settings_.units_per_second) {
+        return false;
+    }
+    std::optional<rules::TimePoint> first_seen;
+    std::optional<rules::TimePoint> newest;
+    std::uint64_t ring_count = 0;
+    if (!readTime(r, first_seen) || !readTime(r, newest) || !r.varint(ring_count) || ring_count > 1024) {
+        return false;
+    }
+    const std::int32_t counts_length = rings_.empty() ? HdrHistogram(settings_.lowest, settings_.highest,
+                                                                     settings_.sigfigs).countsLength()
+                                                      : rings_.front()->open.latency.countsLength();
+    std::vector<SavedRing> saved(ring_count);
+    for (auto& ring : saved) {
+        std::uint64_t width = 0;
+        std::uint64_t has_open = 0;
+        std::uint64_t sealed_count = 0;
+        if (!r.varint(width) || width == 0 || width > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+            !r.varint(has_open) || has_open > 1) {
+            return false;
+        }
+        ring.width = static_cast<std::int64_t>(width);
+        if (has_open == 1) {
+            SealedSlot open;
+            if (!readSlot(r, counts_length, open)) {
+                return false;
+            }
+            ring.open = std::move(open);
+        }
+        if (!r.varint(sealed_count) || sealed_count > bytes.size()) {
+            return false;
+        }
+        for (std::uint64_t i = 0; i < sealed_count; ++i) {
+            SealedSlot slot;
+            if (!readSlot(r, counts_length, slot) || (!ring.sealed.empty() && slot.index <= ring.sealed.back().index)) {
+                return false;
+            }
+            ring.sealed.push_back(std::move(slot));
+        }
+    }
+    if (!r.done()) {
+        return false;
+    }
+
+    first_seen_ = first_seen;
+    newest_ = newest;
+    for (auto& ring : rings_) {
+        ring->sealed.clear();
+        ring->open.reset();
+        ring->open_index.reset();
+        for (auto& s : saved) {
+            if (s.width != ring->width.count()) {
+                continue;
+            }
+            ring->sealed = std::move(s.sealed);
+            if (s.open) {
+                ring->open_index = s.open->index;
+                addSlot(ring->open, *s.open);
+            }
+        }
+        if (!ring->open_index && newest_) {
+            ring->open_index = slotIndex(*ring, *newest_);
+        }
+    }
+    for (auto& w : windows_) {
+        rebuild(*w);
+    }
+    return true;
+}
+
+void Series::rebuild(WindowView& w) {
+    w.aggregate_.reset();
+    w.covered_ = std::chrono::nanoseconds{0};
+    const Ring& ring = *rings_[w.ring_];
+    if (!ring.open_index) {
+        w.excluded_up_to_ = std::numeric_limits<std::int64_t>::min();
+        return;
+    }
+    w.excluded_up_to_ = *ring.open_index - w.slots_;
+    for (auto it = ring.after(w.excluded_up_to_); it != ring.sealed.end(); ++it) {
+        addSlot(w.aggregate_, *it);
+    }
+    mergeInto(w.aggregate_, ring.open);
 }
 
 std::size_t Series::memoryBytes() const {

@@ -21,6 +21,9 @@ using rules::SourceLocation;
 struct AgentSettings {
     std::chrono::nanoseconds tick{std::chrono::seconds{1}};  ///< evaluation interval
     std::string state_dir;                 ///< empty: no state persisted
+    /// How often sources' read positions and windows are checkpointed into state_dir
+    /// (also on shutdown).
+    std::chrono::nanoseconds checkpoint_interval{std::chrono::seconds{1}};
     std::string listen = "127.0.0.1:9464"; ///< HTTP listener for /metrics; "" disables it
     std::string log_level = "info";        ///< trace, debug, info, warn, error
     std::string hostname;                  ///< reported in hook payloads; empty: gethostname()

@@ -68,6 +68,9 @@ struct StatusSnapshot {
     std::optional<rules::TimePoint> last_tick;
     std::uint64_t ticks = 0;
     std::uint64_t incidents = 0;  ///< critical rules that went firing
+    std::uint64_t checkpoints = 0;
+    std::uint64_t checkpoint_failures = 0;
+    std::optional<rules::TimePoint> last_checkpoint;
     bool dry_run = false;
     std::vector<Source> sources;
     std::vector<Rule> rules;
@@ -109,6 +112,10 @@ public:
 private:
     struct SourceState;
     void onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
+    void restoreCheckpoint();
+    /// Moves what the sources recorded into their series (with the matching positions).
+    void collect(rules::TimePoint now);
+    void writeCheckpointNow(rules::TimePoint now);
     BreachEvent makeEvent(const rules::Transition& t) const;
 
     Config config_;
@@ -123,6 +130,9 @@ private:
 
     mutable std::mutex mutex_;  // guards snapshot_
     StatusSnapshot snapshot_;
+
+    std::string checkpoint_path_;  // empty: no checkpoints
+    std::chrono::steady_clock::time_point last_checkpoint_{};
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

@@ -7,6 +7,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -62,7 +64,8 @@ public:
     /// what makes checkpoints exact (nothing lost, nothing counted twice).
     void recordBatch(const IntervalStats& batch, const SourcePositions& positions);
     /// Returns everything recorded since the last take() and starts a new interval.
-    /// When `positions` is given it receives the positions of the last recordBatch.
+    /// When `positions` is given and a batch with positions was recorded since the last
+    /// take(), it receives those positions; otherwise it is left as it was.
     IntervalStats take(SourcePositions* positions = nullptr);
 
     const HistogramSettings& settings() const { return settings_; }
@@ -74,6 +77,7 @@ private:
     std::mutex mutex_;
     IntervalStats current_;
     SourcePositions positions_;
+    bool positions_fresh_ = false;
 };
 
 /// Non-zero histogram counts of one sealed slot, compactly encoded: for each non-zero
@@ -99,6 +103,14 @@ public:
 
     std::size_t entries() const { return entries_; }
     std::size_t byteSize() const { return bytes_.capacity(); }
+
+    /// The encoded bytes, for state files.
+    std::string_view raw() const {
+        return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};
+    }
+    /// Decodes bytes from raw(); nullopt when they are corrupt (bad varints, an index
+    /// outside [0, counts_length), a zero count).
+    static std::optional<SparseCounts> fromRaw(std::string_view raw, std::int32_t counts_length);
 
 private:
     std::uint64_t readVarint(std::size_t& pos) const {
@@ -203,6 +215,17 @@ public:
     void advance(rules::TimePoint now);
 
     const HistogramSettings& settings() const { return settings_; }
+
+    /// The series' slots (not the aggregates, which are derived) as bytes, for
+    /// checkpoints.
+    std::string serialize() const;
+    /// Loads slots saved by serialize() into this series, whose windows are already
+    /// registered: each ring gets the saved slots of the same width (rings of a width
+    /// that was not saved start empty) and every aggregate is rebuilt from its ring.
+    /// On different histogram settings or corrupt bytes it returns false and changes
+    /// nothing.
+    bool restore(std::string_view bytes);
+
     /// Bytes held by the series: sealed slots, the rings' open slots and the aggregates.
     std::size_t memoryBytes() const;
     /// Sealed slots held over all rings.
@@ -211,6 +234,7 @@ public:
 private:
     struct Ring;
     std::int64_t slotIndex(const Ring& ring, rules::TimePoint t) const;
+    void rebuild(WindowView& window);
 
     HistogramSettings settings_;
     std::optional<rules::TimePoint> first_seen_;
