@@ -59,6 +59,9 @@ struct LogSourceCounters {
     std::atomic<std::uint64_t> rotations{0};
     std::atomic<std::uint64_t> truncations{0};
     std::atomic<std::uint64_t> read_errors{0};
+    /// A file that is not the one its checkpointed position (or the bytes before our
+    /// offset) describes: inode reused, replaced or rewritten; it was read from its start.
+    std::atomic<std::uint64_t> identity_changes{0};
 
     std::uint64_t badTotal() const {
         return bad_invalid_json + bad_not_object + bad_latency + bad_too_long;
@@ -66,16 +69,47 @@ struct LogSourceCounters {
 };
 
 /// Follows the files matching a source's globs and feeds every complete line to the
-/// parser and then the recorder. One background thread per source; it sleeps on
-/// inotify (IN_MODIFY, IN_CREATE, IN_MOVED_TO, ...) and also wakes every
-/// `poll_interval` to rescan globs and stat files, as a safety net where inotify is
-/// blind. Handles rename rotation (drains the old file, then reads the new one from its
-/// start), truncation (size < offset: restart at 0), and partial last lines (held
-/// until their newline arrives). Lines longer than max_line_bytes are skipped up to
-/// their newline and counted, with bounded memory. Blank lines count in `lines` but are
-/// neither events nor bad; a too-long line counts in `lines` and `bad_too_long` once.
-/// Globs are glob(3) patterns; `**` is not recursive.
-/// Thread-safety: start/stop from one thread; counters() from any.
+/// parser and then the recorder. Owns one background thread per source, the file
+/// descriptors and the inotify descriptor.
+///
+/// Finding files: `paths` are glob(3) patterns (*, ?, [..], {a,b}); a pattern with a
+/// `**` component is expanded by the tailer itself: `**` matches zero or more
+/// directories (symlinked directories are not descended into), the other components go
+/// through fnmatch(3) without FNM_PERIOD (a leading dot is not special) and without
+/// braces. `exclude` patterns with a '/' match the whole path component by component
+/// (`**` too); without one they match the file name. Globs are re-scanned on every
+/// poll and on directory events. Symlinks are followed: identity is the target's
+/// device + inode, and both the link's and the target's directories are watched, so a
+/// re-pointed link or a target renamed and recreated is a rotation.
+///
+/// Waking: with `watch = Auto` it sleeps on inotify (IN_MODIFY, IN_CREATE,
+/// IN_MOVED_TO, ...) and also wakes every `poll_interval` to rescan globs and stat
+/// files, as a safety net where inotify is blind; with `watch = Poll` it uses no
+/// inotify at all and wakes every `poll_interval` only.
+///
+/// Rotation: a file whose path now names another inode or nothing (renamed, deleted)
+/// is drained, kept open and read for late lines until `rotate_wait` (steady clock)
+/// passed since the rotation was seen or its last data, then drained once more and
+/// closed; the new file at the path is read from its start. Truncation (size <
+/// offset) restarts at 0 (`truncations`). At each rescan the bytes just before the
+/// committed offset are hashed again: a file rewritten in place (copytruncate
+/// followed by more writes than we had read) restarts at 0 (`identity_changes`).
+/// Inode reuse cannot affect a file we hold open (our descriptor keeps its inode); a
+/// file that gets a closed file's inode is new to us and read from its start.
+///
+/// Lines: partial last lines are held until their newline arrives (a rotated file's
+/// last partial line counts when it is closed). Lines longer than max_line_bytes are
+/// skipped up to their newline and counted, with memory bounded by max_line_bytes plus
+/// one 256 KiB read buffer. Blank lines count in `lines` but are neither events nor
+/// bad; a too-long line counts in `lines` and `bad_too_long` once (once more after a
+/// restart whose checkpoint was taken while inside it).
+///
+/// Positions: after every chunk read (and whenever the set of files changes) the batch
+/// is recorded with the positions of every open file (IntervalRecorder::recordBatch):
+/// offset = end of the last complete line consumed, fingerprint = FNV-1a 64 of the up
+/// to 256 bytes before it (0 bytes: fingerprint 0).
+/// Thread-safety: restore/start/stop/pollOnce from one thread; counters(), files() and
+/// rotatedFiles() from any.
 class LogTailer {
 public:
     LogTailer(LogSourceConfig config, IntervalRecorder& recorder);
@@ -85,8 +119,12 @@ public:
 
     /// Resume points from a checkpoint, applied by the next start()/pollOnce(): a file
     /// whose device, inode and fingerprint still match resumes at its offset (this wins
-    /// over read_from); a file whose identity changed is read from its start; positions
-    /// of files that no longer exist are dropped. Call before start().
+    /// over read_from), whatever path it has now (renamed while we were down); a file
+    /// whose identity changed (same inode, other bytes before the offset or shorter than
+    /// it; or a path now holding another inode) is read from its start and counted in
+    /// `identity_changes`; positions of files that no longer exist are dropped. With a
+    /// non-empty `positions`, files they do not know appeared while we were down and are
+    /// read from their start, not per read_from. Call before start().
     void restore(const SourcePositions& positions);
 
     /// Scans the globs (files present now start per read_from) and starts the thread.
@@ -102,6 +140,9 @@ public:
     const std::string& name() const { return config_.name; }
     /// Paths currently followed.
     std::vector<std::string> files() const;
+    /// Files rotated away (renamed or deleted) and still open for late lines until
+    /// rotate_wait, by the path they were followed as.
+    std::vector<std::string> rotatedFiles() const;
 
 private:
     struct Impl;
