@@ -597,6 +597,9 @@ TEST_CASE("tailer thread sees a symlink's target recreated without waiting for t
     tailer.start();
     CHECK(eventually([&] { return tailer.counters().lines == 2; }));
     fs::rename(dir / "pods/0.log", dir / "pods/0.log.1");
+    // The rotation is seen while the link dangles; the new target then appears in the
+    // pods directory, where only the watch on the target's directory sees it.
+    REQUIRE(eventually([&] { return tailer.counters().rotations == 1; }));
     writeFile(dir / "pods/0.log", lines(3));
     CHECK(eventually([&] { return tailer.counters().lines == 5; }));
     CHECK(eventually([&] { return tailer.rotatedFiles().empty(); }));
@@ -681,8 +684,7 @@ TEST_CASE("tailer keeps reading a rotated file until rotate_wait, then closes it
         }
         CHECK(tailer.rotatedFiles() == std::vector<std::string>{path.string()});
         CHECK(openDescriptorsTo(old.string()) == 1);
-        // Its last line without a newline counts when it is finally closed (tailer dtor
-        // does not: only a finished rotation does), so here it is still held.
+        // A last line without a newline waits while the file is still open.
         appendFile(old, R"({"status":200,"duration_ms":1})");
         tailer.pollOnce();
         CHECK(tailer.counters().lines == 7);
@@ -848,6 +850,27 @@ TEST_CASE("tailer restore resumes exactly where the checkpoint was", "[source][t
         CHECK(second.counters().lines == 5);
         CHECK(rec.take().errors == 5);
     }
+    SECTION("a checkpoint taken mid-line (a read_from = end start) resumes at the next line") {
+        appendFile(path, "\"duration_ms\":4}\n");
+        appendFile(path, R"({"status":200,)");
+        SourcePositions mid;
+        {
+            IntervalRecorder rec;
+            LogTailer first(sourceConfig({path.string()}, ReadFrom::End), rec);
+            first.pollOnce();
+            rec.take(&mid);
+        }
+        REQUIRE(mid.size() == 1);
+        checkPosition(mid[0], expectedPosition(path, fs::file_size(path)));
+        appendFile(path, "\"duration_ms\":4}\n" + lines(1, 500));
+        IntervalRecorder rec;
+        LogTailer second(sourceConfig({path.string()}), rec);
+        second.restore(mid);
+        second.pollOnce();
+        CHECK(second.counters().lines == 1);
+        CHECK(second.counters().badTotal() == 0);
+        CHECK(rec.take().errors == 1);
+    }
     SECTION("a partial line at the checkpoint is read again whole") {
         SourcePositions mid;
         {
@@ -989,6 +1012,7 @@ TEST_CASE("tailer: delete and recreate the same path drains the old file and rea
         tailer.pollOnce();
         CHECK(tailer.counters().lines == 3 + 2 + 4);
         CHECK(tailer.rotatedFiles() == std::vector<std::string>{path.string()});
+        CHECK(openDescriptorsTo(path.string() + " (deleted)") == 2);  // the writer's and ours
         writer << lines(1);
         writer.flush();
         tailer.pollOnce();
@@ -998,7 +1022,7 @@ TEST_CASE("tailer: delete and recreate the same path drains the old file and rea
         tailer.pollOnce();
         return tailer.rotatedFiles().empty();
     }));
-    CHECK(openDescriptorsTo("(deleted)") == 0);
+    CHECK(openDescriptorsTo(path.string() + " (deleted)") == 0);
     CHECK(tailer.files() == std::vector<std::string>{path.string()});
     CHECK(tailer.counters().files_opened == 2);
     CHECK(tailer.counters().identity_changes == 0);

@@ -105,7 +105,8 @@ struct LogSourceCounters {
 /// restart whose checkpoint was taken while inside it).
 ///
 /// Positions: after every chunk read (and whenever the set of files changes) the batch
-/// is recorded with the positions of every open file (IntervalRecorder::recordBatch):
+/// is recorded with the positions of every open file, rotated ones still draining
+/// included (IntervalRecorder::recordBatch):
 /// offset = end of the last complete line consumed, fingerprint = FNV-1a 64 of the up
 /// to 256 bytes before it (0 bytes: fingerprint 0).
 /// Thread-safety: restore/start/stop/pollOnce from one thread; counters(), files() and
