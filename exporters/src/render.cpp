@@ -103,6 +103,9 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                                     "File truncations (copytruncate) detected.", MetricType::Counter);
     auto& read_errors = fams.family("rollguard_source_read_errors_total", "Errors reading log files.",
                                     MetricType::Counter);
+    auto& identity = fams.family("rollguard_source_identity_changes_total",
+                                 "Files read from their start because their identity (inode, fingerprint) changed.",
+                                 MetricType::Counter);
     auto& window_bytes = fams.family("rollguard_source_window_bytes",
                                      "Memory held by the source's sliding windows, in bytes.", MetricType::Gauge);
     for (const auto& src : s.sources) {
@@ -118,6 +121,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         add(rotations, {l}, static_cast<double>(src.rotations));
         add(truncations, {l}, static_cast<double>(src.truncations));
         add(read_errors, {l}, static_cast<double>(src.read_errors));
+        add(identity, {l}, static_cast<double>(src.identity_changes));
     }
 
     auto& state = fams.family("rollguard_rule_state", "Rule state: 0 ok, 1 pending, 2 firing.", MetricType::Gauge);

@@ -216,6 +216,7 @@ void Daemon::tick() {
         s.rotations = c.rotations;
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
+        s.identity_changes = c.identity_changes;
         s.window_bytes = sources_[i]->series.memoryBytes();
     }
 }

@@ -35,6 +35,7 @@ struct StatusSnapshot {
         std::uint64_t rotations = 0;
         std::uint64_t truncations = 0;
         std::uint64_t read_errors = 0;
+        std::uint64_t identity_changes = 0;  ///< files read from the start because their identity changed
         std::uint64_t window_bytes = 0;  ///< memory of the source's windows (Series::memoryBytes)
     };
     struct Rule {
