@@ -1,7 +1,9 @@
 // `rollguard replay` as users run it: the real binary on real files; text and JSON output,
 // exit codes.
 
+#include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -36,6 +38,16 @@ std::string logContent() {
                std::to_string(i % 100 + 1) + "}\n";
     }
     return out + "garbage\n{\"status\":200,\"duration_ms\":\"later\"}\n";
+}
+
+/// Runs argv to completion; returns (exit code, stdout alone): the config's warnings go
+/// to stderr, and --json - must stay parseable.
+std::pair<int, std::string> runStdout(const TempDir& dir, const std::vector<std::string>& argv) {
+    const auto out = (dir / "stdout.txt").string();
+    Process p(argv, out, (dir / "stderr.txt").string());
+    const auto code = p.wait(std::chrono::seconds{30});
+    REQUIRE(code.has_value());
+    return {*code, readFile(out)};
 }
 
 struct Fixture {
@@ -84,7 +96,7 @@ TEST_CASE("rollguard replay --json writes exact counts", "[replay][integration]"
     }
     SECTION("to stdout, alone") {
         const auto [code, out] =
-            runCommand({ROLLGUARD_BIN, "replay", "-c", f.config, "--source", "router", "--json", "-", f.log});
+            runStdout(f.dir, {ROLLGUARD_BIN, "replay", "-c", f.config, "--source", "router", "--json", "-", f.log});
         REQUIRE(code == 0);
         json = out;
     }
@@ -134,7 +146,7 @@ TEST_CASE("rollguard replay reads what rollguard-loggen writes", "[replay][integ
     CHECK(errors > 0);  // 3,000 degraded lines at ~8% 5xx
 
     const auto [code, out] =
-        runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, "--source", "router", "--json", "-", gen});
+        runStdout(f.dir, {ROLLGUARD_BIN, "replay", "--config", f.config, "--source", "router", "--json", "-", gen});
     REQUIRE(code == 0);
     simdjson::dom::parser parser;
     simdjson::dom::element doc;

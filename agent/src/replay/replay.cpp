@@ -311,6 +311,7 @@ ReplayResult replayFiles(const Config& config, const std::vector<std::string>& f
 
     std::uint64_t total_bytes = 0;
     std::vector<FileInfo> seen;
+    std::vector<std::string> unique_files;
     for (const auto& path : files) {
         FileInfo info;
         const std::string reason = checkReadable(path, info);
@@ -318,12 +319,13 @@ ReplayResult replayFiles(const Config& config, const std::vector<std::string>& f
             result.file_errors.push_back(path + ": " + reason);
             continue;
         }
-        // The tailer follows a file once however often it is named; so does the total.
+        // The tailer follows a file once however often it is named; so does replay.
         const bool dup = std::any_of(seen.begin(), seen.end(),
                                      [&](const FileInfo& f) { return f.dev == info.dev && f.ino == info.ino; });
         if (!dup) {
             total_bytes += info.size;
             seen.push_back(info);
+            unique_files.push_back(path);
         }
     }
     if (!result.ok()) {
@@ -332,7 +334,7 @@ ReplayResult replayFiles(const Config& config, const std::vector<std::string>& f
 
     const auto start = SteadyClock::now();
     for (std::size_t i = 0; i < selected.size(); ++i) {
-        result.sources.push_back(replaySource(*selected[i], files, total_bytes, i, selected.size(), options));
+        result.sources.push_back(replaySource(*selected[i], unique_files, total_bytes, i, selected.size(), options));
     }
     result.wall_seconds = secondsSince(start);
     return result;

@@ -34,7 +34,7 @@ struct ReplayOptions {
 /// The outcome of replaying the files through one source.
 struct ReplaySourceResult {
     std::string name;
-    std::vector<std::string> files;
+    std::vector<std::string> files;  ///< as given, each file once (by device and inode)
     std::uint64_t bytes = 0;
     std::uint64_t lines = 0;  ///< complete lines (good, bad and blank)
     std::uint64_t bad_invalid_json = 0;
