@@ -210,10 +210,11 @@ int main(int argc, char** argv) {
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
 
     auto* replay = app.add_subcommand(
-        "replay",
-        "Read log files to their end through the sources' own parsing and store, as fast as possible;\n"
-        "print per source: lines, bad lines by reason, events, errors, error ratio, latency quantiles,\n"
-        "lines per second. Every LOG goes through every source unless --source picks some.");
+        "replay", "Read log files to their end through the sources' parsing and store; print per-source figures.");
+    replay->footer(
+        "Per source: lines, bad lines by reason, events, errors, error ratio, p50/p90/p99/p99.9/max, lines/s.\n"
+        "Every LOG goes through every [[source]] unless --source picks some; LOGs replace the sources' paths.\n"
+        "Exit codes: 0 ok, 1 a LOG cannot be read, 2 bad usage or bad config.");
     std::vector<std::string> replay_files;
     std::vector<std::string> replay_sources;
     std::string json_out;
