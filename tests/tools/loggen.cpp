@@ -1,9 +1,13 @@
 // rollguard-loggen: the demo workload. Appends realistic JSON access-log lines to a file
 // at a steady rate: healthy first, then degraded (latency x4 and ~8% 5xx), as a bad
 // canary would. Used by the demo and by end-to-end tests.
+// With --no-sleep it writes as fast as it can on a virtual clock (timestamps still step
+// by 1/rate), and --count N stops after N lines: how bench/bench_replay.sh makes a large
+// realistic file. --wide adds client address and user agent (lines of ~230-250 bytes).
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -26,6 +30,9 @@ int main(int argc, char** argv) {
     double error_ratio = 0.08;
     unsigned seed = 42;
     std::string variant = "canary";
+    std::uint64_t count = 0;
+    bool no_sleep = false;
+    bool wide = false;
     app.add_option("-o,--out", out, "Log file to append to")->required();
     app.add_option("--rate", rate, "Lines per second")->check(CLI::Range(1.0, 1e6));
     app.add_option("--healthy", healthy_seconds, "Seconds of healthy traffic")->check(CLI::NonNegativeNumber);
@@ -34,6 +41,9 @@ int main(int argc, char** argv) {
     app.add_option("--error-ratio", error_ratio, "Share of 5xx responses when degraded")->check(CLI::Range(0.0, 1.0));
     app.add_option("--seed", seed, "Random seed");
     app.add_option("--variant", variant, "Value of the 'variant' field");
+    app.add_option("--count", count, "Stop after this many lines (the phases go on: degraded after --healthy)");
+    app.add_flag("--no-sleep", no_sleep, "Do not pace: write as fast as possible, timestamps on a virtual clock");
+    app.add_flag("--wide", wide, "Add remote_addr and user_agent fields (typical 200-250 byte lines)");
     CLI11_PARSE(app, argc, argv);
 
     std::ofstream file(out, std::ios::app | std::ios::binary);
@@ -47,9 +57,12 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     const char* routes[] = {"/api/orders", "/api/orders/{id}", "/api/users/{id}", "/api/search", "/healthz"};
     const char* methods[] = {"GET", "GET", "GET", "POST", "PUT"};
+    const char* agents[] = {"Mozilla/5.0 (X11; Linux x86_64)", "okhttp/4.12.0", "curl/8.5.0",
+                            "python-requests/2.31.0", "Go-http-client/2.0"};
 
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
+    const auto wall_start = std::chrono::system_clock::now();
     const auto period = std::chrono::duration<double>(1.0 / rate);
     const double total = healthy_seconds + degraded_seconds;
     std::uint64_t n = 0;
@@ -58,10 +71,12 @@ int main(int argc, char** argv) {
     for (;;) {
         const auto due = start + std::chrono::duration_cast<clock::duration>(period * static_cast<double>(n));
         const double elapsed = std::chrono::duration<double>(due - start).count();
-        if (elapsed >= total) {
+        if (count > 0 ? n >= count : elapsed >= total) {
             break;
         }
-        std::this_thread::sleep_until(due);
+        if (!no_sleep) {
+            std::this_thread::sleep_until(due);
+        }
         const bool degraded = elapsed >= healthy_seconds;
         if (degraded && !announced) {
             std::cerr << "rollguard-loggen: " << n << " healthy lines written; now degraded (latency x"
@@ -83,7 +98,10 @@ int main(int argc, char** argv) {
 
         rollguard::agent::JsonWriter w;
         w.beginObject();
-        w.key("ts").value(rollguard::agent::formatRfc3339(std::chrono::system_clock::now()));
+        const auto ts = no_sleep ? wall_start + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                                    std::chrono::duration<double>(elapsed))
+                                 : std::chrono::system_clock::now();
+        w.key("ts").value(rollguard::agent::formatRfc3339(ts));
         w.key("level").value(status >= 500 ? "error" : "info");
         w.key("method").value(methods[r]);
         w.key("route").value(routes[r]);
@@ -92,9 +110,18 @@ int main(int argc, char** argv) {
         w.key("bytes").value(static_cast<std::int64_t>(200 + unit(rng) * 4000));
         w.key("variant").value(variant);
         w.key("trace_id").value(trace);
+        if (wide) {
+            char addr[32];
+            std::snprintf(addr, sizeof(addr), "10.%u.%u.%u", static_cast<unsigned>(rng() % 256),
+                          static_cast<unsigned>(rng() % 256), static_cast<unsigned>(rng() % 254 + 1));
+            w.key("remote_addr").value(addr);
+            w.key("user_agent").value(agents[rng() % 5]);
+        }
         w.endObject();
         file << w.str() << '\n';
-        file.flush();
+        if (!no_sleep) {
+            file.flush();
+        }
         ++n;
     }
     std::cerr << "rollguard-loggen: wrote " << n << " lines (" << degraded_lines << " degraded) to " << out << "\n";

@@ -1,0 +1,445 @@
+#include "rollguard/agent/replay.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/log_source.h"
+#include "rollguard/rules/duration.h"
+
+namespace rollguard::agent {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+double secondsSince(SteadyClock::time_point start) {
+    return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
+/// The tailer takes glob(3) patterns; a file name is matched literally by escaping
+/// the characters glob (with GLOB_BRACE) would interpret.
+std::string globEscape(const std::string& path) {
+    std::string out;
+    out.reserve(path.size());
+    for (const char c : path) {
+        if (std::strchr("\\*?[]{}", c) != nullptr) {
+            out.push_back('\\');
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+struct FileInfo {
+    std::string path;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::uint64_t size = 0;
+};
+
+/// Checks that `path` is a readable regular file; returns the reason when it is not.
+std::string checkReadable(const std::string& path, FileInfo& info) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return std::strerror(errno);
+    }
+    struct stat st {};
+    std::string reason;
+    if (::fstat(fd, &st) != 0) {
+        reason = std::strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        reason = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
+    } else {
+        info.path = path;
+        info.dev = st.st_dev;
+        info.ino = st.st_ino;
+        info.size = static_cast<std::uint64_t>(st.st_size);
+    }
+    ::close(fd);
+    return reason;
+}
+
+bool endsWithoutNewline(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return false;
+    }
+    struct stat st {};
+    char last = '\n';
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+        if (::pread(fd, &last, 1, st.st_size - 1) != 1) {
+            last = '\n';
+        }
+    }
+    ::close(fd);
+    return last != '\n';
+}
+
+/// Calls on_progress every interval from its own thread until destroyed. It only reads
+/// the tailer's atomic counters, so the reading thread never waits for it.
+class ProgressTicker {
+public:
+    ProgressTicker(const ReplayOptions& options, ReplayProgress base, const LogSourceCounters& counters)
+        : options_(options), base_(std::move(base)), counters_(counters), start_(SteadyClock::now()) {
+        if (options_.on_progress) {
+            thread_ = std::thread([this] { run(); });
+        }
+    }
+    ~ProgressTicker() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    ProgressTicker(const ProgressTicker&) = delete;
+    ProgressTicker& operator=(const ProgressTicker&) = delete;
+
+private:
+    void run() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (!cv_.wait_for(lock, options_.progress_interval, [this] { return stop_; })) {
+            ReplayProgress p = base_;
+            p.bytes_read = counters_.bytes.load(std::memory_order_relaxed);
+            p.lines = counters_.lines.load(std::memory_order_relaxed);
+            p.seconds = secondsSince(start_);
+            lock.unlock();
+            options_.on_progress(p);
+            lock.lock();
+        }
+    }
+
+    const ReplayOptions& options_;
+    ReplayProgress base_;
+    const LogSourceCounters& counters_;
+    SteadyClock::time_point start_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector<std::string>& files,
+                                std::uint64_t total_bytes, std::size_t index, std::size_t count,
+                                const ReplayOptions& options) {
+    ReplaySourceResult out;
+    out.name = source.name;
+    out.files = files;
+    out.settings = histogramSettingsFor(source);
+
+    // The daemon's source, pointed at exactly these files from their first byte.
+    LogSourceConfig cfg = source;
+    cfg.paths.clear();
+    for (const auto& f : files) {
+        cfg.paths.push_back(globEscape(f));
+    }
+    cfg.exclude.clear();
+    cfg.read_from = ReadFrom::Beginning;
+
+    IntervalRecorder recorder(out.settings);
+    LogTailer tailer(cfg, recorder);
+    const auto start = SteadyClock::now();
+    {
+        ReplayProgress base;
+        base.source = source.name;
+        base.source_index = index;
+        base.sources = count;
+        base.bytes_total = total_bytes;
+        ProgressTicker ticker(options, base, tailer.counters());
+        // pollOnce() reads every file to its current end; a writer still appending (or
+        // a future chunk cap in the tailer) means another pass, until nothing moves.
+        std::uint64_t before = 0;
+        do {
+            before = tailer.counters().bytes.load();
+            tailer.pollOnce();
+        } while (tailer.counters().bytes.load() != before);
+    }
+    out.stats = recorder.take();
+    out.wall_seconds = secondsSince(start);
+
+    const auto& c = tailer.counters();
+    out.bytes = c.bytes;
+    out.lines = c.lines;
+    out.bad_invalid_json = c.bad_invalid_json;
+    out.bad_not_object = c.bad_not_object;
+    out.bad_latency = c.bad_latency;
+    out.bad_too_long = c.bad_too_long;
+    out.read_errors = c.read_errors;
+    for (const auto& f : files) {
+        if (endsWithoutNewline(f) &&
+            std::find(out.unterminated.begin(), out.unterminated.end(), f) == out.unterminated.end()) {
+            out.unterminated.push_back(f);
+        }
+    }
+    return out;
+}
+
+/// `v` with `decimals` digits after the point.
+std::string fixed(double v, int decimals) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+}
+
+/// `v` with 6 significant digits, trailing zeros dropped.
+std::string shortest(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+std::string formatLatency(double seconds) {
+    return std::isnan(seconds) ? std::string("-") : rules::formatSeconds(seconds);
+}
+
+std::string formatBytes(std::uint64_t bytes) {
+    const double b = static_cast<double>(bytes);
+    if (b >= 1e9) {
+        return fixed(b / 1e9, 2) + " GB";
+    }
+    if (b >= 1e6) {
+        return fixed(b / 1e6, 1) + " MB";
+    }
+    if (b >= 1e3) {
+        return fixed(b / 1e3, 1) + " kB";
+    }
+    return std::to_string(bytes) + " B";
+}
+
+void numberOrNull(JsonWriter& w, double seconds) {
+    if (std::isnan(seconds)) {
+        w.null();
+    } else {
+        w.value(seconds);
+    }
+}
+
+struct QuantileName {
+    double q;
+    const char* text;
+    const char* json;
+};
+constexpr QuantileName kQuantiles[] = {
+    {0.50, "p50", "p50"}, {0.90, "p90", "p90"}, {0.99, "p99", "p99"}, {0.999, "p99.9", "p99_9"}};
+
+}  // namespace
+
+double ReplaySourceResult::errorRatio() const {
+    if (stats.events <= 0) {
+        return std::numeric_limits<double>::quiet_NaN();
+    }
+    return static_cast<double>(stats.errors) / static_cast<double>(stats.events);
+}
+
+double ReplaySourceResult::quantileSeconds(double q) const {
+    if (stats.latency.totalCount() == 0) {
+        return std::numeric_limits<double>::quiet_NaN();
+    }
+    // The same reading as the windows the rules see (WindowView::quantileSeconds).
+    return static_cast<double>(stats.latency.valueAtPercentile(q * 100.0)) / settings.units_per_second;
+}
+
+double ReplaySourceResult::maxSeconds() const {
+    if (stats.latency.totalCount() == 0) {
+        return std::numeric_limits<double>::quiet_NaN();
+    }
+    return static_cast<double>(stats.latency.max()) / settings.units_per_second;
+}
+
+double ReplaySourceResult::linesPerSecond() const {
+    return static_cast<double>(lines) / std::max(wall_seconds, 1e-9);
+}
+
+HistogramSettings histogramSettingsFor(const LogSourceConfig& source) {
+    // Must match the daemon's choice (daemon.cpp) so replay figures equal live ones.
+    HistogramSettings settings;
+    if (source.latency) {
+        const auto& l = *source.latency;
+        settings.units_per_second = 1e9 / static_cast<double>(l.resolution.count());
+        settings.highest = std::max<std::int64_t>(2, l.highest / l.resolution);
+        settings.sigfigs = l.significant_figures;
+    }
+    return settings;
+}
+
+ReplayResult replayFiles(const Config& config, const std::vector<std::string>& files, const ReplayOptions& options) {
+    ReplayResult result;
+    std::vector<const LogSourceConfig*> selected;
+    if (options.sources.empty()) {
+        for (const auto& s : config.sources) {
+            selected.push_back(&s);
+        }
+        if (selected.empty()) {
+            result.usage_errors.push_back(config.path + ": the configuration has no [[source]] to replay through");
+        }
+    } else {
+        for (const auto& name : options.sources) {
+            const LogSourceConfig* s = config.findSource(name);
+            if (s == nullptr) {
+                std::string known;
+                for (const auto& c : config.sources) {
+                    known += (known.empty() ? "" : ", ") + c.name;
+                }
+                result.usage_errors.push_back("unknown source '" + name + "' (the configuration has: " +
+                                              (known.empty() ? std::string("none") : known) + ")");
+            } else if (std::find(selected.begin(), selected.end(), s) == selected.end()) {
+                selected.push_back(s);
+            }
+        }
+    }
+    if (files.empty()) {
+        result.usage_errors.emplace_back("no log files given");
+    }
+
+    std::uint64_t total_bytes = 0;
+    std::vector<FileInfo> seen;
+    std::vector<std::string> unique_files;
+    for (const auto& path : files) {
+        FileInfo info;
+        const std::string reason = checkReadable(path, info);
+        if (!reason.empty()) {
+            result.file_errors.push_back(path + ": " + reason);
+            continue;
+        }
+        // The tailer follows a file once however often it is named; so does replay.
+        const bool dup = std::any_of(seen.begin(), seen.end(),
+                                     [&](const FileInfo& f) { return f.dev == info.dev && f.ino == info.ino; });
+        if (!dup) {
+            total_bytes += info.size;
+            seen.push_back(info);
+            unique_files.push_back(path);
+        }
+    }
+    if (!result.ok()) {
+        return result;
+    }
+
+    const auto start = SteadyClock::now();
+    for (std::size_t i = 0; i < selected.size(); ++i) {
+        result.sources.push_back(replaySource(*selected[i], unique_files, total_bytes, i, selected.size(), options));
+    }
+    result.wall_seconds = secondsSince(start);
+    return result;
+}
+
+std::string renderReplayText(const ReplayResult& result) {
+    std::string out;
+    for (const auto& s : result.sources) {
+        out += "source " + s.name + ": " + std::to_string(s.files.size()) + " file(s), " + std::to_string(s.lines) +
+               " lines, " + formatBytes(s.bytes) + " in " + fixed(s.wall_seconds, 3) + " s (" +
+               fixed(s.linesPerSecond(), 0) + " lines/s, " +
+               formatBytes(static_cast<std::uint64_t>(static_cast<double>(s.bytes) / std::max(s.wall_seconds, 1e-9))) +
+               "/s)\n";
+        out += "  bad lines: " + std::to_string(s.badTotal()) +
+               " (invalid_json " + std::to_string(s.bad_invalid_json) +
+               ", not_an_object " + std::to_string(s.bad_not_object) +
+               ", bad_latency " + std::to_string(s.bad_latency) +
+               ", too_long " + std::to_string(s.bad_too_long) + ")\n";
+        out += "  events: " + std::to_string(s.events()) + ", errors: " + std::to_string(s.errors()) +
+               ", error ratio: ";
+        const double ratio = s.errorRatio();
+        out += std::isnan(ratio) ? std::string("-") : shortest(ratio) + " (" + fixed(ratio * 100, 2) + "%)";
+        out += "\n";
+        if (s.latencyCount() == 0) {
+            out += "  latency: no latencies recorded\n";
+        } else {
+            out += "  latency (" + std::to_string(s.latencyCount()) + " events):";
+            for (const auto& q : kQuantiles) {
+                out += std::string(" ") + q.text + " " + formatLatency(s.quantileSeconds(q.q)) + ",";
+            }
+            out += " max " + formatLatency(s.maxSeconds()) + "\n";
+        }
+        if (s.read_errors > 0) {
+            out += "  read errors: " + std::to_string(s.read_errors) + " (see the messages above)\n";
+        }
+        for (const auto& f : s.unterminated) {
+            out += "  note: the last line of " + f + " has no newline; like the daemon, replay did not count it\n";
+        }
+    }
+    return out;
+}
+
+std::string renderReplayJson(const ReplayResult& result) {
+    JsonWriter w;
+    w.beginObject();
+    w.key("wall_seconds").value(result.wall_seconds);
+    w.key("sources").beginArray();
+    for (const auto& s : result.sources) {
+        w.beginObject();
+        w.key("name").value(s.name);
+        w.key("files").beginArray();
+        for (const auto& f : s.files) {
+            w.value(f);
+        }
+        w.endArray();
+        w.key("bytes").value(s.bytes);
+        w.key("lines").value(s.lines);
+        w.key("bad_lines").beginObject();
+        w.key("total").value(s.badTotal());
+        w.key("invalid_json").value(s.bad_invalid_json);
+        w.key("not_an_object").value(s.bad_not_object);
+        w.key("bad_latency").value(s.bad_latency);
+        w.key("too_long").value(s.bad_too_long);
+        w.endObject();
+        w.key("read_errors").value(s.read_errors);
+        w.key("unterminated_files").beginArray();
+        for (const auto& f : s.unterminated) {
+            w.value(f);
+        }
+        w.endArray();
+        w.key("events").value(s.events());
+        w.key("errors").value(s.errors());
+        w.key("error_ratio");
+        numberOrNull(w, s.errorRatio());
+        w.key("latency_seconds").beginObject();
+        w.key("count").value(s.latencyCount());
+        for (const auto& q : kQuantiles) {
+            w.key(q.json);
+            numberOrNull(w, s.quantileSeconds(q.q));
+        }
+        w.key("max");
+        numberOrNull(w, s.maxSeconds());
+        w.endObject();
+        w.key("wall_seconds").value(s.wall_seconds);
+        w.key("lines_per_second").value(s.linesPerSecond());
+        w.key("bytes_per_second").value(static_cast<double>(s.bytes) / std::max(s.wall_seconds, 1e-9));
+        w.endObject();
+    }
+    w.endArray();
+    w.endObject();
+    return w.str() + "\n";
+}
+
+std::string formatReplayProgress(const ReplayProgress& p) {
+    std::string out = "replay";
+    if (p.sources > 1) {
+        out += " " + std::to_string(p.source_index + 1) + "/" + std::to_string(p.sources);
+    }
+    out += " " + p.source + ": " + formatBytes(p.bytes_read) + " / " + formatBytes(p.bytes_total);
+    if (p.bytes_total > 0) {
+        out += " (" + fixed(100.0 * static_cast<double>(p.bytes_read) / static_cast<double>(p.bytes_total), 0) + "%)";
+    }
+    out += ", " + std::to_string(p.lines) + " lines, " +
+           fixed(static_cast<double>(p.lines) / std::max(p.seconds, 1e-9), 0) + " lines/s";
+    return out;
+}
+
+}  // namespace rollguard::agent

@@ -1,0 +1,189 @@
+// `rollguard replay` as users run it: the real binary on real files; text and JSON output,
+// exit codes.
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <simdjson.h>
+
+#include "process.h"
+#include "temp_dir.h"
+
+using namespace rollguard::testing;
+
+namespace {
+
+const char* kConfig =
+    "[agent]\n"
+    "listen = \"\"\n"
+    "[[source]]\n"
+    "name = \"router\"\n"
+    "type = \"json_log\"\n"
+    "paths = [\"/nonexistent/*.log\"]\n"
+    "latency = { field = \"duration_ms\", unit = \"ms\" }\n"
+    "error = { field = \"status\", gte = 500 }\n"
+    "[[source]]\n"
+    "name = \"plain\"\n"
+    "type = \"json_log\"\n"
+    "paths = [\"/nonexistent/*.log\"]\n";
+
+// 2,000 lines: latency 1..100 ms (20 each); every 40th a 503 (50 errors); 2 bad lines.
+std::string logContent() {
+    std::string out;
+    for (int i = 0; i < 2000; ++i) {
+        out += R"({"status":)" + std::to_string(i % 40 == 0 ? 503 : 200) + R"(,"duration_ms":)" +
+               std::to_string(i % 100 + 1) + "}\n";
+    }
+    return out + "garbage\n{\"status\":200,\"duration_ms\":\"later\"}\n";
+}
+
+/// Runs argv to completion; returns (exit code, stdout alone): the config's warnings go
+/// to stderr, and --json - must stay parseable.
+std::pair<int, std::string> runStdout(const TempDir& dir, const std::vector<std::string>& argv) {
+    const auto out = (dir / "stdout.txt").string();
+    Process p(argv, out, (dir / "stderr.txt").string());
+    const auto code = p.wait(std::chrono::seconds{30});
+    REQUIRE(code.has_value());
+    return {*code, readFile(out)};
+}
+
+struct Fixture {
+    TempDir dir;
+    std::string config = (dir / "rollguard.toml").string();
+    std::string log = (dir / "access.log").string();
+    Fixture() {
+        writeFile(config, kConfig);
+        writeFile(log, logContent());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("rollguard replay prints the figures of every source", "[replay][integration]") {
+    Fixture f;
+    const auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, f.log});
+    INFO(out);
+    CHECK(code == 0);
+    CHECK(out.find("source router: 1 file(s), 2002 lines") != std::string::npos);
+    CHECK(out.find("bad lines: 2 (invalid_json 1, not_an_object 0, bad_latency 1, too_long 0)") != std::string::npos);
+    CHECK(out.find("events: 2000, errors: 50, error ratio: 0.025 (2.50%)") != std::string::npos);
+    CHECK(out.find("latency (2000 events): p50 ") != std::string::npos);
+    CHECK(out.find("lines/s") != std::string::npos);
+    // The second source sees the same file: no latency field, so no bad latency.
+    CHECK(out.find("source plain: 1 file(s), 2002 lines") != std::string::npos);
+    CHECK(out.find("events: 2001, errors: 0, error ratio: 0 (0.00%)") != std::string::npos);
+    CHECK(out.find("latency: no latencies recorded") != std::string::npos);
+    // stderr is not a terminal here: no progress line.
+    CHECK(out.find("\r") == std::string::npos);
+}
+
+TEST_CASE("rollguard replay --json writes exact counts", "[replay][integration]") {
+    Fixture f;
+    const auto json_path = (f.dir / "out.json").string();
+
+    std::string json;
+    SECTION("to a file, with the text on stdout") {
+        const auto [code, out] =
+            runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, "--json", json_path, "--source", "router", f.log});
+        INFO(out);
+        REQUIRE(code == 0);
+        CHECK(out.find("source router:") != std::string::npos);
+        CHECK(out.find("source plain:") == std::string::npos);
+        json = readFile(json_path);
+    }
+    SECTION("to stdout, alone") {
+        const auto [code, out] =
+            runStdout(f.dir, {ROLLGUARD_BIN, "replay", "-c", f.config, "--source", "router", "--json", "-", f.log});
+        REQUIRE(code == 0);
+        json = out;
+    }
+
+    INFO(json);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+    simdjson::dom::array sources;
+    REQUIRE(doc["sources"].get(sources) == simdjson::SUCCESS);
+    REQUIRE(sources.size() == 1);
+    const auto s = sources.at(0);
+    CHECK(std::string(s["name"].get_string().value()) == "router");
+    CHECK(s["lines"].get_uint64().value() == 2002);
+    CHECK(s["bytes"].get_uint64().value() == logContent().size());
+    CHECK(s["events"].get_int64().value() == 2000);
+    CHECK(s["errors"].get_int64().value() == 50);
+    CHECK(s["error_ratio"].get_double().value() == Approx(0.025));
+    CHECK(s["bad_lines"]["total"].get_uint64().value() == 2);
+    CHECK(s["bad_lines"]["invalid_json"].get_uint64().value() == 1);
+    CHECK(s["bad_lines"]["bad_latency"].get_uint64().value() == 1);
+    CHECK(s["latency_seconds"]["count"].get_int64().value() == 2000);
+    CHECK(s["latency_seconds"]["p50"].get_double().value() == Approx(0.050).epsilon(0.001));
+    CHECK(s["latency_seconds"]["p99"].get_double().value() == Approx(0.099).epsilon(0.001));
+    CHECK(s["latency_seconds"]["max"].get_double().value() == Approx(0.100).epsilon(0.001));
+    CHECK(s["lines_per_second"].get_double().value() > 0.0);
+}
+
+TEST_CASE("rollguard replay reads what rollguard-loggen writes", "[replay][integration]") {
+    Fixture f;
+    const auto gen = (f.dir / "gen.log").string();
+    const auto [gen_code, gen_out] = runCommand({ROLLGUARD_LOGGEN_BIN, "-o", gen, "--count", "5000", "--no-sleep",
+                                                 "--wide", "--rate", "1000", "--healthy", "2", "--seed", "7"});
+    INFO(gen_out);
+    REQUIRE(gen_code == 0);
+    const std::string content = readFile(gen);
+    std::size_t lines = 0;
+    std::size_t errors = 0;
+    for (std::size_t pos = 0; pos < content.size();) {
+        const auto end = content.find('\n', pos);
+        const std::string line = content.substr(pos, end - pos);
+        ++lines;
+        errors += line.find(R"("status":50)") != std::string::npos ? 1 : 0;
+        pos = end + 1;
+    }
+    REQUIRE(lines == 5000);
+    CHECK(errors > 0);  // 3,000 degraded lines at ~8% 5xx
+
+    const auto [code, out] =
+        runStdout(f.dir, {ROLLGUARD_BIN, "replay", "--config", f.config, "--source", "router", "--json", "-", gen});
+    REQUIRE(code == 0);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(out).get(doc) == simdjson::SUCCESS);
+    const auto s = doc["sources"].at(0);
+    CHECK(s["lines"].get_uint64().value() == 5000);
+    CHECK(s["events"].get_int64().value() == 5000);
+    CHECK(s["errors"].get_int64().value() == static_cast<std::int64_t>(errors));
+    CHECK(s["bad_lines"]["total"].get_uint64().value() == 0);
+}
+
+TEST_CASE("rollguard replay exit codes", "[replay][integration]") {
+    Fixture f;
+    SECTION("--help") {
+        const auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--help"});
+        CHECK(code == 0);
+        CHECK(out.find("--json") != std::string::npos);
+        CHECK(out.find("--source") != std::string::npos);
+    }
+    SECTION("a missing LOG exits 1 and names it") {
+        const auto missing = (f.dir / "missing.log").string();
+        const auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, f.log, missing});
+        CHECK(code == 1);
+        CHECK(out.find("cannot read " + missing + ": No such file or directory") != std::string::npos);
+        CHECK(out.find("source router") == std::string::npos);
+    }
+    SECTION("a bad config exits 2 with file:line:col") {
+        writeFile(f.config, "[[source]]\nname = \"x\"\ntype = \"json_log\"\npaths = [\"/a\"]\nlatncy = 1\n");
+        const auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, f.log});
+        CHECK(code == 2);
+        CHECK(out.find(f.config + ":5:1: error:") != std::string::npos);
+    }
+    SECTION("usage errors exit 2") {
+        CHECK(runCommand({ROLLGUARD_BIN, "replay", "--config", f.config}).first == 2);
+        CHECK(runCommand({ROLLGUARD_BIN, "replay", f.log}).first == 2);
+        const auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--config", f.config, "--source", "nope", f.log});
+        CHECK(code == 2);
+        CHECK(out.find("unknown source 'nope'") != std::string::npos);
+    }
+}
