@@ -34,17 +34,6 @@ std::string formatNumber(double v) {
     return buf;
 }
 
-HistogramSettings histogramSettings(const LogSourceConfig& source) {
-    HistogramSettings settings;
-    if (source.latency) {
-        const auto& l = *source.latency;
-        settings.units_per_second = 1e9 / static_cast<double>(l.resolution.count());
-        settings.highest = std::max<std::int64_t>(2, l.highest / l.resolution);
-        settings.sigfigs = l.significant_figures;
-    }
-    return settings;
-}
-
 }  // namespace
 
 std::string formatMetricValue(const rules::MetricSpec& metric, double value) {
@@ -69,7 +58,7 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
     : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)), engine_(config_.rules) {
     for (const auto& source : config_.sources) {
         source_index_.emplace(source.name, sources_.size());
-        sources_.push_back(std::make_unique<SourceState>(source, histogramSettings(source)));
+        sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source)));
     }
     // Every rule reads one window of its source's series; equal windows are shared.
     for (const auto& rule : config_.rules) {

@@ -268,18 +268,6 @@ double ReplaySourceResult::linesPerSecond() const {
     return static_cast<double>(lines) / std::max(wall_seconds, 1e-9);
 }
 
-HistogramSettings histogramSettingsFor(const LogSourceConfig& source) {
-    // Must match the daemon's choice (daemon.cpp) so replay figures equal live ones.
-    HistogramSettings settings;
-    if (source.latency) {
-        const auto& l = *source.latency;
-        settings.units_per_second = 1e9 / static_cast<double>(l.resolution.count());
-        settings.highest = std::max<std::int64_t>(2, l.highest / l.resolution);
-        settings.sigfigs = l.significant_figures;
-    }
-    return settings;
-}
-
 ReplayResult replayFiles(const Config& config, const std::vector<std::string>& files, const ReplayOptions& options) {
     ReplayResult result;
     std::vector<const LogSourceConfig*> selected;

@@ -12,6 +12,11 @@
 
 namespace rollguard::agent {
 
+/// The store settings for a source's latencies: the resolution, highest value and
+/// significant figures of its `latency` table (defaults without one). The daemon and
+/// replay both use it, so replayed figures equal live ones.
+HistogramSettings histogramSettingsFor(const LogSourceConfig& source);
+
 /// Why a line was not counted.
 enum class BadLineReason { InvalidJson, NotAnObject, BadLatency, TooLong };
 const char* toString(BadLineReason r);

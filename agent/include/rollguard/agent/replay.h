@@ -77,10 +77,6 @@ struct ReplayResult {
     bool ok() const { return usage_errors.empty() && file_errors.empty(); }
 };
 
-/// The store settings the daemon uses for a source's latencies (resolution, highest,
-/// significant figures of its `latency` table).
-HistogramSettings histogramSettingsFor(const LogSourceConfig& source);
-
 /// Reads `files` to their end through the daemon's own code path, once per selected
 /// source: a copy of the source's config with paths = the files (exact paths, not
 /// globs), no excludes and read_from = beginning, an IntervalRecorder and a LogTailer
