@@ -774,6 +774,8 @@ TEST_CASE("latency from two timestamps", "[config]") {
               Strings{"5:26: 'start' and 'end' must be two different fields, both are \"t\""});
         CHECK(errorsOf(sourceWith("latency = { start = \"a..b\", end = \"t1\" }\n")) ==
               Strings{"5:21: 'start' must be a dotted field path like \"request.start\", got \"a..b\""});
+        CHECK(errorsOf(sourceWith("latency = { start = \"\", end = \"t1\" }\n")) ==
+              Strings{"5:21: 'start' must be a dotted field path like \"request.start\", got \"\""});
         CHECK(errorsOf(sourceWith("latency = { start = \"t0\", end = 1 }\n")) ==
               Strings{"5:33: 'end' must be a string, got integer"});
         CHECK(errorsOf(sourceWith("latency = { start = \"t0\", end = \"t1\", timestamp_unit = \"sec\" }\n")) ==

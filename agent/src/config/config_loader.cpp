@@ -970,14 +970,6 @@ private:
             }
             auto start = getFieldPath(t, "start", "request.start");
             auto end = getFieldPath(t, "end", "request.end");
-            if (start && start->empty()) {
-                error(*t.get("start"), "'start' must not be empty");
-                start.reset();
-            }
-            if (end && end->empty()) {
-                error(*t.get("end"), "'end' must not be empty");
-                end.reset();
-            }
             if (start && end && *start == *end) {
                 report(Level::Error, end_key->source().begin,
                        "'start' and 'end' must be two different fields, both are " + inQuotes(*end));
