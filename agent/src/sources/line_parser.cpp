@@ -167,9 +167,7 @@ std::optional<double> parseLatencyString(std::string_view s, double default_scal
 struct Scalar {
     enum class Kind { Missing, Null, Number, String, Bool, Container, Unreadable };
     Kind kind = Kind::Missing;
-    bool is_integer = false;  ///< `integer` holds the exact value (only for `exact` wants)
     double number = 0;
-    std::int64_t integer = 0;
     std::string_view string;
     bool boolean = false;
 };
@@ -177,28 +175,16 @@ struct Scalar {
 /// A field the parser looks for: a dotted path and where its value lands.
 struct Want {
     std::vector<std::string> path;
-    bool exact = false;  ///< keep integers exact (epoch timestamps in ns do not fit a double)
+    bool exact = false;       ///< keep integers exact (epoch timestamps in ns do not fit a double)
+    bool is_integer = false;  ///< for an exact want whose value is an integer: it is in `integer`
+    std::int64_t integer = 0;
     Scalar value;
 };
 
-Scalar readScalar(od::value& v, od::json_type type, bool exact) {
+[[gnu::always_inline]] inline Scalar readScalar(od::value& v, od::json_type type) {
     Scalar s;
     switch (type) {
         case od::json_type::number:
-            if (exact) {
-                od::number num;
-                if (v.get_number().get(num)) {
-                    s.kind = Scalar::Kind::Unreadable;
-                    break;
-                }
-                s.kind = Scalar::Kind::Number;
-                s.is_integer = num.is_int64();
-                if (s.is_integer) {
-                    s.integer = num.get_int64();
-                }
-                s.number = num.as_double();
-                break;
-            }
             s.kind = v.get_double().get(s.number) ? Scalar::Kind::Unreadable : Scalar::Kind::Number;
             break;
         case od::json_type::string:
@@ -218,6 +204,30 @@ Scalar readScalar(od::value& v, od::json_type type, bool exact) {
             break;
     }
     return s;
+}
+
+/// A number kept exact when it is an integer; off the common path.
+[[gnu::noinline]] void readExactNumber(od::value& v, Want& w) {
+    od::number num;
+    if (v.get_number().get(num)) {
+        w.value.kind = Scalar::Kind::Unreadable;
+        return;
+    }
+    w.value.kind = Scalar::Kind::Number;
+    w.value.number = num.as_double();
+    w.is_integer = num.is_int64();
+    if (w.is_integer) {
+        w.integer = num.get_int64();
+    }
+}
+
+/// Stores the value `v` of type `type` into `w`.
+[[gnu::always_inline]] inline void readInto(od::value& v, od::json_type type, Want& w) {
+    if (w.exact && type == od::json_type::number) {
+        readExactNumber(v, w);
+    } else {
+        w.value = readScalar(v, type);
+    }
 }
 
 /// Resolves `wants[0..n)` against `v`, the value at path[0..depth) of each of them. The
@@ -272,7 +282,7 @@ void resolve(od::value v, Want* const* wants, int n, std::size_t depth) {
     // Only the first want can end here (paths are distinct); the others wanted a key
     // inside, but this is not an object: for them the field is missing.
     if (wants[0]->path.size() == depth) {
-        wants[0]->value = readScalar(v, type, wants[0]->exact);
+        readInto(v, type, *wants[0]);
     }
 }
 
@@ -440,9 +450,10 @@ std::optional<Instant> parseRfc3339(std::string_view s) {
 
 /// A timestamp field's value: an RFC 3339 string, or an epoch number (or numeric string)
 /// in `per_second` units per second.
-std::optional<Instant> parseTimestamp(const Scalar& s, std::int64_t per_second) {
+std::optional<Instant> parseTimestamp(const Want& w, std::int64_t per_second) {
+    const Scalar& s = w.value;
     if (s.kind == Scalar::Kind::Number) {
-        return s.is_integer ? instantFromInteger(s.integer, per_second) : instantFromDouble(s.number, per_second);
+        return w.is_integer ? instantFromInteger(w.integer, per_second) : instantFromDouble(s.number, per_second);
     }
     if (s.kind != Scalar::Kind::String) {
         return std::nullopt;
@@ -472,33 +483,50 @@ struct Predicate {
     std::vector<Predicate> terms;
 };
 
-bool holds(const Predicate& p) {
+bool holdsAll(const Predicate& p);
+bool holdsAny(const Predicate& p);
+
+/// Inline for the common single test; combinations recurse out of line.
+inline bool holds(const Predicate& p) {
+    const Scalar* v = p.want != nullptr ? &p.want->value : nullptr;
     switch (p.kind) {
         case ErrorPredicate::Kind::None:
             return false;
-        case ErrorPredicate::Kind::NumberAtLeast: {
-            const auto v = numberOf(p.want->value);
-            return v && *v >= p.gte;
-        }
+        case ErrorPredicate::Kind::NumberAtLeast:
+            if (v->kind == Scalar::Kind::Number) {
+                return v->number >= p.gte;
+            }
+            if (v->kind == Scalar::Kind::String) {
+                const auto n = parseNumber(v->string);
+                return n && *n >= p.gte;
+            }
+            return false;
         case ErrorPredicate::Kind::NumberInRanges: {
-            const auto v = numberOf(p.want->value);
-            return v && std::any_of(p.ranges.begin(), p.ranges.end(),
-                                    [&](const auto& r) { return *v >= r.first && *v <= r.second; });
+            const auto n = numberOf(*v);
+            return n && std::any_of(p.ranges.begin(), p.ranges.end(),
+                                    [&](const auto& r) { return *n >= r.first && *n <= r.second; });
         }
         case ErrorPredicate::Kind::StringIn:
             // Exact, case-sensitive match: "ERROR" is not "error" (say both in the config).
-            return p.want->value.kind == Scalar::Kind::String &&
-                   std::find(p.in.begin(), p.in.end(), p.want->value.string) != p.in.end();
+            return v->kind == Scalar::Kind::String && std::find(p.in.begin(), p.in.end(), v->string) != p.in.end();
         case ErrorPredicate::Kind::IsTrue:
-            return p.want->value.kind == Scalar::Kind::Bool && p.want->value.boolean;
+            return v->kind == Scalar::Kind::Bool && v->boolean;
         case ErrorPredicate::Kind::Present:
-            return p.want->value.kind != Scalar::Kind::Missing && p.want->value.kind != Scalar::Kind::Null;
+            return v->kind != Scalar::Kind::Missing && v->kind != Scalar::Kind::Null;
         case ErrorPredicate::Kind::All:
-            return std::all_of(p.terms.begin(), p.terms.end(), holds);
+            return holdsAll(p);
         case ErrorPredicate::Kind::Any:
-            return std::any_of(p.terms.begin(), p.terms.end(), holds);
+            return holdsAny(p);
     }
     return false;
+}
+
+bool holdsAll(const Predicate& p) {
+    return std::all_of(p.terms.begin(), p.terms.end(), [](const Predicate& t) { return holds(t); });
+}
+
+bool holdsAny(const Predicate& p) {
+    return std::any_of(p.terms.begin(), p.terms.end(), [](const Predicate& t) { return holds(t); });
 }
 
 /// Top-level keys and the run of (sorted) wants under each.
@@ -660,16 +688,16 @@ ParsedLine LineParser::Impl::checkScalarRoot(od::document& doc, od::json_type ty
 }
 
 bool LineParser::Impl::latencyFromTimestamps(ParsedLine& out) const {
-    const auto read = [&](const Scalar& s, std::optional<Instant>& t) {
-        if (s.kind == Scalar::Kind::Missing || s.kind == Scalar::Kind::Null) {
+    const auto read = [&](const Want& w, std::optional<Instant>& t) {
+        if (w.value.kind == Scalar::Kind::Missing || w.value.kind == Scalar::Kind::Null) {
             return true;
         }
-        t = parseTimestamp(s, timestamp_per_second);
+        t = parseTimestamp(w, timestamp_per_second);
         return t.has_value();
     };
     std::optional<Instant> t0;
     std::optional<Instant> t1;
-    if (!read(start->value, t0) || !read(end->value, t1)) {
+    if (!read(*start, t0) || !read(*end, t1)) {
         return false;
     }
     // Without both timestamps (a line logged when a request starts, say) there is no
@@ -736,7 +764,18 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
                 if (field.value().get(v)) {
                     return out;
                 }
-                resolve(v, order.data() + t.first, t.count, 1);
+                Want* w = order[static_cast<std::size_t>(t.first)];
+                if (t.count == 1 && w->path.size() == 1) {
+                    // The common case, a top-level field: no recursion.
+                    od::json_type vt{};
+                    if (v.type().get(vt)) {
+                        w->value.kind = Scalar::Kind::Unreadable;
+                    } else {
+                        readInto(v, vt, *w);
+                    }
+                } else {
+                    resolve(v, order.data() + t.first, t.count, 1);
+                }
                 break;
             }
         }
