@@ -117,6 +117,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         add(bad, {l, {"reason", "not_an_object"}}, static_cast<double>(src.bad_not_object));
         add(bad, {l, {"reason", "bad_latency"}}, static_cast<double>(src.bad_latency));
         add(bad, {l, {"reason", "too_long"}}, static_cast<double>(src.bad_too_long));
+        add(bad, {l, {"reason", "invalid_utf8"}}, static_cast<double>(src.bad_invalid_utf8));
         add(files, {l}, static_cast<double>(src.files.size()));
         add(rotations, {l}, static_cast<double>(src.rotations));
         add(truncations, {l}, static_cast<double>(src.truncations));
@@ -219,6 +220,7 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("not_an_object").value(src.bad_not_object);
         w.key("bad_latency").value(src.bad_latency);
         w.key("too_long").value(src.bad_too_long);
+        w.key("invalid_utf8").value(src.bad_invalid_utf8);
         w.endObject();
         w.endObject();
     }

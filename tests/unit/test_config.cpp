@@ -18,6 +18,7 @@ using rollguard::agent::loadConfigFile;
 using rollguard::agent::LoadResult;
 using rollguard::agent::parseConfig;
 using rollguard::agent::ReadFrom;
+using rollguard::agent::WatchMode;
 using rollguard::rules::Comparison;
 using rollguard::rules::MetricKind;
 using rollguard::rules::Severity;
@@ -288,6 +289,9 @@ TEST_CASE("defaults fill a config that only has what it needs", "[config]") {
     CHECK_FALSE(c.agent.dry_run);
     REQUIRE(c.sources.size() == 1);
     CHECK(c.sources[0].read_from == ReadFrom::End);
+    CHECK(c.sources[0].exclude.empty());
+    CHECK(c.sources[0].watch == WatchMode::Auto);
+    CHECK(c.sources[0].rotate_wait == 5s);
     CHECK(c.sources[0].error.kind == ErrorPredicate::Kind::NumberAtLeast);
     CHECK(c.sources[0].error.gte == 500.0);
     REQUIRE(c.rules.size() == 1);
@@ -602,11 +606,13 @@ TEST_CASE("source validation", "[config]") {
         return "[[source]]\nname = \"s\"\ntype = \"json_log\"\npaths = [\"x\"]\n" + body;  // body on line 5
     };
     CHECK(errorsOf(source("error = { field = \"status\", gte = 500, in = [\"x\"] }\n")) ==
-          Strings{"5:40: 'error' takes exactly one of 'gte', 'in' or 'equals'; 'gte' is already set"});
+          Strings{"5:40: 'error' takes exactly one of 'gte', 'ranges', 'in', 'equals', 'present', 'any' or 'all'; "
+                  "'gte' is already set"});
     CHECK(errorsOf(source("error = { field = \"failed\", equals = false }\n")) ==
           Strings{"5:38: only 'equals = true' is supported: a line is an error when the field is true"});
     CHECK(errorsOf(source("latency = { fild = \"d\" }\n")) ==
-          Strings{"5:11: missing required key 'field' in [[source]].latency",
+          Strings{"5:11: missing required key 'field' in [[source]].latency (or 'start' and 'end' for the time "
+                  "between two timestamps)",
                   "5:13: unknown key 'fild' in [[source]].latency (did you mean 'field'?)"});
     CHECK(errorsOf(source("latency = { field = \"d\", unit = \"sec\" }\n")) ==
           Strings{"5:33: 'unit' must be one of ns, us, ms, s; got \"sec\" (did you mean 's'?)"});
@@ -679,4 +685,204 @@ TEST_CASE("${VAR} and ${VAR:-default} in strings come from the environment", "[c
           "2:12: environment variable RG_TEST_UNSET is not set (export it, or write ${RG_TEST_UNSET:-default})");
     CHECK(first("hostname = \"a ${oops\"").rfind("2:12: unterminated ${", 0) == 0);
     CHECK(first("hostname = \"${1BAD}\"").rfind("2:12: '${1BAD}' is not a valid environment reference", 0) == 0);
+}
+
+namespace {
+
+/// A one-source config whose line 5 onwards is `body`.
+std::string sourceWith(const std::string& body) {
+    return "[[source]]\nname = \"s\"\ntype = \"json_log\"\npaths = [\"x\"]\n" + body;
+}
+
+LoadResult loadOk(const std::string& text) {
+    LoadResult r = parseConfig(text, kPath);
+    for (const auto& d : r.diagnostics) {
+        if (d.level == Diagnostic::Level::Error) {
+            INFO(d.format());
+            CHECK(false);
+        }
+    }
+    REQUIRE(r.ok());
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("source following keys: exclude, watch, rotate_wait", "[config]") {
+    SECTION("values") {
+        const LoadResult r = loadOk(sourceWith("exclude = [\"*.gz\", \"logs/old/*.jsonl\", \"/var/log/x-*.log\"]\n"
+                                               "watch = \"poll\"\n"
+                                               "rotate_wait = \"250ms\"\n"));
+        const auto& s = r.config->sources[0];
+        // A pattern without a slash matches file names and stays as written; one with a
+        // slash is a path pattern, relative to the config file like `paths`.
+        CHECK(s.exclude == Strings{"*.gz", "/etc/rollguard/logs/old/*.jsonl", "/var/log/x-*.log"});
+        CHECK(s.watch == WatchMode::Poll);
+        CHECK(s.rotate_wait == 250ms);
+        CHECK(loadOk(sourceWith("watch = \"auto\"\nrotate_wait = \"0s\"\n")).config->sources[0].rotate_wait == 0s);
+    }
+    SECTION("errors") {
+        CHECK(errorsOf(sourceWith("exclude = \"*.gz\"\n")) ==
+              Strings{"5:11: 'exclude' must be an array of strings, got string"});
+        CHECK(errorsOf(sourceWith("exclude = [\"*.gz\", 3]\n")) ==
+              Strings{"5:20: elements of 'exclude' must be strings, got integer"});
+        CHECK(errorsOf(sourceWith("exclude = [\"\"]\n")) == Strings{"5:12: 'exclude' must not contain an empty pattern"});
+        CHECK(errorsOf(sourceWith("watch = \"inotify\"\n")) ==
+              Strings{"5:9: 'watch' must be one of auto, poll; got \"inotify\""});
+        CHECK(errorsOf(sourceWith("watch = \"pol\"\n")) ==
+              Strings{"5:9: 'watch' must be one of auto, poll; got \"pol\" (did you mean 'poll'?)"});
+        CHECK(errorsOf(sourceWith("rotate_wait = 5\n")) ==
+              Strings{"5:15: 'rotate_wait' must be a duration string like \"5m\", got integer"});
+        CHECK(errorsOf(sourceWith("rotate_wait = \"-1s\"\n")) ==
+              Strings{"5:15: 'rotate_wait' is not a valid duration: \"-1s\" (use a number and a unit: ns, us, ms, s, "
+                      "m, h, d; e.g. \"500ms\", \"30s\", \"1h30m\")"});
+        CHECK(errorsOf(sourceWith("rotate_wiat = \"1s\"\n")) ==
+              Strings{"5:1: unknown key 'rotate_wiat' in [[source]] (did you mean 'rotate_wait'?)"});
+    }
+}
+
+TEST_CASE("latency from two timestamps", "[config]") {
+    SECTION("start and end, default and explicit timestamp unit") {
+        LoadResult r = loadOk(sourceWith("latency = { start = \"req.start\", end = \"req.end\" }\n"));
+        REQUIRE(r.config->sources[0].latency.has_value());
+        const auto& l = *r.config->sources[0].latency;
+        CHECK(l.field.empty());
+        CHECK(l.start_field == "req.start");
+        CHECK(l.end_field == "req.end");
+        CHECK(l.timestamp_unit == LatencyUnit::Seconds);
+        r = loadOk(sourceWith("latency = { start = \"t0\", end = \"t1\", timestamp_unit = \"ns\" }\n"));
+        CHECK(r.config->sources[0].latency->timestamp_unit == LatencyUnit::Nanoseconds);
+        r = loadOk(sourceWith("[source.latency]\nstart = \"t0\"\nend = \"t1\"\ntimestamp_unit = \"ms\"\nmax = \"10m\"\n"));
+        CHECK(r.config->sources[0].latency->timestamp_unit == LatencyUnit::Milliseconds);
+        CHECK(r.config->sources[0].latency->highest == 10min);
+    }
+    SECTION("a rule may use latency metrics on a two-timestamp source") {
+        loadOk(sourceWith("latency = { start = \"t0\", end = \"t1\" }\n"
+                          "[[rule]]\nname = \"r\"\nseverity = \"warning\"\nsource = \"s\"\nmetric = \"p99\"\n"
+                          "above = \"1s\"\n"));
+    }
+    SECTION("errors") {
+        CHECK(errorsOf(sourceWith("latency = { field = \"d\", start = \"t0\", end = \"t1\" }\n")) ==
+              Strings{"5:26: 'latency' takes either 'field' or 'start' and 'end' (two timestamps), not both"});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t0\" }\n")) ==
+              Strings{"5:11: missing required key 'end' in [[source]].latency ('start' and 'end' go together: "
+                      "latency = end - start)"});
+        CHECK(errorsOf(sourceWith("latency = { end = \"t1\" }\n")) ==
+              Strings{"5:11: missing required key 'start' in [[source]].latency ('start' and 'end' go together: "
+                      "latency = end - start)"});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t\", end = \"t\" }\n")) ==
+              Strings{"5:26: 'start' and 'end' must be two different fields, both are \"t\""});
+        CHECK(errorsOf(sourceWith("latency = { start = \"a..b\", end = \"t1\" }\n")) ==
+              Strings{"5:21: 'start' must be a dotted field path like \"request.start\", got \"a..b\""});
+        CHECK(errorsOf(sourceWith("latency = { start = \"\", end = \"t1\" }\n")) ==
+              Strings{"5:21: 'start' must be a dotted field path like \"request.start\", got \"\""});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t0\", end = 1 }\n")) ==
+              Strings{"5:33: 'end' must be a string, got integer"});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t0\", end = \"t1\", timestamp_unit = \"sec\" }\n")) ==
+              Strings{"5:56: 'timestamp_unit' must be one of ns, us, ms, s; got \"sec\" (did you mean 's'?)"});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t0\", end = \"t1\", unit = \"ms\" }\n")) ==
+              Strings{"5:39: 'unit' is the unit of a 'field'; with 'start' and 'end' the latency is their difference "
+                      "(use 'timestamp_unit' for numeric epoch timestamps)"});
+        CHECK(errorsOf(sourceWith("latency = { field = \"d\", timestamp_unit = \"ms\" }\n")) ==
+              Strings{"5:26: 'timestamp_unit' is only used with 'start' and 'end'; a 'field' takes 'unit'"});
+        CHECK(errorsOf(sourceWith("latency = { unit = \"ms\" }\n")) ==
+              Strings{"5:11: missing required key 'field' in [[source]].latency (or 'start' and 'end' for the time "
+                      "between two timestamps)"});
+        CHECK(errorsOf(sourceWith("latency = { start = \"t0\", ende = \"t1\" }\n")) ==
+              Strings{"5:11: missing required key 'end' in [[source]].latency ('start' and 'end' go together: "
+                      "latency = end - start)",
+                      "5:27: unknown key 'ende' in [[source]].latency (did you mean 'end'?)"});
+    }
+}
+
+TEST_CASE("error predicates: ranges, present, any, all", "[config]") {
+    SECTION("ranges") {
+        const LoadResult r = loadOk(sourceWith("error = { field = \"http.status\", ranges = [[500, 599], [429, 429.5]] }\n"));
+        const ErrorPredicate& e = r.config->sources[0].error;
+        CHECK(e.kind == ErrorPredicate::Kind::NumberInRanges);
+        CHECK(e.field == "http.status");
+        CHECK(e.ranges == std::vector<std::pair<double, double>>{{500.0, 599.0}, {429.0, 429.5}});
+    }
+    SECTION("present") {
+        const LoadResult r = loadOk(sourceWith("error = { field = \"exception\", present = true }\n"));
+        CHECK(r.config->sources[0].error.kind == ErrorPredicate::Kind::Present);
+        CHECK(r.config->sources[0].error.field == "exception");
+    }
+    SECTION("nested any and all, inline and as arrays of tables") {
+        LoadResult r = loadOk(sourceWith(
+            "error = { any = [ { field = \"status\", ranges = [[500, 599]] },\n"
+            "                  { all = [ { field = \"level\", in = [\"error\"] }, { field = \"retry\", equals = true } ] },\n"
+            "                  { field = \"panic\", present = true } ] }\n"));
+        const ErrorPredicate& e = r.config->sources[0].error;
+        CHECK(e.kind == ErrorPredicate::Kind::Any);
+        CHECK(e.field.empty());
+        REQUIRE(e.terms.size() == 3);
+        CHECK(e.terms[0].kind == ErrorPredicate::Kind::NumberInRanges);
+        CHECK(e.terms[0].field == "status");
+        CHECK(e.terms[0].location.line == 5);
+        CHECK(e.terms[0].location.column == 19);
+        CHECK(e.terms[1].kind == ErrorPredicate::Kind::All);
+        REQUIRE(e.terms[1].terms.size() == 2);
+        CHECK(e.terms[1].terms[0].kind == ErrorPredicate::Kind::StringIn);
+        CHECK(e.terms[1].terms[0].in == Strings{"error"});
+        CHECK(e.terms[1].terms[1].kind == ErrorPredicate::Kind::IsTrue);
+        CHECK(e.terms[1].terms[1].field == "retry");
+        CHECK(e.terms[2].kind == ErrorPredicate::Kind::Present);
+        CHECK(e.terms[2].field == "panic");
+
+        r = loadOk(sourceWith("[[source.error.all]]\nfield = \"status\"\ngte = 500\n"
+                              "[[source.error.all]]\nfield = \"route\"\nin = [\"/pay\"]\n"));
+        const ErrorPredicate& all = r.config->sources[0].error;
+        CHECK(all.kind == ErrorPredicate::Kind::All);
+        REQUIRE(all.terms.size() == 2);
+        CHECK(all.terms[0].kind == ErrorPredicate::Kind::NumberAtLeast);
+        CHECK(all.terms[0].gte == 500.0);
+        CHECK(all.terms[1].kind == ErrorPredicate::Kind::StringIn);
+    }
+    SECTION("errors") {
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = [500, 599] }\n")) ==
+              Strings{"5:39: each element of 'ranges' must be an inclusive [lo, hi] pair of numbers, e.g. [500, 599]; "
+                      "got integer",
+                      "5:44: each element of 'ranges' must be an inclusive [lo, hi] pair of numbers, e.g. [500, 599]; "
+                      "got integer"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = [[599, 500]] }\n")) ==
+              Strings{"5:39: a range in 'ranges' is [lo, hi] with lo <= hi, got [599, 500]"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = [[500, 599], [1, 2, 3]] }\n")) ==
+              Strings{"5:51: each element of 'ranges' must be an inclusive [lo, hi] pair of numbers, e.g. [500, 599]; "
+                      "got an array of 3"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = [[500, \"599\"]] }\n")) ==
+              Strings{"5:45: 'ranges' must be a number, got string"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = [] }\n")) ==
+              Strings{"5:38: 'ranges' must list at least one [lo, hi] pair, e.g. [[500, 599]]"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", ranges = \"5xx\" }\n")) ==
+              Strings{"5:38: 'ranges' must be an array of [lo, hi] pairs, e.g. [[500, 599], [429, 429]], got string"});
+        CHECK(errorsOf(sourceWith("error = { field = \"exception\", present = false }\n")) ==
+              Strings{"5:42: only 'present = true' is supported: a line is an error when the field is there and not "
+                      "null"});
+        CHECK(errorsOf(sourceWith("error = { field = \"exception\", present = \"yes\" }\n")) ==
+              Strings{"5:42: 'present' must be a boolean (true or false), got string"});
+        CHECK(errorsOf(sourceWith("error = { present = true }\n")) ==
+              Strings{"5:9: missing required key 'field' in [[source]].error"});
+        CHECK(errorsOf(sourceWith("error = { any = [] }\n")) ==
+              Strings{"5:17: 'any' must list at least one predicate, e.g. [{ field = \"status\", gte = 500 }]"});
+        CHECK(errorsOf(sourceWith("error = { all = { field = \"a\", equals = true } }\n")) ==
+              Strings{"5:17: 'all' must be an array of predicate tables, e.g. [{ field = \"status\", gte = 500 }, { "
+                      "field = \"timeout\", equals = true }], got table"});
+        CHECK(errorsOf(sourceWith("error = { any = [\"status\"] }\n")) ==
+              Strings{"5:18: elements of 'any' must be predicate tables like { field = \"status\", gte = 500 }, got "
+                      "string"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", any = [{ field = \"a\", equals = true }] }\n")) ==
+              Strings{"5:11: 'field' is not used with 'any': each predicate in the list names its own field"});
+        CHECK(errorsOf(sourceWith("error = { field = \"status\", gte = 500, present = true }\n")) ==
+              Strings{"5:40: 'error' takes exactly one of 'gte', 'ranges', 'in', 'equals', 'present', 'any' or 'all'; "
+                      "'gte' is already set"});
+        // Errors inside nested predicates point into them and name where they are.
+        CHECK(errorsOf(sourceWith("error = { any = [ { field = \"a\", equals = true },\n"
+                                  "  { all = [ { field = \"b\", gte = 1 }, { feld = \"c\", present = true } ] } ] }\n")) ==
+              Strings{"6:39: missing required key 'field' in [[source]].error.any[1].all[1]",
+                      "6:41: unknown key 'feld' in [[source]].error.any[1].all[1] (did you mean 'field'?)"});
+        CHECK(errorsOf(sourceWith("error = { all = [ { field = \"a\" } ] }\n")) ==
+              Strings{"5:19: 'error' needs exactly one of 'gte', 'ranges', 'in', 'equals', 'present', 'any' or 'all', "
+                      "e.g. { field = \"status\", gte = 500 }"});
+    }
 }

@@ -163,14 +163,15 @@ TEST_CASE("daemon: too few samples never fire, however bad they are", "[daemon]"
 TEST_CASE("daemon: malformed lines are counted and skipped", "[daemon]") {
     TempDir dir;
     writeFile(dir / "app.log", lines(3, 0, 10) + "not json\n[1,2]\n{\"status\":200,\"duration_ms\":\"abc\"}\n" +
-                                   lines(2, 0, 10));
+                                   "{\"status\":200,\"route\":\"/caf\xC3\x28\"}\n" + lines(2, 0, 10));
     writeFile(dir / "app.env", "CANARY=1\n");
     rules::ManualClock clock;
     agent::Daemon daemon(makeConfig(dir), clock);
     daemon.pollSources();
     daemon.tick();
     const auto s = daemon.snapshot();
-    CHECK(s.sources[0].lines == 8);
+    CHECK(s.sources[0].lines == 9);
+    CHECK(s.sources[0].bad_invalid_utf8 == 1);
     CHECK(s.sources[0].bad_invalid_json == 1);
     CHECK(s.sources[0].bad_not_object == 1);
     CHECK(s.sources[0].bad_latency == 1);

@@ -47,9 +47,12 @@ constexpr std::int64_t kMaxRetries = 20;
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
 const Keys kAgentKeys{"tick", "state_dir", "listen", "log_level", "hostname", "dry_run"};
-const Keys kSourceKeys{"name", "type", "paths", "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
-const Keys kLatencyKeys{"field", "unit", "resolution", "max", "significant_figures"};
-const Keys kErrorKeys{"field", "gte", "in", "equals"};
+const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
+                       "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
+const Keys kLatencyKeys{"field", "unit", "start", "end", "timestamp_unit", "resolution", "max", "significant_figures"};
+const Keys kErrorKeys{"field", "gte", "ranges", "in", "equals", "present", "any", "all"};
+/// The tests an error predicate table can hold, exactly one of them.
+const Keys kErrorTests{"gte", "ranges", "in", "equals", "present", "any", "all"};
 const Keys kRuleKeys{"name",   "severity", "source", "metric",      "quantile", "above",
                      "below",  "window",   "for",    "min_samples", "hooks",    "description"};
 const Keys kHookCommonKeys{"name", "type", "timeout"};
@@ -866,6 +869,24 @@ private:
             }
         }
 
+        if (auto excludes = getStringArray(t, "exclude")) {
+            for (const auto& [p, node] : *excludes) {
+                if (p.empty()) {
+                    error(*node, "'exclude' must not contain an empty pattern");
+                } else if (p.find('/') == std::string::npos) {
+                    s.exclude.push_back(p);  // no slash: matched against the file name alone
+                } else {
+                    s.exclude.push_back(resolvePath(p));
+                }
+            }
+        }
+        if (auto w = getChoice(t, "watch", {"auto", "poll"})) {
+            s.watch = *w == "poll" ? WatchMode::Poll : WatchMode::Auto;
+        }
+        if (auto d = getDuration(t, "rotate_wait", Bound::AtLeastZero)) {
+            s.rotate_wait = *d;
+        }
+
         if (auto r = getChoice(t, "read_from", {"beginning", "end"})) {
             s.read_from = *r == "beginning" ? ReadFrom::Beginning : ReadFrom::End;
         }
@@ -875,7 +896,7 @@ private:
             s.latency = parseLatency(*lt);
         }
         if (const auto* et = getTable(t, "error", "{ field = \"status\", gte = 500 }")) {
-            parseError(*et, s.error);
+            parseError(*et, s.error, "[[source]].error");
         }
         if (auto n = getInt(t, "max_line_bytes", 1, kMaxLineBytesLimit, "between 1 and 67108864 (64 MiB)")) {
             s.max_line_bytes = static_cast<std::size_t>(*n);
@@ -890,28 +911,82 @@ private:
         }
     }
 
+    /// A dotted field path in `t[key]`; reported when present but not a valid path.
+    std::optional<std::string> getFieldPath(const toml::table& t, std::string_view key, std::string_view example) {
+        auto field = getString(t, key);
+        if (field && !isValidFieldPath(*field)) {
+            error(*t.get(key), "'" + std::string(key) + "' must be a dotted field path like " + inQuotes(example) +
+                                   ", got " + inQuotes(*field));
+            return std::nullopt;
+        }
+        return field;
+    }
+
+    std::optional<LatencyUnit> getUnit(const toml::table& t, std::string_view key) {
+        auto unit = getChoice(t, key, {"ns", "us", "ms", "s"});
+        if (!unit) {
+            return std::nullopt;
+        }
+        if (*unit == "ns") {
+            return LatencyUnit::Nanoseconds;
+        }
+        if (*unit == "us") {
+            return LatencyUnit::Microseconds;
+        }
+        return *unit == "ms" ? LatencyUnit::Milliseconds : LatencyUnit::Seconds;
+    }
+
     LatencyField parseLatency(const toml::table& t) {
         checkKeys(t, "in [[source]].latency", kLatencyKeys);
         LatencyField f;
         f.location = locate(t.source().begin);
-        if (auto field = requireString(t, "field", "[[source]].latency")) {
-            if (isValidFieldPath(*field)) {
-                f.field = *field;
-            } else {
-                error(*t.get("field"), "'field' must be a dotted field path like \"http.duration_ms\", got " +
-                                           inQuotes(*field));
+        const toml::key* field_key = keyOf(t, "field");
+        const toml::key* start_key = keyOf(t, "start");
+        const toml::key* end_key = keyOf(t, "end");
+        if (field_key != nullptr && (start_key != nullptr || end_key != nullptr)) {
+            const toml::key* second = start_key != nullptr ? start_key : end_key;
+            report(Level::Error, second->source().begin,
+                   "'latency' takes either 'field' or 'start' and 'end' (two timestamps), not both");
+        } else if (field_key != nullptr) {
+            if (auto field = requireString(t, "field", "[[source]].latency")) {
+                if (isValidFieldPath(*field)) {
+                    f.field = *field;
+                } else {
+                    error(*t.get("field"), "'field' must be a dotted field path like \"http.duration_ms\", got " +
+                                               inQuotes(*field));
+                }
             }
-        }
-        if (auto unit = getChoice(t, "unit", {"ns", "us", "ms", "s"})) {
-            if (*unit == "ns") {
-                f.unit = LatencyUnit::Nanoseconds;
-            } else if (*unit == "us") {
-                f.unit = LatencyUnit::Microseconds;
-            } else if (*unit == "ms") {
-                f.unit = LatencyUnit::Milliseconds;
-            } else {
-                f.unit = LatencyUnit::Seconds;
+            if (auto unit = getUnit(t, "unit")) {
+                f.unit = *unit;
             }
+            if (const toml::key* k = keyOf(t, "timestamp_unit")) {
+                report(Level::Error, k->source().begin,
+                       "'timestamp_unit' is only used with 'start' and 'end'; a 'field' takes 'unit'");
+            }
+        } else if (start_key != nullptr || end_key != nullptr) {
+            if (start_key == nullptr || end_key == nullptr) {
+                error(t, std::string("missing required key '") + (start_key == nullptr ? "start" : "end") +
+                             "' in [[source]].latency ('start' and 'end' go together: latency = end - start)");
+            }
+            auto start = getFieldPath(t, "start", "request.start");
+            auto end = getFieldPath(t, "end", "request.end");
+            if (start && end && *start == *end) {
+                report(Level::Error, end_key->source().begin,
+                       "'start' and 'end' must be two different fields, both are " + inQuotes(*end));
+            } else if (start && end) {
+                f.start_field = *start;
+                f.end_field = *end;
+            }
+            if (auto unit = getUnit(t, "timestamp_unit")) {
+                f.timestamp_unit = *unit;
+            }
+            if (const toml::key* k = keyOf(t, "unit")) {
+                report(Level::Error, k->source().begin,
+                       "'unit' is the unit of a 'field'; with 'start' and 'end' the latency is their difference "
+                       "(use 'timestamp_unit' for numeric epoch timestamps)");
+            }
+        } else {
+            missing(t, "field", "[[source]].latency (or 'start' and 'end' for the time between two timestamps)");
         }
         // How the store keeps the latencies (HDR histogram in integer units).
         if (auto resolution = getChoice(t, "resolution", {"ns", "us", "ms"})) {
@@ -932,28 +1007,19 @@ private:
         return f;
     }
 
-    void parseError(const toml::table& t, ErrorPredicate& p) {
-        checkKeys(t, "in [[source]].error", kErrorKeys);
+    /// An error predicate table: `field` and exactly one test, or `any`/`all` of nested
+    /// predicate tables. `where` names the table in messages ("[[source]].error.any[1]").
+    void parseError(const toml::table& t, ErrorPredicate& p, const std::string& where) {
+        checkKeys(t, "in " + where, kErrorKeys);
         p.location = locate(t.source().begin);
-        if (auto field = requireString(t, "field", "[[source]].error")) {
-            if (isValidFieldPath(*field)) {
-                p.field = *field;
-            } else {
-                error(*t.get("field"),
-                      "'field' must be a dotted field path like \"http.status\", got " + inQuotes(*field));
-            }
-        }
         // Exactly one test; the second one written is the one reported.
         std::vector<KeyRef> tests;
-        for (std::string_view k : {"gte", "in", "equals"}) {
+        for (std::string_view k : kErrorTests) {
             if (const toml::key* key = keyOf(t, k)) {
                 tests.push_back(KeyRef{k, key, t.get(k)});
             }
         }
-        if (tests.empty()) {
-            error(t, "'error' needs exactly one of 'gte', 'in' or 'equals', e.g. { field = \"status\", gte = 500 }");
-            return;
-        }
+        static const std::string kOneOf = "exactly one of 'gte', 'ranges', 'in', 'equals', 'present', 'any' or 'all'";
         if (tests.size() > 1) {
             std::sort(tests.begin(), tests.end(), [](const KeyRef& a, const KeyRef& b) {
                 const auto& pa = a.key->source().begin;
@@ -961,8 +1027,26 @@ private:
                 return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
             });
             report(Level::Error, tests[1].key->source().begin,
-                   "'error' takes exactly one of 'gte', 'in' or 'equals'; '" + std::string(tests[0].name) +
-                       "' is already set");
+                   "'error' takes " + kOneOf + "; '" + std::string(tests[0].name) + "' is already set");
+            return;
+        }
+        const bool combination = tests.size() == 1 && (tests[0].name == "any" || tests[0].name == "all");
+        if (combination) {
+            if (const toml::key* k = keyOf(t, "field")) {
+                report(Level::Error, k->source().begin,
+                       "'field' is not used with '" + std::string(tests[0].name) +
+                           "': each predicate in the list names its own field");
+            }
+        } else if (auto field = requireString(t, "field", where)) {
+            if (isValidFieldPath(*field)) {
+                p.field = *field;
+            } else {
+                error(*t.get("field"),
+                      "'field' must be a dotted field path like \"http.status\", got " + inQuotes(*field));
+            }
+        }
+        if (tests.empty()) {
+            error(t, "'error' needs " + kOneOf + ", e.g. { field = \"status\", gte = 500 }");
             return;
         }
         const std::string_view test = tests[0].name;
@@ -972,6 +1056,8 @@ private:
                 p.kind = ErrorPredicate::Kind::NumberAtLeast;
                 p.gte = *v;
             }
+        } else if (test == "ranges") {
+            parseRanges(n, p);
         } else if (test == "in") {
             if (auto values = getStringArray(t, "in")) {
                 if (values->empty()) {
@@ -983,13 +1069,109 @@ private:
                     p.in.push_back(v);
                 }
             }
-        } else if (auto b = getBool(t, "equals")) {
-            if (!*b) {
-                error(n, "only 'equals = true' is supported: a line is an error when the field is true");
-                return;
+        } else if (test == "equals") {
+            if (auto b = getBool(t, "equals")) {
+                if (!*b) {
+                    error(n, "only 'equals = true' is supported: a line is an error when the field is true");
+                    return;
+                }
+                p.kind = ErrorPredicate::Kind::IsTrue;
             }
-            p.kind = ErrorPredicate::Kind::IsTrue;
+        } else if (test == "present") {
+            if (auto b = getBool(t, "present")) {
+                if (!*b) {
+                    error(n, "only 'present = true' is supported: a line is an error when the field is there and "
+                             "not null");
+                    return;
+                }
+                p.kind = ErrorPredicate::Kind::Present;
+            }
+        } else {
+            parseCombination(n, test, p, where);
         }
+    }
+
+    /// ranges = [[500, 599], [429, 429]]: inclusive [lo, hi] pairs of numbers.
+    void parseRanges(const toml::node& n, ErrorPredicate& p) {
+        const auto* arr = n.as_array();
+        if (arr == nullptr) {
+            typeError(n, "ranges", "an array of [lo, hi] pairs, e.g. [[500, 599], [429, 429]]");
+            return;
+        }
+        if (arr->empty()) {
+            error(n, "'ranges' must list at least one [lo, hi] pair, e.g. [[500, 599]]");
+            return;
+        }
+        std::vector<std::pair<double, double>> ranges;
+        bool ok = true;
+        for (const auto& e : *arr) {
+            const auto* pair = e.as_array();
+            if (pair == nullptr || pair->size() != 2) {
+                error(e, std::string("each element of 'ranges' must be an inclusive [lo, hi] pair of numbers, e.g. "
+                                     "[500, 599]; got ") +
+                             (pair == nullptr ? typeName(e) : "an array of " + std::to_string(pair->size())));
+                ok = false;
+                continue;
+            }
+            auto lo = numberOf(*pair->get(0), "ranges");
+            auto hi = numberOf(*pair->get(1), "ranges");
+            if (!lo || !hi) {
+                ok = false;
+                continue;
+            }
+            if (*lo > *hi) {
+                error(e, "a range in 'ranges' is [lo, hi] with lo <= hi, got [" + numberText(*lo) + ", " +
+                             numberText(*hi) + "]");
+                ok = false;
+                continue;
+            }
+            ranges.emplace_back(*lo, *hi);
+        }
+        if (ok) {
+            p.kind = ErrorPredicate::Kind::NumberInRanges;
+            p.ranges = std::move(ranges);
+        }
+    }
+
+    /// any = [ {...}, ... ] / all = [ ... ]: a non-empty array of predicate tables.
+    void parseCombination(const toml::node& n, std::string_view test, ErrorPredicate& p, const std::string& where) {
+        const std::string key(test);
+        const auto* arr = n.as_array();
+        if (arr == nullptr) {
+            typeError(n, key, "an array of predicate tables, e.g. [{ field = \"status\", gte = 500 }, { field = "
+                              "\"timeout\", equals = true }]");
+            return;
+        }
+        if (arr->empty()) {
+            error(n, "'" + key + "' must list at least one predicate, e.g. [{ field = \"status\", gte = 500 }]");
+            return;
+        }
+        std::vector<ErrorPredicate> terms;
+        bool ok = true;
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            const toml::node& e = *arr->get(i);
+            const auto* table = e.as_table();
+            if (table == nullptr) {
+                error(e, "elements of '" + key + "' must be predicate tables like { field = \"status\", gte = 500 }, "
+                         "got " + typeName(e));
+                ok = false;
+                continue;
+            }
+            ErrorPredicate term;
+            const std::size_t errors_before = errorCount();
+            parseError(*table, term, where + "." + key + "[" + std::to_string(i) + "]");
+            ok = ok && errorCount() == errors_before;
+            terms.push_back(std::move(term));
+        }
+        if (ok) {
+            p.kind = key == "any" ? ErrorPredicate::Kind::Any : ErrorPredicate::Kind::All;
+            p.terms = std::move(terms);
+        }
+    }
+
+    std::size_t errorCount() const {
+        return static_cast<std::size_t>(
+            std::count_if(diags_.begin(), diags_.end(), [](const Diagnostic& d) { return d.level == Level::Error; }));
     }
 
     void checkHookKeys(const toml::table& t, std::optional<HookType> type) {

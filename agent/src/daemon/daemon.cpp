@@ -202,6 +202,7 @@ void Daemon::tick() {
         s.bad_not_object = c.bad_not_object;
         s.bad_latency = c.bad_latency;
         s.bad_too_long = c.bad_too_long;
+        s.bad_invalid_utf8 = c.bad_invalid_utf8;
         s.rotations = c.rotations;
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;

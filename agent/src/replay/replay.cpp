@@ -182,6 +182,7 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
     out.bad_not_object = c.bad_not_object;
     out.bad_latency = c.bad_latency;
     out.bad_too_long = c.bad_too_long;
+    out.bad_invalid_utf8 = c.bad_invalid_utf8;
     out.read_errors = c.read_errors;
     for (const auto& f : files) {
         if (endsWithoutNewline(f) &&
@@ -340,7 +341,8 @@ std::string renderReplayText(const ReplayResult& result) {
                " (invalid_json " + std::to_string(s.bad_invalid_json) +
                ", not_an_object " + std::to_string(s.bad_not_object) +
                ", bad_latency " + std::to_string(s.bad_latency) +
-               ", too_long " + std::to_string(s.bad_too_long) + ")\n";
+               ", too_long " + std::to_string(s.bad_too_long) +
+               ", invalid_utf8 " + std::to_string(s.bad_invalid_utf8) + ")\n";
         out += "  events: " + std::to_string(s.events()) + ", errors: " + std::to_string(s.errors()) +
                ", error ratio: ";
         const double ratio = s.errorRatio();
@@ -386,6 +388,7 @@ std::string renderReplayJson(const ReplayResult& result) {
         w.key("not_an_object").value(s.bad_not_object);
         w.key("bad_latency").value(s.bad_latency);
         w.key("too_long").value(s.bad_too_long);
+        w.key("invalid_utf8").value(s.bad_invalid_utf8);
         w.endObject();
         w.key("read_errors").value(s.read_errors);
         w.key("unterminated_files").beginArray();

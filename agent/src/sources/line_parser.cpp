@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -17,7 +18,11 @@
 //  - the root must be an object, every top-level key and separator is walked, so a
 //    truncated line ("{"a":1,"b":2"), missing commas or unbalanced brackets are caught,
 //    and anything after the closing brace ("{..}{..}", "{..} x") is rejected;
-//  - the values of the latency and error fields are fully parsed.
+//  - the values of the latency fields and of every field an error predicate names are
+//    fully parsed;
+//  - invalid UTF-8 anywhere in the line fails stage 1; only then is the line run through
+//    simdjson::validate_utf8 to tell InvalidUtf8 from other garbage, so valid lines never
+//    pay for a second validation.
 // What it does not validate: the contents of values it never reads. A malformed number
 // or escape inside an unvisited value ({"bytes": 12x3}) passes; brackets inside skipped
 // nested values are only counted, not matched by kind. That is the price of not parsing
@@ -38,6 +43,8 @@ const char* toString(BadLineReason r) {
             return "bad_latency";
         case BadLineReason::TooLong:
             return "too_long";
+        case BadLineReason::InvalidUtf8:
+            return "invalid_utf8";
     }
     return "unknown";
 }
@@ -168,10 +175,13 @@ struct Scalar {
 /// A field the parser looks for: a dotted path and where its value lands.
 struct Want {
     std::vector<std::string> path;
+    bool exact = false;       ///< keep integers exact (epoch timestamps in ns do not fit a double)
+    bool is_integer = false;  ///< for an exact want whose value is an integer: it is in `integer`
+    std::int64_t integer = 0;
     Scalar value;
 };
 
-Scalar readScalar(od::value& v, od::json_type type) {
+[[gnu::always_inline]] inline Scalar readScalar(od::value& v, od::json_type type) {
     Scalar s;
     switch (type) {
         case od::json_type::number:
@@ -196,10 +206,36 @@ Scalar readScalar(od::value& v, od::json_type type) {
     return s;
 }
 
-/// Resolves `wants` (n <= 2) against `v`, the value at path[0..depth) of each of them.
-/// Nested objects are searched with find_field_unordered, which is order-independent and
-/// may be asked twice on the same object.
-void resolve(od::value v, Want** wants, int n, std::size_t depth) {
+/// A number kept exact when it is an integer; off the common path.
+[[gnu::noinline]] void readExactNumber(od::value& v, Want& w) {
+    od::number num;
+    if (v.get_number().get(num)) {
+        w.value.kind = Scalar::Kind::Unreadable;
+        return;
+    }
+    w.value.kind = Scalar::Kind::Number;
+    w.value.number = num.as_double();
+    w.is_integer = num.is_int64();
+    if (w.is_integer) {
+        w.integer = num.get_int64();
+    }
+}
+
+/// Stores the value `v` of type `type` into `w`.
+[[gnu::always_inline]] inline void readInto(od::value& v, od::json_type type, Want& w) {
+    if (w.exact && type == od::json_type::number) {
+        readExactNumber(v, w);
+    } else {
+        w.value = readScalar(v, type);
+    }
+}
+
+/// Resolves `wants[0..n)` against `v`, the value at path[0..depth) of each of them. The
+/// wants are sorted by path and distinct, so the ones ending here come first and the
+/// ones under the same key are adjacent. Nested objects are searched with
+/// find_field_unordered, which is order-independent and may be asked again on the same
+/// object; each key is looked up once because a value can be consumed only once.
+void resolve(od::value v, Want* const* wants, int n, std::size_t depth) {
     od::json_type type{};
     if (v.type().get(type)) {
         for (int i = 0; i < n; ++i) {
@@ -207,10 +243,7 @@ void resolve(od::value v, Want** wants, int n, std::size_t depth) {
         }
         return;
     }
-    bool any_inner = false;
-    for (int i = 0; i < n; ++i) {
-        any_inner = any_inner || wants[i]->path.size() > depth;
-    }
+    const bool any_inner = wants[n - 1]->path.size() > depth;
     if (type == od::json_type::object && any_inner) {
         od::object obj;
         if (v.get_object().get(obj)) {
@@ -219,78 +252,395 @@ void resolve(od::value v, Want** wants, int n, std::size_t depth) {
             }
             return;
         }
-        for (int i = 0; i < n; ++i) {
+        int i = 0;
+        while (i < n) {
             Want* w = wants[i];
             if (w->path.size() == depth) {
                 w->value.kind = Scalar::Kind::Container;
+                ++i;
                 continue;
             }
-            // Two wants under the same key must be resolved from one lookup: a value can
-            // be consumed only once.
-            Want* group[2] = {w, nullptr};
-            int group_n = 1;
-            if (i + 1 < n && wants[i + 1]->path.size() > depth &&
-                wants[i + 1]->path[depth] == w->path[depth]) {
-                group[group_n++] = wants[i + 1];
-                ++i;
+            int j = i + 1;
+            while (j < n && wants[j]->path[depth] == w->path[depth]) {
+                ++j;
             }
             od::value child;
             const auto err = obj.find_field_unordered(w->path[depth]).get(child);
             if (err == sj::NO_SUCH_FIELD) {
-                continue;  // stays Missing
-            }
-            if (err) {
-                for (int g = 0; g < group_n; ++g) {
-                    group[g]->value.kind = Scalar::Kind::Unreadable;
+                // stay Missing
+            } else if (err) {
+                for (int g = i; g < j; ++g) {
+                    wants[g]->value.kind = Scalar::Kind::Unreadable;
                 }
-                continue;
+            } else {
+                resolve(child, wants + i, j - i, depth + 1);
             }
-            resolve(child, group, group_n, depth + 1);
+            i = j;
         }
         return;
     }
-    Scalar s;
-    bool have_scalar = false;
-    for (int i = 0; i < n; ++i) {
-        if (wants[i]->path.size() > depth) {
-            continue;  // wanted a key inside, but this is not an object: missing
-        }
-        if (!have_scalar) {
-            s = readScalar(v, type);
-            have_scalar = true;
-        }
-        wants[i]->value = s;
+    // Only the first want can end here (paths are distinct); the others wanted a key
+    // inside, but this is not an object: for them the field is missing.
+    if (wants[0]->path.size() == depth) {
+        readInto(v, type, *wants[0]);
     }
 }
+
+/// A number, or a string holding one (status "503").
+std::optional<double> numberOf(const Scalar& s) {
+    if (s.kind == Scalar::Kind::Number) {
+        return s.number;
+    }
+    if (s.kind == Scalar::Kind::String) {
+        return parseNumber(s.string);
+    }
+    return std::nullopt;
+}
+
+/// A point in time as whole seconds since the epoch plus nanoseconds in [0, 1e9), so
+/// that nanosecond timestamps subtract exactly.
+struct Instant {
+    std::int64_t seconds = 0;
+    std::int64_t nanos = 0;
+};
+
+// Epochs beyond ±31,000 years are junk, and bounding them keeps the arithmetic exact.
+constexpr std::int64_t kMaxEpochSeconds = 1'000'000'000'000;
+constexpr std::int64_t kNanosPerSecond = 1'000'000'000;
+
+std::int64_t unitsPerSecond(LatencyUnit unit) {
+    switch (unit) {
+        case LatencyUnit::Nanoseconds:
+            return 1'000'000'000;
+        case LatencyUnit::Microseconds:
+            return 1'000'000;
+        case LatencyUnit::Milliseconds:
+            return 1'000;
+        case LatencyUnit::Seconds:
+            return 1;
+    }
+    return 1;
+}
+
+std::optional<Instant> instantFromInteger(std::int64_t v, std::int64_t per_second) {
+    std::int64_t seconds = v / per_second;
+    std::int64_t rest = v % per_second;
+    if (rest < 0) {
+        rest += per_second;
+        --seconds;
+    }
+    if (seconds > kMaxEpochSeconds || seconds < -kMaxEpochSeconds) {
+        return std::nullopt;
+    }
+    return Instant{seconds, rest * (kNanosPerSecond / per_second)};
+}
+
+std::optional<Instant> instantFromDouble(double v, std::int64_t per_second) {
+    // 9e18 < 2^63: the whole part converts to int64 without overflow.
+    if (!std::isfinite(v) || std::fabs(v) > 9e18) {
+        return std::nullopt;
+    }
+    const double whole = std::floor(v);
+    auto t = instantFromInteger(static_cast<std::int64_t>(whole), per_second);
+    if (!t) {
+        return t;
+    }
+    t->nanos += std::llround((v - whole) * static_cast<double>(kNanosPerSecond / per_second));
+    if (t->nanos >= kNanosPerSecond) {
+        t->nanos -= kNanosPerSecond;
+        ++t->seconds;
+    }
+    return t;
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+std::int64_t daysFromCivil(std::int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2 ? 1 : 0;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const auto yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+unsigned daysInMonth(std::int64_t y, unsigned m) {
+    static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
+/// Two ASCII digits at p, or -1.
+int twoDigits(const char* p) {
+    const auto a = static_cast<unsigned>(p[0] - '0');
+    const auto b = static_cast<unsigned>(p[1] - '0');
+    return a <= 9 && b <= 9 ? static_cast<int>(a * 10 + b) : -1;
+}
+
+/// RFC 3339: "2026-11-23T10:00:00Z", "...T10:00:00.123456789+02:00", 't'/'z' in lower
+/// case, a space for the 'T' (RFC 3339 section 5.6 allows it). Fractions of any length
+/// (digits past nanoseconds are dropped); the zone is required; 23:59:60 is accepted as
+/// the second after 23:59:59.
+std::optional<Instant> parseRfc3339(std::string_view s) {
+    if (s.size() < 20) {
+        return std::nullopt;
+    }
+    const char* p = s.data();
+    const int century = twoDigits(p);
+    const int year2 = twoDigits(p + 2);
+    const int month = twoDigits(p + 5);
+    const int day = twoDigits(p + 8);
+    const int hour = twoDigits(p + 11);
+    const int minute = twoDigits(p + 14);
+    const int second = twoDigits(p + 17);
+    const char t = p[10];
+    if (century < 0 || year2 < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 ||
+        minute > 59 || second < 0 || second > 60 || p[4] != '-' || p[7] != '-' || p[13] != ':' || p[16] != ':' ||
+        (t != 'T' && t != 't' && t != ' ')) {
+        return std::nullopt;
+    }
+    const std::int64_t year = century * 100 + year2;
+    if (static_cast<unsigned>(day) > daysInMonth(year, static_cast<unsigned>(month))) {
+        return std::nullopt;
+    }
+    std::size_t i = 19;
+    std::int64_t nanos = 0;
+    if (s[i] == '.') {
+        ++i;
+        int digits = 0;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            if (digits < 9) {
+                nanos = nanos * 10 + (s[i] - '0');
+            }
+            ++digits;
+            ++i;
+        }
+        if (digits == 0) {
+            return std::nullopt;
+        }
+        for (int d = digits; d < 9; ++d) {
+            nanos *= 10;
+        }
+    }
+    if (i >= s.size()) {
+        return std::nullopt;  // no zone
+    }
+    std::int64_t offset = 0;
+    if (s[i] == 'Z' || s[i] == 'z') {
+        ++i;
+    } else if (s[i] == '+' || s[i] == '-') {
+        if (s.size() - i != 6 || s[i + 3] != ':') {
+            return std::nullopt;
+        }
+        const int oh = twoDigits(p + i + 1);
+        const int om = twoDigits(p + i + 4);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) {
+            return std::nullopt;
+        }
+        offset = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+        i += 6;
+    } else {
+        return std::nullopt;
+    }
+    if (i != s.size()) {
+        return std::nullopt;
+    }
+    const std::int64_t days = daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+    return Instant{days * 86400 + hour * 3600 + minute * 60 + second - offset, nanos};
+}
+
+/// A timestamp field's value: an RFC 3339 string, or an epoch number (or numeric string)
+/// in `per_second` units per second.
+std::optional<Instant> parseTimestamp(const Want& w, std::int64_t per_second) {
+    const Scalar& s = w.value;
+    if (s.kind == Scalar::Kind::Number) {
+        return w.is_integer ? instantFromInteger(w.integer, per_second) : instantFromDouble(s.number, per_second);
+    }
+    if (s.kind != Scalar::Kind::String) {
+        return std::nullopt;
+    }
+    if (s.string.size() >= 20 && s.string[4] == '-') {
+        return parseRfc3339(s.string);
+    }
+    const std::string_view text = trim(s.string);
+    std::int64_t integer = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), integer);
+    if (ec == std::errc{} && ptr == text.data() + text.size()) {
+        return instantFromInteger(integer, per_second);
+    }
+    if (const auto v = parseNumber(text)) {
+        return instantFromDouble(*v, per_second);
+    }
+    return std::nullopt;
+}
+
+/// An error predicate with its fields resolved to wants.
+struct Predicate {
+    ErrorPredicate::Kind kind = ErrorPredicate::Kind::None;
+    Want* want = nullptr;
+    double gte = 0;
+    std::vector<std::pair<double, double>> ranges;
+    std::vector<std::string> in;
+    std::vector<Predicate> terms;
+};
+
+bool holdsAll(const Predicate& p);
+bool holdsAny(const Predicate& p);
+
+/// Inline for the common single test; combinations recurse out of line.
+inline bool holds(const Predicate& p) {
+    const Scalar* v = p.want != nullptr ? &p.want->value : nullptr;
+    switch (p.kind) {
+        case ErrorPredicate::Kind::None:
+            return false;
+        case ErrorPredicate::Kind::NumberAtLeast:
+            if (v->kind == Scalar::Kind::Number) {
+                return v->number >= p.gte;
+            }
+            if (v->kind == Scalar::Kind::String) {
+                const auto n = parseNumber(v->string);
+                return n && *n >= p.gte;
+            }
+            return false;
+        case ErrorPredicate::Kind::NumberInRanges: {
+            const auto n = numberOf(*v);
+            return n && std::any_of(p.ranges.begin(), p.ranges.end(),
+                                    [&](const auto& r) { return *n >= r.first && *n <= r.second; });
+        }
+        case ErrorPredicate::Kind::StringIn:
+            // Exact, case-sensitive match: "ERROR" is not "error" (say both in the config).
+            return v->kind == Scalar::Kind::String && std::find(p.in.begin(), p.in.end(), v->string) != p.in.end();
+        case ErrorPredicate::Kind::IsTrue:
+            return v->kind == Scalar::Kind::Bool && v->boolean;
+        case ErrorPredicate::Kind::Present:
+            return v->kind != Scalar::Kind::Missing && v->kind != Scalar::Kind::Null;
+        case ErrorPredicate::Kind::All:
+            return holdsAll(p);
+        case ErrorPredicate::Kind::Any:
+            return holdsAny(p);
+    }
+    return false;
+}
+
+bool holdsAll(const Predicate& p) {
+    return std::all_of(p.terms.begin(), p.terms.end(), [](const Predicate& t) { return holds(t); });
+}
+
+bool holdsAny(const Predicate& p) {
+    return std::any_of(p.terms.begin(), p.terms.end(), [](const Predicate& t) { return holds(t); });
+}
+
+/// Top-level keys and the run of (sorted) wants under each.
+struct TopKey {
+    std::string key;
+    int first = 0;
+    int count = 0;
+};
 
 }  // namespace
 
 struct LineParser::Impl {
-    explicit Impl(const LogSourceConfig& config) : error_pred(config.error) {
-        if (config.latency && !config.latency->field.empty()) {
-            latency.path = splitPath(config.latency->field);
-            has_latency = true;
-            default_scale = secondsPerUnit(config.latency->unit);
-        }
-        if (error_pred.kind != ErrorPredicate::Kind::None && !error_pred.field.empty()) {
-            error.path = splitPath(error_pred.field);
-            has_error = true;
-        }
-    }
+    explicit Impl(const LogSourceConfig& config);
 
     od::parser parser;
     std::vector<char> buffer;  // the line plus SIMDJSON_PADDING, reused
-    ErrorPredicate error_pred;
-    Want latency;
-    Want error;
-    bool has_latency = false;
-    bool has_error = false;
+    std::vector<Want> wants;   // distinct paths, sorted
+    std::vector<Want*> order;  // &wants[i]
+    std::vector<TopKey> top;
+    Want* latency = nullptr;
+    Want* start = nullptr;  // latency = end - start
+    Want* end = nullptr;
     double default_scale = 1e-3;
+    std::int64_t timestamp_per_second = 1;
+    Predicate error;
 
     ParsedLine parse(std::string_view line);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
-    bool isError(const Scalar& s) const;
+    Predicate compile(const ErrorPredicate& p, const std::vector<std::string>& paths);
+    bool latencyFromTimestamps(ParsedLine& out) const;
 };
+
+LineParser::Impl::Impl(const LogSourceConfig& config) {
+    // Every field any part of the config reads, each once: one pass over the line
+    // resolves them all, then latency and the predicate tree are evaluated.
+    std::vector<std::string> paths;
+    std::vector<std::string> exact;
+    const auto collect = [&](const ErrorPredicate& p, const auto& self) -> void {
+        if (p.kind == ErrorPredicate::Kind::All || p.kind == ErrorPredicate::Kind::Any) {
+            for (const auto& t : p.terms) {
+                self(t, self);
+            }
+        } else if (p.kind != ErrorPredicate::Kind::None && !p.field.empty()) {
+            paths.push_back(p.field);
+        }
+    };
+    collect(config.error, collect);
+    if (config.latency) {
+        if (!config.latency->field.empty()) {
+            paths.push_back(config.latency->field);
+            default_scale = secondsPerUnit(config.latency->unit);
+        } else if (!config.latency->start_field.empty() && !config.latency->end_field.empty()) {
+            paths.push_back(config.latency->start_field);
+            paths.push_back(config.latency->end_field);
+            exact = {config.latency->start_field, config.latency->end_field};
+            timestamp_per_second = unitsPerSecond(config.latency->timestamp_unit);
+        }
+    }
+    std::vector<std::vector<std::string>> split;
+    for (const auto& p : paths) {
+        split.push_back(splitPath(p));
+    }
+    std::sort(split.begin(), split.end());
+    split.erase(std::unique(split.begin(), split.end()), split.end());
+    wants.resize(split.size());
+    for (std::size_t i = 0; i < split.size(); ++i) {
+        wants[i].path = std::move(split[i]);
+    }
+    for (auto& w : wants) {
+        order.push_back(&w);
+    }
+    for (std::size_t i = 0; i < wants.size(); ++i) {
+        if (top.empty() || top.back().key != wants[i].path.front()) {
+            top.push_back(TopKey{wants[i].path.front(), static_cast<int>(i), 0});
+        }
+        ++top.back().count;
+    }
+    const auto find = [&](const std::string& path) -> Want* {
+        const auto parts = splitPath(path);
+        for (auto& w : wants) {
+            if (w.path == parts) {
+                return &w;
+            }
+        }
+        return nullptr;
+    };
+    if (config.latency && !config.latency->field.empty()) {
+        latency = find(config.latency->field);
+    } else if (!exact.empty()) {
+        start = find(exact[0]);
+        end = find(exact[1]);
+        start->exact = true;
+        end->exact = true;
+    }
+    const auto build = [&](const ErrorPredicate& p, const auto& self) -> Predicate {
+        Predicate c;
+        c.kind = p.kind;
+        c.gte = p.gte;
+        c.ranges = p.ranges;
+        c.in = p.in;
+        if (p.kind == ErrorPredicate::Kind::All || p.kind == ErrorPredicate::Kind::Any) {
+            for (const auto& t : p.terms) {
+                c.terms.push_back(self(t, self));
+            }
+        } else if (p.kind != ErrorPredicate::Kind::None) {
+            c.want = p.field.empty() ? nullptr : find(p.field);
+            if (c.want == nullptr) {
+                c.kind = ErrorPredicate::Kind::None;  // no field: never an error
+            }
+        }
+        return c;
+    };
+    error = build(config.error, build);
+}
 
 ParsedLine LineParser::Impl::checkScalarRoot(od::document& doc, od::json_type type) {
     // Tell "valid JSON, wrong shape" from garbage such as "nope" (looks like null).
@@ -337,34 +687,31 @@ ParsedLine LineParser::Impl::checkScalarRoot(od::document& doc, od::json_type ty
     return out;
 }
 
-bool LineParser::Impl::isError(const Scalar& s) const {
-    switch (error_pred.kind) {
-        case ErrorPredicate::Kind::None:
-            return false;
-        case ErrorPredicate::Kind::NumberAtLeast:
-            if (s.kind == Scalar::Kind::Number) {
-                return s.number >= error_pred.gte;
-            }
-            if (s.kind == Scalar::Kind::String) {
-                const auto v = parseNumber(s.string);
-                return v && *v >= error_pred.gte;
-            }
-            return false;
-        case ErrorPredicate::Kind::StringIn:
-            // Exact, case-sensitive match: "ERROR" is not "error" (say both in the config).
-            if (s.kind != Scalar::Kind::String) {
-                return false;
-            }
-            return std::find(error_pred.in.begin(), error_pred.in.end(), s.string) != error_pred.in.end();
-        case ErrorPredicate::Kind::IsTrue:
-            return s.kind == Scalar::Kind::Bool && s.boolean;
-        case ErrorPredicate::Kind::NumberInRanges:
-        case ErrorPredicate::Kind::Present:
-        case ErrorPredicate::Kind::All:
-        case ErrorPredicate::Kind::Any:
-            return false;  // not produced by the config loader yet
+bool LineParser::Impl::latencyFromTimestamps(ParsedLine& out) const {
+    const auto read = [&](const Want& w, std::optional<Instant>& t) {
+        if (w.value.kind == Scalar::Kind::Missing || w.value.kind == Scalar::Kind::Null) {
+            return true;
+        }
+        t = parseTimestamp(w, timestamp_per_second);
+        return t.has_value();
+    };
+    std::optional<Instant> t0;
+    std::optional<Instant> t1;
+    if (!read(*start, t0) || !read(*end, t1)) {
+        return false;
     }
-    return false;
+    // Without both timestamps (a line logged when a request starts, say) there is no
+    // latency, as with a missing latency field.
+    if (!t0 || !t1) {
+        return true;
+    }
+    const double seconds = static_cast<double>(t1->seconds - t0->seconds) +
+                           static_cast<double>(t1->nanos - t0->nanos) * 1e-9;
+    if (seconds < 0) {
+        return false;
+    }
+    out.latency_seconds = seconds;
+    return true;
 }
 
 ParsedLine LineParser::Impl::parse(std::string_view line) {
@@ -382,7 +729,12 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
 
     od::document doc;
     if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
-        return out;  // InvalidJson (empty, bad UTF-8, unterminated string, ...)
+        // Stage 1 validates UTF-8 but may report another error first (an unterminated
+        // string); only failed lines pay for telling the two apart.
+        if (!sj::validate_utf8(line.data(), line.size())) {
+            out.reason = BadLineReason::InvalidUtf8;
+        }
+        return out;  // InvalidJson (empty, unterminated string, ...)
     }
     od::json_type type{};
     if (doc.type().get(type)) {
@@ -396,17 +748,9 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
         return out;
     }
 
-    latency.value = Scalar{};
-    error.value = Scalar{};
-    Want* wanted[2];
-    int n_wanted = 0;
-    if (has_latency) {
-        wanted[n_wanted++] = &latency;
+    for (auto& w : wants) {
+        w.value = Scalar{};
     }
-    if (has_error) {
-        wanted[n_wanted++] = &error;
-    }
-
     // Walk every top-level field (not find_field_unordered at the root): this validates
     // the object's structure to its closing brace in the same pass.
     for (auto field : obj) {
@@ -414,19 +758,26 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
         if (field.unescaped_key().get(key)) {
             return out;
         }
-        Want* matched[2];
-        int n_matched = 0;
-        for (int i = 0; i < n_wanted; ++i) {
-            if (wanted[i]->path.front() == key) {
-                matched[n_matched++] = wanted[i];
+        for (const TopKey& t : top) {
+            if (t.key == key) {
+                od::value v;
+                if (field.value().get(v)) {
+                    return out;
+                }
+                Want* w = order[static_cast<std::size_t>(t.first)];
+                if (t.count == 1 && w->path.size() == 1) {
+                    // The common case, a top-level field: no recursion.
+                    od::json_type vt{};
+                    if (v.type().get(vt)) {
+                        w->value.kind = Scalar::Kind::Unreadable;
+                    } else {
+                        readInto(v, vt, *w);
+                    }
+                } else {
+                    resolve(v, order.data() + t.first, t.count, 1);
+                }
+                break;
             }
-        }
-        if (n_matched > 0) {
-            od::value v;
-            if (field.value().get(v)) {
-                return out;
-            }
-            resolve(v, matched, n_matched, 1);
         }
     }
     // In a walk that fails (missing comma, truncated line) the loop above just ends;
@@ -436,36 +787,44 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
         return out;
     }
 
-    if (latency.value.kind == Scalar::Kind::Unreadable || error.value.kind == Scalar::Kind::Unreadable) {
-        return out;  // the token we needed is malformed JSON
-    }
-    switch (latency.value.kind) {
-        case Scalar::Kind::Missing:
-        case Scalar::Kind::Null:  // "duration": null means "no latency", like a missing field
-            break;
-        case Scalar::Kind::Number:
-            if (!(latency.value.number >= 0) || !std::isfinite(latency.value.number)) {
-                out.reason = BadLineReason::BadLatency;
-                return out;
-            }
-            out.latency_seconds = latency.value.number * default_scale;
-            break;
-        case Scalar::Kind::String: {
-            const auto secs = parseLatencyString(latency.value.string, default_scale);
-            if (!secs) {
-                out.reason = BadLineReason::BadLatency;
-                return out;
-            }
-            out.latency_seconds = *secs;
-            break;
+    for (const auto& w : wants) {
+        if (w.value.kind == Scalar::Kind::Unreadable) {
+            return out;  // a token we needed is malformed JSON
         }
-        case Scalar::Kind::Bool:
-        case Scalar::Kind::Container:
-        case Scalar::Kind::Unreadable:
-            out.reason = BadLineReason::BadLatency;
-            return out;
     }
-    out.error = has_error && isError(error.value);
+    if (latency != nullptr) {
+        const Scalar& v = latency->value;
+        switch (v.kind) {
+            case Scalar::Kind::Missing:
+            case Scalar::Kind::Null:  // "duration": null means "no latency", like a missing field
+                break;
+            case Scalar::Kind::Number:
+                if (!(v.number >= 0) || !std::isfinite(v.number)) {
+                    out.reason = BadLineReason::BadLatency;
+                    return out;
+                }
+                out.latency_seconds = v.number * default_scale;
+                break;
+            case Scalar::Kind::String: {
+                const auto secs = parseLatencyString(v.string, default_scale);
+                if (!secs) {
+                    out.reason = BadLineReason::BadLatency;
+                    return out;
+                }
+                out.latency_seconds = *secs;
+                break;
+            }
+            case Scalar::Kind::Bool:
+            case Scalar::Kind::Container:
+            case Scalar::Kind::Unreadable:
+                out.reason = BadLineReason::BadLatency;
+                return out;
+        }
+    } else if (start != nullptr && !latencyFromTimestamps(out)) {
+        out.reason = BadLineReason::BadLatency;
+        return out;
+    }
+    out.error = holds(error);
     out.ok = true;
     return out;
 }

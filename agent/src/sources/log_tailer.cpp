@@ -320,7 +320,7 @@ struct LogTailer::Impl {
     // Plain counts for the chunk being processed; published to the atomics once per chunk.
     struct Local {
         std::uint64_t lines = 0;
-        std::uint64_t bad[4] = {0, 0, 0, 0};
+        std::uint64_t bad[5] = {0, 0, 0, 0, 0};
     } local_;
 
     std::vector<std::unique_ptr<FollowedFile>> files_;  // live and draining
@@ -548,6 +548,8 @@ void LogTailer::Impl::flush() {
                                     std::memory_order_relaxed);
     counters_.bad_too_long.fetch_add(local_.bad[static_cast<int>(BadLineReason::TooLong)],
                                      std::memory_order_relaxed);
+    counters_.bad_invalid_utf8.fetch_add(local_.bad[static_cast<int>(BadLineReason::InvalidUtf8)],
+                                         std::memory_order_relaxed);
     local_ = Local{};
 }
 

@@ -32,6 +32,7 @@ struct StatusSnapshot {
         std::uint64_t bad_not_object = 0;
         std::uint64_t bad_latency = 0;
         std::uint64_t bad_too_long = 0;
+        std::uint64_t bad_invalid_utf8 = 0;
         std::uint64_t rotations = 0;
         std::uint64_t truncations = 0;
         std::uint64_t read_errors = 0;

@@ -17,8 +17,9 @@ namespace rollguard::agent {
 /// replay both use it, so replayed figures equal live ones.
 HistogramSettings histogramSettingsFor(const LogSourceConfig& source);
 
-/// Why a line was not counted.
-enum class BadLineReason { InvalidJson, NotAnObject, BadLatency, TooLong };
+/// Why a line was not counted. InvalidUtf8: the line is not valid UTF-8 (overlong forms,
+/// surrogates, truncated sequences, ...) anywhere, even where it is not valid JSON either.
+enum class BadLineReason { InvalidJson, NotAnObject, BadLatency, TooLong, InvalidUtf8 };
 const char* toString(BadLineReason r);
 
 /// The result of parsing one JSON log line.
@@ -29,11 +30,18 @@ struct ParsedLine {
     bool error = false;
 };
 
-/// Extracts latency and the error predicate from JSON log lines with simdjson.
-/// A line that is not a JSON object, or whose latency field is present but not a
-/// non-negative number or duration string, is bad. A missing latency field is fine
-/// (the event counts, with no latency); so is a null latency. Missing error field, or
-/// one of another type: not an error. StringIn matches exactly and case-sensitively.
+/// Extracts latency and the error predicate from JSON log lines with simdjson. Every
+/// field the config reads (the latency field or the two timestamps, and every field of
+/// the predicate tree) is resolved in one pass over the object, then evaluated.
+/// A line that is not valid UTF-8 is InvalidUtf8; one that is not a JSON object is
+/// InvalidJson or NotAnObject. A line whose latency field is present but not a
+/// non-negative number or duration string is BadLatency; so is one with a timestamp that
+/// is not RFC 3339 (zone required) or an epoch number (or numeric string) in
+/// `timestamp_unit`, and one whose end is before its start. A missing latency field is
+/// fine (the event counts, with no latency); so is a null latency, and a missing or null
+/// start or end timestamp. Error predicates: a missing field, or one of another type, is
+/// not an error; Present holds for any value but null; NumberAtLeast and NumberInRanges
+/// accept numeric strings; StringIn matches exactly and case-sensitively.
 /// A trailing '\r' is ignored. An empty line is InvalidJson here; LogTailer skips blank
 /// lines before parsing. Values of fields it does not look at are not validated
 /// (simdjson On-Demand skips them), but the top-level structure always is.
@@ -60,6 +68,7 @@ struct LogSourceCounters {
     std::atomic<std::uint64_t> bad_not_object{0};
     std::atomic<std::uint64_t> bad_latency{0};
     std::atomic<std::uint64_t> bad_too_long{0};
+    std::atomic<std::uint64_t> bad_invalid_utf8{0};
     std::atomic<std::uint64_t> files_opened{0};
     std::atomic<std::uint64_t> rotations{0};
     std::atomic<std::uint64_t> truncations{0};
@@ -69,7 +78,7 @@ struct LogSourceCounters {
     std::atomic<std::uint64_t> identity_changes{0};
 
     std::uint64_t badTotal() const {
-        return bad_invalid_json + bad_not_object + bad_latency + bad_too_long;
+        return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8;
     }
 };
 

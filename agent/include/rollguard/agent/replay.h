@@ -41,6 +41,7 @@ struct ReplaySourceResult {
     std::uint64_t bad_not_object = 0;
     std::uint64_t bad_latency = 0;
     std::uint64_t bad_too_long = 0;
+    std::uint64_t bad_invalid_utf8 = 0;
     std::uint64_t read_errors = 0;
     /// Files whose last line has no newline: like the daemon, replay counts a line only
     /// when its newline has arrived, so that last line is not counted.
@@ -51,7 +52,7 @@ struct ReplaySourceResult {
     HistogramSettings settings;
     double wall_seconds = 0.0;
 
-    std::uint64_t badTotal() const { return bad_invalid_json + bad_not_object + bad_latency + bad_too_long; }
+    std::uint64_t badTotal() const { return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8; }
     std::int64_t events() const { return stats.events; }
     std::int64_t errors() const { return stats.errors; }
     /// Events that carried a latency.
