@@ -32,6 +32,7 @@ std::string config(const TempDir& dir) {
            "tick = \"100ms\"\n"
            "listen = \"127.0.0.1:0\"\n"
            "state_dir = \"" + d + "/state\"\n"
+           "checkpoint_interval = \"300ms\"\n"
            "\n"
            "[[source]]\n"
            "name = \"app\"\n"
@@ -149,6 +150,8 @@ TEST_CASE("SIGKILL at random moments during ingest and rotation: nothing lost, n
     struct stat st {};
     REQUIRE(::stat((dir / "state" / "checkpoint").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
+    REQUIRE(::stat((dir / "state").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
 
     agent.signal(SIGTERM);
     CHECK(agent.wait(10s).value_or(-1) == 0);

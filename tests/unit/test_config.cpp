@@ -886,3 +886,12 @@ TEST_CASE("error predicates: ranges, present, any, all", "[config]") {
                       "e.g. { field = \"status\", gte = 500 }"});
     }
 }
+
+TEST_CASE("checkpoint_interval is a positive duration", "[config]") {
+    const LoadResult r = parseConfig("[agent]\nstate_dir = \"/var/lib/rg\"\ncheckpoint_interval = \"250ms\"\n" + kBase, kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->agent.checkpoint_interval == 250ms);
+    CHECK(r.config->agent.state_dir == "/var/lib/rg");
+    CHECK(errorsOf("[agent]\ncheckpoint_interval = \"0s\"\n" + kBase).at(0) ==
+          "2:23: 'checkpoint_interval' must be greater than zero");
+}

@@ -46,7 +46,7 @@ constexpr std::int64_t kMaxLineBytesLimit = 64LL * 1024 * 1024;
 constexpr std::int64_t kMaxRetries = 20;
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
-const Keys kAgentKeys{"tick", "state_dir", "listen", "log_level", "hostname", "dry_run"};
+const Keys kAgentKeys{"tick", "state_dir", "checkpoint_interval", "listen", "log_level", "hostname", "dry_run"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
 const Keys kLatencyKeys{"field", "unit", "start", "end", "timestamp_unit", "resolution", "max", "significant_figures"};
@@ -819,6 +819,9 @@ private:
         }
         if (auto s = getString(t, "state_dir")) {
             agent.state_dir = s->empty() ? std::string() : resolvePath(*s);
+        }
+        if (auto d = getDuration(t, "checkpoint_interval", Bound::Positive)) {
+            agent.checkpoint_interval = *d;
         }
         if (auto s = getString(t, "listen")) {
             if (s->empty() || isValidListen(*s)) {

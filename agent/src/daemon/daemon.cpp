@@ -274,7 +274,13 @@ void Daemon::collect(rules::TimePoint now) {
 
 void Daemon::restoreCheckpoint() {
     std::error_code ec;
-    std::filesystem::create_directories(config_.agent.state_dir, ec);
+    // A directory we create holds state nobody else should read; an existing one (e.g.
+    // systemd's StateDirectory=) keeps the mode it was given.
+    if (!std::filesystem::exists(config_.agent.state_dir, ec) &&
+        std::filesystem::create_directories(config_.agent.state_dir, ec)) {
+        std::filesystem::permissions(config_.agent.state_dir, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace, ec);
+    }
     if (ec) {
         spdlog::error("state_dir {}: {}; running without checkpoints", config_.agent.state_dir, ec.message());
         checkpoint_path_.clear();
