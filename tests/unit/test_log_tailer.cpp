@@ -7,7 +7,11 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <sstream>
 #include <thread>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1120,4 +1124,30 @@ TEST_CASE("tailer skips a 100 MB line with 64 KiB max_line_bytes in bounded memo
     CHECK(s.events == 3);
     CHECK(s.errors == 2);
     CHECK(tailer.counters().bytes == fs::file_size(path));
+}
+
+TEST_CASE("tailer logs bad lines as rate-limited samples", "[source][tailer]") {
+    std::ostringstream captured;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+
+    TempDir dir;
+    const auto path = dir / "app.log";
+    writeFile(path, lines(2) + "not json \x01 at all\n" + lines(1) + "[1]\n{\"status\":200,\"duration_ms\":-5}\n");
+    IntervalRecorder recorder;
+    LogTailer tailer(sourceConfig({path.string()}), recorder);
+    tailer.pollOnce();
+    spdlog::set_default_logger(previous);
+
+    CHECK(tailer.counters().badTotal() == 3);
+    const std::string text = captured.str();
+    // One sample (the first bad line, control byte escaped); the other two wait for the
+    // next sample, ten seconds later.
+    CHECK(text.find("source app: skipped a bad line (invalid_json): not json \\x01 at all") != std::string::npos);
+    std::size_t samples = 0;
+    for (auto pos = text.find("skipped a bad line"); pos != std::string::npos; pos = text.find("skipped a bad line", pos + 1)) {
+        ++samples;
+    }
+    CHECK(samples == 1);
 }

@@ -2,11 +2,13 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -22,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "rollguard/agent/log_source.h"
@@ -323,6 +326,13 @@ struct LogTailer::Impl {
         std::uint64_t bad[5] = {0, 0, 0, 0, 0};
     } local_;
 
+    // Bad lines are logged as samples: at most one every kBadLineLogInterval per source,
+    // with how many went unlogged since, so a flood of garbage cannot flood the journal.
+    static constexpr std::chrono::seconds kBadLineLogInterval{10};
+    std::optional<std::chrono::steady_clock::time_point> last_bad_log_;
+    std::uint64_t bad_unlogged_ = 0;
+    void sampleBadLine(BadLineReason reason, std::string_view line);
+
     std::vector<std::unique_ptr<FollowedFile>> files_;  // live and draining
     bool initial_scan_done_ = false;
 
@@ -394,9 +404,38 @@ LogTailer::Impl::~Impl() {
     }
 }
 
+void LogTailer::Impl::sampleBadLine(BadLineReason reason, std::string_view line) {
+    const auto now = std::chrono::steady_clock::now();
+    if (last_bad_log_ && now - *last_bad_log_ < kBadLineLogInterval) {
+        ++bad_unlogged_;
+        return;
+    }
+    last_bad_log_ = now;
+    // An excerpt safe for any log sink: printable ASCII kept, everything else escaped.
+    std::string excerpt;
+    for (const char c : line.substr(0, 160)) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u < 0x7F) {
+            excerpt.push_back(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+            excerpt += buf;
+        }
+    }
+    if (line.size() > 160) {
+        excerpt += "...";
+    }
+    spdlog::warn("source {}: skipped a bad line ({}): {}{}", config_.name, toString(reason), excerpt,
+                 bad_unlogged_ > 0 ? fmt::format(" ({} more bad lines since the last sample)", bad_unlogged_)
+                                   : std::string());
+    bad_unlogged_ = 0;
+}
+
 void LogTailer::Impl::tooLong() {
     ++local_.lines;
     ++local_.bad[static_cast<int>(BadLineReason::TooLong)];
+    sampleBadLine(BadLineReason::TooLong, "(a line longer than max_line_bytes)");
 }
 
 void LogTailer::Impl::handleLine(std::string_view line) {
@@ -413,6 +452,7 @@ void LogTailer::Impl::handleLine(std::string_view line) {
     const ParsedLine p = parser_.parse(line);
     if (!p.ok) {
         ++local_.bad[static_cast<int>(p.reason)];
+        sampleBadLine(p.reason, line);
         return;
     }
     ++batch_.events;
