@@ -326,6 +326,9 @@ struct LogTailer::Impl {
         std::uint64_t bad[5] = {0, 0, 0, 0, 0};
     } local_;
 
+    static constexpr std::chrono::milliseconds kCoalesce{10};
+    std::chrono::steady_clock::time_point last_read_{};
+
     // Bad lines are logged as samples: at most one every kBadLineLogInterval per source,
     // with how many went unlogged since, so a flood of garbage cannot flood the journal.
     static constexpr std::chrono::seconds kBadLineLogInterval{10};
@@ -1055,6 +1058,19 @@ void LogTailer::Impl::run() {
                 more = readAll(kMaxChunksPerWake);
                 continue;
             }
+            // Coalesce wake-ups: a writer that flushes every line would otherwise wake us
+            // (and cost a read, a batch hand-over and a positions copy) once per line.
+            // Reading at most every kCoalesce turns those into one large chunk, for at
+            // most kCoalesce more detection latency.
+            const auto since_read = Clock::now() - last_read_;
+            if (!more && since_read < kCoalesce) {
+                pollfd wake{wake_fd_, POLLIN, 0};
+                ::poll(&wake, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(kCoalesce - since_read).count()));
+                if (stop_requested_.load(std::memory_order_acquire)) {
+                    break;
+                }
+            }
+            last_read_ = Clock::now();
             expireDraining(now);
             const bool had_more = more;
             more = false;
