@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "rollguard/agent/hdr_histogram.h"
@@ -135,6 +136,23 @@ void BM_SeriesMemoryHour(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_SeriesMemoryHour)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// What a checkpoint costs for that series: serializing its slots (the agent writes the
+// bytes about once a second while data arrives, and not at all while idle).
+void BM_SeriesSerializeHour(benchmark::State& state) {
+    Series series;
+    series.addWindow(std::chrono::minutes{5});
+    series.addWindow(std::chrono::hours{1});
+    fill(series, 3600, 7);
+    std::size_t bytes = 0;
+    for (auto _ : state) {
+        const std::string blob = series.serialize();
+        bytes = blob.size();
+        benchmark::DoNotOptimize(blob.data());
+    }
+    state.counters["checkpoint_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_SeriesSerializeHour)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -37,7 +37,7 @@ std::pair<int, std::string> runCommand(const std::vector<std::string>& argv,
 
 /// Polls `predicate` every 20 ms until it holds or `timeout` passes.
 template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout = std::chrono::seconds{5}) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         if (predicate()) {

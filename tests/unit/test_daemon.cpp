@@ -206,3 +206,38 @@ TEST_CASE("daemon: tailer threads record while the evaluation ticks", "[daemon][
     CHECK(daemon.snapshot().sources[0].lines == 2000);
     CHECK(daemon.snapshot().rules[0].state != rules::AlertState::Inactive);
 }
+
+TEST_CASE("daemon: checkpoints are written when something changed, not while idle", "[daemon][checkpoint]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    auto config = makeConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    rules::ManualClock clock;
+    {
+        agent::Daemon daemon(config, clock);
+        auto step = [&](const std::string& text) {
+            if (!text.empty()) {
+                appendFile(dir / "app.log", text);
+            }
+            clock.advance(1s);
+            daemon.pollSources();
+            daemon.tick();
+            return daemon.snapshot().checkpoints;
+        };
+        CHECK(step(lines(10, 1, 20)) == 1);
+        CHECK(step("") == 1);  // idle: nothing new to say
+        CHECK(step("") == 1);
+        CHECK(step("not json\n") == 2);  // a bad line moves the read position
+        CHECK(step(lines(5, 0, 20)) == 3);
+        daemon.stop();
+        CHECK(daemon.snapshot().checkpoints == 3);  // nothing new since: no final write
+    }
+    // A new daemon resumes: the window still holds the 15 events, the log is not re-read.
+    agent::Daemon resumed(config, clock);
+    resumed.pollSources();
+    resumed.tick();
+    CHECK(resumed.snapshot().rules[0].samples == 15);
+    CHECK(resumed.snapshot().sources[0].lines == 0);
+}

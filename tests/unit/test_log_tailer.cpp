@@ -19,6 +19,7 @@
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/sliding_window.h"
+#include "process.h"
 #include "temp_dir.h"
 
 using rollguard::agent::ErrorPredicate;
@@ -33,6 +34,7 @@ using rollguard::agent::ReadFrom;
 using rollguard::agent::SourcePositions;
 using rollguard::agent::WatchMode;
 using rollguard::testing::appendFile;
+using rollguard::testing::eventually;
 using rollguard::testing::TempDir;
 using rollguard::testing::writeFile;
 
@@ -67,18 +69,6 @@ std::string lines(int n, int status = 200, int ms = 10) {
         out += line(status, ms);
     }
     return out;
-}
-
-/// Waits up to ~5 s for a condition the tailer thread will make true.
-bool eventually(const std::function<bool()>& cond) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (cond()) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds{5});
-    }
-    return cond();
 }
 
 }  // namespace

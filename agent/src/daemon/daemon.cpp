@@ -173,7 +173,7 @@ void Daemon::tick() {
         }
     }
 
-    if (!checkpoint_path_.empty() &&
+    if (!checkpoint_path_.empty() && checkpoint_dirty_ &&
         std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval) {
         writeCheckpointNow(now);
     }
@@ -254,7 +254,9 @@ void Daemon::stop() {
     if (!checkpoint_path_.empty()) {
         const auto now = clock_.now();
         collect(now);
-        writeCheckpointNow(now);
+        if (checkpoint_dirty_) {
+            writeCheckpointNow(now);
+        }
     }
     if (hooks_) {
         hooks_->stop();
@@ -263,7 +265,13 @@ void Daemon::stop() {
 
 void Daemon::collect(rules::TimePoint now) {
     for (auto& source : sources_) {
+        const SourcePositions before = checkpoint_path_.empty() ? SourcePositions{} : source->positions;
         IntervalStats interval = source->recorder.take(&source->positions);
+        // Without new data or positions a checkpoint would say the same thing again:
+        // slots expiring with time are replayed identically after a restore.
+        if (!interval.empty() || (!checkpoint_path_.empty() && source->positions != before)) {
+            checkpoint_dirty_ = true;
+        }
         if (interval.empty()) {
             source->series.advance(now);
         } else {
@@ -319,6 +327,7 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     }
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
+    checkpoint_dirty_ = static_cast<bool>(err);  // a failed write is retried
     std::lock_guard lock(mutex_);
     if (err) {
         // Logged on the first failure of a run of failures, not on every tick.

@@ -354,13 +354,7 @@ std::string rewriteEnvText(std::string_view text, const std::vector<std::pair<st
 
 HookResult applyEnvFile(const HookConfig& config) {
     const auto start = std::chrono::steady_clock::now();
-    HookResult result;
-    auto finish = [&](bool ok, std::string message) {
-        result.ok = ok;
-        result.message = std::move(message);
-        result.duration = detail::elapsedSince(start);
-        return result;
-    };
+    auto finish = [start](bool ok, std::string message) { return detail::finishedResult(start, ok, std::move(message)); };
     if (config.path.empty()) {
         return finish(false, "no path configured");
     }

@@ -57,6 +57,15 @@ std::string formatSeconds(std::chrono::nanoseconds d);
 /// Milliseconds elapsed since `start` on the steady clock.
 std::chrono::milliseconds elapsedSince(std::chrono::steady_clock::time_point start);
 
+/// The result of a single-attempt hook that started at `start`.
+inline HookResult finishedResult(std::chrono::steady_clock::time_point start, bool ok, std::string message) {
+    HookResult result;
+    result.ok = ok;
+    result.message = std::move(message);
+    result.duration = elapsedSince(start);
+    return result;
+}
+
 /// `text` without leading and trailing whitespace.
 std::string trimText(std::string_view text);
 

@@ -191,13 +191,7 @@ std::string signalName(int sig) {
 
 HookResult runScript(const HookConfig& config, const BreachEvent& event) {
     const auto start = Clock::now();
-    HookResult result;
-    auto finish = [&](bool ok, std::string message) {
-        result.ok = ok;
-        result.message = std::move(message);
-        result.duration = detail::elapsedSince(start);
-        return result;
-    };
+    auto finish = [start](bool ok, std::string message) { return detail::finishedResult(start, ok, std::move(message)); };
     if (config.command.empty() || config.command[0].empty()) {
         return finish(false, "no command configured");
     }

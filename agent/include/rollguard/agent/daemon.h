@@ -135,6 +135,7 @@ private:
 
     std::string checkpoint_path_;  // empty: no checkpoints
     std::chrono::steady_clock::time_point last_checkpoint_{};
+    bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

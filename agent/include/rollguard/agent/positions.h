@@ -19,6 +19,8 @@ struct FilePosition {
     std::uint64_t offset = 0;
     std::uint64_t fingerprint = 0;
     std::uint32_t fingerprint_bytes = 0;
+
+    bool operator==(const FilePosition&) const = default;
 };
 
 using SourcePositions = std::vector<FilePosition>;
