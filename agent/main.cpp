@@ -23,6 +23,7 @@
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/replay.h"
+#include "rollguard/agent/rule_test.h"
 #include "rollguard/exporters/http_server.h"
 #include "rollguard/rules/clock.h"
 
@@ -187,6 +188,43 @@ int runReplay(const std::string& config_path, const std::vector<std::string>& fi
     return kExitOk;
 }
 
+/// `rollguard test`: runs every test case of every file; prints one line per case and
+/// a readable paragraph per unmet expectation. 0: all passed; 1: a test failed; 2: a
+/// file (or the config it names) does not load.
+int runRuleTestFiles(const std::vector<std::string>& files) {
+    std::size_t passed = 0;
+    std::size_t failed = 0;
+    bool load_errors = false;
+    for (const auto& path : files) {
+        const auto loaded = rollguard::agent::loadRuleTestFile(path);
+        for (const auto& d : loaded.diagnostics) {
+            std::cerr << d.format() << "\n";
+        }
+        if (!loaded.ok()) {
+            std::cerr << path << ": not run: the test file does not load\n";
+            load_errors = true;
+            continue;
+        }
+        for (const auto& outcome : rollguard::agent::runRuleTests(*loaded.file)) {
+            if (outcome.passed()) {
+                ++passed;
+                std::cout << "PASS " << path << ": " << outcome.name << "\n";
+                continue;
+            }
+            ++failed;
+            std::cout << "FAIL " << path << ": " << outcome.name << "\n";
+            for (const auto& f : outcome.failures) {
+                std::cout << "  " << f;
+            }
+        }
+    }
+    std::cout << passed << " passed, " << failed << " failed\n";
+    if (load_errors) {
+        return kExitUsage;
+    }
+    return failed == 0 ? kExitOk : kExitRuntime;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -224,6 +262,15 @@ int main(int argc, char** argv) {
         ->allow_extra_args(false);
     replay->add_option("LOG", replay_files, "JSON-lines log files (they replace the sources' paths)")->required();
 
+    auto* test = app.add_subcommand(
+        "test", "Run rule unit tests: generated or literal log input at given times, expected alerts at given times.");
+    test->footer(
+        "A test file names the config under test and holds [[test]] cases with [[test.input]] and\n"
+        "[[test.expect]] tables; see docs/rule-tests.md. Hooks are never run, only recorded.\n"
+        "Exit codes: 0 all passed, 1 a test failed, 2 a test file or its config does not load.");
+    std::vector<std::string> test_files;
+    test->add_option("FILE", test_files, "Rule test files (TOML)")->required()->check(CLI::ExistingFile);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -234,6 +281,9 @@ int main(int argc, char** argv) {
     try {
         if (*check) {
             return load(config_path, false) ? kExitOk : kExitUsage;
+        }
+        if (*test) {
+            return runRuleTestFiles(test_files);
         }
         if (*replay) {
             return runReplay(config_path, replay_files, replay_sources, json_out);

@@ -73,3 +73,44 @@ TEST_CASE("rollguard check reports file:line:col and exits 2", "[cli][integratio
     // `run` refuses a broken config the same way.
     CHECK(runCommand({ROLLGUARD_BIN, "run", "--config", path}).first == 2);
 }
+
+TEST_CASE("rollguard test: 0 when every case passes, 1 with a readable diff, 2 when a file does not load",
+          "[cli][integration]") {
+    TempDir dir;
+    const std::string config = (dir / "c.toml").string();
+    writeFile(config,
+              "[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"/nonexistent/*.log\"]\n"
+              "error = { field = \"status\", gte = 500 }\n"
+              "[[rule]]\nname = \"errors\"\nsource = \"app\"\nmetric = \"error_ratio\"\nabove = 0.1\n"
+              "window = \"1m\"\nhooks = [\"off\"]\n"
+              "[[hook]]\nname = \"off\"\ntype = \"env_file\"\npath = \"/nonexistent/env\"\nset = { A = \"0\" }\n");
+    const auto testFile = [&](const std::string& name, const std::string& firing_at_2m) {
+        const std::string path = (dir / name).string();
+        writeFile(path, "config = \"c.toml\"\n[[test]]\nname = \"half of the requests fail\"\n"
+                        "[[test.input]]\nsource = \"app\"\nfrom = \"1m\"\nto = \"3m\"\nrate = 10\nerror_ratio = 0.5\n"
+                        "[[test.expect]]\nat = \"2m\"\nfiring = " +
+                            firing_at_2m + "\nhooks = [\"off\"]\n");
+        return path;
+    };
+    auto [code, out] = runCommand({ROLLGUARD_BIN, "test", testFile("pass.toml", "[\"errors\"]")});
+    INFO(out);
+    CHECK(code == 0);
+    CHECK(out.find("PASS " + (dir / "pass.toml").string() + ": half of the requests fail\n") != std::string::npos);
+    CHECK(out.find("1 passed, 0 failed\n") != std::string::npos);
+
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "test", testFile("fail.toml", "[]")});
+    INFO(out);
+    CHECK(code == 1);
+    CHECK(out.find("FAIL " + (dir / "fail.toml").string() + ": half of the requests fail\n") != std::string::npos);
+    CHECK(out.find("firing: expected [], got [errors]\n") != std::string::npos);
+    CHECK(out.find("errors: firing since 1m1s (error_ratio=50%, above 10%, 600 samples)") != std::string::npos);
+
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "test", testFile("typo.toml", "[\"erors\"]")});
+    INFO(out);
+    CHECK(code == 2);
+    CHECK(out.find("typo.toml:12:11: error: unknown rule \"erors\" (did you mean 'errors'?)") != std::string::npos);
+
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "test", "--help"});
+    CHECK(code == 0);
+    CHECK(out.find("[[test.expect]]") != std::string::npos);
+}

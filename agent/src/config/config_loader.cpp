@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "rollguard/agent/config.h"
+#include "rollguard/agent/rule_test.h"
 #include "rollguard/rules/duration.h"
 
 namespace rollguard::agent {
@@ -480,7 +481,7 @@ public:
         return result;
     }
 
-private:
+protected:
     /// ${VAR} expansion of every string value, in place, before anything reads them.
     void expandStrings(toml::node& n) {
         if (auto* t = n.as_table()) {
@@ -1532,6 +1533,220 @@ private:
     std::set<std::string> used_hooks_;
 };
 
+const Keys kRuleTestTopKeys{"config", "start", "test"};
+const Keys kRuleTestKeys{"name", "input", "expect"};
+const Keys kRuleTestInputKeys{"source", "from", "to", "rate", "latency", "error_ratio", "at", "lines"};
+const Keys kRuleTestExpectKeys{"at", "firing", "pending", "hooks"};
+
+/// Rule test files (`rollguard test`): the same diagnostics and typed getters as the
+/// config loader, and the config they name is loaded by it.
+class RuleTestLoader : public Loader {
+public:
+    using Loader::Loader;
+
+    RuleTestLoad run(std::string_view text) {
+        RuleTestLoad result;
+        toml::table root;
+        try {
+            root = toml::parse(text, std::string_view(file_));
+        } catch (const toml::parse_error& e) {
+            report(Level::Error, e.source().begin, std::string(e.description()));
+            result.diagnostics = std::move(diags_);
+            return result;
+        }
+        RuleTestFile file;
+        file.path = file_;
+        file.start = rules::TimePoint{std::chrono::seconds{1767225600}};  // 2026-01-01T00:00:00Z
+        checkKeys(root, "at top level of a rule test file", kRuleTestTopKeys);
+        bool config_ok = false;
+        if (auto config_path = requireString(root, "config", "a rule test file (the config under test)")) {
+            LoadResult loaded = loadConfigFile(resolvePath(*config_path));
+            for (auto& d : loaded.diagnostics) {
+                diags_.push_back(std::move(d));
+            }
+            if (loaded.config) {
+                file.config = std::move(*loaded.config);
+                config_ok = true;
+            } else {
+                error(*root.get("config"), "the config " + inQuotes(*config_path) + " does not load (see above)");
+            }
+        }
+        if (const toml::node* start = root.get("start")) {
+            if (const auto* dt = start->as_date_time(); dt != nullptr && dt->get().offset) {
+                file.start = timePointOf(dt->get());
+            } else {
+                typeError(*start, "start", "an offset date-time like 2026-11-23T10:00:00Z");
+            }
+        }
+        const auto tests = arrayOfTables(root, "test");
+        if (tests.empty() && root.get("test") == nullptr) {
+            error(root, "a rule test file needs at least one [[test]]");
+        }
+        if (config_ok) {
+            for (const auto* t : tests) {
+                file.tests.push_back(parseTest(*t, file.config));
+            }
+        }
+        const bool failed = std::any_of(diags_.begin(), diags_.end(),
+                                        [](const Diagnostic& d) { return d.level == Level::Error; });
+        if (!failed) {
+            result.file = std::move(file);
+        }
+        result.diagnostics = std::move(diags_);
+        return result;
+    }
+
+private:
+    static rules::TimePoint timePointOf(const toml::date_time& dt) {
+        const std::chrono::year_month_day ymd{std::chrono::year{dt.date.year},
+                                              std::chrono::month{static_cast<unsigned>(dt.date.month)},
+                                              std::chrono::day{static_cast<unsigned>(dt.date.day)}};
+        const auto t = std::chrono::sys_days{ymd} + std::chrono::hours{dt.time.hour} +
+                       std::chrono::minutes{dt.time.minute} + std::chrono::seconds{dt.time.second} +
+                       std::chrono::nanoseconds{dt.time.nanosecond} - std::chrono::minutes{dt.offset->minutes};
+        return rules::TimePoint{std::chrono::duration_cast<rules::TimePoint::duration>(t.time_since_epoch())};
+    }
+
+    RuleTestCase parseTest(const toml::table& t, const Config& config) {
+        RuleTestCase test;
+        test.location = locate(t.source().begin);
+        checkKeys(t, "in [[test]]", kRuleTestKeys);
+        if (auto name = requireString(t, "name", "[[test]]")) {
+            test.name = *name;
+        }
+        for (const auto* in : arrayOfTables(t, "input")) {
+            test.inputs.push_back(parseInput(*in, config));
+        }
+        for (const auto* e : arrayOfTables(t, "expect")) {
+            test.expects.push_back(parseExpect(*e, config));
+        }
+        if (test.expects.empty()) {
+            error(t, "test " + inQuotes(test.name) + " has no [[test.expect]]: it could never fail");
+        }
+        return test;
+    }
+
+    RuleTestInput parseInput(const toml::table& t, const Config& config) {
+        RuleTestInput in;
+        in.location = locate(t.source().begin);
+        checkKeys(t, "in [[test.input]]", kRuleTestInputKeys);
+        if (auto source = requireString(t, "source", "[[test.input]]")) {
+            if (config.findSource(*source) == nullptr) {
+                std::vector<std::string_view> names;
+                for (const auto& s : config.sources) {
+                    names.push_back(s.name);
+                }
+                error(*t.get("source"), "unknown source " + inQuotes(*source) + didYouMean(*source, names));
+            }
+            in.source = *source;
+        }
+        if (const auto lines = getStringArray(t, "lines")) {
+            for (const auto& [line, node] : *lines) {
+                in.lines.push_back(line);
+            }
+            for (const char* key : {"from", "to", "rate", "latency", "error_ratio"}) {
+                if (const toml::node* n = t.get(key)) {
+                    error(*n, "'" + std::string(key) + "' generates events; an input with 'lines' takes only 'at'");
+                }
+            }
+            in.at = getDuration(t, "at", Bound::AtLeastZero).value_or(std::chrono::nanoseconds{0});
+            if (in.lines.empty()) {
+                error(*t.get("lines"), "'lines' is empty");
+            }
+            return in;
+        }
+        if (const toml::node* n = t.get("at")) {
+            error(*n, "'at' is for literal 'lines'; generated events take 'from' and 'to'");
+        }
+        in.from = getDuration(t, "from", Bound::AtLeastZero).value_or(std::chrono::nanoseconds{0});
+        if (auto to = getDuration(t, "to", Bound::Positive)) {
+            in.to = *to;
+            if (in.to <= in.from) {
+                error(*t.get("to"), "'to' must be after 'from'");
+            }
+        } else if (t.get("to") == nullptr) {
+            missing(t, "to", "[[test.input]] (or give literal 'lines')");
+        }
+        if (const toml::node* rate = t.get("rate")) {
+            if (auto v = numberOf(*rate, "rate")) {
+                if (*v <= 0.0 || *v > 1e6) {
+                    error(*rate, "'rate' must be in (0, 1000000] events per second");
+                }
+                in.rate = *v;
+            }
+        } else {
+            missing(t, "rate", "[[test.input]] (events per second)");
+        }
+        if (const toml::node* ratio = t.get("error_ratio")) {
+            if (auto v = numberOf(*ratio, "error_ratio")) {
+                if (*v < 0.0 || *v > 1.0) {
+                    error(*ratio, "'error_ratio' must be between 0 and 1");
+                }
+                in.error_ratio = *v;
+            }
+        }
+        if (const toml::node* latency = t.get("latency")) {
+            std::vector<const toml::node*> items;
+            if (const auto* arr = latency->as_array()) {
+                for (const auto& e : *arr) {
+                    items.push_back(&e);
+                }
+                if (items.empty()) {
+                    error(*latency, "'latency' is empty");
+                }
+            } else {
+                items.push_back(latency);
+            }
+            for (const auto* item : items) {
+                if (auto d = durationOf(*item, "latency")) {
+                    in.latencies.push_back(std::chrono::duration<double>(*d).count());
+                }
+            }
+        }
+        return in;
+    }
+
+    RuleTestExpect parseExpect(const toml::table& t, const Config& config) {
+        RuleTestExpect e;
+        e.location = locate(t.source().begin);
+        checkKeys(t, "in [[test.expect]]", kRuleTestExpectKeys);
+        if (auto at = getDuration(t, "at", Bound::AtLeastZero)) {
+            e.at = *at;
+        } else if (t.get("at") == nullptr) {
+            missing(t, "at", "[[test.expect]]");
+        }
+        std::vector<std::string_view> rule_names;
+        for (const auto& r : config.rules) {
+            rule_names.push_back(r.name);
+        }
+        std::vector<std::string_view> hook_names;
+        for (const auto& h : config.hooks) {
+            hook_names.push_back(h.name);
+        }
+        const auto names = [&](std::string_view key, const std::vector<std::string_view>& known, const char* kind) {
+            std::optional<std::vector<std::string>> out;
+            if (auto list = getStringArray(t, key)) {
+                out.emplace();
+                for (const auto& [name, node] : *list) {
+                    if (!contains(known, name)) {
+                        error(*node, "unknown " + std::string(kind) + " " + inQuotes(name) + didYouMean(name, known));
+                    }
+                    out->push_back(name);
+                }
+            }
+            return out;
+        };
+        e.firing = names("firing", rule_names, "rule");
+        e.pending = names("pending", rule_names, "rule");
+        e.hooks = names("hooks", hook_names, "hook");
+        if (!e.firing && !e.pending && !e.hooks && t.get("firing") == nullptr && t.get("pending") == nullptr &&
+            t.get("hooks") == nullptr) {
+            error(t, "[[test.expect]] needs at least one of 'firing', 'pending' or 'hooks'");
+        }
+        return e;
+    }
+};
+
 }  // namespace
 
 LoadResult parseConfig(std::string_view text, const std::string& path) {
@@ -1576,6 +1791,25 @@ LoadResult loadConfigFile(const std::string& path) {
         return result;
     }
     return parseConfig(text.str(), path);
+}
+
+RuleTestLoad loadRuleTestFile(const std::string& path) {
+    RuleTestLoad result;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        result.diagnostics.push_back(Diagnostic{Level::Error, SourceLocation{path, 0, 0},
+                                                "cannot read rule test file: " + std::generic_category().message(errno)});
+        return result;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    try {
+        return RuleTestLoader(path).run(text.str());
+    } catch (const std::exception& e) {
+        result.diagnostics.push_back(
+            Diagnostic{Level::Error, SourceLocation{path, 0, 0}, std::string("cannot load rule test file: ") + e.what()});
+        return result;
+    }
 }
 
 }  // namespace rollguard::agent

@@ -300,6 +300,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 2px}
 table{border-collapse:collapse;margin:8px 0 16px}th,td{border-bottom:1px solid #e3e6ec;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f5f6f9;font-weight:600}
 .critical{color:#b3261e;font-weight:600}.warning{color:#a86400;font-weight:600}
+.summary td{white-space:nowrap}.summary td:nth-child(3){white-space:normal}
 .chart{width:100%;max-width:1080px;height:auto;display:block}
 .chart text{font:11px system-ui,sans-serif;fill:#5b6475}
 .chart .ylabel{text-anchor:end}.chart .xlabel{text-anchor:middle}
