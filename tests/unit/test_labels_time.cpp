@@ -15,6 +15,7 @@
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/replay.h"
 #include "rollguard/agent/sliding_window.h"
+#include "rollguard/exporters/http_server.h"
 #include "rollguard/rules/clock.h"
 #include "temp_dir.h"
 
@@ -519,4 +520,30 @@ TEST_CASE("config: label and time errors point at line:col", "[labels][time][con
           Strings{"7:18: error: 'timestamp_unit' must be one of ns, us, ms, s; got \"sec\" (did you mean 's'?)",
                   "8:12: error: 'lateness' is not a valid duration: \"-1s\" (use a number and a unit: ns, us, ms, s, m, "
                   "h, d; e.g. \"500ms\", \"30s\", \"1h30m\")"});
+}
+
+// ---------------------------------------------------------------------------------------
+// Exporters
+
+TEST_CASE("metrics and status JSON carry label sets, label overflow, too_late and bad_timestamp",
+          "[labels][time][exporters]") {
+    StatusSnapshot s;
+    s.started = std::chrono::system_clock::now();
+    StatusSnapshot::Source src;
+    src.name = "app";
+    src.label_sets = 101;
+    src.label_overflow = 42;
+    src.too_late = 7;
+    src.bad_timestamp = 3;
+    s.sources.push_back(src);
+    const std::string metrics = exporters::renderMetrics(s);
+    CHECK(metrics.find("rollguard_source_label_sets{source=\"app\"} 101\n") != std::string::npos);
+    CHECK(metrics.find("rollguard_source_label_overflow_total{source=\"app\"} 42\n") != std::string::npos);
+    CHECK(metrics.find("rollguard_source_lines_dropped_total{source=\"app\",reason=\"too_late\"} 7\n") !=
+          std::string::npos);
+    CHECK(metrics.find("rollguard_source_bad_lines_total{source=\"app\",reason=\"bad_timestamp\"} 3\n") !=
+          std::string::npos);
+    const std::string json = exporters::renderStatusJson(s);
+    CHECK(json.find(R"("bad_timestamp":3},"label_sets":101,"label_overflow_total":42,"too_late":7)") !=
+          std::string::npos);
 }
