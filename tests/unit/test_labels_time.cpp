@@ -467,6 +467,29 @@ TEST_CASE("replay: per-label-set totals, text top 20 and JSON all", "[labels][re
     CHECK(json.find(R"("label_overflow":140)") != std::string::npos);
 }
 
+TEST_CASE("replay: event time sources count every line with a timestamp, whatever its age", "[time][replay]") {
+    TempDir dir;
+    const std::string text =
+        "[agent]\nlisten = \"\"\n[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"/nonexistent/*.log\"]\n"
+        "error = { field = \"status\", gte = 500 }\ntime = \"event\"\ntimestamp = \"ts\"\nlabels = { s = \"status\" }\n";
+    auto loaded = parseConfig(text, (dir / "r.toml").string());
+    REQUIRE(loaded.ok());
+    writeFile(dir / "a.log", "{\"ts\":\"1999-12-31T23:59:59Z\",\"status\":500}\n{\"ts\":\"2040-01-01T00:00:00Z\",\"status\":200}\n"
+                             "{\"ts\":1700000000,\"status\":200}\n{\"status\":200}\n{\"ts\":-5,\"status\":200}\n");
+    const ReplayResult result = replayFiles(*loaded.config, {(dir / "a.log").string()});
+    REQUIRE(result.ok());
+    const ReplaySourceResult& s = result.sources.at(0);
+    CHECK(s.events() == 4);
+    CHECK(s.errors() == 1);
+    CHECK(s.bad_timestamp == 1);
+    REQUIRE(s.label_sets.size() == 2);
+    CHECK(s.label_sets[0].values == Strings{"500"});
+    CHECK(s.label_sets[0].stats.events == 1);
+    CHECK(s.label_sets[1].values == Strings{"200"});
+    CHECK(s.label_sets[1].stats.events == 3);
+    CHECK(renderReplayText(result).find("bad_timestamp 1)") != std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------------
 // Config
 

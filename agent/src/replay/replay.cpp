@@ -156,10 +156,10 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
 
     IntervalRecorder recorder(out.settings);
     LogTailer tailer(cfg, recorder);
-    // Replay reports totals: event time is kept in one bucket per ~10,000 years rather
-    // than one per tick, so a long log does not hold one dense histogram per second.
-    // (#5's timeline will take parts per tick instead.)
-    tailer.setBucketWidth(std::chrono::hours{24 * 365 * 10'000});
+    // Replay reports totals: event time is kept in buckets of ~100 years (the most that
+    // fits int64 nanoseconds) rather than one per tick, so a long log does not hold one
+    // dense histogram per second. (#5's timeline will take parts per tick instead.)
+    tailer.setBucketWidth(std::chrono::hours{24 * 365 * 100});
     // Every label set gets its own stream (1, 2, ...) through the daemon's router seam.
     std::vector<LabelSet> sets;
     if (!source.labels.empty()) {
