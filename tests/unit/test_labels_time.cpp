@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "rollguard/agent/config.h"
@@ -421,6 +422,59 @@ TEST_CASE("daemon: event time within lateness lands in the window, too-late line
     s = daemon.snapshot();
     CHECK(s.sources[0].too_late == 2);
     CHECK(s.rules[0].samples == 0);
+}
+
+TEST_CASE("daemon: a tailer thread interns label sets and records event time while the tick reads them",
+          "[labels][time][daemon][thread]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    Config c;
+    c.path = (dir / "test.toml").string();
+    c.agent.tick = 1s;
+    c.agent.listen = "";
+    c.agent.hostname = "unit";
+    LogSourceConfig src = eventConfig(LatencyUnit::Milliseconds);
+    src.paths = {(dir / "app.log").string()};
+    src.poll_interval = 50ms;
+    src.labels = {LabelField{"route", "route"}};
+    src.max_label_sets = 50;
+    c.sources.push_back(src);
+    rules::RuleSpec rule;
+    rule.name = "count";
+    rule.severity = rules::Severity::Warning;
+    rule.source = "app";
+    rule.metric = {rules::MetricKind::Count, 0.0, "count"};
+    rule.threshold = 1e9;
+    rule.window = 1h;
+    c.rules.push_back(rule);
+
+    rules::ManualClock clock(t0);
+    Daemon daemon(c, clock);
+    daemon.start();
+    constexpr std::int64_t base_ms = 1'700'000'000'000;
+    for (int i = 0; i < 100; ++i) {
+        std::string chunk;
+        for (int j = 0; j < 10; ++j) {
+            chunk += "{\"ts\":" + std::to_string(base_ms + i * 20) + ",\"route\":\"/r" + std::to_string((i * 10 + j) % 80) +
+                     "\"}\n";
+        }
+        rollguard::testing::appendFile(dir / "app.log", chunk);
+        clock.advance(20ms);
+        daemon.tick();
+        (void)daemon.snapshot();
+    }
+    std::int64_t events = 0;
+    for (int i = 0; i < 250 && events < 1000; ++i) {
+        std::this_thread::sleep_for(20ms);
+        daemon.tick();
+        events = daemon.snapshot().rules[0].samples;
+    }
+    daemon.stop();
+    const auto s = daemon.snapshot();
+    CHECK(events == 1000);
+    CHECK(s.sources[0].label_sets == 51);
+    CHECK(s.sources[0].label_overflow == 360);  // routes /r50../r79, 12 lines each
+    CHECK(s.sources[0].too_late == 0);
 }
 
 TEST_CASE("replay: per-label-set totals, text top 20 and JSON all", "[labels][replay]") {
