@@ -108,9 +108,20 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                                  MetricType::Counter);
     auto& window_bytes = fams.family("rollguard_source_window_bytes",
                                      "Memory held by the source's sliding windows, in bytes.", MetricType::Gauge);
+    auto& label_sets = fams.family("rollguard_source_label_sets",
+                                   "Distinct label sets seen (the overflow set included).", MetricType::Gauge);
+    auto& label_overflow = fams.family("rollguard_source_label_overflow_total",
+                                       "Lines mapped to the __other__ label set after max_label_sets.",
+                                       MetricType::Counter);
+    auto& dropped = fams.family("rollguard_source_lines_dropped_total",
+                                "Good lines not counted in the windows, by reason (too_late: older than lateness).",
+                                MetricType::Counter);
     for (const auto& src : s.sources) {
         const ClientMetric::Label l{"source", src.name};
         add(window_bytes, {l}, static_cast<double>(src.window_bytes));
+        add(label_sets, {l}, static_cast<double>(src.label_sets));
+        add(label_overflow, {l}, static_cast<double>(src.label_overflow));
+        add(dropped, {l, {"reason", "too_late"}}, static_cast<double>(src.too_late));
         add(lines, {l}, static_cast<double>(src.lines));
         add(bytes, {l}, static_cast<double>(src.bytes));
         add(bad, {l, {"reason", "invalid_json"}}, static_cast<double>(src.bad_invalid_json));
@@ -118,6 +129,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         add(bad, {l, {"reason", "bad_latency"}}, static_cast<double>(src.bad_latency));
         add(bad, {l, {"reason", "too_long"}}, static_cast<double>(src.bad_too_long));
         add(bad, {l, {"reason", "invalid_utf8"}}, static_cast<double>(src.bad_invalid_utf8));
+        add(bad, {l, {"reason", "bad_timestamp"}}, static_cast<double>(src.bad_timestamp));
         add(files, {l}, static_cast<double>(src.files.size()));
         add(rotations, {l}, static_cast<double>(src.rotations));
         add(truncations, {l}, static_cast<double>(src.truncations));
@@ -221,7 +233,11 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("bad_latency").value(src.bad_latency);
         w.key("too_long").value(src.bad_too_long);
         w.key("invalid_utf8").value(src.bad_invalid_utf8);
+        w.key("bad_timestamp").value(src.bad_timestamp);
         w.endObject();
+        w.key("label_sets").value(src.label_sets);
+        w.key("label_overflow_total").value(src.label_overflow);
+        w.key("too_late").value(src.too_late);
         w.endObject();
     }
     w.endArray();

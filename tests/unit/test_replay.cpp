@@ -224,7 +224,7 @@ TEST_CASE("replay renders text and JSON with the same figures", "[replay]") {
     const std::string text = rollguard::agent::renderReplayText(result);
     INFO(text);
     CHECK(text.find("source app: 1 file(s), 10012 lines") != std::string::npos);
-    CHECK(text.find("bad lines: 10 (invalid_json 3, not_an_object 2, bad_latency 4, too_long 1, invalid_utf8 0)") !=
+    CHECK(text.find("bad lines: 10 (invalid_json 3, not_an_object 2, bad_latency 4, too_long 1, invalid_utf8 0, bad_timestamp 0)") !=
           std::string::npos);
     CHECK(text.find("events: 10000, errors: 200, error ratio: 0.02 (2.00%)") != std::string::npos);
     CHECK(text.find("latency (10000 events): p50 ") != std::string::npos);
@@ -235,7 +235,7 @@ TEST_CASE("replay renders text and JSON with the same figures", "[replay]") {
     INFO(json);
     CHECK(json.find(R"("name":"app")") != std::string::npos);
     CHECK(json.find(R"("lines":10012)") != std::string::npos);
-    CHECK(json.find(R"("bad_lines":{"total":10,"invalid_json":3,"not_an_object":2,"bad_latency":4,"too_long":1,"invalid_utf8":0})") !=
+    CHECK(json.find(R"("bad_lines":{"total":10,"invalid_json":3,"not_an_object":2,"bad_latency":4,"too_long":1,"invalid_utf8":0,"bad_timestamp":0})") !=
           std::string::npos);
     CHECK(json.find(R"("events":10000,"errors":200,"error_ratio":0.02)") != std::string::npos);
     CHECK(json.find(R"("lines_per_second":)") != std::string::npos);

@@ -49,7 +49,8 @@ constexpr std::int64_t kMaxRetries = 20;
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
 const Keys kAgentKeys{"tick", "state_dir", "checkpoint_interval", "listen", "log_level", "hostname", "dry_run"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
-                       "read_from", "latency", "error", "max_line_bytes", "poll_interval"};
+                       "read_from", "latency", "error", "max_line_bytes", "poll_interval",
+                       "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
 const Keys kLatencyKeys{"field", "unit", "start", "end", "timestamp_unit", "resolution", "max", "significant_figures"};
 const Keys kErrorKeys{"field", "gte", "ranges", "in", "equals", "present", "any", "all"};
 /// The tests an error predicate table can hold, exactly one of them.
@@ -908,10 +909,80 @@ protected:
         if (auto d = getDuration(t, "poll_interval", Bound::Positive)) {
             s.poll_interval = *d;
         }
+        parseLabelsAndTime(t, s);
         if (name) {
             s.name = *name;
             source_has_latency_.emplace(*name, latency_declared);
             config.sources.push_back(std::move(s));
+        }
+    }
+
+    /// labels, max_label_sets, time, timestamp, timestamp_unit, lateness of a [[source]].
+    void parseLabelsAndTime(const toml::table& t, LogSourceConfig& s) {
+        if (const toml::node* n = t.get("labels")) {
+            if (const auto* table = n->as_table()) {
+                for (auto&& [k, v] : *table) {
+                    const std::string name(k.str());
+                    const bool valid = !name.empty() &&
+                                       (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_') &&
+                                       std::all_of(name.begin(), name.end(), [](char c) {
+                                           return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                                       });
+                    if (!valid) {
+                        report(Level::Error, k.source().begin,
+                               "label name " + inQuotes(name) +
+                                   " must use letters, digits and '_' and not start with a digit");
+                        continue;
+                    }
+                    if (name.rfind("__", 0) == 0) {
+                        report(Level::Error, k.source().begin,
+                               "label name " + inQuotes(name) + " must not start with \"__\" (reserved)");
+                        continue;
+                    }
+                    const auto* field = v.as_string();
+                    if (field == nullptr) {
+                        error(v, "label '" + name + "' must be a dotted field path string like \"http.route\", got " +
+                                     typeName(v));
+                    } else if (!isValidFieldPath(field->get())) {
+                        error(v, "label '" + name + "' must be a dotted field path like \"http.route\", got " +
+                                     inQuotes(field->get()));
+                    } else {
+                        s.labels.push_back(LabelField{name, field->get()});
+                    }
+                }
+                std::sort(s.labels.begin(), s.labels.end(),
+                          [](const LabelField& a, const LabelField& b) { return a.name < b.name; });
+            } else {
+                typeError(*n, "labels", "a table of label = \"field.path\", e.g. { route = \"http.route\" }");
+            }
+        }
+        if (auto n = getInt(t, "max_label_sets", 1, 100000, "between 1 and 100000")) {
+            s.max_label_sets = static_cast<std::size_t>(*n);
+        }
+        if (auto m = getChoice(t, "time", {"arrival", "event"})) {
+            s.time = *m == "event" ? TimeMode::Event : TimeMode::Arrival;
+        }
+        const bool event = s.time == TimeMode::Event;
+        if (auto ts = getFieldPath(t, "timestamp", "ts")) {
+            s.timestamp = *ts;
+        }
+        if (auto unit = getUnit(t, "timestamp_unit")) {
+            s.timestamp_unit = *unit;
+        }
+        if (auto d = getDuration(t, "lateness", Bound::AtLeastZero)) {
+            s.lateness = *d;
+        }
+        if (event && t.get("timestamp") == nullptr) {
+            error(*t.get("time"), "time = \"event\" needs 'timestamp', the field with each line's time, "
+                                  "e.g. timestamp = \"ts\"");
+        }
+        if (!event) {
+            for (const char* key : {"timestamp", "timestamp_unit", "lateness"}) {
+                if (const toml::key* k = keyOf(t, key)) {
+                    report(Level::Error, k->source().begin,
+                           "'" + std::string(key) + "' is only used with time = \"event\"");
+                }
+            }
         }
     }
 

@@ -44,8 +44,10 @@ std::string formatMetricValue(const rules::MetricSpec& metric, double value) {
 }
 
 struct Daemon::SourceState {
-    SourceState(const LogSourceConfig& cfg, const HistogramSettings& settings)
-        : config(cfg), recorder(settings), series(settings), tailer(cfg, recorder) {}
+    SourceState(const LogSourceConfig& cfg, const HistogramSettings& settings, std::chrono::nanoseconds tick)
+        : config(cfg), recorder(settings), series(settings), tailer(cfg, recorder) {
+        tailer.setBucketWidth(tick);
+    }
 
     LogSourceConfig config;
     IntervalRecorder recorder;
@@ -58,7 +60,7 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
     : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)), engine_(config_.rules) {
     for (const auto& source : config_.sources) {
         source_index_.emplace(source.name, sources_.size());
-        sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source)));
+        sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source), config_.agent.tick));
     }
     // Every rule reads one window of its source's series; equal windows are shared.
     for (const auto& rule : config_.rules) {
@@ -203,6 +205,10 @@ void Daemon::tick() {
         s.bad_latency = c.bad_latency;
         s.bad_too_long = c.bad_too_long;
         s.bad_invalid_utf8 = c.bad_invalid_utf8;
+        s.bad_timestamp = c.bad_timestamp;
+        s.label_sets = sources_[i]->tailer.labelSets().size();
+        s.label_overflow = c.label_overflow;
+        s.too_late = c.too_late;
         s.rotations = c.rotations;
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
@@ -266,16 +272,34 @@ void Daemon::stop() {
 void Daemon::collect(rules::TimePoint now) {
     for (auto& source : sources_) {
         const SourcePositions before = checkpoint_path_.empty() ? SourcePositions{} : source->positions;
-        IntervalStats interval = source->recorder.take(&source->positions);
+        std::vector<RecordedPart> parts = source->recorder.takeParts(&source->positions);
         // Without new data or positions a checkpoint would say the same thing again:
         // slots expiring with time are replayed identically after a restore.
-        if (!interval.empty() || (!checkpoint_path_.empty() && source->positions != before)) {
+        if (!parts.empty() || (!checkpoint_path_.empty() && source->positions != before)) {
             checkpoint_dirty_ = true;
         }
-        if (interval.empty()) {
-            source->series.advance(now);
-        } else {
-            source->series.add(now, interval);
+        source->series.advance(now);
+        std::uint64_t too_late = 0;
+        for (const auto& part : parts) {
+            if (part.stream != 0) {
+                continue;  // no rule selects label sets yet (#5 adds streams)
+            }
+            if (!part.at) {
+                source->series.add(now, part.stats);
+                continue;
+            }
+            // Lateness is decided here, where the clock is: a bucket that ended more
+            // than `lateness` ago is dropped; one stamped in the future is recorded now.
+            const rules::TimePoint bucket_end =
+                *part.at + std::chrono::duration_cast<rules::TimePoint::duration>(config_.agent.tick);
+            if (bucket_end < now - std::chrono::duration_cast<rules::TimePoint::duration>(source->config.lateness)) {
+                too_late += static_cast<std::uint64_t>(part.stats.events);
+                continue;
+            }
+            source->series.addAt(std::min(*part.at, now), part.stats);
+        }
+        if (too_late > 0) {
+            source->tailer.counters().too_late.fetch_add(too_late, std::memory_order_relaxed);
         }
     }
 }

@@ -156,6 +156,21 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
 
     IntervalRecorder recorder(out.settings);
     LogTailer tailer(cfg, recorder);
+    // Replay reports totals: event time is kept in buckets of ~100 years (the most that
+    // fits int64 nanoseconds) rather than one per tick, so a long log does not hold one
+    // dense histogram per second. (#5's timeline will take parts per tick instead.)
+    tailer.setBucketWidth(std::chrono::hours{24 * 365 * 100});
+    // Every label set gets its own stream (1, 2, ...) through the daemon's router seam.
+    std::vector<LabelSet> sets;
+    if (!source.labels.empty()) {
+        for (const auto& l : source.labels) {
+            out.label_names.push_back(l.name);
+        }
+        tailer.setRouter([&sets](const LabelSet& labels, std::vector<std::uint32_t>& streams) {
+            sets.push_back(labels);
+            streams.push_back(static_cast<std::uint32_t>(sets.size()));
+        });
+    }
     const auto start = SteadyClock::now();
     {
         ReplayProgress base;
@@ -172,7 +187,15 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
             tailer.pollOnce();
         } while (tailer.counters().bytes.load() != before);
     }
-    out.stats = recorder.take();
+    for (const LabelSet& set : sets) {
+        out.label_sets.push_back(ReplayLabelSet{set, IntervalStats(out.settings)});
+    }
+    for (auto& part : recorder.takeParts()) {
+        IntervalStats& into = part.stream == 0 ? out.stats : out.label_sets.at(part.stream - 1).stats;
+        into.events += part.stats.events;
+        into.errors += part.stats.errors;
+        into.latency.add(part.stats.latency);
+    }
     out.wall_seconds = secondsSince(start);
 
     const auto& c = tailer.counters();
@@ -183,6 +206,8 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
     out.bad_latency = c.bad_latency;
     out.bad_too_long = c.bad_too_long;
     out.bad_invalid_utf8 = c.bad_invalid_utf8;
+    out.bad_timestamp = c.bad_timestamp;
+    out.label_overflow = c.label_overflow;
     out.read_errors = c.read_errors;
     for (const auto& f : files) {
         if (endsWithoutNewline(f) &&
@@ -240,6 +265,32 @@ struct QuantileName {
 };
 constexpr QuantileName kQuantiles[] = {
     {0.50, "p50", "p50"}, {0.90, "p90", "p90"}, {0.99, "p99", "p99"}, {0.999, "p99.9", "p99_9"}};
+
+constexpr std::size_t kTextLabelSets = 20;
+
+double ratioOf(const IntervalStats& s) {
+    return s.events <= 0 ? std::numeric_limits<double>::quiet_NaN()
+                         : static_cast<double>(s.errors) / static_cast<double>(s.events);
+}
+
+double quantileOf(const IntervalStats& s, const HistogramSettings& settings, double q) {
+    if (s.latency.totalCount() == 0) {
+        return std::numeric_limits<double>::quiet_NaN();
+    }
+    return static_cast<double>(s.latency.valueAtPercentile(q * 100.0)) / settings.units_per_second;
+}
+
+/// route="/a", variant="" -> route="/a" (empty values are absent, as in Prometheus).
+std::string labelText(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+    std::string out;
+    for (std::size_t i = 0; i < names.size() && i < values.size(); ++i) {
+        if (values[i].empty()) {
+            continue;
+        }
+        out += (out.empty() ? "" : ", ") + names[i] + "=\"" + values[i] + "\"";
+    }
+    return out.empty() ? std::string("(no labels)") : out;
+}
 
 }  // namespace
 
@@ -342,7 +393,8 @@ std::string renderReplayText(const ReplayResult& result) {
                ", not_an_object " + std::to_string(s.bad_not_object) +
                ", bad_latency " + std::to_string(s.bad_latency) +
                ", too_long " + std::to_string(s.bad_too_long) +
-               ", invalid_utf8 " + std::to_string(s.bad_invalid_utf8) + ")\n";
+               ", invalid_utf8 " + std::to_string(s.bad_invalid_utf8) +
+               ", bad_timestamp " + std::to_string(s.bad_timestamp) + ")\n";
         out += "  events: " + std::to_string(s.events()) + ", errors: " + std::to_string(s.errors()) +
                ", error ratio: ";
         const double ratio = s.errorRatio();
@@ -356,6 +408,27 @@ std::string renderReplayText(const ReplayResult& result) {
                 out += std::string(" ") + q.text + " " + formatLatency(s.quantileSeconds(q.q)) + ",";
             }
             out += " max " + formatLatency(s.maxSeconds()) + "\n";
+        }
+        if (!s.label_names.empty()) {
+            std::vector<const ReplayLabelSet*> order;
+            for (const auto& set : s.label_sets) {
+                order.push_back(&set);
+            }
+            std::stable_sort(order.begin(), order.end(), [](const ReplayLabelSet* a, const ReplayLabelSet* b) {
+                return a->stats.events > b->stats.events;
+            });
+            out += "  label sets: " + std::to_string(s.label_sets.size()) +
+                   " (lines over max_label_sets, in __other__: " + std::to_string(s.label_overflow) + ")\n";
+            for (std::size_t i = 0; i < order.size() && i < kTextLabelSets; ++i) {
+                const IntervalStats& st = order[i]->stats;
+                const double set_ratio = ratioOf(st);
+                out += "    {" + labelText(s.label_names, order[i]->values) + "}: events " + std::to_string(st.events) +
+                       ", error ratio " + (std::isnan(set_ratio) ? std::string("-") : shortest(set_ratio)) + ", p99 " +
+                       formatLatency(quantileOf(st, s.settings, 0.99)) + "\n";
+            }
+            if (order.size() > kTextLabelSets) {
+                out += "    ... and " + std::to_string(order.size() - kTextLabelSets) + " more\n";
+            }
         }
         if (s.read_errors > 0) {
             out += "  read errors: " + std::to_string(s.read_errors) + " (see the messages above)\n";
@@ -389,6 +462,7 @@ std::string renderReplayJson(const ReplayResult& result) {
         w.key("bad_latency").value(s.bad_latency);
         w.key("too_long").value(s.bad_too_long);
         w.key("invalid_utf8").value(s.bad_invalid_utf8);
+        w.key("bad_timestamp").value(s.bad_timestamp);
         w.endObject();
         w.key("read_errors").value(s.read_errors);
         w.key("unterminated_files").beginArray();
@@ -409,6 +483,31 @@ std::string renderReplayJson(const ReplayResult& result) {
         w.key("max");
         numberOrNull(w, s.maxSeconds());
         w.endObject();
+        if (!s.label_names.empty()) {
+            w.key("label_overflow").value(s.label_overflow);
+            w.key("label_sets").beginArray();
+            for (const auto& set : s.label_sets) {
+                w.beginObject();
+                w.key("labels").beginObject();
+                for (std::size_t i = 0; i < s.label_names.size() && i < set.values.size(); ++i) {
+                    w.key(s.label_names[i]).value(set.values[i]);
+                }
+                w.endObject();
+                w.key("events").value(set.stats.events);
+                w.key("errors").value(set.stats.errors);
+                w.key("error_ratio");
+                numberOrNull(w, ratioOf(set.stats));
+                w.key("latency_seconds").beginObject();
+                w.key("count").value(set.stats.latency.totalCount());
+                for (const auto& q : kQuantiles) {
+                    w.key(q.json);
+                    numberOrNull(w, quantileOf(set.stats, s.settings, q.q));
+                }
+                w.endObject();
+                w.endObject();
+            }
+            w.endArray();
+        }
         w.key("wall_seconds").value(s.wall_seconds);
         w.key("lines_per_second").value(s.linesPerSecond());
         w.key("bytes_per_second").value(static_cast<double>(s.bytes) / std::max(s.wall_seconds, 1e-9));

@@ -45,6 +45,8 @@ const char* toString(BadLineReason r) {
             return "too_long";
         case BadLineReason::InvalidUtf8:
             return "invalid_utf8";
+        case BadLineReason::BadTimestamp:
+            return "bad_timestamp";
     }
     return "unknown";
 }
@@ -176,6 +178,9 @@ struct Scalar {
 struct Want {
     std::vector<std::string> path;
     bool exact = false;       ///< keep integers exact (epoch timestamps in ns do not fit a double)
+    bool label = false;       ///< a label reads it: a number's JSON text is kept in `raw`
+    bool special = false;     ///< exact || label: read off the common path
+    std::string_view raw;     ///< for a label's number: its JSON text
     bool is_integer = false;  ///< for an exact want whose value is an integer: it is in `integer`
     std::int64_t integer = 0;
     Scalar value;
@@ -221,10 +226,26 @@ struct Want {
     }
 }
 
+/// A number wanted exactly and/or as text (labels); off the common path.
+[[gnu::noinline]] void readSpecialNumber(od::value& v, Want& w) {
+    if (w.label) {
+        std::string_view raw = v.raw_json_token();  // does not consume the value
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t' || raw.back() == '\n' || raw.back() == '\r')) {
+            raw.remove_suffix(1);
+        }
+        w.raw = raw;
+    }
+    if (w.exact) {
+        readExactNumber(v, w);
+    } else {
+        w.value = readScalar(v, od::json_type::number);
+    }
+}
+
 /// Stores the value `v` of type `type` into `w`.
 [[gnu::always_inline]] inline void readInto(od::value& v, od::json_type type, Want& w) {
-    if (w.exact && type == od::json_type::number) {
-        readExactNumber(v, w);
+    if (w.special && type == od::json_type::number) {
+        readSpecialNumber(v, w);
     } else {
         w.value = readScalar(v, type);
     }
@@ -551,13 +572,54 @@ struct LineParser::Impl {
     Want* end = nullptr;
     double default_scale = 1e-3;
     std::int64_t timestamp_per_second = 1;
+    Want* event_time = nullptr;  // time = "event": the line's own timestamp
+    std::int64_t event_per_second = 1;
+    std::vector<Want*> labels;               // per config label, in config order
+    std::vector<std::string_view> label_values;  // what ParsedLine::labels shows
     Predicate error;
 
     ParsedLine parse(std::string_view line);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
     Predicate compile(const ErrorPredicate& p, const std::vector<std::string>& paths);
     bool latencyFromTimestamps(ParsedLine& out) const;
+    bool readEventTime(ParsedLine& out) const;
+    void readLabels(ParsedLine& out);
 };
+
+bool LineParser::Impl::readEventTime(ParsedLine& out) const {
+    const auto t = parseTimestamp(*event_time, event_per_second);
+    // int64 nanoseconds since the epoch reach the year 2262; later (or before 1678) is junk.
+    constexpr std::int64_t kMaxSeconds = 9'000'000'000;
+    if (!t || t->seconds > kMaxSeconds || t->seconds < -kMaxSeconds) {
+        return false;
+    }
+    out.event_time_ns = t->seconds * kNanosPerSecond + t->nanos;
+    return true;
+}
+
+void LineParser::Impl::readLabels(ParsedLine& out) {
+    // Values longer than this are almost always ids or messages, not dimensions.
+    constexpr std::size_t kMaxLabelValue = 128;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        const Want& w = *labels[i];
+        std::string_view v;
+        switch (w.value.kind) {
+            case Scalar::Kind::String:
+                v = w.value.string;
+                break;
+            case Scalar::Kind::Number:
+                v = w.raw;
+                break;
+            case Scalar::Kind::Bool:
+                v = w.value.boolean ? "true" : "false";
+                break;
+            default:
+                break;  // missing, null, containers: absent
+        }
+        label_values[i] = v.size() > kMaxLabelValue ? std::string_view(kOtherLabelValue) : v;
+    }
+    out.labels = label_values;
+}
 
 LineParser::Impl::Impl(const LogSourceConfig& config) {
     // Every field any part of the config reads, each once: one pass over the line
@@ -574,6 +636,13 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
         }
     };
     collect(config.error, collect);
+    for (const auto& l : config.labels) {
+        paths.push_back(l.field);
+    }
+    if (config.time == TimeMode::Event && !config.timestamp.empty()) {
+        paths.push_back(config.timestamp);
+        event_per_second = unitsPerSecond(config.timestamp_unit);
+    }
     if (config.latency) {
         if (!config.latency->field.empty()) {
             paths.push_back(config.latency->field);
@@ -620,6 +689,19 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
         end = find(exact[1]);
         start->exact = true;
         end->exact = true;
+    }
+    if (config.time == TimeMode::Event && !config.timestamp.empty()) {
+        event_time = find(config.timestamp);
+        event_time->exact = true;
+    }
+    for (const auto& l : config.labels) {
+        Want* w = find(l.field);
+        w->label = true;
+        labels.push_back(w);
+    }
+    label_values.resize(labels.size());
+    for (auto& w : wants) {
+        w.special = w.exact || w.label;
     }
     const auto build = [&](const ErrorPredicate& p, const auto& self) -> Predicate {
         Predicate c;
@@ -823,6 +905,13 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
     } else if (start != nullptr && !latencyFromTimestamps(out)) {
         out.reason = BadLineReason::BadLatency;
         return out;
+    }
+    if (event_time != nullptr && !readEventTime(out)) {
+        out.reason = BadLineReason::BadTimestamp;
+        return out;
+    }
+    if (!labels.empty()) {
+        readLabels(out);
     }
     out.error = holds(error);
     out.ok = true;

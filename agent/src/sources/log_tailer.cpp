@@ -304,6 +304,9 @@ struct LogTailer::Impl {
           counters_(counters),
           parser_(config),
           batch_(recorder.settings()),
+          labels_(config.labels.size(), config.max_label_sets),
+          keyed_mode_(!config.labels.empty() || config.time == TimeMode::Event),
+          event_time_(config.time == TimeMode::Event),
           buffer_(kReadChunk) {
         for (const auto& e : config_.exclude) {
             excludes_.emplace_back(e);
@@ -315,7 +318,14 @@ struct LogTailer::Impl {
     IntervalRecorder& recorder_;
     LogSourceCounters& counters_;
     LineParser parser_;
-    IntervalStats batch_;
+    IntervalStats batch_;  // stream 0, arrival time
+    LabelSetTable labels_;
+    StreamRouter router_;
+    std::vector<std::vector<std::uint32_t>> routes_;  // per label-set id: further streams
+    KeyedBatch keyed_;       // other streams and event-time buckets
+    bool keyed_mode_;        // labels or event time configured
+    bool event_time_;
+    std::int64_t bucket_ns_ = 1'000'000'000;
     std::vector<char> buffer_;
     std::vector<ExcludePattern> excludes_;
     SourcePositions positions_;  // reused: recorded with every batch
@@ -323,7 +333,8 @@ struct LogTailer::Impl {
     // Plain counts for the chunk being processed; published to the atomics once per chunk.
     struct Local {
         std::uint64_t lines = 0;
-        std::uint64_t bad[5] = {0, 0, 0, 0, 0};
+        std::uint64_t bad[kBadLineReasons] = {};
+        std::uint64_t label_overflow = 0;
     } local_;
 
     static constexpr std::chrono::milliseconds kCoalesce{10};
@@ -387,6 +398,7 @@ struct LogTailer::Impl {
     /// Loads the bytes before f.offset into the tail (after open at end, or a resume).
     void loadTail(FollowedFile& f);
     void handleLine(std::string_view line);
+    void handleKeyed(const ParsedLine& p);
     void tooLong();
     void flush();
     void buildPositions();
@@ -458,12 +470,60 @@ void LogTailer::Impl::handleLine(std::string_view line) {
         sampleBadLine(p.reason, line);
         return;
     }
+    if (keyed_mode_) {
+        handleKeyed(p);
+        return;
+    }
     ++batch_.events;
     if (p.error) {
         ++batch_.errors;
     }
     if (p.latency_seconds >= 0) {
         batch_.latency.record(recorder_.toUnits(p.latency_seconds));
+    }
+}
+
+void LogTailer::Impl::handleKeyed(const ParsedLine& p) {
+    const std::vector<std::uint32_t>* routes = nullptr;
+    if (!p.labels.empty()) {
+        bool overflowed = false;
+        bool created = false;
+        const std::uint32_t id = labels_.intern(p.labels, overflowed, created);
+        if (overflowed) {
+            ++local_.label_overflow;
+        }
+        if (created) {
+            // Matching happens once per label set; every later line reuses the answer.
+            routes_.emplace_back();
+            if (router_) {
+                router_(labels_.labels(id), routes_.back());
+            }
+        }
+        routes = &routes_[id];
+    }
+    const std::int64_t units = p.latency_seconds >= 0 ? recorder_.toUnits(p.latency_seconds) : -1;
+    std::optional<std::int64_t> bucket;
+    if (event_time_) {
+        const std::int64_t t = *p.event_time_ns;
+        std::int64_t q = t / bucket_ns_;
+        if (t % bucket_ns_ < 0) {
+            --q;  // floor, also before 1970
+        }
+        bucket = q * bucket_ns_;
+        keyed_.add(0, bucket, units, p.error);
+    } else {
+        ++batch_.events;
+        if (p.error) {
+            ++batch_.errors;
+        }
+        if (units >= 0) {
+            batch_.latency.record(units);
+        }
+    }
+    if (routes != nullptr) {
+        for (const std::uint32_t stream : *routes) {
+            keyed_.add(stream, bucket, units, p.error);
+        }
     }
 }
 
@@ -580,7 +640,12 @@ void LogTailer::Impl::flush() {
     // Always with the positions, even without events: bad lines and skipped bytes move
     // the offsets too, and the checkpoint must see exactly what the windows saw.
     buildPositions();
-    recorder_.recordBatch(batch_, positions_);
+    if (keyed_mode_) {
+        recorder_.recordBatch(batch_, keyed_, positions_);
+        keyed_.clear();
+    } else {
+        recorder_.recordBatch(batch_, positions_);
+    }
     batch_.reset();
     counters_.lines.fetch_add(local_.lines, std::memory_order_relaxed);
     counters_.bad_invalid_json.fetch_add(local_.bad[static_cast<int>(BadLineReason::InvalidJson)],
@@ -593,6 +658,9 @@ void LogTailer::Impl::flush() {
                                      std::memory_order_relaxed);
     counters_.bad_invalid_utf8.fetch_add(local_.bad[static_cast<int>(BadLineReason::InvalidUtf8)],
                                          std::memory_order_relaxed);
+    counters_.bad_timestamp.fetch_add(local_.bad[static_cast<int>(BadLineReason::BadTimestamp)],
+                                      std::memory_order_relaxed);
+    counters_.label_overflow.fetch_add(local_.label_overflow, std::memory_order_relaxed);
     local_ = Local{};
 }
 
@@ -1154,6 +1222,14 @@ void LogTailer::stop() {
     im.thread_.join();
     im.running_ = false;
 }
+
+void LogTailer::setRouter(StreamRouter router) { impl_->router_ = std::move(router); }
+
+void LogTailer::setBucketWidth(std::chrono::nanoseconds width) {
+    impl_->bucket_ns_ = std::max<std::int64_t>(1, width.count());
+}
+
+const LabelSetTable& LogTailer::labelSets() const { return impl_->labels_; }
 
 void LogTailer::pollOnce() {
     impl_->rescan();

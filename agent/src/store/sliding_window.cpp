@@ -86,18 +86,118 @@ void IntervalRecorder::recordBatch(const IntervalStats& batch, const SourcePosit
     positions_fresh_ = true;
 }
 
+void IntervalRecorder::recordBatch(const IntervalStats& batch, const KeyedBatch& keyed,
+                                   const SourcePositions& positions) {
+    std::lock_guard lock(mutex_);
+    mergeInto(current_, batch);
+    for (std::size_t i = 0; i < keyed.used_; ++i) {
+        const KeyedBatch::Entry& e = keyed.entries_[i];
+        const std::optional<rules::TimePoint> at =
+            e.has_bucket ? std::optional(rules::TimePoint{std::chrono::duration_cast<rules::TimePoint::duration>(
+                               std::chrono::nanoseconds{e.bucket_ns})})
+                         : std::nullopt;
+        auto it = std::find_if(parts_.begin(), parts_.end(),
+                               [&](const RecordedPart& p) { return p.stream == e.stream && p.at == at; });
+        if (it == parts_.end()) {
+            parts_.push_back(RecordedPart{e.stream, at, IntervalStats(settings_)});
+            it = parts_.end() - 1;
+        }
+        it->stats.events += e.events;
+        it->stats.errors += e.errors;
+        for (const std::int64_t v : e.latencies) {
+            it->stats.latency.record(v);
+        }
+    }
+    positions_ = positions;
+    positions_fresh_ = true;
+}
+
 IntervalStats IntervalRecorder::take(SourcePositions* positions) {
     // The fresh interval is allocated outside the lock so writers only wait for a swap.
     IntervalStats fresh(settings_);
+    std::vector<RecordedPart> parts;
     {
         std::lock_guard lock(mutex_);
         std::swap(fresh, current_);
+        std::swap(parts, parts_);
         if (positions != nullptr && positions_fresh_) {
             *positions = positions_;
             positions_fresh_ = false;
         }
     }
+    for (const auto& p : parts) {
+        if (p.stream == 0) {
+            mergeInto(fresh, p.stats);
+        }
+    }
     return fresh;
+}
+
+std::vector<RecordedPart> IntervalRecorder::takeParts(SourcePositions* positions) {
+    IntervalStats fresh(settings_);
+    std::vector<RecordedPart> parts;
+    {
+        std::lock_guard lock(mutex_);
+        std::swap(fresh, current_);
+        std::swap(parts, parts_);
+        if (positions != nullptr && positions_fresh_) {
+            *positions = positions_;
+            positions_fresh_ = false;
+        }
+    }
+    if (!fresh.empty()) {
+        parts.insert(parts.begin(), RecordedPart{0, std::nullopt, std::move(fresh)});
+    }
+    return parts;
+}
+
+// ---------------------------------------------------------------------------------------
+// KeyedBatch
+
+void KeyedBatch::add(std::uint32_t stream, std::optional<std::int64_t> bucket_ns, std::int64_t latency_units,
+                     bool error) {
+    const bool has_bucket = bucket_ns.has_value();
+    const std::int64_t bucket = bucket_ns.value_or(0);
+    const auto matches = [&](const Entry& e) {
+        return e.stream == stream && e.has_bucket == has_bucket && e.bucket_ns == bucket;
+    };
+    Entry* hit = nullptr;
+    if (last_ < used_ && matches(entries_[last_])) {
+        hit = &entries_[last_];
+    } else {
+        for (std::size_t i = 0; i < used_; ++i) {
+            if (matches(entries_[i])) {
+                hit = &entries_[i];
+                last_ = i;
+                break;
+            }
+        }
+    }
+    if (hit == nullptr) {
+        if (used_ == entries_.size()) {
+            entries_.emplace_back();
+        }
+        last_ = used_++;
+        hit = &entries_[last_];
+        hit->stream = stream;
+        hit->has_bucket = has_bucket;
+        hit->bucket_ns = bucket;
+        hit->events = 0;
+        hit->errors = 0;
+        hit->latencies.clear();
+    }
+    ++hit->events;
+    if (error) {
+        ++hit->errors;
+    }
+    if (latency_units >= 0) {
+        hit->latencies.push_back(latency_units);
+    }
+}
+
+void KeyedBatch::clear() {
+    used_ = 0;
+    last_ = 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -372,12 +472,67 @@ void Series::advance(rules::TimePoint now) {
     }
 }
 
-void Series::add(rules::TimePoint now, const IntervalStats& interval) {
+void Series::checkSettings(const IntervalStats& interval) const {
     const HdrHistogram& h = interval.latency;
     if (h.lowestTrackableValue() != settings_.lowest || h.highestTrackableValue() != settings_.highest ||
         h.significantFigures() != settings_.sigfigs) {
         throw std::invalid_argument("Series::add: the interval's histogram settings differ from the series'");
     }
+}
+
+void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
+    if (!newest_ || at >= *newest_) {
+        add(at, interval);
+        return;
+    }
+    checkSettings(interval);
+    for (std::size_t r = 0; r < rings_.size(); ++r) {
+        Ring& ring = *rings_[r];
+        const std::int64_t index = slotIndex(ring, at);
+        const std::int64_t open = *ring.open_index;
+        if (index <= open - ring.max_slots) {
+            continue;  // the ring no longer holds that slot
+        }
+        if (index == open) {
+            mergeInto(ring.open, interval);
+        } else {
+            // Re-encode the sealed slot with the late data merged in: the same bytes as
+            // if the slot had been sealed with all of it.
+            auto it = std::lower_bound(ring.sealed.begin(), ring.sealed.end(), index,
+                                       [](const SealedSlot& s, std::int64_t v) { return s.index < v; });
+            if (!scratch_) {
+                scratch_ = std::make_unique<IntervalStats>(settings_);
+            }
+            IntervalStats& dense = *scratch_;
+            dense.reset();
+            if (it != ring.sealed.end() && it->index == index) {
+                addSlot(dense, *it);
+            } else {
+                it = ring.sealed.insert(it, SealedSlot{});
+            }
+            mergeInto(dense, interval);
+            it->index = index;
+            it->events = dense.events;
+            it->errors = dense.errors;
+            it->value_sum = dense.value_sum;
+            it->value_count = dense.value_count;
+            it->overflow = dense.latency.overflowCount();
+            it->counts = SparseCounts(dense.latency);
+        }
+        for (auto& w : windows_) {
+            if (w->ring_ == r && index > w->excluded_up_to_) {
+                mergeInto(w->aggregate_, interval);
+            }
+        }
+    }
+    if (at < *first_seen_) {
+        first_seen_ = at;
+        advance(*newest_);  // recomputes what each window covers
+    }
+}
+
+void Series::add(rules::TimePoint now, const IntervalStats& interval) {
+    checkSettings(interval);
     advance(now);
     for (auto& ring : rings_) {
         mergeInto(ring->open, interval);

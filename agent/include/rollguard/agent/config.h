@@ -77,6 +77,16 @@ enum class WatchMode { Auto, Poll };
 
 enum class ReadFrom { Beginning, End };
 
+/// Which time a line's event is counted at: when the tailer read it, or the time the
+/// line itself carries (`timestamp`).
+enum class TimeMode { Arrival, Event };
+
+/// One label of a source: its name and the dotted field path its value comes from.
+struct LabelField {
+    std::string name;   ///< [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"
+    std::string field;  ///< dotted path, e.g. "http.route"
+};
+
 /// [[source]] type = "json_log": follows JSON-lines files.
 struct LogSourceConfig {
     std::string name;
@@ -91,6 +101,21 @@ struct LogSourceConfig {
     ErrorPredicate error;
     std::size_t max_line_bytes = 64 * 1024;  ///< longer lines are skipped and counted
     std::chrono::nanoseconds poll_interval{std::chrono::seconds{1}};  ///< rescan/stat safety net
+    /// `labels = { route = "http.route" }`, sorted by name. A value is a string as is, a
+    /// number as its JSON text, true/false as "true"/"false"; missing, null, objects and
+    /// arrays are "" (absent); a value longer than 128 bytes is "__other__".
+    std::vector<LabelField> labels;
+    /// Distinct label-value tuples (label sets) kept per source; further tuples map to
+    /// the overflow set (every value "__other__"), counted in `label_overflow`.
+    std::size_t max_label_sets = 100;
+    TimeMode time = TimeMode::Arrival;
+    /// With time = Event: the dotted path of the event timestamp (RFC 3339 string, or an
+    /// epoch number or numeric string in `timestamp_unit`).
+    std::string timestamp;
+    LatencyUnit timestamp_unit = LatencyUnit::Seconds;
+    /// With time = Event: data whose time bucket ended more than this before now is
+    /// dropped and counted (`too_late`).
+    std::chrono::nanoseconds lateness{std::chrono::seconds{30}};
     SourceLocation location;
 };
 

@@ -33,6 +33,10 @@ struct StatusSnapshot {
         std::uint64_t bad_latency = 0;
         std::uint64_t bad_too_long = 0;
         std::uint64_t bad_invalid_utf8 = 0;
+        std::uint64_t bad_timestamp = 0;
+        std::uint64_t label_sets = 0;      ///< label sets interned (overflow set included)
+        std::uint64_t label_overflow = 0;  ///< lines mapped to the overflow label set
+        std::uint64_t too_late = 0;        ///< events dropped: older than `lateness`
         std::uint64_t rotations = 0;
         std::uint64_t truncations = 0;
         std::uint64_t read_errors = 0;
@@ -81,7 +85,8 @@ struct StatusSnapshot {
 
 /// The running agent: owns the sources (one tailer thread each), their windows, the
 /// rule engine and the hook runner, and wires them on every tick:
-///   take each source's interval -> add to its window -> evaluate rules on each rule's
+///   take each source's parts -> add to its window (event-time parts into the slot of
+///   their time, or dropped as too late) -> evaluate rules on each rule's
 ///   window -> log transitions -> queue hooks (off this thread).
 /// Thread-safety: construct, start(), tick()/run() and stop() from one thread;
 /// requestStop() and snapshot() from any thread.

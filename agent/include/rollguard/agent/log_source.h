@@ -1,10 +1,16 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "rollguard/agent/config.h"
@@ -19,7 +25,9 @@ HistogramSettings histogramSettingsFor(const LogSourceConfig& source);
 
 /// Why a line was not counted. InvalidUtf8: the line is not valid UTF-8 (overlong forms,
 /// surrogates, truncated sequences, ...) anywhere, even where it is not valid JSON either.
-enum class BadLineReason { InvalidJson, NotAnObject, BadLatency, TooLong, InvalidUtf8 };
+/// BadTimestamp: with time = "event", the timestamp field is missing, null or unparseable.
+enum class BadLineReason { InvalidJson, NotAnObject, BadLatency, TooLong, InvalidUtf8, BadTimestamp };
+inline constexpr int kBadLineReasons = 6;
 const char* toString(BadLineReason r);
 
 /// The result of parsing one JSON log line.
@@ -28,7 +36,15 @@ struct ParsedLine {
     BadLineReason reason = BadLineReason::InvalidJson;  ///< when !ok
     double latency_seconds = -1.0;  ///< < 0: the line has no latency
     bool error = false;
+    /// With time = "event": the line's timestamp in ns since the Unix epoch.
+    std::optional<std::int64_t> event_time_ns;
+    /// One value per configured label (in LogSourceConfig::labels order); "" = absent.
+    /// Views into the parser's buffers: valid until its next parse().
+    std::span<const std::string_view> labels;
 };
+
+/// The label value of the overflow set and of values longer than 128 bytes.
+inline constexpr const char* kOtherLabelValue = "__other__";
 
 /// Extracts latency and the error predicate from JSON log lines with simdjson. Every
 /// field the config reads (the latency field or the two timestamps, and every field of
@@ -42,6 +58,9 @@ struct ParsedLine {
 /// start or end timestamp. Error predicates: a missing field, or one of another type, is
 /// not an error; Present holds for any value but null; NumberAtLeast and NumberInRanges
 /// accept numeric strings; StringIn matches exactly and case-sensitively.
+/// With time = "event" the `timestamp` field is read like latency timestamps (RFC 3339,
+/// or an epoch number or numeric string in the source's `timestamp_unit`); missing, null
+/// or unparseable is BadTimestamp. Labels: see ParsedLine::labels and LogSourceConfig::labels.
 /// A trailing '\r' is ignored. An empty line is InvalidJson here; LogTailer skips blank
 /// lines before parsing. Values of fields it does not look at are not validated
 /// (simdjson On-Demand skips them), but the top-level structure always is.
@@ -60,6 +79,47 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+/// A label set: one value per label of its source, in LogSourceConfig::labels order;
+/// "" = absent.
+using LabelSet = std::vector<std::string>;
+
+/// Decides which store streams a label set feeds, besides stream 0 (the whole source,
+/// always fed): it appends their ids to `streams`. Called once per new label set, on the
+/// tailer's thread; the answer is cached per label-set id. Issue #5 builds routers from
+/// rule selections.
+using StreamRouter = std::function<void(const LabelSet& labels, std::vector<std::uint32_t>& streams)>;
+
+/// The label sets of one source, interned to small integer ids in order of first
+/// appearance. At most `max_sets` regular sets; then every new tuple maps to the
+/// overflow set (every value "__other__"), created once and not counted against the cap.
+/// Thread-safety: one writer (the tailer thread) calls intern(); lookups of existing
+/// sets there take no lock, insertions take the mutex. size(), labels() and all() may
+/// be called from any thread (they take the mutex).
+class LabelSetTable {
+public:
+    LabelSetTable(std::size_t label_count, std::size_t max_sets);
+
+    /// The id of `values` (one per label), interning it when new. `overflowed` is set
+    /// when the tuple was mapped to the overflow set; `created` when the id is new.
+    std::uint32_t intern(std::span<const std::string_view> values, bool& overflowed, bool& created);
+
+    /// Sets interned so far, the overflow set included.
+    std::size_t size() const;
+    /// The values of set `id` (< size()).
+    LabelSet labels(std::uint32_t id) const;
+    /// Every set, by id.
+    std::vector<LabelSet> all() const;
+
+private:
+    std::size_t label_count_;
+    std::size_t max_sets_;
+    std::string key_;  // reused: the encoded tuple being looked up
+    std::unordered_map<std::string, std::uint32_t> ids_;
+    std::optional<std::uint32_t> overflow_id_;
+    mutable std::mutex mutex_;  // guards sets_ and ids_ insertions against readers
+    std::vector<LabelSet> sets_;
+};
+
 /// Counters of a log source; read from any thread.
 struct LogSourceCounters {
     std::atomic<std::uint64_t> lines{0};        ///< complete lines seen (good + bad)
@@ -69,6 +129,12 @@ struct LogSourceCounters {
     std::atomic<std::uint64_t> bad_latency{0};
     std::atomic<std::uint64_t> bad_too_long{0};
     std::atomic<std::uint64_t> bad_invalid_utf8{0};
+    std::atomic<std::uint64_t> bad_timestamp{0};  ///< time = "event" and no usable timestamp
+    /// Lines whose label tuple came after max_label_sets others: counted in the overflow set.
+    std::atomic<std::uint64_t> label_overflow{0};
+    /// Events dropped because their event-time bucket ended more than `lateness` before
+    /// the clock (counted by the daemon's tick, not the tailer).
+    std::atomic<std::uint64_t> too_late{0};
     std::atomic<std::uint64_t> files_opened{0};
     std::atomic<std::uint64_t> rotations{0};
     std::atomic<std::uint64_t> truncations{0};
@@ -78,7 +144,7 @@ struct LogSourceCounters {
     std::atomic<std::uint64_t> identity_changes{0};
 
     std::uint64_t badTotal() const {
-        return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8;
+        return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8 + bad_timestamp;
     }
 };
 
@@ -118,6 +184,14 @@ struct LogSourceCounters {
 /// bad; a too-long line counts in `lines` and `bad_too_long` once (once more after a
 /// restart whose checkpoint was taken while inside it).
 ///
+/// Labels and streams: with `labels` configured every good line's value tuple is
+/// interned in labelSets() (capped, see LabelSetTable); the router set with
+/// setRouter() says once per new set which further streams it feeds. Event time: with
+/// time = "event" each event is keyed by its timestamp floored to the bucket width
+/// (setBucketWidth, default 1 s). Such events go to the recorder as a KeyedBatch per chunk
+/// (RecordedPart per stream and bucket); stream 0 arrival-time events keep the plain
+/// IntervalStats batch.
+///
 /// Positions: after every chunk read (and whenever the set of files changes) the batch
 /// is recorded with the positions of every open file, rotated ones still draining
 /// included (IntervalRecorder::recordBatch):
@@ -151,7 +225,17 @@ public:
     /// must not be called while the thread runs.
     void pollOnce();
 
+    /// Which further streams each label set feeds; default none (stream 0 only). Call
+    /// before start()/pollOnce().
+    void setRouter(StreamRouter router);
+    /// Width of event-time buckets (the agent tick); default 1 s. Call before start().
+    void setBucketWidth(std::chrono::nanoseconds width);
+    /// The source's label sets (empty without `labels`).
+    const LabelSetTable& labelSets() const;
+
     const LogSourceCounters& counters() const { return counters_; }
+    /// For the daemon's tick, which counts `too_late`.
+    LogSourceCounters& counters() { return counters_; }
     const std::string& name() const { return config_.name; }
     /// Paths currently followed.
     std::vector<std::string> files() const;

@@ -31,6 +31,12 @@ struct ReplayOptions {
     std::chrono::milliseconds progress_interval{250};
 };
 
+/// Totals of one label set of a replayed source.
+struct ReplayLabelSet {
+    std::vector<std::string> values;  ///< one per label (ReplaySourceResult::label_names); "" = absent
+    IntervalStats stats;
+};
+
 /// The outcome of replaying the files through one source.
 struct ReplaySourceResult {
     std::string name;
@@ -42,6 +48,8 @@ struct ReplaySourceResult {
     std::uint64_t bad_latency = 0;
     std::uint64_t bad_too_long = 0;
     std::uint64_t bad_invalid_utf8 = 0;
+    std::uint64_t bad_timestamp = 0;
+    std::uint64_t label_overflow = 0;  ///< lines counted in the "__other__" set
     std::uint64_t read_errors = 0;
     /// Files whose last line has no newline: like the daemon, replay counts a line only
     /// when its newline has arrived, so that last line is not counted.
@@ -51,8 +59,15 @@ struct ReplaySourceResult {
     IntervalStats stats;
     HistogramSettings settings;
     double wall_seconds = 0.0;
+    /// For a source with labels: the label names and per-label-set totals, in order of
+    /// first appearance (the overflow set where it first overflowed). Replay only: the
+    /// daemon keeps no per-set histograms (each dense one is ~190 KB).
+    std::vector<std::string> label_names;
+    std::vector<ReplayLabelSet> label_sets;
 
-    std::uint64_t badTotal() const { return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8; }
+    std::uint64_t badTotal() const {
+        return bad_invalid_json + bad_not_object + bad_latency + bad_too_long + bad_invalid_utf8 + bad_timestamp;
+    }
     std::int64_t events() const { return stats.events; }
     std::int64_t errors() const { return stats.errors; }
     /// Events that carried a latency.
@@ -88,10 +103,13 @@ ReplayResult replayFiles(const Config& config, const std::vector<std::string>& f
                          const ReplayOptions& options = {});
 
 /// Human-readable report: per source lines, bad lines by reason, events, errors, error
-/// ratio, p50/p90/p99/p99.9/max, wall time and lines per second.
+/// ratio, p50/p90/p99/p99.9/max, wall time and lines per second; for a source with
+/// labels, the 20 label sets with the most events (events, error ratio, p99), then
+/// "... and N more".
 std::string renderReplayText(const ReplayResult& result);
 
-/// The same figures as one JSON document (latencies in seconds; null when undefined).
+/// The same figures as one JSON document (latencies in seconds; null when undefined),
+/// every label set included.
 std::string renderReplayJson(const ReplayResult& result);
 
 /// One progress line without a line end: "replay app: 120.0 MB / 480.0 MB (25%), ...".

@@ -45,10 +45,51 @@ struct IntervalStats {
     void reset();
 };
 
+/// A part of what a source recorded since the last take: the data of one stream (0 =
+/// the whole source; others are label-set selections, see StreamRouter) at one time:
+/// `at` empty = arrival time ("now of the tick"), else the start of the event-time bucket.
+struct RecordedPart {
+    std::uint32_t stream = 0;
+    std::optional<rules::TimePoint> at;
+    IntervalStats stats;
+};
+
+/// A writer's private batch of events keyed by (stream, event-time bucket), folded into
+/// an IntervalRecorder with recordBatch. It keeps plain latency values (store units),
+/// not dense histograms, so a batch costs no histogram allocation; its buffers are kept
+/// across clear() so a steady writer does not allocate either.
+/// Thread-safety: none (one writer).
+class KeyedBatch {
+public:
+    /// One event. `bucket_ns`: start of its event-time bucket in ns since the epoch, or
+    /// empty for arrival time. `latency_units` < 0: no latency.
+    void add(std::uint32_t stream, std::optional<std::int64_t> bucket_ns, std::int64_t latency_units, bool error);
+    bool empty() const { return used_ == 0; }
+    void clear();
+
+private:
+    friend class IntervalRecorder;
+    struct Entry {
+        std::uint32_t stream = 0;
+        bool has_bucket = false;
+        std::int64_t bucket_ns = 0;
+        std::int64_t events = 0;
+        std::int64_t errors = 0;
+        std::vector<std::int64_t> latencies;
+    };
+    std::vector<Entry> entries_;  // [0, used_) in use; the rest keep their buffers
+    std::size_t used_ = 0;
+    std::size_t last_ = 0;  // the entry hit last: consecutive lines mostly share one
+};
+
 /// Where sources record. Writers (a tailer thread) call record/recordBatch; the
-/// evaluation tick calls take(), which swaps the interval out (the fresh one is
-/// allocated outside the lock), so a writer waits at most for a pointer swap, never for
-/// a query. HdrHistogram_c's interval recorder is the pattern. Thread-safe.
+/// evaluation tick calls take()/takeParts(), which swap the data out (the fresh stream-0
+/// interval is allocated outside the lock), so a writer waits at most for a swap, never
+/// for a query. HdrHistogram_c's interval recorder is the pattern. Besides the stream-0
+/// arrival interval (record, recordBatch(IntervalStats)) it holds one interval per
+/// (stream, event-time bucket) a KeyedBatch brought; a new key allocates its dense
+/// histogram once per take interval (under the lock), never per line or batch.
+/// Thread-safe.
 class IntervalRecorder {
 public:
     explicit IntervalRecorder(const HistogramSettings& settings = {});
@@ -63,10 +104,19 @@ public:
     /// positions a take() returns always match exactly the data taken so far, which is
     /// what makes checkpoints exact (nothing lost, nothing counted twice).
     void recordBatch(const IntervalStats& batch, const SourcePositions& positions);
+    /// Both batches and the positions right after them, under one lock (either batch may
+    /// be empty).
+    void recordBatch(const IntervalStats& batch, const KeyedBatch& keyed, const SourcePositions& positions);
     /// Returns everything recorded since the last take() and starts a new interval.
     /// When `positions` is given and a batch with positions was recorded since the last
-    /// take(), it receives those positions; otherwise it is left as it was.
+    /// take(), it receives those positions; otherwise it is left as it was. Keyed data of
+    /// stream 0 is merged in (bucket times dropped) and that of other streams is dropped,
+    /// so the positions match what is returned: for sources without labels and event time.
     IntervalStats take(SourcePositions* positions = nullptr);
+    /// Everything recorded since the last take, as parts: the stream-0 arrival interval
+    /// first (only when it holds data), then the keyed parts in the order their keys first
+    /// appeared. Positions as for take(): they match exactly the data of all parts.
+    std::vector<RecordedPart> takeParts(SourcePositions* positions = nullptr);
 
     const HistogramSettings& settings() const { return settings_; }
     /// Converts seconds to store units, rounding to nearest; negative/NaN -> -1.
@@ -76,6 +126,7 @@ private:
     HistogramSettings settings_;
     std::mutex mutex_;
     IntervalStats current_;
+    std::vector<RecordedPart> parts_;  // keyed data since the last take
     SourcePositions positions_;
     bool positions_fresh_ = false;
 };
@@ -190,8 +241,9 @@ using WindowHandle = std::size_t;
 /// slots that leave it: cost proportional to the non-empty buckets of those slots, never
 /// a re-merge of the window.
 ///
-/// Time going backwards (a clock step, a late interval) is clamped: data stamped before
-/// the newest slot goes into the newest slot, and no slot is ever re-opened.
+/// Time going backwards (a clock step, a late interval) is clamped by add(): data stamped
+/// before the newest slot goes into the newest slot. addAt() instead puts late data into
+/// the slot it belongs to (event time), as if it had arrived in time.
 /// Thread-safety: none; owned by the evaluation thread. Writers use IntervalRecorder.
 class Series {
 public:
@@ -213,6 +265,13 @@ public:
     void add(rules::TimePoint now, const IntervalStats& interval);
     /// Moves time to `now` without data.
     void advance(rules::TimePoint now);
+    /// Data stamped `at` (event time). At or after the newest time: add(at, interval).
+    /// Before it: the data goes into the slot containing `at` in every ring that still
+    /// holds that slot (a sealed slot is re-encoded with the data merged in; an empty one
+    /// is created), and every window aggregate that currently includes the slot gets it
+    /// too, so windows are exactly what they would be had the data arrived in time. A ring
+    /// that no longer holds the slot skips it silently. Time does not move.
+    void addAt(rules::TimePoint at, const IntervalStats& interval);
 
     const HistogramSettings& settings() const { return settings_; }
 
@@ -235,12 +294,14 @@ private:
     struct Ring;
     std::int64_t slotIndex(const Ring& ring, rules::TimePoint t) const;
     void rebuild(WindowView& window);
+    void checkSettings(const IntervalStats& interval) const;
 
     HistogramSettings settings_;
     std::optional<rules::TimePoint> first_seen_;
     std::optional<rules::TimePoint> newest_;
     std::vector<std::unique_ptr<Ring>> rings_;
     std::vector<std::unique_ptr<WindowView>> windows_;
+    std::unique_ptr<IntervalStats> scratch_;  // dense slot for re-encoding; made on first late data
 };
 
 }  // namespace rollguard::agent
