@@ -68,7 +68,7 @@ TEST_CASE("rollguard replay prints the figures of every source", "[replay][integ
     INFO(out);
     CHECK(code == 0);
     CHECK(out.find("source router: 1 file(s), 2002 lines") != std::string::npos);
-    CHECK(out.find("bad lines: 2 (invalid_json 1, not_an_object 0, bad_latency 1, too_long 0, invalid_utf8 0)") != std::string::npos);
+    CHECK(out.find("bad lines: 2 (invalid_json 1, not_an_object 0, bad_latency 1, too_long 0, invalid_utf8 0, bad_timestamp 0)") != std::string::npos);
     CHECK(out.find("events: 2000, errors: 50, error ratio: 0.025 (2.50%)") != std::string::npos);
     CHECK(out.find("latency (2000 events): p50 ") != std::string::npos);
     CHECK(out.find("lines/s") != std::string::npos);
