@@ -38,27 +38,49 @@ double medianOf(const Buckets& b, std::int64_t total) {
     return b.empty() ? 0.0 : b.back().first;
 }
 
-/// Weighted median of canary - baseline over every bucket pair (count_c * count_b pairs each).
+/// Weighted median of canary - baseline over every bucket pair (count_c * count_b pairs
+/// each), without materialising the pairs: bisection on the shift d, where the weight of
+/// pairs with a difference <= d is counted in one merge pass over the two sorted lists.
 double hodgesLehmannShift(const Buckets& canary, const Buckets& baseline) {
-    std::vector<std::pair<double, double>> diffs;
-    diffs.reserve(canary.size() * baseline.size());
+    std::vector<double> suffix(baseline.size() + 1, 0.0);  // weight of baseline[j..]
+    for (std::size_t j = baseline.size(); j-- > 0;) {
+        suffix[j] = suffix[j + 1] + static_cast<double>(baseline[j].second);
+    }
     double total = 0.0;
-    for (const auto& [vc, cc] : canary) {
-        for (const auto& [vb, cb] : baseline) {
-            const double w = static_cast<double>(cc) * static_cast<double>(cb);
-            diffs.emplace_back(vc - vb, w);
-            total += w;
+    for (const auto& [v, c] : canary) {
+        total += static_cast<double>(c) * suffix[0];
+    }
+    const auto weightAtMost = [&](double d) {
+        double w = 0.0;
+        std::size_t j = 0;
+        for (const auto& [vc, cc] : canary) {
+            // vc - vb <= d  <=>  vb >= vc - d; the bound grows with vc.
+            while (j < baseline.size() && baseline[j].first < vc - d) {
+                ++j;
+            }
+            w += static_cast<double>(cc) * suffix[j];
+        }
+        return w;
+    };
+    double lo = canary.front().first - baseline.back().first;
+    double hi = canary.back().first - baseline.front().first;
+    if (weightAtMost(lo) >= total / 2.0) {
+        return lo;
+    }
+    // Invariant: weight(lo) < total/2 <= weight(hi). 200 halvings reach the double's
+    // resolution for any latency range.
+    for (int i = 0; i < 200 && lo < hi; ++i) {
+        const double mid = lo + (hi - lo) / 2.0;
+        if (mid <= lo || mid >= hi) {
+            break;
+        }
+        if (weightAtMost(mid) >= total / 2.0) {
+            hi = mid;
+        } else {
+            lo = mid;
         }
     }
-    std::sort(diffs.begin(), diffs.end());
-    double seen = 0.0;
-    for (const auto& [d, w] : diffs) {
-        seen += w;
-        if (seen >= total / 2.0) {
-            return d;
-        }
-    }
-    return 0.0;
+    return hi;
 }
 
 }  // namespace

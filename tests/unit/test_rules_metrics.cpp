@@ -183,6 +183,11 @@ TEST_CASE("Mann-Whitney U from buckets: exact U, ties and variance on a small ca
     CHECK_FALSE(r.fails);
     CHECK(r.n_canary == 2);
     CHECK(r.n_baseline == 2);
+    // Pair differences -2, -1, -1, 0: Hodges-Lehmann shift -1 over the baseline median 2.
+    CompareSpec hl;
+    hl.effect = EffectKind::HodgesLehmann;
+    CHECK(mannWhitney(canary, baseline, hl).effect == Approx(-0.5));
+    CHECK(r.effect == Approx(-0.5));  // medians 1 and 2 (lower medians)
 
     BucketLatency empty;
     CHECK_FALSE(mannWhitney(empty, baseline, CompareSpec{}).valid);
