@@ -278,6 +278,10 @@ bool Engine::restoreState(std::string_view data, TimePoint now) {
             clamp(g.last_notified, now);
             clamp(g.last_evaluation, now);
             g.status = RuleStatus{};
+            g.status.last_evaluation = g.last_evaluation;
+            // Downtime counts toward `for` (Prometheus restoration): a `hold` right after
+            // the restart must not shift the timers by the time the agent was down.
+            g.last_evaluation.reset();
             g.status.state = g.state;
             g.status.group = key;
             g.status.since = g.since;

@@ -138,3 +138,21 @@ TEST_CASE("restore: a learned baseline stays frozen and times in the future are 
     REQUIRE(early.restoreState(pending.saveState(), kT0));
     CHECK(early.status(0).since == kT0);
 }
+
+TEST_CASE("restore: downtime counts toward `for` even when the first evaluation holds", "[rules][state]") {
+    RuleSpec r = rule("err", 10min);
+    r.no_data = rollguard::rules::GapPolicy::Hold;
+    r.min_samples = 100;
+    Engine before({r});
+    tick(before, kT0, 100);
+    Engine after({r});
+    REQUIRE(after.restoreState(before.saveState(), kT0 + 6min));
+    CHECK(after.status(0).last_evaluation == kT0);
+    // No data right after the restart: held, and `since` is not moved by the downtime.
+    after.evaluate(kT0 + 6min, [](const RuleSpec&) { return SeriesStats{10, 10, 5min, nullptr}; });
+    CHECK(after.status(0).state == AlertState::Pending);
+    CHECK(after.status(0).since == kT0);
+    const auto ts = tick(after, kT0 + 10min, 100);
+    REQUIRE(ts.size() == 1);
+    CHECK(ts[0].to == AlertState::Firing);
+}
