@@ -482,8 +482,9 @@ TEST_CASE("every error in a config is reported in one go, in file order", "[conf
               "3:10: 'listen' must be \"host:port\" (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") or \"\" to disable, got "
               "\"localhost\"",
               "7:8: unsupported source type 'syslog' (supported: json_log)",
-              "13:10: unknown metric \"p99.9.9\" (did you mean 'p99'?) (expected count, rate, error_ratio, mean, min, max, a percentile "
-              "such as p50, p99, p99.9 or p999, or quantile with 'quantile = 0.995')",
+              "13:10: unknown metric \"p99.9.9\" (did you mean 'p99'?) (expected count, rate, error_ratio, mean, min, max, stddev, value, "
+              "increase, growth, a percentile such as p50, p99, p99.9 or p999, quantile with 'quantile = 0.995', "
+              "or ratio with 'numerator' and 'denominator')",
               "15:1: unknown key 'windw' in [[rule]] (did you mean 'window'?)",
               "16:10: unknown hook 'nope'",
               "18:1: missing required key 'name' in [[hook]]",
@@ -894,4 +895,205 @@ TEST_CASE("checkpoint_interval is a positive duration", "[config]") {
     CHECK(r.config->agent.state_dir == "/var/lib/rg");
     CHECK(errorsOf("[agent]\ncheckpoint_interval = \"0s\"\n" + kBase).at(0) ==
           "2:23: 'checkpoint_interval' must be greater than zero");
+}
+
+// ---- [[rule]] keys of issue #5 ----
+
+TEST_CASE("rule: selections, baselines, comparison and timing load into typed values", "[config][rules]") {
+    const std::string text = kBase + R"([[rule]]
+name = "canary-p99"
+severity = "warning"
+source = "api"
+metric = "p99"
+above = "2x"
+labels = { variant = "canary", route = "=~/api/.*", env = "!=dev", host = "!~test-.*", odd = "==x" }
+group_by = ["route"]
+max_groups = 20
+baseline = { labels = { variant = "stable" } }
+breaches = "3 of 5"
+keep_firing_for = "2m"
+no_data = "hold"
+on_error = "breach"
+error_budget = 3
+delay = "1m"
+repeat_interval = "1h"
+dry_run = true
+hooks = ["rollback"]
+
+[[rule]]
+name = "mw"
+source = "api"
+metric = "p50"
+compare = "mann_whitney"
+confidence = 0.99
+max_increase = "+15%"
+effect = "hodges_lehmann"
+baseline = { labels = { variant = "stable" } }
+hooks = ["rollback"]
+
+[[rule]]
+name = "learned"
+source = "app"
+metric = "error_ratio"
+above = "+50%"
+baseline = { learn = "10m" }
+hooks = ["rollback"]
+
+[[rule]]
+name = "file"
+source = "api"
+metric = "ratio"
+numerator = "p99"
+denominator = "p50"
+below = "-20%"
+baseline = { file = "baseline.json", pointer = "/ratio" }
+hooks = ["rollback"]
+
+[[rule]]
+name = "gauge"
+source = "app"
+metric = "growth"
+above = 0.10
+hooks = ["rollback"]
+)";
+    const LoadResult r = parseConfig(text, kPath);
+    INFO(diags(r, Diagnostic::Level::Error).size());
+    REQUIRE(r.ok());
+    const auto& rules = r.config->rules;
+    REQUIRE(rules.size() == 5);
+
+    const auto& c = rules[0];
+    CHECK(c.threshold_kind == rollguard::rules::ThresholdKind::Factor);
+    CHECK(c.threshold == 2.0);
+    REQUIRE(c.selection.matchers.size() == 5);
+    using Op = rollguard::rules::LabelMatcher::Op;
+    // In label order (TOML tables are unordered).
+    CHECK(c.selection.matchers[0].label == "env");
+    CHECK(c.selection.matchers[0].op == Op::NotEqual);
+    CHECK(c.selection.matchers[0].value == "dev");
+    CHECK(c.selection.matchers[1].label == "host");
+    CHECK(c.selection.matchers[1].op == Op::NotRegex);
+    CHECK(c.selection.matchers[1].value == "test-.*");
+    CHECK(c.selection.matchers[2].op == Op::Equal);
+    CHECK(c.selection.matchers[2].value == "=x");
+    CHECK(c.selection.matchers[3].label == "route");
+    CHECK(c.selection.matchers[3].op == Op::Regex);
+    CHECK(c.selection.matchers[3].value == "/api/.*");
+    CHECK(c.selection.matchers[3].matches("/api/x"));
+    CHECK(c.selection.matchers[4].label == "variant");
+    CHECK(c.selection.matchers[4].op == Op::Equal);
+    CHECK(c.selection.matchers[4].value == "canary");
+    CHECK(c.selection.group_by == Strings{"route"});
+    CHECK(c.selection.max_groups == 20);
+    CHECK(c.baseline.kind == rollguard::rules::BaselineKind::Selection);
+    REQUIRE(c.baseline.selection.matchers.size() == 1);
+    CHECK(c.baseline.selection.matchers[0].value == "stable");
+    CHECK(c.breaches_m == 3);
+    CHECK(c.breaches_n == 5);
+    CHECK(c.keep_firing_for == 2min);
+    CHECK(c.no_data == rollguard::rules::GapPolicy::Hold);
+    CHECK(c.on_error == rollguard::rules::GapPolicy::Breach);
+    CHECK(c.error_budget == 3);
+    CHECK(c.delay == 1min);
+    CHECK(c.repeat_interval == 1h);
+    CHECK(c.dry_run);
+
+    const auto& mw = rules[1];
+    CHECK(mw.compare.kind == rollguard::rules::CompareKind::MannWhitney);
+    CHECK(mw.compare.confidence == 0.99);
+    CHECK(mw.compare.max_increase == Approx(0.15));
+    CHECK(mw.compare.effect == rollguard::rules::EffectKind::HodgesLehmann);
+
+    CHECK(rules[2].threshold_kind == rollguard::rules::ThresholdKind::Percent);
+    CHECK(rules[2].threshold == 0.5);
+    CHECK(rules[2].baseline.kind == rollguard::rules::BaselineKind::Learned);
+    CHECK(rules[2].baseline.learn == 10min);
+
+    const auto& f = rules[3];
+    CHECK(f.metric.kind == MetricKind::Ratio);
+    CHECK(f.metric.text == "p99/p50");
+    REQUIRE(f.metric.operands.size() == 2);
+    CHECK(f.metric.operands[0].quantile == 0.99);
+    CHECK(f.metric.operands[1].quantile == 0.5);
+    CHECK(f.comparison == Comparison::Below);
+    CHECK(f.threshold == -0.2);
+    CHECK(f.baseline.kind == rollguard::rules::BaselineKind::File);
+    CHECK(f.baseline.file == "/etc/rollguard/baseline.json");
+    CHECK(f.baseline.pointer == "/ratio");
+
+    CHECK(rules[4].metric.kind == MetricKind::Growth);
+    CHECK(rules[4].threshold == 0.10);
+    // Defaults of the new keys.
+    CHECK(rules[4].selection.max_groups == 50);
+    CHECK(rules[4].no_data == rollguard::rules::GapPolicy::Ok);
+    CHECK(rules[4].on_error == rollguard::rules::GapPolicy::Hold);
+    CHECK(rules[4].repeat_interval == 4h);
+    CHECK_FALSE(rules[4].dry_run);
+}
+
+TEST_CASE("rule: errors in the new keys point at file:line:col", "[config][rules]") {
+    CHECK(errorsOf(ruleWith("keep_firing = \"1m\"")) ==
+          Strings{"23:1: unknown key 'keep_firing' in [[rule]] (did you mean 'keep_firing_for'?)"});
+    CHECK(errorsOf(ruleWith("for = \"1m\"\nbreaches = \"3 of 5\"")) ==
+          Strings{"24:12: a rule takes 'for' or 'breaches', not both"});
+    CHECK(errorsOf(ruleWith("breaches = \"5 of 3\"")) ==
+          Strings{"23:12: 'breaches' must read \"M of N\" with 1 <= M <= N <= 64, e.g. \"3 of 5\"; got \"5 of 3\""});
+    CHECK(errorsOf(ruleWith("labels = { route = \"=~([\" }")).size() == 1);
+    CHECK(errorsOf(ruleWith("labels = { route = \"=~([\" }"))[0].rfind(
+              "23:20: label matcher 'route': invalid regular expression \"([\"", 0) == 0);
+    CHECK(errorsOf(ruleWith("no_data = \"skip\"")) ==
+          Strings{"23:11: 'no_data' must be one of ok, breach, hold; got \"skip\""});
+    CHECK(errorsOf(ruleWith("baseline = { learn = \"10m\", file = \"b.json\" }")) ==
+          Strings{"23:12: 'baseline' takes exactly one of labels (a second selection), learn (a warm-up duration) "
+                  "or file (with pointer)"});
+    CHECK(errorsOf(ruleWith("baseline = { learn = \"10m\" }")) ==
+          Strings{"23:12: 'baseline' is only used with a relative threshold (\"2x\", \"+10%\") or 'compare'"});
+    CHECK(errorsOf(ruleWith("confidence = 0.9")) ==
+          Strings{"23:14: 'confidence' is only used with compare = \"mann_whitney\""});
+    CHECK(errorsOf(ruleWith("group_by = [\"route\", \"route\"]")) ==
+          Strings{"23:22: label 'route' is listed twice in 'group_by'"});
+
+    // A relative threshold without a baseline; compare without a baseline selection.
+    const std::string relative = kBase + R"([[rule]]
+name = "r"
+source = "api"
+metric = "p99"
+above = "2x"
+hooks = ["rollback"]
+)";
+    CHECK(errorsOf(relative) ==
+          Strings{"22:9: a relative threshold needs a 'baseline': labels = { ... } (a second selection), "
+                  "learn = \"10m\" or file = \"...\""});
+    const std::string compare = kBase + R"([[rule]]
+name = "r"
+source = "api"
+metric = "p50"
+compare = "mann_whitney"
+hooks = ["rollback"]
+)";
+    CHECK(errorsOf(compare) == Strings{"22:11: compare = \"mann_whitney\" needs a baseline selection, e.g. "
+                                       "baseline = { labels = { variant = \"stable\" } }"});
+    const std::string ratio = kBase + R"([[rule]]
+name = "r"
+source = "app"
+metric = "ratio"
+numerator = "p99"
+above = 2
+hooks = ["rollback"]
+)";
+    CHECK(errorsOf(ratio) == Strings{"21:10: metric = \"ratio\" needs 'numerator' and 'denominator', e.g. "
+                                     "numerator = \"p99\", denominator = \"p50\""});
+    CHECK(errorsOf(ruleWith("numerator = \"p99\"")) ==
+          Strings{"23:13: 'numerator' is only used with metric = \"ratio\""});
+    CHECK(errorsOf(ruleWith("dry_run = \"yes\"")).size() == 1);
+}
+
+TEST_CASE("rule: warnings for a `for` shorter than the tick and repeat_interval on a critical", "[config][rules]") {
+    CHECK(warningsOf(ruleWith("for = \"500ms\"")) ==
+          Strings{"23:7: 'for' = 500ms is shorter than the agent tick (1s): it fires at the first tick after the "
+                  "breach"});
+    CHECK(warningsOf(ruleWith("repeat_interval = \"1h\"")) ==
+          Strings{"23:19: 'repeat_interval' is only used by warning rules (a critical rule acts once per incident)"});
+    CHECK(warningsOf(ruleWith("max_groups = 5")) == Strings{"23:14: 'max_groups' has no effect without 'group_by'"});
+    CHECK(warningsOf(ruleWith("for = \"1s\"")).empty());
 }

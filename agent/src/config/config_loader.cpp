@@ -55,8 +55,14 @@ const Keys kLatencyKeys{"field", "unit", "start", "end", "timestamp_unit", "reso
 const Keys kErrorKeys{"field", "gte", "ranges", "in", "equals", "present", "any", "all"};
 /// The tests an error predicate table can hold, exactly one of them.
 const Keys kErrorTests{"gte", "ranges", "in", "equals", "present", "any", "all"};
-const Keys kRuleKeys{"name",   "severity", "source", "metric",      "quantile", "above",
-                     "below",  "window",   "for",    "min_samples", "hooks",    "description"};
+const Keys kRuleKeys{"name",         "severity",        "source",     "metric",      "quantile",   "above",
+                     "below",        "window",          "for",        "min_samples", "hooks",      "description",
+                     "numerator",    "denominator",     "labels",     "group_by",    "max_groups", "baseline",
+                     "compare",      "confidence",      "max_increase", "effect",    "breaches",   "keep_firing_for",
+                     "no_data",      "on_error",        "error_budget", "delay",     "repeat_interval", "dry_run"};
+const Keys kBaselineKeys{"labels", "learn", "file", "pointer"};
+constexpr std::int64_t kMaxGroupsLimit = 10'000;
+constexpr int kMaxBreachesWindow = 64;
 const Keys kHookCommonKeys{"name", "type", "timeout"};
 const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
 const Keys kWebhookKeys{"url", "headers", "retries", "retry_backoff"};
@@ -291,7 +297,8 @@ std::optional<double> parseDecimal(std::string_view s) {
     return v;
 }
 
-const Keys kMetricNames{"count", "rate", "error_ratio", "mean", "min", "max", "quantile", "p50", "p90", "p95", "p99"};
+const Keys kMetricNames{"count", "rate",     "error_ratio", "mean",  "min", "max", "stddev", "value",
+                        "increase", "growth", "ratio",     "quantile", "p50", "p90", "p95",  "p99"};
 
 /// count, rate, error_ratio, mean, min, max, pNN. pNN's digits are a percentage with an
 /// implied decimal point after the first two digits (p50 = 0.5, p999 = 0.999) unless a
@@ -300,13 +307,17 @@ MetricParse parseMetricName(std::string_view s) {
     MetricParse out;
     MetricSpec m;
     m.text = std::string(s);
-    static const std::array<std::pair<std::string_view, MetricKind>, 6> kPlain{{
+    static const std::array<std::pair<std::string_view, MetricKind>, 10> kPlain{{
         {"count", MetricKind::Count},
         {"rate", MetricKind::Rate},
         {"error_ratio", MetricKind::ErrorRatio},
         {"mean", MetricKind::Mean},
         {"min", MetricKind::Min},
         {"max", MetricKind::Max},
+        {"stddev", MetricKind::Stddev},
+        {"value", MetricKind::Value},
+        {"increase", MetricKind::Increase},
+        {"growth", MetricKind::Growth},
     }};
     for (const auto& [name, kind] : kPlain) {
         if (s == name) {
@@ -316,8 +327,9 @@ MetricParse parseMetricName(std::string_view s) {
         }
     }
     const std::string expected =
-        " (expected count, rate, error_ratio, mean, min, max, a percentile such as p50, p99, p99.9 or p999, "
-        "or quantile with 'quantile = 0.995')";
+        " (expected count, rate, error_ratio, mean, min, max, stddev, value, increase, growth, a percentile "
+        "such as p50, p99, p99.9 or p999, quantile with 'quantile = 0.995', or ratio with 'numerator' and "
+        "'denominator')";
     if (s.size() < 2 || s[0] != 'p') {
         out.error = "unknown metric " + inQuotes(s) + didYouMean(s, kMetricNames) + expected;
         return out;
@@ -1477,7 +1489,9 @@ protected:
         bool metric_ok = false;
         if (auto metric = requireString(t, "metric", where)) {
             const toml::node& mn = *t.get("metric");
-            if (*metric == "quantile") {
+            if (*metric == "ratio") {
+                metric_ok = parseRatio(t, mn, r.metric);
+            } else if (*metric == "quantile") {
                 if (const toml::node* qn = t.get("quantile")) {
                     if (auto q = numberOf(*qn, "quantile")) {
                         if (*q > 0.0 && *q < 1.0) {
@@ -1505,7 +1519,14 @@ protected:
                     error(*qn, "'quantile' is only used with metric = \"quantile\"");
                 }
             }
-            if (metric_ok && r.metric.isLatency() && source_known && !source_has_latency_.at(r.source)) {
+            if (*metric != "ratio") {
+                for (const char* k : {"numerator", "denominator"}) {
+                    if (const toml::node* on = t.get(k)) {
+                        error(*on, "'" + std::string(k) + "' is only used with metric = \"ratio\"");
+                    }
+                }
+            }
+            if (metric_ok && r.metric.needsLatency() && source_known && !source_has_latency_.at(r.source)) {
                 error(mn, "metric '" + r.metric.text + "' needs latency, but source '" + r.source +
                               "' has no 'latency' field (add latency = { field = \"duration_ms\", unit = \"ms\" })");
             }
@@ -1513,7 +1534,13 @@ protected:
 
         const toml::node* above = t.get("above");
         const toml::node* below = t.get("below");
-        if (above != nullptr && below != nullptr) {
+        const bool comparing = t.get("compare") != nullptr;
+        if (comparing && (above != nullptr || below != nullptr)) {
+            error(above != nullptr ? *above : *below,
+                  "a rule with 'compare' judges by the test and 'max_increase'; remove 'above'/'below'");
+        } else if (comparing) {
+            // The comparison decides; no threshold to parse.
+        } else if (above != nullptr && below != nullptr) {
             const toml::key* ka = keyOf(t, "above");
             const toml::key* kb = keyOf(t, "below");
             const bool below_later = std::pair(kb->source().begin.line, kb->source().begin.column) >
@@ -1525,10 +1552,15 @@ protected:
         } else {
             const std::string_view key = above != nullptr ? "above" : "below";
             r.comparison = above != nullptr ? Comparison::Above : Comparison::Below;
-            if (auto v = parseThreshold(above != nullptr ? *above : *below, key, metric_ok ? &r.metric : nullptr)) {
+            const toml::node& tn = above != nullptr ? *above : *below;
+            if (isRelativeThreshold(tn)) {
+                parseRelativeThreshold(tn, key, r);
+            } else if (auto v = parseThreshold(tn, key, metric_ok ? &r.metric : nullptr)) {
                 r.threshold = *v;
             }
         }
+        parseRuleSelection(t, r);
+        parseBaselineAndCompare(t, r, metric_ok, source_known);
 
         if (auto d = getDuration(t, "window", Bound::Positive)) {
             r.window = *d;
@@ -1539,6 +1571,7 @@ protected:
         if (auto n = getInt(t, "min_samples", 1, std::numeric_limits<std::int64_t>::max(), "at least 1")) {
             r.min_samples = *n;
         }
+        parseRuleTiming(t, r, config);
         if (auto hooks = getStringArray(t, "hooks")) {
             std::vector<std::string_view> names;
             for (const auto& [n, loc] : hook_names_) {
@@ -1575,6 +1608,324 @@ protected:
         if (name) {
             r.name = *name;
             config.rules.push_back(std::move(r));
+        }
+    }
+
+    // ---- [[rule]] keys added with issue #5 ----
+
+    /// metric = "ratio" with numerator and denominator metric names (no nested ratios).
+    bool parseRatio(const toml::table& t, const toml::node& metric_node, MetricSpec& out) {
+        out = MetricSpec{};
+        out.kind = MetricKind::Ratio;
+        bool ok = true;
+        std::string text;
+        for (const char* k : {"numerator", "denominator"}) {
+            const toml::node* n = t.get(k);
+            if (n == nullptr) {
+                error(metric_node, "metric = \"ratio\" needs 'numerator' and 'denominator', e.g. numerator = "
+                                   "\"p99\", denominator = \"p50\"");
+                return false;
+            }
+            const auto* str = n->as_string();
+            if (str == nullptr) {
+                typeError(*n, k, "a metric name such as \"p99\"");
+                ok = false;
+                continue;
+            }
+            if (str->get() == "ratio" || str->get() == "quantile") {
+                error(*n, "'" + std::string(k) + "' must be a plain metric (count, error_ratio, p99, ...), not " +
+                              inQuotes(str->get()));
+                ok = false;
+                continue;
+            }
+            MetricParse parsed = parseMetricName(str->get());
+            if (!parsed.spec) {
+                error(*n, parsed.error);
+                ok = false;
+                continue;
+            }
+            text += text.empty() ? parsed.spec->text : "/" + parsed.spec->text;
+            out.operands.push_back(std::move(*parsed.spec));
+        }
+        out.text = text;
+        return ok && out.operands.size() == 2;
+    }
+
+    static bool isRelativeThreshold(const toml::node& n) {
+        const auto* s = n.as_string();
+        return s != nullptr && !s->get().empty() && (s->get().back() == 'x' || s->get().back() == '%');
+    }
+
+    /// "2x" (a factor) or "+10%" / "-5%" / "10%" (a change relative to the baseline).
+    void parseRelativeThreshold(const toml::node& n, std::string_view key, RuleSpec& r) {
+        const std::string text = n.as_string()->get();
+        const bool factor = text.back() == 'x';
+        std::string_view digits(text.data(), text.size() - 1);
+        if (!factor && !digits.empty() && (digits.front() == '+' || digits.front() == '-')) {
+            digits.remove_prefix(digits.front() == '+' ? 1 : 0);
+        }
+        const auto v = parseDecimal(digits);
+        if (!v || !std::isfinite(*v) || (factor && *v <= 0.0) || (!factor && *v <= -100.0)) {
+            error(n, "'" + std::string(key) + "' = " + inQuotes(text) +
+                         " is not a relative threshold (write a factor such as \"2x\" or a change such as "
+                         "\"+10%\" or \"-20%\")");
+            return;
+        }
+        r.threshold_kind = factor ? rules::ThresholdKind::Factor : rules::ThresholdKind::Percent;
+        r.threshold = factor ? *v : *v / 100.0;
+    }
+
+    static bool isLabelName(std::string_view s) {
+        if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])) != 0) {
+            return false;
+        }
+        return std::all_of(s.begin(), s.end(),
+                           [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
+    }
+
+    /// labels = { variant = "canary", route = "=~/api/.*", env = "!=dev" }: a value may
+    /// start with an operator (=~, !~, !=, =); without one it is an exact match. A literal
+    /// value that starts with '=' or '!' is written with an explicit "=" ("==x").
+    std::vector<rules::LabelMatcher> parseMatchers(const toml::table& t, std::string_view key) {
+        std::vector<rules::LabelMatcher> out;
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            return out;
+        }
+        const auto* table = n->as_table();
+        if (table == nullptr) {
+            typeError(*n, key, "a table of label matchers, e.g. { variant = \"canary\", route = \"=~/api/.*\" }");
+            return out;
+        }
+        for (auto&& [k, v] : *table) {
+            const std::string name(k.str());
+            if (!isLabelName(name)) {
+                report(Level::Error, k.source().begin,
+                       "'" + name + "' in '" + std::string(key) + "' is not a valid label name");
+                continue;
+            }
+            const auto* str = v.as_string();
+            if (str == nullptr) {
+                error(v, "label matcher '" + name + "' must be a string, got " + typeName(v));
+                continue;
+            }
+            std::string_view value = str->get();
+            rules::LabelMatcher::Op op = rules::LabelMatcher::Op::Equal;
+            static const std::array<std::pair<std::string_view, rules::LabelMatcher::Op>, 4> kOps{{
+                {"=~", rules::LabelMatcher::Op::Regex},
+                {"!~", rules::LabelMatcher::Op::NotRegex},
+                {"!=", rules::LabelMatcher::Op::NotEqual},
+                {"=", rules::LabelMatcher::Op::Equal},
+            }};
+            for (const auto& [prefix, o] : kOps) {
+                if (value.substr(0, prefix.size()) == prefix) {
+                    op = o;
+                    value.remove_prefix(prefix.size());
+                    break;
+                }
+            }
+            std::string why;
+            auto m = rules::LabelMatcher::make(name, op, std::string(value), why);
+            if (m == nullptr) {
+                error(v, "label matcher '" + name + "': invalid regular expression " + inQuotes(value) + ": " + why);
+                continue;
+            }
+            out.push_back(std::move(*m));
+        }
+        return out;
+    }
+
+    void parseRuleSelection(const toml::table& t, RuleSpec& r) {
+        r.selection.matchers = parseMatchers(t, "labels");
+        if (auto groups = getStringArray(t, "group_by")) {
+            for (auto& [g, node] : *groups) {
+                if (!isLabelName(g)) {
+                    error(*node, "'" + g + "' in 'group_by' is not a valid label name");
+                } else if (std::find(r.selection.group_by.begin(), r.selection.group_by.end(), g) !=
+                           r.selection.group_by.end()) {
+                    error(*node, "label '" + g + "' is listed twice in 'group_by'");
+                } else {
+                    r.selection.group_by.push_back(g);
+                }
+            }
+        }
+        if (auto n = getInt(t, "max_groups", 1, kMaxGroupsLimit, "between 1 and 10000")) {
+            r.selection.max_groups = static_cast<std::size_t>(*n);
+            if (t.get("group_by") == nullptr) {
+                report(Level::Warning, t.get("max_groups")->source().begin,
+                       "'max_groups' has no effect without 'group_by'");
+            }
+        }
+    }
+
+    void parseBaselineAndCompare(const toml::table& t, RuleSpec& r, bool metric_ok, bool source_known) {
+        if (const toml::node* bn = t.get("baseline")) {
+            if (const auto* bt = bn->as_table()) {
+                checkKeys(*bt, "in [[rule]].baseline", kBaselineKeys);
+                const int forms = (bt->get("labels") != nullptr ? 1 : 0) + (bt->get("learn") != nullptr ? 1 : 0) +
+                                  (bt->get("file") != nullptr ? 1 : 0);
+                if (forms != 1) {
+                    error(*bn, "'baseline' takes exactly one of labels (a second selection), learn (a warm-up "
+                               "duration) or file (with pointer)");
+                } else if (bt->get("labels") != nullptr) {
+                    r.baseline.kind = rules::BaselineKind::Selection;
+                    r.baseline.selection.matchers = parseMatchers(*bt, "labels");
+                } else if (bt->get("learn") != nullptr) {
+                    r.baseline.kind = rules::BaselineKind::Learned;
+                    if (auto d = getDuration(*bt, "learn", Bound::Positive)) {
+                        r.baseline.learn = *d;
+                    }
+                } else if (auto f = requireString(*bt, "file", "baseline")) {
+                    r.baseline.kind = rules::BaselineKind::File;
+                    r.baseline.file = resolvePath(*f);
+                }
+                if (auto ptr = getString(*bt, "pointer")) {
+                    if (r.baseline.kind != rules::BaselineKind::File) {
+                        error(*bt->get("pointer"), "'pointer' is only used with a baseline 'file'");
+                    } else if (!ptr->empty() && ptr->front() != '/') {
+                        error(*bt->get("pointer"),
+                              "'pointer' is a JSON pointer and starts with '/', e.g. \"/p99\"; got " + inQuotes(*ptr));
+                    } else {
+                        r.baseline.pointer = *ptr;
+                    }
+                }
+            } else {
+                typeError(*bn, "baseline",
+                          "a table, e.g. { labels = { variant = \"stable\" } }, { learn = \"10m\" } or "
+                          "{ file = \"baseline.json\", pointer = \"/p99\" }");
+            }
+        }
+
+        const toml::node* cn = t.get("compare");
+        if (cn != nullptr) {
+            if (auto c = getChoice(t, "compare", {"mann_whitney"})) {
+                r.compare.kind = rules::CompareKind::MannWhitney;
+                if (r.baseline.kind != rules::BaselineKind::Selection && t.get("baseline") == nullptr) {
+                    error(*cn, "compare = \"mann_whitney\" needs a baseline selection, e.g. baseline = { labels = "
+                               "{ variant = \"stable\" } }");
+                } else if (t.get("baseline") != nullptr && r.baseline.kind != rules::BaselineKind::Selection &&
+                           r.baseline.kind != rules::BaselineKind::None) {
+                    error(*t.get("baseline"),
+                          "compare = \"mann_whitney\" compares two histograms: the baseline must be a selection "
+                          "(labels = { ... }), not a learned or file value");
+                }
+                if (metric_ok && !r.metric.isLatency() && t.get("metric") != nullptr) {
+                    error(*t.get("metric"), "compare = \"mann_whitney\" compares latency distributions; use a "
+                                            "latency metric such as metric = \"p50\"");
+                }
+                (void)source_known;
+            }
+        }
+        for (const char* k : {"confidence", "max_increase", "effect"}) {
+            if (cn == nullptr && t.get(k) != nullptr) {
+                error(*t.get(k), "'" + std::string(k) + "' is only used with compare = \"mann_whitney\"");
+            }
+        }
+        if (cn != nullptr) {
+            if (const toml::node* n = t.get("confidence")) {
+                if (auto v = numberOf(*n, "confidence")) {
+                    if (*v > 0.0 && *v < 1.0) {
+                        r.compare.confidence = *v;
+                    } else {
+                        error(*n, "'confidence' must be between 0 and 1 exclusive (0.98 = 98%), got " +
+                                      numberText(*v));
+                    }
+                }
+            }
+            if (const toml::node* n = t.get("max_increase")) {
+                if (isRelativeThreshold(*n) && n->as_string()->get().back() == '%') {
+                    RuleSpec tmp;
+                    parseRelativeThreshold(*n, "max_increase", tmp);
+                    if (tmp.threshold_kind == rules::ThresholdKind::Percent && tmp.threshold >= 0.0) {
+                        r.compare.max_increase = tmp.threshold;
+                    } else if (tmp.threshold_kind == rules::ThresholdKind::Percent) {
+                        error(*n, "'max_increase' must not be negative");
+                    }
+                } else if (n->is_number()) {
+                    if (auto v = numberOf(*n, "max_increase"); v && *v >= 0.0) {
+                        r.compare.max_increase = *v;
+                    } else if (v) {
+                        error(*n, "'max_increase' must not be negative");
+                    }
+                } else {
+                    typeError(*n, "max_increase", "a percentage such as \"+10%\" or a fraction such as 0.1");
+                }
+            }
+            if (auto e = getChoice(t, "effect", {"median_ratio", "hodges_lehmann"})) {
+                r.compare.effect =
+                    *e == "median_ratio" ? rules::EffectKind::MedianRatio : rules::EffectKind::HodgesLehmann;
+            }
+        }
+
+        if (r.isRelative() && r.baseline.kind == rules::BaselineKind::None && t.get("baseline") == nullptr) {
+            const toml::node* tn = t.get("above") != nullptr ? t.get("above") : t.get("below");
+            error(*tn, "a relative threshold needs a 'baseline': labels = { ... } (a second selection), "
+                       "learn = \"10m\" or file = \"...\"");
+        }
+        if (r.baseline.kind != rules::BaselineKind::None && !r.isRelative() && cn == nullptr &&
+            (t.get("above") != nullptr || t.get("below") != nullptr)) {
+            error(*t.get("baseline"), "'baseline' is only used with a relative threshold (\"2x\", \"+10%\") or "
+                                      "'compare'");
+        }
+    }
+
+    std::optional<rules::GapPolicy> getPolicy(const toml::table& t, std::string_view key) {
+        auto p = getChoice(t, key, {"ok", "breach", "hold"});
+        if (!p) {
+            return std::nullopt;
+        }
+        return *p == "ok" ? rules::GapPolicy::Ok : (*p == "breach" ? rules::GapPolicy::Breach : rules::GapPolicy::Hold);
+    }
+
+    void parseRuleTiming(const toml::table& t, RuleSpec& r, const Config& config) {
+        const toml::node* fn = t.get("for");
+        if (const toml::node* bn = t.get("breaches")) {
+            const auto* str = bn->as_string();
+            int m = 0;
+            int n = 0;
+            char tail = 0;
+            if (str == nullptr) {
+                typeError(*bn, "breaches", "a string like \"3 of 5\"");
+            } else if (std::sscanf(str->get().c_str(), "%d of %d%c", &m, &n, &tail) != 2 || m < 1 || n < m ||
+                       n > kMaxBreachesWindow) {
+                error(*bn, "'breaches' must read \"M of N\" with 1 <= M <= N <= 64, e.g. \"3 of 5\"; got " +
+                               inQuotes(str->get()));
+            } else if (fn != nullptr) {
+                error(*bn, "a rule takes 'for' or 'breaches', not both");
+            } else {
+                r.breaches_m = m;
+                r.breaches_n = n;
+            }
+        }
+        if (fn != nullptr && r.for_.count() > 0 && r.for_ < config.agent.tick) {
+            report(Level::Warning, fn->source().begin,
+                   "'for' = " + rules::formatDuration(r.for_) + " is shorter than the agent tick (" +
+                       rules::formatDuration(config.agent.tick) + "): it fires at the first tick after the breach");
+        }
+        if (auto d = getDuration(t, "keep_firing_for", Bound::AtLeastZero)) {
+            r.keep_firing_for = *d;
+        }
+        if (auto p = getPolicy(t, "no_data")) {
+            r.no_data = *p;
+        }
+        if (auto p = getPolicy(t, "on_error")) {
+            r.on_error = *p;
+        }
+        if (auto n = getInt(t, "error_budget", 0, 1'000'000, "between 0 and 1000000")) {
+            r.error_budget = *n;
+        }
+        if (auto d = getDuration(t, "delay", Bound::AtLeastZero)) {
+            r.delay = *d;
+        }
+        if (auto d = getDuration(t, "repeat_interval", Bound::Positive)) {
+            r.repeat_interval = *d;
+            if (r.severity == Severity::Critical) {
+                report(Level::Warning, t.get("repeat_interval")->source().begin,
+                       "'repeat_interval' is only used by warning rules (a critical rule acts once per incident)");
+            }
+        }
+        if (auto b = getBool(t, "dry_run")) {
+            r.dry_run = *b;
         }
     }
 

@@ -168,6 +168,8 @@ void Daemon::tick() {
                 spdlog::info("rule {}: running hooks [{}]", rule.name, fmt::join(t.hooks_to_run, ", "));
                 hooks_->enqueue(t.hooks_to_run, std::move(event));
             }
+        } else if (t.to == rules::AlertState::Firing && t.dry_run && !rule.hooks.empty()) {
+            spdlog::warn("rule {}: dry run rule: hooks [{}] not run", rule.name, fmt::join(rule.hooks, ", "));
         } else if (t.to == rules::AlertState::Firing && rule.severity == rules::Severity::Critical &&
                    !rule.hooks.empty()) {
             spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again",
