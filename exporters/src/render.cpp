@@ -148,7 +148,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                                 "1 when the rule's rollback has run and is latched for this incident.",
                                 MetricType::Gauge);
     for (const auto& r : s.rules) {
-        std::vector<ClientMetric::Label> l{{"rule", r.name}, {"severity", r.severity}};
+        std::vector<ClientMetric::Label> l{{"group", r.group}, {"rule", r.name}, {"severity", r.severity}};
         add(state, l, stateValue(r.state));
         add(value, l, r.value.value_or(std::numeric_limits<double>::quiet_NaN()));
         add(threshold, l, r.threshold);
@@ -193,6 +193,7 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     for (const auto& r : s.rules) {
         w.beginObject();
         w.key("name").value(r.name);
+        w.key("group").value(r.group);
         w.key("severity").value(r.severity);
         w.key("state").value(rules::toString(r.state));
         w.key("source").value(r.source);
@@ -213,6 +214,8 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("last_evaluation");
         optionalTime(r.last_evaluation);
         w.key("rollback_latched").value(r.latched);
+        w.key("inhibited").value(r.inhibited);
+        w.key("dry_run").value(r.dry_run);
         w.endObject();
     }
     w.endArray();

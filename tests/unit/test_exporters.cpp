@@ -63,10 +63,10 @@ TEST_CASE("metrics text names every series by Prometheus conventions", "[exporte
     CHECK(text.find("rollguard_source_lines_total{source=\"app\"} 1234\n") != std::string::npos);
     CHECK(text.find("rollguard_source_bad_lines_total{source=\"app\",reason=\"invalid_json\"} 3\n") !=
           std::string::npos);
-    CHECK(text.find("rollguard_rule_state{rule=\"errors\",severity=\"critical\"} 2\n") != std::string::npos);
-    CHECK(text.find("rollguard_rule_value{rule=\"errors\",severity=\"critical\"} 0.125\n") != std::string::npos);
-    CHECK(text.find("rollguard_rule_value{rule=\"slow\",severity=\"warning\"} Nan\n") != std::string::npos);
-    CHECK(text.find("rollguard_rule_rollback_latched{rule=\"errors\",severity=\"critical\"} 1\n") !=
+    CHECK(text.find("rollguard_rule_state{group=\"\",rule=\"errors\",severity=\"critical\"} 2\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_value{group=\"\",rule=\"errors\",severity=\"critical\"} 0.125\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_value{group=\"\",rule=\"slow\",severity=\"warning\"} Nan\n") != std::string::npos);
+    CHECK(text.find("rollguard_rule_rollback_latched{group=\"\",rule=\"errors\",severity=\"critical\"} 1\n") !=
           std::string::npos);
     CHECK(text.find("rollguard_hook_runs_total{hook=\"page\",outcome=\"failure\",type=\"webhook\"} 2\n") !=
           std::string::npos);
@@ -82,7 +82,7 @@ TEST_CASE("the listener serves /metrics, /healthz, /api/v1/status on loopback", 
     auto r = testing::httpGet(server.port(), "/metrics");
     CHECK(r.status == 200);
     CHECK(r.content_type.find("text/plain; version=0.0.4") == 0);
-    CHECK(r.body.find("rollguard_rule_state{rule=\"errors\",severity=\"critical\"} 2") != std::string::npos);
+    CHECK(r.body.find("rollguard_rule_state{group=\"\",rule=\"errors\",severity=\"critical\"} 2") != std::string::npos);
 
     r = testing::httpGet(server.port(), "/healthz");
     CHECK(r.status == 200);
@@ -90,7 +90,7 @@ TEST_CASE("the listener serves /metrics, /healthz, /api/v1/status on loopback", 
     r = testing::httpGet(server.port(), "/api/v1/status");
     CHECK(r.status == 200);
     CHECK(r.content_type == "application/json");
-    CHECK(r.body.find("\"name\":\"errors\",\"severity\":\"critical\",\"state\":\"firing\"") != std::string::npos);
+    CHECK(r.body.find("\"name\":\"errors\",\"group\":\"\",\"severity\":\"critical\",\"state\":\"firing\"") != std::string::npos);
     CHECK(r.body.find("\"value\":null") != std::string::npos);
 
     r = testing::httpGet(server.port(), "/nope");

@@ -105,17 +105,11 @@ std::optional<std::string> writeCheckpoint(const std::string& path, const Checkp
 }
 
 std::optional<Checkpoint> readCheckpoint(const std::string& path, std::string& why) {
-    why.clear();
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (errno != ENOENT) {
-            why = "cannot read " + path + ": " + errnoText(errno);
-        }
+    std::string bytes;
+    if (!readStateFile(path, bytes, why)) {
         return std::nullopt;
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    auto cp = decodeCheckpoint(buf.str(), why);
+    auto cp = decodeCheckpoint(bytes, why);
     if (!cp) {
         why = path + ": " + why;
     }

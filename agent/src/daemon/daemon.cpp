@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rollguard/agent/checkpoint.h"
+#include "util/atomic_file.h"
 #include "rollguard/rules/duration.h"
 
 namespace rollguard::agent {
@@ -45,34 +46,28 @@ std::string formatMetricValue(const rules::MetricSpec& metric, double value) {
 
 struct Daemon::SourceState {
     SourceState(const LogSourceConfig& cfg, const HistogramSettings& settings, std::chrono::nanoseconds tick)
-        : config(cfg), recorder(settings), series(settings), tailer(cfg, recorder) {
+        : config(cfg), recorder(settings), tailer(cfg, recorder) {
         tailer.setBucketWidth(tick);
     }
 
     LogSourceConfig config;
     IntervalRecorder recorder;
-    Series series;
     LogTailer tailer;
-    SourcePositions positions;  // matching exactly what `series` holds
+    SourcePositions positions;  // matching exactly what the judge's streams hold
 };
 
 Daemon::Daemon(Config config, const rules::Clock& clock)
-    : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)), engine_(config_.rules) {
+    : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)),
+      judge_(std::make_unique<Judge>(config_)) {
     for (const auto& source : config_.sources) {
-        source_index_.emplace(source.name, sources_.size());
         sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source), config_.agent.tick));
-    }
-    // Every rule reads one window of its source's series; equal windows are shared.
-    for (const auto& rule : config_.rules) {
-        auto it = source_index_.find(rule.source);
-        rule_windows_.push_back(it == source_index_.end()
-                                    ? std::nullopt
-                                    : std::optional(std::pair(it->second,
-                                                              sources_[it->second]->series.addWindow(rule.window))));
+        // Label sets go to the streams of the rules' selections.
+        sources_.back()->tailer.setRouter(judge_->routerFor(sources_.size() - 1));
     }
 
     if (!config_.agent.state_dir.empty()) {
         checkpoint_path_ = config_.agent.state_dir + "/checkpoint";
+        rules_state_path_ = config_.agent.state_dir + "/rules.state";
         restoreCheckpoint();
     }
 
@@ -88,18 +83,7 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
     snapshot_.tick = config_.agent.tick;
     snapshot_.started = clock_.now();
     snapshot_.dry_run = config_.agent.dry_run;
-    for (const auto& rule : config_.rules) {
-        StatusSnapshot::Rule r;
-        r.name = rule.name;
-        r.severity = rules::toString(rule.severity);
-        r.source = rule.source;
-        r.metric = rule.metric.text;
-        r.comparison = rules::toString(rule.comparison);
-        r.threshold = rule.threshold;
-        r.window = rule.window;
-        r.for_ = rule.for_;
-        snapshot_.rules.push_back(std::move(r));
-    }
+    refreshRuleSnapshot();
     for (const auto& hook : config_.hooks) {
         StatusSnapshot::Hook h;
         h.name = hook.name;
@@ -130,50 +114,56 @@ void Daemon::tick() {
     const auto now = clock_.now();
     collect(now);
 
-    const auto& rule_specs = engine_.rules();
-    auto lookup = [&](const rules::RuleSpec& rule) -> rules::SeriesStats {
-        const auto index = static_cast<std::size_t>(&rule - rule_specs.data());
-        if (index < rule_windows_.size() && rule_windows_[index]) {
-            const auto [source, window] = *rule_windows_[index];
-            return sources_[source]->series.window(window).asSeriesStats();
-        }
-        return {};
-    };
-    const auto transitions = engine_.evaluate(now, lookup);
-
+    const auto evaluation = judge_->evaluate(now);
     std::uint64_t new_incidents = 0;
-    for (const auto& t : transitions) {
+    for (const auto& t : evaluation.transitions) {
         const auto& rule = *t.rule;
+        const std::string name = t.group.empty() ? rule.name : rule.name + " {" + t.group + "}";
         const std::string value =
             t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : std::string("no data");
+        const std::string threshold =
+            t.threshold ? formatMetricValue(rule.metric, *t.threshold) : std::string("(no baseline yet)");
         const std::string message =
-            fmt::format("rule {} ({}): {} -> {}: {}={} {} {} ({} samples, window {}, for {})", rule.name,
+            fmt::format("rule {} ({}): {} -> {}: {}={} {} {} ({} samples, window {}, for {}){}", name,
                         rules::toString(rule.severity), rules::toString(t.from), rules::toString(t.to),
-                        rule.metric.text, value, rules::toString(rule.comparison),
-                        formatMetricValue(rule.metric, rule.threshold), t.metric.samples,
-                        rules::formatDuration(rule.window), rules::formatDuration(rule.for_));
+                        rule.metric.text, value, rules::toString(rule.comparison), threshold, t.metric.samples,
+                        rules::formatDuration(rule.window), rules::formatDuration(rule.for_),
+                        t.dry_run ? " [dry run]" : (t.inhibited ? " [inhibited]" : ""));
         if (t.to == rules::AlertState::Firing) {
             spdlog::warn("{}", message);
-            if (rule.severity == rules::Severity::Critical) {
+            if (rule.severity == rules::Severity::Critical && !t.dry_run) {
                 ++new_incidents;
             }
         } else {
             spdlog::info("{}", message);
         }
-        if (!t.hooks_to_run.empty()) {
-            BreachEvent event = makeEvent(t);
-            if (config_.agent.dry_run) {
-                spdlog::warn("rule {}: dry run: would run hooks [{}]", rule.name, fmt::join(t.hooks_to_run, ", "));
-            } else {
-                spdlog::info("rule {}: running hooks [{}]", rule.name, fmt::join(t.hooks_to_run, ", "));
-                hooks_->enqueue(t.hooks_to_run, std::move(event));
+    }
+    // The latch and timers are on disk before any hook runs: a crash mid-rollback does
+    // not roll back twice after the restart.
+    if (!evaluation.transitions.empty() || !evaluation.notifications.empty()) {
+        writeRulesState();
+    }
+    for (const auto& n : evaluation.notifications) {
+        const auto& rule = *n.rule;
+        const std::string name = n.group.empty() ? rule.name : rule.name + " {" + n.group + "}";
+        if (n.hooks.empty()) {
+            if (n.dry_run && !rule.hooks.empty()) {
+                spdlog::warn("rule {}: dry run: would run hooks [{}] ({})", name, fmt::join(rule.hooks, ", "),
+                             rules::toString(n.kind));
+            } else if (n.latched && n.kind == rules::NotificationKind::Fire && !rule.hooks.empty()) {
+                spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again", name);
+            } else if (n.inhibited) {
+                spdlog::info("rule {}: {} inhibited by a firing critical rule", name, rules::toString(n.kind));
             }
-        } else if (t.to == rules::AlertState::Firing && t.dry_run && !rule.hooks.empty()) {
-            spdlog::warn("rule {}: dry run rule: hooks [{}] not run", rule.name, fmt::join(rule.hooks, ", "));
-        } else if (t.to == rules::AlertState::Firing && rule.severity == rules::Severity::Critical &&
-                   !rule.hooks.empty()) {
-            spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again",
-                         rule.name);
+            continue;
+        }
+        BreachEvent event = makeEvent(n);
+        if (config_.agent.dry_run) {
+            spdlog::warn("rule {}: dry run: would run hooks [{}] ({})", name, fmt::join(n.hooks, ", "),
+                         rules::toString(n.kind));
+        } else {
+            spdlog::info("rule {}: running hooks [{}] ({})", name, fmt::join(n.hooks, ", "), rules::toString(n.kind));
+            hooks_->enqueue(n.hooks, std::move(event));
         }
     }
 
@@ -182,20 +172,11 @@ void Daemon::tick() {
         writeCheckpointNow(now);
     }
 
+    refreshRuleSnapshot();
     std::lock_guard lock(mutex_);
     snapshot_.last_tick = now;
     ++snapshot_.ticks;
     snapshot_.incidents += new_incidents;
-    for (std::size_t i = 0; i < rule_specs.size(); ++i) {
-        const auto& status = engine_.status(i);
-        auto& r = snapshot_.rules[i];
-        r.state = status.state;
-        r.value = status.last.value;
-        r.samples = status.last.samples;
-        r.since = status.since;
-        r.last_evaluation = status.last_evaluation;
-        r.latched = status.latched;
-    }
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         const auto& c = sources_[i]->tailer.counters();
         auto& s = snapshot_.sources[i];
@@ -215,7 +196,7 @@ void Daemon::tick() {
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
         s.identity_changes = c.identity_changes;
-        s.window_bytes = sources_[i]->series.memoryBytes();
+        s.window_bytes = judge_->series(i).memoryBytes();
     }
 }
 
@@ -266,42 +247,30 @@ void Daemon::stop() {
             writeCheckpointNow(now);
         }
     }
+    writeRulesState();
     if (hooks_) {
         hooks_->stop();
     }
 }
 
 void Daemon::collect(rules::TimePoint now) {
-    for (auto& source : sources_) {
-        const SourcePositions before = checkpoint_path_.empty() ? SourcePositions{} : source->positions;
-        std::vector<RecordedPart> parts = source->recorder.takeParts(&source->positions);
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        SourceState& source = *sources_[i];
+        const SourcePositions before = checkpoint_path_.empty() ? SourcePositions{} : source.positions;
+        const std::vector<RecordedPart> parts = source.recorder.takeParts(&source.positions);
         // Without new data or positions a checkpoint would say the same thing again:
         // slots expiring with time are replayed identically after a restore.
-        if (!parts.empty() || (!checkpoint_path_.empty() && source->positions != before)) {
+        if (!parts.empty() || (!checkpoint_path_.empty() && source.positions != before)) {
             checkpoint_dirty_ = true;
         }
-        source->series.advance(now);
         std::uint64_t too_late = 0;
         for (const auto& part : parts) {
-            if (part.stream != 0) {
-                continue;  // no rule selects label sets yet (#5 adds streams)
-            }
-            if (!part.at) {
-                source->series.add(now, part.stats);
-                continue;
-            }
-            // Lateness is decided here, where the clock is: a bucket that ended more
-            // than `lateness` ago is dropped; one stamped in the future is recorded now.
-            const rules::TimePoint bucket_end =
-                *part.at + std::chrono::duration_cast<rules::TimePoint::duration>(config_.agent.tick);
-            if (bucket_end < now - std::chrono::duration_cast<rules::TimePoint::duration>(source->config.lateness)) {
+            if (!judge_->addPart(i, part, now, config_.agent.tick)) {
                 too_late += static_cast<std::uint64_t>(part.stats.events);
-                continue;
             }
-            source->series.addAt(std::min(*part.at, now), part.stats);
         }
         if (too_late > 0) {
-            source->tailer.counters().too_late.fetch_add(too_late, std::memory_order_relaxed);
+            source.tailer.counters().too_late.fetch_add(too_late, std::memory_order_relaxed);
         }
     }
 }
@@ -318,8 +287,10 @@ void Daemon::restoreCheckpoint() {
     if (ec) {
         spdlog::error("state_dir {}: {}; running without checkpoints", config_.agent.state_dir, ec.message());
         checkpoint_path_.clear();
+        rules_state_path_.clear();
         return;
     }
+    restoreRulesState();
     std::string why;
     const auto checkpoint = readCheckpoint(checkpoint_path_, why);
     if (!checkpoint) {
@@ -328,14 +299,15 @@ void Daemon::restoreCheckpoint() {
         }
         return;
     }
-    for (auto& source : sources_) {
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        auto& source = sources_[i];
         const SourceCheckpoint* saved = checkpoint->find(source->config.name);
         if (saved == nullptr) {
             continue;
         }
         source->tailer.restore(saved->positions);
         source->positions = saved->positions;
-        if (source->series.restore(saved->series)) {
+        if (judge_->series(i).restore(saved->series)) {
             spdlog::info("source {}: resuming {} file(s) from the checkpoint; windows restored", source->config.name,
                          saved->positions.size());
         } else {
@@ -348,8 +320,9 @@ void Daemon::restoreCheckpoint() {
 
 void Daemon::writeCheckpointNow(rules::TimePoint now) {
     Checkpoint checkpoint;
-    for (const auto& source : sources_) {
-        checkpoint.sources.push_back(SourceCheckpoint{source->config.name, source->positions, source->series.serialize()});
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        checkpoint.sources.push_back(
+            SourceCheckpoint{sources_[i]->config.name, sources_[i]->positions, judge_->series(i).serialize()});
     }
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
@@ -377,30 +350,94 @@ StatusSnapshot Daemon::snapshot() const {
     return snapshot_;
 }
 
-BreachEvent Daemon::makeEvent(const rules::Transition& t) const {
-    const auto& rule = *t.rule;
+BreachEvent Daemon::makeEvent(const rules::Notification& n) const {
+    const auto& rule = *n.rule;
     BreachEvent e;
     e.rule = rule.name;
     e.severity = rules::toString(rule.severity);
-    e.state = "firing";
+    e.state = n.kind == rules::NotificationKind::Resolve ? "resolved" : "firing";
     e.source = rule.source;
     e.metric = rule.metric.text;
-    e.value = t.metric.value.value_or(std::nan(""));
-    e.threshold = rule.threshold;
+    e.value = n.metric.value.value_or(std::nan(""));
+    e.threshold = n.threshold.value_or(rule.threshold);
     e.comparison = rules::toString(rule.comparison);
-    e.samples = t.metric.samples;
+    e.samples = n.metric.samples;
     e.window = rule.window;
     e.for_ = rule.for_;
-    e.since = t.since;
-    e.fired_at = t.at;
+    e.since = n.since;
+    e.fired_at = n.at;
     e.host = host_;
     e.description = rule.description;
-    e.summary = fmt::format("{} {} {} {} over {} ({} samples)", rule.metric.text,
-                            t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : std::string("n/a"),
+    e.summary = fmt::format("{}{} {} {} {} over {} ({} samples)", rule.metric.text,
+                            n.group.empty() ? std::string() : " {" + n.group + "}",
+                            n.metric.value ? formatMetricValue(rule.metric, *n.metric.value) : std::string("n/a"),
                             rule.comparison == rules::Comparison::Above ? ">" : "<",
-                            formatMetricValue(rule.metric, rule.threshold), rules::formatDuration(rule.window),
-                            t.metric.samples);
+                            formatMetricValue(rule.metric, e.threshold), rules::formatDuration(rule.window),
+                            n.metric.samples);
     return e;
+}
+
+void Daemon::refreshRuleSnapshot() {
+    std::vector<StatusSnapshot::Rule> rows;
+    const auto& specs = judge_->engine().rules();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        const auto& rule = specs[i];
+        auto groups = judge_->engine().groupStatuses(i);
+        if (groups.empty()) {
+            groups.push_back(judge_->engine().status(i));
+        }
+        for (const auto& status : groups) {
+            StatusSnapshot::Rule r;
+            r.name = rule.name;
+            r.group = status.group;
+            r.severity = rules::toString(rule.severity);
+            r.source = rule.source;
+            r.metric = rule.metric.text;
+            r.comparison = rules::toString(rule.comparison);
+            r.threshold = status.threshold.value_or(rule.isRelative() ? std::nan("") : rule.threshold);
+            r.window = rule.window;
+            r.for_ = rule.for_;
+            r.state = status.state;
+            r.value = status.last.value;
+            r.samples = status.last.samples;
+            r.since = status.since;
+            r.last_evaluation = status.last_evaluation;
+            r.latched = status.latched;
+            r.inhibited = status.inhibited;
+            r.dry_run = rule.dry_run;
+            rows.push_back(std::move(r));
+        }
+    }
+    std::lock_guard lock(mutex_);
+    snapshot_.rules = std::move(rows);
+}
+
+void Daemon::restoreRulesState() {
+    std::string data;
+    std::string why;
+    if (!readStateFile(rules_state_path_, data, why)) {
+        if (!why.empty()) {
+            spdlog::warn("rules state {}: {}; rules start fresh", rules_state_path_, why);
+        }
+        return;
+    }
+    if (judge_->engine().restoreState(data, clock_.now())) {
+        spdlog::info("rules state restored from {} (pending timers, latches, baselines)", rules_state_path_);
+    } else {
+        spdlog::warn("rules state {} is corrupt or from another version; rules start fresh", rules_state_path_);
+    }
+}
+
+void Daemon::writeRulesState() {
+    if (rules_state_path_.empty()) {
+        return;
+    }
+    if (const auto err = writeFileAtomically(rules_state_path_, judge_->engine().saveState(), 0600)) {
+        std::lock_guard lock(mutex_);
+        if (snapshot_.rules_state_failures++ == 0) {
+            spdlog::error("rules state: {} (latches and timers are not persisted)", *err);
+        }
+    }
 }
 
 void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result) {

@@ -1,51 +1,318 @@
 #include "rollguard/agent/judge.h"
 
-#include "rollguard/agent/log_source.h"
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include <simdjson.h>
 
 namespace rollguard::agent {
 
-Judge::Judge(const Config& config) : engine_(config.rules) {
-    for (const auto& source : config.sources) {
-        source_names_.push_back(source.name);
-        series_.push_back(std::make_unique<Series>(histogramSettingsFor(source)));
+struct Judge::Slot {
+    rules::Selection selection;
+    std::string key;  // canonical text: rules with equal selections share the slot
+    std::vector<std::chrono::nanoseconds> windows;
+    // Routing state, guarded by Source::routing (the tailer's router writes it).
+    std::unique_ptr<rules::GroupTable> groups;
+    std::map<std::string, std::uint32_t, std::less<>> stream_of_group;
+    // The evaluation thread's view: (group, stream id) of the streams it has adopted.
+    std::vector<std::pair<std::string, std::uint32_t>> streams;
+};
+
+struct Judge::Source {
+    std::string name;
+    std::vector<std::string> label_names;
+    HistogramSettings settings;
+    std::chrono::nanoseconds lateness{0};
+    std::vector<std::chrono::nanoseconds> stream0_windows;
+    std::vector<std::unique_ptr<Slot>> slots;    // fixed after construction
+    std::vector<std::unique_ptr<Series>> streams;  // evaluation thread; [0] = everything
+
+    std::mutex routing;  // guards the slots' routing state and `assigned`
+    /// Streams the router has assigned, by id - 1: (slot, group).
+    std::vector<std::pair<std::size_t, std::string>> assigned;
+};
+
+namespace {
+
+std::string selectionKey(const rules::Selection& s) {
+    std::string key;
+    for (const auto& m : s.matchers) {
+        key += m.label + rules::toString(m.op) + m.value + '\x1f';
     }
-    // Every rule reads one window of its source's series; equal windows are shared.
-    for (const auto& rule : engine_.rules()) {
-        const std::size_t source = sourceIndex(rule.source);
-        rule_windows_.push_back(source == npos ? std::nullopt
-                                               : std::optional(std::pair(source, series_[source]->addWindow(rule.window))));
+    key += '|';
+    for (const auto& g : s.group_by) {
+        key += g + '\x1f';
+    }
+    return key + '|' + std::to_string(s.max_groups);
+}
+
+void addWindowOnce(std::vector<std::chrono::nanoseconds>& windows, std::chrono::nanoseconds w) {
+    if (std::find(windows.begin(), windows.end(), w) == windows.end()) {
+        windows.push_back(w);
     }
 }
 
+std::int64_t nanosOf(const struct timespec& ts) {
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Judge::Judge(const Config& config) : engine_(config.rules) {
+    for (const auto& cfg : config.sources) {
+        auto source = std::make_unique<Source>();
+        source->name = cfg.name;
+        for (const auto& label : cfg.labels) {
+            source->label_names.push_back(label.name);
+        }
+        source->settings = histogramSettingsFor(cfg);
+        source->lateness = cfg.lateness;
+        source->streams.push_back(std::make_unique<Series>(source->settings));
+        sources_.push_back(std::move(source));
+    }
+    for (const auto& rule : engine_.rules()) {
+        RuleRef ref;
+        ref.window = rule.window;
+        ref.source = sourceIndex(rule.source);
+        if (ref.source != npos) {
+            Source& source = *sources_[ref.source];
+            if (rule.selection.empty()) {
+                addWindowOnce(source.stream0_windows, rule.window);
+                source.streams[0]->addWindow(rule.window);
+            } else {
+                ref.slot = slotFor(source, rule.selection, rule.window);
+            }
+            if (rule.baseline.kind == rules::BaselineKind::Selection) {
+                // The baseline is split like the rule, so group g meets group g.
+                rules::Selection baseline = rule.baseline.selection;
+                if (baseline.group_by.empty()) {
+                    baseline.group_by = rule.selection.group_by;
+                    baseline.max_groups = rule.selection.max_groups;
+                }
+                ref.baseline_slot = slotFor(source, baseline, rule.window);
+            }
+        }
+        rules_.push_back(ref);
+    }
+}
+
+Judge::~Judge() = default;
+
+std::size_t Judge::slotFor(Source& source, const rules::Selection& selection, std::chrono::nanoseconds window) {
+    const std::string key = selectionKey(selection);
+    for (std::size_t i = 0; i < source.slots.size(); ++i) {
+        if (source.slots[i]->key == key) {
+            addWindowOnce(source.slots[i]->windows, window);
+            return i;
+        }
+    }
+    auto slot = std::make_unique<Slot>();
+    slot->selection = selection;
+    slot->key = key;
+    slot->windows.push_back(window);
+    slot->groups = std::make_unique<rules::GroupTable>(slot->selection);
+    source.slots.push_back(std::move(slot));
+    return source.slots.size() - 1;
+}
+
 std::size_t Judge::sourceIndex(std::string_view name) const {
-    for (std::size_t i = 0; i < source_names_.size(); ++i) {
-        if (source_names_[i] == name) {
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        if (sources_[i]->name == name) {
             return i;
         }
     }
     return npos;
 }
 
+Series& Judge::series(std::size_t source) { return *sources_.at(source)->streams[0]; }
+const Series& Judge::series(std::size_t source) const { return *sources_.at(source)->streams[0]; }
+
+StreamRouter Judge::routerFor(std::size_t source_index) {
+    Source* source = sources_.at(source_index).get();
+    if (source->slots.empty()) {
+        return {};
+    }
+    return [source](const LabelSet& labels, std::vector<std::uint32_t>& streams) {
+        std::lock_guard lock(source->routing);
+        for (std::size_t i = 0; i < source->slots.size(); ++i) {
+            Slot& slot = *source->slots[i];
+            const auto route = slot.groups->route(source->label_names, labels);
+            if (!route.matched) {
+                continue;
+            }
+            auto it = slot.stream_of_group.find(route.group);
+            if (it == slot.stream_of_group.end()) {
+                source->assigned.emplace_back(i, route.group);
+                it = slot.stream_of_group.emplace(route.group, static_cast<std::uint32_t>(source->assigned.size()))
+                         .first;
+            }
+            streams.push_back(it->second);
+        }
+    };
+}
+
+void Judge::adoptNewStreams(Source& source) {
+    std::lock_guard lock(source.routing);
+    while (source.streams.size() <= source.assigned.size()) {
+        const auto id = static_cast<std::uint32_t>(source.streams.size());
+        const auto& [slot_index, group] = source.assigned[id - 1];
+        Slot& slot = *source.slots[slot_index];
+        auto series = std::make_unique<Series>(source.settings);
+        for (const auto w : slot.windows) {
+            series->addWindow(w);
+        }
+        source.streams.push_back(std::move(series));
+        slot.streams.emplace_back(group, id);
+    }
+}
+
 void Judge::add(std::size_t source, rules::TimePoint now, const IntervalStats& interval) {
-    series_.at(source)->add(now, interval);
+    sources_.at(source)->streams[0]->add(now, interval);
+}
+
+bool Judge::addPart(std::size_t source_index, const RecordedPart& part, rules::TimePoint now,
+                    std::chrono::nanoseconds bucket) {
+    Source& source = *sources_.at(source_index);
+    if (part.stream >= source.streams.size()) {
+        adoptNewStreams(source);
+        if (part.stream >= source.streams.size()) {
+            return true;  // not a stream of ours; nothing reads it
+        }
+    }
+    Series& series = *source.streams[part.stream];
+    if (!part.at) {
+        series.add(now, part.stats);
+        return true;
+    }
+    using Duration = rules::TimePoint::duration;
+    const rules::TimePoint bucket_end = *part.at + std::chrono::duration_cast<Duration>(bucket);
+    if (bucket_end < now - std::chrono::duration_cast<Duration>(source.lateness)) {
+        return false;
+    }
+    series.addAt(std::min(*part.at, now), part.stats);
+    return true;
+}
+
+rules::SeriesStats Judge::streamStats(const Source& source, std::uint32_t stream,
+                                      std::chrono::nanoseconds window) const {
+    Series& series = *source.streams.at(stream);
+    return series.window(series.addWindow(window)).asSeriesStats();
 }
 
 rules::SeriesStats Judge::statsFor(std::size_t rule_index) const {
-    if (rule_index < rule_windows_.size() && rule_windows_[rule_index]) {
-        const auto [source, window] = *rule_windows_[rule_index];
-        return series_[source]->window(window).asSeriesStats();
+    if (rule_index >= rules_.size() || rules_[rule_index].source == npos) {
+        return {};
     }
-    return {};
+    const RuleRef& ref = rules_[rule_index];
+    return streamStats(*sources_[ref.source], 0, ref.window);
 }
 
-std::vector<rules::Transition> Judge::evaluate(rules::TimePoint now) {
-    for (auto& series : series_) {
-        series->advance(now);
+std::optional<double> Judge::baselineFileValue(std::size_t rule_index) {
+    const auto& spec = engine_.rules()[rule_index].baseline;
+    FileValue& cached = baseline_files_[rule_index];
+    struct stat st {};
+    if (::stat(spec.file.c_str(), &st) != 0) {
+        cached = FileValue{};
+        return std::nullopt;
     }
-    const auto& specs = engine_.rules();
-    return engine_.evaluate(now, [&](const rules::RuleSpec& rule) {
-        return statsFor(static_cast<std::size_t>(&rule - specs.data()));
-    });
+    // Re-read only when the file changed: a baseline file is written by a deploy step,
+    // not every second.
+    if (nanosOf(st.st_mtim) != cached.mtime_ns || st.st_size != cached.size) {
+        cached.mtime_ns = nanosOf(st.st_mtim);
+        cached.size = st.st_size;
+        cached.value = readJsonNumber(spec.file, spec.pointer);
+    }
+    return cached.value;
+}
+
+std::vector<rules::EvalInput> Judge::inputsFor(std::size_t rule_index) {
+    std::vector<rules::EvalInput> inputs;
+    const RuleRef& ref = rules_.at(rule_index);
+    if (ref.source == npos) {
+        inputs.emplace_back();
+        return inputs;
+    }
+    const rules::RuleSpec& rule = engine_.rules()[rule_index];
+    Source& source = *sources_[ref.source];
+    std::optional<double> file_value;
+    if (rule.baseline.kind == rules::BaselineKind::File) {
+        file_value = baselineFileValue(rule_index);
+    }
+    const auto withBaseline = [&](rules::EvalInput input) {
+        if (ref.baseline_slot) {
+            const Slot& baseline = *source.slots[*ref.baseline_slot];
+            for (const auto& [group, stream] : baseline.streams) {
+                if (group == input.group) {
+                    input.baseline = streamStats(source, stream, ref.window);
+                    break;
+                }
+            }
+        }
+        input.baseline_value = file_value;
+        inputs.push_back(std::move(input));
+    };
+    if (!ref.slot) {
+        rules::EvalInput input;
+        input.stats = streamStats(source, 0, ref.window);
+        withBaseline(std::move(input));
+        return inputs;
+    }
+    const Slot& slot = *source.slots[*ref.slot];
+    if (slot.streams.empty() && slot.selection.group_by.empty()) {
+        // Nothing matched yet: an ungrouped selection is evaluated as no data.
+        rules::EvalInput input;
+        input.stats.window = ref.window;
+        withBaseline(std::move(input));
+        return inputs;
+    }
+    for (const auto& [group, stream] : slot.streams) {
+        rules::EvalInput input;
+        input.group = group;
+        input.stats = streamStats(source, stream, ref.window);
+        withBaseline(std::move(input));
+    }
+    return inputs;
+}
+
+rules::Engine::Evaluation Judge::evaluate(rules::TimePoint now) {
+    for (auto& source : sources_) {
+        adoptNewStreams(*source);
+        for (auto& series : source->streams) {
+            series->advance(now);
+        }
+    }
+    return engine_.evaluateGroups(now, [this](const rules::RuleSpec&, std::size_t index) { return inputsFor(index); });
+}
+
+std::optional<double> readJsonNumber(const std::string& path, const std::string& pointer) {
+    simdjson::padded_string text;
+    if (simdjson::padded_string::load(path).get(text) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    simdjson::ondemand::parser parser;
+    simdjson::ondemand::document doc;
+    if (parser.iterate(text).get(doc) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    simdjson::ondemand::value v;
+    if (doc.at_pointer(pointer).get(v) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    double d = 0.0;
+    if (v.get_double().get(d) == simdjson::SUCCESS) {
+        return std::isfinite(d) ? std::optional(d) : std::nullopt;
+    }
+    std::string_view s;
+    if (v.get_string().get(s) == simdjson::SUCCESS) {
+        const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+        if (ec == std::errc{} && ptr == s.data() + s.size() && std::isfinite(d)) {
+            return d;
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace rollguard::agent

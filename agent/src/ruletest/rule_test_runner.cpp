@@ -58,7 +58,8 @@ std::string ruleStates(const Judge& judge, rules::TimePoint start) {
         }
         out += " (" + spec.metric.text + "=" +
                (status.last.value ? formatMetricValue(*status.last.value, unit) : std::string("no data")) + ", " +
-               rules::toString(spec.comparison) + " " + formatMetricValue(spec.threshold, unit) + ", " +
+               rules::toString(spec.comparison) + " " +
+               (status.threshold ? formatMetricValue(*status.threshold, unit) : std::string("no baseline yet")) + ", " +
                std::to_string(status.last.samples) + " samples)\n";
     }
     return out;
@@ -87,8 +88,8 @@ public:
         std::optional<nanoseconds> prev;
         for (nanoseconds t{0}; t <= end; t += tick_) {
             feed(prev, t);
-            for (const auto& transition : judge_.evaluate(file_.start + t)) {
-                hooks_.insert(hooks_.end(), transition.hooks_to_run.begin(), transition.hooks_to_run.end());
+            for (const auto& notification : judge_.evaluate(file_.start + t).notifications) {
+                hooks_.insert(hooks_.end(), notification.hooks.begin(), notification.hooks.end());
             }
             // Expectations between this tick and the next are checked on this tick's state.
             while (next_expect != expects.end() && (*next_expect)->at < t + tick_) {

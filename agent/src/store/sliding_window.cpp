@@ -277,12 +277,25 @@ double WindowView::maxSeconds() const {
     return static_cast<double>(aggregate_.latency.max()) / units_per_second_;
 }
 
+double WindowView::stddevSeconds() const {
+    return aggregate_.latency.stddev() / units_per_second_;
+}
+
+void WindowView::forEachBucket(const std::function<void(double value_seconds, std::int64_t count)>& fn) const {
+    const HdrHistogram& h = aggregate_.latency;
+    h.forEachNonZero([&](std::int32_t index, std::int64_t count) {
+        fn(static_cast<double>(h.medianEquivalentValue(h.valueAtIndex(index))) / units_per_second_, count);
+    });
+}
+
 rules::SeriesStats WindowView::asSeriesStats() const {
     rules::SeriesStats s;
     s.events = aggregate_.events;
     s.errors = aggregate_.errors;
     s.window = covered_;
     s.latency = this;
+    s.value_count = aggregate_.value_count;
+    s.value_sum = aggregate_.value_sum;
     return s;
 }
 

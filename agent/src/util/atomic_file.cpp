@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "hooks/hooks_internal.h"
 
@@ -100,6 +102,25 @@ std::optional<std::string> writeFileAtomically(const std::string& target, std::s
         return err;
     }
     return fsyncDirectory(splitPath(target).first);
+}
+
+bool readStateFile(const std::string& path, std::string& out, std::string& why) {
+    why.clear();
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        if (errno != ENOENT) {
+            why = "cannot read " + path + ": " + errnoText(errno);
+        }
+        return false;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    if (in.bad()) {
+        why = "cannot read " + path + ": read error";
+        return false;
+    }
+    out = std::move(buf).str();
+    return true;
 }
 
 }  // namespace rollguard::agent

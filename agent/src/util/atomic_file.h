@@ -37,4 +37,8 @@ std::optional<std::string> fsyncDirectory(const std::string& dir);
 /// the old or the new content is on disk, whatever crash follows, never a mix.
 std::optional<std::string> writeFileAtomically(const std::string& target, std::string_view content, mode_t mode);
 
+/// Reads a whole state file into `out`. A missing file is false with an empty `why`
+/// (nothing saved yet); any other failure is false with the reason in `why`.
+bool readStateFile(const std::string& path, std::string& out, std::string& why);
+
 }  // namespace rollguard::agent

@@ -14,6 +14,7 @@
 
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/hooks.h"
+#include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/sliding_window.h"
 #include "rollguard/rules/clock.h"
@@ -43,8 +44,10 @@ struct StatusSnapshot {
         std::uint64_t identity_changes = 0;  ///< files read from the start because their identity changed
         std::uint64_t window_bytes = 0;  ///< memory of the source's windows (Series::memoryBytes)
     };
+    /// One row per rule, or per group of a grouped rule.
     struct Rule {
         std::string name;
+        std::string group;  ///< "" for an ungrouped rule
         std::string severity;
         std::string source;
         std::string metric;
@@ -58,6 +61,8 @@ struct StatusSnapshot {
         std::optional<rules::TimePoint> since;
         std::optional<rules::TimePoint> last_evaluation;
         bool latched = false;
+        bool inhibited = false;  ///< a warning silenced by a firing critical rule
+        bool dry_run = false;    ///< the rule runs no hooks
     };
     struct Hook {
         std::string name;
@@ -76,6 +81,7 @@ struct StatusSnapshot {
     std::uint64_t incidents = 0;  ///< critical rules that went firing
     std::uint64_t checkpoints = 0;
     std::uint64_t checkpoint_failures = 0;
+    std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
     std::optional<rules::TimePoint> last_checkpoint;
     bool dry_run = false;
     std::vector<Source> sources;
@@ -123,22 +129,24 @@ private:
     /// Moves what the sources recorded into their series (with the matching positions).
     void collect(rules::TimePoint now);
     void writeCheckpointNow(rules::TimePoint now);
-    BreachEvent makeEvent(const rules::Transition& t) const;
+    BreachEvent makeEvent(const rules::Notification& n) const;
+    void refreshRuleSnapshot();
+    void restoreRulesState();
+    /// Persists the engine's state (timers, latches, baselines) to state_dir/rules.state.
+    void writeRulesState();
 
     Config config_;
     const rules::Clock& clock_;
     std::string host_;
     std::vector<std::unique_ptr<SourceState>> sources_;
-    std::map<std::string, std::size_t, std::less<>> source_index_;
-    /// Per rule: (source index, window handle) of the window it reads.
-    std::vector<std::optional<std::pair<std::size_t, WindowHandle>>> rule_windows_;
-    rules::Engine engine_;
+    std::unique_ptr<Judge> judge_;
     std::unique_ptr<HookRunner> hooks_;
 
     mutable std::mutex mutex_;  // guards snapshot_
     StatusSnapshot snapshot_;
 
     std::string checkpoint_path_;  // empty: no checkpoints
+    std::string rules_state_path_;  // empty: rules' state not persisted
     std::chrono::steady_clock::time_point last_checkpoint_{};
     bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
 

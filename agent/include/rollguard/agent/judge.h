@@ -1,59 +1,116 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "rollguard/agent/config.h"
+#include "rollguard/agent/log_source.h"
 #include "rollguard/agent/sliding_window.h"
 #include "rollguard/rules/clock.h"
 #include "rollguard/rules/engine.h"
+#include "rollguard/rules/selection.h"
 
 namespace rollguard::agent {
 
 /// The judgement loop shared by the daemon, `rollguard replay` and `rollguard test`:
-/// one Series per source, one window per rule over its source's series, and the rule
-/// engine. Callers feed what each source observed, then evaluate at a time point; the
-/// judge never reads a clock, a file or a socket, so the three callers decide exactly
-/// alike on the same data.
-/// Thread-safety: none; one owner (the daemon's evaluation thread, a replay, a test).
+/// the sources' store streams, one window per rule over the streams it reads, and the
+/// rule engine. Callers feed what each source recorded, then evaluate at a time point.
+/// The judge reads no clock and no socket, so the three callers decide exactly alike on
+/// the same data; the only file it reads is a rule's `baseline = { file = ... }`.
+///
+/// Streams: stream 0 of a source is everything it recorded; rules without a selection
+/// read it. Each distinct rule selection (labels matchers + group_by) of a source is a
+/// *slot*; each group of a slot is one stream (one Series), created when the tailer's
+/// router first sees a label set that matches (routerFor()). A baseline selection
+/// (`baseline = { labels = {...} }` or `compare`) is a slot of its own that inherits the
+/// rule's group_by, so group g of the rule is compared with group g of the baseline.
+/// Memory: every stream costs what a source's series costs (a dense aggregate per
+/// window); max_groups bounds them per slot.
+///
+/// Thread-safety: one owner (the evaluation thread) for everything but the routers,
+/// which the tailers call from their threads (they take the judge's routing mutex).
 class Judge {
 public:
     static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
 
     explicit Judge(const Config& config);
+    ~Judge();
     Judge(const Judge&) = delete;
     Judge& operator=(const Judge&) = delete;
 
     /// Index of the source called `name`, or npos.
     std::size_t sourceIndex(std::string_view name) const;
-    std::size_t sourceCount() const { return series_.size(); }
-    Series& series(std::size_t source) { return *series_.at(source); }
-    const Series& series(std::size_t source) const { return *series_.at(source); }
+    std::size_t sourceCount() const { return sources_.size(); }
+    /// Stream 0 (everything) of a source.
+    Series& series(std::size_t source);
+    const Series& series(std::size_t source) const;
 
-    /// What source `source` observed up to `now` (arrival time: into the slot of `now`).
+    /// The router a source's tailer routes its label sets with: to the streams of every
+    /// rule selection they match. Empty for a source no selection reads.
+    StreamRouter routerFor(std::size_t source);
+
+    /// What source `source` observed up to `now` (arrival time: into the slot of `now`),
+    /// stream 0.
     void add(std::size_t source, rules::TimePoint now, const IntervalStats& interval);
+    /// One part a recorder returned. Arrival parts go into the slot of `now`; event-time
+    /// parts into the slot of their bucket, or at `now` when stamped in the future. An
+    /// event-time part whose bucket (of width `bucket`) ended more than the source's
+    /// `lateness` before `now` is dropped: returns false and the caller counts its events.
+    bool addPart(std::size_t source, const RecordedPart& part, rules::TimePoint now,
+                 std::chrono::nanoseconds bucket);
 
-    /// Moves every series to `now` and evaluates every rule; returns the state changes.
-    std::vector<rules::Transition> evaluate(rules::TimePoint now);
+    /// Moves every stream to `now` and evaluates every rule, group by group.
+    rules::Engine::Evaluation evaluate(rules::TimePoint now);
 
-    /// The statistics rule `rule_index` reads right now (empty when its source is
-    /// unknown).
+    /// The inputs rule `rule_index` is evaluated on right now: one per group (a single
+    /// group "" for a rule without group_by), with the baseline's statistics or value.
+    std::vector<rules::EvalInput> inputsFor(std::size_t rule_index);
+
+    /// Stream 0's statistics for a rule's window (the ungrouped view; empty when its
+    /// source is unknown).
     rules::SeriesStats statsFor(std::size_t rule_index) const;
 
     const rules::Engine& engine() const { return engine_; }
     rules::Engine& engine() { return engine_; }
 
 private:
-    std::vector<std::string> source_names_;
-    std::vector<std::unique_ptr<Series>> series_;
-    /// Per rule: (source index, window handle) of the window it reads.
-    std::vector<std::optional<std::pair<std::size_t, WindowHandle>>> rule_windows_;
+    struct Slot;
+    struct Source;
+    struct RuleRef {
+        std::size_t source = npos;
+        std::optional<std::size_t> slot;           ///< the rule's selection, if any
+        std::optional<std::size_t> baseline_slot;  ///< the baseline selection, if any
+        std::chrono::nanoseconds window{0};
+    };
+    std::size_t slotFor(Source& source, const rules::Selection& selection, std::chrono::nanoseconds window);
+    /// Creates the Series of streams the router has assigned since the last call.
+    void adoptNewStreams(Source& source);
+    rules::SeriesStats streamStats(const Source& source, std::uint32_t stream, std::chrono::nanoseconds window) const;
+    std::optional<double> baselineFileValue(std::size_t rule_index);
+
+    std::vector<std::unique_ptr<Source>> sources_;
+    std::vector<RuleRef> rules_;
+    struct FileValue {
+        std::int64_t mtime_ns = -1;
+        std::int64_t size = -1;
+        std::optional<double> value;
+    };
+    std::map<std::size_t, FileValue> baseline_files_;
     rules::Engine engine_;
 };
+
+/// Reads the number at JSON `pointer` (RFC 6901, e.g. "/p99") in the JSON file at
+/// `path`: a number, or a numeric string. nullopt when the file cannot be read, is not
+/// JSON, or holds no number there.
+std::optional<double> readJsonNumber(const std::string& path, const std::string& pointer);
 
 }  // namespace rollguard::agent

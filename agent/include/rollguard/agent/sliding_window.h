@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -201,6 +202,9 @@ public:
     double meanSeconds() const override;
     double minSeconds() const override;
     double maxSeconds() const override;
+    double stddevSeconds() const override;
+    /// Each non-empty bucket at its median equivalent value (what Mann-Whitney ranks).
+    void forEachBucket(const std::function<void(double value_seconds, std::int64_t count)>& fn) const override;
 
     /// The rules' view of this window (latency points at *this).
     rules::SeriesStats asSeriesStats() const;
