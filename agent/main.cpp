@@ -22,7 +22,9 @@
 
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
+#include "rollguard/agent/log_source.h"
 #include "rollguard/agent/replay.h"
+#include "rollguard/agent/timeline.h"
 #include "rollguard/agent/rule_test.h"
 #include "rollguard/exporters/http_server.h"
 #include "rollguard/rules/clock.h"
@@ -126,8 +128,32 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     return kExitOk;
 }
 
-int runReplay(const std::string& config_path, const std::vector<std::string>& files,
-              const std::vector<std::string>& sources, const std::string& json_out) {
+/// Writes `text` to `path` ("-": stdout); false (after a message) when it cannot.
+bool writeOutput(const std::string& path, const std::string& text) {
+    if (path == "-") {
+        std::cout << text << std::flush;
+        return true;
+    }
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+        std::cerr << "rollguard replay: cannot write " << path << "\n";
+        return false;
+    }
+    return true;
+}
+
+struct ReplayArgs {
+    std::vector<std::string> files;
+    std::vector<std::string> sources;
+    std::string json_out;
+    std::string html_out;
+    std::string from;
+    std::string to;
+};
+
+int runReplay(const std::string& config_path, const ReplayArgs& args) {
     auto config = load(config_path, true);
     if (!config) {
         return kExitUsage;
@@ -135,7 +161,20 @@ int runReplay(const std::string& config_path, const std::vector<std::string>& fi
     configureLogging("warn");
 
     rollguard::agent::ReplayOptions options;
-    options.sources = sources;
+    options.sources = args.sources;
+    for (const auto& [text, into] : {std::pair{&args.from, &options.from}, std::pair{&args.to, &options.to}}) {
+        if (text->empty()) {
+            continue;
+        }
+        const auto ns = rollguard::agent::parseRfc3339Nanos(*text);
+        if (!ns) {
+            std::cerr << "rollguard replay: '" << *text
+                      << "' is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z; the zone is required)\n";
+            return kExitUsage;
+        }
+        *into = rollguard::rules::TimePoint{std::chrono::duration_cast<rollguard::rules::TimePoint::duration>(
+            std::chrono::nanoseconds{*ns})};
+    }
     const bool progress = ::isatty(STDERR_FILENO) == 1;
     std::size_t progress_width = 0;
     if (progress) {
@@ -146,7 +185,7 @@ int runReplay(const std::string& config_path, const std::vector<std::string>& fi
             std::fflush(stderr);
         };
     }
-    const auto result = rollguard::agent::replayFiles(*config, files, options);
+    const auto result = rollguard::agent::replayFiles(*config, args.files, options);
     if (progress_width > 0) {
         std::fprintf(stderr, "\r%*s\r", static_cast<int>(progress_width), "");
     }
@@ -163,22 +202,15 @@ int runReplay(const std::string& config_path, const std::vector<std::string>& fi
         return kExitRuntime;
     }
 
-    if (json_out != "-") {
+    if (args.json_out != "-" && args.html_out != "-") {
         std::cout << rollguard::agent::renderReplayText(result) << std::flush;
     }
-    if (!json_out.empty()) {
-        const std::string json = rollguard::agent::renderReplayJson(result);
-        if (json_out == "-") {
-            std::cout << json << std::flush;
-        } else {
-            std::ofstream out(json_out, std::ios::binary | std::ios::trunc);
-            out << json;
-            out.close();
-            if (!out) {
-                std::cerr << "rollguard replay: cannot write " << json_out << "\n";
-                return kExitRuntime;
-            }
-        }
+    if (!args.json_out.empty() && !writeOutput(args.json_out, rollguard::agent::renderReplayJson(result))) {
+        return kExitRuntime;
+    }
+    if (!args.html_out.empty() &&
+        !writeOutput(args.html_out, rollguard::agent::renderTimelineHtml(result.timeline))) {
+        return kExitRuntime;
     }
     for (const auto& s : result.sources) {
         if (s.read_errors > 0) {
@@ -248,19 +280,25 @@ int main(int argc, char** argv) {
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
 
     auto* replay = app.add_subcommand(
-        "replay", "Read log files to their end through the sources' parsing and store; print per-source figures.");
+        "replay", "Read log files through the sources' parsing and store; print per-source figures and the rule timeline.");
     replay->footer(
         "Per source: lines, bad lines by reason, events, errors, error ratio, p50/p90/p99/p99.9/max, lines/s.\n"
+        "Then the rule timeline: every rule evaluated at every tick of the lines' own `timestamp`, as the\n"
+        "daemon would have (hooks are never run; the timeline shows which would have).\n"
         "Every LOG goes through every [[source]] unless --source picks some; LOGs replace the sources' paths.\n"
         "Exit codes: 0 ok, 1 a LOG cannot be read, 2 bad usage or bad config.");
-    std::vector<std::string> replay_files;
-    std::vector<std::string> replay_sources;
-    std::string json_out;
+    ReplayArgs replay_args;
     replay->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
-    replay->add_option("--json", json_out, "Also write the figures as JSON to this file ('-': stdout, no text)");
-    replay->add_option("--source", replay_sources, "Replay through this source only (repeatable)")
+    replay->add_option("--json", replay_args.json_out,
+                       "Also write the figures and the rule timeline as JSON to this file ('-': stdout, no text)");
+    replay->add_option("--html", replay_args.html_out,
+                       "Also write the rule timeline as one self-contained HTML page (charts) to this file");
+    replay->add_option("--from", replay_args.from,
+                       "Timeline from this RFC 3339 time (earlier lines still warm the windows)");
+    replay->add_option("--to", replay_args.to, "Timeline up to this RFC 3339 time (reading stops after it)");
+    replay->add_option("--source", replay_args.sources, "Replay through this source only (repeatable)")
         ->allow_extra_args(false);
-    replay->add_option("LOG", replay_files, "JSON-lines log files (they replace the sources' paths)")->required();
+    replay->add_option("LOG", replay_args.files, "JSON-lines log files (they replace the sources' paths)")->required();
 
     auto* test = app.add_subcommand(
         "test", "Run rule unit tests: generated or literal log input at given times, expected alerts at given times.");
@@ -286,7 +324,7 @@ int main(int argc, char** argv) {
             return runRuleTestFiles(test_files);
         }
         if (*replay) {
-            return runReplay(config_path, replay_files, replay_sources, json_out);
+            return runReplay(config_path, replay_args);
         }
         return runAgent(config_path, dry_run, log_level);
     } catch (const std::exception& e) {

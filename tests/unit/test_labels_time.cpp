@@ -592,7 +592,10 @@ TEST_CASE("config: label and time errors point at line:col", "[labels][time][con
                   "timestamp = \"ts\""});
     CHECK(configErrors("time = \"evnt\"\n") ==
           Strings{"5:8: error: 'time' must be one of arrival, event; got \"evnt\" (did you mean 'event'?)"});
-    CHECK(configErrors("timestamp = \"ts\"\n") == Strings{"5:1: error: 'timestamp' is only used with time = \"event\""});
+    // With arrival time a timestamp is allowed (replay's clock); lateness is not.
+    CHECK(configErrors("timestamp = \"ts\"\n").empty());
+    CHECK(configErrors("lateness = \"5s\"\n") == Strings{"5:1: error: 'lateness' is only used with time = \"event\""});
+    CHECK(configErrors("timestamp_unit = \"ms\"\n") == Strings{"5:1: error: 'timestamp_unit' needs 'timestamp'"});
     CHECK(configErrors("time = \"event\"\ntimestamp = \"ts\"\ntimestamp_unit = \"sec\"\nlateness = \"-1s\"\n") ==
           Strings{"7:18: error: 'timestamp_unit' must be one of ns, us, ms, s; got \"sec\" (did you mean 's'?)",
                   "8:12: error: 'lateness' is not a valid duration: \"-1s\" (use a number and a unit: ns, us, ms, s, m, "

@@ -988,12 +988,13 @@ protected:
             error(*t.get("time"), "time = \"event\" needs 'timestamp', the field with each line's time, "
                                   "e.g. timestamp = \"ts\"");
         }
+        // With arrival time a `timestamp` is still useful: replay uses it as its clock.
         if (!event) {
-            for (const char* key : {"timestamp", "timestamp_unit", "lateness"}) {
-                if (const toml::key* k = keyOf(t, key)) {
-                    report(Level::Error, k->source().begin,
-                           "'" + std::string(key) + "' is only used with time = \"event\"");
-                }
+            if (const toml::key* k = keyOf(t, "lateness")) {
+                report(Level::Error, k->source().begin, "'lateness' is only used with time = \"event\"");
+            }
+            if (const toml::key* k = keyOf(t, "timestamp_unit"); k != nullptr && t.get("timestamp") == nullptr) {
+                report(Level::Error, k->source().begin, "'timestamp_unit' needs 'timestamp'");
             }
         }
     }

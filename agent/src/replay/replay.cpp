@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/rules/duration.h"
 
@@ -137,9 +139,220 @@ private:
     std::thread thread_;
 };
 
+/// Replay's label-set totals use stream ids from here up, clear of the judge's streams.
+constexpr std::uint32_t kLabelSetStreamBase = 1U << 24;
+
+std::string shortest(double v);
+
+std::string conditionText(const rules::RuleSpec& rule) {
+    const MetricUnit unit = metricUnitOf(rule.metric);
+    std::string out;
+    if (rule.compare.kind == rules::CompareKind::MannWhitney) {
+        out = "worse than the baseline (Mann-Whitney at " + shortest(rule.compare.confidence * 100.0) +
+              "% confidence, effect above +" + shortest(rule.compare.max_increase * 100.0) + "%)";
+    } else {
+        out = std::string(rules::toString(rule.comparison)) + " ";
+        switch (rule.threshold_kind) {
+            case rules::ThresholdKind::Absolute:
+                out += formatMetricValue(rule.threshold, unit);
+                break;
+            case rules::ThresholdKind::Factor:
+                out += shortest(rule.threshold) + "x the baseline";
+                break;
+            case rules::ThresholdKind::Percent:
+                out += (rule.threshold >= 0 ? "+" : "") + shortest(rule.threshold * 100.0) + "% of the baseline";
+                break;
+        }
+    }
+    if (rule.breaches_n > 0) {
+        out += " in " + std::to_string(rule.breaches_m) + " of " + std::to_string(rule.breaches_n) + " evaluations";
+    } else if (rule.for_.count() > 0) {
+        out += " for " + rules::formatDuration(rule.for_);
+    }
+    return out + " (window " + rules::formatDuration(rule.window) + ")";
+}
+
+/// One source's rules evaluated on the log's own time, tick by tick, through the
+/// daemon's judge: a tick T is evaluated once data stamped at or after T has been read
+/// (so every bucket before T is in), with the parts of buckets before T added at T.
+/// Data arriving later than that is late data, kept or dropped per `lateness` exactly
+/// as the daemon does.
+class TimelineRun {
+public:
+    TimelineRun(const Config& config, const LogSourceConfig& source, TimelineBuilder& builder,
+                const ReplayOptions& options)
+        : config_(subConfig(config, source)),
+          judge_(config_),
+          builder_(builder),
+          tick_(config.agent.tick),
+          from_(options.from),
+          to_(options.to) {}
+
+    StreamRouter router() { return judge_.routerFor(0); }
+
+    void add(RecordedPart part) {
+        if (!part.at) {
+            part.at = max_seen_.value_or(rules::TimePoint{});
+        }
+        max_seen_ = max_seen_ ? std::max(*max_seen_, *part.at) : *part.at;
+        pending_.push_back(std::move(part));
+    }
+
+    /// Evaluates the ticks whose data is in; with `final`, every tick up to the end.
+    void advance(bool final) {
+        if (!max_seen_) {
+            return;
+        }
+        if (!next_) {
+            rules::TimePoint first = *max_seen_;
+            for (const auto& p : pending_) {
+                first = std::min(first, *p.at);
+            }
+            next_ = floorToTick(first) + duration(tick_);
+        }
+        const rules::TimePoint limit = final ? *max_seen_ + duration(tick_) : *max_seen_;
+        while (*next_ <= limit && !done()) {
+            const rules::TimePoint t = *next_;
+            auto split = std::stable_partition(pending_.begin(), pending_.end(),
+                                               [t](const RecordedPart& p) { return *p.at >= t; });
+            for (auto it = split; it != pending_.end(); ++it) {
+                if (!judge_.addPart(0, *it, t, tick_)) {
+                    too_late_ += static_cast<std::uint64_t>(it->stats.events);
+                }
+            }
+            pending_.erase(split, pending_.end());
+            evaluateAt(t);
+            *next_ += duration(tick_);
+        }
+    }
+
+    /// Past `to`: nothing more to evaluate.
+    bool done() const { return to_ && next_ && *next_ > *to_; }
+    std::uint64_t tooLate() const { return too_late_; }
+
+private:
+    static Config subConfig(const Config& config, const LogSourceConfig& source) {
+        Config sub;
+        sub.path = config.path;
+        sub.agent = config.agent;
+        sub.sources.push_back(source);
+        for (const auto& rule : config.rules) {
+            if (rule.source == source.name) {
+                sub.rules.push_back(rule);
+            }
+        }
+        sub.hooks = config.hooks;
+        return sub;
+    }
+
+    static rules::TimePoint::duration duration(std::chrono::nanoseconds d) {
+        return std::chrono::duration_cast<rules::TimePoint::duration>(d);
+    }
+
+    rules::TimePoint floorToTick(rules::TimePoint t) const {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+        const auto width = std::max<std::int64_t>(1, tick_.count());
+        const std::int64_t floored = ns - (((ns % width) + width) % width);
+        return rules::TimePoint{duration(std::chrono::nanoseconds{floored})};
+    }
+
+    std::size_t rowFor(std::size_t rule_index, const std::string& group) {
+        const auto key = std::pair(rule_index, group);
+        if (const auto it = rows_.find(key); it != rows_.end()) {
+            return it->second;
+        }
+        const auto& rule = judge_.engine().rules()[rule_index];
+        RuleTimeline header;
+        header.rule = rule.name;
+        header.group = group;
+        header.severity = rules::toString(rule.severity);
+        header.metric = rule.metric.text;
+        header.condition = conditionText(rule);
+        header.unit = metricUnitOf(rule.metric);
+        const std::size_t row = builder_.addRule(std::move(header));
+        rows_.emplace(key, row);
+        return row;
+    }
+
+    void evaluateAt(rules::TimePoint t) {
+        const auto evaluation = judge_.evaluate(t);
+        if (from_ && t < *from_) {
+            return;  // warming the windows up
+        }
+        const auto& engine = judge_.engine();
+        for (std::size_t i = 0; i < engine.rules().size(); ++i) {
+            auto groups = engine.groupStatuses(i);
+            if (groups.empty()) {
+                groups.push_back(engine.status(i));
+            }
+            for (const auto& status : groups) {
+                builder_.addPoint(rowFor(i, status.group),
+                                  TimelinePoint{t, status.last.value, status.threshold, status.last.samples,
+                                                status.state});
+            }
+        }
+        // State changes, each with the hooks its notification would have run.
+        std::map<std::pair<std::size_t, std::string>, TimelineEvent> events;
+        for (const auto& tr : evaluation.transitions) {
+            TimelineEvent e;
+            e.at = t;
+            e.from = tr.from;
+            e.to = tr.to;
+            e.value = tr.metric.value;
+            e.threshold = tr.threshold;
+            e.samples = tr.metric.samples;
+            events.emplace(std::pair(tr.rule_index, tr.group), std::move(e));
+        }
+        for (const auto& n : evaluation.notifications) {
+            auto [it, fresh] = events.try_emplace(std::pair(n.rule_index, n.group));
+            TimelineEvent& e = it->second;
+            if (fresh) {  // a warning repeating while it fires
+                e.at = t;
+                e.from = rules::AlertState::Firing;
+                e.to = rules::AlertState::Firing;
+                e.value = n.metric.value;
+                e.threshold = n.threshold;
+                e.samples = n.metric.samples;
+                e.note = "repeat";
+            }
+            e.hooks.insert(e.hooks.end(), n.hooks.begin(), n.hooks.end());
+            std::string note;
+            if (n.dry_run && !n.rule->hooks.empty()) {
+                std::string would;
+                for (const auto& h : n.rule->hooks) {
+                    would += (would.empty() ? "" : ", ") + h;
+                }
+                note = "dry run: would run " + would;
+            } else if (n.latched && n.hooks.empty() && !n.rule->hooks.empty()) {
+                note = "latched: the rollback already ran";
+            } else if (n.inhibited) {
+                note = "inhibited by a firing critical rule";
+            }
+            if (!note.empty()) {
+                e.note = e.note.empty() ? note : e.note + "; " + note;
+            }
+        }
+        for (auto& [key, e] : events) {
+            builder_.addEvent(rowFor(key.first, key.second), std::move(e));
+        }
+    }
+
+    Config config_;
+    Judge judge_;
+    TimelineBuilder& builder_;
+    std::chrono::nanoseconds tick_;
+    std::optional<rules::TimePoint> from_;
+    std::optional<rules::TimePoint> to_;
+    std::vector<RecordedPart> pending_;
+    std::optional<rules::TimePoint> max_seen_;
+    std::optional<rules::TimePoint> next_;
+    std::map<std::pair<std::size_t, std::string>, std::size_t> rows_;
+    std::uint64_t too_late_ = 0;
+};
+
 ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector<std::string>& files,
                                 std::uint64_t total_bytes, std::size_t index, std::size_t count,
-                                const ReplayOptions& options) {
+                                const ReplayOptions& options, TimelineRun* run, std::chrono::nanoseconds tick) {
     ReplaySourceResult out;
     out.name = source.name;
     out.files = files;
@@ -154,23 +367,58 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
     cfg.exclude.clear();
     cfg.read_from = ReadFrom::Beginning;
 
+    // With a timeline the lines' own timestamps are the clock.
+    if (run != nullptr) {
+        cfg.time = TimeMode::Event;
+    }
     IntervalRecorder recorder(out.settings);
     LogTailer tailer(cfg, recorder);
-    // Replay reports totals: event time is kept in buckets of ~100 years (the most that
-    // fits int64 nanoseconds) rather than one per tick, so a long log does not hold one
-    // dense histogram per second. (#5's timeline will take parts per tick instead.)
-    tailer.setBucketWidth(std::chrono::hours{24 * 365 * 100});
-    // Every label set gets its own stream (1, 2, ...) through the daemon's router seam.
+    // Totals alone keep event time in buckets of ~100 years (the most that fits int64
+    // nanoseconds), so a long log does not hold one dense histogram per second; the
+    // timeline takes its parts tick by tick instead.
+    tailer.setBucketWidth(run != nullptr ? tick : std::chrono::hours{24 * 365 * 100});
+    // Every label set gets its own totals stream through the daemon's router seam, next
+    // to the streams the rules' selections read.
     std::vector<LabelSet> sets;
+    StreamRouter rules_router = run != nullptr ? run->router() : StreamRouter{};
     if (!source.labels.empty()) {
         for (const auto& l : source.labels) {
             out.label_names.push_back(l.name);
         }
-        tailer.setRouter([&sets](const LabelSet& labels, std::vector<std::uint32_t>& streams) {
+        tailer.setRouter([&sets, rules_router](const LabelSet& labels, std::vector<std::uint32_t>& streams) {
+            if (rules_router) {
+                rules_router(labels, streams);
+            }
             sets.push_back(labels);
-            streams.push_back(static_cast<std::uint32_t>(sets.size()));
+            streams.push_back(kLabelSetStreamBase + static_cast<std::uint32_t>(sets.size() - 1));
         });
     }
+    for (const LabelSet& set : sets) {
+        out.label_sets.push_back(ReplayLabelSet{set, IntervalStats(out.settings)});
+    }
+    const auto fold = [&](std::vector<RecordedPart> parts) {
+        for (auto& part : parts) {
+            if (part.stream >= kLabelSetStreamBase) {
+                const std::size_t i = part.stream - kLabelSetStreamBase;
+                while (out.label_sets.size() <= i) {
+                    out.label_sets.push_back(ReplayLabelSet{sets[out.label_sets.size()], IntervalStats(out.settings)});
+                }
+                IntervalStats& into = out.label_sets[i].stats;
+                into.events += part.stats.events;
+                into.errors += part.stats.errors;
+                into.latency.add(part.stats.latency);
+                continue;
+            }
+            if (part.stream == 0) {
+                out.stats.events += part.stats.events;
+                out.stats.errors += part.stats.errors;
+                out.stats.latency.add(part.stats.latency);
+            }
+            if (run != nullptr) {
+                run->add(std::move(part));
+            }
+        }
+    };
     const auto start = SteadyClock::now();
     {
         ReplayProgress base;
@@ -182,20 +430,24 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
         // pollOnce() reads every file to its current end; a writer still appending (or
         // a future chunk cap in the tailer) means another pass, until nothing moves.
         std::uint64_t before = 0;
-        do {
-            before = tailer.counters().bytes.load();
-            tailer.pollOnce();
-        } while (tailer.counters().bytes.load() != before);
+        if (run != nullptr) {
+            // 4 MiB per file per step, then the ticks that are complete are evaluated.
+            bool more = true;
+            while (more && !run->done()) {
+                before = tailer.counters().bytes.load();
+                more = tailer.pollSome(16) || tailer.counters().bytes.load() != before;
+                fold(recorder.takeParts());
+                run->advance(false);
+            }
+            run->advance(true);
+        } else {
+            do {
+                before = tailer.counters().bytes.load();
+                tailer.pollOnce();
+            } while (tailer.counters().bytes.load() != before);
+        }
     }
-    for (const LabelSet& set : sets) {
-        out.label_sets.push_back(ReplayLabelSet{set, IntervalStats(out.settings)});
-    }
-    for (auto& part : recorder.takeParts()) {
-        IntervalStats& into = part.stream == 0 ? out.stats : out.label_sets.at(part.stream - 1).stats;
-        into.events += part.stats.events;
-        into.errors += part.stats.errors;
-        into.latency.add(part.stats.latency);
-    }
+    fold(recorder.takeParts());
     out.wall_seconds = secondsSince(start);
 
     const auto& c = tailer.counters();
@@ -209,6 +461,7 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
     out.bad_timestamp = c.bad_timestamp;
     out.label_overflow = c.label_overflow;
     out.read_errors = c.read_errors;
+    out.too_late = run != nullptr ? run->tooLate() : 0;
     for (const auto& f : files) {
         if (endsWithoutNewline(f) &&
             std::find(out.unterminated.begin(), out.unterminated.end(), f) == out.unterminated.end()) {
@@ -373,9 +626,25 @@ ReplayResult replayFiles(const Config& config, const std::vector<std::string>& f
     }
 
     const auto start = SteadyClock::now();
+    TimelineBuilder builder(config.path);
     for (std::size_t i = 0; i < selected.size(); ++i) {
-        result.sources.push_back(replaySource(*selected[i], unique_files, total_bytes, i, selected.size(), options));
+        const LogSourceConfig& source = *selected[i];
+        const bool has_rules = std::any_of(config.rules.begin(), config.rules.end(),
+                                           [&](const rules::RuleSpec& r) { return r.source == source.name; });
+        std::optional<TimelineRun> run;
+        if (options.timeline && has_rules) {
+            if (source.timestamp.empty()) {
+                result.timeline_notes.push_back("source " + source.name +
+                                                " has no `timestamp` field: its rules are not in the timeline "
+                                                "(set timestamp = \"<field>\" to replay them)");
+            } else {
+                run.emplace(config, source, builder, options);
+            }
+        }
+        result.sources.push_back(replaySource(source, unique_files, total_bytes, i, selected.size(), options,
+                                              run ? &*run : nullptr, config.agent.tick));
     }
+    result.timeline = builder.take();
     result.wall_seconds = secondsSince(start);
     return result;
 }
@@ -436,6 +705,16 @@ std::string renderReplayText(const ReplayResult& result) {
         for (const auto& f : s.unterminated) {
             out += "  note: the last line of " + f + " has no newline; like the daemon, replay did not count it\n";
         }
+        if (s.too_late > 0) {
+            out += "  too late: " + std::to_string(s.too_late) +
+                   " events stamped more than `lateness` before the replay clock (dropped, as the daemon would)\n";
+        }
+    }
+    if (!result.timeline.rules.empty()) {
+        out += "\n" + renderTimelineText(result.timeline);
+    }
+    for (const auto& note : result.timeline_notes) {
+        out += "note: " + note + "\n";
     }
     return out;
 }
@@ -511,7 +790,15 @@ std::string renderReplayJson(const ReplayResult& result) {
         w.key("wall_seconds").value(s.wall_seconds);
         w.key("lines_per_second").value(s.linesPerSecond());
         w.key("bytes_per_second").value(static_cast<double>(s.bytes) / std::max(s.wall_seconds, 1e-9));
+        w.key("too_late").value(s.too_late);
         w.endObject();
+    }
+    w.endArray();
+    w.key("timeline");
+    writeTimelineJson(w, result.timeline, true);
+    w.key("timeline_notes").beginArray();
+    for (const auto& note : result.timeline_notes) {
+        w.value(note);
     }
     w.endArray();
     w.endObject();

@@ -923,4 +923,12 @@ LineParser::~LineParser() = default;
 
 ParsedLine LineParser::parse(std::string_view line) { return impl_->parse(line); }
 
+std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text) {
+    const auto t = parseRfc3339(text);
+    if (!t) {
+        return std::nullopt;
+    }
+    return t->seconds * kNanosPerSecond + t->nanos;
+}
+
 }  // namespace rollguard::agent

@@ -389,6 +389,7 @@ struct LogTailer::Impl {
     void removeClosed();
     /// Reads what is available; returns true when it stopped at max_chunks with more left.
     bool readFile(FollowedFile& f, int max_chunks);
+    bool scanned_once_ = false;  // pollSome() scans the globs on its first call only
     bool readAll(int max_chunks);
     void process(FollowedFile& f, const char* data, std::size_t n);
     /// After a chunk [start, start + n): moves the committed offset past its last newline
@@ -1234,6 +1235,14 @@ const LabelSetTable& LogTailer::labelSets() const { return impl_->labels_; }
 void LogTailer::pollOnce() {
     impl_->rescan();
     impl_->readAll(0);
+}
+
+bool LogTailer::pollSome(int max_chunks_per_file) {
+    if (!impl_->scanned_once_) {
+        impl_->rescan();
+        impl_->scanned_once_ = true;
+    }
+    return impl_->readAll(std::max(1, max_chunks_per_file));
 }
 
 std::vector<std::string> LogTailer::files() const {

@@ -43,6 +43,11 @@ struct ParsedLine {
     std::span<const std::string_view> labels;
 };
 
+/// An RFC 3339 timestamp ("2026-11-23T10:04:12.5Z", "...+02:00"; the zone is required)
+/// as nanoseconds since the Unix epoch; nullopt when it is not one. The parser of
+/// `timestamp` fields, for the command line's --from/--to too.
+std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text);
+
 /// The label value of the overflow set and of values longer than 128 bytes.
 inline constexpr const char* kOtherLabelValue = "__other__";
 
@@ -224,6 +229,11 @@ public:
     /// Reads everything available right now on the calling thread (tests and replay);
     /// must not be called while the thread runs.
     void pollOnce();
+    /// Like pollOnce() but reads at most `max_chunks_per_file` chunks (256 KiB) of each
+    /// file, so a caller can take the recorder's data between steps (replay's timeline);
+    /// the globs are scanned on the first call only. Returns true while some file may
+    /// have more to read.
+    bool pollSome(int max_chunks_per_file);
 
     /// Which further streams each label set feeds; default none (stream 0 only). Call
     /// before start()/pollOnce().

@@ -3,11 +3,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/sliding_window.h"
+#include "rollguard/agent/timeline.h"
 
 namespace rollguard::agent {
 
@@ -29,6 +31,13 @@ struct ReplayOptions {
     /// thread (the reading thread never waits for it); empty: no helper thread.
     std::function<void(const ReplayProgress&)> on_progress;
     std::chrono::milliseconds progress_interval{250};
+    /// Evaluate the rules tick by tick on the lines' own timestamps (sources with a
+    /// `timestamp` field) and build the timeline.
+    bool timeline = true;
+    /// The timeline's span: ticks before `from` warm the windows but are not recorded;
+    /// reading stops after `to`.
+    std::optional<rules::TimePoint> from;
+    std::optional<rules::TimePoint> to;
 };
 
 /// Totals of one label set of a replayed source.
@@ -50,6 +59,9 @@ struct ReplaySourceResult {
     std::uint64_t bad_invalid_utf8 = 0;
     std::uint64_t bad_timestamp = 0;
     std::uint64_t label_overflow = 0;  ///< lines counted in the "__other__" set
+    /// With a timeline: events whose time bucket was more than `lateness` older than the
+    /// replay's clock when read (dropped from the windows, as the daemon would).
+    std::uint64_t too_late = 0;
     std::uint64_t read_errors = 0;
     /// Files whose last line has no newline: like the daemon, replay counts a line only
     /// when its newline has arrived, so that last line is not counted.
@@ -86,6 +98,11 @@ struct ReplaySourceResult {
 /// before anything is read: when either is non-empty, `sources` is empty.
 struct ReplayResult {
     std::vector<ReplaySourceResult> sources;
+    /// What the daemon would have decided: every rule of every source with a `timestamp`
+    /// field, evaluated at every tick of the log's own time (hooks never run).
+    Timeline timeline;
+    /// Why some rules are not in the timeline (e.g. their source has no timestamp).
+    std::vector<std::string> timeline_notes;
     std::vector<std::string> usage_errors;
     std::vector<std::string> file_errors;
     double wall_seconds = 0.0;
