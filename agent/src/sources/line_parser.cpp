@@ -1,9 +1,11 @@
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -534,7 +536,76 @@ struct TopKey {
     std::string key;
     int first = 0;
     int count = 0;
+    std::uint64_t head = 0;  ///< the key's first up to 8 bytes, zero-filled (see sameKey)
 };
+
+std::uint64_t load8(const char* p) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/// The bytes of p[0, n) with n <= 8 as a little-endian word, zero-filled.
+std::uint64_t headOf(std::string_view s) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, s.data(), std::min<std::size_t>(s.size(), 8));
+    return v;
+}
+
+/// A mask of the bytes of `v` equal to `c` (high bit of each such byte); exact up to
+/// and including the lowest match, which is all that is used.
+constexpr std::uint64_t bytesEqual(std::uint64_t v, char c) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+    const std::uint64_t x = v ^ (kOnes * static_cast<unsigned char>(c));
+    return (x - kOnes) & ~x & kHighs;
+}
+
+/// The raw bytes of a key up to its closing quote, or nullopt when it holds an escape
+/// (then only the unescaped key can be compared). Reads 8 bytes at a time: simdjson
+/// guarantees padding after the document, and the key is followed at least by ':'.
+[[gnu::always_inline]] inline std::optional<std::string_view> plainKey(const char* k) {
+    if constexpr (std::endian::native == std::endian::little) {
+        for (std::size_t n = 0;; n += 8) {
+            const std::uint64_t v = load8(k + n);
+            const std::uint64_t quote = bytesEqual(v, '"');
+            const std::uint64_t slash = bytesEqual(v, '\\');
+            if ((quote | slash) != 0) {
+                const auto at = static_cast<std::size_t>(std::countr_zero(quote | slash)) / 8;
+                if ((slash & (0x80ULL << (8 * at))) != 0) {
+                    return std::nullopt;
+                }
+                return std::string_view(k, n + at);
+            }
+        }
+    } else {
+        std::size_t n = 0;
+        while (k[n] != '"') {
+            if (k[n] == '\\') {
+                return std::nullopt;
+            }
+            ++n;
+        }
+        return std::string_view(k, n);
+    }
+}
+
+/// key == t.key, with the first 8 bytes compared as one word.
+[[gnu::always_inline]] inline bool sameKey(std::string_view key, const TopKey& t) {
+    if (key.size() != t.key.size()) {
+        return false;
+    }
+    if constexpr (std::endian::native == std::endian::little) {
+        const std::size_t n = std::min<std::size_t>(key.size(), 8);
+        const std::uint64_t mask = n == 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+        if ((load8(key.data()) & mask) != t.head) {
+            return false;
+        }
+        return key.size() <= 8 || std::memcmp(key.data() + 8, t.key.data() + 8, key.size() - 8) == 0;
+    } else {
+        return key == t.key;
+    }
+}
 
 }  // namespace
 
@@ -543,6 +614,8 @@ struct LineParser::Impl {
 
     od::parser parser;
     std::vector<char> buffer;  // the line plus SIMDJSON_PADDING, reused
+    std::vector<char> window;  // parseMany: a window of lines plus SIMDJSON_PADDING, reused
+    std::vector<ParsedLineOf> many;  // parseMany's results, reused
     std::vector<Want> wants;   // distinct paths, sorted
     std::vector<Want*> order;  // &wants[i]
     std::vector<TopKey> top;
@@ -554,7 +627,18 @@ struct LineParser::Impl {
     Predicate error;
 
     ParsedLine parse(std::string_view line);
+    std::span<const ParsedLineOf> parseMany(std::string_view lines);
+    /// Parses many[first, first + count) (their lines are consecutive in the input,
+    /// starting at `text`) as one iterate_many stream; false when the stream's documents
+    /// are not exactly one object per non-blank line (then `many` holds junk there).
+    bool parseWindow(const char* text, std::size_t size, std::size_t first, std::size_t count);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
+    /// The one place that reads a parsed object: resets every want, walks the top-level
+    /// fields and fills the wants. False on a malformed key or value token; the caller
+    /// still checks that the walk reached the object's end (depth 0).
+    bool readFields(od::object& obj);
+    /// The one place that turns the wants read by readFields() into a result.
+    ParsedLine evaluate();
     Predicate compile(const ErrorPredicate& p, const std::vector<std::string>& paths);
     bool latencyFromTimestamps(ParsedLine& out) const;
 };
@@ -600,7 +684,7 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
     }
     for (std::size_t i = 0; i < wants.size(); ++i) {
         if (top.empty() || top.back().key != wants[i].path.front()) {
-            top.push_back(TopKey{wants[i].path.front(), static_cast<int>(i), 0});
+            top.push_back(TopKey{wants[i].path.front(), static_cast<int>(i), 0, headOf(wants[i].path.front())});
         }
         ++top.back().count;
     }
@@ -714,55 +798,46 @@ bool LineParser::Impl::latencyFromTimestamps(ParsedLine& out) const {
     return true;
 }
 
-ParsedLine LineParser::Impl::parse(std::string_view line) {
-    ParsedLine out;
-    if (!line.empty() && line.back() == '\r') {
-        line.remove_suffix(1);
-    }
-    const std::size_t needed = line.size() + sj::SIMDJSON_PADDING;
-    if (buffer.size() < needed) {
-        buffer.resize(std::max(needed, buffer.size() * 2));
-    }
-    std::memcpy(buffer.data(), line.data(), line.size());
-    // The padding must not look like JSON continuing past the line.
-    std::memset(buffer.data() + line.size(), ' ', sj::SIMDJSON_PADDING);
+namespace {
 
-    od::document doc;
-    if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
-        // Stage 1 validates UTF-8 but may report another error first (an unterminated
-        // string); only failed lines pay for telling the two apart.
-        if (!sj::validate_utf8(line.data(), line.size())) {
-            out.reason = BadLineReason::InvalidUtf8;
+bool isJsonBlank(std::string_view line) {
+    for (const char c : line) {
+        if (c != ' ' && c != '\t' && c != '\r') {
+            return false;
         }
-        return out;  // InvalidJson (empty, unterminated string, ...)
     }
-    od::json_type type{};
-    if (doc.type().get(type)) {
-        return out;
-    }
-    if (type != od::json_type::object) {
-        return checkScalarRoot(doc, type);
-    }
-    od::object obj;
-    if (doc.get_object().get(obj)) {
-        return out;
-    }
+    return true;
+}
 
+}  // namespace
+
+bool LineParser::Impl::readFields(od::object& obj) {
     for (auto& w : wants) {
         w.value = Scalar{};
     }
     // Walk every top-level field (not find_field_unordered at the root): this validates
     // the object's structure to its closing brace in the same pass.
     for (auto field : obj) {
+        if (field.error()) {
+            return false;
+        }
+        // Keys are compared as written: unescaping every key of every line into the
+        // string buffer cost more than the rest of the walk. A key without a backslash
+        // is its own unescaped form; only one with an escape is unescaped to compare.
         std::string_view key;
-        if (field.unescaped_key().get(key)) {
-            return out;
+        bool plain = true;
+        if (const auto raw = plainKey(field.key().raw())) {
+            key = *raw;
+        } else if (field.unescaped_key().get(key)) {
+            return false;
+        } else {
+            plain = false;  // in the string buffer: compared without reading past it
         }
         for (const TopKey& t : top) {
-            if (t.key == key) {
+            if (plain ? sameKey(key, t) : key == t.key) {
                 od::value v;
                 if (field.value().get(v)) {
-                    return out;
+                    return false;
                 }
                 Want* w = order[static_cast<std::size_t>(t.first)];
                 if (t.count == 1 && w->path.size() == 1) {
@@ -780,13 +855,11 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
             }
         }
     }
-    // In a walk that fails (missing comma, truncated line) the loop above just ends;
-    // only a document consumed to its end is whole. current_location() reports
-    // OUT_OF_BOUNDS exactly when nothing follows the root object.
-    if (doc.current_depth() != 0 || doc.current_location().error() != sj::OUT_OF_BOUNDS) {
-        return out;
-    }
+    return true;
+}
 
+ParsedLine LineParser::Impl::evaluate() {
+    ParsedLine out;
     for (const auto& w : wants) {
         if (w.value.kind == Scalar::Kind::Unreadable) {
             return out;  // a token we needed is malformed JSON
@@ -829,9 +902,170 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
     return out;
 }
 
+ParsedLine LineParser::Impl::parse(std::string_view line) {
+    ParsedLine out;
+    if (!line.empty() && line.back() == '\r') {
+        line.remove_suffix(1);
+    }
+    const std::size_t needed = line.size() + sj::SIMDJSON_PADDING;
+    if (buffer.size() < needed) {
+        buffer.resize(std::max(needed, buffer.size() * 2));
+    }
+    std::memcpy(buffer.data(), line.data(), line.size());
+    // The padding must not look like JSON continuing past the line.
+    std::memset(buffer.data() + line.size(), ' ', sj::SIMDJSON_PADDING);
+
+    od::document doc;
+    if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
+        // Stage 1 validates UTF-8 but may report another error first (an unterminated
+        // string); only failed lines pay for telling the two apart.
+        if (!sj::validate_utf8(line.data(), line.size())) {
+            out.reason = BadLineReason::InvalidUtf8;
+        }
+        return out;  // InvalidJson (empty, unterminated string, ...)
+    }
+    od::json_type type{};
+    if (doc.type().get(type)) {
+        return out;
+    }
+    if (type != od::json_type::object) {
+        return checkScalarRoot(doc, type);
+    }
+    od::object obj;
+    if (doc.get_object().get(obj) || !readFields(obj)) {
+        return out;
+    }
+    // In a walk that fails (missing comma, truncated line) the loop in readFields just
+    // ends; only a document consumed to its end is whole. current_location() reports
+    // OUT_OF_BOUNDS exactly when nothing follows the root object.
+    if (doc.current_depth() != 0 || doc.current_location().error() != sj::OUT_OF_BOUNDS) {
+        return out;
+    }
+    return evaluate();
+}
+
+namespace {
+
+// Lines go to iterate_many in windows of about this many bytes: big enough to spread
+// the cost of a stage 1 call over a few hundred lines, small enough to stay in L2 and
+// that a bad line (which sends its whole window to the per-line path) costs little.
+constexpr std::size_t kWindowBytes = 32 * 1024;
+
+}  // namespace
+
+bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t first, std::size_t count) {
+    // The stream must see only this window, padded: copy it (one memcpy per window).
+    if (window.size() < size + sj::SIMDJSON_PADDING) {
+        window.resize(size + sj::SIMDJSON_PADDING);
+    }
+    std::memcpy(window.data(), text, size);
+    std::memset(window.data() + size, ' ', sj::SIMDJSON_PADDING);
+    // One batch for the whole window (stage 1 runs once, in its final mode, over every
+    // byte: UTF-8, unescaped control characters and unclosed strings anywhere fail the
+    // stream); at least the parser's capacity, so that it is never reallocated.
+    const std::size_t batch = std::max({size, kWindowBytes, parser.capacity()});
+    od::document_stream stream;
+    if (parser.iterate_many(window.data(), size, batch).get(stream)) {
+        return false;
+    }
+    // The next non-blank line and the offset (in the window) of its first non-blank byte.
+    std::size_t line = first;
+    const std::size_t last = first + count;
+    const auto skipBlank = [&]() {
+        while (line < last && isJsonBlank(many[line].line)) {
+            many[line].parsed = ParsedLine{};  // what parse() says of a blank line
+            ++line;
+        }
+    };
+    const auto firstByte = [&](std::size_t i) {
+        const std::string_view l = many[i].line;
+        std::size_t k = 0;
+        while (l[k] == ' ' || l[k] == '\t' || l[k] == '\r') {
+            ++k;
+        }
+        return static_cast<std::size_t>(l.data() - text) + k;
+    };
+    skipBlank();
+    for (auto it = stream.begin(); it != stream.end(); ++it) {
+        // A document that is not exactly the next line's object sends the whole window
+        // to the per-line path; the stream is abandoned there (continuing it after an
+        // error is not safe). A document beginning at the next line's first byte after
+        // an object that reached depth 0 proves that object ended within its own line
+        // (any other byte after it would have been a document of its own).
+        if (line == last || it.current_index() != firstByte(line)) {
+            return false;
+        }
+        od::document_reference doc;
+        if ((*it).get(doc)) {
+            return false;
+        }
+        od::json_type type{};
+        if (doc.type().get(type) || type != od::json_type::object) {
+            return false;  // not-an-object lines are told apart by the per-line path
+        }
+        od::object obj;
+        if (doc.get_object().get(obj) || !readFields(obj) || doc.current_depth() != 0) {
+            return false;
+        }
+        many[line].parsed = evaluate();
+        ++line;
+        skipBlank();
+    }
+    // Every line had its document, and the stream did not silently drop a tail it
+    // took for an incomplete document ("{..}}" or "{..}{" on the last line).
+    return line == last && stream.truncated_bytes() == 0;
+}
+
+std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines) {
+    many.clear();
+    bool last_has_newline = true;
+    while (!lines.empty()) {
+        const std::size_t nl = lines.find('\n');
+        if (nl == std::string_view::npos) {
+            many.push_back(ParsedLineOf{lines, ParsedLine{}});
+            last_has_newline = false;
+            break;
+        }
+        many.push_back(ParsedLineOf{lines.substr(0, nl), ParsedLine{}});
+        lines.remove_prefix(nl + 1);
+    }
+    // A last line without '\n' goes alone through parse(): every window ends with a
+    // newline, so an unclosed string in its last line holds a raw '\n' and fails stage 1
+    // instead of being tolerated as the truncated tail of a stream.
+    const std::size_t windowed = last_has_newline ? many.size() : many.size() - 1;
+    std::size_t i = 0;
+    while (i < windowed) {
+        // Consecutive lines with their newlines, up to kWindowBytes (a longer line alone).
+        const char* text = many[i].line.data();
+        std::size_t j = i;
+        std::size_t size = 0;
+        while (j < windowed) {
+            const std::string_view l = many[j].line;
+            const std::size_t with_nl = static_cast<std::size_t>(l.data() + l.size() - text) + 1;
+            if (j > i && with_nl > kWindowBytes) {
+                break;
+            }
+            size = with_nl;
+            ++j;
+        }
+        if (!parseWindow(text, size, i, j - i)) {
+            for (std::size_t k = i; k < j; ++k) {
+                many[k].parsed = parse(many[k].line);
+            }
+        }
+        i = j;
+    }
+    if (windowed < many.size()) {
+        many.back().parsed = parse(many.back().line);
+    }
+    return many;
+}
+
 LineParser::LineParser(const LogSourceConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 LineParser::~LineParser() = default;
 
 ParsedLine LineParser::parse(std::string_view line) { return impl_->parse(line); }
+
+std::span<const ParsedLineOf> LineParser::parseMany(std::string_view lines) { return impl_->parseMany(lines); }
 
 }  // namespace rollguard::agent

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,12 @@ struct ParsedLine {
     bool error = false;
 };
 
+/// One line of a LineParser::parseMany() buffer and what parse() says of it.
+struct ParsedLineOf {
+    std::string_view line;  ///< without its '\n'
+    ParsedLine parsed;
+};
+
 /// Extracts latency and the error predicate from JSON log lines with simdjson. Every
 /// field the config reads (the latency field or the two timestamps, and every field of
 /// the predicate tree) is resolved in one pass over the object, then evaluated.
@@ -54,6 +61,16 @@ public:
     LineParser& operator=(const LineParser&) = delete;
 
     ParsedLine parse(std::string_view line);
+
+    /// Parses every line of `lines`: each ends with '\n' (not part of the line), and a
+    /// last one without a '\n' counts too. The result holds one entry per line, in order,
+    /// each exactly what parse(line) returns (a blank line is InvalidJson, as there); it
+    /// stays valid until the next call. Lines are parsed in windows of many lines with
+    /// simdjson's iterate_many, trusted only when every document was an object that began
+    /// at its own line's first byte and ended within that line and the stream ended
+    /// cleanly; any other window is parsed again line by line, so a bad line never changes
+    /// what its neighbours get.
+    std::span<const ParsedLineOf> parseMany(std::string_view lines);
 
 private:
     struct Impl;
