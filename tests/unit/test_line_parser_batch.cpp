@@ -75,6 +75,29 @@ LogSourceConfig timestampConfig() {
     return c;
 }
 
+/// Keys a raw comparison must get right: a quote, a backslash, longer than 8 and than
+/// simdjson's padding.
+LogSourceConfig oddKeysConfig() {
+    LogSourceConfig c;
+    c.name = "odd";
+    LatencyField lf;
+    lf.field = std::string(100, 'k');
+    lf.unit = LatencyUnit::Milliseconds;
+    c.latency = lf;
+    ErrorPredicate quote;
+    quote.kind = ErrorPredicate::Kind::Present;
+    quote.field = "a\"b";
+    ErrorPredicate slash;
+    slash.kind = ErrorPredicate::Kind::Present;
+    slash.field = "a\\b";
+    ErrorPredicate eight;
+    eight.kind = ErrorPredicate::Kind::IsTrue;
+    eight.field = "12345678";
+    c.error.kind = ErrorPredicate::Kind::Any;
+    c.error.terms = {quote, slash, eight};
+    return c;
+}
+
 std::string deep(int depth, bool closed) {
     std::string s = R"({"duration_ms":3,"status":200,"x":)";
     s.append(static_cast<std::size_t>(depth), '[');
@@ -192,6 +215,16 @@ std::vector<std::string> linePool() {
         deep(50, false),
         R"({"http":{"status":{"code":500},"took":[1]}})",
     };
+    // For oddKeysConfig.
+    const std::string k100(100, 'k');
+    pool.push_back("{\"" + k100 + "\":5}");
+    pool.push_back("{\"" + k100 + "\":5,\"a\\\"b\":1}");
+    pool.push_back("{\"" + k100 + "\":\"x\",\"a\\\\b\":1}");
+    pool.push_back("{\"12345678\":true,\"1234567\":false}");
+    pool.push_back("{\"1234567\":true,\"123456789\":true}");
+    pool.push_back("{\"" + k100.substr(0, 99) + "\":5}");
+    pool.push_back("{\"" + k100 + "k\":5}");
+    pool.push_back("{\"a\":1,\"" + k100);
     // Longer than a parseMany window, good and bad.
     std::string big = R"({"status":500,"duration_ms":9,"blob":")";
     big.append(40 * 1024, 'b');
@@ -248,7 +281,7 @@ std::size_t requireEquivalent(const LogSourceConfig& config, LineParser& batch, 
 TEST_CASE("parseMany equals parse for every kind of line, alone and between good lines", "[source][parser][batch]") {
     const auto pool = linePool();
     const std::string good = R"({"status":200,"duration_ms":5,"http":{"status":200,"took":0.01},"start":1,"end":2})";
-    for (const auto& config : {accessConfig(), nestedConfig(), timestampConfig()}) {
+    for (const auto& config : {accessConfig(), nestedConfig(), timestampConfig(), oddKeysConfig()}) {
         LineParser batch(config);
         for (const auto& line : pool) {
             // Alone, with and without a final newline, and between good neighbours.
@@ -321,7 +354,7 @@ TEST_CASE("parseMany equals parse on random mixes of good and bad lines", "[sour
                        std::to_string(1000 + i) + R"(,"end":)" + std::to_string(2000 + i * 7) + "}");
     }
     std::mt19937 rng(20261123);
-    for (const auto& config : {accessConfig(), nestedConfig(), timestampConfig()}) {
+    for (const auto& config : {accessConfig(), nestedConfig(), timestampConfig(), oddKeysConfig()}) {
         LineParser batch(config);
         for (int trial = 0; trial < 60; ++trial) {
             const int lines = 1 + static_cast<int>(rng() % 600);
@@ -357,4 +390,30 @@ TEST_CASE("parseMany: documents spanning lines, lines holding two documents", "[
     CHECK(requireEquivalent(config, batch, "[\n" + good + "\n]\n" + good + "\n") == 2);
     CHECK(requireEquivalent(config, batch, "{\"a\":\n{\"b\":1}}\n" + good + "\n") == 1);
     CHECK(requireEquivalent(config, batch, good + " 1\n2\n" + good + "\n") == 1);
+}
+
+TEST_CASE("keys are matched exactly, escaped or not, short or long", "[source][parser][batch]") {
+    // parse() and parseMany() share the key comparison, so check its answers directly.
+    const auto config = oddKeysConfig();
+    LineParser parser(config);
+    const std::string k100(100, 'k');
+    const auto check = [&](const std::string& line, bool ok, double latency, bool error) {
+        INFO(line);
+        for (const ParsedLine& p : {parser.parse(line), parser.parseMany(line + "\n").front().parsed}) {
+            REQUIRE(p.ok == ok);
+            CHECK(p.latency_seconds == Approx(latency));
+            CHECK(p.error == error);
+        }
+    };
+    check("{\"" + k100 + "\":5}", true, 0.005, false);
+    check("{\"" + k100 + "k\":5}", true, -1, false);
+    check("{\"" + k100.substr(0, 99) + "\":5}", true, -1, false);
+    check("{\"" + k100.substr(0, 99) + "\\u006b\":5}", true, 0.005, false);
+    check(R"({"a\"b":1})", true, -1, true);
+    check(R"({"a\\b":1})", true, -1, true);
+    check(R"({"a\\\"b":1})", true, -1, false);
+    check(R"({"ab":1,"a":{"b":1}})", true, -1, false);
+    check(R"({"12345678":true})", true, -1, true);
+    check(R"({"1234567":true,"123456789":true,"12345678x":true})", true, -1, false);
+    check(R"({"1234\u0035678":true})", true, -1, true);
 }

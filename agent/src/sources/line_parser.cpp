@@ -536,7 +536,10 @@ struct TopKey {
     std::string key;
     int first = 0;
     int count = 0;
-    std::uint64_t head = 0;  ///< the key's first up to 8 bytes, zero-filled (see sameKey)
+    std::uint64_t head = 0;  ///< the key's first up to 8 bytes, zero-filled (see rawKeyIs)
+    /// Without '"' (which a key written without escapes cannot hold: comparing raw
+    /// bytes would run past the key's end).
+    bool raw_comparable = true;
 };
 
 std::uint64_t load8(const char* p) {
@@ -545,65 +548,26 @@ std::uint64_t load8(const char* p) {
     return v;
 }
 
-/// The bytes of p[0, n) with n <= 8 as a little-endian word, zero-filled.
+/// The first up to 8 bytes of `s` as a word, zero-filled.
 std::uint64_t headOf(std::string_view s) {
     std::uint64_t v = 0;
     std::memcpy(&v, s.data(), std::min<std::size_t>(s.size(), 8));
     return v;
 }
 
-/// A mask of the bytes of `v` equal to `c` (high bit of each such byte); exact up to
-/// and including the lowest match, which is all that is used.
-constexpr std::uint64_t bytesEqual(std::uint64_t v, char c) {
-    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-    constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
-    const std::uint64_t x = v ^ (kOnes * static_cast<unsigned char>(c));
-    return (x - kOnes) & ~x & kHighs;
-}
-
-/// The raw bytes of a key up to its closing quote, or nullopt when it holds an escape
-/// (then only the unescaped key can be compared). Reads 8 bytes at a time: simdjson
-/// guarantees padding after the document, and the key is followed at least by ':'.
-[[gnu::always_inline]] inline std::optional<std::string_view> plainKey(const char* k) {
-    if constexpr (std::endian::native == std::endian::little) {
-        for (std::size_t n = 0;; n += 8) {
-            const std::uint64_t v = load8(k + n);
-            const std::uint64_t quote = bytesEqual(v, '"');
-            const std::uint64_t slash = bytesEqual(v, '\\');
-            if ((quote | slash) != 0) {
-                const auto at = static_cast<std::size_t>(std::countr_zero(quote | slash)) / 8;
-                if ((slash & (0x80ULL << (8 * at))) != 0) {
-                    return std::nullopt;
-                }
-                return std::string_view(k, n + at);
-            }
-        }
-    } else {
-        std::size_t n = 0;
-        while (k[n] != '"') {
-            if (k[n] == '\\') {
-                return std::nullopt;
-            }
-            ++n;
-        }
-        return std::string_view(k, n);
-    }
-}
-
-/// key == t.key, with the first 8 bytes compared as one word.
-[[gnu::always_inline]] inline bool sameKey(std::string_view key, const TopKey& t) {
-    if (key.size() != t.key.size()) {
+/// Whether the key starting at `k` (just after its opening quote, in a buffer padded
+/// by at least t.key.size() + 8 bytes) is written exactly as t.key. Only meaningful
+/// when the text holds no backslash: then a key is its own unescaped form.
+[[gnu::always_inline]] inline bool rawKeyIs(const char* k, const TopKey& t) {
+    const std::size_t n = t.key.size();
+    if (k[n] != '"' || !t.raw_comparable) {
         return false;
     }
     if constexpr (std::endian::native == std::endian::little) {
-        const std::size_t n = std::min<std::size_t>(key.size(), 8);
-        const std::uint64_t mask = n == 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
-        if ((load8(key.data()) & mask) != t.head) {
-            return false;
-        }
-        return key.size() <= 8 || std::memcmp(key.data() + 8, t.key.data() + 8, key.size() - 8) == 0;
+        const std::uint64_t mask = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+        return (load8(k) & mask) == t.head && (n <= 8 || std::memcmp(k + 8, t.key.data() + 8, n - 8) == 0);
     } else {
-        return key == t.key;
+        return std::memcmp(k, t.key.data(), n) == 0;
     }
 }
 
@@ -625,6 +589,9 @@ struct LineParser::Impl {
     double default_scale = 1e-3;
     std::int64_t timestamp_per_second = 1;
     Predicate error;
+    /// Bytes of padding after a line or window beyond SIMDJSON_PADDING: rawKeyIs reads
+    /// up to the longest top-level key + 8 bytes from the start of any key.
+    std::size_t key_padding = 8;
 
     ParsedLine parse(std::string_view line);
     std::span<const ParsedLineOf> parseMany(std::string_view lines);
@@ -636,7 +603,8 @@ struct LineParser::Impl {
     /// The one place that reads a parsed object: resets every want, walks the top-level
     /// fields and fills the wants. False on a malformed key or value token; the caller
     /// still checks that the walk reached the object's end (depth 0).
-    bool readFields(od::object& obj);
+    /// `escapes`: the text may hold a backslash, so keys must be unescaped to compare.
+    bool readFields(od::object& obj, bool escapes);
     /// The one place that turns the wants read by readFields() into a result.
     ParsedLine evaluate();
     Predicate compile(const ErrorPredicate& p, const std::vector<std::string>& paths);
@@ -684,7 +652,9 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
     }
     for (std::size_t i = 0; i < wants.size(); ++i) {
         if (top.empty() || top.back().key != wants[i].path.front()) {
-            top.push_back(TopKey{wants[i].path.front(), static_cast<int>(i), 0, headOf(wants[i].path.front())});
+            const std::string& key = wants[i].path.front();
+            top.push_back(TopKey{key, static_cast<int>(i), 0, headOf(key), key.find('"') == std::string::npos});
+            key_padding = std::max(key_padding, key.size() + 8);
         }
         ++top.back().count;
     }
@@ -811,7 +781,7 @@ bool isJsonBlank(std::string_view line) {
 
 }  // namespace
 
-bool LineParser::Impl::readFields(od::object& obj) {
+bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
     for (auto& w : wants) {
         w.value = Scalar{};
     }
@@ -821,38 +791,48 @@ bool LineParser::Impl::readFields(od::object& obj) {
         if (field.error()) {
             return false;
         }
-        // Keys are compared as written: unescaping every key of every line into the
-        // string buffer cost more than the rest of the walk. A key without a backslash
-        // is its own unescaped form; only one with an escape is unescaped to compare.
-        std::string_view key;
-        bool plain = true;
-        if (const auto raw = plainKey(field.key().raw())) {
-            key = *raw;
-        } else if (field.unescaped_key().get(key)) {
-            return false;
-        } else {
-            plain = false;  // in the string buffer: compared without reading past it
-        }
-        for (const TopKey& t : top) {
-            if (plain ? sameKey(key, t) : key == t.key) {
-                od::value v;
-                if (field.value().get(v)) {
-                    return false;
+        // Keys are compared as written when the text has no backslash at all (then every
+        // key is its own unescaped form): unescaping every key of every line into the
+        // string buffer cost more than the rest of the walk.
+        const TopKey* hit = nullptr;
+        if (!escapes) {
+            const char* k = field.key().raw();
+            for (const TopKey& t : top) {
+                if (rawKeyIs(k, t)) {
+                    hit = &t;
+                    break;
                 }
-                Want* w = order[static_cast<std::size_t>(t.first)];
-                if (t.count == 1 && w->path.size() == 1) {
-                    // The common case, a top-level field: no recursion.
-                    od::json_type vt{};
-                    if (v.type().get(vt)) {
-                        w->value.kind = Scalar::Kind::Unreadable;
-                    } else {
-                        readInto(v, vt, *w);
-                    }
-                } else {
-                    resolve(v, order.data() + t.first, t.count, 1);
-                }
-                break;
             }
+        } else {
+            std::string_view key;
+            if (field.unescaped_key().get(key)) {
+                return false;
+            }
+            for (const TopKey& t : top) {
+                if (t.key == key) {
+                    hit = &t;
+                    break;
+                }
+            }
+        }
+        if (hit == nullptr) {
+            continue;
+        }
+        od::value v;
+        if (field.value().get(v)) {
+            return false;
+        }
+        Want* w = order[static_cast<std::size_t>(hit->first)];
+        if (hit->count == 1 && w->path.size() == 1) {
+            // The common case, a top-level field: no recursion.
+            od::json_type vt{};
+            if (v.type().get(vt)) {
+                w->value.kind = Scalar::Kind::Unreadable;
+            } else {
+                readInto(v, vt, *w);
+            }
+        } else {
+            resolve(v, order.data() + hit->first, hit->count, 1);
         }
     }
     return true;
@@ -907,13 +887,14 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
     if (!line.empty() && line.back() == '\r') {
         line.remove_suffix(1);
     }
-    const std::size_t needed = line.size() + sj::SIMDJSON_PADDING;
+    const std::size_t padding = sj::SIMDJSON_PADDING + key_padding;
+    const std::size_t needed = line.size() + padding;
     if (buffer.size() < needed) {
         buffer.resize(std::max(needed, buffer.size() * 2));
     }
     std::memcpy(buffer.data(), line.data(), line.size());
     // The padding must not look like JSON continuing past the line.
-    std::memset(buffer.data() + line.size(), ' ', sj::SIMDJSON_PADDING);
+    std::memset(buffer.data() + line.size(), ' ', padding);
 
     od::document doc;
     if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
@@ -932,7 +913,7 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
         return checkScalarRoot(doc, type);
     }
     od::object obj;
-    if (doc.get_object().get(obj) || !readFields(obj)) {
+    if (doc.get_object().get(obj) || !readFields(obj, std::memchr(line.data(), '\\', line.size()) != nullptr)) {
         return out;
     }
     // In a walk that fails (missing comma, truncated line) the loop in readFields just
@@ -955,11 +936,13 @@ constexpr std::size_t kWindowBytes = 32 * 1024;
 
 bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t first, std::size_t count) {
     // The stream must see only this window, padded: copy it (one memcpy per window).
-    if (window.size() < size + sj::SIMDJSON_PADDING) {
-        window.resize(size + sj::SIMDJSON_PADDING);
+    const std::size_t padding = sj::SIMDJSON_PADDING + key_padding;
+    if (window.size() < size + padding) {
+        window.resize(size + padding);
     }
     std::memcpy(window.data(), text, size);
-    std::memset(window.data() + size, ' ', sj::SIMDJSON_PADDING);
+    std::memset(window.data() + size, ' ', padding);
+    const bool escapes = std::memchr(text, '\\', size) != nullptr;
     // One batch for the whole window (stage 1 runs once, in its final mode, over every
     // byte: UTF-8, unescaped control characters and unclosed strings anywhere fail the
     // stream); at least the parser's capacity, so that it is never reallocated.
@@ -1004,7 +987,7 @@ bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size
             return false;  // not-an-object lines are told apart by the per-line path
         }
         od::object obj;
-        if (doc.get_object().get(obj) || !readFields(obj) || doc.current_depth() != 0) {
+        if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
             return false;
         }
         many[line].parsed = evaluate();
