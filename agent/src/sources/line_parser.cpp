@@ -536,10 +536,13 @@ struct TopKey {
     std::string key;
     int first = 0;
     int count = 0;
-    std::uint64_t head = 0;  ///< the key's first up to 8 bytes, zero-filled (see rawKeyIs)
-    /// Without '"' (which a key written without escapes cannot hold: comparing raw
-    /// bytes would run past the key's end).
-    bool raw_comparable = true;
+    // For rawKeyIs: the key's length, or npos for a key holding '"' (which a key written
+    // without escapes cannot hold; comparing raw bytes would run past the key's end);
+    // its first and last up to 8 bytes as words, and the mask of the first word's bytes.
+    std::size_t raw_size = std::string::npos;
+    std::uint64_t head = 0;
+    std::uint64_t tail = 0;
+    std::uint64_t mask = 0;
 };
 
 std::uint64_t load8(const char* p) {
@@ -548,24 +551,37 @@ std::uint64_t load8(const char* p) {
     return v;
 }
 
-/// The first up to 8 bytes of `s` as a word, zero-filled.
-std::uint64_t headOf(std::string_view s) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, s.data(), std::min<std::size_t>(s.size(), 8));
-    return v;
+TopKey topKey(const std::string& key, int first) {
+    TopKey t;
+    t.key = key;
+    t.first = first;
+    if (key.find('"') == std::string::npos) {
+        const std::size_t n = key.size();
+        t.raw_size = n;
+        std::memcpy(&t.head, key.data(), std::min<std::size_t>(n, 8));
+        if (n >= 8) {
+            t.tail = load8(key.data() + n - 8);
+        }
+        t.mask = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+    }
+    return t;
 }
 
 /// Whether the key starting at `k` (just after its opening quote, in a buffer padded
 /// by at least t.key.size() + 8 bytes) is written exactly as t.key. Only meaningful
 /// when the text holds no backslash: then a key is its own unescaped form.
 [[gnu::always_inline]] inline bool rawKeyIs(const char* k, const TopKey& t) {
-    const std::size_t n = t.key.size();
-    if (k[n] != '"' || !t.raw_comparable) {
+    const std::size_t n = t.raw_size;
+    if (n == std::string::npos || k[n] != '"') {
         return false;
     }
     if constexpr (std::endian::native == std::endian::little) {
-        const std::uint64_t mask = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
-        return (load8(k) & mask) == t.head && (n <= 8 || std::memcmp(k + 8, t.key.data() + 8, n - 8) == 0);
+        if (n <= 8) {
+            return (load8(k) & t.mask) == t.head;
+        }
+        // Two overlapping words cover up to 16 bytes; longer keys compare the middle too.
+        return load8(k) == t.head && load8(k + n - 8) == t.tail &&
+               (n <= 16 || std::memcmp(k + 8, t.key.data() + 8, n - 16) == 0);
     } else {
         return std::memcmp(k, t.key.data(), n) == 0;
     }
@@ -653,7 +669,7 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
     for (std::size_t i = 0; i < wants.size(); ++i) {
         if (top.empty() || top.back().key != wants[i].path.front()) {
             const std::string& key = wants[i].path.front();
-            top.push_back(TopKey{key, static_cast<int>(i), 0, headOf(key), key.find('"') == std::string::npos});
+            top.push_back(topKey(key, static_cast<int>(i)));
             key_padding = std::max(key_padding, key.size() + 8);
         }
         ++top.back().count;
@@ -787,10 +803,11 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
     }
     // Walk every top-level field (not find_field_unordered at the root): this validates
     // the object's structure to its closing brace in the same pass.
-    for (auto field : obj) {
-        if (field.error()) {
+    for (auto result : obj) {
+        if (result.error()) {
             return false;
         }
+        od::field& field = result.value_unsafe();
         // Keys are compared as written when the text has no backslash at all (then every
         // key is its own unescaped form): unescaping every key of every line into the
         // string buffer cost more than the rest of the walk.
@@ -818,10 +835,7 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
         if (hit == nullptr) {
             continue;
         }
-        od::value v;
-        if (field.value().get(v)) {
-            return false;
-        }
+        od::value& v = field.value();
         Want* w = order[static_cast<std::size_t>(hit->first)];
         if (hit->count == 1 && w->path.size() == 1) {
             // The common case, a top-level field: no recursion.
