@@ -612,9 +612,10 @@ struct LineParser::Impl {
     ParsedLine parse(std::string_view line);
     std::span<const ParsedLineOf> parseMany(std::string_view lines);
     /// Parses many[first, first + count) (their lines are consecutive in the input,
-    /// starting at `text`) as one iterate_many stream; false when the stream's documents
-    /// are not exactly one object per non-blank line (then `many` holds junk there).
-    bool parseWindow(const char* text, std::size_t size, std::size_t first, std::size_t count);
+    /// starting at `text`, `size` bytes with the last newline, followed by `after` more
+    /// bytes of input) as one iterate_many stream; false when the stream's documents are
+    /// not exactly one object per non-blank line (then `many` holds junk there).
+    bool parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first, std::size_t count);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
     /// The one place that reads a parsed object: resets every want, walks the top-level
     /// fields and fills the wants. False on a malformed key or value token; the caller
@@ -948,21 +949,28 @@ constexpr std::size_t kWindowBytes = 32 * 1024;
 
 }  // namespace
 
-bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t first, std::size_t count) {
-    // The stream must see only this window, padded: copy it (one memcpy per window).
+bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
+                                   std::size_t count) {
+    // iterate_many needs SIMDJSON_PADDING readable bytes after the window (whatever they
+    // hold: stage 1 reads only `size` bytes), rawKeyIs key_padding more. Inside the input
+    // the following lines are that padding; the input's last window is copied.
     const std::size_t padding = sj::SIMDJSON_PADDING + key_padding;
-    if (window.size() < size + padding) {
-        window.resize(size + padding);
+    const char* json = text;
+    if (after < padding) {
+        if (window.size() < size + padding) {
+            window.resize(size + padding);
+        }
+        std::memcpy(window.data(), text, size);
+        std::memset(window.data() + size, ' ', padding);
+        json = window.data();
     }
-    std::memcpy(window.data(), text, size);
-    std::memset(window.data() + size, ' ', padding);
     const bool escapes = std::memchr(text, '\\', size) != nullptr;
     // One batch for the whole window (stage 1 runs once, in its final mode, over every
     // byte: UTF-8, unescaped control characters and unclosed strings anywhere fail the
     // stream); at least the parser's capacity, so that it is never reallocated.
     const std::size_t batch = std::max({size, kWindowBytes, parser.capacity()});
     od::document_stream stream;
-    if (parser.iterate_many(window.data(), size, batch).get(stream)) {
+    if (parser.iterate_many(json, size, batch).get(stream)) {
         return false;
     }
     // The next non-blank line and the offset (in the window) of its first non-blank byte.
@@ -1015,6 +1023,7 @@ bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size
 
 std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines) {
     many.clear();
+    const char* const input_end = lines.data() + lines.size();
     bool last_has_newline = true;
     while (!lines.empty()) {
         const std::size_t nl = lines.find('\n');
@@ -1045,7 +1054,7 @@ std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines
             size = with_nl;
             ++j;
         }
-        if (!parseWindow(text, size, i, j - i)) {
+        if (!parseWindow(text, size, static_cast<std::size_t>(input_end - (text + size)), i, j - i)) {
             for (std::size_t k = i; k < j; ++k) {
                 many[k].parsed = parse(many[k].line);
             }
