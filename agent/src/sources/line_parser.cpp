@@ -613,9 +613,12 @@ struct LineParser::Impl {
     std::span<const ParsedLineOf> parseMany(std::string_view lines);
     /// Parses many[first, first + count) (their lines are consecutive in the input,
     /// starting at `text`, `size` bytes with the last newline, followed by `after` more
-    /// bytes of input) as one iterate_many stream; false when the stream's documents are
-    /// not exactly one object per non-blank line (then `many` holds junk there).
-    bool parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first, std::size_t count);
+    /// bytes of input) as one iterate_many stream. Returns how many of these lines, from
+    /// `first`, now hold exactly what parse() returns: all of them when the documents are
+    /// one object per non-blank line; else those before the first line it cannot vouch
+    /// for (the rest of `many` holds junk there).
+    std::size_t parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
+                            std::size_t count);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
     /// The one place that reads a parsed object: resets every want, walks the top-level
     /// fields and fills the wants. False on a malformed key or value token; the caller
@@ -949,8 +952,8 @@ constexpr std::size_t kWindowBytes = 32 * 1024;
 
 }  // namespace
 
-bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
-                                   std::size_t count) {
+std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
+                                          std::size_t count) {
     // iterate_many needs SIMDJSON_PADDING readable bytes after the window (whatever they
     // hold: stage 1 reads only `size` bytes), rawKeyIs key_padding more. Inside the input
     // the following lines are that padding; the input's last window is copied.
@@ -971,11 +974,15 @@ bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size
     const std::size_t batch = std::max({size, kWindowBytes, parser.capacity()});
     od::document_stream stream;
     if (parser.iterate_many(json, size, batch).get(stream)) {
-        return false;
+        return 0;
     }
-    // The next non-blank line and the offset (in the window) of its first non-blank byte.
+    // `line`: the next non-blank line, which the next document must begin. `unsure`: the
+    // line whose object was read last, trusted only once the next document begins
+    // exactly at the next non-blank line's first byte (then nothing followed that object
+    // on its line) or the stream ended cleanly after it.
     std::size_t line = first;
     const std::size_t last = first + count;
+    std::optional<std::size_t> unsure;
     const auto skipBlank = [&]() {
         while (line < last && isJsonBlank(many[line].line)) {
             many[line].parsed = ParsedLine{};  // what parse() says of a blank line
@@ -992,33 +999,36 @@ bool LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size
     };
     skipBlank();
     for (auto it = stream.begin(); it != stream.end(); ++it) {
-        // A document that is not exactly the next line's object sends the whole window
-        // to the per-line path; the stream is abandoned there (continuing it after an
-        // error is not safe). A document beginning at the next line's first byte after
-        // an object that reached depth 0 proves that object ended within its own line
-        // (any other byte after it would have been a document of its own).
+        // Anything but the next line's object stops here; the stream is abandoned
+        // (continuing it after an error is not safe).
         if (line == last || it.current_index() != firstByte(line)) {
-            return false;
+            // Something else followed the previous object: not trusted either.
+            return (unsure ? *unsure : line) - first;
         }
+        unsure.reset();
         od::document_reference doc;
         if ((*it).get(doc)) {
-            return false;
+            return line - first;
         }
         od::json_type type{};
         if (doc.type().get(type) || type != od::json_type::object) {
-            return false;  // not-an-object lines are told apart by the per-line path
+            return line - first;  // not-an-object lines are told apart by the per-line path
         }
         od::object obj;
         if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
-            return false;
+            return line - first;
         }
         many[line].parsed = evaluate();
+        unsure = line;
         ++line;
         skipBlank();
     }
-    // Every line had its document, and the stream did not silently drop a tail it
-    // took for an incomplete document ("{..}}" or "{..}{" on the last line).
-    return line == last && stream.truncated_bytes() == 0;
+    // A clean end: every line had its document, and the stream did not silently drop a
+    // tail it took for an incomplete document ("{..}}" or "{..}{" on the last line).
+    if (line == last && stream.truncated_bytes() == 0) {
+        return count;
+    }
+    return (unsure ? *unsure : line) - first;
 }
 
 std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines) {
@@ -1054,9 +1064,27 @@ std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines
             size = with_nl;
             ++j;
         }
-        if (!parseWindow(text, size, static_cast<std::size_t>(input_end - (text + size)), i, j - i)) {
-            for (std::size_t k = i; k < j; ++k) {
+        // A line the stream could not vouch for goes through parse(), and the stream starts
+        // again after it, as long as the stage 1 work stays within twice the window's
+        // size: a flood of bad lines then costs at most two extra passes of stage 1.
+        const char* window_end = text + size;
+        const auto after = static_cast<std::size_t>(input_end - window_end);
+        std::size_t budget = 2 * size;
+        std::size_t k = i;
+        while (k < j) {
+            const char* from = many[k].line.data();
+            const auto bytes = static_cast<std::size_t>(window_end - from);
+            if (bytes > budget) {
+                for (; k < j; ++k) {
+                    many[k].parsed = parse(many[k].line);
+                }
+                break;
+            }
+            budget -= bytes;
+            k += parseWindow(from, bytes, after, k, j - k);
+            if (k < j) {
                 many[k].parsed = parse(many[k].line);
+                ++k;
             }
         }
         i = j;
