@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -416,4 +417,27 @@ TEST_CASE("keys are matched exactly, escaped or not, short or long", "[source][p
     check(R"({"12345678":true})", true, -1, true);
     check(R"({"1234567":true,"123456789":true,"12345678x":true})", true, -1, false);
     check(R"({"1234\u0035678":true})", true, -1, true);
+}
+
+TEST_CASE("parseMany: several bad lines in one window, adjacent and apart", "[source][parser][batch]") {
+    // The stream starts again after each line it cannot vouch for, within a budget; past
+    // it the window's lines go one by one. Every result must still be parse()'s.
+    const auto config = accessConfig();
+    LineParser batch(config);
+    const std::string good = R"({"status":200,"duration_ms":12,"route":"/api/v1/orders","user_agent":"curl/8.5.0"})";
+    const std::vector<std::string> bad = {"{\"status\":200", "[1]", "{} x", "not json", "{\"duration_ms\":\"fast\"}",
+                                          "{\"msg\":\"\xff\"}", "{\"status\":200}}"};
+    for (const std::vector<int>& at : {std::vector<int>{0}, {1, 2}, {10, 11, 12, 13}, {5, 100, 200, 299},
+                                      {298, 299}, {0, 50, 51, 52, 53, 54, 55, 56, 57, 150, 151, 152}}) {
+        std::string text;
+        std::size_t b = 0;
+        for (int i = 0; i < 300; ++i) {
+            text += std::find(at.begin(), at.end(), i) != at.end() ? bad[b++ % bad.size()] : good;
+            text += '\n';
+        }
+        INFO("bad lines at " << at.size() << " places, first " << at.front());
+        const std::size_t ok = requireEquivalent(config, batch, text);
+        // "{\"duration_ms\":\"fast\"}" is bad_latency; every other bad kind is bad too.
+        CHECK(ok == 300 - at.size());
+    }
 }
