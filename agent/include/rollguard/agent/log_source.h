@@ -66,10 +66,11 @@ public:
     /// last one without a '\n' counts too. The result holds one entry per line, in order,
     /// each exactly what parse(line) returns (a blank line is InvalidJson, as there); it
     /// stays valid until the next call. Lines are parsed in windows of many lines with
-    /// simdjson's iterate_many, trusted only when every document was an object that began
-    /// at its own line's first byte and ended within that line and the stream ended
-    /// cleanly; any other window is parsed again line by line, so a bad line never changes
-    /// what its neighbours get.
+    /// simdjson's iterate_many; a line's result is trusted only when its document was an
+    /// object that began at the line's first non-blank byte and the next document began
+    /// at the next non-blank line's (or the stream ended cleanly). The first line the
+    /// stream cannot vouch for goes through parse() and the stream starts again after it,
+    /// so a bad line never changes what its neighbours get.
     std::span<const ParsedLineOf> parseMany(std::string_view lines);
 
 private:
