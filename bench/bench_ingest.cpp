@@ -117,6 +117,29 @@ void BM_LineParserParse(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
 }
 
+/// The batch path over the whole text, in 256 KiB pieces cut at a newline as the tailer
+/// reads them.
+void BM_LineParserParseMany(benchmark::State& state) {
+    const std::string_view text = corpus().text;
+    LineParser parser(config());
+    std::int64_t ok = 0;
+    for (auto _ : state) {
+        std::string_view rest = text;
+        while (!rest.empty()) {
+            const std::size_t cut = rest.size() <= 256 * 1024 ? rest.size() : rest.rfind('\n', 256 * 1024) + 1;
+            for (const auto& r : parser.parseMany(rest.substr(0, cut))) {
+                ok += r.parsed.ok ? 1 : 0;
+            }
+            rest.remove_prefix(cut);
+        }
+    }
+    if (ok != state.iterations() * kLines) {
+        state.SkipWithError("unexpected bad lines");
+    }
+    state.SetItemsProcessed(state.iterations() * kLines);
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
+}
+
 void BM_TailerPollOnce(benchmark::State& state) {
     IntervalRecorder recorder;
     std::int64_t lines = 0;
@@ -161,6 +184,7 @@ void BM_BaselineCountNewlines(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_LineParserParse)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LineParserParseMany)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TailerPollOnce)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_BaselineCountNewlines)->Unit(benchmark::kMillisecond);
 

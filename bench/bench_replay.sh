@@ -10,7 +10,9 @@
 # `rollguard replay --config C FILE`, best of 3 each, and prints both rates and their
 # ratio (the issue's target: replay >= 25% of wc -l). The replay figure is the whole
 # process (start, config, read, report); replay's own lines_per_second from --json (the
-# read loop alone) is printed too. Figures, never a pass/fail.
+# read loop alone) is printed too, and so is the ratio of CPU time (user + system, best
+# of 3), which other load on the machine disturbs much less than wall time. Figures,
+# never a pass/fail.
 set -euo pipefail
 
 build=${1:-build}
@@ -56,12 +58,20 @@ bytes=$(stat -c %s "$log")
 cat "$log" >/dev/null  # page cache warm for both contenders
 
 now_ns() { date +%s%N; }
+# CPU seconds (user + system) of one run of "$@", output discarded.
+cpu_s() {
+    local TIMEFORMAT='%U %S'
+    { time "$@" >/dev/null 2>&1; } 2>&1 | awk '{ print $1 + $2 }'
+}
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == 0 || b < a) ? b : a }'; }
 
 # Best (shortest) of 3 rounds; the contenders alternate within a round so that load from
 # anything else on the machine falls on both alike.
 wc_ns=0
 replay_ns=0
 inner_best=0
+wc_cpu=0
+replay_cpu=0
 for round in 1 2 3; do
     t0=$(now_ns)
     wc -l "$log" >/dev/null
@@ -74,11 +84,14 @@ for round in 1 2 3; do
     if ((replay_ns == 0 || t1 - t0 < replay_ns)); then replay_ns=$((t1 - t0)); fi
     lps=$(printf '%s' "$json" | grep -o '"lines_per_second":[0-9.eE+-]*' | head -1 | cut -d: -f2)
     inner_best=$(awk -v a="$inner_best" -v b="$lps" 'BEGIN { print (b > a ? b : a) }')
+
+    wc_cpu=$(min "$wc_cpu" "$(cpu_s wc -l "$log")")
+    replay_cpu=$(min "$replay_cpu" "$(cpu_s "$rollguard" replay --config "$config" "$log")")
 done
 counted=$(printf '%s' "$json" | grep -o '"lines":[0-9]*' | head -1 | cut -d: -f2)
 
 awk -v lines="$lines" -v bytes="$bytes" -v wc_ns="$wc_ns" -v replay_ns="$replay_ns" \
-    -v inner="$inner_best" -v counted="$counted" 'BEGIN {
+    -v inner="$inner_best" -v counted="$counted" -v wc_cpu="$wc_cpu" -v replay_cpu="$replay_cpu" 'BEGIN {
     wc_lps = lines / (wc_ns / 1e9)
     rp_lps = lines / (replay_ns / 1e9)
     printf "file:            %d lines, %.1f MB, %.0f bytes/line (replay counted %d lines)\n", lines, bytes / 1e6, bytes / lines, counted
@@ -86,4 +99,5 @@ awk -v lines="$lines" -v bytes="$bytes" -v wc_ns="$wc_ns" -v replay_ns="$replay_
     printf "rollguard replay:%8.3f s  %12.0f lines/s  %7.1f MB/s  (whole process, best of 3)\n", replay_ns / 1e9, rp_lps, bytes / (replay_ns / 1e9) / 1e6
     printf "replay --json lines_per_second (read loop only, best of 3): %.0f\n", inner
     printf "ratio replay / wc -l: %.1f%% (whole process), %.1f%% (read loop)   target >= 25%%\n", 100 * rp_lps / wc_lps, 100 * inner / wc_lps
+    printf "CPU (user+sys, best of 3): wc -l %.3f s, replay %.3f s: ratio %.1f%% (whole process)\n", wc_cpu, replay_cpu, 100 * wc_cpu / replay_cpu
 }'

@@ -1,9 +1,11 @@
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -555,7 +557,56 @@ struct TopKey {
     std::string key;
     int first = 0;
     int count = 0;
+    // For rawKeyIs: the key's length, or npos for a key holding '"' (which a key written
+    // without escapes cannot hold; comparing raw bytes would run past the key's end);
+    // its first and last up to 8 bytes as words, and the mask of the first word's bytes.
+    std::size_t raw_size = std::string::npos;
+    std::uint64_t head = 0;
+    std::uint64_t tail = 0;
+    std::uint64_t mask = 0;
 };
+
+std::uint64_t load8(const char* p) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+TopKey topKey(const std::string& key, int first) {
+    TopKey t;
+    t.key = key;
+    t.first = first;
+    if (key.find('"') == std::string::npos) {
+        const std::size_t n = key.size();
+        t.raw_size = n;
+        std::memcpy(&t.head, key.data(), std::min<std::size_t>(n, 8));
+        if (n >= 8) {
+            t.tail = load8(key.data() + n - 8);
+        }
+        t.mask = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+    }
+    return t;
+}
+
+/// Whether the key starting at `k` (just after its opening quote, in a buffer padded
+/// by at least t.key.size() + 8 bytes) is written exactly as t.key. Only meaningful
+/// when the text holds no backslash: then a key is its own unescaped form.
+[[gnu::always_inline]] inline bool rawKeyIs(const char* k, const TopKey& t) {
+    const std::size_t n = t.raw_size;
+    if (n == std::string::npos || k[n] != '"') {
+        return false;
+    }
+    if constexpr (std::endian::native == std::endian::little) {
+        if (n <= 8) {
+            return (load8(k) & t.mask) == t.head;
+        }
+        // Two overlapping words cover up to 16 bytes; longer keys compare the middle too.
+        return load8(k) == t.head && load8(k + n - 8) == t.tail &&
+               (n <= 16 || std::memcmp(k + 8, t.key.data() + 8, n - 16) == 0);
+    } else {
+        return std::memcmp(k, t.key.data(), n) == 0;
+    }
+}
 
 }  // namespace
 
@@ -564,6 +615,8 @@ struct LineParser::Impl {
 
     od::parser parser;
     std::vector<char> buffer;  // the line plus SIMDJSON_PADDING, reused
+    std::vector<char> window;  // parseMany: a window of lines plus SIMDJSON_PADDING, reused
+    std::vector<ParsedLineOf> many;  // parseMany's results, reused
     std::vector<Want> wants;   // distinct paths, sorted
     std::vector<Want*> order;  // &wants[i]
     std::vector<TopKey> top;
@@ -577,14 +630,52 @@ struct LineParser::Impl {
     std::vector<Want*> labels;               // per config label, in config order
     std::vector<std::string_view> label_values;  // what ParsedLine::labels shows
     Predicate error;
+    /// Bytes of padding after a line or window beyond SIMDJSON_PADDING: rawKeyIs reads
+    /// up to the longest top-level key + 8 bytes from the start of any key.
+    std::size_t key_padding = 8;
 
     ParsedLine parse(std::string_view line);
+    std::span<const ParsedLineOf> parseMany(std::string_view lines);
+    /// Parses many[first, first + count) (their lines are consecutive in the input,
+    /// starting at `text`, `size` bytes with the last newline, followed by `after` more
+    /// bytes of input) as one iterate_many stream. Returns how many of these lines, from
+    /// `first`, now hold exactly what parse() returns: all of them when the documents are
+    /// one object per non-blank line; else those before the first line it cannot vouch
+    /// for (the rest of `many` holds junk there).
+    std::size_t parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
+                            std::size_t count);
     ParsedLine checkScalarRoot(od::document& doc, od::json_type type);
+    /// The one place that reads a parsed object: resets every want, walks the top-level
+    /// fields and fills the wants. False on a malformed key or value token; the caller
+    /// still checks that the walk reached the object's end (depth 0).
+    /// `escapes`: the text may hold a backslash, so keys must be unescaped to compare.
+    bool readFields(od::object& obj, bool escapes);
+    /// The one place that turns the wants read by readFields() into a result.
+    ParsedLine evaluate();
     Predicate compile(const ErrorPredicate& p, const std::vector<std::string>& paths);
     bool latencyFromTimestamps(ParsedLine& out) const;
     bool readEventTime(ParsedLine& out) const;
     void readLabels(ParsedLine& out);
+    /// parseMany(): copies line i's label values out of the parser's buffers (which the
+    /// next document reuses); the views are made when the batch is complete.
+    void keepLabels(std::size_t i);
+
+    std::string label_arena;
+    std::vector<std::pair<std::size_t, std::size_t>> label_spans;  // (offset, size) in label_arena
+    std::vector<std::size_t> label_first;                          // per line: first span, or npos
+    std::vector<std::string_view> label_views;
 };
+
+void LineParser::Impl::keepLabels(std::size_t i) {
+    if (labels.empty() || !many[i].parsed.ok) {
+        return;
+    }
+    label_first[i] = label_spans.size();
+    for (const std::string_view v : many[i].parsed.labels) {
+        label_spans.emplace_back(label_arena.size(), v.size());
+        label_arena.append(v);
+    }
+}
 
 bool LineParser::Impl::readEventTime(ParsedLine& out) const {
     const auto t = parseTimestamp(*event_time, event_per_second);
@@ -669,7 +760,9 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
     }
     for (std::size_t i = 0; i < wants.size(); ++i) {
         if (top.empty() || top.back().key != wants[i].path.front()) {
-            top.push_back(TopKey{wants[i].path.front(), static_cast<int>(i), 0});
+            const std::string& key = wants[i].path.front();
+            top.push_back(topKey(key, static_cast<int>(i)));
+            key_padding = std::max(key_padding, key.size() + 8);
         }
         ++top.back().count;
     }
@@ -796,79 +889,76 @@ bool LineParser::Impl::latencyFromTimestamps(ParsedLine& out) const {
     return true;
 }
 
-ParsedLine LineParser::Impl::parse(std::string_view line) {
-    ParsedLine out;
-    if (!line.empty() && line.back() == '\r') {
-        line.remove_suffix(1);
-    }
-    const std::size_t needed = line.size() + sj::SIMDJSON_PADDING;
-    if (buffer.size() < needed) {
-        buffer.resize(std::max(needed, buffer.size() * 2));
-    }
-    std::memcpy(buffer.data(), line.data(), line.size());
-    // The padding must not look like JSON continuing past the line.
-    std::memset(buffer.data() + line.size(), ' ', sj::SIMDJSON_PADDING);
+namespace {
 
-    od::document doc;
-    if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
-        // Stage 1 validates UTF-8 but may report another error first (an unterminated
-        // string); only failed lines pay for telling the two apart.
-        if (!sj::validate_utf8(line.data(), line.size())) {
-            out.reason = BadLineReason::InvalidUtf8;
+bool isJsonBlank(std::string_view line) {
+    for (const char c : line) {
+        if (c != ' ' && c != '\t' && c != '\r') {
+            return false;
         }
-        return out;  // InvalidJson (empty, unterminated string, ...)
     }
-    od::json_type type{};
-    if (doc.type().get(type)) {
-        return out;
-    }
-    if (type != od::json_type::object) {
-        return checkScalarRoot(doc, type);
-    }
-    od::object obj;
-    if (doc.get_object().get(obj)) {
-        return out;
-    }
+    return true;
+}
 
+}  // namespace
+
+bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
     for (auto& w : wants) {
         w.value = Scalar{};
     }
     // Walk every top-level field (not find_field_unordered at the root): this validates
     // the object's structure to its closing brace in the same pass.
-    for (auto field : obj) {
-        std::string_view key;
-        if (field.unescaped_key().get(key)) {
-            return out;
+    for (auto result : obj) {
+        if (result.error()) {
+            return false;
         }
-        for (const TopKey& t : top) {
-            if (t.key == key) {
-                od::value v;
-                if (field.value().get(v)) {
-                    return out;
+        od::field& field = result.value_unsafe();
+        // Keys are compared as written when the text has no backslash at all (then every
+        // key is its own unescaped form): unescaping every key of every line into the
+        // string buffer cost more than the rest of the walk.
+        const TopKey* hit = nullptr;
+        if (!escapes) {
+            const char* k = field.key().raw();
+            for (const TopKey& t : top) {
+                if (rawKeyIs(k, t)) {
+                    hit = &t;
+                    break;
                 }
-                Want* w = order[static_cast<std::size_t>(t.first)];
-                if (t.count == 1 && w->path.size() == 1) {
-                    // The common case, a top-level field: no recursion.
-                    od::json_type vt{};
-                    if (v.type().get(vt)) {
-                        w->value.kind = Scalar::Kind::Unreadable;
-                    } else {
-                        readInto(v, vt, *w);
-                    }
-                } else {
-                    resolve(v, order.data() + t.first, t.count, 1);
+            }
+        } else {
+            std::string_view key;
+            if (field.unescaped_key().get(key)) {
+                return false;
+            }
+            for (const TopKey& t : top) {
+                if (t.key == key) {
+                    hit = &t;
+                    break;
                 }
-                break;
             }
         }
+        if (hit == nullptr) {
+            continue;
+        }
+        od::value& v = field.value();
+        Want* w = order[static_cast<std::size_t>(hit->first)];
+        if (hit->count == 1 && w->path.size() == 1) {
+            // The common case, a top-level field: no recursion.
+            od::json_type vt{};
+            if (v.type().get(vt)) {
+                w->value.kind = Scalar::Kind::Unreadable;
+            } else {
+                readInto(v, vt, *w);
+            }
+        } else {
+            resolve(v, order.data() + hit->first, hit->count, 1);
+        }
     }
-    // In a walk that fails (missing comma, truncated line) the loop above just ends;
-    // only a document consumed to its end is whole. current_location() reports
-    // OUT_OF_BOUNDS exactly when nothing follows the root object.
-    if (doc.current_depth() != 0 || doc.current_location().error() != sj::OUT_OF_BOUNDS) {
-        return out;
-    }
+    return true;
+}
 
+ParsedLine LineParser::Impl::evaluate() {
+    ParsedLine out;
     for (const auto& w : wants) {
         if (w.value.kind == Scalar::Kind::Unreadable) {
             return out;  // a token we needed is malformed JSON
@@ -918,6 +1008,222 @@ ParsedLine LineParser::Impl::parse(std::string_view line) {
     return out;
 }
 
+ParsedLine LineParser::Impl::parse(std::string_view line) {
+    ParsedLine out;
+    if (!line.empty() && line.back() == '\r') {
+        line.remove_suffix(1);
+    }
+    const std::size_t padding = sj::SIMDJSON_PADDING + key_padding;
+    const std::size_t needed = line.size() + padding;
+    if (buffer.size() < needed) {
+        buffer.resize(std::max(needed, buffer.size() * 2));
+    }
+    std::memcpy(buffer.data(), line.data(), line.size());
+    // The padding must not look like JSON continuing past the line.
+    std::memset(buffer.data() + line.size(), ' ', padding);
+
+    od::document doc;
+    if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc)) {
+        // Stage 1 validates UTF-8 but may report another error first (an unterminated
+        // string); only failed lines pay for telling the two apart.
+        if (!sj::validate_utf8(line.data(), line.size())) {
+            out.reason = BadLineReason::InvalidUtf8;
+        }
+        return out;  // InvalidJson (empty, unterminated string, ...)
+    }
+    od::json_type type{};
+    if (doc.type().get(type)) {
+        return out;
+    }
+    if (type != od::json_type::object) {
+        return checkScalarRoot(doc, type);
+    }
+    od::object obj;
+    if (doc.get_object().get(obj) || !readFields(obj, std::memchr(line.data(), '\\', line.size()) != nullptr)) {
+        return out;
+    }
+    // In a walk that fails (missing comma, truncated line) the loop in readFields just
+    // ends; only a document consumed to its end is whole. current_location() reports
+    // OUT_OF_BOUNDS exactly when nothing follows the root object.
+    if (doc.current_depth() != 0 || doc.current_location().error() != sj::OUT_OF_BOUNDS) {
+        return out;
+    }
+    return evaluate();
+}
+
+namespace {
+
+// Lines go to iterate_many in windows of about this many bytes: big enough to spread
+// the cost of a stage 1 call over a few hundred lines, small enough to stay in L2 and
+// that a bad line (which sends its whole window to the per-line path) costs little.
+constexpr std::size_t kWindowBytes = 32 * 1024;
+
+}  // namespace
+
+std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, std::size_t after, std::size_t first,
+                                          std::size_t count) {
+    // iterate_many needs SIMDJSON_PADDING readable bytes after the window (whatever they
+    // hold: stage 1 reads only `size` bytes), rawKeyIs key_padding more. Inside the input
+    // the following lines are that padding; the input's last window is copied.
+    const std::size_t padding = sj::SIMDJSON_PADDING + key_padding;
+    const char* json = text;
+    if (after < padding) {
+        if (window.size() < size + padding) {
+            window.resize(size + padding);
+        }
+        std::memcpy(window.data(), text, size);
+        std::memset(window.data() + size, ' ', padding);
+        json = window.data();
+    }
+    const bool escapes = std::memchr(text, '\\', size) != nullptr;
+    // One batch for the whole window (stage 1 runs once, in its final mode, over every
+    // byte: UTF-8, unescaped control characters and unclosed strings anywhere fail the
+    // stream); at least the parser's capacity, so that it is never reallocated.
+    const std::size_t batch = std::max({size, kWindowBytes, parser.capacity()});
+    od::document_stream stream;
+    if (parser.iterate_many(json, size, batch).get(stream)) {
+        return 0;
+    }
+    // `line`: the next non-blank line, which the next document must begin. `unsure`: the
+    // line whose object was read last, trusted only once the next document begins
+    // exactly at the next non-blank line's first byte (then nothing followed that object
+    // on its line) or the stream ended cleanly after it.
+    std::size_t line = first;
+    const std::size_t last = first + count;
+    std::optional<std::size_t> unsure;
+    const auto skipBlank = [&]() {
+        while (line < last && isJsonBlank(many[line].line)) {
+            many[line].parsed = ParsedLine{};  // what parse() says of a blank line
+            ++line;
+        }
+    };
+    const auto firstByte = [&](std::size_t i) {
+        const std::string_view l = many[i].line;
+        std::size_t k = 0;
+        while (l[k] == ' ' || l[k] == '\t' || l[k] == '\r') {
+            ++k;
+        }
+        return static_cast<std::size_t>(l.data() - text) + k;
+    };
+    skipBlank();
+    for (auto it = stream.begin(); it != stream.end(); ++it) {
+        // Anything but the next line's object stops here; the stream is abandoned
+        // (continuing it after an error is not safe).
+        if (line == last || it.current_index() != firstByte(line)) {
+            // Something else followed the previous object: not trusted either.
+            return (unsure ? *unsure : line) - first;
+        }
+        unsure.reset();
+        od::document_reference doc;
+        if ((*it).get(doc)) {
+            return line - first;
+        }
+        od::json_type type{};
+        if (doc.type().get(type) || type != od::json_type::object) {
+            return line - first;  // not-an-object lines are told apart by the per-line path
+        }
+        od::object obj;
+        if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
+            return line - first;
+        }
+        many[line].parsed = evaluate();
+        keepLabels(line);
+        unsure = line;
+        ++line;
+        skipBlank();
+    }
+    // A clean end: every line had its document, and the stream did not silently drop a
+    // tail it took for an incomplete document ("{..}}" or "{..}{" on the last line).
+    if (line == last && stream.truncated_bytes() == 0) {
+        return count;
+    }
+    return (unsure ? *unsure : line) - first;
+}
+
+std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines) {
+    many.clear();
+    const char* const input_end = lines.data() + lines.size();
+    bool last_has_newline = true;
+    while (!lines.empty()) {
+        const std::size_t nl = lines.find('\n');
+        if (nl == std::string_view::npos) {
+            many.push_back(ParsedLineOf{lines, ParsedLine{}});
+            last_has_newline = false;
+            break;
+        }
+        many.push_back(ParsedLineOf{lines.substr(0, nl), ParsedLine{}});
+        lines.remove_prefix(nl + 1);
+    }
+    if (!labels.empty()) {
+        label_arena.clear();
+        label_spans.clear();
+        label_first.assign(many.size(), std::string_view::npos);
+    }
+    // A last line without '\n' goes alone through parse(): every window ends with a
+    // newline, so an unclosed string in its last line holds a raw '\n' and fails stage 1
+    // instead of being tolerated as the truncated tail of a stream.
+    const std::size_t windowed = last_has_newline ? many.size() : many.size() - 1;
+    std::size_t i = 0;
+    while (i < windowed) {
+        // Consecutive lines with their newlines, up to kWindowBytes (a longer line alone).
+        const char* text = many[i].line.data();
+        std::size_t j = i;
+        std::size_t size = 0;
+        while (j < windowed) {
+            const std::string_view l = many[j].line;
+            const std::size_t with_nl = static_cast<std::size_t>(l.data() + l.size() - text) + 1;
+            if (j > i && with_nl > kWindowBytes) {
+                break;
+            }
+            size = with_nl;
+            ++j;
+        }
+        // A line the stream could not vouch for goes through parse(), and the stream starts
+        // again after it, as long as the stage 1 work stays within twice the window's
+        // size: a flood of bad lines then costs at most two extra passes of stage 1.
+        const char* window_end = text + size;
+        const auto after = static_cast<std::size_t>(input_end - window_end);
+        std::size_t budget = 2 * size;
+        std::size_t k = i;
+        while (k < j) {
+            const char* from = many[k].line.data();
+            const auto bytes = static_cast<std::size_t>(window_end - from);
+            if (bytes > budget) {
+                for (; k < j; ++k) {
+                    many[k].parsed = parse(many[k].line);
+                    keepLabels(k);
+                }
+                break;
+            }
+            budget -= bytes;
+            k += parseWindow(from, bytes, after, k, j - k);
+            if (k < j) {
+                many[k].parsed = parse(many[k].line);
+                keepLabels(k);
+                ++k;
+            }
+        }
+        i = j;
+    }
+    if (windowed < many.size()) {
+        many.back().parsed = parse(many.back().line);
+        keepLabels(many.size() - 1);
+    }
+    if (!labels.empty()) {
+        label_views.clear();
+        for (const auto& [offset, size] : label_spans) {
+            label_views.emplace_back(label_arena.data() + offset, size);
+        }
+        for (std::size_t n = 0; n < many.size(); ++n) {
+            if (label_first[n] != std::string_view::npos) {
+                many[n].parsed.labels = std::span<const std::string_view>(label_views.data() + label_first[n],
+                                                                          labels.size());
+            }
+        }
+    }
+    return many;
+}
+
 LineParser::LineParser(const LogSourceConfig& config) : impl_(std::make_unique<Impl>(config)) {}
 LineParser::~LineParser() = default;
 
@@ -930,5 +1236,7 @@ std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text) {
     }
     return t->seconds * kNanosPerSecond + t->nanos;
 }
+
+std::span<const ParsedLineOf> LineParser::parseMany(std::string_view lines) { return impl_->parseMany(lines); }
 
 }  // namespace rollguard::agent

@@ -400,6 +400,9 @@ struct LogTailer::Impl {
     void loadTail(FollowedFile& f);
     void handleLine(std::string_view line);
     void handleKeyed(const ParsedLine& p);
+    /// Counts a line; false when it is too long or blank (nothing more to do with it).
+    bool countLine(std::string_view line);
+    void recordParsed(std::string_view line, const ParsedLine& p);
     void tooLong();
     void flush();
     void buildPositions();
@@ -454,18 +457,24 @@ void LogTailer::Impl::tooLong() {
     sampleBadLine(BadLineReason::TooLong, "(a line longer than max_line_bytes)");
 }
 
-void LogTailer::Impl::handleLine(std::string_view line) {
+bool LogTailer::Impl::countLine(std::string_view line) {
     if (line.size() > config_.max_line_bytes) {
         tooLong();
-        return;
+        return false;
     }
     ++local_.lines;
     // A blank line is a line seen but neither an event nor bad: writers emit them on
     // flushes and restarts, and they carry nothing.
-    if (line.empty() || ((line.front() == ' ' || line.front() == '\t' || line.front() == '\r') && isBlank(line))) {
-        return;
+    return !(line.empty() || ((line.front() == ' ' || line.front() == '\t' || line.front() == '\r') && isBlank(line)));
+}
+
+void LogTailer::Impl::handleLine(std::string_view line) {
+    if (countLine(line)) {
+        recordParsed(line, parser_.parse(line));
     }
-    const ParsedLine p = parser_.parse(line);
+}
+
+void LogTailer::Impl::recordParsed(std::string_view line, const ParsedLine& p) {
     if (!p.ok) {
         ++local_.bad[static_cast<int>(p.reason)];
         sampleBadLine(p.reason, line);
@@ -556,7 +565,16 @@ void LogTailer::Impl::process(FollowedFile& f, const char* data, std::size_t n) 
             continue;
         }
         if (f.pending.empty()) {
-            handleLine(segment);
+            // Every complete line from here to the chunk's last newline goes through the
+            // parser's batch path at once (iterate_many over many lines).
+            const auto* last_nl = static_cast<const char*>(::memrchr(nl, '\n', static_cast<std::size_t>(end - nl)));
+            for (const ParsedLineOf& r :
+                 parser_.parseMany(std::string_view(segment.data(), static_cast<std::size_t>(last_nl + 1 - segment.data())))) {
+                if (countLine(r.line)) {
+                    recordParsed(r.line, r.parsed);
+                }
+            }
+            p = last_nl + 1;
         } else if (f.pending.size() + segment.size() > config_.max_line_bytes) {
             tooLong();
             f.pending.clear();

@@ -39,7 +39,7 @@ struct ParsedLine {
     /// With time = "event": the line's timestamp in ns since the Unix epoch.
     std::optional<std::int64_t> event_time_ns;
     /// One value per configured label (in LogSourceConfig::labels order); "" = absent.
-    /// Views into the parser's buffers: valid until its next parse().
+    /// Views into the parser's buffers: valid until its next parse() or parseMany().
     std::span<const std::string_view> labels;
 };
 
@@ -50,6 +50,12 @@ std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text);
 
 /// The label value of the overflow set and of values longer than 128 bytes.
 inline constexpr const char* kOtherLabelValue = "__other__";
+
+/// One line of a LineParser::parseMany() buffer and what parse() says of it.
+struct ParsedLineOf {
+    std::string_view line;  ///< without its '\n'
+    ParsedLine parsed;
+};
 
 /// Extracts latency and the error predicate from JSON log lines with simdjson. Every
 /// field the config reads (the latency field or the two timestamps, and every field of
@@ -78,6 +84,17 @@ public:
     LineParser& operator=(const LineParser&) = delete;
 
     ParsedLine parse(std::string_view line);
+
+    /// Parses every line of `lines`: each ends with '\n' (not part of the line), and a
+    /// last one without a '\n' counts too. The result holds one entry per line, in order,
+    /// each exactly what parse(line) returns (a blank line is InvalidJson, as there); it
+    /// stays valid until the next call. Lines are parsed in windows of many lines with
+    /// simdjson's iterate_many; a line's result is trusted only when its document was an
+    /// object that began at the line's first non-blank byte and the next document began
+    /// at the next non-blank line's (or the stream ended cleanly). The first line the
+    /// stream cannot vouch for goes through parse() and the stream starts again after it,
+    /// so a bad line never changes what its neighbours get.
+    std::span<const ParsedLineOf> parseMany(std::string_view lines);
 
 private:
     struct Impl;
