@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -19,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/log_source.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"Append realistic JSON access-log lines: healthy, then degraded (latency x4, ~8% 5xx)."};
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
     std::uint64_t count = 0;
     bool no_sleep = false;
     bool wide = false;
+    std::string start_text;
     app.add_option("-o,--out", out, "Log file to append to")->required();
     app.add_option("--rate", rate, "Lines per second")->check(CLI::Range(1.0, 1e6));
     app.add_option("--healthy", healthy_seconds, "Seconds of healthy traffic")->check(CLI::NonNegativeNumber);
@@ -44,7 +47,17 @@ int main(int argc, char** argv) {
     app.add_option("--count", count, "Stop after this many lines (the phases go on: degraded after --healthy)");
     app.add_flag("--no-sleep", no_sleep, "Do not pace: write as fast as possible, timestamps on a virtual clock");
     app.add_flag("--wide", wide, "Add remote_addr and user_agent fields (typical 200-250 byte lines)");
+    app.add_option("--start", start_text,
+                   "With --no-sleep: the virtual clock's start (RFC 3339), for reproducible logs; default now");
     CLI11_PARSE(app, argc, argv);
+    std::optional<std::int64_t> start_ns;
+    if (!start_text.empty()) {
+        start_ns = rollguard::agent::parseRfc3339Nanos(start_text);
+        if (!start_ns || !no_sleep) {
+            std::cerr << "rollguard-loggen: --start needs --no-sleep and an RFC 3339 time, e.g. 2026-01-01T00:00:00Z\n";
+            return 2;
+        }
+    }
 
     std::ofstream file(out, std::ios::app | std::ios::binary);
     if (!file) {
@@ -62,7 +75,10 @@ int main(int argc, char** argv) {
 
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
-    const auto wall_start = std::chrono::system_clock::now();
+    const auto wall_start =
+        start_ns ? std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                       std::chrono::nanoseconds{*start_ns}))
+                 : std::chrono::system_clock::now();
     const auto period = std::chrono::duration<double>(1.0 / rate);
     const double total = healthy_seconds + degraded_seconds;
     std::uint64_t n = 0;

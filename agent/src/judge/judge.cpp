@@ -192,7 +192,10 @@ bool Judge::addPart(std::size_t source_index, const RecordedPart& part, rules::T
     if (bucket_end < now - std::chrono::duration_cast<Duration>(source.lateness)) {
         return false;
     }
-    series.addAt(std::min(*part.at, now), part.stats);
+    // A bucket goes where its lines would have gone had they arrived at the tick that
+    // ends it: a window of W at a tick then covers exactly W of event time, as it covers
+    // W of arrivals for a source without event time.
+    series.addAt(std::min(bucket_end, now), part.stats);
     return true;
 }
 

@@ -196,7 +196,7 @@ void renderChart(std::string& html, const RuleTimeline& rule, double t0, double 
     const double step = niceStep(v_max > 0.0 ? v_max * 1.1 : 1.0, 4);
     g.v_max = std::ceil((v_max > 0.0 ? v_max * 1.1 : 1.0) / step) * step;
 
-    const double svg_w = g.left + g.width + 16.0;
+    const double svg_w = g.left + g.width + 40.0;  // room for the last time label
     const double svg_h = g.top + g.height + 30.0;
     html += "<svg class=\"chart\" viewBox=\"0 0 " + fmt1(svg_w) + " " + fmt1(svg_h) +
             "\" role=\"img\" aria-label=\"" + escapeHtml(rule.rule) + " " + escapeHtml(rule.metric) + "\">\n";
@@ -300,7 +300,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 2px}
 table{border-collapse:collapse;margin:8px 0 16px}th,td{border-bottom:1px solid #e3e6ec;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f5f6f9;font-weight:600}
 .critical{color:#b3261e;font-weight:600}.warning{color:#a86400;font-weight:600}
-.summary td{white-space:nowrap}.summary td:nth-child(3){white-space:normal}
+.summary td{white-space:nowrap}.summary td:nth-child(3),.summary td:nth-child(7){white-space:normal;min-width:14em}
 .chart{width:100%;max-width:1080px;height:auto;display:block}
 .chart text{font:11px system-ui,sans-serif;fill:#5b6475}
 .chart .ylabel{text-anchor:end}.chart .xlabel{text-anchor:middle}

@@ -62,7 +62,9 @@ public:
     /// stream 0.
     void add(std::size_t source, rules::TimePoint now, const IntervalStats& interval);
     /// One part a recorder returned. Arrival parts go into the slot of `now`; event-time
-    /// parts into the slot of their bucket, or at `now` when stamped in the future. An
+    /// parts at the end of their bucket, as if they had arrived at the tick ending it (so a
+    /// window of W covers W of event time),
+    /// or at `now` when stamped in the future. An
     /// event-time part whose bucket (of width `bucket`) ended more than the source's
     /// `lateness` before `now` is dropped: returns false and the caller counts its events.
     bool addPart(std::size_t source, const RecordedPart& part, rules::TimePoint now,
