@@ -107,6 +107,10 @@ bool parseSpoolRecord(const std::string& text, const std::string& hook, SpoolEnt
     return true;
 }
 
+/// One webhook: owns its config, the secrets read at construction, its spool entries
+/// (memory and `<state_dir>/spool/<name>.<key>.json`) and the spool worker thread.
+/// Thread-safety: run() from the hook worker thread; counters() from any thread; the
+/// spool worker shares entries_, in_flight_ and counters_ under mutex_.
 class WebhookHook final : public Hook {
 public:
     WebhookHook(HookConfig config, HookEnvironment environment)

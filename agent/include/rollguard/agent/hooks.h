@@ -162,14 +162,15 @@ struct HookEnvironment {
 
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
-///  - webhook: POSTs breachToJson(event) with `Content-Type: application/json` (unless a
-///    configured header sets it), `User-Agent: rollguard/<version>` and the configured
-///    headers. `timeout` bounds each attempt as a whole (connect: at most 5 s). Connection
-///    errors, timeouts, 5xx and 429 are retried up to `retries` times, sleeping
-///    `retry_backoff`, then twice that, and so on (capped at 60 s); other 4xx, 3xx
-///    (redirects are not followed) and bad URLs fail at once, "(not retried)". Only http
-///    and https are allowed. Messages: "HTTP 200", "HTTP 200 after 3 attempts",
-///    "HTTP 400: <first line of the body> (not retried)", or curl's error text.
+///  - webhook: POSTs renderWebhookBody(format, event) with `Content-Type:
+///    application/json` (unless a configured header sets it), `User-Agent:
+///    rollguard/<version>` and the configured headers (details below). `timeout` bounds
+///    each attempt as a whole (connect: at most 5 s). Connection errors, timeouts, 5xx
+///    and 429 are retried up to `retries` times, sleeping backoffDelay(n,
+///    retry_backoff, 60 s) (full jitter); other 4xx, 3xx (redirects are not followed)
+///    and bad URLs fail at once, "(not retried)". Only http and https are allowed.
+///    Messages: "HTTP 200", "HTTP 200 after 3 attempts", "HTTP 400: <first line of the
+///    body> (not retried)", or curl's error text.
 ///  - script: fork + execve of `command` (never a shell; a bare name is looked up in
 ///    PATH), in its own process group, stdin /dev/null, stdout+stderr captured (last
 ///    64 KiB), environment = the agent's + breachToEnv(event) + `env`. Messages:
