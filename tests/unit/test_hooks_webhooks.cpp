@@ -613,3 +613,70 @@ TEST_CASE("alertmanager hook pushes, re-sends while firing, and resolves", "[hoo
     const simdjson::dom::element last = parser2.parse(reqs.back().body);
     CHECK(str(last.at(0)["endsAt"]) == "2027-01-15T08:01:40.000Z");
 }
+
+TEST_CASE("spool: the delivery is on disk before the first attempt", "[hooks][webhook][spool]") {
+    // A kill during the in-process retries must not lose it: look while the hook
+    // sleeps between attempts.
+    TempDir state;
+    HttpReceiver receiver;
+    receiver.queueStatuses({503});
+    HookConfig c = hookConfig(receiver.url());
+    c.retries = 1;
+    c.state_dir = state.path().string();
+    std::vector<std::size_t> files_while_retrying;
+    HookEnvironment env;
+    env.sleep = [&](std::chrono::nanoseconds) { files_while_retrying.push_back(spoolFiles(state.path())); };
+    auto hook = rollguard::agent::makeHook(c, env);
+    const auto r = hook->run(webhookEvent());
+    CHECK(r.ok);
+    CHECK(r.message == "HTTP 200 after 2 attempts");
+    CHECK(files_while_retrying == std::vector<std::size_t>{1});
+    CHECK(spoolFiles(state.path()) == 0);  // delivered: gone
+    CHECK(hook->counters().spooled == 0);
+}
+
+TEST_CASE("spool: unreadable files and other hooks' entries are left alone", "[hooks][webhook][spool]") {
+    TempDir state;
+    fs::create_directories(state.path() / "spool");
+    writeFile(state.path() / "spool" / "notify.deadbeef.json", "{not json");
+    writeFile(state.path() / "spool" / "other.cafe.json",
+              R"({"hook":"other","key":"cafe","attempts":1,"created_ms":1,"next_attempt_ms":1,"body":"{}"})");
+    HttpReceiver receiver;
+    HookConfig c = hookConfig(receiver.url());
+    c.state_dir = state.path().string();
+    auto hook = rollguard::agent::makeHook(c);
+    std::this_thread::sleep_for(100ms);
+    CHECK(receiver.requests().empty());
+    CHECK(hook->counters().spool_pending == 0);
+    CHECK(spoolFiles(state.path()) == 2);
+}
+
+TEST_CASE("HookRunner reports each hook's delivery counters", "[hooks][runner][spool]") {
+    TempDir state;
+    const std::uint16_t port = downPort();
+    HookConfig c = hookConfig("http://127.0.0.1:" + std::to_string(port) + "/");
+    c.state_dir = state.path().string();
+    c.retry_backoff = 5min;  // stays pending for the test
+    rollguard::agent::HookRunner runner;
+    runner.add(rollguard::agent::makeHook(c));
+    runner.enqueue({"notify"}, webhookEvent());
+    runner.waitIdle();
+    const auto counters = runner.counters();
+    REQUIRE(counters.size() == 1);
+    CHECK(counters[0].first == "notify");
+    CHECK(counters[0].second.spooled == 1);
+    CHECK(counters[0].second.spool_pending == 1);
+}
+
+TEST_CASE("body templates are not JSON-escaped for a non-JSON content type", "[hooks][webhook][format]") {
+    HttpReceiver receiver;
+    HookConfig c = hookConfig(receiver.url());
+    c.headers = {{"Content-Type", "text/plain"}};
+    c.body_template = "{{rule}}: {{summary}}";
+    BreachEvent e = webhookEvent();
+    e.summary = "p99 \"slow\"";
+    REQUIRE(rollguard::agent::makeHook(c)->run(e).ok);
+    const auto req = receiver.requests().at(0);
+    CHECK(req.body == "checkout-p99: p99 \"slow\"");
+    CHECK(req.header("content-type") == "text/plain");
+}
