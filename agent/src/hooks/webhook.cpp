@@ -187,7 +187,7 @@ public:
                     ++counters_.spooled;
                     result.message += "; spooled for retry";
                 }
-                in_flight_.erase(key);
+                unmarkLocked(key);
             }
             cv_.notify_all();
         }
@@ -345,12 +345,19 @@ private:
         ++counters_.spool_dropped;
     }
 
+    void unmarkLocked(const std::string& key) {
+        auto it = in_flight_.find(key);
+        if (it != in_flight_.end()) {
+            in_flight_.erase(it);
+        }
+    }
+
     void spoolRemove(const std::string& key) {
         std::lock_guard lock(mutex_);
         std::error_code ec;
         fs::remove(pathFor(key), ec);
         entries_.erase(key);
-        in_flight_.erase(key);
+        unmarkLocked(key);
     }
 
     void loadSpool() {
@@ -415,7 +422,7 @@ private:
             lock.unlock();
             const detail::PostOutcome out = postOnce(body, key);
             lock.lock();
-            in_flight_.erase(key);
+            unmarkLocked(key);
             auto it = entries_.find(key);
             if (it == entries_.end()) {
                 continue;  // dropped meanwhile
@@ -459,7 +466,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::map<std::string, SpoolEntry> entries_;  // by key; guarded by mutex_
-    std::set<std::string> in_flight_;            // keys being sent right now
+    // Keys being sent right now, by run() or the worker; a multiset since both may send
+    // the same key (a repeated event while its entry is due), each removing its own mark.
+    std::multiset<std::string> in_flight_;
     std::uint64_t next_seq_ = 0;
     HookCounters counters_;
     bool stopping_ = false;
