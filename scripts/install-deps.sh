@@ -16,6 +16,7 @@ packages=(
   libcli11-dev
   libsystemd-dev
   python3
+  prometheus-alertmanager
 )
 
 missing=()

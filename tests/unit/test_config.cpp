@@ -593,7 +593,7 @@ TEST_CASE("hook validation", "[config]") {
     CHECK(errorsOf(hook("type = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nretries = 21\n")) ==
           Strings{"22:11: 'retries' must be between 0 and 20, got 21"});
     CHECK(errorsOf(hook("type = \"pager\"\n")) ==
-          Strings{"20:8: 'type' must be one of env_file, webhook, script; got \"pager\""});
+          Strings{"20:8: 'type' must be one of env_file, webhook, script, alertmanager; got \"pager\""});
     CHECK(errorsOf(hook("type = \"script\"\ncommand = []\n")) ==
           Strings{"21:11: 'command' must start with the program to run, e.g. [\"/usr/local/bin/rollback.sh\"]"});
     CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\ntimeout = \"0s\"\n")) ==

@@ -58,11 +58,15 @@ BreachEvent sampleEvent() {
     return e;
 }
 
-const std::string kSampleJson =
+const std::string kSampleBreachJson =
     R"({"rule":"checkout-p99","severity":"critical","state":"firing","source":"api","metric":"p99",)"
     R"("value":0.412,"threshold":0.2,"comparison":"above","samples":1234,"window_seconds":30,)"
     R"("for_seconds":0.5,"since":"2023-11-14T22:13:20.123Z","fired_at":"2023-11-14T22:13:50.000Z",)"
     R"("host":"web-1","summary":"p99 412ms > 200ms over 30s","description":""})";
+
+// What the webhook (json format) sends: the breach plus labels, group and incident id.
+const std::string kSampleJson = kSampleBreachJson.substr(0, kSampleBreachJson.size() - 1) +
+                                R"(,"labels":{},"group":"","incident_id":"256b1550d5c5261c"})";
 
 HookConfig webhookConfig(const std::string& url) {
     HookConfig c;
@@ -157,7 +161,7 @@ pid_t readPid(const std::filesystem::path& p) {
 // ---- breach rendering -------------------------------------------------------------
 
 TEST_CASE("breachToJson renders the generic body", "[hooks][breach]") {
-    CHECK(breachToJson(sampleEvent()) == kSampleJson);
+    CHECK(breachToJson(sampleEvent()) == kSampleBreachJson);
 }
 
 TEST_CASE("breachToJson escapes strings and nulls non-finite numbers", "[hooks][breach]") {

@@ -47,7 +47,8 @@ constexpr std::int64_t kMaxLineBytesLimit = 64LL * 1024 * 1024;
 constexpr std::int64_t kMaxRetries = 20;
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
-const Keys kAgentKeys{"tick", "state_dir", "checkpoint_interval", "listen", "log_level", "hostname", "dry_run"};
+const Keys kAgentKeys{"tick",     "state_dir", "checkpoint_interval", "listen",
+                      "log_level", "hostname", "dry_run",             "external_url"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval",
                        "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
@@ -65,7 +66,19 @@ constexpr std::int64_t kMaxGroupsLimit = 10'000;
 constexpr int kMaxBreachesWindow = 64;
 const Keys kHookCommonKeys{"name", "type", "timeout"};
 const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
-const Keys kWebhookKeys{"url", "headers", "retries", "retry_backoff"};
+const Keys kWebhookKeys{"url",           "headers",          "retries",          "retry_backoff",
+                        "format",        "body_template",    "bearer_token_file", "bearer_token_env",
+                        "secret_file",   "routing_key_file", "routing_key_env",  "spool_max_entries",
+                        "spool_max_backoff"};
+const Keys kAlertmanagerKeys{"url",     "headers",           "retries",          "retry_backoff",
+                             "resend_interval", "bearer_token_file", "bearer_token_env"};
+/// Secrets never written in the config, and where they go instead.
+const std::array<std::pair<std::string_view, std::string_view>, 3> kLiteralSecrets{{
+    {"bearer_token", "bearer_token_file or bearer_token_env"},
+    {"secret", "secret_file"},
+    {"routing_key", "routing_key_file or routing_key_env"},
+}};
+constexpr std::int64_t kMaxSpoolEntries = 1'000'000;
 const Keys kScriptKeys{"command", "env"};
 
 const char* typeName(const toml::node& n) {
@@ -856,6 +869,14 @@ protected:
         if (auto b = getBool(t, "dry_run")) {
             agent.dry_run = *b;
         }
+        if (auto s = getString(t, "external_url")) {
+            if (s->empty() || s->rfind("http://", 0) == 0 || s->rfind("https://", 0) == 0) {
+                agent.external_url = *s;
+            } else {
+                error(*t.get("external_url"),
+                      "'external_url' must start with http:// or https://, got " + inQuotes(*s));
+            }
+        }
     }
 
     void parseSource(const toml::table& t, Config& config) {
@@ -1263,10 +1284,11 @@ protected:
     }
 
     void checkHookKeys(const toml::table& t, std::optional<HookType> type) {
-        const std::array<std::pair<HookType, const Keys*>, 3> typed{{
+        const std::array<std::pair<HookType, const Keys*>, 4> typed{{
             {HookType::EnvFile, &kEnvFileKeys},
             {HookType::Webhook, &kWebhookKeys},
             {HookType::Script, &kScriptKeys},
+            {HookType::Alertmanager, &kAlertmanagerKeys},
         }};
         Keys allowed = kHookCommonKeys;
         for (const auto& [ht, keys] : typed) {
@@ -1279,7 +1301,16 @@ protected:
                 continue;
             }
             std::string message;
+            for (const auto& [secret, instead] : kLiteralSecrets) {
+                if (k.str() == secret) {
+                    message = "'" + std::string(secret) + "' must not be written in the config (it would end up in "
+                              "backups and diffs): use " + std::string(instead);
+                }
+            }
             for (const auto& [ht, keys] : typed) {
+                if (!message.empty()) {
+                    break;
+                }
                 if (contains(*keys, k.str())) {
                     message = "'" + std::string(k.str()) + "' is not valid for a hook of type '" +
                               toString(type.value_or(ht)) + "' (it belongs to " + toString(ht) + " hooks)";
@@ -1302,9 +1333,19 @@ protected:
         std::optional<HookType> type;
         if (t.get("type") == nullptr) {
             missing(t, "type", where);
-        } else if (auto s = getChoice(t, "type", {"env_file", "webhook", "script"})) {
-            type = *s == "env_file" ? HookType::EnvFile : (*s == "webhook" ? HookType::Webhook : HookType::Script);
+        } else if (auto s = getChoice(t, "type", {"env_file", "webhook", "script", "alertmanager"})) {
+            if (*s == "env_file") {
+                type = HookType::EnvFile;
+            } else if (*s == "webhook") {
+                type = HookType::Webhook;
+            } else if (*s == "alertmanager") {
+                type = HookType::Alertmanager;
+            } else {
+                type = HookType::Script;
+            }
         }
+        h.state_dir = config.agent.state_dir;
+        h.external_url = config.agent.external_url;
         checkHookKeys(t, type);
         if (auto d = getDuration(t, "timeout", Bound::Positive)) {
             h.timeout = *d;
@@ -1320,6 +1361,9 @@ protected:
                     break;
                 case HookType::Script:
                     parseScriptHook(t, h);
+                    break;
+                case HookType::Alertmanager:
+                    parseAlertmanagerHook(t, h);
                     break;
             }
         }
@@ -1373,8 +1417,34 @@ protected:
         }
     }
 
-    void parseWebhookHook(const toml::table& t, HookConfig& h) {
-        if (auto url = requireString(t, "url", "[[hook]] of type webhook")) {
+    /// `<name>_file` (a path, resolved) or `<name>_env` (a variable name), not both.
+    void parseSecretSource(const toml::table& t, std::string_view name, std::string& file, std::string& env,
+                           bool has_env = true) {
+        const std::string file_key = std::string(name) + "_file";
+        const std::string env_key = std::string(name) + "_env";
+        if (auto f = getString(t, file_key)) {
+            if (f->empty()) {
+                error(*t.get(file_key), "'" + file_key + "' must not be empty");
+            } else {
+                file = resolvePath(*f);
+            }
+        }
+        if (!has_env) {
+            return;
+        }
+        if (auto e = getString(t, env_key)) {
+            if (!isValidEnvName(*e)) {
+                error(*t.get(env_key), "'" + env_key + "' must be an environment variable name, got " + inQuotes(*e));
+            } else if (!file.empty()) {
+                error(*t.get(env_key), "set either '" + file_key + "' or '" + env_key + "', not both");
+            } else {
+                env = *e;
+            }
+        }
+    }
+
+    void parseHttpCommon(const toml::table& t, HookConfig& h, std::string_view where) {
+        if (auto url = requireString(t, "url", where)) {
             if (url->rfind("http://", 0) == 0 || url->rfind("https://", 0) == 0) {
                 h.url = *url;
             } else {
@@ -1389,6 +1459,49 @@ protected:
         }
         if (auto d = getDuration(t, "retry_backoff", Bound::AtLeastZero)) {
             h.retry_backoff = *d;
+        }
+        parseSecretSource(t, "bearer_token", h.bearer_token_file, h.bearer_token_env);
+    }
+
+    void parseAlertmanagerHook(const toml::table& t, HookConfig& h) {
+        parseHttpCommon(t, h, "[[hook]] of type alertmanager");
+        if (auto d = getDuration(t, "resend_interval", Bound::Positive)) {
+            h.resend_interval = *d;
+        }
+    }
+
+    void parseWebhookHook(const toml::table& t, HookConfig& h) {
+        parseHttpCommon(t, h, "[[hook]] of type webhook");
+        if (auto f = getChoice(t, "format", {"json", "alertmanager", "slack", "pagerduty"})) {
+            if (*f == "alertmanager") {
+                h.format = WebhookFormat::Alertmanager;
+            } else if (*f == "slack") {
+                h.format = WebhookFormat::Slack;
+            } else if (*f == "pagerduty") {
+                h.format = WebhookFormat::PagerDuty;
+            } else {
+                h.format = WebhookFormat::Json;
+            }
+        }
+        if (auto b = getString(t, "body_template")) {
+            if (b->empty()) {
+                error(*t.get("body_template"), "'body_template' must not be empty (leave it out for the format's body)");
+            } else {
+                h.body_template = *b;
+            }
+        }
+        parseSecretSource(t, "secret", h.secret_file, h.secret_file, false);
+        parseSecretSource(t, "routing_key", h.routing_key_file, h.routing_key_env);
+        if (h.format == WebhookFormat::PagerDuty && h.body_template.empty() && h.routing_key_file.empty() &&
+            h.routing_key_env.empty() && t.get("routing_key_file") == nullptr && t.get("routing_key_env") == nullptr) {
+            error(*t.get("format"), "a webhook with format = \"pagerduty\" needs 'routing_key_file' or "
+                                    "'routing_key_env' (the Events API v2 integration key)");
+        }
+        if (auto n = getInt(t, "spool_max_entries", 1, kMaxSpoolEntries, "between 1 and 1000000")) {
+            h.spool_max_entries = static_cast<std::size_t>(*n);
+        }
+        if (auto d = getDuration(t, "spool_max_backoff", Bound::Positive)) {
+            h.spool_max_backoff = *d;
         }
     }
 

@@ -10,6 +10,22 @@ const char* toString(HookType t) {
             return "webhook";
         case HookType::Script:
             return "script";
+        case HookType::Alertmanager:
+            return "alertmanager";
+    }
+    return "unknown";
+}
+
+const char* toString(WebhookFormat f) {
+    switch (f) {
+        case WebhookFormat::Json:
+            return "json";
+        case WebhookFormat::Alertmanager:
+            return "alertmanager";
+        case WebhookFormat::Slack:
+            return "slack";
+        case WebhookFormat::PagerDuty:
+            return "pagerduty";
     }
     return "unknown";
 }

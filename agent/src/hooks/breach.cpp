@@ -60,9 +60,9 @@ double seconds(std::chrono::nanoseconds d) {
 
 }  // namespace
 
-std::string breachToJson(const BreachEvent& event) {
-    JsonWriter w;
-    w.beginObject();
+namespace detail {
+
+void writeBreachFields(JsonWriter& w, const BreachEvent& event) {
     w.key("rule").value(event.rule);
     w.key("severity").value(event.severity);
     w.key("state").value(event.state);
@@ -79,6 +79,14 @@ std::string breachToJson(const BreachEvent& event) {
     w.key("host").value(event.host);
     w.key("summary").value(event.summary);
     w.key("description").value(event.description);
+}
+
+}  // namespace detail
+
+std::string breachToJson(const BreachEvent& event) {
+    JsonWriter w;
+    w.beginObject();
+    detail::writeBreachFields(w, event);
     w.endObject();
     return w.str();
 }

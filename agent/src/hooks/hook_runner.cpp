@@ -13,13 +13,19 @@
 namespace rollguard::agent {
 
 std::unique_ptr<Hook> makeHook(const HookConfig& config) {
+    return makeHook(config, HookEnvironment{});
+}
+
+std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& environment) {
     switch (config.type) {
         case HookType::EnvFile:
             return detail::makeEnvFileHook(config);
         case HookType::Webhook:
-            return detail::makeWebhookHook(config);
+            return detail::makeWebhookHook(config, environment);
         case HookType::Script:
             return detail::makeScriptHook(config);
+        case HookType::Alertmanager:
+            return detail::makeAlertmanagerHook(config, environment);
     }
     return nullptr;
 }
@@ -62,6 +68,16 @@ void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event)
             }
         }
     }
+}
+
+std::vector<std::pair<std::string, HookCounters>> HookRunner::counters() const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::pair<std::string, HookCounters>> out;
+    out.reserve(hooks_.size());
+    for (const auto& h : hooks_) {
+        out.emplace_back(h->name(), h->counters());
+    }
+    return out;
 }
 
 void HookRunner::waitIdle() {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "rollguard/agent/hooks.h"
+#include "rollguard/agent/json_writer.h"
 
 namespace rollguard::agent::detail {
 
@@ -16,6 +17,26 @@ namespace rollguard::agent::detail {
 std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
 std::unique_ptr<Hook> makeScriptHook(const HookConfig& config);
+std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);
+std::unique_ptr<Hook> makeAlertmanagerHook(const HookConfig& config, const HookEnvironment& environment);
+
+/// The fields of breachToJson, written into an object the caller has begun.
+void writeBreachFields(JsonWriter& w, const BreachEvent& event);
+
+/// "<external_url>/api/v1/status" ("" when external_url is empty; one slash kept).
+std::string statusUrl(std::string_view external_url);
+
+/// The labels an alert carries (Alertmanager body and push API), sorted by name:
+/// alertname, severity, source, rule, instance, metric, group (if any), event labels.
+std::vector<std::pair<std::string, std::string>> alertLabels(const BreachEvent& event);
+
+/// Fills the environment's defaults (sleep, clock, random).
+HookEnvironment completeEnvironment(HookEnvironment environment);
+
+/// Reads a secret from a file or an environment variable (trailing whitespace
+/// trimmed). Returns false with `error` set when it cannot; `what` names it in messages.
+bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
+                std::string& error);
 
 /// Owns one file descriptor; closes it on destruction. Not thread-safe.
 class UniqueFd {

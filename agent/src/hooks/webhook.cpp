@@ -1,248 +1,548 @@
-// webhook hook: POSTs the breach as JSON with libcurl, retrying transient failures.
+// webhook hook: POSTs the breach in the configured format with libcurl, signed, with an
+// idempotency key, retrying transient failures with jittered backoff and keeping
+// undelivered notifications in an on-disk spool until the receiver takes them.
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <curl/curl.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hooks/hooks_internal.h"
+#include "hooks/http_post.h"
 #include "rollguard/agent/hooks.h"
-
-#ifndef ROLLGUARD_VERSION
-#define ROLLGUARD_VERSION "0.1"
-#endif
+#include "rollguard/agent/json_writer.h"
+#include "util/atomic_file.h"
 
 namespace rollguard::agent {
 namespace {
 
-constexpr std::size_t kMaxResponseBytes = 4096;  // only an excerpt goes into messages
-constexpr auto kMaxConnectTimeout = std::chrono::seconds{5};
+namespace fs = std::filesystem;
+
 constexpr auto kMaxBackoff = std::chrono::seconds{60};
 
-void initCurlOnce() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+std::int64_t unixMillis(rules::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-struct CurlDeleter {
-    void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-struct SlistDeleter {
-    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
-using CurlHeaders = std::unique_ptr<curl_slist, SlistDeleter>;
-
-size_t collectResponse(char* data, size_t size, size_t nmemb, void* userdata) {
-    auto* out = static_cast<std::string*>(userdata);
-    const size_t n = size * nmemb;
-    if (out->size() < kMaxResponseBytes) {
-        out->append(data, std::min(n, kMaxResponseBytes - out->size()));
-    }
-    return n;  // keep reading (and discarding) so the status is still reported
+std::string lowerText(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
 }
 
-struct Attempt {
-    CURLcode code = CURLE_OK;
-    long status = 0;
-    std::string error;
-    std::string response;
+/// One undelivered notification as it sits in the spool. The URL and headers are not
+/// stored: they come from the config when it is sent, so a fixed URL or a rotated
+/// token applies to old entries too.
+struct SpoolEntry {
+    std::string key;
+    std::string body;
+    int attempts = 0;
+    std::int64_t created_ms = 0;
+    std::int64_t next_attempt_ms = 0;
+    std::uint64_t seq = 0;  // creation order within this process, ties of created_ms
 };
 
-bool isRetryable(const Attempt& a) {
-    if (a.code == CURLE_OK) {
-        return a.status >= 500 || a.status == 429;
-    }
-    switch (a.code) {
-        // A bad URL, a refused protocol or a TLS trust failure will not heal by retrying.
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_URL_MALFORMAT:
-        case CURLE_NOT_BUILT_IN:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_BAD_FUNCTION_ARGUMENT:
-        case CURLE_OUT_OF_MEMORY:
-            return false;
-        default:
-            return true;
-    }
+std::string spoolRecord(const std::string& hook, const SpoolEntry& e) {
+    JsonWriter w;
+    w.beginObject();
+    w.key("hook").value(hook);
+    w.key("key").value(e.key);
+    w.key("attempts").value(e.attempts);
+    w.key("created_ms").value(e.created_ms);
+    w.key("next_attempt_ms").value(e.next_attempt_ms);
+    w.key("body").value(e.body);
+    w.endObject();
+    return w.str();
 }
 
-// First line of a response body, printable, at most 200 characters.
-std::string excerpt(std::string_view body) {
-    std::string line = detail::trimText(body.substr(0, body.find('\n')));
-    for (char& c : line) {
-        if (static_cast<unsigned char>(c) < 0x20) {
-            c = ' ';
-        }
+bool parseSpoolRecord(const std::string& text, const std::string& hook, SpoolEntry& e) {
+    simdjson::ondemand::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::ondemand::document doc;
+    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) {
+        return false;
     }
-    if (line.size() > 200) {
-        line.resize(200);
-        line += "...";
+    std::string_view sv;
+    std::int64_t n = 0;
+    if (doc["hook"].get_string().get(sv) != simdjson::SUCCESS || sv != hook) {
+        return false;
     }
-    return line;
+    if (doc["key"].get_string().get(sv) != simdjson::SUCCESS || sv.empty()) {
+        return false;
+    }
+    e.key = std::string(sv);
+    if (doc["attempts"].get_int64().get(n) != simdjson::SUCCESS) {
+        return false;
+    }
+    e.attempts = static_cast<int>(std::clamp<std::int64_t>(n, 0, 1'000'000));
+    if (doc["created_ms"].get_int64().get(e.created_ms) != simdjson::SUCCESS ||
+        doc["next_attempt_ms"].get_int64().get(e.next_attempt_ms) != simdjson::SUCCESS) {
+        return false;
+    }
+    if (doc["body"].get_string().get(sv) != simdjson::SUCCESS) {
+        return false;
+    }
+    e.body = std::string(sv);
+    return true;
 }
 
-long clampMillis(std::chrono::nanoseconds d) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    return static_cast<long>(std::max<long long>(ms, 1));
-}
-
+/// One webhook: owns its config, the secrets read at construction, its spool entries
+/// (memory and `<state_dir>/spool/<name>.<key>.json`) and the spool worker thread.
+/// Thread-safety: run() from the hook worker thread; counters() from any thread; the
+/// spool worker shares entries_, in_flight_ and counters_ under mutex_.
 class WebhookHook final : public Hook {
 public:
-    explicit WebhookHook(HookConfig config) : config_(std::move(config)) {}
+    WebhookHook(HookConfig config, HookEnvironment environment)
+        : config_(std::move(config)), env_(detail::completeEnvironment(std::move(environment))) {
+        setUp();
+        if (!spool_dir_.empty()) {
+            loadSpool();
+            worker_ = std::thread([this] { spoolLoop(); });
+        }
+    }
+
+    ~WebhookHook() override {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        if (worker_.joinable()) {
+            worker_.join();
+        }
+    }
+
+    WebhookHook(const WebhookHook&) = delete;
+    WebhookHook& operator=(const WebhookHook&) = delete;
+
     const std::string& name() const override { return config_.name; }
     HookType type() const override { return HookType::Webhook; }
 
+    HookCounters counters() const override {
+        std::lock_guard lock(mutex_);
+        HookCounters c = counters_;
+        c.spool_pending = entries_.size();
+        return c;
+    }
+
     HookResult run(const BreachEvent& event) override {
         const auto start = std::chrono::steady_clock::now();
-        HookResult result = post(breachToJson(event));
+        HookResult result;
+        result.attempts = 0;
+        if (!setup_error_.empty()) {
+            result.message = setup_error_;
+            result.duration = detail::elapsedSince(start);
+            return result;
+        }
+        const std::string body = renderBody(event);
+        const std::string key = idempotencyKey(event, config_.name);
+
+        SpoolEntry entry;
+        entry.key = key;
+        entry.body = body;
+        entry.created_ms = unixMillis(env_.clock->now());
+        // Written before the first attempt: a crash or kill mid-delivery leaves it here.
+        // The worker leaves it alone while this call owns it (in_flight_).
+        entry.next_attempt_ms = entry.created_ms;
+        const bool spooled = !spool_dir_.empty() && spoolAdd(entry, /*in_flight=*/true);
+
+        const detail::PostOutcome out = postWithRetries(body, key, result.attempts);
+        result.ok = out.ok;
+        result.message = out.message;
+        if (spooled) {
+            if (out.ok || out.permanent) {
+                spoolRemove(key);
+            } else {
+                std::lock_guard lock(mutex_);
+                auto it = entries_.find(key);
+                if (it != entries_.end()) {
+                    it->second.attempts = result.attempts;
+                    it->second.next_attempt_ms =
+                        unixMillis(env_.clock->now()) +
+                        std::chrono::duration_cast<std::chrono::milliseconds>(
+                            backoffDelay(0, config_.retry_backoff, config_.spool_max_backoff, env_.random01()))
+                            .count();
+                    persistLocked(it->second);
+                    ++counters_.spooled;
+                    result.message += "; spooled for retry";
+                }
+                unmarkLocked(key);
+            }
+            cv_.notify_all();
+        }
         result.duration = detail::elapsedSince(start);
         return result;
     }
 
 private:
-    HookResult post(const std::string& body) const {
-        HookResult result;
-        result.attempts = 0;
-        if (config_.url.empty()) {
-            result.message = "no url configured";
-            return result;
-        }
-        initCurlOnce();
-
+    void setUp() {
+        std::vector<std::string> headers;
         bool has_content_type = false;
-        CurlHeaders headers;
-        auto addHeader = [&](const std::string& line) {
-            curl_slist* head = curl_slist_append(headers.get(), line.c_str());
-            if (head == nullptr) {
-                return false;  // the list we had is left intact and still owned
-            }
-            static_cast<void>(headers.release());  // `head` is the same list, now longer
-            headers.reset(head);
-            return true;
-        };
+        bool json_content = true;
         for (const auto& [hname, value] : config_.headers) {
             // CR/LF in a header would let a config smuggle extra headers or a body.
             if (hname.empty() || hname.find_first_of(":\r\n") != std::string::npos ||
                 value.find_first_of("\r\n") != std::string::npos) {
-                result.message = "invalid header '" + hname + "'";
-                return result;
+                setup_error_ = "invalid header '" + hname + "'";
+                return;
             }
-            std::string lower = hname;
-            std::transform(lower.begin(), lower.end(), lower.begin(),
-                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-            has_content_type = has_content_type || lower == "content-type";
-            if (!addHeader(hname + ": " + value)) {
-                result.message = "out of memory building headers";
-                return result;
+            if (lowerText(hname) == "content-type") {
+                has_content_type = true;
+                json_content = lowerText(value).find("json") != std::string::npos;
+            }
+            headers.push_back(hname + ": " + value);
+        }
+        if (!has_content_type) {
+            headers.emplace_back("Content-Type: application/json");
+        }
+        template_json_ = json_content;
+        if (!config_.bearer_token_file.empty() || !config_.bearer_token_env.empty()) {
+            std::string token;
+            if (!detail::readSecret(config_.bearer_token_file, config_.bearer_token_env, "bearer token", token,
+                                    setup_error_)) {
+                return;
+            }
+            headers.push_back("Authorization: Bearer " + token);
+        }
+        if (!config_.secret_file.empty() &&
+            !detail::readSecret(config_.secret_file, {}, "signing secret", secret_, setup_error_)) {
+            return;
+        }
+        if (config_.format == WebhookFormat::PagerDuty && config_.body_template.empty()) {
+            if (!detail::readSecret(config_.routing_key_file, config_.routing_key_env, "routing key",
+                                    context_.routing_key, setup_error_)) {
+                return;
             }
         }
-        if (!has_content_type && !addHeader("Content-Type: application/json")) {
-            result.message = "out of memory building headers";
-            return result;
-        }
-        // Without this curl waits up to a second for "100 Continue" on larger bodies.
-        if (!addHeader("Expect:")) {
-            result.message = "out of memory building headers";
-            return result;
-        }
+        context_.hook_name = config_.name;
+        context_.external_url = config_.external_url;
+        base_headers_ = std::move(headers);
 
-        auto backoff = config_.retry_backoff;
-        for (;;) {
-            ++result.attempts;
-            const Attempt a = attemptOnce(body, headers.get());
-            const bool success = a.code == CURLE_OK && a.status >= 200 && a.status < 300;
-            const bool retry = !success && isRetryable(a) && result.attempts <= config_.retries;
-            if (!retry) {
-                result.ok = success;
-                result.message = describe(a, result.attempts, !success && !isRetryable(a));
-                return result;
+        if (!config_.state_dir.empty()) {
+            const fs::path dir = fs::path(config_.state_dir) / "spool";
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            if (ec) {
+                spdlog::error("hook {}: cannot create spool directory {}: {}; undelivered notifications will be lost",
+                              config_.name, dir.string(), ec.message());
+                return;
             }
-            std::this_thread::sleep_for(backoff);
-            backoff = std::min<std::chrono::nanoseconds>(backoff * 2, kMaxBackoff);
+            ::chmod(dir.c_str(), 0700);
+            spool_dir_ = dir.string();
         }
     }
 
-    Attempt attemptOnce(const std::string& body, curl_slist* headers) const {
-        Attempt a;
-        CurlHandle h(curl_easy_init());
-        if (!h) {
-            a.code = CURLE_FAILED_INIT;
-            a.error = "curl_easy_init failed";
-            return a;
+    std::string renderBody(const BreachEvent& event) const {
+        if (!config_.body_template.empty()) {
+            return renderBodyTemplate(config_.body_template, event, context_, template_json_);
         }
-        char errbuf[CURL_ERROR_SIZE] = {};
-        CURL* c = h.get();
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(c, CURLOPT_URL, config_.url.c_str());
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-        // A redirect would re-send the body and custom headers (tokens) to another URL.
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "rollguard/" ROLLGUARD_VERSION);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, clampMillis(config_.timeout));
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                         clampMillis(std::min<std::chrono::nanoseconds>(config_.timeout, kMaxConnectTimeout)));
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collectResponse);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.response);
-
-        a.code = curl_easy_perform(c);
-        if (a.code != CURLE_OK) {
-            a.error = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(a.code));
-            return a;
-        }
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
-        return a;
+        return renderWebhookBody(config_.format, event, context_);
     }
 
-    static std::string describe(const Attempt& a, int attempts, bool permanent) {
-        std::string msg;
-        if (a.code != CURLE_OK) {
-            msg = a.error;
-        } else {
-            msg = "HTTP " + std::to_string(a.status);
-            const bool success = a.status >= 200 && a.status < 300;
-            const std::string text = success ? std::string() : excerpt(a.response);
-            if (!text.empty()) {
-                msg += ": " + text;
+    std::vector<std::string> headersFor(const std::string& body, const std::string& key) const {
+        std::vector<std::string> headers = base_headers_;
+        headers.push_back("Idempotency-Key: " + key);
+        if (!secret_.empty()) {
+            const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                   env_.clock->now().time_since_epoch())
+                                   .count();
+            headers.push_back("X-Rollguard-Timestamp: " + std::to_string(now_s));
+            headers.push_back("X-Rollguard-Signature: " + webhookSignature(secret_, now_s, body));
+        }
+        return headers;
+    }
+
+    detail::PostOutcome postOnce(const std::string& body, const std::string& key) const {
+        return detail::httpPost(config_.url, headersFor(body, key), body, config_.timeout);
+    }
+
+    detail::PostOutcome postWithRetries(const std::string& body, const std::string& key, int& attempts) const {
+        for (int retry = 0;; ++retry) {
+            ++attempts;
+            detail::PostOutcome out = postOnce(body, key);
+            if (out.ok || out.permanent || retry >= config_.retries) {
+                if (attempts > 1) {
+                    out.message += " after " + std::to_string(attempts) + " attempts";
+                }
+                if (out.permanent) {
+                    out.message += " (not retried)";
+                }
+                return out;
+            }
+            env_.sleep(backoffDelay(retry, config_.retry_backoff, kMaxBackoff, env_.random01()));
+        }
+    }
+
+    // ---- spool -------------------------------------------------------------------
+
+    std::string pathFor(const std::string& key) const {
+        return spool_dir_ + "/" + config_.name + "." + key + ".json";
+    }
+
+    void persistLocked(const SpoolEntry& e) {
+        if (auto err = writeFileAtomically(pathFor(e.key), spoolRecord(config_.name, e), 0600)) {
+            spdlog::error("hook {}: cannot write spool entry {}: {}", config_.name, e.key, *err);
+        }
+    }
+
+    /// Adds (or replaces) an entry, dropping the oldest beyond the bound. False when
+    /// it cannot be kept.
+    bool spoolAdd(SpoolEntry entry, bool in_flight) {
+        std::lock_guard lock(mutex_);
+        entry.seq = next_seq_++;
+        const std::string key = entry.key;
+        if (entries_.count(key) == 0) {
+            while (!entries_.empty() && entries_.size() >= std::max<std::size_t>(config_.spool_max_entries, 1)) {
+                dropOldestLocked();
             }
         }
-        if (attempts > 1) {
-            msg += " after " + std::to_string(attempts) + " attempts";
+        persistLocked(entry);
+        entries_[key] = std::move(entry);
+        if (in_flight) {
+            in_flight_.insert(key);
         }
-        if (permanent) {
-            msg += " (not retried)";
+        return true;
+    }
+
+    void dropOldestLocked() {
+        auto oldest = entries_.end();
+        for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+            if (oldest == entries_.end() ||
+                std::pair(it->second.created_ms, it->second.seq) < std::pair(oldest->second.created_ms, oldest->second.seq)) {
+                oldest = it;
+            }
         }
-        return msg;
+        if (oldest == entries_.end()) {
+            return;
+        }
+        spdlog::warn("hook {}: spool full ({} entries): dropping the oldest notification {} ({} attempts)",
+                     config_.name, config_.spool_max_entries, oldest->first, oldest->second.attempts);
+        std::error_code ec;
+        fs::remove(pathFor(oldest->first), ec);
+        in_flight_.erase(oldest->first);
+        entries_.erase(oldest);
+        ++counters_.spool_dropped;
+    }
+
+    void unmarkLocked(const std::string& key) {
+        auto it = in_flight_.find(key);
+        if (it != in_flight_.end()) {
+            in_flight_.erase(it);
+        }
+    }
+
+    void spoolRemove(const std::string& key) {
+        std::lock_guard lock(mutex_);
+        std::error_code ec;
+        fs::remove(pathFor(key), ec);
+        entries_.erase(key);
+        unmarkLocked(key);
+    }
+
+    void loadSpool() {
+        const std::string prefix = config_.name + ".";
+        std::vector<SpoolEntry> loaded;
+        std::error_code ec;
+        for (const auto& de : fs::directory_iterator(spool_dir_, ec)) {
+            const std::string file = de.path().filename().string();
+            if (file.rfind(prefix, 0) != 0 || de.path().extension() != ".json") {
+                continue;  // another hook's entry, or a temp file of an interrupted write
+            }
+            std::ifstream in(de.path(), std::ios::binary);
+            std::stringstream text;
+            text << in.rdbuf();
+            SpoolEntry e;
+            if (!parseSpoolRecord(text.str(), config_.name, e) || pathFor(e.key) != de.path().string()) {
+                spdlog::warn("hook {}: ignoring unreadable spool file {}", config_.name, de.path().string());
+                continue;
+            }
+            loaded.push_back(std::move(e));
+        }
+        std::sort(loaded.begin(), loaded.end(),
+                  [](const SpoolEntry& a, const SpoolEntry& b) { return a.created_ms < b.created_ms; });
+        for (auto& e : loaded) {
+            // Due at once after a restart: the receiver may have been back for a while.
+            e.next_attempt_ms = std::min(e.next_attempt_ms, unixMillis(env_.clock->now()));
+            spoolAdd(std::move(e), false);
+        }
+        if (!loaded.empty()) {
+            spdlog::info("hook {}: {} undelivered notification(s) reloaded from {}", config_.name, loaded.size(),
+                         spool_dir_);
+        }
+    }
+
+    void spoolLoop() {
+        std::unique_lock lock(mutex_);
+        while (!stopping_) {
+            const std::int64_t now_ms = unixMillis(env_.clock->now());
+            const SpoolEntry* due = nullptr;
+            std::int64_t earliest = std::numeric_limits<std::int64_t>::max();
+            for (const auto& [key, e] : entries_) {
+                if (in_flight_.count(key) != 0) {
+                    continue;
+                }
+                earliest = std::min(earliest, e.next_attempt_ms);
+                if (e.next_attempt_ms <= now_ms && (due == nullptr || e.next_attempt_ms < due->next_attempt_ms)) {
+                    due = &e;
+                }
+            }
+            if (due == nullptr) {
+                // Bounded wait: the injected clock may jump, and run() may add entries.
+                const auto wait = std::chrono::milliseconds{
+                    std::clamp<std::int64_t>(earliest == std::numeric_limits<std::int64_t>::max() ? 200
+                                                                                                 : earliest - now_ms,
+                                             1, 200)};
+                cv_.wait_for(lock, wait);
+                continue;
+            }
+            const std::string key = due->key;
+            const std::string body = due->body;
+            in_flight_.insert(key);
+            lock.unlock();
+            const detail::PostOutcome out = postOnce(body, key);
+            lock.lock();
+            unmarkLocked(key);
+            auto it = entries_.find(key);
+            if (it == entries_.end()) {
+                continue;  // dropped meanwhile
+            }
+            if (out.ok) {
+                spdlog::info("hook {}: spooled notification {} delivered after {} attempt(s): {}", config_.name, key,
+                             it->second.attempts + 1, out.message);
+                std::error_code ec;
+                fs::remove(pathFor(key), ec);
+                entries_.erase(it);
+                ++counters_.spool_delivered;
+            } else if (out.permanent) {
+                spdlog::error("hook {}: spooled notification {} rejected, dropped: {}", config_.name, key,
+                              out.message);
+                std::error_code ec;
+                fs::remove(pathFor(key), ec);
+                entries_.erase(it);
+                ++counters_.spool_dropped;
+            } else {
+                const int retry = ++it->second.attempts;
+                it->second.next_attempt_ms =
+                    unixMillis(env_.clock->now()) +
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        backoffDelay(std::min(retry, 30), config_.retry_backoff, config_.spool_max_backoff,
+                                     env_.random01()))
+                        .count();
+                persistLocked(it->second);
+            }
+        }
     }
 
     HookConfig config_;
+    HookEnvironment env_;
+    std::string setup_error_;  // non-empty: every run fails with it
+    std::vector<std::string> base_headers_;
+    std::string secret_;
+    PayloadContext context_;
+    bool template_json_ = true;
+    std::string spool_dir_;  // empty: no spool
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::map<std::string, SpoolEntry> entries_;  // by key; guarded by mutex_
+    // Keys being sent right now, by run() or the worker; a multiset since both may send
+    // the same key (a repeated event while its entry is due), each removing its own mark.
+    std::multiset<std::string> in_flight_;
+    std::uint64_t next_seq_ = 0;
+    HookCounters counters_;
+    bool stopping_ = false;
+    std::thread worker_;
 };
 
 }  // namespace
 
 namespace detail {
 
+HookEnvironment completeEnvironment(HookEnvironment environment) {
+    if (!environment.sleep) {
+        environment.sleep = [](std::chrono::nanoseconds d) { std::this_thread::sleep_for(d); };
+    }
+    if (environment.clock == nullptr) {
+        static const rules::SystemClock system_clock;
+        environment.clock = &system_clock;
+    }
+    if (!environment.random01) {
+        auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
+        auto engine_mutex = std::make_shared<std::mutex>();
+        environment.random01 = [engine, engine_mutex] {
+            std::lock_guard lock(*engine_mutex);
+            return std::uniform_real_distribution<double>(0.0, 1.0)(*engine);
+        };
+    }
+    return environment;
+}
+
+bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
+                std::string& error) {
+    if (!file.empty()) {
+        struct stat st {};
+        if (::stat(file.c_str(), &st) != 0) {
+            error = "cannot read " + what + " file " + file + ": " + errnoText(errno);
+            return false;
+        }
+        if ((st.st_mode & 077) != 0) {
+            spdlog::warn("{} file {} is readable by group or others (mode {:o}); chmod 600 it", what, file,
+                         st.st_mode & 0777);
+        }
+        std::ifstream in(file, std::ios::binary);
+        if (!in) {
+            error = "cannot read " + what + " file " + file;
+            return false;
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        secret = trimText(text.str());
+        if (secret.empty()) {
+            error = what + " file " + file + " is empty";
+            return false;
+        }
+        return true;
+    }
+    if (!env.empty()) {
+        const char* value = std::getenv(env.c_str());
+        if (value == nullptr || trimText(value).empty()) {
+            error = what + ": environment variable " + env + " is not set";
+            return false;
+        }
+        secret = trimText(value);
+        return true;
+    }
+    error = "no " + what + " configured";
+    return false;
+}
+
+std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment) {
+    return std::make_unique<WebhookHook>(config, environment);
+}
+
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config) {
-    return std::make_unique<WebhookHook>(config);
+    return makeWebhookHook(config, HookEnvironment{});
 }
 
 }  // namespace detail

@@ -28,6 +28,9 @@ struct AgentSettings {
     std::string log_level = "info";        ///< trace, debug, info, warn, error
     std::string hostname;                  ///< reported in hook payloads; empty: gethostname()
     bool dry_run = false;                  ///< log hooks instead of running them
+    /// How receivers reach this agent, e.g. "http://host:9464": hook payloads link to
+    /// `<external_url>/api/v1/status`. Empty: no links.
+    std::string external_url;
 };
 
 enum class LatencyUnit { Nanoseconds, Microseconds, Milliseconds, Seconds };
@@ -119,8 +122,12 @@ struct LogSourceConfig {
     SourceLocation location;
 };
 
-enum class HookType { EnvFile, Webhook, Script };
+enum class HookType { EnvFile, Webhook, Script, Alertmanager };
 const char* toString(HookType t);
+
+/// The body a webhook hook sends (see makeHook in hooks.h for each shape).
+enum class WebhookFormat { Json, Alertmanager, Slack, PagerDuty };
+const char* toString(WebhookFormat f);
 
 /// [[hook]]
 struct HookConfig {
@@ -140,7 +147,27 @@ struct HookConfig {
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers;
     int retries = 3;  ///< extra attempts after the first, with exponential backoff
-    std::chrono::nanoseconds retry_backoff{std::chrono::milliseconds{500}};
+    std::chrono::nanoseconds retry_backoff{std::chrono::milliseconds{500}};  ///< backoff base
+    WebhookFormat format = WebhookFormat::Json;
+    /// Replaces the formatted body when set: {{placeholders}} (see renderBodyTemplate).
+    std::string body_template;
+    /// Secrets are never in the TOML: each is read from a file or an environment
+    /// variable when the hook is built (trailing whitespace trimmed).
+    std::string bearer_token_file;  ///< `Authorization: Bearer <token>`
+    std::string bearer_token_env;
+    std::string secret_file;        ///< HMAC-SHA256 signing key (X-Rollguard-Signature)
+    std::string routing_key_file;   ///< pagerduty format: the Events API v2 routing key
+    std::string routing_key_env;
+    std::size_t spool_max_entries = 1000;  ///< per hook; the oldest is dropped beyond it
+    /// Cap of the spool worker's (jittered, exponential) backoff between retries.
+    std::chrono::nanoseconds spool_max_backoff{std::chrono::minutes{5}};
+
+    // alertmanager (url is the Alertmanager base URL, e.g. "http://am:9093")
+    std::chrono::nanoseconds resend_interval{std::chrono::minutes{1}};  ///< while firing
+
+    // copied from [agent] by the loader so that a hook is built from its config alone
+    std::string state_dir;     ///< webhook spool: `<state_dir>/spool/`; empty: no spool
+    std::string external_url;  ///< links in payloads (status_url, generatorURL, externalURL)
 
     // script
     std::vector<std::string> command;  ///< argv; command[0] is an absolute or relative path

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -36,7 +37,77 @@ struct BreachEvent {
     std::string host;
     std::string summary;     ///< one human line, e.g. "p99 412ms > 200ms over 30s"
     std::string description;
+    std::string group;       ///< the rule's group ("" when none)
+    std::vector<std::pair<std::string, std::string>> labels;  ///< extra labels, in order
+    /// Stable per incident; empty: incidentId() derives it from rule, group and since.
+    std::string incident_id;
+    rules::TimePoint resolved_at{};  ///< when state == "resolved"
 };
+
+/// event.incident_id, or when empty the first 16 hex digits of
+/// SHA-256("<rule>\n<group>\n<since as Unix nanoseconds>"): the same incident gives the
+/// same id in every process, before and after a restart.
+std::string incidentId(const BreachEvent& event);
+
+/// The `Idempotency-Key` a hook sends: hex SHA-256 of "<incident id>\n<state>\n<hook>",
+/// so one incident's one event to one hook has one key across retries and restarts.
+std::string idempotencyKey(const BreachEvent& event, std::string_view hook_name);
+
+// ---- signing (written here: no OpenSSL dependency) -------------------------------
+
+/// SHA-256 (FIPS 180-4) of `data`.
+std::array<std::uint8_t, 32> sha256(std::string_view data);
+/// Lower-case hex of sha256(data).
+std::string sha256Hex(std::string_view data);
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`, lower-case hex.
+std::string hmacSha256Hex(std::string_view key, std::string_view message);
+/// The X-Rollguard-Signature value: "sha256=" + hmacSha256Hex(secret, "<timestamp>.<body>").
+std::string webhookSignature(std::string_view secret, std::int64_t unix_seconds, std::string_view body);
+
+// ---- payload formats ---------------------------------------------------------------
+
+/// Where the formats get their context from besides the event.
+struct PayloadContext {
+    std::string hook_name;      ///< Alertmanager "receiver"
+    std::string external_url;   ///< "" omits status_url and leaves externalURL empty
+    std::string routing_key;    ///< pagerduty
+};
+
+/// The body of a webhook hook for `format`:
+///  - Json: breachToJson plus "labels" (object), "group", "incident_id" and, with an
+///    external URL, "status_url" = "<external_url>/api/v1/status"; resolved events add
+///    "resolved_at".
+///  - Alertmanager: the Alertmanager webhook receiver payload, version "4", one alert:
+///    labels {alertname=rule, severity, source, rule, instance=host, group (if any),
+///    metric, + event labels}, annotations {summary, description}, startsAt = since,
+///    endsAt = resolved_at or "0001-01-01T00:00:00Z" while firing, generatorURL = the
+///    status URL, fingerprint = 16 hex digits of SHA-256 of the sorted labels;
+///    groupKey `{}:{alertname="<rule>"}`, groupLabels {alertname}.
+///  - Slack: {"text": "<:red_circle:|:large_orange_circle:|:white_check_mark:> [STATE]
+///    <rule> on <host>: <metric> <value> <above|below> <threshold> over <window>",
+///    "attachments":[{"color": "#d00000" (critical firing) | "#f2c744" (warning firing)
+///    | "#2eb67d" (resolved), "fields": [...]}]}: colour by state through the legacy
+///    attachments, since Block Kit has none.
+///  - PagerDuty: Events API v2: firing {"routing_key","event_action":"trigger",
+///    "dedup_key": incident id,"payload":{"summary","source": host,"severity":
+///    "critical"|"warning","timestamp": fired_at,"component": source,"group",
+///    "class": metric,"custom_details":{rule, value, threshold, comparison, samples,
+///    window_seconds, since, labels...}},"links"?}; resolved {"routing_key",
+///    "event_action":"resolve","dedup_key"}.
+std::string renderWebhookBody(WebhookFormat format, const BreachEvent& event, const PayloadContext& context);
+
+/// Fills {{name}} placeholders: rule, severity, state, source, metric, value, threshold,
+/// comparison, samples, window_seconds, for_seconds, since, fired_at, resolved_at, host,
+/// summary, description, group, incident_id, status_url, json (the whole json-format
+/// body, inserted raw). With `json_escape` every other value is inserted escaped for
+/// use inside a JSON string (no quotes added). Unknown placeholders and a lone "{{" are
+/// kept as written; there is no other syntax (no loops, no expressions).
+std::string renderBodyTemplate(std::string_view tmpl, const BreachEvent& event, const PayloadContext& context,
+                               bool json_escape);
+
+/// Full-jitter exponential backoff: random01 * min(cap, base * 2^retry), retry from 0.
+std::chrono::nanoseconds backoffDelay(int retry, std::chrono::nanoseconds base, std::chrono::nanoseconds cap,
+                                      double random01);
 
 /// Renders the generic JSON body sent by webhooks (also used in logs):
 /// {"rule","severity","state","source","metric","value","threshold","comparison",
@@ -50,6 +121,15 @@ std::string breachToJson(const BreachEvent& event);
 /// ROLLGUARD_FOR_SECONDS, ROLLGUARD_SINCE, ROLLGUARD_FIRED_AT, ROLLGUARD_HOST,
 /// ROLLGUARD_SUMMARY.
 std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& event);
+
+/// Delivery counters of a hook with a spool (zero for the others); exporters read them
+/// through HookRunner::counters().
+struct HookCounters {
+    std::uint64_t spooled = 0;         ///< deliveries written to the spool
+    std::uint64_t spool_delivered = 0; ///< delivered later by the spool worker
+    std::uint64_t spool_dropped = 0;   ///< dropped: spool full (oldest first) or rejected 4xx
+    std::uint64_t spool_pending = 0;   ///< entries in the spool now
+};
 
 struct HookResult {
     bool ok = false;
@@ -66,18 +146,31 @@ public:
     virtual const std::string& name() const = 0;
     virtual HookType type() const = 0;
     virtual HookResult run(const BreachEvent& event) = 0;
+    virtual HookCounters counters() const { return {}; }
+};
+
+/// What hooks get from their surroundings; tests inject fakes so nothing waits long.
+struct HookEnvironment {
+    /// Sleeps between in-process retries; default std::this_thread::sleep_for.
+    std::function<void(std::chrono::nanoseconds)> sleep;
+    /// Wall clock for timestamps (signature, spool times, endsAt); default system clock.
+    /// Must outlive the hook.
+    const rules::Clock* clock = nullptr;
+    /// Uniform in [0, 1) for backoff jitter; default a seeded std::mt19937_64.
+    std::function<double()> random01;
 };
 
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
-///  - webhook: POSTs breachToJson(event) with `Content-Type: application/json` (unless a
-///    configured header sets it), `User-Agent: rollguard/<version>` and the configured
-///    headers. `timeout` bounds each attempt as a whole (connect: at most 5 s). Connection
-///    errors, timeouts, 5xx and 429 are retried up to `retries` times, sleeping
-///    `retry_backoff`, then twice that, and so on (capped at 60 s); other 4xx, 3xx
-///    (redirects are not followed) and bad URLs fail at once, "(not retried)". Only http
-///    and https are allowed. Messages: "HTTP 200", "HTTP 200 after 3 attempts",
-///    "HTTP 400: <first line of the body> (not retried)", or curl's error text.
+///  - webhook: POSTs renderWebhookBody(format, event) with `Content-Type:
+///    application/json` (unless a configured header sets it), `User-Agent:
+///    rollguard/<version>` and the configured headers (details below). `timeout` bounds
+///    each attempt as a whole (connect: at most 5 s). Connection errors, timeouts, 5xx
+///    and 429 are retried up to `retries` times, sleeping backoffDelay(n,
+///    retry_backoff, 60 s) (full jitter); other 4xx, 3xx (redirects are not followed)
+///    and bad URLs fail at once, "(not retried)". Only http and https are allowed.
+///    Messages: "HTTP 200", "HTTP 200 after 3 attempts", "HTTP 400: <first line of the
+///    body> (not retried)", or curl's error text.
 ///  - script: fork + execve of `command` (never a shell; a bare name is looked up in
 ///    PATH), in its own process group, stdin /dev/null, stdout+stderr captured (last
 ///    64 KiB), environment = the agent's + breachToEnv(event) + `env`. Messages:
@@ -85,7 +178,30 @@ public:
 ///    <reason>", "timed out after Xs[: output]". On timeout the whole group gets SIGTERM,
 ///    then SIGKILL after a grace of min(max(timeout, 100 ms), 2 s). When the script exits
 ///    on its own, children it left in the background are not waited for nor killed.
+///
+/// Webhook delivery (decisions, also in docs/config.md):
+///  - body: renderWebhookBody(format) or, with body_template, renderBodyTemplate
+///    (JSON-escaped values unless a configured Content-Type says otherwise).
+///  - headers: Content-Type, User-Agent, the configured ones, `Authorization: Bearer`
+///    from bearer_token_file/env, `Idempotency-Key: idempotencyKey(event, name)`,
+///    with secret_file `X-Rollguard-Timestamp: <unix s>` and `X-Rollguard-Signature:
+///    sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (re-signed per attempt).
+///    Secrets are read at construction; a secret file readable by group/others is
+///    logged as a warning; a missing one makes every run fail with a clear message.
+///  - retries: full-jitter exponential backoff, backoffDelay(n, retry_backoff, 60 s).
+///  - spool (state_dir set): the delivery is written to `<state_dir>/spool/` (0600,
+///    atomic) *before* the first attempt, so a crash or a kill also leaves it there, and
+///    deleted once delivered or rejected with a non-retryable status. When the in-process
+///    retries are exhausted, a worker thread of the hook retries it with
+///    backoffDelay(n, retry_backoff, spool_max_backoff) until delivered; a new hook
+///    reloads the spool of its name at construction. At most spool_max_entries per
+///    hook: the oldest is dropped, logged and counted (HookCounters::spool_dropped).
+///    run() then reports failure with "...; spooled for retry".
+///  - alertmanager: POSTs [{labels, annotations, startsAt, endsAt, generatorURL}] to
+///    `<url>/api/v2/alerts`; a firing alert is re-sent every resend_interval by a thread
+///    of the hook until its resolved event, which is sent with endsAt = now.
 std::unique_ptr<Hook> makeHook(const HookConfig& config);
+std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& environment);
 
 // ---- env files -------------------------------------------------------------------
 
@@ -153,6 +269,8 @@ public:
     void waitIdle();
     /// Stops accepting work, finishes the queue and joins the worker; idempotent.
     void stop();
+    /// Each hook's name and counters, in the order added.
+    std::vector<std::pair<std::string, HookCounters>> counters() const;
 
 private:
     void workerLoop();
@@ -162,7 +280,7 @@ private:
     };
     Callback on_result_;
     std::vector<std::unique_ptr<Hook>> hooks_;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::condition_variable idle_cv_;
     std::deque<Job> queue_;

@@ -1,0 +1,149 @@
+// The [[hook]] keys of webhook and alertmanager hooks: parsed values and errors with
+// line:col.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "rollguard/agent/config.h"
+
+using namespace std::chrono_literals;
+using rollguard::agent::Diagnostic;
+using rollguard::agent::HookConfig;
+using rollguard::agent::HookType;
+using rollguard::agent::LoadResult;
+using rollguard::agent::parseConfig;
+using rollguard::agent::WebhookFormat;
+
+namespace {
+
+using Strings = std::vector<std::string>;
+const std::string kPath = "/etc/rollguard/rollguard.toml";
+
+/// Lines 1-4: a source; 5-10: a rule using hook "h"; 11: `[[hook]]`; 12: `name = "h"`;
+/// then the lines given, from line 13 (kFirstLine).
+std::string withHook(const std::string& lines) {
+    return "[[source]]\n"                                            // 1
+           "name = \"app\"\n"                                        // 2
+           "type = \"json_log\"\n"                                   // 3
+           "paths = [\"app.jsonl\"]\n"                               // 4
+           "[[rule]]\nname = \"r\"\nsource = \"app\"\nmetric = \"error_ratio\"\nabove = 0.05\nhooks = [\"h\"]\n"
+           "[[hook]]\n"
+           "name = \"h\"\n" +
+           lines;
+}
+constexpr int kFirstLine = 13;
+
+Strings errorsOf(const std::string& text) {
+    const LoadResult r = parseConfig(text, kPath);
+    Strings out;
+    for (const auto& d : r.diagnostics) {
+        if (d.level == Diagnostic::Level::Error) {
+            out.push_back(std::to_string(d.where.line) + ":" + std::to_string(d.where.column) + ": " + d.message);
+        }
+    }
+    CHECK(r.ok() == out.empty());
+    return out;
+}
+
+std::string line(int offset) {
+    return std::to_string(kFirstLine + offset);
+}
+
+}  // namespace
+
+TEST_CASE("webhook hook keys: format, secrets by file or env, spool", "[hooks][config]") {
+    const LoadResult r = parseConfig("[agent]\n"
+                                     "state_dir = \"/var/lib/rollguard\"\n"
+                                     "external_url = \"http://web-1:9464\"\n" +
+                                         withHook("type = \"webhook\"\n"
+                                                  "url = \"https://events.pagerduty.com/v2/enqueue\"\n"
+                                                  "format = \"pagerduty\"\n"
+                                                  "routing_key_file = \"pd.key\"\n"
+                                                  "bearer_token_env = \"PD_TOKEN\"\n"
+                                                  "secret_file = \"/etc/rollguard/hmac\"\n"
+                                                  "spool_max_entries = 50\n"
+                                                  "spool_max_backoff = \"2m\"\n"
+                                                  "retry_backoff = \"1s\"\n"),
+                                     kPath);
+    REQUIRE(r.ok());
+    const HookConfig& h = r.config->hooks.at(0);
+    CHECK(h.type == HookType::Webhook);
+    CHECK(h.format == WebhookFormat::PagerDuty);
+    CHECK(h.routing_key_file == "/etc/rollguard/pd.key");
+    CHECK(h.routing_key_env.empty());
+    CHECK(h.bearer_token_env == "PD_TOKEN");
+    CHECK(h.secret_file == "/etc/rollguard/hmac");
+    CHECK(h.spool_max_entries == 50);
+    CHECK(h.spool_max_backoff == 2min);
+    CHECK(h.retry_backoff == 1s);
+    CHECK(h.state_dir == "/var/lib/rollguard");
+    CHECK(h.external_url == "http://web-1:9464");
+    CHECK(r.config->agent.external_url == "http://web-1:9464");
+
+    const LoadResult d = parseConfig(withHook("type = \"webhook\"\nurl = \"http://x\"\n"), kPath);
+    REQUIRE(d.ok());
+    CHECK(d.config->hooks.at(0).format == WebhookFormat::Json);
+    CHECK(d.config->hooks.at(0).spool_max_entries == 1000);
+    CHECK(d.config->hooks.at(0).state_dir.empty());
+}
+
+TEST_CASE("alertmanager hook keys", "[hooks][config]") {
+    const LoadResult r = parseConfig(
+        withHook("type = \"alertmanager\"\nurl = \"http://am:9093\"\nresend_interval = \"30s\"\n"), kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->hooks.at(0).type == HookType::Alertmanager);
+    CHECK(r.config->hooks.at(0).url == "http://am:9093");
+    CHECK(r.config->hooks.at(0).resend_interval == 30s);
+    const LoadResult d = parseConfig(withHook("type = \"alertmanager\"\nurl = \"http://am:9093\"\n"), kPath);
+    REQUIRE(d.ok());
+    CHECK(d.config->hooks.at(0).resend_interval == 1min);
+}
+
+TEST_CASE("webhook hook config errors point at the line and column", "[hooks][config]") {
+    SECTION("a literal bearer token") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nbearer_token = \"abc\"\n")) ==
+              Strings{line(2) + ":1: 'bearer_token' must not be written in the config (it would end up in backups "
+                                "and diffs): use bearer_token_file or bearer_token_env"});
+    }
+    SECTION("a literal secret or routing key") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nsecret = \"abc\"\n")) ==
+              Strings{line(2) + ":1: 'secret' must not be written in the config (it would end up in backups and "
+                                "diffs): use secret_file"});
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nformat = \"pagerduty\"\n"
+                                "routing_key_env = \"PD\"\nrouting_key = \"abc\"\n")) ==
+              Strings{line(4) + ":1: 'routing_key' must not be written in the config (it would end up in backups "
+                                "and diffs): use routing_key_file or routing_key_env"});
+    }
+    SECTION("an unknown format") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nformat = \"slak\"\n")) ==
+              Strings{line(2) + ":10: 'format' must be one of json, alertmanager, slack, pagerduty; got \"slak\" (did "
+                                "you mean 'slack'?)"});
+    }
+    SECTION("pagerduty without a routing key") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nformat = \"pagerduty\"\n")) ==
+              Strings{line(2) + ":10: a webhook with format = \"pagerduty\" needs 'routing_key_file' or "
+                                "'routing_key_env' (the Events API v2 integration key)"});
+    }
+    SECTION("both a file and an env var") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nbearer_token_file = \"t\"\n"
+                                "bearer_token_env = \"T\"\n")) ==
+              Strings{line(3) + ":20: set either 'bearer_token_file' or 'bearer_token_env', not both"});
+    }
+    SECTION("keys of another hook type") {
+        CHECK(errorsOf(withHook("type = \"alertmanager\"\nurl = \"http://x\"\nformat = \"slack\"\n")) ==
+              Strings{line(2) + ":1: 'format' is not valid for a hook of type 'alertmanager' (it belongs to webhook "
+                                "hooks)"});
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nresend_interval = \"1m\"\n")) ==
+              Strings{line(2) + ":1: 'resend_interval' is not valid for a hook of type 'webhook' (it belongs to "
+                                "alertmanager hooks)"});
+    }
+    SECTION("bad spool bound and external_url") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nspool_max_entries = 0\n")) ==
+              Strings{line(2) + ":21: 'spool_max_entries' must be between 1 and 1000000, got 0"});
+        CHECK(errorsOf("[agent]\nexternal_url = \"web-1:9464\"\n" +
+                       withHook("type = \"webhook\"\nurl = \"http://x\"\n")) ==
+              Strings{"2:16: 'external_url' must start with http:// or https://, got \"web-1:9464\""});
+    }
+}
