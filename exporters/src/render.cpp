@@ -159,6 +159,25 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     auto& runs = fams.family("rollguard_hook_runs_total", "Hook runs by outcome.", MetricType::Counter);
     auto& duration = fams.family("rollguard_hook_last_duration_seconds", "Duration of the hook's last run.",
                                  MetricType::Gauge);
+    auto& spooled = fams.family("rollguard_hook_spooled_total",
+                                "Webhook deliveries written to the on-disk spool before their first attempt.",
+                                MetricType::Counter);
+    auto& spool_delivered = fams.family("rollguard_hook_spool_delivered_total",
+                                        "Spooled webhook deliveries delivered by a later retry.", MetricType::Counter);
+    auto& spool_dropped = fams.family("rollguard_hook_spool_dropped_total",
+                                      "Spooled webhook deliveries dropped: spool full (oldest first) or rejected 4xx.",
+                                      MetricType::Counter);
+    auto& spool_pending = fams.family("rollguard_hook_spool_pending",
+                                      "Webhook deliveries waiting in the spool now.", MetricType::Gauge);
+    for (const auto& h : s.hooks) {
+        if (h.type == std::string("webhook") || h.type == std::string("alertmanager")) {
+            const std::vector<ClientMetric::Label> l{{"hook", h.name}};
+            add(spooled, l, static_cast<double>(h.delivery.spooled));
+            add(spool_delivered, l, static_cast<double>(h.delivery.spool_delivered));
+            add(spool_dropped, l, static_cast<double>(h.delivery.spool_dropped));
+            add(spool_pending, l, static_cast<double>(h.delivery.spool_pending));
+        }
+    }
     for (const auto& h : s.hooks) {
         add(runs, {{"hook", h.name}, {"outcome", "failure"}, {"type", h.type}}, static_cast<double>(h.failed));
         add(runs, {{"hook", h.name}, {"outcome", "success"}, {"type", h.type}}, static_cast<double>(h.ok));

@@ -173,7 +173,15 @@ void Daemon::tick() {
     }
 
     refreshRuleSnapshot();
+    const auto delivery = hooks_->counters();
     std::lock_guard lock(mutex_);
+    for (const auto& [name, counters] : delivery) {
+        for (auto& h : snapshot_.hooks) {
+            if (h.name == name) {
+                h.delivery = counters;
+            }
+        }
+    }
     snapshot_.last_tick = now;
     ++snapshot_.ticks;
     snapshot_.incidents += new_incidents;
@@ -368,6 +376,22 @@ BreachEvent Daemon::makeEvent(const rules::Notification& n) const {
     e.fired_at = n.at;
     e.host = host_;
     e.description = rule.description;
+    e.group = n.group;
+    // "route=/a,variant=canary" -> labels route="/a", variant="canary" (group_by order).
+    if (!n.group.empty() && n.group != rules::kOtherGroup) {
+        std::string_view rest = n.group;
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            const std::string_view pair = rest.substr(0, comma);
+            if (const auto eq = pair.find('='); eq != std::string_view::npos) {
+                e.labels.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
+            }
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        }
+    }
+    if (n.kind == rules::NotificationKind::Resolve) {
+        e.resolved_at = n.at;
+    }
     e.summary = fmt::format("{}{} {} {} {} over {} ({} samples)", rule.metric.text,
                             n.group.empty() ? std::string() : " {" + n.group + "}",
                             n.metric.value ? formatMetricValue(rule.metric, *n.metric.value) : std::string("n/a"),

@@ -72,6 +72,7 @@ struct StatusSnapshot {
         double last_duration_seconds = 0.0;
         std::string last_message;
         std::optional<rules::TimePoint> last_run;
+        HookCounters delivery;  ///< webhook spool figures (zero for other hooks)
     };
     std::string config_path;
     std::chrono::nanoseconds tick{0};
