@@ -72,3 +72,48 @@ TEST_CASE("golden timelines: every shipped config on a reproducible log", "[gold
         CHECK(got == want);
     }
 }
+
+TEST_CASE("rollguard replay --html writes the timeline page; --from/--to bound the timeline", "[golden][integration]") {
+    TempDir dir;
+    const std::string log = (dir / "demo.log").string();
+    REQUIRE(runCommand({ROLLGUARD_LOGGEN_BIN, "-o", log, "--no-sleep", "--seed", "11", "--start",
+                        "2026-01-01T00:00:00Z", "--rate", "200", "--healthy", "60", "--degraded", "60"})
+                .first == 0);
+    const std::string config = ROLLGUARD_SOURCE_DIR "/config/demo.toml";
+    const std::string html = (dir / "timeline.html").string();
+    auto [code, out] = runCommand({ROLLGUARD_BIN, "replay", "--config", config, "--html", html, log});
+    INFO(out);
+    REQUIRE(code == 0);
+    const std::string page = readText(html);
+    CHECK(page.rfind("<!DOCTYPE html>", 0) == 0);
+    CHECK(page.find("<script") == std::string::npos);
+    CHECK(page.find("<svg ") != std::string::npos);
+    // One chart per rule of the config, with its firing period and the hooks it would run.
+    std::size_t charts = 0;
+    for (auto at = page.find("<svg "); at != std::string::npos; at = page.find("<svg ", at + 1)) {
+        ++charts;
+    }
+    CHECK(charts == 2);
+    CHECK(page.find("class=\"firing\"") != std::string::npos);
+    CHECK(page.find("hooks: disable-new-router, page-on-call, rollback-script</text>") != std::string::npos);
+
+    // A timeline from 00:01:30: the windows are warm and the rules are firing from its
+    // first tick, which it says; up to 00:00:30: nothing happens yet.
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "replay", "--config", config, "--from", "2026-01-01T00:01:30Z", log});
+    INFO(out);
+    CHECK(code == 0);
+    CHECK(out.find("rule timeline 2026-01-01T00:01:30.000Z .. 2026-01-01T00:02:00.000Z\n") != std::string::npos);
+    CHECK(out.find("2026-01-01T00:01:30.000Z  firing -> firing  error_ratio=") != std::string::npos);
+    CHECK(out.find("(already firing when the timeline starts (since 2026-01-01T00:01:06.000Z))") != std::string::npos);
+    CHECK(out.find("never breached") == std::string::npos);
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "replay", "--config", config, "--to", "2026-01-01T00:00:30Z", log});
+    INFO(out);
+    CHECK(code == 0);
+    CHECK(out.find("rule timeline 2026-01-01T00:00:00.500Z .. 2026-01-01T00:00:30.000Z\n") != std::string::npos);
+    CHECK(out.find("never breached") != std::string::npos);
+    CHECK(out.find("-> firing") == std::string::npos);
+
+    std::tie(code, out) = runCommand({ROLLGUARD_BIN, "replay", "--config", config, "--from", "yesterday", log});
+    CHECK(code == 2);
+    CHECK(out.find("'yesterday' is not an RFC 3339 time") != std::string::npos);
+}

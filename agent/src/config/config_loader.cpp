@@ -45,6 +45,9 @@ using Keys = std::vector<std::string_view>;
 constexpr double kSuspiciousLatencySeconds = 60.0;
 constexpr std::int64_t kMaxLineBytesLimit = 64LL * 1024 * 1024;
 constexpr std::int64_t kMaxRetries = 20;
+/// The longest rule window: the store keeps at most 300 slots per window (one-hour slots
+/// from 300 h), and week-long windows are already a trend, not a rollback signal.
+constexpr std::chrono::nanoseconds kMaxWindow = std::chrono::hours{24 * 7};
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
 const Keys kAgentKeys{"tick",     "state_dir", "checkpoint_interval", "listen",
@@ -1677,6 +1680,15 @@ protected:
         parseBaselineAndCompare(t, r, metric_ok, source_known);
 
         if (auto d = getDuration(t, "window", Bound::Positive)) {
+            if (*d > kMaxWindow) {
+                error(*t.get("window"), "'window' " + rules::formatDuration(*d) + " is longer than the store keeps (" +
+                                            rules::formatDuration(kMaxWindow) + ")");
+            } else if (*d < config.agent.tick) {
+                report(Level::Warning, t.get("window")->source().begin,
+                       "'window' " + rules::formatDuration(*d) + " is shorter than the tick (" +
+                           rules::formatDuration(config.agent.tick) +
+                           "): some evaluations will see an empty window");
+            }
             r.window = *d;
         }
         if (auto d = getDuration(t, "for", Bound::AtLeastZero)) {

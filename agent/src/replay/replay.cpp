@@ -332,6 +332,31 @@ private:
                 e.note = e.note.empty() ? note : e.note + "; " + note;
             }
         }
+        // A timeline that starts (--from) in the middle of an incident says so, rather
+        // than showing a firing rule without a state change.
+        if (!recording_) {
+            recording_ = true;
+            for (std::size_t i = 0; i < engine.rules().size(); ++i) {
+                for (const auto& status : engine.groupStatuses(i)) {
+                    if (status.state == rules::AlertState::Inactive) {
+                        continue;
+                    }
+                    auto [it, fresh] = events.try_emplace(std::pair(i, status.group));
+                    if (fresh) {
+                        TimelineEvent& e = it->second;
+                        e.at = t;
+                        e.from = status.state;
+                        e.to = status.state;
+                        e.value = status.last.value;
+                        e.threshold = status.threshold;
+                        e.samples = status.last.samples;
+                        e.note = std::string("already ") + rules::toString(status.state) +
+                                 " when the timeline starts" +
+                                 (status.since ? " (since " + formatRfc3339(*status.since) + ")" : std::string());
+                    }
+                }
+            }
+        }
         for (auto& [key, e] : events) {
             builder_.addEvent(rowFor(key.first, key.second), std::move(e));
         }
@@ -348,6 +373,7 @@ private:
     std::optional<rules::TimePoint> next_;
     std::map<std::pair<std::size_t, std::string>, std::size_t> rows_;
     std::uint64_t too_late_ = 0;
+    bool recording_ = false;  // a tick has been recorded (past --from)
 };
 
 ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector<std::string>& files,
