@@ -124,3 +124,44 @@ TEST_CASE("rule test inputs: errors are spread exactly, literal lines go through
     }
     CHECK(outcomes[0].passed());
 }
+
+TEST_CASE("rule tests feed labelled inputs to the selections and baselines that match them", "[ruletest]") {
+    const std::string text =
+        "[agent]\nlisten = \"\"\n"
+        "[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"/nonexistent/*.log\"]\n"
+        "labels = { variant = \"variant\", route = \"route\" }\n"
+        "latency = { field = \"ms\", unit = \"ms\" }\n"
+        "[[rule]]\nname = \"canary-p99\"\nsource = \"app\"\nmetric = \"p99\"\nlabels = { variant = \"canary\" }\n"
+        "baseline = { labels = { variant = \"stable\" } }\nabove = \"2x\"\nwindow = \"1m\"\nfor = \"30s\"\n"
+        "hooks = [\"rollback\"]\n"
+        "[[hook]]\nname = \"rollback\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+    auto loaded = parseConfig(text, "/tmp/rule-test-labels.toml");
+    for (const auto& d : loaded.diagnostics) {
+        INFO(d.format());
+    }
+    REQUIRE(loaded.ok());
+    RuleTestFile file;
+    file.config = std::move(*loaded.config);
+    file.start = rollguard::rules::TimePoint{std::chrono::seconds{1795428000}};
+    RuleTestCase test;
+    test.name = "canary twice as slow as stable";
+    RuleTestInput stable = steady(0s, 10min, 0.020);
+    stable.labels = {{"variant", "stable"}};
+    RuleTestInput canary_ok = steady(0s, 3min, 0.025);
+    canary_ok.labels = {{"variant", "canary"}, {"route", "/a"}};
+    RuleTestInput canary_slow = steady(3min, 10min, 0.060);  // 3x stable
+    canary_slow.labels = {{"variant", "canary"}, {"route", "/a"}};
+    RuleTestInput unlabelled = steady(0s, 10min, 0.500);  // neither canary nor stable: read by no selection
+    test.inputs = {stable, canary_ok, canary_slow, unlabelled};
+    // The canary p99 passes 2x stable (40ms) at 3m01s; `for` 30s.
+    test.expects = {expectAt(3min, {}, {}), expectAt(3min + 1s, {}, {"canary-p99"}),
+                    expectAt(3min + 30s, {}, {"canary-p99"}),
+                    expectAt(3min + 31s, {"canary-p99"}, {}, std::vector<std::string>{"rollback"})};
+    file.tests.push_back(test);
+    const auto outcomes = runRuleTests(file);
+    REQUIRE(outcomes.size() == 1);
+    for (const auto& f : outcomes[0].failures) {
+        INFO(f);
+    }
+    CHECK(outcomes[0].passed());
+}

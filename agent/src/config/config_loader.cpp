@@ -2083,7 +2083,7 @@ protected:
 
 const Keys kRuleTestTopKeys{"config", "start", "test"};
 const Keys kRuleTestKeys{"name", "input", "expect"};
-const Keys kRuleTestInputKeys{"source", "from", "to", "rate", "latency", "error_ratio", "at", "lines"};
+const Keys kRuleTestInputKeys{"source", "from", "to", "rate", "latency", "error_ratio", "labels", "at", "lines"};
 const Keys kRuleTestExpectKeys{"at", "firing", "pending", "hooks"};
 
 /// Rule test files (`rollguard test`): the same diagnostics and typed getters as the
@@ -2192,7 +2192,7 @@ private:
             for (const auto& [line, node] : *lines) {
                 in.lines.push_back(line);
             }
-            for (const char* key : {"from", "to", "rate", "latency", "error_ratio"}) {
+            for (const char* key : {"from", "to", "rate", "latency", "error_ratio", "labels"}) {
                 if (const toml::node* n = t.get(key)) {
                     error(*n, "'" + std::string(key) + "' generates events; an input with 'lines' takes only 'at'");
                 }
@@ -2224,6 +2224,22 @@ private:
             }
         } else {
             missing(t, "rate", "[[test.input]] (events per second)");
+        }
+        if (auto labels = getStringTable(t, "labels", "label name", isValidName)) {
+            const LogSourceConfig* source = config.findSource(in.source);
+            std::vector<std::string_view> known;
+            if (source != nullptr) {
+                for (const auto& l : source->labels) {
+                    known.push_back(l.name);
+                }
+            }
+            for (const auto& [name, value] : *labels) {
+                if (source != nullptr && !contains(known, name)) {
+                    error(*t.get("labels"), "source " + inQuotes(in.source) + " has no label " + inQuotes(name) +
+                                                didYouMean(name, known));
+                }
+            }
+            in.labels = std::move(*labels);
         }
         if (const toml::node* ratio = t.get("error_ratio")) {
             if (auto v = numberOf(*ratio, "error_ratio")) {

@@ -102,30 +102,31 @@ public:
     }
 
 private:
-    /// Records every input event in (prev, t] into the judge at the tick `t`.
+    /// Records every input event in (prev, t] into the judge at the tick `t`: into its
+    /// source's stream 0 and the streams of the rule selections its labels match.
     void feed(std::optional<nanoseconds> prev, nanoseconds t) {
-        std::map<std::size_t, IntervalStats> intervals;
-        const auto intervalOf = [&](std::size_t source) -> IntervalStats& {
-            auto it = intervals.find(source);
-            if (it == intervals.end()) {
-                it = intervals.emplace(source, IntervalStats(judge_.series(source).settings())).first;
+        std::map<std::pair<std::size_t, std::uint32_t>, IntervalStats> intervals;
+        const auto record = [&](std::size_t source, const std::vector<std::uint32_t>& streams, double latency,
+                                bool error) {
+            const HistogramSettings& settings = judge_.series(source).settings();
+            for (const std::uint32_t stream : streams) {
+                auto it = intervals.find({source, stream});
+                if (it == intervals.end()) {
+                    it = intervals.emplace(std::pair(source, stream), IntervalStats(settings)).first;
+                }
+                IntervalStats& interval = it->second;
+                ++interval.events;
+                interval.errors += error ? 1 : 0;
+                if (latency >= 0.0) {
+                    interval.latency.record(static_cast<std::int64_t>(std::llround(latency * settings.units_per_second)));
+                }
             }
-            return it->second;
         };
         for (const auto& in : test_.inputs) {
             const std::size_t source = judge_.sourceIndex(in.source);
             if (source == Judge::npos) {
                 continue;  // the loader refuses unknown sources
             }
-            IntervalStats& interval = intervalOf(source);
-            const HistogramSettings& settings = judge_.series(source).settings();
-            const auto record = [&](double latency, bool error) {
-                ++interval.events;
-                interval.errors += error ? 1 : 0;
-                if (latency >= 0.0) {
-                    interval.latency.record(static_cast<std::int64_t>(std::llround(latency * settings.units_per_second)));
-                }
-            };
             if (!in.lines.empty()) {
                 if ((prev && in.at <= *prev) || in.at > t) {
                     continue;
@@ -134,22 +135,60 @@ private:
                 for (const auto& line : in.lines) {
                     const ParsedLine parsed = parser.parse(line);
                     if (parsed.ok) {
-                        record(parsed.latency_seconds, parsed.error);
+                        const LabelSet labels(parsed.labels.begin(), parsed.labels.end());
+                        record(source, streamsFor(source, labels), parsed.latency_seconds, parsed.error);
                     }
                 }
                 continue;
             }
+            const auto& streams = streamsFor(source, labelSetOf(source, in));
             const std::int64_t first = prev ? eventsBy(in, *prev) : 0;
             const std::int64_t last = eventsBy(in, t);
             for (std::int64_t i = first; i < last; ++i) {
                 const double latency =
                     in.latencies.empty() ? -1.0 : in.latencies[static_cast<std::size_t>(i) % in.latencies.size()];
-                record(latency, isError(i, in.error_ratio));
+                record(source, streams, latency, isError(i, in.error_ratio));
             }
         }
-        for (const auto& [source, interval] : intervals) {
-            judge_.add(source, file_.start + t, interval);
+        for (auto& [key, interval] : intervals) {
+            judge_.addPart(key.first, RecordedPart{key.second, std::nullopt, std::move(interval)}, file_.start + t,
+                           tick_);
         }
+    }
+
+    /// A generated input's labels in its source's label order ("" = absent).
+    LabelSet labelSetOf(std::size_t source, const RuleTestInput& in) const {
+        LabelSet values;
+        for (const auto& label : file_.config.sources[source].labels) {
+            std::string value;
+            for (const auto& [name, v] : in.labels) {
+                if (name == label.name) {
+                    value = v;
+                }
+            }
+            values.push_back(std::move(value));
+        }
+        return values;
+    }
+
+    /// Stream 0 and the streams the judge's router sends this label set to, as the
+    /// tailer would (once per label set).
+    const std::vector<std::uint32_t>& streamsFor(std::size_t source, const LabelSet& labels) {
+        auto it = streams_.find({source, labels});
+        if (it == streams_.end()) {
+            std::vector<std::uint32_t> streams{0};
+            if (!file_.config.sources[source].labels.empty()) {
+                auto& router = routers_[source];
+                if (!router) {
+                    router = judge_.routerFor(source);
+                }
+                if (router) {
+                    router(labels, streams);
+                }
+            }
+            it = streams_.emplace(std::pair(source, labels), std::move(streams)).first;
+        }
+        return it->second;
     }
 
     LineParser& parserFor(std::size_t source) {
@@ -203,6 +242,8 @@ private:
     Judge judge_;
     nanoseconds tick_;
     std::map<std::size_t, std::unique_ptr<LineParser>> parsers_;
+    std::map<std::size_t, StreamRouter> routers_;
+    std::map<std::pair<std::size_t, LabelSet>, std::vector<std::uint32_t>> streams_;
     std::vector<std::string> hooks_;
 };
 

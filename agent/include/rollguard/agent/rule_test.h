@@ -24,6 +24,9 @@ struct RuleTestInput {
     double rate = 0.0;
     std::vector<double> latencies;  ///< seconds
     double error_ratio = 0.0;
+    /// The generated events' labels (names of the source's `labels`); they reach the
+    /// streams of the rule selections they match, as the tailer's label sets do.
+    std::vector<std::pair<std::string, std::string>> labels;
     std::chrono::nanoseconds at{0};
     std::vector<std::string> lines;  ///< non-empty: a literal input
     SourceLocation location;
