@@ -12,7 +12,8 @@ namespace rollguard::agent {
 namespace {
 
 constexpr std::string_view kMagic = "rollguard checkpoint\n";
-constexpr std::uint64_t kFormat = 1;
+// 2 added the selection streams; 1 is still read (no streams).
+constexpr std::uint64_t kFormat = 2;
 
 }  // namespace
 
@@ -41,6 +42,12 @@ std::string encodeCheckpoint(const Checkpoint& checkpoint) {
             w.varint(p.fingerprint_bytes);
         }
         w.bytes(source.series);
+        w.varint(source.streams.size());
+        for (const auto& stream : source.streams) {
+            w.bytes(stream.selection);
+            w.bytes(stream.group);
+            w.bytes(stream.series);
+        }
     }
     const std::string payload = w.take();
     ByteWriter out;
@@ -66,7 +73,7 @@ std::optional<Checkpoint> decodeCheckpoint(std::string_view bytes, std::string& 
     ByteReader r(payload);
     std::uint64_t format = 0;
     std::uint64_t count = 0;
-    if (!r.varint(format) || format != kFormat) {
+    if (!r.varint(format) || format < 1 || format > kFormat) {
         why = "unsupported checkpoint format";
         return std::nullopt;
     }
@@ -91,6 +98,18 @@ std::optional<Checkpoint> decodeCheckpoint(std::string_view bytes, std::string& 
         std::string_view series;
         ok = ok && r.bytes(series);
         source.series = std::string(series);
+        std::uint64_t nstreams = 0;
+        if (ok && format >= 2) {
+            ok = r.varint(nstreams) && nstreams <= payload.size();
+        }
+        for (std::uint64_t k = 0; ok && k < nstreams; ++k) {
+            std::string_view selection;
+            std::string_view group;
+            std::string_view stream_series;
+            ok = r.bytes(selection) && r.bytes(group) && r.bytes(stream_series);
+            source.streams.push_back(
+                StreamCheckpoint{std::string(selection), std::string(group), std::string(stream_series)});
+        }
         cp.sources.push_back(std::move(source));
     }
     if (!ok || !r.done()) {

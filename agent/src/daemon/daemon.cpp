@@ -315,6 +315,7 @@ void Daemon::restoreCheckpoint() {
         }
         source->tailer.restore(saved->positions);
         source->positions = saved->positions;
+        judge_->restoreStreams(i, saved->streams);
         if (judge_->series(i).restore(saved->series)) {
             spdlog::info("source {}: resuming {} file(s) from the checkpoint; windows restored", source->config.name,
                          saved->positions.size());
@@ -329,8 +330,8 @@ void Daemon::restoreCheckpoint() {
 void Daemon::writeCheckpointNow(rules::TimePoint now) {
     Checkpoint checkpoint;
     for (std::size_t i = 0; i < sources_.size(); ++i) {
-        checkpoint.sources.push_back(
-            SourceCheckpoint{sources_[i]->config.name, sources_[i]->positions, judge_->series(i).serialize()});
+        checkpoint.sources.push_back(SourceCheckpoint{sources_[i]->config.name, sources_[i]->positions,
+                                                      judge_->series(i).serialize(), judge_->saveStreams(i)});
     }
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);

@@ -199,6 +199,47 @@ bool Judge::addPart(std::size_t source_index, const RecordedPart& part, rules::T
     return true;
 }
 
+std::vector<StreamCheckpoint> Judge::saveStreams(std::size_t source_index) {
+    Source& source = *sources_.at(source_index);
+    adoptNewStreams(source);
+    std::vector<StreamCheckpoint> out;
+    for (const auto& slot : source.slots) {
+        for (const auto& [group, stream] : slot->streams) {
+            out.push_back(StreamCheckpoint{slot->key, group, source.streams[stream]->serialize()});
+        }
+    }
+    return out;
+}
+
+std::size_t Judge::restoreStreams(std::size_t source_index, const std::vector<StreamCheckpoint>& saved) {
+    Source& source = *sources_.at(source_index);
+    std::size_t restored = 0;
+    for (const auto& s : saved) {
+        std::optional<std::uint32_t> id;
+        {
+            std::lock_guard lock(source.routing);
+            for (std::size_t i = 0; i < source.slots.size(); ++i) {
+                Slot& slot = *source.slots[i];
+                if (slot.key != s.selection || slot.stream_of_group.count(s.group) != 0) {
+                    continue;
+                }
+                source.assigned.emplace_back(i, s.group);
+                id = static_cast<std::uint32_t>(source.assigned.size());
+                slot.stream_of_group.emplace(s.group, *id);
+                break;
+            }
+        }
+        if (!id) {
+            continue;
+        }
+        adoptNewStreams(source);
+        if (source.streams[*id]->restore(s.series)) {
+            ++restored;
+        }
+    }
+    return restored;
+}
+
 rules::SeriesStats Judge::streamStats(const Source& source, std::uint32_t stream,
                                       std::chrono::nanoseconds window) const {
     Series& series = *source.streams.at(stream);

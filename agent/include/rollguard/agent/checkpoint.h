@@ -9,12 +9,22 @@
 
 namespace rollguard::agent {
 
+/// One selection stream of a source (one group of a rule selection): which selection
+/// (the judge's canonical key), which group, and its series.
+struct StreamCheckpoint {
+    std::string selection;
+    std::string group;
+    std::string series;  ///< Series::serialize()
+};
+
 /// One source's state at one instant: where it had read to, and its series' slots
-/// holding exactly the lines before those positions.
+/// holding exactly the lines before those positions (stream 0 and every selection
+/// stream, taken together with the positions).
 struct SourceCheckpoint {
     std::string name;
     SourcePositions positions;
-    std::string series;  ///< Series::serialize()
+    std::string series;  ///< Series::serialize() of stream 0
+    std::vector<StreamCheckpoint> streams;
 };
 
 /// Everything the daemon restores after a restart (or a kill -9), so that nothing is

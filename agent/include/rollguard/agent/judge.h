@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "rollguard/agent/checkpoint.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/sliding_window.h"
@@ -69,6 +70,13 @@ public:
     /// `lateness` before `now` is dropped: returns false and the caller counts its events.
     bool addPart(std::size_t source, const RecordedPart& part, rules::TimePoint now,
                  std::chrono::nanoseconds bucket);
+
+    /// The selection streams of a source (not stream 0), for a checkpoint.
+    std::vector<StreamCheckpoint> saveStreams(std::size_t source);
+    /// Recreates checkpointed selection streams, before any data arrives: each goes back
+    /// to the slot with the same selection and the same group, with its slots. Streams of
+    /// selections no rule has any more are dropped. Returns the number restored.
+    std::size_t restoreStreams(std::size_t source, const std::vector<StreamCheckpoint>& streams);
 
     /// Moves every stream to `now` and evaluates every rule, group by group.
     rules::Engine::Evaluation evaluate(rules::TimePoint now);
