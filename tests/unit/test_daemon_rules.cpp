@@ -519,3 +519,86 @@ hooks = ["record"]
     CHECK(lines[2].rfind("slow|firing|p99 ", 0) == 0);
     CHECK(lines[3].rfind("slow|resolved|p99 ", 0) == 0);
 }
+
+TEST_CASE("daemon rules: a learned baseline survives a crash (state written with the checkpoint)",
+          "[daemon_rules][restart]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "p99-vs-learned"
+source = "app"
+metric = "p99"
+baseline = { learn = "5s" }
+above = "2x"
+window = "10s"
+hooks = ["record"]
+)toml");
+    const Driver drive{dir, clock};
+    const fs::path state = dir / "state" / "rules.state";
+    const fs::path crashed = dir / "rules.state.at-crash";
+    {
+        agent::Daemon daemon(config, clock);
+        for (int i = 0; i < 8; ++i) {  // learned over the first 5 s, never a transition
+            const auto s = drive.step(daemon, repeat(20, line("canary", "/a", 200, 20)));
+            CHECK(stateOf(s, "p99-vs-learned") == rules::AlertState::Inactive);
+        }
+        REQUIRE(row(daemon.snapshot(), "p99-vs-learned")->threshold == Approx(0.040).epsilon(0.01));
+        // kill -9 now: what is on disk is what a restart gets.
+        REQUIRE(fs::exists(state));
+        fs::copy_file(state, crashed);
+    }
+    fs::copy_file(crashed, state, fs::copy_options::overwrite_existing);
+    agent::Daemon daemon(config, clock);
+    // The frozen baseline is back at once; the slow canary is judged against it.
+    auto s = drive.step(daemon, repeat(20, line("canary", "/a", 200, 100)));
+    CHECK(row(s, "p99-vs-learned")->threshold == Approx(0.040).epsilon(0.01));
+    CHECK(stateOf(s, "p99-vs-learned") == rules::AlertState::Firing);
+}
+
+// KNOWN BUG (reported to the lead): the checkpoint holds stream 0 only, so after a restart
+// the streams of rule selections start empty while the tailer resumes after the data they
+// held. A labelled rule pending before the restart sees too few samples, counts as no
+// data and loses its `for` clock. [!shouldfail] keeps the suite green until it is fixed;
+// then this test fails and the tag must go.
+TEST_CASE("daemon rules: a labelled rule keeps its window across a restart", "[daemon_rules][restart][!shouldfail]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "canary-errors"
+source = "app"
+metric = "error_ratio"
+labels = { variant = "canary" }
+above = 0.1
+for = "30s"
+window = "10s"
+min_samples = 50
+hooks = ["record"]
+)toml");
+    const Driver drive{dir, clock};
+    const std::string bad = repeat(10, line("canary", "/a", 200, 5)) + repeat(10, line("canary", "/a", 500, 5)) +
+                            repeat(20, line("stable", "/a", 200, 5));
+    rules::TimePoint since;
+    {
+        agent::Daemon daemon(config, clock);
+        agent::StatusSnapshot s;
+        for (int i = 0; i < 3; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        since = clock.now();
+        REQUIRE(stateOf(s, "canary-errors") == rules::AlertState::Pending);
+        for (int i = 0; i < 10; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        REQUIRE(row(s, "canary-errors")->samples == 200);
+    }
+    agent::Daemon daemon(config, clock);
+    const auto s = drive.step(daemon, bad);
+    CHECK(row(s, "canary-errors")->samples == 200);
+    CHECK(stateOf(s, "canary-errors") == rules::AlertState::Pending);
+    REQUIRE(row(s, "canary-errors")->since);
+    CHECK(*row(s, "canary-errors")->since == since);
+}
