@@ -235,7 +235,7 @@ TEST_CASE("daemon rules: mann_whitney fires on a 30% slower canary, not on an id
     CHECK(runs[0].rfind("shifted|firing|", 0) == 0);
 }
 
-TEST_CASE("daemon rules: a grouped error ratio fires for the bad route only; the hook names the group",
+TEST_CASE("daemon rules: a grouped error ratio fires for the bad route only - the hook names the group",
           "[daemon_rules]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
@@ -379,7 +379,7 @@ set = { CANARY = "0" }
     CHECK_FALSE(fs::exists(dir / "app.env.rollguard.bak"));
 }
 
-TEST_CASE("daemon rules: a corrupt rules.state is ignored with a warning; rules start fresh",
+TEST_CASE("daemon rules: a corrupt rules.state is ignored with a warning - rules start fresh",
           "[daemon_rules][restart]") {
     TempDir dir;
     writeFile(dir / "app.log", "");

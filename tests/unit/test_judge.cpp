@@ -196,7 +196,7 @@ window = "10s"
     CHECK(judge.engine().groupStatuses(0).size() == 3);
 }
 
-TEST_CASE("judge: max_groups caps the groups; later label sets share __other__", "[judge]") {
+TEST_CASE("judge: max_groups caps the groups - later label sets share __other__", "[judge]") {
     Judge judge(load(kSource + R"(
 [[rule]]
 name = "route-count"
@@ -229,7 +229,7 @@ window = "10s"
     CHECK(judge.engine().droppedInputs(0) == 0);
 }
 
-TEST_CASE("judge: rules with the same selection share streams; different selections do not", "[judge]") {
+TEST_CASE("judge: rules with the same selection share streams - different selections do not", "[judge]") {
     Judge judge(load(kSource + R"(
 [[rule]]
 name = "canary-count"
@@ -464,7 +464,7 @@ TEST_CASE("judge: readJsonNumber reads numbers and numeric strings at a pointer,
     CHECK_FALSE(readJsonNumber(path, ""));
 }
 
-TEST_CASE("judge: event-time parts older than lateness are refused; future ones are recorded at now",
+TEST_CASE("judge: event-time parts older than lateness are refused - future ones are recorded at now",
           "[judge][time]") {
     Judge judge(load(R"(
 [agent]
