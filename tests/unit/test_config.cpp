@@ -55,7 +55,7 @@ Strings warningsOf(const std::string& text) {
     return diags(parseConfig(text, kPath), Diagnostic::Level::Warning);
 }
 
-/// Lines 1-17: two sources (api has latency, app does not) and one hook. Tests append
+/// Lines 1-17: two sources (api has latency, app does not; both have labels) and one hook. Tests append
 /// a [[rule]] or [[hook]] starting on line 18.
 const std::string kBase =
     "[[source]]\n"                                 // 1
@@ -63,13 +63,13 @@ const std::string kBase =
     "type = \"json_log\"\n"                        // 3
     "paths = [\"app.jsonl\"]\n"                    // 4
     "error = { field = \"status\", gte = 500 }\n"  // 5
-    "\n"                                           // 6
+    "labels = { route = \"route\" }\n"            // 6
     "[[source]]\n"                                 // 7
     "name = \"api\"\n"                             // 8
     "type = \"json_log\"\n"                        // 9
     "paths = [\"api.jsonl\"]\n"                    // 10
     "latency = { field = \"duration_ms\" }\n"      // 11
-    "\n"                                           // 12
+    "labels = { variant = \"v\", route = \"r\", env = \"e\", host = \"h\", odd = \"o\" }\n"  // 12
     "[[hook]]\n"                                   // 13
     "name = \"rollback\"\n"                        // 14
     "type = \"script\"\n"                          // 15

@@ -2069,6 +2069,79 @@ protected:
                 report(Level::Warning, h.location, "hook '" + h.name + "' is not used by any rule");
             }
         }
+        const auto* rules = root.get("rule") == nullptr ? nullptr : root.get("rule")->as_array();
+        if (rules == nullptr) {
+            return;
+        }
+        for (const auto& e : *rules) {
+            if (const auto* t = e.as_table()) {
+                checkRuleAgainstSources(*t, config);
+            }
+        }
+    }
+
+    /// A selection naming a label its source does not define would silently read ""
+    /// (so `env != "dev"` matches everything): an error. A baseline file that does not
+    /// exist yet is only a warning: deploys write it later.
+    void checkRuleAgainstSources(const toml::table& t, const Config& config) {
+        const auto* baseline = t.get("baseline") == nullptr ? nullptr : t.get("baseline")->as_table();
+        if (baseline != nullptr && baseline->get("file") != nullptr && baseline->get("labels") == nullptr &&
+            baseline->get("learn") == nullptr) {
+            if (const auto f = baseline->get("file")->value<std::string>()) {
+                std::error_code ec;
+                const std::string path = resolvePath(*f);
+                if (!f->empty() && !fs::exists(path, ec)) {
+                    report(Level::Warning, baseline->get("file")->source().begin,
+                           "baseline file " + inQuotes(path) +
+                               " does not exist (yet): the rule has no data until it is written");
+                }
+            }
+        }
+        const auto source_name = t.get("source") == nullptr ? std::nullopt : t.get("source")->value<std::string>();
+        const LogSourceConfig* source = source_name ? config.findSource(*source_name) : nullptr;
+        if (source == nullptr) {
+            return;  // an unknown source is reported at the rule already
+        }
+        std::vector<std::string_view> labels;
+        for (const auto& l : source->labels) {
+            labels.push_back(l.name);
+        }
+        const auto check = [&](const std::string& label, const toml::source_position& where) {
+            if (contains(labels, label)) {
+                return;
+            }
+            std::string message = "label '" + label + "' is not defined by source " + inQuotes(*source_name);
+            if (labels.empty()) {
+                message += ", which has no labels (add labels = { " + label + " = \"<field>\" } to its [[source]])";
+            } else {
+                std::string known;
+                for (const auto l : labels) {
+                    known += (known.empty() ? "" : ", ") + std::string(l);
+                }
+                message += didYouMean(label, labels) + "; its labels: " + known;
+            }
+            report(Level::Error, where, std::move(message));
+        };
+        const auto checkMatchers = [&](const toml::node* n) {
+            if (const auto* m = n == nullptr ? nullptr : n->as_table()) {
+                for (auto&& [k, v] : *m) {
+                    if (isLabelName(k.str())) {
+                        check(std::string(k.str()), k.source().begin);
+                    }
+                }
+            }
+        };
+        checkMatchers(t.get("labels"));
+        if (baseline != nullptr) {
+            checkMatchers(baseline->get("labels"));
+        }
+        if (const auto* groups = t.get("group_by") == nullptr ? nullptr : t.get("group_by")->as_array()) {
+            for (const auto& g : *groups) {
+                if (const auto name = g.value<std::string>(); name && isLabelName(*name)) {
+                    check(*name, g.source().begin);
+                }
+            }
+        }
     }
 
     std::string file_;

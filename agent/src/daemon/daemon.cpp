@@ -335,6 +335,10 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     }
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
+    // The rules' state changes without transitions too (a baseline learned and frozen,
+    // M-of-N history, the recovery clock): saved with the windows it was computed from,
+    // a crash loses at most one checkpoint interval of it.
+    writeRulesState();
     checkpoint_dirty_ = static_cast<bool>(err);  // a failed write is retried
     std::lock_guard lock(mutex_);
     if (err) {

@@ -79,10 +79,11 @@ Judge::Judge(const Config& config) : engine_(config.rules) {
         ref.source = sourceIndex(rule.source);
         if (ref.source != npos) {
             Source& source = *sources_[ref.source];
-            if (rule.selection.empty()) {
-                addWindowOnce(source.stream0_windows, rule.window);
-                source.streams[0]->addWindow(rule.window);
-            } else {
+            // Stream 0 keeps every rule's window, selections included: statsFor() is the
+            // rule's ungrouped view, and a window registered later would start empty.
+            addWindowOnce(source.stream0_windows, rule.window);
+            source.streams[0]->addWindow(rule.window);
+            if (!rule.selection.empty()) {
                 ref.slot = slotFor(source, rule.selection, rule.window);
             }
             if (rule.baseline.kind == rules::BaselineKind::Selection) {
@@ -331,20 +332,11 @@ rules::Engine::Evaluation Judge::evaluate(rules::TimePoint now) {
     return engine_.evaluateGroups(now, [this](const rules::RuleSpec&, std::size_t index) { return inputsFor(index); });
 }
 
-std::optional<double> readJsonNumber(const std::string& path, const std::string& pointer) {
-    simdjson::padded_string text;
-    if (simdjson::padded_string::load(path).get(text) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
-    simdjson::ondemand::parser parser;
-    simdjson::ondemand::document doc;
-    if (parser.iterate(text).get(doc) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
-    simdjson::ondemand::value v;
-    if (doc.at_pointer(pointer).get(v) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
+namespace {
+
+/// A number, or a string holding exactly a number; V is an on-demand value or document.
+template <typename V>
+std::optional<double> numberIn(V& v) {
     double d = 0.0;
     if (v.get_double().get(d) == simdjson::SUCCESS) {
         return std::isfinite(d) ? std::optional(d) : std::nullopt;
@@ -357,6 +349,34 @@ std::optional<double> readJsonNumber(const std::string& path, const std::string&
         }
     }
     return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> readJsonNumber(const std::string& path, const std::string& pointer) {
+    simdjson::padded_string text;
+    if (simdjson::padded_string::load(path).get(text) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    simdjson::ondemand::parser parser;
+    simdjson::ondemand::document doc;
+    if (parser.iterate(text).get(doc) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    if (pointer.empty()) {
+        // The whole document, e.g. a file holding just `0.25`: simdjson cannot take a
+        // scalar document as a value, so at_pointer("") would refuse it.
+        bool scalar = false;
+        if (doc.is_scalar().get(scalar) != simdjson::SUCCESS || !scalar) {
+            return std::nullopt;
+        }
+        return numberIn(doc);
+    }
+    simdjson::ondemand::value v;
+    if (doc.at_pointer(pointer).get(v) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    return numberIn(v);
 }
 
 }  // namespace rollguard::agent

@@ -1,0 +1,604 @@
+// The daemon judging through the Judge (issue #5), end to end with a ManualClock: a real
+// log file with labels -> tailer -> per-selection streams -> rules -> real hooks, and the
+// rules' state in the state dir across restarts. No sleeps for timing.
+
+#include <catch2/catch.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "rollguard/agent/config.h"
+#include "rollguard/agent/daemon.h"
+#include "rollguard/rules/clock.h"
+#include "temp_dir.h"
+
+using namespace rollguard;
+using namespace std::chrono_literals;
+using rollguard::testing::appendFile;
+using rollguard::testing::readFile;
+using rollguard::testing::TempDir;
+using rollguard::testing::writeFile;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// [agent], the "app" source (labels route and variant) and a script hook "record"
+/// appending "rule|state|summary" per run to hooks.txt.
+std::string header(const TempDir& dir) {
+    const std::string d = dir.path().string();
+    return R"toml(
+[agent]
+tick = "1s"
+listen = ""
+hostname = "unit"
+state_dir = ")toml" + d + R"toml(/state"
+
+[[source]]
+name = "app"
+type = "json_log"
+paths = [")toml" + d + R"toml(/app.log"]
+read_from = "beginning"
+latency = { field = "duration_ms", unit = "ms" }
+error = { field = "status", gte = 500 }
+labels = { variant = "variant", route = "route" }
+
+[[hook]]
+name = "record"
+type = "script"
+command = ["/bin/sh", "-c", 'printf "%s|%s|%s\n" "$ROLLGUARD_RULE" "$ROLLGUARD_STATE" "$ROLLGUARD_SUMMARY" >> "$OUT"']
+env = { OUT = ")toml" + d + R"toml(/hooks.txt" }
+)toml";
+}
+
+agent::Config load(const TempDir& dir, const std::string& text) {
+    const agent::LoadResult r = agent::parseConfig(text, (dir / "rollguard.toml").string());
+    std::string diags;
+    for (const auto& d : r.diagnostics) {
+        diags += d.format() + "\n";
+    }
+    INFO(diags);
+    REQUIRE(r.ok());
+    agent::Config c = *r.config;
+    c.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    return c;
+}
+
+std::string line(const std::string& variant, const std::string& route, int status, double ms) {
+    return "{\"variant\":\"" + variant + "\",\"route\":\"" + route + "\",\"status\":" + std::to_string(status) +
+           ",\"duration_ms\":" + std::to_string(ms) + "}\n";
+}
+
+std::string repeat(int n, const std::string& text) {
+    std::string out;
+    for (int i = 0; i < n; ++i) {
+        out += text;
+    }
+    return out;
+}
+
+/// One second of the world: append, advance, poll, tick.
+struct Driver {
+    const TempDir& dir;
+    rules::ManualClock& clock;
+
+    agent::StatusSnapshot step(agent::Daemon& daemon, const std::string& text) const {
+        if (!text.empty()) {
+            appendFile(dir / "app.log", text);
+        }
+        clock.advance(1s);
+        daemon.pollSources();
+        daemon.tick();
+        return daemon.snapshot();
+    }
+};
+
+const agent::StatusSnapshot::Rule* row(const agent::StatusSnapshot& s, const std::string& rule,
+                                       const std::string& group = "") {
+    for (const auto& r : s.rules) {
+        if (r.name == rule && r.group == group) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+rules::AlertState stateOf(const agent::StatusSnapshot& s, const std::string& rule, const std::string& group = "") {
+    const auto* r = row(s, rule, group);
+    REQUIRE(r != nullptr);
+    return r->state;
+}
+
+std::vector<std::string> hookLines(const TempDir& dir) {
+    std::vector<std::string> out;
+    if (!fs::exists(dir / "hooks.txt")) {
+        return out;
+    }
+    std::istringstream in(readFile(dir / "hooks.txt"));
+    for (std::string l; std::getline(in, l);) {
+        out.push_back(l);
+    }
+    return out;
+}
+
+/// Captures what the default logger says while alive.
+class LogCapture {
+public:
+    LogCapture() : previous_(spdlog::default_logger()) {
+        spdlog::set_default_logger(
+            std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_)));
+    }
+    ~LogCapture() { spdlog::set_default_logger(previous_); }
+    LogCapture(const LogCapture&) = delete;
+    LogCapture& operator=(const LogCapture&) = delete;
+    std::string text() const { return text_.str(); }
+
+private:
+    std::ostringstream text_;
+    std::shared_ptr<spdlog::logger> previous_;
+};
+
+}  // namespace
+
+TEST_CASE("daemon rules: canary p99 vs stable with \"2x\" fires only once the canary is twice as slow",
+          "[daemon_rules]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    agent::Daemon daemon(load(dir, header(dir) + R"toml(
+[[rule]]
+name = "canary-p99"
+source = "app"
+metric = "p99"
+labels = { variant = "canary" }
+baseline = { labels = { variant = "stable" } }
+above = "2x"
+window = "10s"
+min_samples = 20
+hooks = ["record"]
+)toml"),
+                         clock);
+    const Driver drive{dir, clock};
+    const auto second = [&](double canary_ms) {
+        return drive.step(daemon, repeat(20, line("canary", "/a", 200, canary_ms)) +
+                                      repeat(20, line("stable", "/a", 200, 20.0)));
+    };
+    agent::StatusSnapshot s;
+    for (const double ms : {30.0, 39.0}) {
+        for (int i = 0; i < 12; ++i) {
+            s = second(ms);
+            CHECK(stateOf(s, "canary-p99") == rules::AlertState::Inactive);
+        }
+        const auto* r = row(s, "canary-p99");
+        REQUIRE(r->value);
+        CHECK(*r->value == Approx(ms / 1000.0).epsilon(0.01));
+        CHECK(r->threshold == Approx(0.040).epsilon(0.01));
+        CHECK(r->samples == 200);
+    }
+    s = second(50.0);
+    CHECK(stateOf(s, "canary-p99") == rules::AlertState::Firing);
+    CHECK(s.incidents == 1);
+    daemon.waitForHooks();
+    const auto runs = hookLines(dir);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].rfind("canary-p99|firing|p99 50", 0) == 0);
+    CHECK(runs[0].find("> 40") != std::string::npos);
+}
+
+TEST_CASE("daemon rules: mann_whitney fires on a 30% slower canary, not on an identical one", "[daemon_rules]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    std::string rules_text;
+    for (const auto& [name, variant] : {std::pair{"shifted", "canary"}, std::pair{"identical", "twin"}}) {
+        rules_text += std::string("[[rule]]\nname = \"") + name + "\"\nsource = \"app\"\nmetric = \"p50\"\n" +
+                      "labels = { variant = \"" + variant + "\" }\n" +
+                      "baseline = { labels = { variant = \"stable\" } }\ncompare = \"mann_whitney\"\n" +
+                      "window = \"10s\"\nmin_samples = 200\nhooks = [\"record\"]\n\n";
+    }
+    agent::Daemon daemon(load(dir, header(dir) + rules_text), clock);
+    const Driver drive{dir, clock};
+    // Every second, 50 latencies 20..69 ms for stable and twin, 1.3 x those for canary.
+    std::string second;
+    for (int i = 0; i < 50; ++i) {
+        second += line("stable", "/a", 200, 20.0 + i) + line("twin", "/a", 200, 20.0 + i) +
+                  line("canary", "/a", 200, 1.3 * (20.0 + i));
+    }
+    agent::StatusSnapshot s;
+    for (int i = 1; i <= 3; ++i) {  // 150 samples a side: fewer than min_samples
+        s = drive.step(daemon, second);
+        CHECK(stateOf(s, "shifted") == rules::AlertState::Inactive);
+        CHECK(stateOf(s, "identical") == rules::AlertState::Inactive);
+    }
+    s = drive.step(daemon, second);
+    CHECK(stateOf(s, "shifted") == rules::AlertState::Firing);
+    CHECK(stateOf(s, "identical") == rules::AlertState::Inactive);
+    REQUIRE(row(s, "shifted")->value);
+    CHECK(*row(s, "shifted")->value == Approx(0.30).margin(0.02));  // the effect: 30% slower
+    REQUIRE(row(s, "identical")->value);
+    CHECK(*row(s, "identical")->value == Approx(0.0).margin(0.001));
+    for (int i = 0; i < 10; ++i) {
+        s = drive.step(daemon, second);
+        CHECK(stateOf(s, "identical") == rules::AlertState::Inactive);
+    }
+    CHECK(stateOf(s, "shifted") == rules::AlertState::Firing);
+    daemon.waitForHooks();
+    const auto runs = hookLines(dir);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].rfind("shifted|firing|", 0) == 0);
+}
+
+TEST_CASE("daemon rules: a grouped error ratio fires for the bad route only - the hook names the group",
+          "[daemon_rules]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    agent::Daemon daemon(load(dir, header(dir) + R"toml(
+[[rule]]
+name = "route-errors"
+source = "app"
+metric = "error_ratio"
+group_by = ["route"]
+above = 0.1
+for = "3s"
+window = "10s"
+min_samples = 10
+hooks = ["record"]
+)toml"),
+                         clock);
+    const Driver drive{dir, clock};
+    const std::string second = repeat(20, line("canary", "/good", 200, 5)) +
+                               repeat(10, line("canary", "/bad", 200, 5)) +
+                               repeat(10, line("stable", "/bad", 503, 5));
+    auto s = drive.step(daemon, second);
+    const auto breach_start = clock.now();
+    CHECK(stateOf(s, "route-errors", "route=/bad") == rules::AlertState::Pending);
+    CHECK(stateOf(s, "route-errors", "route=/good") == rules::AlertState::Inactive);
+    REQUIRE(row(s, "route-errors", "route=/bad")->since);
+    CHECK(*row(s, "route-errors", "route=/bad")->since == breach_start);
+    for (int i = 0; i < 2; ++i) {
+        s = drive.step(daemon, second);
+        CHECK(stateOf(s, "route-errors", "route=/bad") == rules::AlertState::Pending);
+    }
+    s = drive.step(daemon, second);  // now - since == for
+    CHECK(stateOf(s, "route-errors", "route=/bad") == rules::AlertState::Firing);
+    CHECK(stateOf(s, "route-errors", "route=/good") == rules::AlertState::Inactive);
+    CHECK(row(s, "route-errors", "route=/bad")->latched);
+    CHECK_FALSE(row(s, "route-errors", "route=/good")->latched);
+    CHECK(*row(s, "route-errors", "route=/bad")->value == 0.5);
+    CHECK(*row(s, "route-errors", "route=/good")->value == 0.0);
+    CHECK(row(s, "route-errors", "route=/bad")->samples == 80);
+    CHECK(s.incidents == 1);
+    daemon.waitForHooks();
+    const auto runs = hookLines(dir);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0] == "route-errors|firing|error_ratio {route=/bad} 0.5 > 0.1 over 10s (80 samples)");
+}
+
+TEST_CASE("daemon rules: a pending rule resumes after a restart with its original since", "[daemon_rules][restart]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "errors"
+source = "app"
+metric = "error_ratio"
+above = 0.1
+for = "60s"
+window = "10s"
+min_samples = 10
+hooks = ["flip"]
+
+[[hook]]
+name = "flip"
+type = "env_file"
+path = "app.env"
+set = { CANARY = "0" }
+)toml");
+    const Driver drive{dir, clock};
+    const std::string bad = repeat(10, line("canary", "/a", 200, 5)) + repeat(10, line("canary", "/a", 500, 5));
+    const std::string good = repeat(20, line("canary", "/a", 200, 5));
+    const fs::path state = dir / "state" / "rules.state";
+    rules::TimePoint since;
+    {
+        agent::Daemon daemon(config, clock);
+        auto s = drive.step(daemon, bad);
+        since = clock.now();
+        REQUIRE(stateOf(s, "errors") == rules::AlertState::Pending);
+        for (int i = 1; i <= 40; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        CHECK(stateOf(s, "errors") == rules::AlertState::Pending);
+        CHECK(clock.now() - since == 40s);
+    }
+    REQUIRE(fs::exists(state));
+    struct stat st {};
+    REQUIRE(::stat(state.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+
+    {
+        agent::Daemon daemon(config, clock);
+        auto s = daemon.snapshot();
+        CHECK(stateOf(s, "errors") == rules::AlertState::Pending);
+        REQUIRE(row(s, "errors")->since);
+        CHECK(*row(s, "errors")->since == since);
+        for (int i = 41; i < 60; ++i) {
+            s = drive.step(daemon, bad);
+            INFO("second " << i);
+            REQUIRE(stateOf(s, "errors") == rules::AlertState::Pending);
+        }
+        s = drive.step(daemon, bad);  // 20 s after the restart, 60 s after the breach began
+        CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+        CHECK(row(s, "errors")->latched);
+        daemon.waitForHooks();
+        CHECK(daemon.snapshot().hooks[1].ok == 1);
+    }
+    CHECK(readFile(dir / "app.env") == "CANARY=0\n");
+    CHECK(readFile(dir / "app.env.rollguard.bak") == "CANARY=1\n");
+    // The deploy tool puts the canary back by hand; a restart must not roll back again.
+    writeFile(dir / "app.env", "CANARY=1\n");
+    fs::remove(dir / "app.env.rollguard.bak");
+
+    {
+        agent::Daemon daemon(config, clock);
+        auto s = daemon.snapshot();
+        CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+        CHECK(row(s, "errors")->latched);
+        for (int i = 0; i < 5; ++i) {
+            s = drive.step(daemon, bad);
+            CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+        }
+        // Healthy, then a new 60 s breach: it fires again, but the latch holds.
+        for (int i = 0; i < 12; ++i) {
+            s = drive.step(daemon, good);
+        }
+        CHECK(stateOf(s, "errors") == rules::AlertState::Inactive);
+        // The window passes 10% on the third bad second.
+        for (int i = 0; i < 3; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        REQUIRE(stateOf(s, "errors") == rules::AlertState::Pending);
+        for (int i = 0; i < 60; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+        CHECK(s.incidents == 1);  // counted, never rolled back
+        daemon.waitForHooks();
+        CHECK(daemon.snapshot().hooks[1].ok == 0);
+    }
+    CHECK(readFile(dir / "app.env") == "CANARY=1\n");
+    CHECK_FALSE(fs::exists(dir / "app.env.rollguard.bak"));
+}
+
+TEST_CASE("daemon rules: a corrupt rules.state is ignored with a warning - rules start fresh",
+          "[daemon_rules][restart]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "errors"
+source = "app"
+metric = "error_ratio"
+above = 0.1
+window = "10s"
+min_samples = 10
+hooks = ["record"]
+)toml");
+    const Driver drive{dir, clock};
+    const std::string bad = repeat(10, line("canary", "/a", 200, 5)) + repeat(10, line("canary", "/a", 500, 5));
+    {
+        agent::Daemon daemon(config, clock);
+        const auto s = drive.step(daemon, bad);
+        CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+        CHECK(row(s, "errors")->latched);
+        daemon.waitForHooks();
+    }
+    const fs::path state = dir / "state" / "rules.state";
+    std::string bytes = readFile(state);
+    REQUIRE(bytes.size() > 8);
+    bytes.resize(bytes.size() / 2);  // truncated mid-record
+    writeFile(state, bytes);
+
+    LogCapture log;
+    agent::Daemon daemon(config, clock);
+    auto s = daemon.snapshot();
+    CHECK(log.text().find("rules state " + state.string() + " is corrupt or from another version; rules start fresh") !=
+          std::string::npos);
+    CHECK(stateOf(s, "errors") == rules::AlertState::Inactive);
+    CHECK_FALSE(row(s, "errors")->latched);
+    CHECK_FALSE(row(s, "errors")->since);
+    // Fresh: the latch is gone, so the still-bad canary is rolled back (again).
+    s = drive.step(daemon, bad);
+    CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+    REQUIRE(row(s, "errors")->since);
+    CHECK(*row(s, "errors")->since == clock.now());
+    daemon.waitForHooks();
+    CHECK(hookLines(dir).size() == 2);
+
+    // Garbage from the first byte is ignored the same way.
+    daemon.stop();
+    writeFile(state, "not a rules state at all\n");
+    agent::Daemon again(config, clock);
+    CHECK(stateOf(again.snapshot(), "errors") == rules::AlertState::Inactive);
+}
+
+TEST_CASE("daemon rules: a dry_run rule fires but runs no hook", "[daemon_rules]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    LogCapture log;
+    agent::Daemon daemon(load(dir, header(dir) + R"toml(
+[[rule]]
+name = "errors"
+source = "app"
+metric = "error_ratio"
+labels = { variant = "canary" }
+above = 0.1
+for = "2s"
+window = "10s"
+min_samples = 10
+hooks = ["record"]
+dry_run = true
+)toml"),
+                         clock);
+    const Driver drive{dir, clock};
+    const std::string bad = repeat(10, line("canary", "/a", 200, 5)) + repeat(10, line("canary", "/a", 500, 5));
+    agent::StatusSnapshot s;
+    for (int i = 0; i < 3; ++i) {
+        s = drive.step(daemon, bad);
+    }
+    CHECK(stateOf(s, "errors") == rules::AlertState::Firing);
+    CHECK(row(s, "errors")->dry_run);
+    CHECK(s.incidents == 0);
+    daemon.waitForHooks();
+    CHECK(hookLines(dir).empty());
+    CHECK(daemon.snapshot().hooks[0].ok == 0);
+    CHECK(log.text().find("rule errors: dry run: would run hooks [record] (fire)") != std::string::npos);
+}
+
+TEST_CASE("daemon rules: a warning repeats after repeat_interval and notifies once more on resolve",
+          "[daemon_rules]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    agent::Daemon daemon(load(dir, header(dir) + R"toml(
+[[rule]]
+name = "slow"
+severity = "warning"
+source = "app"
+metric = "p99"
+above = "100ms"
+window = "2s"
+repeat_interval = "5s"
+hooks = ["record"]
+)toml"),
+                         clock);
+    const Driver drive{dir, clock};
+    const std::string slow = repeat(10, line("canary", "/a", 200, 300));
+    const std::string fast = repeat(10, line("canary", "/a", 200, 10));
+    const auto runs = [&] {
+        daemon.waitForHooks();
+        return hookLines(dir).size();
+    };
+    auto s = drive.step(daemon, slow);  // t = 1: fires
+    CHECK(stateOf(s, "slow") == rules::AlertState::Firing);
+    CHECK(runs() == 1);
+    for (int t = 2; t <= 5; ++t) {
+        s = drive.step(daemon, slow);
+        CHECK(runs() == 1);
+    }
+    s = drive.step(daemon, slow);  // t = 6: 5 s after the fire
+    CHECK(runs() == 2);
+    for (int t = 7; t <= 10; ++t) {
+        s = drive.step(daemon, slow);
+        CHECK(runs() == 2);
+    }
+    s = drive.step(daemon, fast);  // t = 11: the 2 s window still holds t = 10's slow lines
+    CHECK(stateOf(s, "slow") == rules::AlertState::Firing);
+    CHECK(runs() == 3);  // the second repeat, 10 s after the fire
+    s = drive.step(daemon, fast);
+    s = drive.step(daemon, fast);
+    CHECK(stateOf(s, "slow") == rules::AlertState::Inactive);
+    CHECK(runs() == 4);
+    s = drive.step(daemon, fast);
+    CHECK(runs() == 4);
+    const auto lines = hookLines(dir);
+    REQUIRE(lines.size() == 4);
+    CHECK(lines[0].rfind("slow|firing|p99 ", 0) == 0);
+    CHECK(lines[1].rfind("slow|firing|p99 ", 0) == 0);
+    CHECK(lines[2].rfind("slow|firing|p99 ", 0) == 0);
+    CHECK(lines[3].rfind("slow|resolved|p99 ", 0) == 0);
+}
+
+TEST_CASE("daemon rules: a learned baseline survives a crash (state written with the checkpoint)",
+          "[daemon_rules][restart]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "p99-vs-learned"
+source = "app"
+metric = "p99"
+baseline = { learn = "5s" }
+above = "2x"
+window = "10s"
+hooks = ["record"]
+)toml");
+    const Driver drive{dir, clock};
+    const fs::path state = dir / "state" / "rules.state";
+    const fs::path crashed = dir / "rules.state.at-crash";
+    {
+        agent::Daemon daemon(config, clock);
+        for (int i = 0; i < 8; ++i) {  // learned over the first 5 s, never a transition
+            const auto s = drive.step(daemon, repeat(20, line("canary", "/a", 200, 20)));
+            CHECK(stateOf(s, "p99-vs-learned") == rules::AlertState::Inactive);
+        }
+        REQUIRE(row(daemon.snapshot(), "p99-vs-learned")->threshold == Approx(0.040).epsilon(0.01));
+        // kill -9 now: what is on disk is what a restart gets.
+        REQUIRE(fs::exists(state));
+        fs::copy_file(state, crashed);
+    }
+    fs::copy_file(crashed, state, fs::copy_options::overwrite_existing);
+    agent::Daemon daemon(config, clock);
+    // The frozen baseline is back at once; the slow canary is judged against it.
+    auto s = drive.step(daemon, repeat(20, line("canary", "/a", 200, 100)));
+    CHECK(row(s, "p99-vs-learned")->threshold == Approx(0.040).epsilon(0.01));
+    CHECK(stateOf(s, "p99-vs-learned") == rules::AlertState::Firing);
+}
+
+// KNOWN BUG (reported to the lead): the checkpoint holds stream 0 only, so after a restart
+// the streams of rule selections start empty while the tailer resumes after the data they
+// held. A labelled rule pending before the restart sees too few samples, counts as no
+// data and loses its `for` clock. [!shouldfail] keeps the suite green until it is fixed;
+// then this test fails and the tag must go.
+TEST_CASE("daemon rules: a labelled rule keeps its window across a restart", "[daemon_rules][restart][!shouldfail]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const agent::Config config = load(dir, header(dir) + R"toml(
+[[rule]]
+name = "canary-errors"
+source = "app"
+metric = "error_ratio"
+labels = { variant = "canary" }
+above = 0.1
+for = "30s"
+window = "10s"
+min_samples = 50
+hooks = ["record"]
+)toml");
+    const Driver drive{dir, clock};
+    const std::string bad = repeat(10, line("canary", "/a", 200, 5)) + repeat(10, line("canary", "/a", 500, 5)) +
+                            repeat(20, line("stable", "/a", 200, 5));
+    rules::TimePoint since;
+    {
+        agent::Daemon daemon(config, clock);
+        agent::StatusSnapshot s;
+        for (int i = 0; i < 3; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        since = clock.now();
+        REQUIRE(stateOf(s, "canary-errors") == rules::AlertState::Pending);
+        for (int i = 0; i < 10; ++i) {
+            s = drive.step(daemon, bad);
+        }
+        REQUIRE(row(s, "canary-errors")->samples == 200);
+    }
+    agent::Daemon daemon(config, clock);
+    const auto s = drive.step(daemon, bad);
+    CHECK(row(s, "canary-errors")->samples == 200);
+    CHECK(stateOf(s, "canary-errors") == rules::AlertState::Pending);
+    REQUIRE(row(s, "canary-errors")->since);
+    CHECK(*row(s, "canary-errors")->since == since);
+}
