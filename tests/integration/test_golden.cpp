@@ -73,7 +73,7 @@ TEST_CASE("golden timelines: every shipped config on a reproducible log", "[gold
     }
 }
 
-TEST_CASE("rollguard replay --html writes the timeline page; --from/--to bound the timeline", "[golden][integration]") {
+TEST_CASE("rollguard replay --html writes the timeline page - --from/--to bound the timeline", "[golden][integration]") {
     TempDir dir;
     const std::string log = (dir / "demo.log").string();
     REQUIRE(runCommand({ROLLGUARD_LOGGEN_BIN, "-o", log, "--no-sleep", "--seed", "11", "--start",

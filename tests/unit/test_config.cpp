@@ -1098,7 +1098,7 @@ TEST_CASE("rule: warnings for a `for` shorter than the tick and repeat_interval 
     CHECK(warningsOf(ruleWith("for = \"1s\"")).empty());
 }
 
-TEST_CASE("rule: a window longer than the store keeps is refused; one shorter than the tick warns", "[config][rules]") {
+TEST_CASE("rule: a window longer than the store keeps is refused - one shorter than the tick warns", "[config][rules]") {
     CHECK(errorsOf(ruleWith("window = \"8d\"")) == Strings{"23:10: 'window' 8d is longer than the store keeps (7d)"});
     CHECK(errorsOf(ruleWith("window = \"7d\"")).empty());
     CHECK(warningsOf(ruleWith("window = \"500ms\"")) ==

@@ -557,12 +557,9 @@ hooks = ["record"]
     CHECK(stateOf(s, "p99-vs-learned") == rules::AlertState::Firing);
 }
 
-// KNOWN BUG (reported to the lead): the checkpoint holds stream 0 only, so after a restart
-// the streams of rule selections start empty while the tailer resumes after the data they
-// held. A labelled rule pending before the restart sees too few samples, counts as no
-// data and loses its `for` clock. [!shouldfail] keeps the suite green until it is fixed;
-// then this test fails and the tag must go.
-TEST_CASE("daemon rules: a labelled rule keeps its window across a restart", "[daemon_rules][restart][!shouldfail]") {
+// The checkpoint holds every selection stream with the positions, so after a restart a
+// labelled rule's window is what it was, and its `for` clock goes on.
+TEST_CASE("daemon rules: a labelled rule keeps its window across a restart", "[daemon_rules][restart]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
     rules::ManualClock clock;

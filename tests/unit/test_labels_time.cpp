@@ -252,7 +252,7 @@ TEST_CASE("tailer: labels feed routed streams, the router runs once per set, ove
     CHECK(positions[0].offset == text.size());
 }
 
-TEST_CASE("tailer: event time keys events by their bucket; take() merges stream 0", "[time][tailer]") {
+TEST_CASE("tailer: event time keys events by their bucket - take() merges stream 0", "[time][tailer]") {
     TempDir dir;
     LogSourceConfig c = eventConfig(LatencyUnit::Milliseconds);
     c.paths = {(dir / "app.log").string()};
@@ -333,7 +333,7 @@ TEST_CASE("series: late data within the rings equals the same data in time, to t
     }
 }
 
-TEST_CASE("series: late data for a slot no ring holds is skipped; at or after the newest it is add()",
+TEST_CASE("series: late data for a slot no ring holds is skipped - at or after the newest it is add()",
           "[time][store]") {
     Series s;
     const WindowHandle w10 = s.addWindow(10s);

@@ -80,7 +80,7 @@ TEST_CASE("restore: a latched critical stays latched, no second rollback", "[rul
     CHECK(again[0].hooks_to_run.empty());
 }
 
-TEST_CASE("restore: changed or removed rules start fresh; corrupt input changes nothing", "[rules][state]") {
+TEST_CASE("restore: changed or removed rules start fresh - corrupt input changes nothing", "[rules][state]") {
     Engine before({rule("a", 10min), rule("b", 10min)});
     tick(before, kT0, 100);
     const std::string saved = before.saveState();

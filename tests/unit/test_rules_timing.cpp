@@ -292,7 +292,7 @@ TEST_CASE("on_error with an error budget", "[rules][timing]") {
     }
 }
 
-TEST_CASE("delay: no pending, no firing during warm-up; `for` starts after it", "[rules][timing]") {
+TEST_CASE("delay: no pending, no firing during warm-up - `for` starts after it", "[rules][timing]") {
     RuleSpec r = rule("err");
     r.delay = 5min;
     r.for_ = 1min;
@@ -311,7 +311,7 @@ TEST_CASE("delay: no pending, no firing during warm-up; `for` starts after it", 
     CHECK(h.stateAfter(input(breachStats())) == AlertState::Firing);
 }
 
-TEST_CASE("critical latches; a warning repeats every repeat_interval and sends resolved", "[rules][timing]") {
+TEST_CASE("critical latches - a warning repeats every repeat_interval and sends resolved", "[rules][timing]") {
     RuleSpec w = rule("warn", Severity::Warning);
     w.source = "other";
     w.hooks = {"slack"};
