@@ -93,6 +93,11 @@ if [ -n "$status_json" ]; then
   echo "-- /metrics at the end (excerpt):"
   echo "$status_json" | sed 's/^/   /'
 fi
+echo
+echo "-- the same log replayed: what rollguard decided, tick by tick, on the lines' own time:"
+"$build/rollguard" replay --config "$root/config/demo.toml" --html "$DEMO_DIR/timeline.html" \
+  "$DEMO_DIR/logs/access.log" 2>/dev/null | sed -n '/^rule timeline/,$p' | sed 's/^/   /'
+echo "   picture: $DEMO_DIR/timeline.html (one self-contained page: each rule's metric, threshold, pending/firing, hooks)"
 echo "==============================================================================="
 if [ "$done_ok" = 1 ]; then
   echo "demo: the bad canary was rolled back automatically. Files are in $DEMO_DIR"
