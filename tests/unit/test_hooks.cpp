@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,8 +212,27 @@ TEST_CASE("breachToEnv lists the breach variables", "[hooks][breach]") {
         {"ROLLGUARD_FIRED_AT", "2023-11-14T22:13:50.000Z"},
         {"ROLLGUARD_HOST", "web-1"},
         {"ROLLGUARD_SUMMARY", "p99 412ms > 200ms over 30s"},
+        {"ROLLGUARD_INCIDENT_ID", rollguard::agent::incidentId(e)},
+        {"ROLLGUARD_REASON", ""},
+        {"ROLLGUARD_STEPS", "[]"},
+        {"ROLLGUARD_STEPS_FAILED", "0"},
     };
     CHECK(breachToEnv(e) == expected);
+}
+
+TEST_CASE("breachToEnv carries the earlier steps as JSON", "[hooks][breach]") {
+    auto e = sampleEvent();
+    e.steps = {{"env", "ok", "set A=0 in /x.env"}, {"restart", "failed", "exit status 1: \"boom\""}};
+    e.reason = "bad canary";
+    std::map<std::string, std::string> env;
+    for (const auto& [k, v] : breachToEnv(e)) {
+        env[k] = v;
+    }
+    CHECK(env["ROLLGUARD_STEPS"] ==
+          R"([{"hook":"env","status":"ok","message":"set A=0 in /x.env"},)"
+          R"({"hook":"restart","status":"failed","message":"exit status 1: \"boom\""}])");
+    CHECK(env["ROLLGUARD_STEPS_FAILED"] == "1");
+    CHECK(env["ROLLGUARD_REASON"] == "bad canary");
 }
 
 // ---- webhook ----------------------------------------------------------------------
@@ -447,6 +467,7 @@ struct Recorded {
     bool ok;
     std::string message;
     std::thread::id thread;
+    bool skipped = false;
 };
 
 class Recorder {
@@ -454,7 +475,7 @@ public:
     HookRunner::Callback callback() {
         return [this](const std::string& hook, const BreachEvent& e, const HookResult& r) {
             std::lock_guard lock(mutex_);
-            results_.push_back({hook, e.rule, r.ok, r.message, std::this_thread::get_id()});
+            results_.push_back({hook, e.rule, r.ok, r.message, std::this_thread::get_id(), r.skipped});
         };
     }
     std::vector<Recorded> results() const {
@@ -581,5 +602,81 @@ TEST_CASE("HookRunner runs real hooks end to end", "[hooks][runner]") {
     CHECK(results[1].message == "HTTP 200");
     CHECK(readFile(dir / "app.env") == "FLAG=0\n");
     REQUIRE(receiver.requests().size() == 1);
-    CHECK(receiver.requests()[0].body == kSampleJson);
+    // The notify step after the rollback step reports its outcome.
+    const std::string steps = (dir / "app.env").string();
+    CHECK(receiver.requests()[0].body ==
+          kSampleJson.substr(0, kSampleJson.size() - 1) +
+              R"(,"steps":[{"hook":"flag-off","status":"ok","message":"set FLAG=0 in )" + steps + R"("}]})");
+}
+
+namespace {
+
+/// A hook that records that it ran and answers with a fixed outcome.
+class FixedHook : public rollguard::agent::Hook {
+public:
+    FixedHook(std::string name, bool ok, std::vector<std::string>& log, std::mutex& mutex)
+        : name_(std::move(name)), ok_(ok), log_(log), mutex_(mutex) {}
+    const std::string& name() const override { return name_; }
+    HookType type() const override { return HookType::Script; }
+    rollguard::agent::HookResult run(const BreachEvent& event) override {
+        std::lock_guard lock(mutex_);
+        std::string seen;
+        for (const auto& step : event.steps) {
+            seen += step.hook + "=" + step.status + " ";
+        }
+        log_.push_back(name_ + " saw [" + seen + "]");
+        rollguard::agent::HookResult r;
+        r.ok = ok_;
+        r.message = ok_ ? "fine" : "broke";
+        return r;
+    }
+
+private:
+    std::string name_;
+    bool ok_;
+    std::vector<std::string>& log_;
+    std::mutex& mutex_;
+};
+
+}  // namespace
+
+TEST_CASE("HookRunner hands each hook the earlier steps and honours run_if", "[hooks][runner]") {
+    using rollguard::agent::RunIf;
+    std::vector<std::string> log;
+    std::mutex mutex;
+    Recorder recorder;
+    std::vector<std::string> started;
+    HookRunner runner(recorder.callback(),
+                      [&](const std::string& hook, const BreachEvent&) { started.push_back(hook); });
+    runner.add(std::make_unique<FixedHook>("rewrite", true, log, mutex));
+    runner.add(std::make_unique<FixedHook>("restart", false, log, mutex), RunIf::PreviousOk);
+    runner.add(std::make_unique<FixedHook>("escalate", true, log, mutex), RunIf::PreviousFailed);
+    runner.add(std::make_unique<FixedHook>("notify", true, log, mutex));
+
+    SECTION("a failure skips previous_ok hooks after it and runs previous_failed ones") {
+        runner.enqueue({"rewrite", "restart", "escalate", "notify"}, sampleEvent());
+        runner.waitIdle();
+        CHECK(log == std::vector<std::string>{"rewrite saw []", "restart saw [rewrite=ok ]",
+                                              "escalate saw [rewrite=ok restart=failed ]",
+                                              "notify saw [rewrite=ok restart=failed escalate=ok ]"});
+        CHECK(started == std::vector<std::string>{"rewrite", "restart", "escalate", "notify"});
+    }
+    SECTION("without a failure, previous_failed hooks are skipped and reported so") {
+        runner.enqueue({"rewrite", "escalate", "notify"}, sampleEvent());
+        runner.waitIdle();
+        CHECK(log == std::vector<std::string>{"rewrite saw []", "notify saw [rewrite=ok escalate=skipped ]"});
+        CHECK(started == std::vector<std::string>{"rewrite", "notify"});
+        const auto results = recorder.results();
+        REQUIRE(results.size() == 3);
+        CHECK(results[1].skipped);
+        CHECK(results[1].ok);
+        CHECK(results[1].message == "skipped: no earlier step failed (run_if = \"previous_failed\")");
+    }
+    SECTION("steps the caller brings (a resumed incident) count as earlier steps") {
+        auto event = sampleEvent();
+        event.steps = {{"rewrite", "failed", "broke"}};
+        runner.enqueue({"restart", "notify"}, event);
+        runner.waitIdle();
+        CHECK(log == std::vector<std::string>{"notify saw [rewrite=failed restart=skipped ]"});
+    }
 }

@@ -50,8 +50,9 @@ constexpr std::int64_t kMaxRetries = 20;
 constexpr std::chrono::nanoseconds kMaxWindow = std::chrono::hours{24 * 7};
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
-const Keys kAgentKeys{"tick",     "state_dir", "checkpoint_interval", "listen",
-                      "log_level", "hostname", "dry_run",             "external_url"};
+const Keys kAgentKeys{"tick",         "state_dir",     "checkpoint_interval", "listen",
+                      "log_level",    "hostname",      "dry_run",             "external_url",
+                      "max_incidents", "incident_log_lines", "admin_token_file"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval",
                        "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
@@ -67,7 +68,7 @@ const Keys kRuleKeys{"name",         "severity",        "source",     "metric", 
 const Keys kBaselineKeys{"labels", "learn", "file", "pointer"};
 constexpr std::int64_t kMaxGroupsLimit = 10'000;
 constexpr int kMaxBreachesWindow = 64;
-const Keys kHookCommonKeys{"name", "type", "timeout"};
+const Keys kHookCommonKeys{"name", "type", "timeout", "run_if"};
 const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
 const Keys kWebhookKeys{"url",           "headers",          "retries",          "retry_backoff",
                         "format",        "body_template",    "bearer_token_file", "bearer_token_env",
@@ -872,6 +873,15 @@ protected:
         if (auto b = getBool(t, "dry_run")) {
             agent.dry_run = *b;
         }
+        if (auto n = getInt(t, "max_incidents", 1, 100000, "between 1 and 100000")) {
+            agent.max_incidents = static_cast<std::size_t>(*n);
+        }
+        if (auto n = getInt(t, "incident_log_lines", 0, 1000, "between 0 and 1000")) {
+            agent.incident_log_lines = static_cast<std::size_t>(*n);
+        }
+        if (auto s = getString(t, "admin_token_file")) {
+            agent.admin_token_file = s->empty() ? std::string() : resolvePath(*s);
+        }
         if (auto s = getString(t, "external_url")) {
             if (s->empty() || s->rfind("http://", 0) == 0 || s->rfind("https://", 0) == 0) {
                 agent.external_url = *s;
@@ -1352,6 +1362,11 @@ protected:
         checkHookKeys(t, type);
         if (auto d = getDuration(t, "timeout", Bound::Positive)) {
             h.timeout = *d;
+        }
+        if (auto s = getChoice(t, "run_if", {"always", "previous_ok", "previous_failed"})) {
+            h.run_if = *s == "previous_ok" ? RunIf::PreviousOk
+                       : *s == "previous_failed" ? RunIf::PreviousFailed
+                                                 : RunIf::Always;
         }
         if (type) {
             h.type = *type;

@@ -16,6 +16,18 @@ const char* toString(HookType t) {
     return "unknown";
 }
 
+const char* toString(RunIf r) {
+    switch (r) {
+        case RunIf::Always:
+            return "always";
+        case RunIf::PreviousOk:
+            return "previous_ok";
+        case RunIf::PreviousFailed:
+            return "previous_failed";
+    }
+    return "unknown";
+}
+
 const char* toString(WebhookFormat f) {
     switch (f) {
         case WebhookFormat::Json:

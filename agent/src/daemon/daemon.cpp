@@ -74,9 +74,10 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
     hooks_ = std::make_unique<HookRunner>(
         [this](const std::string& hook, const BreachEvent& event, const HookResult& result) {
             onHookResult(hook, event, result);
-        });
+        },
+        [this](const std::string& hook, const BreachEvent& event) { onHookStart(hook, event); });
     for (const auto& hook : config_.hooks) {
-        hooks_->add(makeHook(hook));
+        hooks_->add(makeHook(hook), hook.run_if);
     }
 
     snapshot_.config_path = config_.path;
@@ -95,6 +96,10 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
         s.name = source->config.name;
         snapshot_.sources.push_back(std::move(s));
     }
+    if (!rules_state_path_.empty()) {
+        incident_log_ = std::make_unique<IncidentLog>(config_.agent.state_dir, config_.agent.max_incidents);
+        resumeIncidents();
+    }
 }
 
 Daemon::~Daemon() {
@@ -112,6 +117,7 @@ void Daemon::start() {
 
 void Daemon::tick() {
     const auto now = clock_.now();
+    applyPendingRearm();
     collect(now);
 
     const auto evaluation = judge_->evaluate(now);
@@ -158,6 +164,10 @@ void Daemon::tick() {
             continue;
         }
         BreachEvent event = makeEvent(n);
+        if (!config_.agent.dry_run && rule.severity == rules::Severity::Critical &&
+            n.kind == rules::NotificationKind::Fire) {
+            event = openIncident(n, std::move(event));
+        }
         if (config_.agent.dry_run) {
             spdlog::warn("rule {}: dry run: would run hooks [{}] ({})", name, fmt::join(n.hooks, ", "),
                          rules::toString(n.kind));
@@ -470,13 +480,53 @@ void Daemon::writeRulesState() {
 }
 
 void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result) {
-    if (result.ok) {
+    if (result.skipped) {
+        spdlog::info("hook {} (rule {}): {}", hook, event.rule, result.message);
+    } else if (result.ok) {
         spdlog::info("hook {} (rule {}): ok in {}ms: {}", hook, event.rule, result.duration.count(), result.message);
     } else {
         spdlog::error("hook {} (rule {}): FAILED after {}ms ({} attempt(s)): {}", hook, event.rule,
                       result.duration.count(), result.attempts, result.message);
     }
+    std::optional<std::size_t> open_now;
+    if (!event.incident_id.empty()) {
+        std::lock_guard incidents_lock(incidents_mutex_);
+        if (auto it = open_incidents_.find(event.incident_id); it != open_incidents_.end()) {
+            IncidentRecord& record = it->second;
+            if (IncidentHookStep* step = record.step(hook)) {
+                step->status = result.skipped ? HookStepStatus::Skipped
+                               : result.ok    ? HookStepStatus::Ok
+                                              : HookStepStatus::Failed;
+                step->message = result.message;
+                step->duration = result.duration;
+                step->attempts = result.attempts;
+                step->finished = clock_.now();
+            }
+            record.complete = record.remainingHooks().empty();
+            saveIncident(record);
+            if (record.complete) {
+                std::size_t failed = 0;
+                for (const auto& h : record.hooks) {
+                    failed += h.status == HookStepStatus::Failed ? 1 : 0;
+                }
+                if (failed == 0) {
+                    spdlog::info("incident {}: rollback finished, {} hook(s) done", record.id, record.hooks.size());
+                } else {
+                    spdlog::error("incident {}: rollback finished with {} of {} hook(s) FAILED", record.id, failed,
+                                  record.hooks.size());
+                }
+                open_incidents_.erase(it);
+            }
+        }
+        open_now = open_incidents_.size();
+    }
     std::lock_guard lock(mutex_);
+    if (open_now) {
+        snapshot_.incidents_open = *open_now;
+    }
+    if (result.skipped) {
+        return;  // not a run: logged above, not counted
+    }
     for (auto& h : snapshot_.hooks) {
         if (h.name == hook) {
             (result.ok ? h.ok : h.failed) += 1;
@@ -485,6 +535,230 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
             h.last_run = clock_.now();
         }
     }
+}
+
+void Daemon::saveIncident(const IncidentRecord& record) {
+    if (!incident_log_) {
+        return;
+    }
+    if (const auto err = incident_log_->save(record)) {
+        spdlog::error("incident {}: cannot write its record: {}", record.id, *err);
+        std::lock_guard lock(mutex_);
+        ++snapshot_.incident_record_failures;
+    }
+}
+
+BreachEvent Daemon::openIncident(const rules::Notification& n, BreachEvent event) {
+    IncidentRecord record;
+    record.id = incidentId(event);
+    record.kind = "rule";
+    record.reason = event.summary;
+    record.opened = clock_.now();
+    event.incident_id = record.id;
+
+    // The window the rule judged, as it stood when it fired.
+    for (auto& input : judge_->inputsFor(n.rule_index)) {
+        if (input.group != n.group) {
+            continue;
+        }
+        const rules::SeriesStats& st = input.stats;
+        IncidentStats& out = record.stats;
+        out.events = st.events;
+        out.errors = st.errors;
+        if (st.events > 0) {
+            out.error_ratio = static_cast<double>(st.errors) / static_cast<double>(st.events);
+        }
+        if (st.window.count() > 0) {
+            out.rate_per_second = static_cast<double>(st.events) / std::chrono::duration<double>(st.window).count();
+        }
+        if (st.latency != nullptr && st.latency->count() > 0) {
+            out.p50 = st.latency->quantileSeconds(0.5);
+            out.p90 = st.latency->quantileSeconds(0.9);
+            out.p99 = st.latency->quantileSeconds(0.99);
+            out.p999 = st.latency->quantileSeconds(0.999);
+            out.mean = st.latency->meanSeconds();
+            out.max = st.latency->maxSeconds();
+        }
+        break;
+    }
+    // The last raw lines the judgement read, from the rule's source.
+    const std::size_t want = config_.agent.incident_log_lines;
+    for (const auto& source : sources_) {
+        if (source->config.name != n.rule->source || want == 0) {
+            continue;
+        }
+        const bool several = source->positions.size() > 1;
+        for (const auto& file : source->positions) {
+            for (auto& line : tailLines(file.path, file.offset, want)) {
+                record.log_lines.push_back(several ? file.path + ": " + line : std::move(line));
+            }
+        }
+        if (record.log_lines.size() > want) {
+            record.log_lines.erase(record.log_lines.begin(),
+                                   record.log_lines.end() - static_cast<std::ptrdiff_t>(want));
+        }
+    }
+    record.addHooks(n.hooks);
+    record.event = event;
+    std::lock_guard lock(incidents_mutex_);
+    saveIncident(record);  // on disk before the first hook runs
+    spdlog::warn("incident {} opened by rule {}: rollback hooks [{}]", record.id, event.rule,
+                 fmt::join(n.hooks, ", "));
+    open_incidents_[record.id] = std::move(record);
+    return event;
+}
+
+void Daemon::resumeIncidents() {
+    std::vector<std::string> problems;
+    auto records = incident_log_->list(&problems);
+    for (const auto& p : problems) {
+        spdlog::warn("incident record {}: skipped", p);
+    }
+    std::lock_guard lock(incidents_mutex_);
+    for (auto& record : records) {
+        if (record.complete) {
+            continue;
+        }
+        auto remaining = record.remainingHooks();
+        for (const auto& h : record.hooks) {
+            if (h.status == HookStepStatus::Running) {
+                spdlog::warn("incident {}: hook {} was interrupted by a restart; running it again", record.id, h.hook);
+            }
+        }
+        if (remaining.empty()) {
+            record.complete = true;
+            saveIncident(record);
+            continue;
+        }
+        spdlog::warn("incident {} (rule {}): resuming the rollback: {} hook(s) left [{}], {} already done",
+                     record.id, record.event.rule, remaining.size(), fmt::join(remaining, ", "),
+                     record.hooks.size() - remaining.size());
+        BreachEvent event = record.event;
+        event.incident_id = record.id;
+        event.steps = record.finishedSteps();
+        const std::string id = record.id;
+        open_incidents_[id] = std::move(record);
+        hooks_->enqueue(std::move(remaining), std::move(event));
+    }
+    std::lock_guard snapshot_lock(mutex_);
+    snapshot_.incidents_open = open_incidents_.size();
+}
+
+void Daemon::onHookStart(const std::string& hook, const BreachEvent& event) {
+    if (event.incident_id.empty()) {
+        return;
+    }
+    std::lock_guard lock(incidents_mutex_);
+    auto it = open_incidents_.find(event.incident_id);
+    if (it == open_incidents_.end()) {
+        return;
+    }
+    if (IncidentHookStep* step = it->second.step(hook)) {
+        step->status = HookStepStatus::Running;
+        step->started = clock_.now();
+        ++step->runs;
+        saveIncident(it->second);  // a crash from here on shows this hook as interrupted
+    }
+}
+
+std::optional<std::string> Daemon::rollback(const std::string& reason, const std::string& rule, std::string& error) {
+    std::vector<std::string> hooks;
+    const rules::RuleSpec* named = nullptr;
+    for (const auto& spec : config_.rules) {
+        if (!rule.empty() ? spec.name != rule : spec.severity != rules::Severity::Critical) {
+            continue;
+        }
+        named = &spec;
+        for (const auto& h : spec.hooks) {
+            if (std::find(hooks.begin(), hooks.end(), h) == hooks.end()) {
+                hooks.push_back(h);
+            }
+        }
+    }
+    if (!rule.empty() && named == nullptr) {
+        error = "no rule named '" + rule + "'";
+        return std::nullopt;
+    }
+    if (hooks.empty()) {
+        error = rule.empty() ? "no critical rule has rollback hooks" : "rule '" + rule + "' has no hooks";
+        return std::nullopt;
+    }
+    if (config_.agent.dry_run) {
+        error = "the agent runs in dry-run mode: no hook acts (would run " + fmt::format("{}", fmt::join(hooks, ", ")) +
+                ")";
+        return std::nullopt;
+    }
+    const auto now = clock_.now();
+    IncidentRecord record;
+    record.id = fmt::format("manual-{}", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             now.time_since_epoch()).count());
+    record.kind = "manual";
+    record.reason = reason.empty() ? std::string("manual rollback") : reason;
+    record.opened = now;
+    BreachEvent& e = record.event;
+    e.rule = rule.empty() ? std::string("manual") : rule;
+    e.severity = "critical";
+    e.state = "firing";
+    e.source = named && !rule.empty() ? named->source : std::string();
+    e.metric = "manual";
+    e.value = std::nan("");
+    e.threshold = std::nan("");
+    e.since = now;
+    e.fired_at = now;
+    e.host = host_;
+    e.reason = record.reason;
+    e.summary = "manual rollback: " + record.reason;
+    e.incident_id = record.id;
+    record.addHooks(hooks);
+    BreachEvent event = e;
+    {
+        std::lock_guard lock(incidents_mutex_);
+        if (open_incidents_.count(record.id) != 0) {
+            error = "a manual rollback was started this very millisecond; try again";
+            return std::nullopt;
+        }
+        saveIncident(record);
+        open_incidents_[record.id] = std::move(record);
+    }
+    spdlog::warn("incident {}: manual rollback ({}): running hooks [{}]", event.incident_id, event.reason,
+                 fmt::join(hooks, ", "));
+    {
+        std::lock_guard lock(mutex_);
+        ++snapshot_.manual_rollbacks;
+        ++snapshot_.incidents_open;
+    }
+    const std::string id = event.incident_id;
+    hooks_->enqueue(std::move(hooks), std::move(event));
+    return id;
+}
+
+std::shared_future<void> Daemon::requestRearm() {
+    std::lock_guard lock(rearm_mutex_);
+    if (!rearm_promise_) {
+        rearm_promise_.emplace();
+        rearm_future_ = rearm_promise_->get_future().share();
+    }
+    return rearm_future_;
+}
+
+void Daemon::applyPendingRearm() {
+    std::optional<std::promise<void>> promise;
+    {
+        std::lock_guard lock(rearm_mutex_);
+        promise.swap(rearm_promise_);
+    }
+    if (!promise) {
+        return;
+    }
+    judge_->engine().rearm();
+    writeRulesState();
+    refreshRuleSnapshot();
+    {
+        std::lock_guard lock(mutex_);
+        ++snapshot_.rearms;
+    }
+    spdlog::warn("rearmed: rollback latches cleared; the next critical breach rolls back again");
+    promise->set_value();
 }
 
 }  // namespace rollguard::agent

@@ -92,6 +92,15 @@ std::string breachToJson(const BreachEvent& event) {
 }
 
 std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& event) {
+    JsonWriter steps;
+    steps.beginArray();
+    int failed = 0;
+    for (const auto& step : event.steps) {
+        steps.beginObject().key("hook").value(step.hook).key("status").value(step.status);
+        steps.key("message").value(step.message).endObject();
+        failed += step.status == "failed" ? 1 : 0;
+    }
+    steps.endArray();
     return {
         {"ROLLGUARD_RULE", event.rule},
         {"ROLLGUARD_SEVERITY", event.severity},
@@ -108,6 +117,10 @@ std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& 
         {"ROLLGUARD_FIRED_AT", formatRfc3339(event.fired_at)},
         {"ROLLGUARD_HOST", event.host},
         {"ROLLGUARD_SUMMARY", event.summary},
+        {"ROLLGUARD_INCIDENT_ID", incidentId(event)},
+        {"ROLLGUARD_REASON", event.reason},
+        {"ROLLGUARD_STEPS", steps.str()},
+        {"ROLLGUARD_STEPS_FAILED", std::to_string(failed)},
     };
 }
 

@@ -34,6 +34,27 @@ void writeLabels(JsonWriter& w, const std::vector<std::pair<std::string, std::st
     w.endObject();
 }
 
+void writeSteps(JsonWriter& w, const std::vector<HookStep>& steps) {
+    w.beginArray();
+    for (const auto& step : steps) {
+        w.beginObject().key("hook").value(step.hook).key("status").value(step.status);
+        w.key("message").value(step.message).endObject();
+    }
+    w.endArray();
+}
+
+/// "disable-router: ok (set A=0 in /x.env); restart: failed (exit status 1)".
+std::string stepsLine(const std::vector<HookStep>& steps) {
+    std::string out;
+    for (const auto& step : steps) {
+        if (!out.empty()) {
+            out += "; ";
+        }
+        out += step.hook + ": " + step.status + " (" + step.message + ")";
+    }
+    return out;
+}
+
 std::string renderJson(const BreachEvent& event, const PayloadContext& context) {
     JsonWriter w;
     w.beginObject();
@@ -47,6 +68,13 @@ std::string renderJson(const BreachEvent& event, const PayloadContext& context) 
     }
     if (!context.external_url.empty()) {
         w.key("status_url").value(detail::statusUrl(context.external_url));
+    }
+    if (!event.reason.empty()) {
+        w.key("reason").value(event.reason);
+    }
+    if (!event.steps.empty()) {
+        w.key("steps");
+        writeSteps(w, event.steps);
     }
     w.endObject();
     return w.str();
@@ -141,6 +169,10 @@ std::string renderSlack(const BreachEvent& event, const PayloadContext& context)
     field("Window", detail::formatSeconds(event.window));
     field("Samples", std::to_string(event.samples));
     field("Source", event.source);
+    if (!event.steps.empty()) {
+        w.beginObject().key("title").value("Steps").key("value").value(stepsLine(event.steps));
+        w.key("short").value(false).endObject();
+    }
     w.endArray();
     if (!context.external_url.empty()) {
         w.key("title_link").value(detail::statusUrl(context.external_url));
@@ -181,6 +213,10 @@ std::string renderPagerDuty(const BreachEvent& event, const PayloadContext& cont
         w.key("description").value(event.description);
         w.key("labels");
         writeLabels(w, event.labels);
+        if (!event.steps.empty()) {
+            w.key("steps");
+            writeSteps(w, event.steps);
+        }
         w.endObject();
         w.endObject();
         if (!context.external_url.empty()) {
@@ -299,6 +335,10 @@ std::string renderBodyTemplate(std::string_view tmpl, const BreachEvent& event, 
             out = incidentId(event);
         } else if (name == "status_url") {
             out = detail::statusUrl(context.external_url);
+        } else if (name == "reason") {
+            out = event.reason;
+        } else if (name == "steps") {
+            out = stepsLine(event.steps);
         } else {
             return false;
         }

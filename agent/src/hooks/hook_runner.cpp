@@ -30,7 +30,34 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
     return nullptr;
 }
 
-HookRunner::HookRunner(Callback on_result) : on_result_(std::move(on_result)) {
+std::string stepStatus(const HookResult& result) {
+    if (result.skipped) {
+        return "skipped";
+    }
+    return result.ok ? "ok" : "failed";
+}
+
+namespace {
+
+/// Why a hook with `run_if` is skipped after `steps`, or "" when it runs.
+std::string skipReason(RunIf run_if, const std::vector<HookStep>& steps) {
+    bool any_failed = false;
+    for (const auto& s : steps) {
+        any_failed = any_failed || s.status == "failed";
+    }
+    if (run_if == RunIf::PreviousOk && any_failed) {
+        return "skipped: an earlier step failed (run_if = \"previous_ok\")";
+    }
+    if (run_if == RunIf::PreviousFailed && !any_failed) {
+        return "skipped: no earlier step failed (run_if = \"previous_failed\")";
+    }
+    return {};
+}
+
+}  // namespace
+
+HookRunner::HookRunner(Callback on_result, StartCallback on_start)
+    : on_result_(std::move(on_result)), on_start_(std::move(on_start)) {
     worker_ = std::thread([this] { workerLoop(); });
 }
 
@@ -38,12 +65,12 @@ HookRunner::~HookRunner() {
     stop();
 }
 
-void HookRunner::add(std::unique_ptr<Hook> hook) {
+void HookRunner::add(std::unique_ptr<Hook> hook, RunIf run_if) {
     if (!hook) {
         return;
     }
     std::lock_guard lock(mutex_);
-    hooks_.push_back(std::move(hook));
+    hooks_.push_back(Entry{std::move(hook), run_if});
 }
 
 void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event) {
@@ -75,7 +102,7 @@ std::vector<std::pair<std::string, HookCounters>> HookRunner::counters() const {
     std::vector<std::pair<std::string, HookCounters>> out;
     out.reserve(hooks_.size());
     for (const auto& h : hooks_) {
-        out.emplace_back(h->name(), h->counters());
+        out.emplace_back(h.hook->name(), h.hook->counters());
     }
     return out;
 }
@@ -113,12 +140,14 @@ void HookRunner::workerLoop() {
         }
         for (const auto& hook_name : job.hooks) {
             Hook* hook = nullptr;
+            RunIf run_if = RunIf::Always;
             {
                 // hooks_ only grows and owns its hooks, so the pointer stays valid unlocked.
                 std::lock_guard lock(mutex_);
                 for (const auto& h : hooks_) {
-                    if (h->name() == hook_name) {
-                        hook = h.get();
+                    if (h.hook->name() == hook_name) {
+                        hook = h.hook.get();
+                        run_if = h.run_if;
                         break;
                     }
                 }
@@ -127,7 +156,19 @@ void HookRunner::workerLoop() {
             HookResult result;
             if (hook == nullptr) {
                 result.message = "unknown hook";
+            } else if (auto why = skipReason(run_if, job.event.steps); !why.empty()) {
+                result.ok = true;
+                result.skipped = true;
+                result.attempts = 0;
+                result.message = std::move(why);
             } else {
+                if (on_start_) {
+                    try {
+                        on_start_(hook_name, job.event);
+                    } catch (...) {
+                        // Recording the start is best effort; the hook still runs.
+                    }
+                }
                 try {
                     result = hook->run(job.event);
                 } catch (const std::exception& e) {
@@ -137,9 +178,9 @@ void HookRunner::workerLoop() {
                     result = HookResult{};
                     result.message = "hook threw an unknown exception";
                 }
-            }
-            if (result.duration.count() == 0) {
-                result.duration = detail::elapsedSince(start);
+                if (result.duration.count() == 0) {
+                    result.duration = detail::elapsedSince(start);
+                }
             }
             if (on_result_) {
                 try {
@@ -148,6 +189,7 @@ void HookRunner::workerLoop() {
                     // The callback only logs and counts; the next hook must still run.
                 }
             }
+            job.event.steps.push_back(HookStep{hook_name, stepStatus(result), result.message});
         }
         {
             std::lock_guard lock(mutex_);

@@ -31,6 +31,13 @@ struct AgentSettings {
     /// How receivers reach this agent, e.g. "http://host:9464": hook payloads link to
     /// `<external_url>/api/v1/status`. Empty: no links.
     std::string external_url;
+    /// Completed incident records kept in `<state_dir>/incidents/` (oldest deleted first).
+    std::size_t max_incidents = 100;
+    /// Raw log lines of the rule's source saved in an incident record.
+    std::size_t incident_log_lines = 20;
+    /// Bearer token file for the admin API (POST /api/v1/rollback, /api/v1/rearm).
+    /// Empty: the admin API is disabled (403).
+    std::string admin_token_file;
 };
 
 enum class LatencyUnit { Nanoseconds, Microseconds, Milliseconds, Seconds };
@@ -129,11 +136,20 @@ const char* toString(HookType t);
 enum class WebhookFormat { Json, Alertmanager, Slack, PagerDuty };
 const char* toString(WebhookFormat f);
 
+/// When a hook of a rule's list runs, judged on the hooks before it in the same run.
+enum class RunIf {
+    Always,          ///< default: a rollback tries every step
+    PreviousOk,      ///< only when no earlier step failed ("then": restart only after the rewrite worked)
+    PreviousFailed,  ///< only when an earlier step failed (escalate)
+};
+const char* toString(RunIf r);
+
 /// [[hook]]
 struct HookConfig {
     std::string name;
     HookType type = HookType::Webhook;
     std::chrono::nanoseconds timeout{std::chrono::seconds{10}};
+    RunIf run_if = RunIf::Always;
     SourceLocation location;
 
     // env_file

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/hooks.h"
+#include "rollguard/agent/incidents.h"
 #include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/sliding_window.h"
@@ -80,6 +82,10 @@ struct StatusSnapshot {
     std::optional<rules::TimePoint> last_tick;
     std::uint64_t ticks = 0;
     std::uint64_t incidents = 0;  ///< critical rules that went firing
+    std::uint64_t incidents_open = 0;  ///< incident records whose hooks have not all finished
+    std::uint64_t manual_rollbacks = 0;
+    std::uint64_t rearms = 0;
+    std::uint64_t incident_record_failures = 0;  ///< failed writes of incident records
     std::uint64_t checkpoints = 0;
     std::uint64_t checkpoint_failures = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
@@ -123,6 +129,17 @@ public:
     /// For tests: waits until queued hooks have run.
     void waitForHooks();
 
+    /// A rollback by hand (`rollguard rollback`, POST /api/v1/rollback): opens a "manual"
+    /// incident and queues the rollback hooks — those of `rule` when given, else of every
+    /// critical rule, each hook once, in config order. Does not touch the rules' latches
+    /// (a rule that fires afterwards still runs its own rollback once; the hooks are
+    /// idempotent). Returns the incident id, or an error text in `error` (unknown rule,
+    /// no rollback hooks, dry run). Thread-safe.
+    std::optional<std::string> rollback(const std::string& reason, const std::string& rule, std::string& error);
+    /// Clears every rule's rollback latch (after a fix), at the next tick, and persists
+    /// it. Thread-safe: returns at once; the future is ready once the tick applied it.
+    std::shared_future<void> requestRearm();
+
 private:
     struct SourceState;
     void onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
@@ -135,6 +152,14 @@ private:
     void restoreRulesState();
     /// Persists the engine's state (timers, latches, baselines) to state_dir/rules.state.
     void writeRulesState();
+    /// Opens the incident record of a critical Fire and returns the event its hooks get.
+    BreachEvent openIncident(const rules::Notification& n, BreachEvent event);
+    /// Re-queues the unfinished hooks of incident records left by a previous run.
+    void resumeIncidents();
+    /// Saves a record (incidents_mutex_ held) and counts a failure.
+    void saveIncident(const IncidentRecord& record);
+    void onHookStart(const std::string& hook, const BreachEvent& event);
+    void applyPendingRearm();
 
     Config config_;
     const rules::Clock& clock_;
@@ -150,6 +175,13 @@ private:
     std::string rules_state_path_;  // empty: rules' state not persisted
     std::chrono::steady_clock::time_point last_checkpoint_{};
     bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
+
+    std::unique_ptr<IncidentLog> incident_log_;  // null without state_dir
+    std::mutex incidents_mutex_;                 // guards open_incidents_ and incident_log_ use
+    std::map<std::string, IncidentRecord> open_incidents_;  // by id: hooks not all finished
+    std::mutex rearm_mutex_;
+    std::optional<std::promise<void>> rearm_promise_;
+    std::shared_future<void> rearm_future_;
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

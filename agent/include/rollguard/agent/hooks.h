@@ -19,6 +19,13 @@
 
 namespace rollguard::agent {
 
+/// The outcome of one earlier hook of the same run, as later hooks see it.
+struct HookStep {
+    std::string hook;
+    std::string status;   ///< "ok" | "failed" | "skipped"
+    std::string message;  ///< the hook's one-line result
+};
+
 /// What a hook is told about the breach that triggered it.
 struct BreachEvent {
     std::string rule;
@@ -42,6 +49,10 @@ struct BreachEvent {
     /// Stable per incident; empty: incidentId() derives it from rule, group and since.
     std::string incident_id;
     rules::TimePoint resolved_at{};  ///< when state == "resolved"
+    /// The hooks that ran before this one for the same event, in order (filled by the
+    /// HookRunner): a notify step placed after a rollback step reports its outcome.
+    std::vector<HookStep> steps;
+    std::string reason;  ///< a manual rollback's --reason ("" for a rule)
 };
 
 /// event.incident_id, or when empty the first 16 hex digits of
@@ -119,7 +130,9 @@ std::string breachToJson(const BreachEvent& event);
 /// ROLLGUARD_STATE, ROLLGUARD_SOURCE, ROLLGUARD_METRIC, ROLLGUARD_VALUE,
 /// ROLLGUARD_THRESHOLD, ROLLGUARD_COMPARISON, ROLLGUARD_SAMPLES, ROLLGUARD_WINDOW_SECONDS,
 /// ROLLGUARD_FOR_SECONDS, ROLLGUARD_SINCE, ROLLGUARD_FIRED_AT, ROLLGUARD_HOST,
-/// ROLLGUARD_SUMMARY.
+/// ROLLGUARD_SUMMARY, ROLLGUARD_INCIDENT_ID, ROLLGUARD_REASON (a manual rollback's
+/// reason, else empty), ROLLGUARD_STEPS (JSON array of the earlier steps:
+/// [{"hook","status","message"}]) and ROLLGUARD_STEPS_FAILED (how many of them failed).
 std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& event);
 
 /// Delivery counters of a hook with a spool (zero for the others); exporters read them
@@ -136,6 +149,7 @@ struct HookResult {
     std::string message;  ///< what happened, one line ("set NEW_ROUTER_ENABLED=0", "HTTP 200")
     std::chrono::milliseconds duration{0};
     int attempts = 1;
+    bool skipped = false;  ///< not run: its RunIf did not hold (ok is true)
 };
 
 /// One action. Implementations never throw: failures are results.
@@ -247,20 +261,26 @@ HookResult applyEnvFile(const HookConfig& config);
 // ---- running hooks ---------------------------------------------------------------
 
 /// Runs hooks off the evaluation thread: a queue and one worker. Each job runs its
-/// hooks in order; every outcome is reported to the callback (logging, metrics).
+/// hooks in order; every outcome is reported to the callback (logging, metrics, the
+/// incident record). Before each hook the event's `steps` receive the outcomes of the
+/// job's earlier hooks (appended to any steps the caller put there, e.g. when resuming),
+/// so a later hook can report them; a hook whose RunIf does not hold is not run and is
+/// reported as skipped (ok = true, message "skipped: ..."; HookStep status "skipped").
 /// A hook that throws is reported as failed ("hook threw: <what>"); a zero duration is
 /// filled in with the measured one.
-/// Thread-safety: all methods from any thread; the callback runs on the worker.
+/// Thread-safety: all methods from any thread; the callbacks run on the worker.
 class HookRunner {
 public:
     using Callback = std::function<void(const std::string& hook, const BreachEvent&, const HookResult&)>;
+    /// Called on the worker just before a hook runs (not for skipped hooks).
+    using StartCallback = std::function<void(const std::string& hook, const BreachEvent&)>;
 
-    explicit HookRunner(Callback on_result = {});
+    explicit HookRunner(Callback on_result = {}, StartCallback on_start = {});
     ~HookRunner();  // drains the queue, then joins
     HookRunner(const HookRunner&) = delete;
     HookRunner& operator=(const HookRunner&) = delete;
 
-    void add(std::unique_ptr<Hook> hook);
+    void add(std::unique_ptr<Hook> hook, RunIf run_if = RunIf::Always);
     /// Queues the named hooks for `event`; unknown names are reported as failures
     /// ("unknown hook"). After stop() nothing is queued: each named hook is reported at
     /// once, on the calling thread, as failed with "hook runner is stopped".
@@ -278,8 +298,13 @@ private:
         std::vector<std::string> hooks;
         BreachEvent event;
     };
+    struct Entry {
+        std::unique_ptr<Hook> hook;
+        RunIf run_if = RunIf::Always;
+    };
     Callback on_result_;
-    std::vector<std::unique_ptr<Hook>> hooks_;
+    StartCallback on_start_;
+    std::vector<Entry> hooks_;
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::condition_variable idle_cv_;
@@ -288,5 +313,8 @@ private:
     bool stopping_ = false;
     std::thread worker_;
 };
+
+/// The HookStep status of a result: "ok", "failed", or "skipped" for a RunIf skip.
+std::string stepStatus(const HookResult& result);
 
 }  // namespace rollguard::agent
