@@ -509,3 +509,12 @@ TEST_CASE("json_file and toml_file hooks run through makeHook and a HookRunner",
     CHECK(readFile(dir / "flags.json") == "{\n  \"phase_4\": {\n    \"enabled\": false\n  }\n}\n");
     CHECK(readFile(dir / "flags.toml") == "[phase_4]\nenabled = false\n");
 }
+
+TEST_CASE("toml_file sets inside inline tables and quotes keys that need it", "[hooks][flag_file]") {
+    const auto r = toml("flags = { a = true }\n", {{"/flags/a", false}, {"/flags/b/c", std::int64_t{1}}, {"/x.y", true}});
+    REQUIRE(r.ok);
+    CHECK(r.text == "flags = { a = false, b = { c = 1 } }\n'x.y' = true\n");
+    const auto again = toml(r.text, {{"/flags/a", false}, {"/flags/b/c", std::int64_t{1}}, {"/x.y", true}});
+    REQUIRE(again.ok);
+    CHECK_FALSE(again.changed);
+}
