@@ -489,7 +489,8 @@ TEST_CASE("every error in a config is reported in one go, in file order", "[conf
               "16:10: unknown hook 'nope'",
               "18:1: missing required key 'name' in [[hook]]",
               "20:7: 'url' must start with http:// or https://, got \"ftp://x\"",
-              "21:1: 'path' is not valid for a hook of type 'webhook' (it belongs to env_file hooks)",
+              "21:1: 'path' is not valid for a hook of type 'webhook' (it belongs to env_file, json_file and "
+              "toml_file hooks)",
           });
 }
 
@@ -583,7 +584,7 @@ TEST_CASE("hook validation", "[config]") {
     const auto hook = [](const std::string& body) { return kBase + "[[hook]]\nname = \"h\"\n" + body; };
     // line 18 [[hook]], 19 name, body starts on 20
     CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\nurl = \"http://a\"\n")) ==
-          Strings{"22:1: 'url' is not valid for a hook of type 'script' (it belongs to webhook hooks)"});
+          Strings{"22:1: 'url' is not valid for a hook of type 'script' (it belongs to webhook and alertmanager hooks)"});
     CHECK(errorsOf(hook("type = \"env_file\"\npath = \"a.env\"\n")) ==
           Strings{"18:1: an env_file hook needs at least one key in 'set' or 'unset', e.g. set = { FEATURE_X = \"0\" }"});
     CHECK(errorsOf(hook("type = \"env_file\"\npath = \"a.env\"\nset = { \"BAD-NAME\" = \"1\" }\n")) ==
@@ -593,7 +594,8 @@ TEST_CASE("hook validation", "[config]") {
     CHECK(errorsOf(hook("type = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nretries = 21\n")) ==
           Strings{"22:11: 'retries' must be between 0 and 20, got 21"});
     CHECK(errorsOf(hook("type = \"pager\"\n")) ==
-          Strings{"20:8: 'type' must be one of env_file, webhook, script, alertmanager; got \"pager\""});
+          Strings{"20:8: 'type' must be one of env_file, json_file, toml_file, webhook, script, alertmanager; got "
+                  "\"pager\""});
     CHECK(errorsOf(hook("type = \"script\"\ncommand = []\n")) ==
           Strings{"21:11: 'command' must start with the program to run, e.g. [\"/usr/local/bin/rollback.sh\"]"});
     CHECK(errorsOf(hook("type = \"script\"\ncommand = [\"x\"]\ntimeout = \"0s\"\n")) ==

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 
 using namespace std::chrono_literals;
 using rollguard::agent::Diagnostic;
+using rollguard::agent::FlagValue;
 using rollguard::agent::HookConfig;
 using rollguard::agent::HookType;
 using rollguard::agent::LoadResult;
@@ -145,5 +147,87 @@ TEST_CASE("webhook hook config errors point at the line and column", "[hooks][co
         CHECK(errorsOf("[agent]\nexternal_url = \"web-1:9464\"\n" +
                        withHook("type = \"webhook\"\nurl = \"http://x\"\n")) ==
               Strings{"2:16: 'external_url' must start with http:// or https://, got \"web-1:9464\""});
+    }
+}
+
+TEST_CASE("json_file and toml_file hook keys", "[hooks][config][flag_file]") {
+    const LoadResult r = parseConfig(
+        withHook("type = \"json_file\"\n"
+                 "path = \"config/feature_flags.json\"\n"
+                 "set = { \"/flags/phase_4_deployment/enabled\" = false, \"/rollout_percentage\" = 0, \"/a~1b\" = 0.5, "
+                 "\"/mode\" = \"safe\" }\n"
+                 "unset = [\"/flags/old_flag\"]\n"
+                 "create = true\n"
+                 "backup = false\n"),
+        kPath);
+    REQUIRE(r.ok());
+    REQUIRE(r.config->hooks.size() == 1);
+    const HookConfig& h = r.config->hooks[0];
+    CHECK(h.type == HookType::JsonFile);
+    CHECK(h.path == "/etc/rollguard/config/feature_flags.json");
+    // In the order written, each value with its TOML type.
+    REQUIRE(h.flag_set.size() == 4);
+    CHECK(h.flag_set[0].pointer == "/flags/phase_4_deployment/enabled");
+    CHECK(h.flag_set[0].value == FlagValue{false});
+    CHECK(h.flag_set[1].pointer == "/rollout_percentage");
+    CHECK(h.flag_set[1].value == FlagValue{std::int64_t{0}});
+    CHECK(h.flag_set[2].pointer == "/a~1b");
+    CHECK(h.flag_set[2].value == FlagValue{0.5});
+    CHECK(h.flag_set[3].value == FlagValue{std::string("safe")});
+    CHECK(h.unset == std::vector<std::string>{"/flags/old_flag"});
+    CHECK(h.create);
+    CHECK_FALSE(h.backup);
+    CHECK(h.set.empty());
+
+    const LoadResult t = parseConfig(withHook("type = \"toml_file\"\npath = \"/etc/app/flags.toml\"\n"
+                                              "set = { \"/phase_4/enabled\" = false, \"/ratio\" = nan }\n"),
+                                     kPath);
+    REQUIRE(t.ok());
+    CHECK(t.config->hooks[0].type == HookType::TomlFile);
+    CHECK(t.config->hooks[0].path == "/etc/app/flags.toml");
+    CHECK(t.config->hooks[0].flag_set.size() == 2);
+    CHECK(t.config->hooks[0].create == false);
+    CHECK(t.config->hooks[0].backup == true);
+}
+
+TEST_CASE("json_file and toml_file config errors point at the line and column", "[hooks][config][flag_file]") {
+    SECTION("a pointer that does not start with '/'") {
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"flags/x\" = false }\n")) ==
+              Strings{line(2) + ":9: \"flags/x\" in 'set' is not a JSON Pointer: a JSON Pointer starts with '/', e.g. "
+                                "\"/flags/x\""});
+        CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\nunset = [\"x\", \"/a~2\"]\n")) ==
+              Strings{line(2) + ":10: \"x\" in 'unset' is not a JSON Pointer: a JSON Pointer starts with '/', e.g. \"/x\"",
+                      line(2) + ":15: \"/a~2\" in 'unset' is not a JSON Pointer: '~' must be followed by 0 (for '~') or "
+                                "1 (for '/')"});
+    }
+    SECTION("an unsupported value type") {
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = [1] }\n")) ==
+              Strings{line(2) + ":16: the value of \"/a\" must be a boolean, integer, float or string, got array"});
+        CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\nset = { \"/a\" = 2024-01-01 }\n")) ==
+              Strings{line(2) + ":16: the value of \"/a\" must be a boolean, integer, float or string, got date"});
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = inf }\n")) ==
+              Strings{line(2) + ":16: the value of \"/a\" must be finite: JSON has no NaN or infinity"});
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = [\"/a\"]\n")) ==
+              Strings{line(2) + ":7: 'set' must be a table of JSON Pointers to values, e.g. { \"/flags/new_checkout\" "
+                                "= false }, got array"});
+    }
+    SECTION("a missing path") {
+        CHECK(errorsOf(withHook("type = \"json_file\"\nset = { \"/a\" = false }\n")) ==
+              Strings{"11:1: missing required key 'path' in [[hook]] of type json_file"});
+        CHECK(errorsOf(withHook("type = \"toml_file\"\nset = { \"/a\" = false }\n")) ==
+              Strings{"11:1: missing required key 'path' in [[hook]] of type toml_file"});
+    }
+    SECTION("nothing to do, or a pointer both set and unset") {
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\n")) ==
+              Strings{"11:1: a json_file hook needs at least one pointer in 'set' or 'unset', e.g. set = { "
+                      "\"/flags/new_checkout\" = false }"});
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = 1 }\nunset = [\"/a\"]\n")) ==
+              Strings{line(3) + ":10: \"/a\" is both in 'set' and in 'unset'"});
+    }
+    SECTION("keys of other hook types and typos") {
+        CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = 1 }\ncommand = [\"x\"]\n")) ==
+              Strings{line(3) + ":1: 'command' is not valid for a hook of type 'json_file' (it belongs to script hooks)"});
+        CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\nset = { \"/a\" = 1 }\nbakup = true\n")) ==
+              Strings{line(3) + ":1: unknown key 'bakup' in [[hook]] (did you mean 'backup'?)"});
     }
 }

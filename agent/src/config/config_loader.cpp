@@ -1,5 +1,6 @@
 // The TOML config loader: TOML text -> a validated, typed Config plus diagnostics.
-// This is the only translation unit that includes toml++; nothing toml-shaped leaves it.
+// toml++ stays inside the agent's sources (here and the toml_file hook); nothing
+// toml-shaped leaves them.
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "rollguard/agent/config.h"
+#include "rollguard/agent/hooks.h"
 #include "rollguard/agent/rule_test.h"
 #include "rollguard/rules/duration.h"
 
@@ -70,6 +72,8 @@ constexpr std::int64_t kMaxGroupsLimit = 10'000;
 constexpr int kMaxBreachesWindow = 64;
 const Keys kHookCommonKeys{"name", "type", "timeout", "run_if"};
 const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
+/// json_file and toml_file hooks.
+const Keys kFlagFileKeys{"path", "set", "unset", "create", "backup"};
 const Keys kWebhookKeys{"url",           "headers",          "retries",          "retry_backoff",
                         "format",        "body_template",    "bearer_token_file", "bearer_token_env",
                         "secret_file",   "routing_key_file", "routing_key_env",  "spool_max_entries",
@@ -1297,11 +1301,13 @@ protected:
     }
 
     void checkHookKeys(const toml::table& t, std::optional<HookType> type) {
-        const std::array<std::pair<HookType, const Keys*>, 4> typed{{
+        const std::array<std::pair<HookType, const Keys*>, 6> typed{{
             {HookType::EnvFile, &kEnvFileKeys},
             {HookType::Webhook, &kWebhookKeys},
             {HookType::Script, &kScriptKeys},
             {HookType::Alertmanager, &kAlertmanagerKeys},
+            {HookType::JsonFile, &kFlagFileKeys},
+            {HookType::TomlFile, &kFlagFileKeys},
         }};
         Keys allowed = kHookCommonKeys;
         for (const auto& [ht, keys] : typed) {
@@ -1320,14 +1326,20 @@ protected:
                               "backups and diffs): use " + std::string(instead);
                 }
             }
-            for (const auto& [ht, keys] : typed) {
-                if (!message.empty()) {
-                    break;
+            if (message.empty()) {
+                std::vector<std::string_view> owners;
+                for (const auto& [ht, keys] : typed) {
+                    if (contains(*keys, k.str())) {
+                        owners.push_back(toString(ht));
+                    }
                 }
-                if (contains(*keys, k.str())) {
+                if (!owners.empty()) {
+                    std::string list;
+                    for (std::size_t i = 0; i < owners.size(); ++i) {
+                        list += (i == 0 ? "" : i + 1 == owners.size() ? " and " : ", ") + std::string(owners[i]);
+                    }
                     message = "'" + std::string(k.str()) + "' is not valid for a hook of type '" +
-                              toString(type.value_or(ht)) + "' (it belongs to " + toString(ht) + " hooks)";
-                    break;
+                              toString(type.value_or(HookType::Webhook)) + "' (it belongs to " + list + " hooks)";
                 }
             }
             if (message.empty()) {
@@ -1346,9 +1358,14 @@ protected:
         std::optional<HookType> type;
         if (t.get("type") == nullptr) {
             missing(t, "type", where);
-        } else if (auto s = getChoice(t, "type", {"env_file", "webhook", "script", "alertmanager"})) {
+        } else if (auto s = getChoice(t, "type",
+                                      {"env_file", "json_file", "toml_file", "webhook", "script", "alertmanager"})) {
             if (*s == "env_file") {
                 type = HookType::EnvFile;
+            } else if (*s == "json_file") {
+                type = HookType::JsonFile;
+            } else if (*s == "toml_file") {
+                type = HookType::TomlFile;
             } else if (*s == "webhook") {
                 type = HookType::Webhook;
             } else if (*s == "alertmanager") {
@@ -1382,6 +1399,10 @@ protected:
                     break;
                 case HookType::Alertmanager:
                     parseAlertmanagerHook(t, h);
+                    break;
+                case HookType::JsonFile:
+                case HookType::TomlFile:
+                    parseFlagFileHook(t, h);
                     break;
             }
         }
@@ -1426,6 +1447,106 @@ protected:
         }
         if (lists_ok && h.set.empty() && h.unset.empty()) {
             error(t, "an env_file hook needs at least one key in 'set' or 'unset', e.g. set = { FEATURE_X = \"0\" }");
+        }
+        if (auto b = getBool(t, "create")) {
+            h.create = *b;
+        }
+        if (auto b = getBool(t, "backup")) {
+            h.backup = *b;
+        }
+    }
+
+    /// A JSON Pointer key of a json_file / toml_file hook; reported at `where` otherwise.
+    bool checkPointer(const std::string& pointer, const toml::source_position& where, std::string_view list) {
+        std::string why;
+        if (parseJsonPointer(pointer, &why)) {
+            return true;
+        }
+        report(Level::Error, where,
+               inQuotes(pointer) + " in '" + std::string(list) + "' is not a JSON Pointer: " + why);
+        return false;
+    }
+
+    /// json_file and toml_file: `set` maps JSON Pointers to scalars that keep their TOML
+    /// type; `unset` lists pointers.
+    void parseFlagFileHook(const toml::table& t, HookConfig& h) {
+        const bool json = h.type == HookType::JsonFile;
+        const std::string where = std::string("[[hook]] of type ") + toString(h.type);
+        if (auto p = requireString(t, "path", where)) {
+            h.path = resolvePath(*p);
+        }
+        bool lists_ok = true;
+        if (const toml::node* n = t.get("set")) {
+            if (const auto* table = n->as_table()) {
+                struct Entry {
+                    toml::source_position at;
+                    FlagSetting setting;
+                };
+                std::vector<Entry> entries;
+                for (auto&& [k, v] : *table) {
+                    const std::string pointer(k.str());
+                    if (!checkPointer(pointer, k.source().begin, "set")) {
+                        lists_ok = false;
+                        continue;
+                    }
+                    FlagSetting setting{pointer, false};
+                    if (const auto* b = v.as_boolean()) {
+                        setting.value = b->get();
+                    } else if (const auto* i = v.as_integer()) {
+                        setting.value = i->get();
+                    } else if (const auto* f = v.as_floating_point()) {
+                        if (json && !std::isfinite(f->get())) {
+                            error(v, "the value of " + inQuotes(pointer) + " must be finite: JSON has no NaN or infinity");
+                            lists_ok = false;
+                            continue;
+                        }
+                        setting.value = f->get();
+                    } else if (const auto* str = v.as_string()) {
+                        setting.value = str->get();
+                    } else {
+                        error(v, "the value of " + inQuotes(pointer) + " must be a boolean, integer, float or string, got " +
+                                     typeName(v));
+                        lists_ok = false;
+                        continue;
+                    }
+                    entries.push_back(Entry{k.source().begin, std::move(setting)});
+                }
+                // toml++ keeps tables sorted by key; the config order is the source order.
+                std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+                    return std::pair(a.at.line, a.at.column) < std::pair(b.at.line, b.at.column);
+                });
+                for (auto& e : entries) {
+                    h.flag_set.push_back(std::move(e.setting));
+                }
+            } else {
+                typeError(*n, "set", "a table of JSON Pointers to values, e.g. { \"/flags/new_checkout\" = false }");
+                lists_ok = false;
+            }
+        }
+        if (t.get("unset") != nullptr) {
+            if (auto unset = getStringArray(t, "unset")) {
+                for (auto& [v, node] : *unset) {
+                    if (!checkPointer(v, node->source().begin, "unset")) {
+                        lists_ok = false;
+                        continue;
+                    }
+                    const bool also_set = std::any_of(h.flag_set.begin(), h.flag_set.end(),
+                                                      [&](const FlagSetting& f) { return f.pointer == v; });
+                    if (also_set) {
+                        error(*node, inQuotes(v) + " is both in 'set' and in 'unset'");
+                        lists_ok = false;
+                        continue;
+                    }
+                    h.unset.push_back(v);
+                }
+            } else {
+                lists_ok = false;
+            }
+        }
+        if (lists_ok && h.flag_set.empty() && h.unset.empty()) {
+            error(t, std::string("a ") + toString(h.type) +
+                         " hook needs at least one pointer in 'set' or 'unset', e.g. set = { \"/flags/new_checkout\" = "
+                         "false }");
         }
         if (auto b = getBool(t, "create")) {
             h.create = *b;

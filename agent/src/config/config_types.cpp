@@ -12,6 +12,10 @@ const char* toString(HookType t) {
             return "script";
         case HookType::Alertmanager:
             return "alertmanager";
+        case HookType::JsonFile:
+            return "json_file";
+        case HookType::TomlFile:
+            return "toml_file";
     }
     return "unknown";
 }

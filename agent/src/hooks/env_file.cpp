@@ -1,29 +1,17 @@
 // env_file hook: edits KEY=value files in place, atomically, keeping everything else.
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "hooks/hooks_internal.h"
-#include "util/atomic_file.h"
 #include "rollguard/agent/hooks.h"
 
 namespace rollguard::agent {
 namespace {
-
-using detail::UniqueFd;
 
 bool isBlank(char c) {
     return c == ' ' || c == '\t';
@@ -210,42 +198,7 @@ bool isValidKey(std::string_view key) {
     return true;
 }
 
-// Reads the whole file behind `fd` from its current offset.
-bool readAll(int fd, std::string& out) {
-    char buf[64 * 1024];
-    for (;;) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        if (n == 0) {
-            return true;
-        }
-        out.append(buf, static_cast<std::size_t>(n));
-    }
-}
-
-// Waits for an exclusive advisory lock, polling so that the hook timeout bounds it.
-bool lockWithTimeout(int fd, std::chrono::nanoseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            return true;
-        }
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            return false;
-        }
-        if (std::chrono::steady_clock::now() >= deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds{10});
-    }
-}
-
-std::string describeChange(const HookConfig& config, const std::string& path) {
+std::string describeChange(const HookConfig& config) {
     std::string msg;
     if (!config.set.empty()) {
         msg += "set ";
@@ -259,7 +212,7 @@ std::string describeChange(const HookConfig& config, const std::string& path) {
             msg += (i ? ", " : "") + config.unset[i];
         }
     }
-    return msg + " in " + path;
+    return msg;
 }
 
 class EnvFileHook final : public Hook {
@@ -369,73 +322,12 @@ HookResult applyEnvFile(const HookConfig& config) {
         }
     }
 
-    // Edit the file a symlink points to so that the link itself stays a link.
-    std::string path = config.path;
-    if (char* real = ::realpath(config.path.c_str(), nullptr)) {
-        path = real;
-        std::free(real);
-    }
-
-    // Lock the file, then make sure it is still the file at `path`: a concurrent writer
-    // may have renamed a new version in while we waited.
-    UniqueFd fd;
-    struct stat st {};
-    bool exists = false;
-    for (int attempt = 0; attempt < 5 && !exists; ++attempt) {
-        fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-        if (!fd.valid()) {
-            if (errno == ENOENT) {
-                break;
-            }
-            return finish(false, "cannot open " + path + ": " + errnoText(errno));
-        }
-        if (::fstat(fd.get(), &st) != 0) {
-            return finish(false, "cannot stat " + path + ": " + errnoText(errno));
-        }
-        if (!S_ISREG(st.st_mode)) {
-            return finish(false, path + " is not a regular file");
-        }
-        if (!lockWithTimeout(fd.get(), config.timeout)) {
-            return finish(false, "cannot lock " + path + " within " + detail::formatSeconds(config.timeout));
-        }
-        struct stat now {};
-        exists = ::stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino;
-    }
-    if (!exists && fd.valid()) {
-        return finish(false, path + " keeps being replaced; gave up");
-    }
-    if (!exists && !config.create) {
-        return finish(false, path + " does not exist (set create = true to create it)");
-    }
-
-    std::string old_text;
-    if (exists && !readAll(fd.get(), old_text)) {
-        return finish(false, "cannot read " + path + ": " + errnoText(errno));
-    }
-    bool changed = false;
-    const std::string new_text = rewriteEnvText(old_text, config.set, config.unset, &changed);
-    if (!changed) {
-        return finish(true, "already up to date: " + path);
-    }
-
-    const mode_t mode = exists ? (st.st_mode & 07777) : 0600;
-    std::optional<Owner> owner;
-    if (exists) {
-        owner = Owner{st.st_uid, st.st_gid};
-    }
-    if (exists && config.backup) {
-        if (auto err = replaceFile(path + ".rollguard.bak", old_text, mode, owner)) {
-            return finish(false, "backup failed: " + *err);
-        }
-    }
-    if (auto err = replaceFile(path, new_text, mode, owner)) {
-        return finish(false, *err);
-    }
-    if (auto err = fsyncDirectory(splitPath(path).first)) {
-        // The new content is in place; only its durability across a crash is in doubt.
-        return finish(false, *err);
-    }
-    return finish(true, (exists ? "" : "created; ") + describeChange(config, path));
+    const auto edit = [&config](std::string_view text, bool, const std::string&) {
+        detail::TextEdit out;
+        out.text = rewriteEnvText(text, config.set, config.unset, &out.changed);
+        return out;
+    };
+    return detail::editFileInPlace(config, edit, describeChange(config));
 }
 
 namespace detail {

@@ -26,6 +26,10 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
             return detail::makeScriptHook(config);
         case HookType::Alertmanager:
             return detail::makeAlertmanagerHook(config, environment);
+        case HookType::JsonFile:
+            return detail::makeJsonFileHook(config);
+        case HookType::TomlFile:
+            return detail::makeTomlFileHook(config);
     }
     return nullptr;
 }

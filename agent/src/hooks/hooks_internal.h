@@ -1,10 +1,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <unistd.h>
 
@@ -15,6 +18,8 @@ namespace rollguard::agent::detail {
 
 // One factory per hook type; makeHook() (hook_runner.cpp) dispatches on HookConfig::type.
 std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
+std::unique_ptr<Hook> makeJsonFileHook(const HookConfig& config);
+std::unique_ptr<Hook> makeTomlFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
 std::unique_ptr<Hook> makeScriptHook(const HookConfig& config);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);
@@ -89,5 +94,40 @@ inline HookResult finishedResult(std::chrono::steady_clock::time_point start, bo
 
 /// `text` without leading and trailing whitespace.
 std::string trimText(std::string_view text);
+
+// ---- editing a file in place (env_file, json_file, toml_file) ----------------------
+
+/// What an edit function made of a file's text.
+struct TextEdit {
+    std::optional<std::string> error;  ///< set: refuse, the file stays as it is
+    std::string text;                  ///< the new content (when changed)
+    bool changed = false;              ///< false: the file already says what it should
+};
+
+/// Computes the new text from the current one. `exists` is false for a missing file that
+/// is about to be created (text then empty); `path` is the resolved path, for messages.
+using TextEditor = std::function<TextEdit(std::string_view text, bool exists, const std::string& path)>;
+
+/// Edits config.path in place, the way every file-editing hook does: a symlink is
+/// followed and its target edited (the link stays); an exclusive flock(2) on the file is
+/// held while reading and rewriting (waited for up to config.timeout, re-checking that the
+/// locked file is still the one at the path); a missing file fails with "<path> does not
+/// exist (set create = true to create it)" unless config.create, which creates it with
+/// mode 0600. The new content replaces the file atomically (replaceFile: temp file in the
+/// same directory with the original's mode and owner, fsync, rename), then the directory
+/// is fsynced; with config.backup the previous content is first written (atomically, same
+/// mode) to `<path>.rollguard.bak`. Unchanged content is not rewritten: ok, "already up
+/// to date: <path>". An editor error fails the hook with that text and changes nothing.
+/// Success: "[created; ]<change> in <path>". Never throws (unless `edit` does).
+/// Thread-safety: callable from any thread; concurrent edits of one file serialize on
+/// the flock.
+HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std::string_view change);
+
+/// A float as TOML and JSON read it back as a float: shortest round-trip digits, ".0"
+/// added when they look integral ("0.0", "1e+20", "0.25"); "nan", "inf", "-inf" (TOML).
+std::string floatText(double value);
+
+/// "set /a=false, /b=0; unset /c" for a json_file / toml_file hook's config.
+std::string describeFlagChange(const std::vector<FlagSetting>& set, const std::vector<std::string>& unset);
 
 }  // namespace rollguard::agent::detail

@@ -2,10 +2,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "rollguard/rules/diagnostics.h"
@@ -129,7 +131,7 @@ struct LogSourceConfig {
     SourceLocation location;
 };
 
-enum class HookType { EnvFile, Webhook, Script, Alertmanager };
+enum class HookType { EnvFile, Webhook, Script, Alertmanager, JsonFile, TomlFile };
 const char* toString(HookType t);
 
 /// The body a webhook hook sends (see makeHook in hooks.h for each shape).
@@ -144,6 +146,18 @@ enum class RunIf {
 };
 const char* toString(RunIf r);
 
+/// A value a json_file / toml_file hook writes, with the TOML type it was written with
+/// in the config: boolean, integer, float or string.
+using FlagValue = std::variant<bool, std::int64_t, double, std::string>;
+
+/// One `set` entry of a json_file / toml_file hook.
+struct FlagSetting {
+    /// A JSON Pointer (RFC 6901): "/flags/phase_4/enabled"; "~1" stands for '/' and
+    /// "~0" for '~' inside a segment. Validated by the loader (starts with '/').
+    std::string pointer;
+    FlagValue value;
+};
+
 /// [[hook]]
 struct HookConfig {
     std::string name;
@@ -152,12 +166,16 @@ struct HookConfig {
     RunIf run_if = RunIf::Always;
     SourceLocation location;
 
-    // env_file
+    // env_file, json_file and toml_file
     std::string path;
-    std::vector<std::pair<std::string, std::string>> set;  ///< in config order
+    std::vector<std::pair<std::string, std::string>> set;  ///< env_file: in config order
+    /// env_file: variable names; json_file / toml_file: JSON Pointers.
     std::vector<std::string> unset;
     bool create = false;  ///< create the file if missing (mode 0600)
     bool backup = true;   ///< keep the previous version as `<path>.rollguard.bak`
+
+    // json_file and toml_file: the values to set, in config order
+    std::vector<FlagSetting> flag_set;
 
     // webhook
     std::string url;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -176,6 +177,8 @@ struct HookEnvironment {
 
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
+///  - json_file / toml_file: applyJsonFile(config) / applyTomlFile(config); the event is
+///    not used.
 ///  - webhook: POSTs renderWebhookBody(format, event) with `Content-Type:
 ///    application/json` (unless a configured header sets it), `User-Agent:
 ///    rollguard/<version>` and the configured headers (details below). `timeout` bounds
@@ -257,6 +260,74 @@ std::string rewriteEnvText(std::string_view text,
 /// ok, "already up to date: <path>". Otherwise the message is
 /// "[created; ]set A=0, B=1; unset C in <path>". Never throws.
 HookResult applyEnvFile(const HookConfig& config);
+
+// ---- flag files (json_file, toml_file) --------------------------------------------
+
+/// The segments of a JSON Pointer (RFC 6901): "/a/b~1c/d~0e" -> {"a", "b/c", "d~e"};
+/// "/" -> {""}. Returns nullopt with `why` set when the pointer is empty (the whole
+/// document cannot be replaced), does not start with '/', or has a '~' not followed by
+/// '0' or '1'. Pure.
+std::optional<std::vector<std::string>> parseJsonPointer(std::string_view pointer, std::string* why = nullptr);
+
+/// A flag value as written in messages: true, 0, 0.5, "text" (JSON string syntax).
+std::string flagValueText(const FlagValue& value);
+
+/// The outcome of rewriting a flag file's text.
+struct FlagFileEdit {
+    bool ok = false;
+    std::string error;     ///< when !ok: why, e.g. "<name>:3:7: expected ',' or '}'"
+    std::string text;      ///< when ok: the new document
+    bool changed = false;  ///< when ok: false if every value already was as wanted
+};
+
+/// Sets and removes values of a JSON document, addressed by JSON Pointers. Pure; `name`
+/// (a path) only prefixes parse errors: "<name>:<line>:<col>: <what>" (columns in bytes).
+///
+/// The document is parsed strictly (RFC 8259; a leading UTF-8 BOM is skipped, no
+/// comments, no trailing commas) into an ordered tree: object members keep their order,
+/// untouched numbers and strings keep their exact text (1.50 stays 1.50, big integers are
+/// not rounded, escapes stay as written). A duplicate key keeps its first position and
+/// its last value (last wins), so the result has it once.
+///
+/// `set` is applied in order, then `unset`. Missing intermediate objects are created
+/// (new members go at the end of their object); an array index segment ("/list/0")
+/// replaces an existing element; setting through anything else (a number, a string,
+/// null, an index out of range, "-" which would append on every run) fails and names
+/// the pointer. `unset` removes object members; one already absent is fine; removing an
+/// array element is refused (a second run would remove the next one). Values keep their
+/// type: booleans, integers, floats (written with a ".0" when integral, never NaN or
+/// infinity) and strings. A value equal to the wanted one is left alone: numbers compare
+/// by value (0 equals 0.0), so no change means `changed` false and the text untouched.
+///
+/// Output, when changed: the whole document pretty-printed with 2-space indentation and
+/// a trailing newline; formatting (spacing, line breaks) is normalized, key order and
+/// the text of numbers and strings are kept.
+FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSetting>& set,
+                             const std::vector<std::string>& unset, std::string_view name = "json");
+
+/// The same for a TOML document, parsed and written by toml++: pointers address tables
+/// and keys ("/phase_4/enabled" is `enabled` in `[phase_4]`), missing tables are created,
+/// array index segments address elements of arrays (also of [[array]] tables). Values
+/// compare by value and type (integer 0 differs from float 0.0, and is replaced). When
+/// changed, the document is written by toml++'s formatter: comments and the original
+/// layout are lost and keys come out in toml++'s order; that is the cost of editing a
+/// TOML flag file without a round-tripping parser. Parse errors:
+/// "<name>:<line>:<col>: <what>". Pure.
+FlagFileEdit rewriteTomlText(std::string_view text, const std::vector<FlagSetting>& set,
+                             const std::vector<std::string>& unset, std::string_view name = "toml");
+
+/// Applies rewriteJsonText(config.flag_set, config.unset) to config.path with the same
+/// guarantees as applyEnvFile: symlink target edited, flock held, atomic replace keeping
+/// mode and owner, directory fsynced, backup `<path>.rollguard.bak` when `backup`,
+/// missing file an error unless `create` (then it starts as `{}`, mode 0600). An invalid
+/// document fails the hook with the parse error and its line:col and is left untouched.
+/// Messages: "already up to date: <path>" or "[created; ]set /flags/x/enabled=false,
+/// /rollout_percentage=0[; unset /old] in <path>". Never throws.
+/// Thread-safety: callable from any thread; edits of one file serialize on the flock.
+HookResult applyJsonFile(const HookConfig& config);
+
+/// applyJsonFile for TOML: rewriteTomlText; a created file starts as an empty document.
+HookResult applyTomlFile(const HookConfig& config);
 
 // ---- running hooks ---------------------------------------------------------------
 

@@ -1,0 +1,137 @@
+// editFileInPlace: the locked, atomic, backed-up rewrite shared by the file-editing hooks
+// (env_file, json_file, toml_file). Each hook only computes the new text.
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hooks/hooks_internal.h"
+#include "util/atomic_file.h"
+
+namespace rollguard::agent::detail {
+namespace {
+
+// Reads the whole file behind `fd` from its current offset.
+bool readAll(int fd, std::string& out) {
+    char buf[64 * 1024];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        if (n == 0) {
+            return true;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+// Waits for an exclusive advisory lock, polling so that the hook timeout bounds it.
+bool lockWithTimeout(int fd, std::chrono::nanoseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            return true;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            return false;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+}
+
+}  // namespace
+
+HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std::string_view change) {
+    const auto start = std::chrono::steady_clock::now();
+    auto finish = [start](bool ok, std::string message) { return finishedResult(start, ok, std::move(message)); };
+    if (config.path.empty()) {
+        return finish(false, "no path configured");
+    }
+
+    // Edit the file a symlink points to so that the link itself stays a link.
+    std::string path = config.path;
+    if (char* real = ::realpath(config.path.c_str(), nullptr)) {
+        path = real;
+        std::free(real);
+    }
+
+    // Lock the file, then make sure it is still the file at `path`: a concurrent writer
+    // may have renamed a new version in while we waited.
+    UniqueFd fd;
+    struct stat st {};
+    bool exists = false;
+    for (int attempt = 0; attempt < 5 && !exists; ++attempt) {
+        fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+        if (!fd.valid()) {
+            if (errno == ENOENT) {
+                break;
+            }
+            return finish(false, "cannot open " + path + ": " + errnoText(errno));
+        }
+        if (::fstat(fd.get(), &st) != 0) {
+            return finish(false, "cannot stat " + path + ": " + errnoText(errno));
+        }
+        if (!S_ISREG(st.st_mode)) {
+            return finish(false, path + " is not a regular file");
+        }
+        if (!lockWithTimeout(fd.get(), config.timeout)) {
+            return finish(false, "cannot lock " + path + " within " + formatSeconds(config.timeout));
+        }
+        struct stat now {};
+        exists = ::stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino;
+    }
+    if (!exists && fd.valid()) {
+        return finish(false, path + " keeps being replaced; gave up");
+    }
+    if (!exists && !config.create) {
+        return finish(false, path + " does not exist (set create = true to create it)");
+    }
+
+    std::string old_text;
+    if (exists && !readAll(fd.get(), old_text)) {
+        return finish(false, "cannot read " + path + ": " + errnoText(errno));
+    }
+    TextEdit result = edit(old_text, exists, path);
+    if (result.error) {
+        return finish(false, std::move(*result.error));
+    }
+    if (!result.changed) {
+        return finish(true, "already up to date: " + path);
+    }
+
+    const mode_t mode = exists ? (st.st_mode & 07777) : 0600;
+    std::optional<Owner> owner;
+    if (exists) {
+        owner = Owner{st.st_uid, st.st_gid};
+    }
+    if (exists && config.backup) {
+        if (auto err = replaceFile(path + ".rollguard.bak", old_text, mode, owner)) {
+            return finish(false, "backup failed: " + *err);
+        }
+    }
+    if (auto err = replaceFile(path, result.text, mode, owner)) {
+        return finish(false, *err);
+    }
+    if (auto err = fsyncDirectory(splitPath(path).first)) {
+        // The new content is in place; only its durability across a crash is in doubt.
+        return finish(false, *err);
+    }
+    return finish(true, (exists ? "" : "created; ") + std::string(change) + " in " + path);
+}
+
+}  // namespace rollguard::agent::detail
