@@ -16,7 +16,7 @@ namespace rollguard::agent::detail {
 // One factory per hook type; makeHook() (hook_runner.cpp) dispatches on HookConfig::type.
 std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
-std::unique_ptr<Hook> makeScriptHook(const HookConfig& config);
+std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeAlertmanagerHook(const HookConfig& config, const HookEnvironment& environment);
 
