@@ -190,7 +190,7 @@ TEST_CASE("script hook config errors point at the line and column", "[hooks][con
     const std::string script = "type = \"script\"\ncommand = [\"undo\"]\n";
     SECTION("a bad inherit_env name") {
         CHECK(errorsOf(withHook(script + "inherit_env = [\"OK\", \"NOT-OK\"]\n")) ==
-              Strings{line(2) + ":23: 'NOT-OK' in 'inherit_env' is not a valid environment variable name"});
+              Strings{line(2) + ":22: 'NOT-OK' in 'inherit_env' is not a valid environment variable name"});
     }
     SECTION("inherit_env not an array") {
         CHECK(errorsOf(withHook(script + "inherit_env = \"KUBECONFIG\"\n")) ==
