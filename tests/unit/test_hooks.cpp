@@ -20,6 +20,7 @@
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "http_receiver.h"
@@ -526,16 +527,64 @@ TEST_CASE("script drops privileges to the configured user and group", "[hooks][s
     CHECK(denied.message == "cannot change to working directory '" + config.workdir + "': Permission denied");
 }
 
-TEST_CASE("script drop to another user fails clearly without the privilege", "[hooks][script]") {
-    if (::geteuid() == 0) {
-        WARN("running as root: the unprivileged refusal cannot be tested here");
-        return;
+namespace {
+
+// The message of one run of `config` by an unprivileged agent: as root, in a child process
+// that first becomes nobody (the hook is built there, as the agent would build it).
+std::string runUnprivileged(const HookConfig& config) {
+    if (::geteuid() != 0) {
+        return makeHook(config)->run(sampleEvent()).message;
     }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(fds[0]);
+        if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+            ::_exit(2);
+        }
+        const std::string message = makeHook(config)->run(sampleEvent()).message;
+        const ssize_t n = ::write(fds[1], message.data(), message.size());
+        ::_exit(n == static_cast<ssize_t>(message.size()) ? 0 : 3);
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("script user change without the privilege fails clearly", "[hooks][script]") {
     auto config = scriptConfig({"/bin/true"});
     config.user = "root";
-    const auto result = runHook(config);
-    CHECK_FALSE(result.ok);
-    CHECK(result.message == "cannot drop privileges to user root: Operation not permitted");
+    CHECK(runUnprivileged(config) == "cannot drop privileges to user root: Operation not permitted");
+    config.user.clear();
+    config.group = "root";
+    CHECK(runUnprivileged(config) == "cannot drop privileges to group root: Operation not permitted");
+
+    // Naming the user the agent already runs as is no change: the script just runs.
+    const passwd* me = ::getpwuid(::geteuid() == 0 ? ::getpwnam("nobody")->pw_uid : ::geteuid());
+    REQUIRE(me != nullptr);
+    const std::string own_name = me->pw_name;
+    const std::string own_uid = std::to_string(me->pw_uid);
+    config = scriptConfig({"id", "-u"});
+    config.user = own_name;
+    CHECK(runUnprivileged(config) == "exit status 0: " + own_uid);
 }
 
 TEST_CASE("script retries a failing run with backoff when configured", "[hooks][script]") {

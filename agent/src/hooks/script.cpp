@@ -218,6 +218,11 @@ std::size_t lookupBufferSize(int name) {
     return n > 0 ? static_cast<std::size_t>(n) : 16384;
 }
 
+// getpwnam_r(3): besides 0, these mean "no such name" for some name services.
+bool notFound(int rc) {
+    return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
+}
+
 Credentials resolveCredentials(const HookConfig& config) {
     Credentials c;
     if (config.user.empty() && config.group.empty()) {
@@ -237,8 +242,8 @@ Credentials resolveCredentials(const HookConfig& config) {
             buf.resize(buf.size() * 2);
         }
         if (found == nullptr) {
-            c.error = rc == 0 ? "unknown user '" + config.user + "'"
-                              : "cannot look up user '" + config.user + "': " + std::strerror(rc);
+            c.error = notFound(rc) ? "unknown user '" + config.user + "'"
+                                   : "cannot look up user '" + config.user + "': " + std::strerror(rc);
             return c;
         }
         have_uid = true;
@@ -257,8 +262,8 @@ Credentials resolveCredentials(const HookConfig& config) {
             buf.resize(buf.size() * 2);
         }
         if (found == nullptr) {
-            c.error = rc == 0 ? "unknown group '" + config.group + "'"
-                              : "cannot look up group '" + config.group + "': " + std::strerror(rc);
+            c.error = notFound(rc) ? "unknown group '" + config.group + "'"
+                                   : "cannot look up group '" + config.group + "': " + std::strerror(rc);
             return c;
         }
         gid = gr.gr_gid;
