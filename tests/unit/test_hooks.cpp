@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <map>
@@ -14,9 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "http_receiver.h"
@@ -86,7 +91,40 @@ HookConfig scriptConfig(std::vector<std::string> command) {
     c.type = HookType::Script;
     c.command = std::move(command);
     c.timeout = 5s;
+    c.retries = 0;  // the loader's default for scripts (HookConfig's is the webhooks' 3)
     return c;
+}
+
+// A hook environment whose sleeps are recorded instead of slept.
+struct FakeSleeps {
+    std::vector<std::chrono::nanoseconds> slept;
+    rollguard::agent::HookEnvironment environment() {
+        rollguard::agent::HookEnvironment e;
+        e.sleep = [this](std::chrono::nanoseconds d) { slept.push_back(d); };
+        e.random01 = [] { return 0.5; };
+        return e;
+    }
+};
+
+// The lines of `env` output as NAME -> value.
+std::map<std::string, std::string> parseEnvOutput(const std::string& message) {
+    std::map<std::string, std::string> vars;
+    const std::string prefix = "exit status 0: ";
+    REQUIRE(message.rfind(prefix, 0) == 0);
+    std::size_t pos = prefix.size();
+    while (pos < message.size()) {
+        std::size_t end = message.find('\n', pos);
+        if (end == std::string::npos) {
+            end = message.size();
+        }
+        const std::string line = message.substr(pos, end - pos);
+        const auto eq = line.find('=');
+        if (eq != std::string::npos) {
+            vars[line.substr(0, eq)] = line.substr(eq + 1);
+        }
+        pos = end + 1;
+    }
+    return vars;
 }
 
 HookResult runHook(const HookConfig& config, const BreachEvent& event = sampleEvent()) {
@@ -372,13 +410,260 @@ TEST_CASE("script arguments are passed literally, never through a shell", "[hook
     CHECK_FALSE(std::filesystem::exists(marker));
 }
 
-TEST_CASE("script gets the breach, its own env and the parent's env", "[hooks][script]") {
+TEST_CASE("script gets the breach, its own env and the inherit_env names", "[hooks][script]") {
     REQUIRE(::setenv("ROLLGUARD_TEST_PARENT", "inherited", 1) == 0);
     auto config = scriptConfig({"/bin/sh", "-c", R"(echo "$ROLLGUARD_RULE $ROLLGUARD_VALUE $EXTRA $ROLLGUARD_TEST_PARENT")"});
     config.env = {{"EXTRA", "from config"}};
+    config.inherit_env = {"ROLLGUARD_TEST_PARENT"};
     const auto result = runHook(config);
     CHECK(result.ok);
     CHECK(result.message == "exit status 0: checkout-p99 0.412 from config inherited");
+    ::unsetenv("ROLLGUARD_TEST_PARENT");
+}
+
+TEST_CASE("script does not see the agent's unlisted environment", "[hooks][script]") {
+    // A token in the agent's environment (for a webhook, say) must not reach scripts.
+    REQUIRE(::setenv("ROLLGUARD_TEST_SECRET", "s3cret", 1) == 0);
+    REQUIRE(::setenv("ROLLGUARD_TEST_LISTED", "listed", 1) == 0);
+    REQUIRE(::setenv("LANG", "C.UTF-8", 1) == 0);
+    auto config = scriptConfig({"/usr/bin/env"});
+    config.inherit_env = {"ROLLGUARD_TEST_LISTED", "ROLLGUARD_TEST_UNSET_NAME"};
+    config.env = {{"LANG", "C"}};
+    const auto result = runHook(config);
+    ::unsetenv("ROLLGUARD_TEST_SECRET");
+    ::unsetenv("ROLLGUARD_TEST_LISTED");
+    REQUIRE(result.ok);
+    INFO(result.message);
+    const auto vars = parseEnvOutput(result.message);
+    CHECK(vars.count("ROLLGUARD_TEST_SECRET") == 0);
+    CHECK(result.message.find("s3cret") == std::string::npos);
+    CHECK(vars.count("ROLLGUARD_TEST_UNSET_NAME") == 0);
+    CHECK(vars.at("ROLLGUARD_TEST_LISTED") == "listed");
+    CHECK(vars.at("LANG") == "C");  // env wins over the inherited value
+    CHECK(vars.at("ROLLGUARD_RULE") == "checkout-p99");
+    CHECK(vars.at("PATH") == std::getenv("PATH"));
+    const std::vector<std::string> allowed{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME",
+                                           "ROLLGUARD_TEST_LISTED"};
+    for (const auto& [name, value] : vars) {
+        INFO(name);
+        const bool breach = name.rfind("ROLLGUARD_", 0) == 0 && name.rfind("ROLLGUARD_TEST_", 0) != 0;
+        CHECK((breach || std::find(allowed.begin(), allowed.end(), name) != allowed.end()));
+    }
+}
+
+TEST_CASE("script gets a default PATH when the agent has none", "[hooks][script]") {
+    const char* saved = std::getenv("PATH");
+    const std::string path = saved != nullptr ? saved : "";
+    REQUIRE(::unsetenv("PATH") == 0);
+    const auto result = runHook(scriptConfig({"/usr/bin/env"}));
+    if (saved != nullptr) {
+        ::setenv("PATH", path.c_str(), 1);
+    }
+    REQUIRE(result.ok);
+    CHECK(parseEnvOutput(result.message).at("PATH") == "/usr/local/bin:/usr/bin:/bin");
+}
+
+TEST_CASE("script runs in its workdir", "[hooks][script]") {
+    TempDir dir;
+    auto config = scriptConfig({"/bin/pwd"});
+    config.workdir = dir.path().string();
+    const auto result = runHook(config);
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: " + std::filesystem::canonical(dir.path()).string());
+
+    config.workdir = (dir / "missing").string();
+    const auto missing = runHook(config);
+    CHECK_FALSE(missing.ok);
+    CHECK(missing.message == "cannot change to working directory '" + config.workdir + "': No such file or directory");
+
+    // Without workdir: the agent's working directory.
+    const auto here = runHook(scriptConfig({"/bin/pwd"}));
+    CHECK(here.message == "exit status 0: " + std::filesystem::current_path().string());
+}
+
+TEST_CASE("script with an unknown user or group fails every run clearly", "[hooks][script]") {
+    auto config = scriptConfig({"/bin/true"});
+    config.user = "rollguard-no-such-user";
+    auto hook = makeHook(config);
+    for (int i = 0; i < 2; ++i) {
+        const auto result = hook->run(sampleEvent());
+        CHECK_FALSE(result.ok);
+        CHECK(result.message == "unknown user 'rollguard-no-such-user'");
+    }
+    config.user.clear();
+    config.group = "rollguard-no-such-group";
+    const auto group = runHook(config);
+    CHECK_FALSE(group.ok);
+    CHECK(group.message == "unknown group 'rollguard-no-such-group'");
+}
+
+TEST_CASE("script as the agent's own user just runs", "[hooks][script]") {
+    const passwd* me = ::getpwuid(::geteuid());
+    REQUIRE(me != nullptr);
+    auto config = scriptConfig({"id", "-u"});
+    config.user = me->pw_name;
+    const auto result = runHook(config);
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: " + std::to_string(::geteuid()));
+}
+
+TEST_CASE("script drops privileges to the configured user and group", "[hooks][script]") {
+    if (::geteuid() != 0) {
+        WARN("not running as root: dropping to another user cannot be tested here");
+        return;
+    }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
+    const group* gr = ::getgrgid(gid);
+    REQUIRE(gr != nullptr);
+    const std::string group_name = gr->gr_name;
+
+    auto config = scriptConfig({"/bin/sh", "-c", "id -u; id -g; id -G; echo \"$HOME $USER $LOGNAME\""});
+    config.user = "nobody";
+    const auto as_nobody = runHook(config);
+    CHECK(as_nobody.ok);
+    // Supplementary groups are nobody's own (root's group 0 is gone).
+    CHECK(as_nobody.message == "exit status 0: " + std::to_string(uid) + "\n" + std::to_string(gid) + "\n" +
+                                   std::to_string(gid) + "\n" + nobody->pw_dir + " nobody nobody");
+
+    config.user.clear();
+    config.group = group_name;
+    config.command = {"/bin/sh", "-c", "id -u; id -g; id -G"};
+    const auto group_only = runHook(config);
+    CHECK(group_only.ok);
+    CHECK(group_only.message == "exit status 0: 0\n" + std::to_string(gid) + "\n" + std::to_string(gid));
+
+    // The directory is entered after the drop: one only root may enter is refused.
+    TempDir dir;
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_all);
+    config.user = "nobody";
+    config.group.clear();
+    config.command = {"/bin/pwd"};
+    config.workdir = dir.path().string();
+    const auto denied = runHook(config);
+    CHECK_FALSE(denied.ok);
+    CHECK(denied.message == "cannot change to working directory '" + config.workdir + "': Permission denied");
+}
+
+namespace {
+
+// The message of one run of `config` by an unprivileged agent: as root, in a child process
+// that first becomes nobody (the hook is built there, as the agent would build it).
+std::string runUnprivileged(const HookConfig& config) {
+    if (::geteuid() != 0) {
+        return makeHook(config)->run(sampleEvent()).message;
+    }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    const uid_t uid = nobody->pw_uid;
+    const gid_t gid = nobody->pw_gid;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(fds[0]);
+        if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+            ::_exit(2);
+        }
+        const std::string message = makeHook(config)->run(sampleEvent()).message;
+        const ssize_t n = ::write(fds[1], message.data(), message.size());
+        ::_exit(n == static_cast<ssize_t>(message.size()) ? 0 : 3);
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("script user change without the privilege fails clearly", "[hooks][script]") {
+    auto config = scriptConfig({"/bin/true"});
+    config.user = "root";
+    CHECK(runUnprivileged(config) == "cannot drop privileges to user root: Operation not permitted");
+    config.user.clear();
+    config.group = "root";
+    CHECK(runUnprivileged(config) == "cannot drop privileges to group root: Operation not permitted");
+
+    // Naming the user the agent already runs as is no change: the script just runs.
+    const passwd* me = ::getpwuid(::geteuid() == 0 ? ::getpwnam("nobody")->pw_uid : ::geteuid());
+    REQUIRE(me != nullptr);
+    const std::string own_name = me->pw_name;
+    const std::string own_uid = std::to_string(me->pw_uid);
+    config = scriptConfig({"id", "-u"});
+    config.user = own_name;
+    CHECK(runUnprivileged(config) == "exit status 0: " + own_uid);
+}
+
+TEST_CASE("script retries a failing run with backoff when configured", "[hooks][script]") {
+    TempDir dir;
+    const auto counter = dir / "runs";
+    const std::string count_runs =
+        R"(n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; echo "run $n"; [ "$n" -ge "$2" ])";
+    FakeSleeps sleeps;
+    auto config = scriptConfig({"/bin/sh", "-c", count_runs, "sh", counter.string(), "2"});
+    config.retries = 3;
+    config.retry_backoff = 100ms;
+    auto hook = makeHook(config, sleeps.environment());
+    const auto second_time = hook->run(sampleEvent());
+    CHECK(second_time.ok);
+    CHECK(second_time.message == "exit status 0 after 2 attempts: run 2");
+    CHECK(second_time.attempts == 2);
+    CHECK(sleeps.slept == std::vector<std::chrono::nanoseconds>{50ms});  // 0.5 * 100ms
+
+    SECTION("gives up after its retries") {
+        std::filesystem::remove(counter);
+        sleeps.slept.clear();
+        config.command = {"/bin/sh", "-c", count_runs, "sh", counter.string(), "99"};
+        config.retries = 2;
+        const auto failed = makeHook(config, sleeps.environment())->run(sampleEvent());
+        CHECK_FALSE(failed.ok);
+        CHECK(failed.message == "exit status 1 after 3 attempts: run 3");
+        CHECK(failed.attempts == 3);
+        CHECK(sleeps.slept == std::vector<std::chrono::nanoseconds>{50ms, 100ms});
+    }
+    SECTION("a timeout is retried too") {
+        sleeps.slept.clear();
+        config.command = {"/bin/sh", "-c", "echo started; exec sleep 5"};
+        config.retries = 1;
+        config.timeout = 100ms;
+        const auto timed_out = makeHook(config, sleeps.environment())->run(sampleEvent());
+        CHECK_FALSE(timed_out.ok);
+        CHECK(timed_out.message == "timed out after 0.1s after 2 attempts: started");
+        CHECK(timed_out.attempts == 2);
+        CHECK(sleeps.slept.size() == 1);
+    }
+    SECTION("a script that cannot start is not retried") {
+        sleeps.slept.clear();
+        config.command = {"/nonexistent/rollguard-undo"};
+        const auto missing = makeHook(config, sleeps.environment())->run(sampleEvent());
+        CHECK_FALSE(missing.ok);
+        CHECK(missing.message == "cannot execute '/nonexistent/rollguard-undo': No such file or directory");
+        CHECK(missing.attempts == 1);
+        CHECK(sleeps.slept.empty());
+    }
+    SECTION("without retries a failure is final") {
+        std::filesystem::remove(counter);
+        sleeps.slept.clear();
+        config.retries = 0;
+        const auto once = makeHook(config, sleeps.environment())->run(sampleEvent());
+        CHECK_FALSE(once.ok);
+        CHECK(once.message == "exit status 1: run 1");
+        CHECK(once.attempts == 1);
+        CHECK(sleeps.slept.empty());
+    }
 }
 
 TEST_CASE("script failures are reported with status and output", "[hooks][script]") {

@@ -231,3 +231,72 @@ TEST_CASE("json_file and toml_file config errors point at the line and column", 
               Strings{line(3) + ":1: unknown key 'bakup' in [[hook]] (did you mean 'backup'?)"});
     }
 }
+
+TEST_CASE("script hook keys: workdir, inherit_env, user, group, retries", "[hooks][config]") {
+    const LoadResult r = parseConfig(withHook("type = \"script\"\n"
+                                              "command = [\"bin/undo.sh\"]\n"
+                                              "workdir = \"work\"\n"
+                                              "inherit_env = [\"KUBECONFIG\", \"http_proxy\"]\n"
+                                              "user = \"deploy\"\n"
+                                              "group = \"deployers\"\n"
+                                              "retries = 2\n"
+                                              "retry_backoff = \"3s\"\n"),
+                                     kPath);
+    REQUIRE(r.ok());
+    const HookConfig& h = r.config->hooks.at(0);
+    CHECK(h.type == HookType::Script);
+    CHECK(h.command == Strings{"/etc/rollguard/bin/undo.sh"});
+    CHECK(h.workdir == "/etc/rollguard/work");
+    CHECK(h.inherit_env == Strings{"KUBECONFIG", "http_proxy"});
+    CHECK(h.user == "deploy");
+    CHECK(h.group == "deployers");
+    CHECK(h.retries == 2);
+    CHECK(h.retry_backoff == 3s);
+
+    // Defaults: the agent's directory and user, no extra names, and no retries (a script
+    // is not idempotent in general), unlike webhooks.
+    const LoadResult d = parseConfig(withHook("type = \"script\"\ncommand = [\"undo\"]\n"), kPath);
+    REQUIRE(d.ok());
+    const HookConfig& dh = d.config->hooks.at(0);
+    CHECK(dh.workdir.empty());
+    CHECK(dh.inherit_env.empty());
+    CHECK(dh.user.empty());
+    CHECK(dh.group.empty());
+    CHECK(dh.retries == 0);
+    CHECK(dh.retry_backoff == 500ms);
+
+    const LoadResult abs = parseConfig(withHook("type = \"script\"\ncommand = [\"undo\"]\nworkdir = \"/srv/app\"\n"), kPath);
+    REQUIRE(abs.ok());
+    CHECK(abs.config->hooks.at(0).workdir == "/srv/app");
+}
+
+TEST_CASE("script hook config errors point at the line and column", "[hooks][config]") {
+    const std::string script = "type = \"script\"\ncommand = [\"undo\"]\n";
+    SECTION("a bad inherit_env name") {
+        CHECK(errorsOf(withHook(script + "inherit_env = [\"OK\", \"NOT-OK\"]\n")) ==
+              Strings{line(2) + ":22: 'NOT-OK' in 'inherit_env' is not a valid environment variable name"});
+    }
+    SECTION("inherit_env not an array") {
+        CHECK(errorsOf(withHook(script + "inherit_env = \"KUBECONFIG\"\n")) ==
+              Strings{line(2) + ":15: 'inherit_env' must be an array of strings, got string"});
+    }
+    SECTION("an empty workdir") {
+        CHECK(errorsOf(withHook(script + "workdir = \"\"\n")) ==
+              Strings{line(2) + ":11: 'workdir' must not be empty (leave it out for the agent's working directory)"});
+    }
+    SECTION("user and group are names") {
+        CHECK(errorsOf(withHook(script + "user = 1000\n")) ==
+              Strings{line(2) + ":8: 'user' must be a string, got integer"});
+        CHECK(errorsOf(withHook(script + "group = \"\"\n")) ==
+              Strings{line(2) + ":9: 'group' must not be empty (leave it out to keep the agent's)"});
+    }
+    SECTION("retries out of range") {
+        CHECK(errorsOf(withHook(script + "retries = 50\n")) ==
+              Strings{line(2) + ":11: 'retries' must be between 0 and 20, got 50"});
+    }
+    SECTION("script keys in another hook type") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nworkdir = \"/tmp\"\n")) ==
+              Strings{line(2) + ":1: 'workdir' is not valid for a hook of type 'webhook' (it belongs to script "
+                                "hooks)"});
+    }
+}

@@ -87,7 +87,7 @@ const std::array<std::pair<std::string_view, std::string_view>, 3> kLiteralSecre
     {"routing_key", "routing_key_file or routing_key_env"},
 }};
 constexpr std::int64_t kMaxSpoolEntries = 1'000'000;
-const Keys kScriptKeys{"command", "env"};
+const Keys kScriptKeys{"command", "env", "inherit_env", "workdir", "user", "group", "retries", "retry_backoff"};
 
 const char* typeName(const toml::node& n) {
     switch (n.type()) {
@@ -1668,6 +1668,41 @@ protected:
         }
         if (auto env = getStringTable(t, "env", "environment variable name", isValidEnvName)) {
             h.env = std::move(*env);
+        }
+        if (auto names = getStringArray(t, "inherit_env")) {
+            for (auto& [v, node] : *names) {
+                if (!isValidEnvName(v)) {
+                    error(*node, "'" + v + "' in 'inherit_env' is not a valid environment variable name");
+                    continue;
+                }
+                h.inherit_env.push_back(v);
+            }
+        }
+        if (auto w = getString(t, "workdir")) {
+            if (w->empty()) {
+                error(*t.get("workdir"), "'workdir' must not be empty (leave it out for the agent's working directory)");
+            } else {
+                h.workdir = resolvePath(*w);
+            }
+        }
+        // Only the type is checked here: the names are resolved when the hook is built,
+        // on the host that runs it.
+        for (const char* key : {"user", "group"}) {
+            if (auto v = getString(t, key)) {
+                if (v->empty()) {
+                    error(*t.get(key), "'" + std::string(key) + "' must not be empty (leave it out to keep the agent's)");
+                } else {
+                    (std::string_view(key) == "user" ? h.user : h.group) = *v;
+                }
+            }
+        }
+        // A script is not idempotent in general: it is re-run only when asked to.
+        h.retries = 0;
+        if (auto r = getInt(t, "retries", 0, kMaxRetries, "between 0 and 20")) {
+            h.retries = static_cast<int>(*r);
+        }
+        if (auto d = getDuration(t, "retry_backoff", Bound::AtLeastZero)) {
+            h.retry_backoff = *d;
         }
     }
 

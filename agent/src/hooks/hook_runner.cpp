@@ -23,7 +23,7 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
         case HookType::Webhook:
             return detail::makeWebhookHook(config, environment);
         case HookType::Script:
-            return detail::makeScriptHook(config);
+            return detail::makeScriptHook(config, environment);
         case HookType::Alertmanager:
             return detail::makeAlertmanagerHook(config, environment);
         case HookType::JsonFile:

@@ -21,7 +21,7 @@ std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeJsonFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeTomlFileHook(const HookConfig& config);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
-std::unique_ptr<Hook> makeScriptHook(const HookConfig& config);
+std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeAlertmanagerHook(const HookConfig& config, const HookEnvironment& environment);
 

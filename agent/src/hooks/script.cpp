@@ -1,6 +1,8 @@
 // script hook: runs an argv (never a shell string) in its own process group, with the
-// breach in its environment, its output captured, and a timeout that kills the group.
+// breach and an allowlisted environment, optionally as another user and in another
+// directory, its output captured, a timeout that kills the group, and optional retries.
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -12,7 +14,9 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -22,8 +26,6 @@
 
 #include "hooks/hooks_internal.h"
 #include "rollguard/agent/hooks.h"
-
-extern char** environ;
 
 namespace rollguard::agent {
 namespace {
@@ -35,6 +37,19 @@ constexpr std::size_t kMaxOutputBytes = 64 * 1024;  // the tail is what explains
 constexpr auto kMaxGrace = std::chrono::seconds{2};
 constexpr auto kMinGrace = std::chrono::milliseconds{100};
 constexpr auto kFallbackPollInterval = std::chrono::milliseconds{20};
+constexpr auto kMaxBackoff = std::chrono::seconds{60};
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+/// Copied from the agent's environment when set. Everything else stays behind: the agent's
+/// environment may hold secrets (tokens for webhooks, cloud credentials) that a script
+/// must not see unless a hook lists them in inherit_env.
+constexpr std::array<const char*, 6> kInheritedByDefault{"HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME"};
+
+// What the child reports through the close-on-exec pipe when it cannot get to exec.
+enum class ChildStage : int { Exec = 0, Chdir = 1, Setgroups = 2, Setgid = 3, Setuid = 4 };
+struct ChildError {
+    int stage = 0;
+    int err = 0;
+};
 
 // The environment as "KEY=VALUE" strings; a later set() replaces an earlier one.
 class EnvBlock {
@@ -48,12 +63,6 @@ public:
             }
         }
         entries_.push_back(std::move(entry));
-    }
-    void addRaw(const char* entry) {
-        const char* eq = std::strchr(entry, '=');
-        if (eq != nullptr && eq != entry) {
-            set(std::string_view(entry, static_cast<std::size_t>(eq - entry)), eq + 1);
-        }
     }
     const char* get(std::string_view key) const {
         for (const auto& e : entries_) {
@@ -83,7 +92,7 @@ std::string resolveExecutable(const std::string& name, const char* path_env) {
     if (name.find('/') != std::string::npos) {
         return name;
     }
-    const std::string path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
+    const std::string path = path_env != nullptr ? path_env : kDefaultPath;
     std::size_t begin = 0;
     for (;;) {
         const std::size_t end = std::min(path.find(':', begin), path.size());
@@ -189,18 +198,149 @@ std::string signalName(int sig) {
     return abbrev != nullptr ? " (SIG" + std::string(abbrev) + ")" : std::string();
 }
 
-HookResult runScript(const HookConfig& config, const BreachEvent& event) {
+// Who the script runs as, resolved once when the hook is built (name service lookups
+// are not allowed between fork and exec).
+struct Credentials {
+    std::string error;  // non-empty: the user or group cannot be resolved; every run fails
+    std::string who;    // "user nobody" / "group nogroup", for messages
+    bool set_groups = false;
+    std::vector<gid_t> groups;
+    bool set_gid = false;
+    gid_t gid = 0;
+    bool set_uid = false;
+    uid_t uid = 0;
+    std::string home;       // the user's, when a user is configured
+    std::string user_name;  // likewise
+};
+
+std::size_t lookupBufferSize(int name) {
+    const long n = ::sysconf(name);
+    return n > 0 ? static_cast<std::size_t>(n) : 16384;
+}
+
+// getpwnam_r(3): besides 0, these mean "no such name" for some name services.
+bool notFound(int rc) {
+    return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
+}
+
+Credentials resolveCredentials(const HookConfig& config) {
+    Credentials c;
+    if (config.user.empty() && config.group.empty()) {
+        return c;
+    }
+    c.who = config.user.empty() ? "group " + config.group : "user " + config.user;
+    bool have_uid = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (!config.user.empty()) {
+        std::vector<char> buf(lookupBufferSize(_SC_GETPW_R_SIZE_MAX));
+        struct passwd pw {};
+        struct passwd* found = nullptr;
+        int rc = 0;
+        while ((rc = ::getpwnam_r(config.user.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
+               buf.size() < (1U << 20)) {
+            buf.resize(buf.size() * 2);
+        }
+        if (found == nullptr) {
+            c.error = notFound(rc) ? "unknown user '" + config.user + "'"
+                                   : "cannot look up user '" + config.user + "': " + std::strerror(rc);
+            return c;
+        }
+        have_uid = true;
+        uid = pw.pw_uid;
+        gid = pw.pw_gid;
+        c.home = pw.pw_dir != nullptr ? pw.pw_dir : "";
+        c.user_name = pw.pw_name != nullptr ? pw.pw_name : config.user;
+    }
+    if (!config.group.empty()) {
+        std::vector<char> buf(lookupBufferSize(_SC_GETGR_R_SIZE_MAX));
+        struct group gr {};
+        struct group* found = nullptr;
+        int rc = 0;
+        while ((rc = ::getgrnam_r(config.group.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+               buf.size() < (1U << 20)) {
+            buf.resize(buf.size() * 2);
+        }
+        if (found == nullptr) {
+            c.error = notFound(rc) ? "unknown group '" + config.group + "'"
+                                   : "cannot look up group '" + config.group + "': " + std::strerror(rc);
+            return c;
+        }
+        gid = gr.gr_gid;
+    }
+    // The supplementary groups initgroups(3) would set, computed here: initgroups reads
+    // the group database, which the child must not do.
+    if (have_uid) {
+        int n = 32;
+        std::vector<gid_t> groups;
+        bool listed = false;
+        for (int tries = 0; tries < 8 && !listed; ++tries) {
+            groups.assign(static_cast<std::size_t>(n), 0);
+            int count = n;
+            if (::getgrouplist(config.user.c_str(), gid, groups.data(), &count) >= 0) {
+                groups.resize(static_cast<std::size_t>(count));
+                listed = true;
+            } else {
+                n = std::max(count, n * 2);
+            }
+        }
+        if (!listed) {
+            groups = {gid};  // could not list them: the primary group alone is the safe side
+        }
+        c.groups = std::move(groups);
+    }
+    // Root changes everything (and drops its own supplementary groups with a group-only
+    // hook). Anyone else can only "change" to what they already are; that is a no-op,
+    // anything more is attempted and fails with EPERM, reported as such.
+    const bool root = ::geteuid() == 0;
+    c.set_groups = root;
+    c.set_gid = root || gid != ::getegid();
+    c.gid = gid;
+    c.set_uid = have_uid && (root || uid != ::geteuid());
+    c.uid = uid;
+    return c;
+}
+
+// One run of the script: how it ended, and its output.
+struct Attempt {
+    bool ok = false;
+    bool retryable = false;  // it ran and failed (exit status, signal, timeout)
+    std::string status;      // "exit status 3", "timed out after 0.3s", ...
+    std::string output;      // tail of stdout+stderr, trimmed
+};
+
+Attempt failedToStart(std::string status) {
+    Attempt a;
+    a.status = std::move(status);
+    return a;
+}
+
+Attempt runScriptOnce(const HookConfig& config, const Credentials& credentials, const BreachEvent& event) {
     const auto start = Clock::now();
-    auto finish = [start](bool ok, std::string message) { return detail::finishedResult(start, ok, std::move(message)); };
     if (config.command.empty() || config.command[0].empty()) {
-        return finish(false, "no command configured");
+        return failedToStart("no command configured");
     }
 
     // Everything the child needs is built before fork(): after it, in a multithreaded
     // process, only async-signal-safe calls are allowed.
     EnvBlock env;
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-        env.addRaw(*e);
+    const char* agent_path = std::getenv("PATH");
+    env.set("PATH", agent_path != nullptr ? agent_path : kDefaultPath);
+    for (const char* name : kInheritedByDefault) {
+        if (const char* value = std::getenv(name)) {
+            env.set(name, value);
+        }
+    }
+    if (!credentials.user_name.empty()) {
+        // As login(1), su - and systemd's User= do: the script's home is its user's.
+        env.set("HOME", credentials.home);
+        env.set("USER", credentials.user_name);
+        env.set("LOGNAME", credentials.user_name);
+    }
+    for (const auto& name : config.inherit_env) {
+        if (const char* value = std::getenv(name.c_str())) {
+            env.set(name, value);
+        }
     }
     for (const auto& [key, value] : breachToEnv(event)) {
         env.set(key, value);
@@ -209,9 +349,16 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
         env.set(key, value);
     }
     const std::string& name = config.command[0];
-    const std::string exe = resolveExecutable(name, env.get("PATH"));
+    std::string exe = resolveExecutable(name, env.get("PATH"));
     if (exe.empty()) {
-        return finish(false, "cannot execute '" + name + "': not found in PATH");
+        return failedToStart("cannot execute '" + name + "': not found in PATH");
+    }
+    if (!config.workdir.empty() && exe.front() != '/') {
+        // The child changes directory before exec; a relative program means the agent's.
+        if (char* cwd = ::getcwd(nullptr, 0)) {
+            exe = std::string(cwd) + "/" + exe;
+            std::free(cwd);
+        }
     }
     std::vector<std::string> args = config.command;
     std::vector<char*> argv;
@@ -224,18 +371,18 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
     int out_pipe[2];
     int err_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-        return finish(false, std::string("pipe failed: ") + std::strerror(errno));
+        return failedToStart(std::string("pipe failed: ") + std::strerror(errno));
     }
     UniqueFd out_r(out_pipe[0]);
     UniqueFd out_w(out_pipe[1]);
     if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-        return finish(false, std::string("pipe failed: ") + std::strerror(errno));
+        return failedToStart(std::string("pipe failed: ") + std::strerror(errno));
     }
     UniqueFd err_r(err_pipe[0]);
     UniqueFd err_w(err_pipe[1]);
     UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!dev_null.valid()) {
-        return finish(false, std::string("cannot open /dev/null: ") + std::strerror(errno));
+        return failedToStart(std::string("cannot open /dev/null: ") + std::strerror(errno));
     }
     rlimit nofile{};
     int max_fd = 1024;
@@ -253,10 +400,18 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
     const char* exe_path = exe.c_str();
     char* const* argv_ptr = argv.data();
     char* const* envp_ptr = envp.data();
+    const char* workdir = config.workdir.empty() ? nullptr : config.workdir.c_str();
+    const Credentials& cred = credentials;
 
     const pid_t pid = ::fork();
     if (pid == 0) {
         // Child: async-signal-safe calls only.
+        auto fail = [err_fd](ChildStage stage) {
+            const ChildError e{static_cast<int>(stage), errno};
+            ssize_t ignored = ::write(err_fd, &e, sizeof e);
+            static_cast<void>(ignored);
+            ::_exit(127);
+        };
         ::setpgid(0, 0);
         // Ignored signals and a blocked mask survive exec; the script gets a clean slate
         // (a daemon typically blocks SIGTERM in its threads to sigwait for it).
@@ -276,26 +431,37 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
                 }
             }
         }
+        // Groups first, then the gid, then the uid: after setuid we could no longer.
+        if (cred.set_groups && ::setgroups(cred.groups.size(), cred.groups.data()) != 0) {
+            fail(ChildStage::Setgroups);
+        }
+        if (cred.set_gid && ::setgid(cred.gid) != 0) {
+            fail(ChildStage::Setgid);
+        }
+        if (cred.set_uid && ::setuid(cred.uid) != 0) {
+            fail(ChildStage::Setuid);
+        }
+        // After the drop, so that the directory is one the script's user may enter.
+        if (workdir != nullptr && ::chdir(workdir) != 0) {
+            fail(ChildStage::Chdir);
+        }
         ::execve(exe_path, argv_ptr, envp_ptr);
-        const int err = errno;
-        ssize_t ignored = ::write(err_fd, &err, sizeof err);
-        static_cast<void>(ignored);
-        ::_exit(127);
+        fail(ChildStage::Exec);
     }
     const int fork_errno = errno;
     out_w.reset();
     err_w.reset();
     dev_null.reset();
     if (pid < 0) {
-        return finish(false, std::string("fork failed: ") + std::strerror(fork_errno));
+        return failedToStart(std::string("fork failed: ") + std::strerror(fork_errno));
     }
     // Also set in the parent: whichever runs first, the group exists before we signal it.
     ::setpgid(pid, pid);
 
-    int exec_errno = 0;
+    ChildError child_error;
     std::size_t got = 0;
-    while (got < sizeof exec_errno) {
-        const ssize_t n = ::read(err_r.get(), reinterpret_cast<char*>(&exec_errno) + got, sizeof exec_errno - got);
+    while (got < sizeof child_error) {
+        const ssize_t n = ::read(err_r.get(), reinterpret_cast<char*>(&child_error) + got, sizeof child_error - got);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -304,11 +470,22 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
         }
         got += static_cast<std::size_t>(n);
     }
-    if (got == sizeof exec_errno) {
+    if (got == sizeof child_error) {
         int status = 0;
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        return finish(false, "cannot execute '" + exe + "': " + std::strerror(exec_errno));
+        const std::string reason = std::strerror(child_error.err);
+        switch (static_cast<ChildStage>(child_error.stage)) {
+            case ChildStage::Chdir:
+                return failedToStart("cannot change to working directory '" + config.workdir + "': " + reason);
+            case ChildStage::Setgroups:
+            case ChildStage::Setgid:
+            case ChildStage::Setuid:
+                return failedToStart("cannot drop privileges to " + cred.who + ": " + reason);
+            case ChildStage::Exec:
+                break;
+        }
+        return failedToStart("cannot execute '" + exe + "': " + reason);
     }
 
     ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
@@ -335,45 +512,77 @@ HookResult runScript(const HookConfig& config, const BreachEvent& event) {
     }
     const int wait_errno = errno;
 
-    std::string message;
-    bool ok = false;
+    Attempt a;
+    a.retryable = true;
     if (timed_out) {
-        message = "timed out after " + detail::formatSeconds(timeout);
+        a.status = "timed out after " + detail::formatSeconds(timeout);
     } else if (waited != pid) {
-        // e.g. SIGCHLD set to SIG_IGN by the embedding program: the kernel reaped it.
-        message = std::string("exit status unknown: ") + std::strerror(wait_errno);
+        // e.g. SIGCHLD set to SIG_IGN by the embedding program: the kernel reaped it. It
+        // may well have succeeded, so it is not run again.
+        a.status = std::string("exit status unknown: ") + std::strerror(wait_errno);
+        a.retryable = false;
     } else if (WIFEXITED(status)) {
-        ok = WEXITSTATUS(status) == 0;
-        message = "exit status " + std::to_string(WEXITSTATUS(status));
+        a.ok = WEXITSTATUS(status) == 0;
+        a.status = "exit status " + std::to_string(WEXITSTATUS(status));
     } else if (WIFSIGNALED(status)) {
-        message = "killed by signal " + std::to_string(WTERMSIG(status)) + signalName(WTERMSIG(status));
+        a.status = "killed by signal " + std::to_string(WTERMSIG(status)) + signalName(WTERMSIG(status));
     } else {
-        message = "ended with wait status " + std::to_string(status);
+        a.status = "ended with wait status " + std::to_string(status);
     }
-    const std::string text = output.summary();
-    if (!text.empty()) {
-        message += ": " + text;
-    }
-    return finish(ok, std::move(message));
+    a.output = output.summary();
+    return a;
 }
 
+// Owns its config, the resolved credentials and its environment (sleep, random).
+// Thread-safety: run() from one thread at a time (the hook worker).
 class ScriptHook final : public Hook {
 public:
-    explicit ScriptHook(HookConfig config) : config_(std::move(config)) {}
+    ScriptHook(HookConfig config, HookEnvironment environment)
+        : config_(std::move(config)),
+          env_(detail::completeEnvironment(std::move(environment))),
+          credentials_(resolveCredentials(config_)) {}
     const std::string& name() const override { return config_.name; }
     HookType type() const override { return HookType::Script; }
-    HookResult run(const BreachEvent& event) override { return runScript(config_, event); }
+
+    HookResult run(const BreachEvent& event) override {
+        const auto start = Clock::now();
+        if (!credentials_.error.empty()) {
+            return detail::finishedResult(start, false, credentials_.error);
+        }
+        Attempt attempt;
+        int attempts = 0;
+        for (int retry = 0;; ++retry) {
+            ++attempts;
+            attempt = runScriptOnce(config_, credentials_, event);
+            if (attempt.ok || !attempt.retryable || retry >= config_.retries) {
+                break;
+            }
+            env_.sleep(backoffDelay(retry, config_.retry_backoff, kMaxBackoff, env_.random01()));
+        }
+        std::string message = std::move(attempt.status);
+        if (attempts > 1) {
+            message += " after " + std::to_string(attempts) + " attempts";
+        }
+        if (!attempt.output.empty()) {
+            message += ": " + attempt.output;
+        }
+        HookResult result = detail::finishedResult(start, attempt.ok, std::move(message));
+        result.attempts = attempts;
+        return result;
+    }
 
 private:
     HookConfig config_;
+    HookEnvironment env_;
+    Credentials credentials_;
 };
 
 }  // namespace
 
 namespace detail {
 
-std::unique_ptr<Hook> makeScriptHook(const HookConfig& config) {
-    return std::make_unique<ScriptHook>(config);
+std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnvironment& environment) {
+    return std::make_unique<ScriptHook>(config, environment);
 }
 
 }  // namespace detail

@@ -180,7 +180,10 @@ struct HookConfig {
     // webhook
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers;
-    int retries = 3;  ///< extra attempts after the first, with exponential backoff
+    /// Extra attempts after the first, with exponential backoff (webhook, alertmanager
+    /// and script hooks). The loader sets 0 for scripts unless configured: a script is
+    /// not idempotent in general.
+    int retries = 3;
     std::chrono::nanoseconds retry_backoff{std::chrono::milliseconds{500}};  ///< backoff base
     WebhookFormat format = WebhookFormat::Json;
     /// Replaces the formatted body when set: {{placeholders}} (see renderBodyTemplate).
@@ -205,7 +208,13 @@ struct HookConfig {
 
     // script
     std::vector<std::string> command;  ///< argv; command[0] is an absolute or relative path
-    std::vector<std::pair<std::string, std::string>> env;  ///< extra environment
+    std::vector<std::pair<std::string, std::string>> env;  ///< extra environment (wins)
+    /// Names of agent environment variables the script also gets (when set); the rest of
+    /// the agent's environment is not passed on (see makeHook).
+    std::vector<std::string> inherit_env;
+    std::string workdir;  ///< working directory of the script; empty: the agent's
+    std::string user;     ///< run as this user (name); empty: the agent's user
+    std::string group;    ///< run with this group (name); empty: the user's primary group
 };
 
 /// A whole, validated configuration. A value type: built once by the loader, never

@@ -189,12 +189,39 @@ struct HookEnvironment {
 ///    Messages: "HTTP 200", "HTTP 200 after 3 attempts", "HTTP 400: <first line of the
 ///    body> (not retried)", or curl's error text.
 ///  - script: fork + execve of `command` (never a shell; a bare name is looked up in
-///    PATH), in its own process group, stdin /dev/null, stdout+stderr captured (last
-///    64 KiB), environment = the agent's + breachToEnv(event) + `env`. Messages:
-///    "exit status N[: output]", "killed by signal N (SIGX)", "cannot execute '<path>':
-///    <reason>", "timed out after Xs[: output]". On timeout the whole group gets SIGTERM,
-///    then SIGKILL after a grace of min(max(timeout, 100 ms), 2 s). When the script exits
-///    on its own, children it left in the background are not waited for nor killed.
+///    the script's PATH), in its own process group, stdin /dev/null, stdout+stderr
+///    captured (last 64 KiB). Messages: "exit status N[: output]", "killed by signal N
+///    (SIGX)", "cannot execute '<path>': <reason>", "timed out after Xs[: output]",
+///    "cannot change to working directory '<dir>': <reason>", "cannot drop privileges
+///    to user X: <reason>" (or "group X" with only `group`). On timeout the whole group
+///    gets SIGTERM, then SIGKILL after a grace of min(max(timeout, 100 ms), 2 s). When
+///    the script exits on its own, children it left in the background are not waited
+///    for nor killed.
+///
+/// Script execution (decisions, also in README and docs/config.md):
+///  - environment: NOT the agent's whole environment, which may hold secrets (webhook
+///    tokens, cloud credentials) a script must not see. The script gets PATH (the
+///    agent's, or "/usr/local/bin:/usr/bin:/bin" when unset), HOME, LANG, LC_ALL, TZ,
+///    USER and LOGNAME when set in the agent, then the agent's value of each name in
+///    `inherit_env` that is set, then breachToEnv(event), then `env` (later ones win).
+///    With `user`, HOME, USER and LOGNAME are that user's (as login(1) sets them).
+///  - workdir: the child changes to `workdir` before exec; empty: the agent's working
+///    directory. A relative program path is still relative to the agent's directory.
+///  - user/group: resolved (getpwnam_r/getgrnam_r, and the user's supplementary groups
+///    as initgroups(3) would set them) when the hook is built; an unknown name makes
+///    every run fail with "unknown user 'X'" / "unknown group 'X'". The child calls
+///    setgroups (the user's groups; none with only `group`), setgid (`group`, else the
+///    user's primary group), setuid, in that order, then chdir, then exec. As root this
+///    always happens; otherwise a change to the ids the agent already has is skipped and
+///    anything else fails with EPERM.
+///  - retries: a run that started and failed (non-zero exit, killed by a signal, timed
+///    out) is run again up to `retries` times (the loader's default for scripts is 0),
+///    sleeping backoffDelay(n, retry_backoff, 60 s) through the environment's sleep
+///    between runs. Failures to start (not found, cannot execute, workdir, privileges)
+///    and an unknown exit status are not retried. `timeout` bounds each run. The message
+///    is the last run's, with " after N attempts" when there were several ("exit status
+///    0 after 2 attempts: <output>"); HookResult::attempts counts the runs.
+///  Thread-safety: run() from one thread at a time (the hook worker).
 ///
 /// Webhook delivery (decisions, also in docs/config.md):
 ///  - body: renderWebhookBody(format) or, with body_template, renderBodyTemplate
