@@ -189,148 +189,237 @@ std::string incidentToJson(const IncidentRecord& r) {
 
 namespace {
 
-using simdjson::dom::element;
-using simdjson::dom::object;
+namespace od = simdjson::ondemand;
 
-std::string str(const object& o, const char* key) {
-    std::string_view v;
-    return o[key].get_string().get(v) == simdjson::SUCCESS ? std::string(v) : std::string();
+/// One pass over an object's fields; `fn(key, value)` returns false to fail the parse.
+template <typename Fn>
+bool eachField(od::value v, Fn&& fn) {
+    od::object object;
+    if (v.get_object().get(object) != simdjson::SUCCESS) {
+        return false;
+    }
+    for (auto field : object) {
+        std::string_view key;
+        od::value value;
+        if (field.unescaped_key().get(key) != simdjson::SUCCESS || field.value().get(value) != simdjson::SUCCESS) {
+            return false;
+        }
+        if (!fn(std::string(key), value)) {
+            return false;
+        }
+    }
+    return true;
 }
 
-std::int64_t i64(const object& o, const char* key) {
-    std::int64_t v = 0;
-    return o[key].get_int64().get(v) == simdjson::SUCCESS ? v : 0;
+template <typename Fn>
+bool eachItem(od::value v, Fn&& fn) {
+    od::array array;
+    if (v.get_array().get(array) != simdjson::SUCCESS) {
+        return false;
+    }
+    for (auto item : array) {
+        od::value value;
+        if (item.get(value) != simdjson::SUCCESS || !fn(value)) {
+            return false;
+        }
+    }
+    return true;
 }
 
-std::optional<double> optDouble(const object& o, const char* key) {
-    double v = 0;
-    if (o[key].get_double().get(v) == simdjson::SUCCESS) {
-        return v;
+std::string text(od::value v) {
+    std::string_view s;
+    return v.get_string().get(s) == simdjson::SUCCESS ? std::string(s) : std::string();
+}
+
+std::int64_t integer(od::value v) {
+    std::int64_t i = 0;
+    return v.get_int64().get(i) == simdjson::SUCCESS ? i : 0;
+}
+
+/// A number, or nullopt for null (JsonWriter writes NaN and infinities as null).
+std::optional<double> number(od::value v) {
+    double d = 0;
+    if (v.get_double().get(d) == simdjson::SUCCESS) {
+        return d;
     }
     return std::nullopt;
 }
 
-double dbl(const object& o, const char* key) {
-    // JsonWriter writes NaN as null; it reads back as NaN.
-    return optDouble(o, key).value_or(std::numeric_limits<double>::quiet_NaN());
+/// `<name>_unix_ns` keys carry the exact times; the RFC 3339 twins are for people.
+bool timeField(const std::string& key, std::string_view name, od::value v, std::optional<rules::TimePoint>& out) {
+    if (key.size() == name.size() + 8 && key.compare(0, name.size(), name) == 0 &&
+        key.compare(name.size(), 8, "_unix_ns") == 0) {
+        out = fromUnixNanos(integer(v));
+        return true;
+    }
+    return false;
 }
 
-std::optional<rules::TimePoint> optTime(const object& o, const std::string& key) {
-    std::int64_t v = 0;
-    if (o[key + "_unix_ns"].get_int64().get(v) == simdjson::SUCCESS) {
-        return fromUnixNanos(v);
-    }
-    return std::nullopt;
+bool readEvent(od::value v, BreachEvent& e) {
+    return eachField(v, [&](const std::string& key, od::value value) {
+        std::optional<rules::TimePoint> t;
+        if (key == "rule") {
+            e.rule = text(value);
+        } else if (key == "severity") {
+            e.severity = text(value);
+        } else if (key == "state") {
+            e.state = text(value);
+        } else if (key == "source") {
+            e.source = text(value);
+        } else if (key == "metric") {
+            e.metric = text(value);
+        } else if (key == "value") {
+            e.value = number(value).value_or(std::numeric_limits<double>::quiet_NaN());
+        } else if (key == "threshold") {
+            e.threshold = number(value).value_or(std::numeric_limits<double>::quiet_NaN());
+        } else if (key == "comparison") {
+            e.comparison = text(value);
+        } else if (key == "samples") {
+            e.samples = integer(value);
+        } else if (key == "window_ns") {
+            e.window = std::chrono::nanoseconds{integer(value)};
+        } else if (key == "for_ns") {
+            e.for_ = std::chrono::nanoseconds{integer(value)};
+        } else if (timeField(key, "since", value, t)) {
+            e.since = *t;
+        } else if (timeField(key, "fired_at", value, t)) {
+            e.fired_at = *t;
+        } else if (key == "host") {
+            e.host = text(value);
+        } else if (key == "summary") {
+            e.summary = text(value);
+        } else if (key == "description") {
+            e.description = text(value);
+        } else if (key == "group") {
+            e.group = text(value);
+        } else if (key == "reason") {
+            e.reason = text(value);
+        } else if (key == "labels") {
+            return eachField(value, [&](const std::string& name, od::value label) {
+                e.labels.emplace_back(name, text(label));
+                return true;
+            });
+        }
+        return true;
+    });
+}
+
+bool readStats(od::value v, IncidentStats& st) {
+    return eachField(v, [&](const std::string& key, od::value value) {
+        if (key == "events") {
+            st.events = integer(value);
+        } else if (key == "errors") {
+            st.errors = integer(value);
+        } else if (key == "error_ratio") {
+            st.error_ratio = number(value);
+        } else if (key == "rate_per_second") {
+            st.rate_per_second = number(value);
+        } else if (key == "p50_seconds") {
+            st.p50 = number(value);
+        } else if (key == "p90_seconds") {
+            st.p90 = number(value);
+        } else if (key == "p99_seconds") {
+            st.p99 = number(value);
+        } else if (key == "p99_9_seconds") {
+            st.p999 = number(value);
+        } else if (key == "mean_seconds") {
+            st.mean = number(value);
+        } else if (key == "max_seconds") {
+            st.max = number(value);
+        }
+        return true;
+    });
+}
+
+bool readStep(od::value v, IncidentHookStep& step) {
+    bool status_ok = false;
+    const bool parsed = eachField(v, [&](const std::string& key, od::value value) {
+        if (key == "hook") {
+            step.hook = text(value);
+        } else if (key == "status") {
+            const auto status = hookStepStatusFromString(text(value));
+            status_ok = status.has_value();
+            step.status = status.value_or(HookStepStatus::Pending);
+        } else if (key == "message") {
+            step.message = text(value);
+        } else if (key == "duration_ms") {
+            step.duration = std::chrono::milliseconds{integer(value)};
+        } else if (key == "attempts") {
+            step.attempts = static_cast<int>(integer(value));
+        } else if (key == "runs") {
+            step.runs = static_cast<int>(integer(value));
+        } else if (timeField(key, "started", value, step.started) || timeField(key, "finished", value, step.finished)) {
+            // set by timeField
+        }
+        return true;
+    });
+    return parsed && status_ok && !step.hook.empty();
 }
 
 }  // namespace
 
 std::optional<IncidentRecord> incidentFromJson(std::string_view json, std::string& error) {
-    simdjson::dom::parser parser;
-    simdjson::padded_string padded(json);
-    object root;
-    if (const auto err = parser.parse(padded).get_object().get(root); err != simdjson::SUCCESS) {
-        error = std::string("not an incident record: ") + simdjson::error_message(err);
-        return std::nullopt;
-    }
-    if (i64(root, "format") != 1) {
-        error = "not an incident record of format 1";
+    od::parser parser;
+    const simdjson::padded_string padded(json);
+    od::document doc;
+    od::value root;
+    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS || doc.get_value().get(root) != simdjson::SUCCESS) {
+        error = "not an incident record: not JSON";
         return std::nullopt;
     }
     IncidentRecord r;
-    r.id = str(root, "id");
+    std::int64_t format = 0;
+    std::string what;
+    const bool parsed = eachField(root, [&](const std::string& key, od::value value) {
+        std::optional<rules::TimePoint> t;
+        if (key == "format") {
+            format = integer(value);
+        } else if (key == "id") {
+            r.id = text(value);
+        } else if (key == "kind") {
+            r.kind = text(value);
+        } else if (key == "reason") {
+            r.reason = text(value);
+        } else if (timeField(key, "opened", value, t)) {
+            r.opened = *t;
+        } else if (key == "complete") {
+            bool b = false;
+            r.complete = value.get_bool().get(b) == simdjson::SUCCESS && b;
+        } else if (key == "event") {
+            return readEvent(value, r.event);
+        } else if (key == "stats") {
+            return readStats(value, r.stats);
+        } else if (key == "hooks") {
+            return eachItem(value, [&](od::value item) {
+                IncidentHookStep step;
+                if (!readStep(item, step)) {
+                    what = "incident record with a malformed hook entry";
+                    return false;
+                }
+                r.hooks.push_back(std::move(step));
+                return true;
+            });
+        } else if (key == "log_lines") {
+            return eachItem(value, [&](od::value item) {
+                r.log_lines.push_back(text(item));
+                return true;
+            });
+        }
+        return true;
+    });
+    if (!parsed) {
+        error = what.empty() ? "not an incident record: malformed JSON" : what;
+        return std::nullopt;
+    }
+    if (format != 1) {
+        error = "not an incident record of format 1";
+        return std::nullopt;
+    }
     if (r.id.empty()) {
         error = "incident record without an id";
         return std::nullopt;
     }
-    r.kind = str(root, "kind");
-    r.reason = str(root, "reason");
-    r.opened = optTime(root, "opened").value_or(rules::TimePoint{});
-    bool complete = false;
-    if (root["complete"].get_bool().get(complete) == simdjson::SUCCESS) {
-        r.complete = complete;
-    }
-
-    object e;
-    if (root["event"].get_object().get(e) == simdjson::SUCCESS) {
-        BreachEvent& ev = r.event;
-        ev.rule = str(e, "rule");
-        ev.severity = str(e, "severity");
-        ev.state = str(e, "state");
-        ev.source = str(e, "source");
-        ev.metric = str(e, "metric");
-        ev.value = dbl(e, "value");
-        ev.threshold = dbl(e, "threshold");
-        ev.comparison = str(e, "comparison");
-        ev.samples = i64(e, "samples");
-        ev.window = std::chrono::nanoseconds{i64(e, "window_ns")};
-        ev.for_ = std::chrono::nanoseconds{i64(e, "for_ns")};
-        ev.since = optTime(e, "since").value_or(rules::TimePoint{});
-        ev.fired_at = optTime(e, "fired_at").value_or(rules::TimePoint{});
-        ev.host = str(e, "host");
-        ev.summary = str(e, "summary");
-        ev.description = str(e, "description");
-        ev.group = str(e, "group");
-        ev.reason = str(e, "reason");
-        object labels;
-        if (e["labels"].get_object().get(labels) == simdjson::SUCCESS) {
-            for (auto [k, v] : labels) {
-                std::string_view value;
-                if (v.get_string().get(value) == simdjson::SUCCESS) {
-                    ev.labels.emplace_back(std::string(k), std::string(value));
-                }
-            }
-        }
-    }
     r.event.incident_id = r.id;
-
-    object st;
-    if (root["stats"].get_object().get(st) == simdjson::SUCCESS) {
-        r.stats.events = i64(st, "events");
-        r.stats.errors = i64(st, "errors");
-        r.stats.error_ratio = optDouble(st, "error_ratio");
-        r.stats.rate_per_second = optDouble(st, "rate_per_second");
-        r.stats.p50 = optDouble(st, "p50_seconds");
-        r.stats.p90 = optDouble(st, "p90_seconds");
-        r.stats.p99 = optDouble(st, "p99_seconds");
-        r.stats.p999 = optDouble(st, "p99_9_seconds");
-        r.stats.mean = optDouble(st, "mean_seconds");
-        r.stats.max = optDouble(st, "max_seconds");
-    }
-
-    simdjson::dom::array hooks;
-    if (root["hooks"].get_array().get(hooks) == simdjson::SUCCESS) {
-        for (element item : hooks) {
-            object h;
-            if (item.get_object().get(h) != simdjson::SUCCESS) {
-                continue;
-            }
-            IncidentHookStep step;
-            step.hook = str(h, "hook");
-            const auto status = hookStepStatusFromString(str(h, "status"));
-            if (step.hook.empty() || !status) {
-                error = "incident record with a malformed hook entry";
-                return std::nullopt;
-            }
-            step.status = *status;
-            step.message = str(h, "message");
-            step.duration = std::chrono::milliseconds{i64(h, "duration_ms")};
-            step.attempts = static_cast<int>(i64(h, "attempts"));
-            step.runs = static_cast<int>(i64(h, "runs"));
-            step.started = optTime(h, "started");
-            step.finished = optTime(h, "finished");
-            r.hooks.push_back(std::move(step));
-        }
-    }
-    simdjson::dom::array lines;
-    if (root["log_lines"].get_array().get(lines) == simdjson::SUCCESS) {
-        for (element item : lines) {
-            std::string_view line;
-            if (item.get_string().get(line) == simdjson::SUCCESS) {
-                r.log_lines.emplace_back(line);
-            }
-        }
-    }
     return r;
 }
 
