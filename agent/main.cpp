@@ -20,6 +20,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli_admin.h"
+#include "rollguard/agent/admin.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/log_source.h"
@@ -84,6 +86,34 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+    // One daemon per state directory: two would overwrite each other's checkpoints and
+    // both roll back. The lock also tells `rollguard rollback` a daemon is running.
+    std::optional<rollguard::agent::StateDirLock> state_lock;
+    if (!config->agent.state_dir.empty()) {
+        std::string detail;
+        const auto outcome = rollguard::agent::StateDirLock::tryAcquire(config->agent.state_dir, state_lock, detail);
+        if (outcome == rollguard::agent::StateDirLock::Outcome::HeldByOther) {
+            spdlog::error("another rollguard ({}) is running with state_dir {}; stop it or give this one its own "
+                          "state_dir",
+                          detail, config->agent.state_dir);
+            return kExitRuntime;
+        }
+        if (outcome == rollguard::agent::StateDirLock::Outcome::Failed) {
+            spdlog::error("state_dir: {}", detail);
+            return kExitRuntime;
+        }
+    }
+    std::string admin_token;
+    if (!config->agent.admin_token_file.empty()) {
+        std::string error;
+        const auto token = rollguard::agent::readAdminToken(config->agent.admin_token_file, error);
+        if (!token) {
+            spdlog::error("{}; fix agent.admin_token_file or remove it to disable the admin API", error);
+            return kExitUsage;
+        }
+        admin_token = *token;
+    }
+
     rollguard::rules::SystemClock clock;
     const std::string listen = config->agent.listen;
     rollguard::agent::Daemon daemon(std::move(*config), clock);
@@ -91,9 +121,11 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     std::unique_ptr<rollguard::exporters::HttpServer> server;
     if (!listen.empty()) {
         try {
-            server = std::make_unique<rollguard::exporters::HttpServer>(listen, [&daemon] { return daemon.snapshot(); });
+            server = std::make_unique<rollguard::exporters::HttpServer>(
+                listen, [&daemon] { return daemon.snapshot(); }, rollguard::cli::adminApiFor(daemon, admin_token));
             const std::string host = listen.substr(0, listen.rfind(':'));
-            spdlog::info("listening on {}:{} (/metrics, /healthz, /api/v1/status)", host, server->port());
+            spdlog::info("listening on {}:{} (/metrics, /healthz, /api/v1/status{})", host, server->port(),
+                         admin_token.empty() ? "; admin API disabled" : ", admin API");
         } catch (const std::exception& e) {
             spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
             return kExitRuntime;
@@ -309,6 +341,35 @@ int main(int argc, char** argv) {
     std::vector<std::string> test_files;
     test->add_option("FILE", test_files, "Rule test files (TOML)")->required()->check(CLI::ExistingFile);
 
+    auto* rollback = app.add_subcommand(
+        "rollback", "Run the rollback hooks by hand, through the running daemon when there is one.");
+    rollback->footer(
+        "Runs the hooks of every critical rule (each once, in config order), or of --rule, as a manual\n"
+        "incident with its own record. With a daemon running on the same state_dir the request goes\n"
+        "through its admin API (agent.admin_token_file); otherwise the hooks run here.\n"
+        "Exit codes: 0 every hook succeeded, 1 a hook failed or the daemon could not be reached,\n"
+        "2 bad usage, bad config, or nothing to run.");
+    rollguard::cli::RollbackArgs rollback_args;
+    rollback->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+    rollback->add_option("--reason", rollback_args.reason, "Why (recorded, and given to hooks)");
+    rollback->add_option("--rule", rollback_args.rule, "Run only this rule's hooks");
+    rollback->add_option("--wait", rollback_args.wait_seconds,
+                         "Seconds to follow a daemon's rollback to its end (default 60)");
+
+    auto* rearm = app.add_subcommand("rearm", "Clear the rollback latches after a fix, so rules roll back again.");
+    rearm->footer("Through the running daemon's admin API when there is one, else in <state_dir>/rules.state.\n"
+                  "Exit codes: 0 ok, 1 failed, 2 bad usage or config.");
+    rearm->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+
+    auto* incidents = app.add_subcommand("incidents", "List the incident records (rollbacks), or show one.");
+    incidents->footer("Records live in <state_dir>/incidents/ (agent.max_incidents are kept).\n"
+                      "Exit codes: 0 ok, 1 no such incident, 2 bad usage or config.");
+    std::string incident_id;
+    bool incidents_json = false;
+    incidents->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+    incidents->add_option("ID", incident_id, "An incident id (or a unique prefix) to show whole");
+    incidents->add_flag("--json", incidents_json, "JSON instead of text");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -325,6 +386,20 @@ int main(int argc, char** argv) {
         }
         if (*replay) {
             return runReplay(config_path, replay_args);
+        }
+        if (*rollback || *rearm || *incidents) {
+            auto config = load(config_path, true);
+            if (!config) {
+                return kExitUsage;
+            }
+            configureLogging(config->agent.log_level == "info" ? "warn" : config->agent.log_level);
+            if (*rollback) {
+                return rollguard::cli::runRollback(*config, rollback_args);
+            }
+            if (*rearm) {
+                return rollguard::cli::runRearm(*config);
+            }
+            return rollguard::cli::runIncidents(*config, incident_id, incidents_json);
         }
         return runAgent(config_path, dry_run, log_level);
     } catch (const std::exception& e) {

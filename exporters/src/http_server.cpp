@@ -10,17 +10,46 @@
 
 #include <spdlog/spdlog.h>
 
+#include "rollguard/agent/admin.h"
+#include "rollguard/agent/json_writer.h"
+
 namespace rollguard::exporters {
 
 namespace {
 
-void reply(mg_connection* conn, int status, const char* content_type, const std::string& body) {
-    const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
-                                                                                            : "Service Unavailable";
+const char* reasonPhrase(int status) {
+    switch (status) {
+        case 200:
+            return "OK";
+        case 202:
+            return "Accepted";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 409:
+            return "Conflict";
+        case 413:
+            return "Payload Too Large";
+        case 504:
+            return "Gateway Timeout";
+        default:
+            return "Service Unavailable";
+    }
+}
+
+void reply(mg_connection* conn, int status, const char* content_type, const std::string& body,
+           const char* extra_headers = "") {
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-              "Connection: close\r\n\r\n",
-              status, reason, content_type, body.size());
+              "%sConnection: close\r\n\r\n",
+              status, reasonPhrase(status), content_type, body.size(), extra_headers);
     mg_write(conn, body.data(), body.size());
 }
 
@@ -33,8 +62,57 @@ bool healthy(const agent::StatusSnapshot& s) {
 
 }  // namespace
 
+std::string jsonError(const std::string& message) {
+    std::string out = "{\"error\":";
+    agent::appendJsonString(out, message);
+    return out + "}\n";
+}
+
 struct HttpServer::Impl {
     SnapshotFn snapshot;
+    AdminApi admin;
+
+    /// POST /api/v1/rollback and /api/v1/rearm.
+    int handleAdmin(mg_connection* conn, const std::string& uri) {
+        const bool is_rollback = uri == "/api/v1/rollback";
+        if (!is_rollback && uri != "/api/v1/rearm") {
+            reply(conn, 404, "application/json", jsonError("no such admin endpoint; try /api/v1/rollback or /api/v1/rearm"));
+            return 404;
+        }
+        if (admin.token.empty()) {
+            reply(conn, 403, "application/json",
+                  jsonError("the admin API is disabled: set agent.admin_token_file to enable it"));
+            return 403;
+        }
+        const char* authorization = mg_get_header(conn, "Authorization");
+        if (authorization == nullptr || !agent::bearerMatches(authorization, admin.token)) {
+            reply(conn, 401, "application/json", jsonError("missing or wrong bearer token"),
+                  "WWW-Authenticate: Bearer realm=\"rollguard\"\r\n");
+            return 401;
+        }
+        constexpr std::size_t kMaxBody = 64 * 1024;
+        std::string body;
+        char buf[4096];
+        for (;;) {
+            const int n = mg_read(conn, buf, sizeof(buf));
+            if (n <= 0) {
+                break;
+            }
+            body.append(buf, static_cast<std::size_t>(n));
+            if (body.size() > kMaxBody) {
+                reply(conn, 413, "application/json", jsonError("request body over 64 KiB"));
+                return 413;
+            }
+        }
+        const auto& action = is_rollback ? admin.rollback : admin.rearm;
+        if (!action) {
+            reply(conn, 404, "application/json", jsonError("not available"));
+            return 404;
+        }
+        const AdminApi::Reply r = action(body);
+        reply(conn, r.status, "application/json", r.json);
+        return r.status;
+    }
     mg_context* ctx = nullptr;
     std::uint16_t port = 0;
 
@@ -44,6 +122,15 @@ struct HttpServer::Impl {
         const std::string uri = info->local_uri ? info->local_uri : "";
         const bool is_get = std::strcmp(info->request_method, "GET") == 0 ||
                             std::strcmp(info->request_method, "HEAD") == 0;
+        if (std::strcmp(info->request_method, "POST") == 0 && uri.rfind("/api/v1/", 0) == 0) {
+            try {
+                return self->handleAdmin(conn, uri);
+            } catch (const std::exception& e) {
+                spdlog::error("http: {} failed: {}", uri, e.what());
+                reply(conn, 503, "application/json", jsonError("internal error"));
+                return 503;
+            }
+        }
         if (!is_get) {
             reply(conn, 405, "text/plain; charset=utf-8", "only GET is supported here\n");
             return 405;
@@ -72,8 +159,10 @@ struct HttpServer::Impl {
     }
 };
 
-HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin)
+    : impl_(std::make_unique<Impl>()) {
     impl_->snapshot = std::move(snapshot);
+    impl_->admin = std::move(admin);
     static std::once_flag init;
     std::call_once(init, [] { mg_init_library(0); });
 

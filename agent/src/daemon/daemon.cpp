@@ -271,6 +271,19 @@ void Daemon::stop() {
     }
 }
 
+void Daemon::stopWithoutSaving() {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    for (auto& source : sources_) {
+        source->tailer.stop();
+    }
+    if (hooks_) {
+        hooks_->stop();
+    }
+}
+
 void Daemon::collect(rules::TimePoint now) {
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         SourceState& source = *sources_[i];

@@ -123,6 +123,10 @@ public:
     void requestStop();
     /// Stops the sources, then finishes queued hooks. Idempotent.
     void stop();
+    /// Finishes queued hooks and stops, writing no checkpoint and no rules state: for a
+    /// daemon built only to act (`rollguard rollback` without a running agent), which
+    /// must leave the windows and timers on disk as it found them. Idempotent.
+    void stopWithoutSaving();
 
     StatusSnapshot snapshot() const;
     const Config& config() const { return config_; }

@@ -16,7 +16,22 @@ std::string renderMetrics(const agent::StatusSnapshot& snapshot);
 /// Renders a snapshot as the JSON of GET /api/v1/status.
 std::string renderStatusJson(const agent::StatusSnapshot& snapshot);
 
-/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /api/v1/status.
+/// The admin endpoints' actions. Each gets the request body and returns the HTTP status
+/// and a JSON body. An empty token disables the admin API.
+struct AdminApi {
+    struct Reply {
+        int status = 200;
+        std::string json;
+    };
+    std::string token;
+    std::function<Reply(const std::string& body)> rollback;
+    std::function<Reply(const std::string& body)> rearm;
+};
+
+/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /api/v1/status, and the
+/// admin API: POST /api/v1/rollback and /api/v1/rearm, which need
+/// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
+/// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
 /// It never includes civetweb in this header. Binds loopback unless told otherwise.
 /// /healthz answers 200 while the evaluation loop has ticked within 3 ticks (or has not
 /// started yet for less than 3 ticks), 503 otherwise.
@@ -28,7 +43,7 @@ public:
 
     /// `listen` is "host:port" (port 0 = any free port). Throws std::runtime_error when
     /// the address cannot be bound, with civetweb's reason.
-    HttpServer(const std::string& listen, SnapshotFn snapshot);
+    HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;

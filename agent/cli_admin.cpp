@@ -1,0 +1,326 @@
+// rollguard rollback / rearm / incidents: through the running daemon when one holds the
+// state directory's lock (admin API with its token), directly otherwise.
+#include "cli_admin.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "rollguard/agent/incidents.h"
+#include "rollguard/agent/json_writer.h"
+#include "rollguard/rules/clock.h"
+#include "rollguard/rules/duration.h"
+
+namespace rollguard::cli {
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+std::string jsonObject(std::initializer_list<std::pair<const char*, std::string>> fields) {
+    agent::JsonWriter w;
+    w.beginObject();
+    for (const auto& [k, v] : fields) {
+        w.key(k).value(v);
+    }
+    w.endObject();
+    return w.str() + "\n";
+}
+
+/// How the CLI reaches the state: a running daemon (lock held by someone else) or
+/// directly (we now hold the lock). Prints the problem and returns nullopt on failure.
+enum class Route { Daemon, Direct };
+std::optional<Route> route(const agent::Config& config, std::optional<agent::StateDirLock>& lock, std::string& holder) {
+    if (config.agent.state_dir.empty()) {
+        return Route::Direct;  // no state shared with a daemon: nothing to coordinate
+    }
+    switch (agent::StateDirLock::tryAcquire(config.agent.state_dir, lock, holder)) {
+        case agent::StateDirLock::Outcome::Acquired:
+            return Route::Direct;
+        case agent::StateDirLock::Outcome::HeldByOther:
+            return Route::Daemon;
+        case agent::StateDirLock::Outcome::Failed:
+            std::cerr << "rollguard: " << holder << "\n";
+            return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+/// POSTs to the daemon; prints why it could not and returns nullopt.
+std::optional<agent::AdminResponse> callDaemon(const agent::Config& config, const std::string& holder,
+                                               const std::string& path, const std::string& body) {
+    if (config.agent.listen.empty()) {
+        std::cerr << "rollguard: a daemon (" << holder << ") holds " << config.agent.state_dir
+                  << " but its listener is disabled (agent.listen = \"\"); enable it and set agent.admin_token_file\n";
+        return std::nullopt;
+    }
+    if (config.agent.admin_token_file.empty()) {
+        std::cerr << "rollguard: a daemon (" << holder << ") holds " << config.agent.state_dir
+                  << "; its admin API needs agent.admin_token_file (the same file for the daemon and this command)\n";
+        return std::nullopt;
+    }
+    std::string error;
+    const auto token = agent::readAdminToken(config.agent.admin_token_file, error);
+    if (!token) {
+        std::cerr << "rollguard: " << error << "\n";
+        return std::nullopt;
+    }
+    auto response = agent::adminPost(config.agent.listen, path, *token, body, std::chrono::seconds{30});
+    if (response.status == 0) {
+        std::cerr << "rollguard: the daemon (" << holder << ") did not answer: " << response.error << "\n";
+        return std::nullopt;
+    }
+    return response;
+}
+
+std::string describe(const agent::IncidentHookStep& h) {
+    std::string out = fmt::format("  {:<8} {}", agent::toString(h.status), h.hook);
+    if (h.status == agent::HookStepStatus::Ok || h.status == agent::HookStepStatus::Failed) {
+        out += fmt::format(" ({}ms{})", h.duration.count(), h.runs > 1 ? fmt::format(", run {} times", h.runs) : "");
+    }
+    if (!h.message.empty()) {
+        out += ": " + h.message;
+    }
+    return out;
+}
+
+std::string formatValue(double v) {
+    return std::isnan(v) ? std::string("-") : fmt::format("{:.4g}", v);
+}
+
+void printRecord(const agent::IncidentRecord& r) {
+    std::cout << "incident " << r.id << " (" << r.kind << "), opened " << agent::formatRfc3339(r.opened)
+              << (r.complete ? "" : ", NOT FINISHED") << "\n";
+    std::cout << "  rule " << r.event.rule << (r.event.group.empty() ? "" : " {" + r.event.group + "}") << " ("
+              << r.event.severity << "): " << r.reason << "\n";
+    if (r.kind == "rule") {
+        std::cout << "  value " << formatValue(r.event.value) << " " << r.event.comparison << " "
+                  << formatValue(r.event.threshold) << ", window " << rules::formatDuration(r.event.window) << ", "
+                  << r.stats.events << " events, " << r.stats.errors << " errors";
+        if (r.stats.p99) {
+            std::cout << ", p50 " << rules::formatSeconds(*r.stats.p50) << " p99 " << rules::formatSeconds(*r.stats.p99)
+                      << " max " << rules::formatSeconds(*r.stats.max);
+        }
+        std::cout << "\n";
+    }
+    std::cout << "  hooks:\n";
+    for (const auto& h : r.hooks) {
+        std::cout << describe(h) << "\n";
+    }
+    if (!r.log_lines.empty()) {
+        std::cout << "  last log lines:\n";
+        for (const auto& l : r.log_lines) {
+            std::cout << "    " << l << "\n";
+        }
+    }
+}
+
+int outcomeOf(const agent::IncidentRecord& r) {
+    for (const auto& h : r.hooks) {
+        if (h.status == agent::HookStepStatus::Failed) {
+            return kExitRuntime;
+        }
+    }
+    return r.complete ? kExitOk : kExitRuntime;
+}
+
+/// Follows a daemon's incident record until it is complete or `wait` runs out.
+int follow(const agent::Config& config, const std::string& id, double wait_seconds) {
+    const agent::IncidentLog log(config.agent.state_dir, config.agent.max_incidents);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
+    for (;;) {
+        auto record = log.find(id);
+        if (record && (record->complete || std::chrono::steady_clock::now() >= deadline)) {
+            printRecord(*record);
+            if (!record->complete) {
+                std::cout << "(still running after " << wait_seconds << "s; follow it with `rollguard incidents -c "
+                          << config.path << " " << id << "`)\n";
+            }
+            return outcomeOf(*record);
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            std::cout << "incident " << id << " started; its record is not readable here (" << log.directory()
+                      << ")\n";
+            return kExitOk;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    }
+}
+
+}  // namespace
+
+exporters::AdminApi adminApiFor(agent::Daemon& daemon, std::string token) {
+    exporters::AdminApi api;
+    api.token = std::move(token);
+    api.rollback = [&daemon](const std::string& body) {
+        std::string error;
+        const auto request = agent::parseAdminRequest(body, error);
+        if (!request) {
+            return exporters::AdminApi::Reply{400, jsonObject({{"error", error}})};
+        }
+        const auto id = daemon.rollback(request->reason, request->rule, error);
+        if (!id) {
+            return exporters::AdminApi::Reply{409, jsonObject({{"error", error}})};
+        }
+        return exporters::AdminApi::Reply{202, jsonObject({{"incident_id", *id}, {"status", "running"}})};
+    };
+    api.rearm = [&daemon](const std::string&) {
+        const auto done = daemon.requestRearm();
+        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(3 * daemon.config().agent.tick) +
+                           std::chrono::seconds{5};
+        if (done.wait_for(limit) != std::future_status::ready) {
+            return exporters::AdminApi::Reply{504, jsonObject({{"error", "rearm queued; the tick loop did not apply "
+                                                                         "it in time (it will)"}})};
+        }
+        return exporters::AdminApi::Reply{200, jsonObject({{"status", "rearmed"}})};
+    };
+    return api;
+}
+
+int runRollback(const agent::Config& config, const RollbackArgs& args) {
+    std::optional<agent::StateDirLock> lock;
+    std::string holder;
+    const auto via = route(config, lock, holder);
+    if (!via) {
+        return kExitRuntime;
+    }
+    if (*via == Route::Daemon) {
+        agent::JsonWriter w;
+        w.beginObject().key("reason").value(args.reason).key("rule").value(args.rule).endObject();
+        const auto response = callDaemon(config, holder, "/api/v1/rollback", w.str());
+        if (!response) {
+            return kExitRuntime;
+        }
+        if (response->status != 202) {
+            std::cerr << "rollguard: the daemon refused the rollback (HTTP " << response->status
+                      << "): " << response->body;
+            return response->status == 409 || response->status == 400 ? kExitUsage : kExitRuntime;
+        }
+        const auto start = response->body.find("\"incident_id\":\"");
+        const auto end = start == std::string::npos ? start : response->body.find('"', start + 15);
+        const std::string id = end == std::string::npos ? std::string() : response->body.substr(start + 15, end - start - 15);
+        std::cout << "rollback started by the running daemon (" << holder << "): incident " << id << "\n";
+        return follow(config, id, args.wait_seconds);
+    }
+    // No daemon: act here, through the same daemon code (incident record, hooks in
+    // order, resume of anything a crashed daemon left), with nothing tailed or judged.
+    rules::SystemClock clock;
+    agent::Daemon daemon(config, clock);
+    std::string error;
+    const auto id = daemon.rollback(args.reason, args.rule, error);
+    if (!id) {
+        std::cerr << "rollguard: " << error << "\n";
+        daemon.stopWithoutSaving();
+        return kExitUsage;
+    }
+    daemon.waitForHooks();
+    daemon.stopWithoutSaving();
+    if (!config.agent.state_dir.empty()) {
+        if (const auto record = agent::IncidentLog(config.agent.state_dir, config.agent.max_incidents).find(*id)) {
+            printRecord(*record);
+            return outcomeOf(*record);
+        }
+    }
+    int rc = kExitOk;
+    for (const auto& h : daemon.snapshot().hooks) {
+        if (h.ok + h.failed > 0) {
+            std::cout << "  " << (h.failed > 0 ? "failed" : "ok") << "  " << h.name << ": " << h.last_message << "\n";
+            rc = h.failed > 0 ? kExitRuntime : rc;
+        }
+    }
+    return rc;
+}
+
+int runRearm(const agent::Config& config) {
+    std::optional<agent::StateDirLock> lock;
+    std::string holder;
+    const auto via = route(config, lock, holder);
+    if (!via) {
+        return kExitRuntime;
+    }
+    if (*via == Route::Daemon) {
+        const auto response = callDaemon(config, holder, "/api/v1/rearm", "{}");
+        if (!response) {
+            return kExitRuntime;
+        }
+        if (response->status != 200) {
+            std::cerr << "rollguard: rearm failed (HTTP " << response->status << "): " << response->body;
+            return kExitRuntime;
+        }
+        std::cout << "rearmed by the running daemon (" << holder << "): the next critical breach rolls back again\n";
+        return kExitOk;
+    }
+    std::string message;
+    const bool ok = agent::rearmOffline(config, message);
+    (ok ? std::cout : std::cerr) << (ok ? "" : "rollguard: ") << message << "\n";
+    return ok ? kExitOk : kExitRuntime;
+}
+
+int runIncidents(const agent::Config& config, const std::string& id, bool json) {
+    if (config.agent.state_dir.empty()) {
+        std::cerr << "rollguard: no agent.state_dir configured: incident records are kept there\n";
+        return kExitUsage;
+    }
+    const agent::IncidentLog log(config.agent.state_dir, config.agent.max_incidents);
+    if (!id.empty()) {
+        const auto record = log.find(id);
+        if (!record) {
+            std::cerr << "rollguard: no incident " << id << " (or the prefix is ambiguous) in " << log.directory()
+                      << "\n";
+            return kExitRuntime;
+        }
+        if (json) {
+            std::cout << agent::incidentToJson(*record);
+        } else {
+            printRecord(*record);
+        }
+        return kExitOk;
+    }
+    std::vector<std::string> problems;
+    const auto records = log.list(&problems);
+    for (const auto& p : problems) {
+        std::cerr << "rollguard: skipped " << p << "\n";
+    }
+    if (json) {
+        std::cout << "[";
+        for (std::size_t i = 0; i < records.size(); ++i) {
+            std::string one = agent::incidentToJson(records[i]);
+            one.pop_back();  // newline
+            std::cout << (i ? "," : "") << one;
+        }
+        std::cout << "]\n";
+        return kExitOk;
+    }
+    if (records.empty()) {
+        std::cout << "no incidents in " << log.directory() << "\n";
+        return kExitOk;
+    }
+    std::cout << fmt::format("{:<22} {:<25} {:<7} {:<24} {:>10}  {}\n", "ID", "OPENED", "KIND", "RULE", "VALUE",
+                             "HOOKS");
+    for (const auto& r : records) {
+        std::size_t ok = 0, failed = 0, left = 0;
+        for (const auto& h : r.hooks) {
+            ok += h.status == agent::HookStepStatus::Ok || h.status == agent::HookStepStatus::Skipped ? 1 : 0;
+            failed += h.status == agent::HookStepStatus::Failed ? 1 : 0;
+            left += h.status == agent::HookStepStatus::Pending || h.status == agent::HookStepStatus::Running ? 1 : 0;
+        }
+        std::string hooks = fmt::format("{} ok", ok);
+        if (failed > 0) {
+            hooks += fmt::format(", {} FAILED", failed);
+        }
+        if (left > 0) {
+            hooks += fmt::format(", {} not run yet", left);
+        }
+        std::cout << fmt::format("{:<22} {:<25} {:<7} {:<24} {:>10}  {}\n", r.id, agent::formatRfc3339(r.opened), r.kind,
+                                 r.event.rule, formatValue(r.event.value), hooks);
+    }
+    return kExitOk;
+}
+
+}  // namespace rollguard::cli

@@ -1,0 +1,68 @@
+#pragma once
+// What `rollguard rollback`, `rollguard rearm` and the admin API share: knowing whether a
+// daemon is running on a state directory, reaching it, and acting without it.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rollguard/agent/config.h"
+
+namespace rollguard::agent {
+
+/// An exclusive flock(2) on `<state_dir>/lock`, holding the holder's pid as text. The
+/// daemon holds it for its lifetime, so two daemons never share a state directory, and
+/// the CLI knows whether to go through the running daemon or act directly (holding the
+/// lock while it does). The kernel drops the lock when the process dies, even by
+/// SIGKILL, so a stale lock file never blocks anyone. Not thread-safe; move-only.
+class StateDirLock {
+public:
+    enum class Outcome { Acquired, HeldByOther, Failed };
+    /// Tries once, without waiting; creates the state directory (0700) when missing. On HeldByOther, `detail` is "pid N" (or "another
+    /// process"); on Failed, the reason.
+    static Outcome tryAcquire(const std::string& state_dir, std::optional<StateDirLock>& lock, std::string& detail);
+
+    StateDirLock(StateDirLock&& other) noexcept;
+    StateDirLock& operator=(StateDirLock&&) = delete;
+    StateDirLock(const StateDirLock&) = delete;
+    StateDirLock& operator=(const StateDirLock&) = delete;
+    ~StateDirLock();
+
+private:
+    explicit StateDirLock(int fd) : fd_(fd) {}
+    int fd_ = -1;
+};
+
+/// The body of POST /api/v1/rollback: an optional JSON object {"reason": "...", "rule":
+/// "..."}; an empty body means no reason and every critical rule.
+struct AdminRequest {
+    std::string reason;
+    std::string rule;
+};
+std::optional<AdminRequest> parseAdminRequest(std::string_view body, std::string& error);
+
+/// The admin token from `agent.admin_token_file` (trailing whitespace trimmed; a file
+/// readable by group or others is warned about). nullopt with `error` when unreadable
+/// or empty.
+std::optional<std::string> readAdminToken(const std::string& file, std::string& error);
+
+/// Constant-time comparison of an `Authorization` header with "Bearer <token>".
+bool bearerMatches(std::string_view authorization, std::string_view token);
+
+struct AdminResponse {
+    long status = 0;     ///< HTTP status; 0 when no answer arrived
+    std::string body;    ///< response body (at most 1 MiB kept)
+    std::string error;   ///< curl's error text when status == 0
+};
+/// POSTs `body` (JSON) to http://<listen><path> with `Authorization: Bearer <token>`.
+/// A wildcard listen address (0.0.0.0, [::]) is reached on loopback. Never throws.
+AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
+                        const std::string& body, std::chrono::nanoseconds timeout);
+
+/// `rollguard rearm` without a daemon: loads `<state_dir>/rules.state`, clears every
+/// latch and writes it back (0600, atomically). Returns false with `message` on failure;
+/// true with a summary ("cleared 2 latch(es) in ...") otherwise.
+bool rearmOffline(const Config& config, std::string& message);
+
+}  // namespace rollguard::agent

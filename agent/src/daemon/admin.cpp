@@ -1,0 +1,217 @@
+// The state-directory lock, the admin API's request and token, and the CLI's client.
+#include "rollguard/agent/admin.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <system_error>
+#include <string>
+#include <utility>
+
+#include <curl/curl.h>
+#include <simdjson.h>
+
+#include "hooks/hooks_internal.h"
+#include "rollguard/rules/engine.h"
+#include "util/atomic_file.h"
+
+namespace rollguard::agent {
+
+StateDirLock::Outcome StateDirLock::tryAcquire(const std::string& state_dir, std::optional<StateDirLock>& lock,
+                                               std::string& detail) {
+    std::error_code ec;
+    if (!std::filesystem::exists(state_dir, ec) && std::filesystem::create_directories(state_dir, ec)) {
+        std::filesystem::permissions(state_dir, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace, ec);
+    }
+    const std::string path = state_dir + "/lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        detail = "cannot open " + path + ": " + errnoText(errno);
+        return Outcome::Failed;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err == EWOULDBLOCK) {
+            char buf[32] = {};
+            const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+            const std::string pid = n > 0 ? detail::trimText(std::string_view(buf, static_cast<std::size_t>(n))) : "";
+            detail = pid.empty() ? std::string("another process") : "pid " + pid;
+            ::close(fd);
+            return Outcome::HeldByOther;
+        }
+        detail = "cannot lock " + path + ": " + errnoText(err);
+        ::close(fd);
+        return Outcome::Failed;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        // The lock itself holds; only the informative pid is missing.
+    }
+    lock.emplace(StateDirLock(fd));
+    return Outcome::Acquired;
+}
+
+StateDirLock::StateDirLock(StateDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+StateDirLock::~StateDirLock() {
+    if (fd_ >= 0) {
+        ::close(fd_);  // releases the flock
+    }
+}
+
+std::optional<AdminRequest> parseAdminRequest(std::string_view body, std::string& error) {
+    AdminRequest request;
+    if (detail::trimText(body).empty()) {
+        return request;
+    }
+    simdjson::ondemand::parser parser;
+    const simdjson::padded_string padded(body);
+    simdjson::ondemand::document doc;
+    simdjson::ondemand::object object;
+    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS || doc.get_object().get(object) != simdjson::SUCCESS) {
+        error = "the body must be a JSON object like {\"reason\": \"...\", \"rule\": \"...\"}";
+        return std::nullopt;
+    }
+    for (auto field : object) {
+        std::string_view key;
+        std::string_view value;
+        if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+            error = "malformed JSON body";
+            return std::nullopt;
+        }
+        if (key != "reason" && key != "rule") {
+            error = "unknown field '" + std::string(key) + "' (allowed: reason, rule)";
+            return std::nullopt;
+        }
+        if (field.value().get_string().get(value) != simdjson::SUCCESS) {
+            error = "'" + std::string(key) + "' must be a string";
+            return std::nullopt;
+        }
+        (key == "reason" ? request.reason : request.rule) = std::string(value);
+    }
+    return request;
+}
+
+std::optional<std::string> readAdminToken(const std::string& file, std::string& error) {
+    std::string token;
+    if (!detail::readSecret(file, "", "admin token", token, error)) {
+        return std::nullopt;
+    }
+    return token;
+}
+
+bool bearerMatches(std::string_view authorization, std::string_view token) {
+    constexpr std::string_view kPrefix = "Bearer ";
+    if (token.empty() || authorization.size() != kPrefix.size() + token.size() ||
+        authorization.substr(0, kPrefix.size()) != kPrefix) {
+        return false;
+    }
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        diff |= static_cast<unsigned char>(authorization[kPrefix.size() + i] ^ token[i]);
+    }
+    return diff == 0;
+}
+
+namespace {
+
+std::size_t collect(char* data, std::size_t size, std::size_t n, void* out) {
+    auto* body = static_cast<std::string*>(out);
+    const std::size_t bytes = size * n;
+    if (body->size() < (1u << 20)) {
+        body->append(data, std::min(bytes, (std::size_t{1} << 20) - body->size()));
+    }
+    return bytes;
+}
+
+/// "0.0.0.0:9464" -> "127.0.0.1:9464", "[::]:9464" -> "[::1]:9464".
+std::string reachable(const std::string& listen) {
+    if (listen.rfind("0.0.0.0:", 0) == 0) {
+        return "127.0.0.1:" + listen.substr(8);
+    }
+    if (listen.rfind("[::]:", 0) == 0) {
+        return "[::1]:" + listen.substr(5);
+    }
+    if (!listen.empty() && listen.front() == ':') {
+        return "127.0.0.1" + listen;
+    }
+    return listen;
+}
+
+}  // namespace
+
+AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
+                        const std::string& body, std::chrono::nanoseconds timeout) {
+    AdminResponse response;
+    CURL* c = curl_easy_init();
+    if (c == nullptr) {
+        response.error = "cannot initialise libcurl";
+        return response;
+    }
+    const std::string url = "http://" + reachable(listen) + path;
+    curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    const std::string auth = "Authorization: Bearer " + token;
+    headers = curl_slist_append(headers, auth.c_str());
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+    const CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+    } else {
+        response.error = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    return response;
+}
+
+bool rearmOffline(const Config& config, std::string& message) {
+    if (config.agent.state_dir.empty()) {
+        message = "no agent.state_dir configured: latches live only in a running daemon (restart it to clear them)";
+        return false;
+    }
+    const std::string path = config.agent.state_dir + "/rules.state";
+    std::string data;
+    std::string why;
+    if (!readStateFile(path, data, why)) {
+        if (why.empty()) {
+            message = "nothing to rearm: no " + path + " yet";
+            return true;
+        }
+        message = path + ": " + why;
+        return false;
+    }
+    rules::Engine engine(config.rules);
+    if (!engine.restoreState(data, rules::SystemClock{}.now())) {
+        message = path + " is corrupt or from another version; nothing cleared (the daemon ignores it too)";
+        return false;
+    }
+    std::size_t latched = 0;
+    for (std::size_t i = 0; i < engine.rules().size(); ++i) {
+        for (const auto& group : engine.groupStatuses(i)) {
+            latched += group.latched ? 1 : 0;
+        }
+    }
+    engine.rearm();
+    if (const auto err = writeFileAtomically(path, engine.saveState(), 0600)) {
+        message = *err;
+        return false;
+    }
+    message = "cleared " + std::to_string(latched) + " latch(es) in " + path;
+    return true;
+}
+
+}  // namespace rollguard::agent
