@@ -31,11 +31,6 @@ std::string findAlertmanager() {
     return {};
 }
 
-std::uint16_t freePort() {
-    HttpReceiver probe;
-    return probe.port();
-}
-
 /// Notifications Alertmanager delivered with `status`, as (alertname, status) checks.
 bool hasNotification(const HttpReceiver& receiver, const std::string& status) {
     for (const auto& req : receiver.requests()) {
@@ -62,7 +57,7 @@ TEST_CASE("alertmanager hook: the alert fires and resolves through a real Alertm
 
     TempDir dir;
     HttpReceiver receiver;
-    const std::uint16_t am_port = freePort();
+    const std::uint16_t am_port = rollguard::testing::freePort();
     writeFile(dir / "alertmanager.yml",
               "route:\n"
               "  receiver: test\n"

@@ -9,10 +9,16 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <vector>
 
 namespace rollguard::testing {
 
 HttpResponse httpGet(std::uint16_t port, const std::string& path) {
+    return httpRequest(port, "GET", path, {}, "");
+}
+
+HttpResponse httpRequest(std::uint16_t port, const std::string& method, const std::string& path,
+                         const std::vector<std::string>& extra_headers, const std::string& body) {
     HttpResponse response;
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -28,7 +34,14 @@ HttpResponse httpGet(std::uint16_t port, const std::string& path) {
         ::close(fd);
         return response;
     }
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    for (const auto& h : extra_headers) {
+        request += h + "\r\n";
+    }
+    if (method != "GET") {
+        request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    request += "\r\n" + body;
     if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
         ::close(fd);
         return response;

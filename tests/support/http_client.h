@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rollguard::testing {
 
@@ -13,5 +14,8 @@ struct HttpResponse {
 
 /// A minimal blocking HTTP/1.1 GET against 127.0.0.1 (Connection: close), for tests.
 HttpResponse httpGet(std::uint16_t port, const std::string& path);
+/// The same with any method, extra header lines ("Name: value") and a body.
+HttpResponse httpRequest(std::uint16_t port, const std::string& method, const std::string& path,
+                         const std::vector<std::string>& headers, const std::string& body);
 
 }  // namespace rollguard::testing

@@ -338,4 +338,9 @@ void HttpReceiver::serve() {
     }
 }
 
+std::uint16_t freePort() {
+    HttpReceiver probe;
+    return probe.port();
+}
+
 }  // namespace rollguard::testing

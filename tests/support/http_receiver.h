@@ -63,4 +63,7 @@ private:
     std::thread thread_;
 };
 
+/// A loopback port that was free a moment ago (for configs that need a fixed port).
+std::uint16_t freePort();
+
 }  // namespace rollguard::testing

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "rollguard/agent/admin.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/incidents.h"
@@ -417,4 +418,39 @@ TEST_CASE("in dry-run mode neither rules nor hands open incidents", "[incidents]
     CHECK(error.rfind("the agent runs in dry-run mode", 0) == 0);
     CHECK(hookRuns(dir).empty());
     CHECK(IncidentLog((dir / "state").string(), 100).list().empty());
+}
+
+TEST_CASE("admin requests, tokens and offline rearm", "[incidents][admin]") {
+    std::string error;
+    CHECK(agent::parseAdminRequest("", error)->reason.empty());
+    const auto r = agent::parseAdminRequest(R"({"reason":"bad \"canary\"","rule":"errors"})", error);
+    REQUIRE(r);
+    CHECK(r->reason == "bad \"canary\"");
+    CHECK(r->rule == "errors");
+    CHECK_FALSE(agent::parseAdminRequest("[1]", error));
+    CHECK_FALSE(agent::parseAdminRequest(R"({"reason":"x","force":true})", error));
+    CHECK(error == "unknown field 'force' (allowed: reason, rule)");
+
+    CHECK(agent::bearerMatches("Bearer abc", "abc"));
+    CHECK_FALSE(agent::bearerMatches("Bearer abd", "abc"));
+    CHECK_FALSE(agent::bearerMatches("Bearer abc ", "abc"));
+    CHECK_FALSE(agent::bearerMatches("Basic abc", "abc"));
+    CHECK_FALSE(agent::bearerMatches("Bearer ", ""));
+
+    // A latched rule on disk, cleared without a daemon.
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    const auto config = load(dir, daemonConfig(dir));
+    {
+        agent::Daemon daemon(config, clock);
+        step(daemon, clock, dir, lines(10, 503));
+        daemon.waitForHooks();
+        REQUIRE(daemon.snapshot().rules[0].latched);
+    }
+    std::string message;
+    REQUIRE(agent::rearmOffline(config, message));
+    CHECK(message == "cleared 1 latch(es) in " + (dir / "state" / "rules.state").string());
+    agent::Daemon daemon(config, clock);
+    CHECK_FALSE(daemon.snapshot().rules[0].latched);
 }
