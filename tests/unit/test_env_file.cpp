@@ -76,10 +76,10 @@ TEST_CASE("rewriteEnvText replaces values and keeps every other byte", "[hooks][
           "# rollout flags\n"
           "NEW_ROUTER_ENABLED=0\n"
           "\n"
-          "  export   PHASE=0   # current phase\n"
+          "  export   PHASE=\"0\"   # current phase\n"  // quoting kept: the comment stays a comment
           "OTHER=keep me  \n"
           "; systemd comment\n"
-          "SINGLE=\"x y\"\n"
+          "SINGLE='x y'\n"
           "not a definition line\n"
           "TAIL = 8");
 }
@@ -132,7 +132,7 @@ TEST_CASE("rewriteEnvText keeps a line whose value is already right", "[hooks][e
 
 TEST_CASE("rewriteEnvText handles CRLF and multi-line quoted values", "[hooks][env_file]") {
     CHECK(rewrite("A=1\r\nB=2\r\n", {{"A", "0"}}, {}) == "A=0\r\nB=2\r\n");
-    CHECK(rewrite("M=\"line1\nline2\" # note\nB=2\n", {{"M", "x"}}, {}) == "M=x # note\nB=2\n");
+    CHECK(rewrite("M=\"line1\nline2\" # note\nB=2\n", {{"M", "x"}}, {}) == "M=\"x\" # note\nB=2\n");
     // An unterminated quote is read as a plain value, not as the rest of the file.
     CHECK(rewrite("A=\"open\nB=2\n", {{"A", "0"}}, {}) == "A=0\nB=2\n");
 }
@@ -257,4 +257,39 @@ TEST_CASE("env_file hook made by makeHook applies its config", "[hooks][env_file
     CHECK(result.ok);
     CHECK(result.attempts == 1);
     CHECK(readFile(path) == "A=0\n");
+}
+
+TEST_CASE("rewriteEnvText changes only the key's line across a table of tricky files", "[hooks][env_file]") {
+    struct Case {
+        const char* name;
+        std::string before;
+        std::string after;  // FLAG set to 0
+    };
+    const std::vector<Case> cases = {
+        {"no trailing newline", "A=1\nFLAG=1", "A=1\nFLAG=0"},
+        {"CRLF", "A=1\r\nFLAG=1\r\n# c\r\n", "A=1\r\nFLAG=0\r\n# c\r\n"},
+        {"export and spacing", "  export  FLAG = 1\n", "  export  FLAG = 0\n"},
+        {"comment after a quoted value", "FLAG=\"1\" # on\nB=2\n", "FLAG=\"0\" # on\nB=2\n"},
+        {"single quotes", "FLAG='1'\n", "FLAG='0'\n"},
+        {"empty value", "FLAG=\nB=\n", "FLAG=0\nB=\n"},
+        {"empty quoted value", "FLAG=\"\"\n", "FLAG=\"0\"\n"},
+        {"duplicate keys", "FLAG=1\nX=y\nFLAG=2\n", "FLAG=0\nX=y\nFLAG=0\n"},
+        {"unicode around", "# caf\xC3\xA9 \xF0\x9F\x9A\x80\nNAME=\"J\xC3\xBCrgen\"\nFLAG=1\n",
+         "# caf\xC3\xA9 \xF0\x9F\x9A\x80\nNAME=\"J\xC3\xBCrgen\"\nFLAG=0\n"},
+        {"a prefix of the key is another key", "FLAGS=1\nFLAG_X=1\nFLAG=1\n", "FLAGS=1\nFLAG_X=1\nFLAG=0\n"},
+        {"commented-out definition", "# FLAG=1\nFLAG=1\n", "# FLAG=1\nFLAG=0\n"},
+        {"multi-line quoted value of another key", "M=\"a\nFLAG=1\nb\"\nFLAG=1\n", "M=\"a\nFLAG=1\nb\"\nFLAG=0\n"},
+        {"missing key is appended", "A=1\n", "A=1\nFLAG=0\n"},
+        {"missing key after no trailing newline", "A=1", "A=1\nFLAG=0\n"},
+        {"empty file", "", "FLAG=0\n"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.name);
+        bool changed = false;
+        CHECK(rollguard::agent::rewriteEnvText(c.before, {{"FLAG", "0"}}, {}, &changed) == c.after);
+        CHECK(changed);
+        // A second rewrite changes nothing.
+        CHECK(rollguard::agent::rewriteEnvText(c.after, {{"FLAG", "0"}}, {}, &changed) == c.after);
+        CHECK_FALSE(changed);
+    }
 }

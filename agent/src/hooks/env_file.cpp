@@ -27,6 +27,7 @@ struct Definition {
     std::size_t end = 0;          // one past the line terminator
     std::string key;
     std::string value;  // decoded
+    char quote = '\0';  // the value's quote character, '\0' when unquoted
 };
 
 // Finds the end of the line containing `pos`: the content end (before an optional
@@ -134,6 +135,7 @@ std::optional<Definition> parseDefinition(std::string_view text, std::size_t beg
         // rest of the file.
         if (close != std::string_view::npos) {
             d.value = std::move(value);
+            d.quote = q;
             d.value_end = close + 1;
             std::tie(d.content_end, d.end) = lineEnd(text, close);
             return d;
@@ -161,8 +163,15 @@ bool needsQuoting(std::string_view value) {
     return false;
 }
 
-std::string encodeValue(std::string_view value) {
-    if (!needsQuoting(value)) {
+/// The value as written in the file. `quote` is the quoting of the value it replaces:
+/// kept, because text after a quoted value (a comment) would become part of an unquoted
+/// one; a single-quoted value that cannot stay single-quoted (it contains ') becomes
+/// double-quoted.
+std::string encodeValue(std::string_view value, char quote = '\0') {
+    if (quote == '\'' && value.find('\'') == std::string_view::npos) {
+        return "'" + std::string(value) + "'";
+    }
+    if (quote == '\0' && !needsQuoting(value)) {
         return std::string(value);
     }
     std::string out = "\"";
@@ -279,7 +288,7 @@ std::string rewriteEnvText(std::string_view text, const std::vector<std::pair<st
                 break;  // already right: keep the line exactly as written
             }
             out.append(text.substr(def->begin, def->value_begin - def->begin));
-            out += encodeValue(wanted[k].second);
+            out += encodeValue(wanted[k].second, def->quote);
             out.append(text.substr(def->value_end, def->content_end - def->value_end));
             out.append(text.substr(def->content_end, def->end - def->content_end));
             handled = true;

@@ -266,7 +266,10 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
 /// is replaced up to the end of its line. A line whose value already equals the wanted
 /// one is kept untouched, so a second run changes nothing. Every line of a key is
 /// replaced; missing keys are appended as `KEY=value\n` in `set` order (a later
-/// duplicate in `set` wins). New values are written bare when they only contain
+/// duplicate in `set` wins). A replaced value keeps its quoting: single-quoted stays
+/// single-quoted (double-quoted if the new value contains '), double-quoted stays
+/// double-quoted — so a comment after the closing quote never becomes part of the value.
+/// Unquoted and appended values are written bare when they only contain
 /// [A-Za-z0-9_./:,@%+-], else double-quoted. A key in both `set` and `unset` is removed.
 /// Line endings (LF or CRLF) of kept and replaced lines are preserved.
 std::string rewriteEnvText(std::string_view text,

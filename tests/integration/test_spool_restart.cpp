@@ -1,0 +1,106 @@
+// A webhook whose receiver is down when the rollback fires is spooled on disk; the agent
+// is then killed with SIGKILL, the receiver recovers, and the restarted agent delivers
+// the notification exactly once, with the same Idempotency-Key (issue #6).
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "http_client.h"
+#include "http_receiver.h"
+#include "process.h"
+#include "temp_dir.h"
+
+using namespace rollguard::testing;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::size_t spooled(const TempDir& dir) {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir / "state" / "spool", ec), end; !ec && it != end; it.increment(ec)) {
+        n += it->path().filename().string().front() != '.' ? 1 : 0;
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a spooled notification survives SIGKILL and is delivered once after the restart",
+          "[integration][spool][crash]") {
+    TempDir dir;
+    HttpReceiver receiver;
+    receiver.setStatus(503);  // the receiver is down
+    writeFile(dir / "app.log", "");
+    const std::uint16_t port = freePort();
+    writeFile(dir / "rollguard.toml", "[agent]\nstate_dir = \"" + (dir / "state").string() +
+                                          "\"\nlisten = \"127.0.0.1:" + std::to_string(port) + R"toml("
+
+[[source]]
+name = "app"
+type = "json_log"
+paths = [")toml" + (dir / "app.log").string() + R"toml("]
+read_from = "beginning"
+error = { field = "status", gte = 500 }
+
+[[rule]]
+name = "errors"
+source = "app"
+severity = "critical"
+metric = "error_ratio"
+above = 0.5
+window = "1m"
+hooks = ["page"]
+
+[[hook]]
+name = "page"
+type = "webhook"
+url = ")toml" + receiver.url("/page") + R"toml("
+retries = 1
+retry_backoff = "50ms"
+spool_max_backoff = "200ms"
+)toml");
+    const std::string cfg = (dir / "rollguard.toml").string();
+    {
+        Process agent({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out1").string(), (dir / "err1").string());
+        REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+        std::string lines;
+        for (int i = 0; i < 10; ++i) {
+            lines += "{\"status\":503}\n";
+        }
+        appendFile(dir / "app.log", lines);
+        // Spooled, and retried by the spool worker at least once: then pull the plug.
+        const bool retried = eventually([&] { return spooled(dir) == 1 && receiver.requests().size() >= 3; }, 15s);
+        INFO(readFile(dir / "err1"));
+        REQUIRE(retried);
+        agent.signal(SIGKILL);
+        agent.wait(5s);
+    }
+    const auto before = receiver.requests();
+    const std::string key = before.front().header("idempotency-key");
+    REQUIRE_FALSE(key.empty());
+    for (const auto& r : before) {
+        CHECK(r.header("idempotency-key") == key);  // retries are the same notification
+    }
+    CHECK(spooled(dir) == 1);
+
+    receiver.setStatus(200);  // the receiver is back
+    Process agent({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out2").string(), (dir / "err2").string());
+    const bool delivered = eventually([&] { return spooled(dir) == 0; }, 15s);
+    INFO(readFile(dir / "err2"));
+    REQUIRE(delivered);
+    std::this_thread::sleep_for(1s);  // nothing more may arrive: the rule is latched
+    agent.signal(SIGTERM);
+    CHECK(agent.wait(10s) == 0);
+    const auto after = receiver.requests();
+    REQUIRE(after.size() == before.size() + 1);
+    CHECK(after.back().header("idempotency-key") == key);
+    CHECK(after.back().body == before.front().body);
+}
