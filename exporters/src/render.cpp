@@ -80,6 +80,18 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         {}, s.last_tick ? seconds(*s.last_tick) : 0.0);
     add(fams.family("rollguard_incidents_total", "Critical rules that went firing.", MetricType::Counter), {},
         static_cast<double>(s.incidents));
+    add(fams.family("rollguard_incidents_open", "Incidents whose rollback hooks have not all finished.",
+                    MetricType::Gauge),
+        {}, static_cast<double>(s.incidents_open));
+    add(fams.family("rollguard_manual_rollbacks_total", "Rollbacks started by hand (rollguard rollback).",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.manual_rollbacks));
+    add(fams.family("rollguard_rearms_total", "Times the rollback latches were cleared (rollguard rearm).",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.rearms));
+    add(fams.family("rollguard_incident_record_failures_total", "Incident records that could not be written.",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.incident_record_failures));
 
     add(fams.family("rollguard_checkpoints_total", "Checkpoints of read positions and windows written.",
                     MetricType::Counter),
@@ -207,6 +219,9 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     optionalTime(s.last_tick);
     w.key("evaluations").value(s.ticks);
     w.key("incidents").value(s.incidents);
+    w.key("incidents_open").value(s.incidents_open);
+    w.key("manual_rollbacks").value(s.manual_rollbacks);
+    w.key("rearms").value(s.rearms);
     w.key("dry_run").value(s.dry_run);
     w.key("rules").beginArray();
     for (const auto& r : s.rules) {

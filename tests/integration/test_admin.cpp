@@ -175,6 +175,10 @@ TEST_CASE("with a daemon running, rollback and rearm go through its admin API wi
     CHECK(rc == 0);
     CHECK(out.find("rearmed by the running daemon") != std::string::npos);
     CHECK(readFile(dir / "err").find("rearmed: rollback latches cleared") != std::string::npos);
+    const std::string metrics = httpGet(port, "/metrics").body;
+    CHECK(metrics.find("rollguard_manual_rollbacks_total 1\n") != std::string::npos);
+    CHECK(metrics.find("rollguard_rearms_total 1\n") != std::string::npos);
+    CHECK(metrics.find("rollguard_incidents_open 0\n") != std::string::npos);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(10s) == 0);
 }
