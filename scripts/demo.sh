@@ -94,6 +94,14 @@ if [ -n "$status_json" ]; then
   echo "$status_json" | sed 's/^/   /'
 fi
 echo
+echo "-- the incident record (rollguard incidents --config config/demo.toml [ID]):"
+incident=$("$build/rollguard" incidents --config "$root/config/demo.toml" 2>/dev/null | awk 'NR==2 {print $1}')
+if [ -n "$incident" ]; then
+  "$build/rollguard" incidents --config "$root/config/demo.toml" "$incident" 2>/dev/null | sed 's/^/   /'
+else
+  echo "   (no incident record)"
+fi
+echo
 echo "-- the same log replayed: what rollguard decided, tick by tick, on the lines' own time:"
 "$build/rollguard" replay --config "$root/config/demo.toml" --html "$DEMO_DIR/timeline.html" \
   "$DEMO_DIR/logs/access.log" 2>/dev/null | sed -n '/^rule timeline/,$p' | sed 's/^/   /'
