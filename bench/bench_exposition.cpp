@@ -62,7 +62,13 @@ struct Corpus {
                 blocks.back().samples.push_back(line);
             }
         }
-        const std::size_t copies = kTargetBytes / sample.size() + 1;
+        std::size_t sample_bytes = 0;
+        for (const auto& block : blocks) {
+            for (const auto line : block.samples) {
+                sample_bytes += line.size() + 18;  // + the replica label
+            }
+        }
+        const std::size_t copies = kTargetBytes / sample_bytes + 1;
         text.reserve(kTargetBytes + kTargetBytes / 4);
         for (const auto& block : blocks) {
             for (const auto m : block.meta) {

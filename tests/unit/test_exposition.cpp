@@ -10,6 +10,7 @@
 #include "rollguard/agent/exposition.h"
 
 using rollguard::agent::CounterTracker;
+using rollguard::agent::Exemplar;
 using rollguard::agent::ExpositionFormat;
 using rollguard::agent::ExpositionLabel;
 using rollguard::agent::ExpositionLimits;
@@ -283,10 +284,12 @@ TEST_CASE("exposition: OpenMetrics spec examples with _total, _created, exemplar
     const Sample& total = only(r, "foo_total");
     CHECK(total.value == 17.0);
     CHECK(total.timestamp_ms == 1520879607789);
-    REQUIRE(total.exemplar.has_value());
-    CHECK(total.exemplar->labels == labels({{"trace_id", "KOO5S4vxi0o"}}));
-    CHECK(total.exemplar->value == 0.67);
-    CHECK_FALSE(total.exemplar->timestamp_ms.has_value());
+    const Exemplar* ex = r.exemplarOf(total);
+    REQUIRE(ex != nullptr);
+    CHECK(ex->labels == labels({{"trace_id", "KOO5S4vxi0o"}}));
+    CHECK(ex->value == 0.67);
+    CHECK_FALSE(ex->timestamp_ms.has_value());
+    CHECK(r.exemplars.size() == 4);
     CHECK(only(r, "foo_created").value == 1520430000.123);
     CHECK(only(r, "foo_created").family == total.family);
 
@@ -294,14 +297,14 @@ TEST_CASE("exposition: OpenMetrics spec examples with _total, _created, exemplar
     REQUIRE(bar != nullptr);
     CHECK(bar->type == MetricType::Histogram);
     CHECK(bar->samples.size() == 8);
-    const Sample& b01 = only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "0.1"}});
-    REQUIRE(b01.exemplar.has_value());
-    CHECK(b01.exemplar->labels.empty());
-    CHECK(b01.exemplar->value == 0.054);
-    const Sample& b10 = only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "10"}});
-    REQUIRE(b10.exemplar.has_value());
-    CHECK(b10.exemplar->timestamp_ms == 1520879607789);
-    CHECK_FALSE(only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "+Inf"}}).exemplar.has_value());
+    const Exemplar* b01 = r.exemplarOf(only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "0.1"}}));
+    REQUIRE(b01 != nullptr);
+    CHECK(b01->labels.empty());
+    CHECK(b01->value == 0.054);
+    const Exemplar* b10 = r.exemplarOf(only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "10"}}));
+    REQUIRE(b10 != nullptr);
+    CHECK(b10->timestamp_ms == 1520879607789);
+    CHECK(r.exemplarOf(only(r, "bar_bucket", {{"le", LabelMatcher::Op::Equal, "+Inf"}})) == nullptr);
 
     CHECK(r.family("gh")->type == MetricType::GaugeHistogram);
     CHECK(only(r, "gh_gcount").value == 42.0);

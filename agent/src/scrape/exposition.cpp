@@ -362,7 +362,67 @@ public:
     Parser(std::string_view text, ExpositionFormat format, const ExpositionLimits& limits, ParseResult& out)
         : text_(text), om_(format == ExpositionFormat::OpenMetrics), format_(format), limits_(limits), out_(out) {}
 
+    /// Parses the whole body. A duplicate series is found after the lines are read; it
+    /// still wins over any later error, so the error reported is always the first.
     bool run() {
+        const bool parsed = parseLines();
+        const std::uint32_t dup = firstDuplicate();
+        if (dup != kNoFamily) {
+            const Sample& later = out_.samples[dup];
+            const std::uint32_t earlier = duplicate_of_;
+            out_.errors.clear();
+            line_no_ = later.line;
+            line_ = {};
+            return fail(0, "duplicate series (first on line " + std::to_string(out_.samples[earlier].line) + ")");
+        }
+        return parsed;
+    }
+
+private:
+    /// The index of the first sample (in body order) that repeats an earlier series, or
+    /// kNoFamily; duplicate_of_ is then the earlier one.
+    std::uint32_t firstDuplicate() {
+        std::sort(series_.begin(), series_.end());
+        std::uint32_t best = kNoFamily;
+        for (std::size_t i = 0; i < series_.size();) {
+            std::size_t j = i + 1;
+            while (j < series_.size() && series_[j].first == series_[i].first) {
+                ++j;
+            }
+            // Equal hashes, ordered by index: compare each with the earlier ones.
+            for (std::size_t b = i + 1; b < j; ++b) {
+                for (std::size_t a = i; a < b; ++a) {
+                    const Sample& x = out_.samples[series_[a].second];
+                    const Sample& y = out_.samples[series_[b].second];
+                    if (series_[b].second < best && x.name == y.name && x.labels == y.labels) {
+                        best = series_[b].second;
+                        duplicate_of_ = series_[a].second;
+                        break;
+                    }
+                }
+            }
+            i = j;
+        }
+        return best;
+    }
+
+    bool parseLines() {
+        // Reserve for one sample per line (bounded by a 16-byte line, a heuristic: more
+        // samples just regrow; and by max_samples) so a big scrape does not move them.
+        std::size_t lines = 1;
+        if (!text_.empty()) {
+            const char* p = text_.data();
+            const char* const end = p + text_.size();
+            while (const void* nl = std::memchr(p, '\n', static_cast<std::size_t>(end - p))) {
+                ++lines;
+                p = static_cast<const char*>(nl) + 1;
+            }
+        }
+        lines = std::min(lines, text_.size() / 16 + 1);
+        if (limits_.max_samples != 0) {
+            lines = std::min(lines, limits_.max_samples);
+        }
+        out_.samples.reserve(lines);
         std::size_t offset = 0;
         while (offset < text_.size()) {
             ++line_no_;
@@ -391,7 +451,6 @@ public:
         return true;
     }
 
-private:
     bool fail(std::size_t column0, std::string reason) {
         ExpositionError e;
         e.line = line_no_;
@@ -681,8 +740,10 @@ private:
 
     /// Sorts labels by name; false (and an error) on a repeated name.
     bool sortLabels(std::vector<ExpositionLabel>& labels, std::size_t col) {
-        std::sort(labels.begin(), labels.end(),
-                  [](const ExpositionLabel& a, const ExpositionLabel& b) { return a.name < b.name; });
+        const auto by_name = [](const ExpositionLabel& a, const ExpositionLabel& b) { return a.name < b.name; };
+        if (!std::is_sorted(labels.begin(), labels.end(), by_name)) {
+            std::sort(labels.begin(), labels.end(), by_name);
+        }
         for (std::size_t i = 1; i < labels.size(); ++i) {
             if (labels[i].name == labels[i - 1].name) {
                 return fail(col, "duplicate label name '" + labels[i].name + "'");
@@ -852,7 +913,8 @@ private:
                     if (!parseExemplar(ex)) {
                         return false;
                     }
-                    s.exemplar = std::move(ex);
+                    s.exemplar = static_cast<std::uint32_t>(out_.exemplars.size());
+                    out_.exemplars.push_back(std::move(ex));
                 }
             }
         } else {
@@ -889,19 +951,11 @@ private:
                    !checkNumericLabel(s, "quantile", labels_col)) {
             return false;
         }
-        const std::uint64_t hash = seriesHash(name, s.labels);
-        const auto [first, last] = series_.equal_range(hash);
-        for (auto it = first; it != last; ++it) {
-            const Sample& other = out_.samples[it->second];
-            if (other.name == s.name && other.labels == s.labels) {
-                return fail(name_col, "duplicate series (first on line " + std::to_string(other.line) + ")");
-            }
-        }
         if (limits_.max_samples != 0 && out_.samples.size() >= limits_.max_samples) {
             return fail(name_col, "more than " + std::to_string(limits_.max_samples) + " samples");
         }
         const auto index = static_cast<std::uint32_t>(out_.samples.size());
-        series_.emplace(hash, index);
+        series_.emplace_back(seriesHash(name, s.labels), index);
         out_.families[family].samples.push_back(index);
         out_.samples.push_back(std::move(s));
         return true;
@@ -917,7 +971,10 @@ private:
     std::uint32_t line_no_ = 0;
     std::uint32_t current_ = kNoFamily;
     bool saw_eof_ = false;
-    std::unordered_multimap<std::uint64_t, std::uint32_t> series_;
+    std::uint32_t duplicate_of_ = 0;
+    /// (series hash, sample index) of every sample, checked for duplicates at the end:
+    /// sequential writes and one sort cost less than a hash-table probe per sample.
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> series_;
 };
 
 bool labelsMatch(const Sample& s, const std::vector<LabelMatcher>& matchers) {
@@ -1023,6 +1080,7 @@ ParseResult parseExposition(std::string_view text, ExpositionFormat format, cons
     if (!result.ok) {
         result.families.clear();
         result.samples.clear();
+        result.exemplars.clear();
         result.family_index.clear();
         if (result.errors.empty()) {
             result.errors.push_back({0, 0, "parse failed"});

@@ -59,9 +59,14 @@ struct Exemplar {
     std::optional<std::int64_t> timestamp_ms;  ///< see Sample::timestamp_ms
 };
 
-/// One sample line.
+/// Sample::exemplar when the sample has none.
+inline constexpr std::uint32_t kNoExemplar = 0xFFFFFFFFu;
+
+/// One sample line. Kept small (exemplars live out of line) because a big scrape holds
+/// hundreds of thousands of them.
 struct Sample {
     std::uint32_t family = 0;  ///< index into ParseResult::families
+    std::uint32_t line = 0;    ///< 1-based line of the sample in the body
     /// The name as written, with its suffix (`_bucket`, `_sum`, `_count`, `_total`,
     /// `_created`, `_gcount`, `_gsum`, `_info`), e.g. "http_request_duration_seconds_bucket".
     std::string name;
@@ -73,8 +78,8 @@ struct Sample {
     /// (kept exactly); OpenMetrics writes float seconds, converted to the nearest
     /// millisecond (sub-millisecond digits are lost, as in Prometheus' storage).
     std::optional<std::int64_t> timestamp_ms;
-    std::optional<Exemplar> exemplar;
-    std::uint32_t line = 0;  ///< 1-based line of the sample in the body
+    /// Index into ParseResult::exemplars, or kNoExemplar; see ParseResult::exemplarOf.
+    std::uint32_t exemplar = kNoExemplar;
 
     /// The value of label `label_name`, or nullptr. O(labels).
     const std::string* label(std::string_view label_name) const;
@@ -127,7 +132,13 @@ struct ParseResult {
     bool ok = false;
     std::vector<MetricFamily> families;  ///< in order of first appearance
     std::vector<Sample> samples;         ///< in body order
+    std::vector<Exemplar> exemplars;     ///< referenced by Sample::exemplar
     std::vector<ExpositionError> errors;
+
+    /// The sample's exemplar, or nullptr.
+    const Exemplar* exemplarOf(const Sample& sample) const {
+        return sample.exemplar < exemplars.size() ? &exemplars[sample.exemplar] : nullptr;
+    }
 
     /// The family named exactly `name`, or nullptr. O(1) average.
     const MetricFamily* family(std::string_view name) const;
