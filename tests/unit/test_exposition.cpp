@@ -385,6 +385,10 @@ TEST_CASE("exposition: a scrape with an error is rejected whole with its line an
         requireError("a{x=\"1\",y=\"2\"} 1\nb 1\na{y=\"2\",x=\"1\"} 2\n", kText, 3, "duplicate series (first on line 1)");
         requireError("a 1\na 2 1000\n", kText, 2, "duplicate series");
         requireError("# TYPE c counter\nc_total{x=\"1\"} 1\nc_total{x=\"1\"} 2\n# EOF\n", kOm, 3, "duplicate series");
+        // The first error wins, whether it is the duplicate or a later syntax error.
+        requireError("a 1\nb 1\na 2\nc{ 1\n", kText, 3, "duplicate series");
+        requireError("a 1\nc{ 1\na 2\n", kText, 2, "invalid label name");
+        requireError("a 1\nb 1\nb 2\na 3\n", kText, 3, "duplicate series (first on line 2)");
         // Same labels, other sample names: not duplicates.
         parseOk("# TYPE c counter\nc_total{x=\"1\"} 1\nc_created{x=\"1\"} 2\n# EOF\n", kOm);
     }
