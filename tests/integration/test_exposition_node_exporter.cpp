@@ -38,11 +38,6 @@ std::string findNodeExporter() {
     return {};
 }
 
-std::uint16_t freePort() {
-    HttpReceiver probe;
-    return probe.port();
-}
-
 struct Scrape {
     int status = 0;
     std::string content_type;
