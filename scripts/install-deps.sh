@@ -17,6 +17,7 @@ packages=(
   libsystemd-dev
   python3
   prometheus-alertmanager
+  prometheus-node-exporter
 )
 
 missing=()
