@@ -618,6 +618,8 @@ BreachEvent Daemon::openIncident(const rules::Notification& n, BreachEvent event
     spdlog::warn("incident {} opened by rule {}: rollback hooks [{}]", record.id, event.rule,
                  fmt::join(n.hooks, ", "));
     open_incidents_[record.id] = std::move(record);
+    std::lock_guard snapshot_lock(mutex_);
+    snapshot_.incidents_open = open_incidents_.size();
     return event;
 }
 
