@@ -97,6 +97,8 @@ bool configure(Transfer& t, const ScrapeRequest& r) {
     // A redirect would carry the credentials to a URL nobody configured.
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    // No proxy from the environment (http_proxy etc.): a scrape goes where it is configured.
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
     curl_easy_setopt(c, CURLOPT_USERAGENT, "rollguard/" ROLLGUARD_VERSION);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, toCurlMillis(r.timeout));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, toCurlMillis(r.timeout));
@@ -253,11 +255,16 @@ struct Scraper::Impl {
         if (!idle.empty()) {
             CURL* c = idle.back();
             idle.pop_back();
-            // Keeps the handle's DNS cache; the connections live in the multi handle.
-            curl_easy_reset(c);
             return c;
         }
         return curl_easy_init();
+    }
+
+    // Reset at once so the pooled handle holds no pointer into a finished Transfer; the
+    // reset keeps its DNS cache, and the connections live on in the multi handle.
+    void giveBack(CURL* c) {
+        curl_easy_reset(c);
+        idle.push_back(c);
     }
 };
 
@@ -301,12 +308,12 @@ std::vector<ScrapeResponse> Scraper::fetchAll(const std::vector<ScrapeRequest>& 
         }
         if (!configure(*t, req)) {
             out[i].message = "out of memory building request headers";
-            impl_->idle.push_back(t->easy);
+            impl_->giveBack(t->easy);
             continue;
         }
         if (const CURLMcode mc = curl_multi_add_handle(impl_->multi, t->easy); mc != CURLM_OK) {
             out[i].message = curl_multi_strerror(mc);
-            impl_->idle.push_back(t->easy);
+            impl_->giveBack(t->easy);
             continue;
         }
         transfers.push_back(std::move(t));
@@ -326,7 +333,7 @@ std::vector<ScrapeResponse> Scraper::fetchAll(const std::vector<ScrapeRequest>& 
             auto* t = static_cast<Transfer*>(priv);
             complete(*t, msg->data.result, out[t->index]);
             curl_multi_remove_handle(impl_->multi, t->easy);
-            impl_->idle.push_back(t->easy);
+            impl_->giveBack(t->easy);
             t->easy = nullptr;
             --pending;
         }
@@ -342,7 +349,7 @@ std::vector<ScrapeResponse> Scraper::fetchAll(const std::vector<ScrapeRequest>& 
                 if (t->easy != nullptr) {
                     out[t->index].message = curl_multi_strerror(mc);
                     curl_multi_remove_handle(impl_->multi, t->easy);
-                    impl_->idle.push_back(t->easy);
+                    impl_->giveBack(t->easy);
                     t->easy = nullptr;
                 }
             }

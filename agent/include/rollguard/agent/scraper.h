@@ -83,7 +83,8 @@ struct ScrapeResponse {
 /// curl_multi_poll, no thread per target). Owns one libcurl multi handle, whose
 /// connection cache keeps connections alive between calls, and a pool of easy handles
 /// reused across calls. Redirects are never followed (a 3xx is an HttpStatus result);
-/// only http and https are allowed. Never throws in steady state (except
+/// only http and https are allowed; proxy environment variables (http_proxy, ...) are
+/// ignored. Never throws in steady state (except
 /// std::bad_alloc): every failure is a ScrapeResponse.
 ///
 /// Thread-safety: not thread-safe; use one Scraper from one thread at a time. Distinct
