@@ -286,6 +286,17 @@ void HttpReceiver::setDelay(std::chrono::milliseconds delay) {
     delay_ms_ = delay.count();
 }
 
+void HttpReceiver::setBody(std::string body, std::vector<std::pair<std::string, std::string>> headers) {
+    std::lock_guard lock(mutex_);
+    custom_body_ = true;
+    body_ = std::move(body);
+    extra_headers_ = std::move(headers);
+}
+
+void HttpReceiver::setDrip(std::chrono::milliseconds per_byte) {
+    drip_ms_ = per_byte.count();
+}
+
 std::vector<ReceivedRequest> HttpReceiver::requests() const {
     std::lock_guard lock(mutex_);
     return requests_;
@@ -330,10 +341,39 @@ void HttpReceiver::serve() {
             std::unique_lock lock(mutex_);
             cv_.wait_for(lock, delay, [this] { return stopping_.load(); });
         }
-        const std::string body = std::to_string(status) + " " + reasonPhrase(status) + "\n";
-        conn.sendAll("HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) +
-                     "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\nConnection: close\r\n\r\n" + body);
+        std::string body = std::to_string(status) + " " + reasonPhrase(status) + "\n";
+        std::vector<std::pair<std::string, std::string>> extra;
+        {
+            std::lock_guard lock(mutex_);
+            if (custom_body_) {
+                body = body_;
+                extra = extra_headers_;
+            }
+        }
+        std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
+        const bool own_type = std::any_of(extra.begin(), extra.end(),
+                                          [](const auto& h) { return lower(h.first) == "content-type"; });
+        if (!own_type) {
+            head += "Content-Type: text/plain\r\n";
+        }
+        for (const auto& [name, value] : extra) {
+            head += name + ": " + value + "\r\n";
+        }
+        head += "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+        const auto drip = std::chrono::milliseconds{drip_ms_.load()};
+        if (drip.count() <= 0) {
+            conn.sendAll(head + body);
+        } else {
+            conn.sendAll(head);
+            for (const char byte : body) {
+                std::unique_lock lock(mutex_);
+                if (cv_.wait_for(lock, drip, [this] { return stopping_.load(); })) {
+                    break;
+                }
+                lock.unlock();
+                conn.sendAll(std::string_view(&byte, 1));
+            }
+        }
         ::shutdown(conn.fd(), SHUT_WR);
     }
 }

@@ -44,6 +44,14 @@ public:
     void queueStatuses(std::vector<int> statuses);
     /// Delay before answering (simulates a slow receiver).
     void setDelay(std::chrono::milliseconds delay);
+    /// Body and extra response headers ("Name", "value") for the next answers, instead
+    /// of the default "<status> <reason>\n" text/plain body. A "Content-Type" among
+    /// `headers` replaces the default one. Bytes are sent verbatim (e.g. a canned gzip
+    /// body with {"Content-Encoding", "gzip"}).
+    void setBody(std::string body, std::vector<std::pair<std::string, std::string>> headers = {});
+    /// When positive, the body is sent one byte at a time with this pause before each
+    /// byte (a slow-drip "slowloris" server). 0 (default) sends it at once.
+    void setDrip(std::chrono::milliseconds per_byte);
 
     std::vector<ReceivedRequest> requests() const;
     /// Waits until at least n requests arrived; false on timeout.
@@ -56,6 +64,10 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<int> status_{200};
     std::atomic<long long> delay_ms_{0};
+    std::atomic<long long> drip_ms_{0};
+    bool custom_body_ = false;  // guarded by mutex_
+    std::string body_;          // guarded by mutex_
+    std::vector<std::pair<std::string, std::string>> extra_headers_;  // guarded by mutex_
     mutable std::mutex mutex_;
     mutable std::condition_variable cv_;
     std::vector<ReceivedRequest> requests_;
