@@ -224,17 +224,6 @@ std::string describeChange(const HookConfig& config) {
     return msg;
 }
 
-class EnvFileHook final : public Hook {
-public:
-    explicit EnvFileHook(HookConfig config) : config_(std::move(config)) {}
-    const std::string& name() const override { return config_.name; }
-    HookType type() const override { return HookType::EnvFile; }
-    HookResult run(const BreachEvent&) override { return applyEnvFile(config_); }
-
-private:
-    HookConfig config_;
-};
-
 }  // namespace
 
 std::string rewriteEnvText(std::string_view text, const std::vector<std::pair<std::string, std::string>>& set,
@@ -339,11 +328,4 @@ HookResult applyEnvFile(const HookConfig& config) {
     return detail::editFileInPlace(config, edit, describeChange(config));
 }
 
-namespace detail {
-
-std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config) {
-    return std::make_unique<EnvFileHook>(config);
-}
-
-}  // namespace detail
 }  // namespace rollguard::agent

@@ -1,5 +1,6 @@
 // editFileInPlace: the locked, atomic, backed-up rewrite shared by the file-editing hooks
 // (env_file, json_file, toml_file). Each hook only computes the new text.
+#include <memory>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -132,6 +133,26 @@ HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std
         return finish(false, *err);
     }
     return finish(true, (exists ? "" : "created; ") + std::string(change) + " in " + path);
+}
+
+namespace {
+
+class FileHook final : public Hook {
+public:
+    FileHook(HookConfig config, HookResult (*apply)(const HookConfig&)) : config_(std::move(config)), apply_(apply) {}
+    const std::string& name() const override { return config_.name; }
+    HookType type() const override { return config_.type; }
+    HookResult run(const BreachEvent&) override { return apply_(config_); }
+
+private:
+    HookConfig config_;
+    HookResult (*apply_)(const HookConfig&);
+};
+
+}  // namespace
+
+std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)(const HookConfig&)) {
+    return std::make_unique<FileHook>(config, apply);
 }
 
 }  // namespace rollguard::agent::detail

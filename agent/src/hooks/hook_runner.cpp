@@ -19,7 +19,7 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config) {
 std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& environment) {
     switch (config.type) {
         case HookType::EnvFile:
-            return detail::makeEnvFileHook(config);
+            return detail::makeFileHook(config, applyEnvFile);
         case HookType::Webhook:
             return detail::makeWebhookHook(config, environment);
         case HookType::Script:
@@ -27,9 +27,9 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
         case HookType::Alertmanager:
             return detail::makeAlertmanagerHook(config, environment);
         case HookType::JsonFile:
-            return detail::makeJsonFileHook(config);
+            return detail::makeFileHook(config, applyJsonFile);
         case HookType::TomlFile:
-            return detail::makeTomlFileHook(config);
+            return detail::makeFileHook(config, applyTomlFile);
     }
     return nullptr;
 }

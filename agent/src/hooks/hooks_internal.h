@@ -17,9 +17,9 @@
 namespace rollguard::agent::detail {
 
 // One factory per hook type; makeHook() (hook_runner.cpp) dispatches on HookConfig::type.
-std::unique_ptr<Hook> makeEnvFileHook(const HookConfig& config);
-std::unique_ptr<Hook> makeJsonFileHook(const HookConfig& config);
-std::unique_ptr<Hook> makeTomlFileHook(const HookConfig& config);
+/// The env_file, json_file and toml_file hooks: `apply(config)` on every run (the event
+/// is not used).
+std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)(const HookConfig&));
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
 std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);

@@ -791,26 +791,4 @@ HookResult applyJsonFile(const HookConfig& config) {
     return detail::editFileInPlace(config, edit, detail::describeFlagChange(config.flag_set, config.unset));
 }
 
-namespace {
-
-class JsonFileHook final : public Hook {
-public:
-    explicit JsonFileHook(HookConfig config) : config_(std::move(config)) {}
-    const std::string& name() const override { return config_.name; }
-    HookType type() const override { return HookType::JsonFile; }
-    HookResult run(const BreachEvent&) override { return applyJsonFile(config_); }
-
-private:
-    HookConfig config_;
-};
-
-}  // namespace
-
-namespace detail {
-
-std::unique_ptr<Hook> makeJsonFileHook(const HookConfig& config) {
-    return std::make_unique<JsonFileHook>(config);
-}
-
-}  // namespace detail
 }  // namespace rollguard::agent

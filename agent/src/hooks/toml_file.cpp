@@ -266,26 +266,4 @@ HookResult applyTomlFile(const HookConfig& config) {
     return detail::editFileInPlace(config, edit, detail::describeFlagChange(config.flag_set, config.unset));
 }
 
-namespace {
-
-class TomlFileHook final : public Hook {
-public:
-    explicit TomlFileHook(HookConfig config) : config_(std::move(config)) {}
-    const std::string& name() const override { return config_.name; }
-    HookType type() const override { return HookType::TomlFile; }
-    HookResult run(const BreachEvent&) override { return applyTomlFile(config_); }
-
-private:
-    HookConfig config_;
-};
-
-}  // namespace
-
-namespace detail {
-
-std::unique_ptr<Hook> makeTomlFileHook(const HookConfig& config) {
-    return std::make_unique<TomlFileHook>(config);
-}
-
-}  // namespace detail
 }  // namespace rollguard::agent
