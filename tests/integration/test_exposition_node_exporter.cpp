@@ -2,10 +2,6 @@
 // loopback: its whole /metrics parses with zero errors, a gauge we plant through its
 // textfile collector reads back exactly, and a counter's increase between two scrapes
 // is what we caused.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +15,7 @@
 #include "http_receiver.h"
 #include "process.h"
 #include "rollguard/agent/exposition.h"
+#include "rollguard/agent/scraper.h"
 #include "temp_dir.h"
 
 using namespace rollguard::testing;
@@ -38,60 +35,18 @@ std::string findNodeExporter() {
     return {};
 }
 
-struct Scrape {
-    int status = 0;
-    std::string content_type;
-    std::string body;
-};
+using Scrape = rollguard::agent::ScrapeResponse;
 
-/// GET over HTTP/1.0 (so the answer is not chunked) with the Accept header Prometheus
-/// sends; the body is read to EOF.
+/// One scrape through rollguard's own fetch engine, with the Accept header Prometheus
+/// sends (gzip accepted, as Prometheus does).
 Scrape scrape(std::uint16_t port) {
-    Scrape out;
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return out;
-    }
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-        ::close(fd);
-        return out;
-    }
-    const std::string request = std::string("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: ") +
-                                kScrapeAcceptHeader + "\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-        ::close(fd);
-        return out;
-    }
-    std::string raw;
-    char buf[16384];
-    for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-        if (n <= 0) {
-            break;
-        }
-        raw.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    const auto header_end = raw.find("\r\n\r\n");
-    if (raw.rfind("HTTP/1.", 0) != 0 || header_end == std::string::npos || raw.size() < 12) {
-        return out;
-    }
-    out.status = std::stoi(raw.substr(9, 3));
-    const std::string headers = raw.substr(0, header_end);
-    for (std::size_t pos = headers.find("\r\n"); pos != std::string::npos; pos = headers.find("\r\n", pos + 2)) {
-        const std::string line = headers.substr(pos + 2, headers.find("\r\n", pos + 2) - pos - 2);
-        if (line.size() > 13 && (line.rfind("Content-Type:", 0) == 0 || line.rfind("content-type:", 0) == 0)) {
-            out.content_type = line.substr(13);
-        }
-    }
-    out.body = raw.substr(header_end + 4);
-    return out;
+    rollguard::agent::Scraper scraper;
+    rollguard::agent::ScrapeRequest request;
+    request.url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+    request.headers = {std::string("Accept: ") + kScrapeAcceptHeader};
+    request.timeout = std::chrono::seconds{10};
+    request.max_bytes = 64 << 20;
+    return scraper.fetchAll({request}).front();
 }
 
 }  // namespace
