@@ -307,25 +307,6 @@ bool fitsFamily(const MetricFamily& family, std::string_view name, ExpositionFor
     return false;
 }
 
-std::optional<MetricType> textType(std::string_view t) {
-    if (t == "counter") {
-        return MetricType::Counter;
-    }
-    if (t == "gauge") {
-        return MetricType::Gauge;
-    }
-    if (t == "histogram") {
-        return MetricType::Histogram;
-    }
-    if (t == "summary") {
-        return MetricType::Summary;
-    }
-    if (t == "untyped") {
-        return MetricType::Unknown;
-    }
-    return std::nullopt;
-}
-
 std::optional<MetricType> openMetricsType(std::string_view t) {
     if (t == "counter") {
         return MetricType::Counter;
@@ -350,6 +331,19 @@ std::optional<MetricType> openMetricsType(std::string_view t) {
     }
     if (t == "unknown") {
         return MetricType::Unknown;
+    }
+    return std::nullopt;
+}
+
+/// The text format 0.0.4 knows four of OpenMetrics' types, and spells unknown "untyped".
+std::optional<MetricType> textType(std::string_view t) {
+    if (t == "untyped") {
+        return MetricType::Unknown;
+    }
+    const auto type = openMetricsType(t);
+    if (type == MetricType::Counter || type == MetricType::Gauge || type == MetricType::Histogram ||
+        type == MetricType::Summary) {
+        return type;
     }
     return std::nullopt;
 }
