@@ -46,6 +46,81 @@ const char* toString(WebhookFormat f) {
     return "unknown";
 }
 
+const char* toString(ScrapeType t) {
+    switch (t) {
+        case ScrapeType::Prometheus:
+            return "prometheus";
+        case ScrapeType::Json:
+            return "json";
+        case ScrapeType::Health:
+            return "health";
+        case ScrapeType::Process:
+            return "process";
+        case ScrapeType::Promql:
+            return "promql";
+    }
+    return "unknown";
+}
+
+bool SeriesSelector::matches(const std::vector<std::pair<std::string, std::string>>& labels) const {
+    for (const auto& m : matchers) {
+        std::string_view value;
+        for (const auto& [name, v] : labels) {
+            if (name == m.label) {
+                value = v;
+                break;
+            }
+        }
+        if (!m.matches(value)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::vector<ScrapeStream> scrapeStreams(const ScrapeSourceConfig& source) {
+    std::vector<ScrapeStream> out;
+    for (const auto& s : source.series) {
+        ScrapeStream stream;
+        stream.name = source.name + "." + s.name;
+        stream.values = s.isValue();
+        stream.has_latency = s.kind == ScrapeSeriesConfig::Kind::Histogram;
+        stream.labels = s.by;
+        stream.max_label_sets = s.max_label_sets;
+        out.push_back(std::move(stream));
+    }
+    const auto value = [&](const char* name) {
+        ScrapeStream stream;
+        stream.name = source.name + "." + name;
+        stream.values = true;
+        out.push_back(std::move(stream));
+    };
+    if (source.type != ScrapeType::Process && !source.url.empty()) {
+        value("up");
+    }
+    if (source.type == ScrapeType::Health) {
+        ScrapeStream checks;
+        checks.name = source.name + ".checks";
+        checks.has_latency = true;
+        out.push_back(std::move(checks));
+    }
+    if (source.type == ScrapeType::Process) {
+        for (const char* name : {"rss_bytes", "cpu_percent", "open_fds", "threads", "processes"}) {
+            value(name);
+        }
+    }
+    return out;
+}
+
+const ScrapeSourceConfig* Config::findScrape(std::string_view name) const {
+    for (const auto& s : scrapes) {
+        if (s.name == name) {
+            return &s;
+        }
+    }
+    return nullptr;
+}
+
 const LogSourceConfig* Config::findSource(std::string_view name) const {
     for (const auto& s : sources) {
         if (s.name == name) {

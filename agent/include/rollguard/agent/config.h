@@ -10,8 +10,10 @@
 #include <variant>
 #include <vector>
 
+#include "rollguard/agent/proc_metrics.h"
 #include "rollguard/rules/diagnostics.h"
 #include "rollguard/rules/rule.h"
+#include "rollguard/rules/selection.h"
 
 namespace rollguard::agent {
 
@@ -131,6 +133,127 @@ struct LogSourceConfig {
     SourceLocation location;
 };
 
+/// The kinds of scrape source (everything but json_log): sources that are read on an
+/// interval rather than followed.
+enum class ScrapeType {
+    Prometheus,  ///< a Prometheus text / OpenMetrics endpoint
+    Json,        ///< a JSON document over HTTP, or a local JSON file
+    Health,      ///< an HTTP check: status code set, optional body match, latency
+    Process,     ///< RSS, CPU%, fds and threads of processes, from /proc
+    Promql,      ///< instant queries against a Prometheus-compatible HTTP API
+};
+const char* toString(ScrapeType t);
+
+/// A series selector as written in PromQL: `metric{label="v", label!="v", label=~"re",
+/// label!~"re"}` (regexes anchored, as in Prometheus). For json sources `metric` is a
+/// JSON Pointer (RFC 6901) such as "/latency/p95_ms" and there are no matchers.
+struct SeriesSelector {
+    std::string metric;
+    std::vector<rules::LabelMatcher> matchers;
+    std::string text;  ///< as written, for messages
+
+    /// True when every matcher accepts the label set (name/value pairs; a missing label
+    /// is "").
+    bool matches(const std::vector<std::pair<std::string, std::string>>& labels) const;
+};
+
+/// One named series of a scrape source: what is read on every scrape and how it
+/// becomes store data. Rules read it as source "<source name>.<series name>".
+///
+///  - Gauge: the value as read (summed over the matching series) -> a value series
+///    (metrics value, increase, growth, rate; `min`/`max`-style events metrics do not
+///    apply).
+///  - Counter: a monotonic counter -> its increase since the previous scrape (resets
+///    detected per series, as Prometheus' increase() does) -> a value series.
+///  - Events: a counter of events (`selector`) and optionally a counter of the failed
+///    ones (`errors`) -> an event series: each scrape adds the increases as events and
+///    errors (metrics count, rate, error_ratio).
+///  - Histogram: a classic histogram `<metric>_bucket{le=...}` -> an event series with
+///    latency: each scrape adds the increase of every bucket as events spread evenly
+///    inside the bucket (the assumption histogram_quantile makes), so window quantiles
+///    are what histogram_quantile over the window's increase gives; observations above
+///    `errors_above` count as errors.
+///  - Query (promql sources): the instant query's result -> a value series.
+struct ScrapeSeriesConfig {
+    enum class Kind { Gauge, Counter, Events, Histogram, Query };
+    std::string name;  ///< [a-zA-Z_][a-zA-Z0-9_]*; "up" and "checks" are reserved
+    Kind kind = Kind::Gauge;
+    SeriesSelector selector;               ///< all kinds but Query
+    std::optional<SeriesSelector> errors;  ///< Events only
+    /// Histogram only, in seconds (after `scale`): observations in buckets above the
+    /// largest `le` <= this count as errors (a bound that is not a bucket boundary rounds
+    /// down, counting more as errors, never fewer).
+    std::optional<double> errors_above;
+    std::string query;  ///< Query only: the PromQL expression
+    /// Multiplier from the source's unit to the stored unit: `unit = "ms"` gives 0.001,
+    /// so latencies and durations are stored in seconds. Default 1.
+    double scale = 1.0;
+    /// Labels kept from the scraped series (or query result), in config order. Each
+    /// distinct tuple of their values is a label set that rules can select and group by;
+    /// without `by` everything is summed into one series.
+    std::vector<std::string> by;
+    std::size_t max_label_sets = 100;  ///< further tuples map to "__other__"
+    SourceLocation location;
+
+    /// Value series (Gauge, Counter, Query) carry values; the others carry events.
+    bool isValue() const { return kind == Kind::Gauge || kind == Kind::Counter || kind == Kind::Query; }
+};
+
+/// [[source]] with type = prometheus | json | health | process | promql.
+struct ScrapeSourceConfig {
+    std::string name;
+    ScrapeType type = ScrapeType::Prometheus;
+    /// prometheus / json / health: the URL fetched; promql: the API base URL (queries go
+    /// to `<url>/api/v1/query`). http:// or https:// only.
+    std::string url;
+    std::string path;  ///< json only, instead of url: a local JSON file read on every scrape
+    std::chrono::nanoseconds interval{std::chrono::seconds{5}};
+    /// Whole-request deadline; default min(interval, 10s); never above the interval.
+    std::chrono::nanoseconds timeout{std::chrono::seconds{5}};
+    /// Scrape at a stable offset within the interval, derived from the URL and host
+    /// name, so that many sidecars do not hit a server at the same instant.
+    bool jitter = true;
+    std::size_t max_bytes = 10 * 1024 * 1024;  ///< response body cap (after gzip); 0 = none
+    std::vector<std::pair<std::string, std::string>> headers;
+    // Secrets are read from files or the environment, never the TOML itself.
+    std::string bearer_token_file;
+    std::string bearer_token_env;
+    std::string basic_username;
+    std::string basic_password_file;
+    std::string basic_password_env;
+    std::string ca_file;    ///< TLS: CA bundle to verify the server with (empty: system store)
+    std::string cert_file;  ///< TLS client certificate (PEM), with key_file
+    std::string key_file;
+    bool insecure_skip_verify = false;
+    /// prometheus / json / promql: the series read on every scrape, in config order.
+    std::vector<ScrapeSeriesConfig> series;
+    /// health: accepted status codes as inclusive ranges ("2xx" = 200..299); empty:
+    /// 200..299.
+    std::vector<std::pair<int, int>> status;
+    std::string body_contains;  ///< health: the body must contain this text ("" = no check)
+    ProcessSelector process;    ///< process: which processes
+    SourceLocation location;
+};
+
+/// One series a rule can read from a scrape source, as the store keeps it.
+struct ScrapeStream {
+    std::string name;  ///< "<source>.<series>", e.g. "api.up"
+    bool values = false;       ///< a value series (gauge-like) rather than an event series
+    bool has_latency = false;  ///< event series with latency (histograms, health checks)
+    std::vector<std::string> labels;  ///< label names of its label sets (`by`)
+    std::size_t max_label_sets = 100;
+};
+
+/// The series a scrape source provides, in a fixed order: its configured `series`, then
+/// the built-in ones:
+///  - every URL-based source (prometheus, json with url, health, promql): "up" (1 when
+///    the last scrape succeeded, else 0);
+///  - health: "checks" (one event per check, an error when it failed, latency = the
+///    response time);
+///  - process: "rss_bytes", "cpu_percent" (100 = one core), "open_fds", "threads",
+///    "processes" (how many processes the selector matched).
+std::vector<ScrapeStream> scrapeStreams(const ScrapeSourceConfig& source);
+
 enum class HookType { EnvFile, Webhook, Script, Alertmanager, JsonFile, TomlFile };
 const char* toString(HookType t);
 
@@ -223,10 +346,13 @@ struct Config {
     std::string path;  ///< file it came from
     AgentSettings agent;
     std::vector<LogSourceConfig> sources;
+    /// Scrape sources ([[source]] of the other types), in config order.
+    std::vector<ScrapeSourceConfig> scrapes;
     std::vector<rules::RuleSpec> rules;
     std::vector<HookConfig> hooks;
 
     const LogSourceConfig* findSource(std::string_view name) const;
+    const ScrapeSourceConfig* findScrape(std::string_view name) const;
     const HookConfig* findHook(std::string_view name) const;
 };
 
