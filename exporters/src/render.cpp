@@ -149,6 +149,35 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         add(identity, {l}, static_cast<double>(src.identity_changes));
     }
 
+    auto& scrape_up = fams.family("rollguard_scrape_up", "1 when the target's last scrape succeeded, else 0.",
+                                  MetricType::Gauge);
+    auto& scrape_duration = fams.family("rollguard_scrape_duration_seconds",
+                                        "Duration of the target's last scrape.", MetricType::Gauge);
+    auto& scrapes = fams.family("rollguard_scrapes_total", "Scrapes of the target, good and failed.",
+                                MetricType::Counter);
+    auto& scrape_errors = fams.family("rollguard_scrape_errors_total",
+                                      "Failed scrapes by kind (dns, connect, timeout, tls, http_status, "
+                                      "too_large, decode, parse, missing_value, credentials, ...).",
+                                      MetricType::Counter);
+    auto& scrape_samples = fams.family("rollguard_scrape_samples",
+                                       "Samples (or values) the target's last good scrape returned.",
+                                       MetricType::Gauge);
+    auto& scrape_resets = fams.family("rollguard_scrape_counter_resets_total",
+                                      "Counter resets seen in the target's series.", MetricType::Counter);
+    for (const auto& t : s.scrapes) {
+        std::vector<ClientMetric::Label> l{{"series", t.series}, {"source", t.source}, {"target", t.target}};
+        add(scrape_up, l, t.up ? 1 : 0);
+        add(scrape_duration, l, t.last_duration_seconds);
+        add(scrapes, l, static_cast<double>(t.scrapes));
+        add(scrape_samples, l, static_cast<double>(t.samples));
+        add(scrape_resets, l, static_cast<double>(t.counter_resets));
+        for (const auto& [kind, n] : t.errors) {
+            auto with_kind = l;
+            with_kind.insert(with_kind.begin(), ClientMetric::Label{"kind", kind});
+            add(scrape_errors, with_kind, static_cast<double>(n));
+        }
+    }
+
     auto& state = fams.family("rollguard_rule_state", "Rule state: 0 ok, 1 pending, 2 firing.", MetricType::Gauge);
     auto& value = fams.family("rollguard_rule_value",
                               "The rule's metric over its window (seconds for latency); NaN without data.",
@@ -275,6 +304,29 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("label_sets").value(src.label_sets);
         w.key("label_overflow_total").value(src.label_overflow);
         w.key("too_late").value(src.too_late);
+        w.endObject();
+    }
+    w.endArray();
+    w.key("scrapes").beginArray();
+    for (const auto& t : s.scrapes) {
+        w.beginObject();
+        w.key("source").value(t.source);
+        w.key("type").value(t.type);
+        w.key("target").value(t.target);
+        w.key("series").value(t.series);
+        w.key("up").value(t.up);
+        w.key("scrapes").value(t.scrapes);
+        w.key("errors").beginObject();
+        for (const auto& [kind, n] : t.errors) {
+            w.key(kind).value(n);
+        }
+        w.endObject();
+        w.key("last_scrape");
+        optionalTime(t.last_scrape);
+        w.key("last_duration_seconds").value(t.last_duration_seconds);
+        w.key("last_error").value(t.last_error);
+        w.key("samples").value(t.samples);
+        w.key("counter_resets").value(t.counter_resets);
         w.endObject();
     }
     w.endArray();

@@ -62,22 +62,6 @@ const char* toString(ScrapeType t) {
     return "unknown";
 }
 
-bool SeriesSelector::matches(const std::vector<std::pair<std::string, std::string>>& labels) const {
-    for (const auto& m : matchers) {
-        std::string_view value;
-        for (const auto& [name, v] : labels) {
-            if (name == m.label) {
-                value = v;
-                break;
-            }
-        }
-        if (!m.matches(value)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 std::vector<ScrapeStream> scrapeStreams(const ScrapeSourceConfig& source) {
     std::vector<ScrapeStream> out;
     for (const auto& s : source.series) {

@@ -58,7 +58,8 @@ struct Daemon::SourceState {
 
 Daemon::Daemon(Config config, const rules::Clock& clock)
     : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)),
-      judge_(std::make_unique<Judge>(config_)) {
+      judge_(std::make_unique<Judge>(config_)),
+      scrapes_(std::make_unique<ScrapeLoop>(config_, *judge_, host_)) {
     for (const auto& source : config_.sources) {
         sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source), config_.agent.tick));
         // Label sets go to the streams of the rules' selections.
@@ -96,6 +97,7 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
         s.name = source->config.name;
         snapshot_.sources.push_back(std::move(s));
     }
+    snapshot_.scrapes = scrapes_->status();
     if (!rules_state_path_.empty()) {
         incident_log_ = std::make_unique<IncidentLog>(config_.agent.state_dir, config_.agent.max_incidents);
         resumeIncidents();
@@ -112,6 +114,13 @@ void Daemon::start() {
         spdlog::info("source {}: following {} file(s) matching {}", source->config.name,
                      source->tailer.files().size(), fmt::join(source->config.paths, ", "));
     }
+    for (const auto& scrape : config_.scrapes) {
+        spdlog::info("source {}: {} {} every {}", scrape.name, toString(scrape.type),
+                     scrape.type == ScrapeType::Process ? "processes"
+                                                        : (scrape.url.empty() ? scrape.path : scrape.url),
+                     rules::formatDuration(scrape.interval));
+    }
+    scrapes_->start();
     started_ = true;
 }
 
@@ -216,12 +225,14 @@ void Daemon::tick() {
         s.identity_changes = c.identity_changes;
         s.window_bytes = judge_->series(i).memoryBytes();
     }
+    snapshot_.scrapes = scrapes_->status();
 }
 
 void Daemon::pollSources() {
     for (auto& source : sources_) {
         source->tailer.pollOnce();
     }
+    scrapes_->scrapeOnce();
 }
 
 void Daemon::run() {
@@ -257,6 +268,7 @@ void Daemon::stop() {
     for (auto& source : sources_) {
         source->tailer.stop();
     }
+    scrapes_->stop();
     // What the sources read after the last tick goes into the final checkpoint.
     if (!checkpoint_path_.empty()) {
         const auto now = clock_.now();
@@ -279,6 +291,7 @@ void Daemon::stopWithoutSaving() {
     for (auto& source : sources_) {
         source->tailer.stop();
     }
+    scrapes_->stop();
     if (hooks_) {
         hooks_->stop();
     }
@@ -303,6 +316,16 @@ void Daemon::collect(rules::TimePoint now) {
         if (too_late > 0) {
             source.tailer.counters().too_late.fetch_add(too_late, std::memory_order_relaxed);
         }
+    }
+    ScrapeHarvest harvest = scrapes_->take();
+    if (!harvest.parts.empty()) {
+        checkpoint_dirty_ = true;
+    }
+    for (const auto& p : harvest.parts) {
+        judge_->addPart(p.source, p.part, now, config_.agent.tick);
+    }
+    for (const auto& [source, failed] : harvest.fetch_errors) {
+        judge_->setFetchError(source, failed);
     }
 }
 
@@ -330,6 +353,13 @@ void Daemon::restoreCheckpoint() {
         }
         return;
     }
+    // Scrape streams have no read positions: only their windows come back.
+    for (std::size_t i = sources_.size(); i < judge_->sourceCount(); ++i) {
+        if (const SourceCheckpoint* saved = checkpoint->find(judge_->sourceName(i))) {
+            judge_->restoreStreams(i, saved->streams);
+            judge_->series(i).restore(saved->series);
+        }
+    }
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         auto& source = sources_[i];
         const SourceCheckpoint* saved = checkpoint->find(source->config.name);
@@ -355,6 +385,10 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         checkpoint.sources.push_back(SourceCheckpoint{sources_[i]->config.name, sources_[i]->positions,
                                                       judge_->series(i).serialize(), judge_->saveStreams(i)});
+    }
+    for (std::size_t i = sources_.size(); i < judge_->sourceCount(); ++i) {
+        checkpoint.sources.push_back(
+            SourceCheckpoint{judge_->sourceName(i), {}, judge_->series(i).serialize(), judge_->saveStreams(i)});
     }
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);

@@ -8,6 +8,8 @@
 
 #include <simdjson.h>
 
+#include "rollguard/agent/scrape_loop.h"
+
 namespace rollguard::agent {
 
 struct Judge::Slot {
@@ -26,6 +28,7 @@ struct Judge::Source {
     std::vector<std::string> label_names;
     HistogramSettings settings;
     std::chrono::nanoseconds lateness{0};
+    bool fetch_error = false;  // scrape streams: the last scrape failed
     std::vector<std::chrono::nanoseconds> stream0_windows;
     std::vector<std::unique_ptr<Slot>> slots;    // fixed after construction
     std::vector<std::unique_ptr<Series>> streams;  // evaluation thread; [0] = everything
@@ -73,6 +76,16 @@ Judge::Judge(const Config& config) : engine_(config.rules) {
         source->streams.push_back(std::make_unique<Series>(source->settings));
         sources_.push_back(std::move(source));
     }
+    for (const auto& scrape : config.scrapes) {
+        for (const auto& stream : scrapeStreams(scrape)) {
+            auto source = std::make_unique<Source>();
+            source->name = stream.name;
+            source->label_names = stream.labels;
+            source->settings = histogramSettingsFor(stream);
+            source->streams.push_back(std::make_unique<Series>(source->settings));
+            sources_.push_back(std::move(source));
+        }
+    }
     for (const auto& rule : engine_.rules()) {
         RuleRef ref;
         ref.window = rule.window;
@@ -117,6 +130,10 @@ std::size_t Judge::slotFor(Source& source, const rules::Selection& selection, st
     slot->groups = std::make_unique<rules::GroupTable>(slot->selection);
     source.slots.push_back(std::move(slot));
     return source.slots.size() - 1;
+}
+
+const std::string& Judge::sourceName(std::size_t source) const {
+    return sources_.at(source)->name;
 }
 
 std::size_t Judge::sourceIndex(std::string_view name) const {
@@ -172,6 +189,10 @@ void Judge::adoptNewStreams(Source& source) {
 
 void Judge::add(std::size_t source, rules::TimePoint now, const IntervalStats& interval) {
     sources_.at(source)->streams[0]->add(now, interval);
+}
+
+void Judge::setFetchError(std::size_t source, bool failed) {
+    sources_.at(source)->fetch_error = failed;
 }
 
 bool Judge::addPart(std::size_t source_index, const RecordedPart& part, rules::TimePoint now,
@@ -287,6 +308,7 @@ std::vector<rules::EvalInput> Judge::inputsFor(std::size_t rule_index) {
         file_value = baselineFileValue(rule_index);
     }
     const auto withBaseline = [&](rules::EvalInput input) {
+        input.fetch_error = source.fetch_error;
         if (ref.baseline_slot) {
             const Slot& baseline = *source.slots[*ref.baseline_slot];
             for (const auto& [group, stream] : baseline.streams) {

@@ -43,7 +43,7 @@ bool hasLineBreak(std::string_view s) {
 
 // One request in flight: the state its callbacks write into.
 struct Transfer {
-    std::size_t index = 0;
+    std::uint64_t index = 0;  // the request id
     CURL* easy = nullptr;
     std::size_t max_bytes = 0;
     bool too_large = false;
@@ -250,6 +250,11 @@ ScrapeErrorKind scrapeErrorKindFromCurlCode(int curl_code) {
 struct Scraper::Impl {
     CURLM* multi = nullptr;
     std::vector<CURL*> idle;  // easy handles kept for the next call
+    std::uint64_t next_id = 1;
+    // Transfers in flight, owned here; a Transfer's `index` is its id.
+    std::vector<std::unique_ptr<Transfer>> running;
+    // Completed (or refused before any I/O) and not yet returned by poll().
+    std::vector<std::pair<std::uint64_t, ScrapeResponse>> done;
 
     CURL* take() {
         if (!idle.empty()) {
@@ -266,6 +271,50 @@ struct Scraper::Impl {
         curl_easy_reset(c);
         idle.push_back(c);
     }
+
+    void fail(std::uint64_t id, std::string message) {
+        ScrapeResponse r;
+        r.message = std::move(message);
+        done.emplace_back(id, std::move(r));
+    }
+
+    void finish(Transfer* t, CURLcode code) {
+        ScrapeResponse r;
+        complete(*t, code, r);
+        curl_multi_remove_handle(multi, t->easy);
+        giveBack(t->easy);
+        t->easy = nullptr;
+        done.emplace_back(t->index, std::move(r));
+        running.erase(std::find_if(running.begin(), running.end(),
+                                   [t](const std::unique_ptr<Transfer>& p) { return p.get() == t; }));
+    }
+
+    // Moves every finished transfer to `done`; false when the multi handle broke.
+    bool drive() {
+        int still = 0;
+        const CURLMcode mc = curl_multi_perform(multi, &still);
+        int queued = 0;
+        while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            void* priv = nullptr;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            finish(static_cast<Transfer*>(priv), msg->data.result);
+        }
+        if (mc != CURLM_OK) {
+            // The multi handle itself broke: fail what is left rather than spin.
+            while (!running.empty()) {
+                Transfer* t = running.back().get();
+                curl_multi_remove_handle(multi, t->easy);
+                giveBack(t->easy);
+                fail(t->index, curl_multi_strerror(mc));
+                running.pop_back();
+            }
+            return false;
+        }
+        return true;
+    }
 };
 
 Scraper::Scraper() : impl_(std::make_unique<Impl>()) {
@@ -274,6 +323,10 @@ Scraper::Scraper() : impl_(std::make_unique<Impl>()) {
 }
 
 Scraper::~Scraper() {
+    for (auto& t : impl_->running) {
+        curl_multi_remove_handle(impl_->multi, t->easy);
+        curl_easy_cleanup(t->easy);
+    }
     for (CURL* c : impl_->idle) {
         curl_easy_cleanup(c);
     }
@@ -282,78 +335,80 @@ Scraper::~Scraper() {
     }
 }
 
+std::uint64_t Scraper::start(const ScrapeRequest& req) {
+    const std::uint64_t id = impl_->next_id++;
+    if (impl_->multi == nullptr) {
+        impl_->fail(id, "curl_multi_init failed");
+        return id;
+    }
+    if (std::string why = validate(req); !why.empty()) {
+        impl_->fail(id, std::move(why));
+        return id;
+    }
+    auto t = std::make_unique<Transfer>();
+    t->index = id;
+    t->max_bytes = req.max_bytes;
+    t->easy = impl_->take();
+    if (t->easy == nullptr) {
+        impl_->fail(id, "curl_easy_init failed");
+        return id;
+    }
+    if (!configure(*t, req)) {
+        impl_->giveBack(t->easy);
+        impl_->fail(id, "out of memory building request headers");
+        return id;
+    }
+    if (const CURLMcode mc = curl_multi_add_handle(impl_->multi, t->easy); mc != CURLM_OK) {
+        impl_->giveBack(t->easy);
+        impl_->fail(id, curl_multi_strerror(mc));
+        return id;
+    }
+    impl_->running.push_back(std::move(t));
+    return id;
+}
+
+std::vector<std::pair<std::uint64_t, ScrapeResponse>> Scraper::poll(std::chrono::nanoseconds wait) {
+    if (impl_->done.empty() && !impl_->running.empty() && impl_->drive() && impl_->done.empty()) {
+        const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wait, std::chrono::nanoseconds::zero()));
+        const int timeout = static_cast<int>(std::min<std::int64_t>(ms.count(), kMaxPollMillis));
+        if (curl_multi_poll(impl_->multi, nullptr, 0, timeout, nullptr) == CURLM_OK) {
+            impl_->drive();
+        }
+    } else if (impl_->running.empty() && impl_->done.empty() && wait > std::chrono::nanoseconds::zero() &&
+               impl_->multi != nullptr) {
+        // Nothing to drive: still wait (wakeup() ends it early), so a caller's loop sleeps.
+        const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait);
+        curl_multi_poll(impl_->multi, nullptr, 0, static_cast<int>(std::min<std::int64_t>(ms.count(), kMaxPollMillis)),
+                        nullptr);
+    }
+    return std::exchange(impl_->done, {});
+}
+
+std::size_t Scraper::inFlight() const {
+    return impl_->running.size() + impl_->done.size();
+}
+
+void Scraper::wakeup() {
+    if (impl_->multi != nullptr) {
+        curl_multi_wakeup(impl_->multi);
+    }
+}
+
 std::vector<ScrapeResponse> Scraper::fetchAll(const std::vector<ScrapeRequest>& requests) {
     std::vector<ScrapeResponse> out(requests.size());
-    if (impl_->multi == nullptr) {
-        for (auto& r : out) {
-            r.message = "curl_multi_init failed";
-        }
-        return out;
-    }
-    std::vector<std::unique_ptr<Transfer>> transfers;
-    transfers.reserve(requests.size());
+    std::vector<std::pair<std::uint64_t, std::size_t>> ids;  // id -> index in `out`
+    ids.reserve(requests.size());
     for (std::size_t i = 0; i < requests.size(); ++i) {
-        const ScrapeRequest& req = requests[i];
-        if (std::string why = validate(req); !why.empty()) {
-            out[i].message = std::move(why);
-            continue;
-        }
-        auto t = std::make_unique<Transfer>();
-        t->index = i;
-        t->max_bytes = req.max_bytes;
-        t->easy = impl_->take();
-        if (t->easy == nullptr) {
-            out[i].message = "curl_easy_init failed";
-            continue;
-        }
-        if (!configure(*t, req)) {
-            out[i].message = "out of memory building request headers";
-            impl_->giveBack(t->easy);
-            continue;
-        }
-        if (const CURLMcode mc = curl_multi_add_handle(impl_->multi, t->easy); mc != CURLM_OK) {
-            out[i].message = curl_multi_strerror(mc);
-            impl_->giveBack(t->easy);
-            continue;
-        }
-        transfers.push_back(std::move(t));
+        ids.emplace_back(start(requests[i]), i);
     }
-
-    std::size_t pending = transfers.size();
+    std::size_t pending = ids.size();
     while (pending > 0) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(impl_->multi, &running);
-        int queued = 0;
-        while (CURLMsg* msg = curl_multi_info_read(impl_->multi, &queued)) {
-            if (msg->msg != CURLMSG_DONE) {
-                continue;
+        for (auto& [id, response] : poll(std::chrono::milliseconds{kMaxPollMillis})) {
+            const auto it = std::find_if(ids.begin(), ids.end(), [id = id](const auto& p) { return p.first == id; });
+            if (it != ids.end()) {
+                out[it->second] = std::move(response);
+                --pending;
             }
-            void* priv = nullptr;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-            auto* t = static_cast<Transfer*>(priv);
-            complete(*t, msg->data.result, out[t->index]);
-            curl_multi_remove_handle(impl_->multi, t->easy);
-            impl_->giveBack(t->easy);
-            t->easy = nullptr;
-            --pending;
-        }
-        if (pending == 0) {
-            break;
-        }
-        if (mc == CURLM_OK) {
-            mc = curl_multi_poll(impl_->multi, nullptr, 0, kMaxPollMillis, nullptr);
-        }
-        if (mc != CURLM_OK) {
-            // The multi handle itself broke: fail what is left rather than spin.
-            for (auto& t : transfers) {
-                if (t->easy != nullptr) {
-                    out[t->index].message = curl_multi_strerror(mc);
-                    curl_multi_remove_handle(impl_->multi, t->easy);
-                    impl_->giveBack(t->easy);
-                    t->easy = nullptr;
-                }
-            }
-            break;
         }
     }
     return out;

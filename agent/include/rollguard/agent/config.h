@@ -152,9 +152,17 @@ struct SeriesSelector {
     std::vector<rules::LabelMatcher> matchers;
     std::string text;  ///< as written, for messages
 
-    /// True when every matcher accepts the label set (name/value pairs; a missing label
-    /// is "").
-    bool matches(const std::vector<std::pair<std::string, std::string>>& labels) const;
+    /// True when every matcher accepts the label set; `value_of(name)` returns a label's
+    /// value as a std::string_view ("" when missing).
+    template <typename ValueOf>
+    bool matches(ValueOf&& value_of) const {
+        for (const auto& m : matchers) {
+            if (!m.matches(value_of(m.label))) {
+                return false;
+            }
+        }
+        return true;
+    }
 };
 
 /// One named series of a scrape source: what is read on every scrape and how it

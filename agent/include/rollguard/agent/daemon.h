@@ -18,6 +18,7 @@
 #include "rollguard/agent/incidents.h"
 #include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
+#include "rollguard/agent/scrape_loop.h"
 #include "rollguard/agent/sliding_window.h"
 #include "rollguard/rules/clock.h"
 #include "rollguard/rules/engine.h"
@@ -92,6 +93,7 @@ struct StatusSnapshot {
     std::optional<rules::TimePoint> last_checkpoint;
     bool dry_run = false;
     std::vector<Source> sources;
+    std::vector<ScrapeTargetStatus> scrapes;  ///< one per scrape target, in config order
     std::vector<Rule> rules;
     std::vector<Hook> hooks;
 };
@@ -116,7 +118,8 @@ public:
     /// One evaluation at clock.now(). Public so tests can drive it with a ManualClock.
     void tick();
     /// Reads what the sources have available now on the calling thread, instead of
-    /// their threads (tests; later replay). Only before start().
+    /// their threads (tests; later replay), and scrapes every scrape target once. Only
+    /// before start().
     void pollSources();
     /// Ticks every `agent.tick` (real time between ticks) until requestStop().
     void run();
@@ -170,6 +173,7 @@ private:
     std::string host_;
     std::vector<std::unique_ptr<SourceState>> sources_;
     std::unique_ptr<Judge> judge_;
+    std::unique_ptr<ScrapeLoop> scrapes_;
     std::unique_ptr<HookRunner> hooks_;
 
     mutable std::mutex mutex_;  // guards snapshot_

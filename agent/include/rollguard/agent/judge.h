@@ -28,6 +28,10 @@ namespace rollguard::agent {
 /// The judge reads no clock and no socket, so the three callers decide exactly alike on
 /// the same data; the only file it reads is a rule's `baseline = { file = ... }`.
 ///
+/// Sources: the config's log sources first (index i is config.sources[i]), then every
+/// scrape stream (scrapeStreams() of each scrape source, in config order), each a
+/// source of its own named "<source>.<series>".
+///
 /// Streams: stream 0 of a source is everything it recorded; rules without a selection
 /// read it. Each distinct rule selection (labels matchers + group_by) of a source is a
 /// *slot*; each group of a slot is one stream (one Series), created when the tailer's
@@ -51,6 +55,7 @@ public:
     /// Index of the source called `name`, or npos.
     std::size_t sourceIndex(std::string_view name) const;
     std::size_t sourceCount() const { return sources_.size(); }
+    const std::string& sourceName(std::size_t source) const;
     /// Stream 0 (everything) of a source.
     Series& series(std::size_t source);
     const Series& series(std::size_t source) const;
@@ -70,6 +75,10 @@ public:
     /// `lateness` before `now` is dropped: returns false and the caller counts its events.
     bool addPart(std::size_t source, const RecordedPart& part, rules::TimePoint now,
                  std::chrono::nanoseconds bucket);
+
+    /// Whether the last scrape of a (scrape) source failed: its rules' inputs then carry
+    /// fetch_error, so `on_error` applies. Stays until set again.
+    void setFetchError(std::size_t source, bool failed);
 
     /// The selection streams of a source (not stream 0), for a checkpoint.
     std::vector<StreamCheckpoint> saveStreams(std::size_t source);

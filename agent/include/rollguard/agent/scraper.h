@@ -7,9 +7,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace rollguard::agent {
@@ -100,6 +102,21 @@ public:
     /// hit its own timeout; the call takes about as long as the slowest request. Returns
     /// one response per request, in the same order.
     std::vector<ScrapeResponse> fetchAll(const std::vector<ScrapeRequest>& requests);
+
+    /// Starts one request without waiting for it and returns its id (never 0). Its
+    /// response is returned by a later poll(). A request that fails before any I/O
+    /// (validation) is returned by the next poll() at once. Must not be mixed with a
+    /// concurrent fetchAll (there is none: the class is single-threaded).
+    std::uint64_t start(const ScrapeRequest& request);
+    /// Drives the transfers started so far for at most `wait` (returning as soon as one
+    /// completes, or wakeup() is called) and returns those that completed, as
+    /// (id, response), in completion order.
+    std::vector<std::pair<std::uint64_t, ScrapeResponse>> poll(std::chrono::nanoseconds wait);
+    /// Transfers started and not yet returned by poll().
+    std::size_t inFlight() const;
+    /// Makes a poll() blocked in another thread return early. Thread-safe (the only
+    /// member that is).
+    void wakeup();
 
 private:
     struct Impl;
