@@ -1308,7 +1308,7 @@ protected:
                 }
             }
         }
-        if (http && !json_file) {
+        if (http && (type != ScrapeType::Json || t.get("url") != nullptr)) {
             parseScrapeUrl(t, s, where);
         }
 
@@ -1610,7 +1610,8 @@ protected:
         } else {
             ok = false;
         }
-        if (const toml::node* en = st.get("errors")) {
+        // A key of another source type's series is reported above, once.
+        if (const toml::node* en = contains(keys, "errors") ? st.get("errors") : nullptr) {
             if (c.kind != Kind::Events) {
                 error(*en, "'errors' is only used with 'events' (the failed ones among the counted events)");
                 ok = false;
@@ -1620,7 +1621,7 @@ protected:
                 ok = false;
             }
         }
-        if (const toml::node* an = st.get("errors_above")) {
+        if (const toml::node* an = contains(keys, "errors_above") ? st.get("errors_above") : nullptr) {
             if (c.kind != Kind::Histogram) {
                 error(*an, "'errors_above' is only used with 'histogram'");
                 ok = false;
@@ -1642,7 +1643,7 @@ protected:
                 ok = false;
             }
         }
-        if (auto u = getString(st, "unit")) {
+        if (auto u = contains(keys, "unit") ? getString(st, "unit") : std::nullopt) {
             const auto* unit = std::find_if(kSeriesUnits.begin(), kSeriesUnits.end(),
                                             [&](const auto& e) { return e.first == *u; });
             if (unit == kSeriesUnits.end()) {
@@ -1660,7 +1661,9 @@ protected:
                 c.scale = unit->second;
             }
         }
-        if (auto by = getStringArray(st, "by")) {
+        if (!contains(keys, "by")) {
+            // json: reported above
+        } else if (auto by = getStringArray(st, "by")) {
             for (auto& [label, node] : *by) {
                 if (!isPromLabelName(label) || label.rfind("__", 0) == 0) {
                     error(*node, "'" + label + "' in 'by' is not a valid label name (letters, digits and '_', not "
@@ -1679,7 +1682,8 @@ protected:
         } else if (st.get("by") != nullptr) {
             ok = false;
         }
-        if (auto n = getInt(st, "max_label_sets", 1, 100000, "between 1 and 100000")) {
+        if (auto n = contains(keys, "max_label_sets") ? getInt(st, "max_label_sets", 1, 100000, "between 1 and 100000")
+                                                      : std::nullopt) {
             c.max_label_sets = static_cast<std::size_t>(*n);
             if (st.get("by") == nullptr) {
                 report(Level::Warning, st.get("max_label_sets")->source().begin,
