@@ -1252,7 +1252,8 @@ protected:
             } else if (!owners.empty()) {
                 message = "'" + std::string(key) + "' is only used by " + joinAnd(owners) + " sources";
             } else {
-                message = "unknown key '" + std::string(key) + "' in [[source]] of type " + std::string(type) +
+                message = "unknown key '" + std::string(key) + "' in [[source]]" +
+                          (type == "json_log" ? std::string() : " of type " + std::string(type)) +
                           didYouMean(key, allowed);
             }
             report(Level::Error, k.source().begin, std::move(message));
