@@ -481,7 +481,7 @@ TEST_CASE("every error in a config is reported in one go, in file order", "[conf
               "2:8: 'tick' must be greater than zero",
               "3:10: 'listen' must be \"host:port\" (e.g. \"127.0.0.1:9464\", \"[::1]:9464\") or \"\" to disable, got "
               "\"localhost\"",
-              "7:8: unsupported source type 'syslog' (supported: json_log)",
+              "7:8: unsupported source type 'syslog' (supported: json_log, prometheus, json, health, process, promql)",
               "13:10: unknown metric \"p99.9.9\" (did you mean 'p99'?) (expected count, rate, error_ratio, mean, min, max, stddev, value, "
               "increase, growth, a percentile such as p50, p99, p99.9 or p999, quantile with 'quantile = 0.995', "
               "or ratio with 'numerator' and 'denominator')",
@@ -953,10 +953,15 @@ hooks = ["rollback"]
 
 [[rule]]
 name = "gauge"
-source = "app"
+source = "mem.rss_bytes"
 metric = "growth"
 above = 0.10
 hooks = ["rollback"]
+
+[[source]]
+name = "mem"
+type = "process"
+command = "app"
 )";
     const LoadResult r = parseConfig(text, kPath);
     INFO(diags(r, Diagnostic::Level::Error).size());

@@ -87,6 +87,40 @@ const std::array<std::pair<std::string_view, std::string_view>, 3> kLiteralSecre
     {"routing_key", "routing_key_file or routing_key_env"},
 }};
 constexpr std::int64_t kMaxSpoolEntries = 1'000'000;
+// ---- scrape sources (issue #7) ----
+const Keys kSourceTypes{"json_log", "prometheus", "json", "health", "process", "promql"};
+/// Keys every scrape source takes.
+const Keys kScrapeCommonKeys{"name", "type", "interval", "jitter"};
+/// Keys of the URL-based scrape sources (all but process).
+const Keys kScrapeHttpKeys{"url",        "timeout",          "max_bytes",  "headers",
+                           "bearer_token_file", "bearer_token_env", "basic_auth", "tls"};
+const Keys kPrometheusKeys{"series"};
+const Keys kJsonKeys{"path", "series"};
+const Keys kHealthKeys{"status", "body_contains"};
+const Keys kPromqlKeys{"series"};
+const Keys kProcessKeys{"pid_file", "command", "cgroup", "unit"};
+const Keys kBasicAuthKeys{"username", "password_file", "password_env"};
+const Keys kTlsKeys{"ca_file", "cert_file", "key_file", "insecure_skip_verify"};
+/// Keys of one series table, by source type; `kinds` are the mutually exclusive kind keys.
+const Keys kPrometheusSeriesKeys{"gauge", "counter", "events", "histogram", "errors", "errors_above",
+                                 "unit",  "by",      "max_label_sets"};
+const Keys kPrometheusKinds{"gauge", "counter", "events", "histogram"};
+const Keys kJsonSeriesKeys{"gauge", "counter", "events", "errors", "unit"};
+const Keys kJsonKinds{"gauge", "counter", "events"};
+const Keys kPromqlSeriesKeys{"query", "unit", "by", "max_label_sets"};
+const Keys kPromqlKinds{"query"};
+/// `unit` of a series: the multiplier to the stored unit (seconds for times).
+const std::array<std::pair<std::string_view, double>, 6> kSeriesUnits{{
+    {"s", 1.0},
+    {"ms", 1e-3},
+    {"us", 1e-6},
+    {"ns", 1e-9},
+    {"percent", 0.01},
+    {"", 1.0},
+}};
+constexpr std::chrono::nanoseconds kMinScrapeInterval = std::chrono::milliseconds{100};
+constexpr std::chrono::nanoseconds kMaxDefaultScrapeTimeout = std::chrono::seconds{10};
+
 const Keys kScriptKeys{"command", "env", "inherit_env", "workdir", "user", "group", "retries", "retry_backoff"};
 
 const char* typeName(const toml::node& n) {
@@ -396,6 +430,181 @@ std::string quantileText(double q) {
     std::array<char, 64> buf{};
     std::snprintf(buf.data(), buf.size(), "%.10g", q * 100.0);
     return "p" + std::string(buf.data());
+}
+
+bool isAsciiAlpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool isAsciiDigit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+/// [a-zA-Z_:][a-zA-Z0-9_:]*, as Prometheus names metrics.
+bool isMetricName(std::string_view s) {
+    if (s.empty() || isAsciiDigit(s[0])) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) { return isAsciiAlpha(c) || isAsciiDigit(c) || c == '_' || c == ':'; });
+}
+
+/// [a-zA-Z_][a-zA-Z0-9_]*, as Prometheus names labels (and rollguard names series).
+bool isPromLabelName(std::string_view s) {
+    if (s.empty() || isAsciiDigit(s[0])) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) { return isAsciiAlpha(c) || isAsciiDigit(c) || c == '_'; });
+}
+
+/// A PromQL series selector, or why not and where (a byte offset into the text).
+struct SelectorParse {
+    std::optional<SeriesSelector> selector;
+    std::string error;
+    std::size_t offset = 0;
+};
+
+/// `metric`, `metric{}`, `metric{a="x", b!="y", c=~"re", d!~"re"}` or `{__name__="metric",
+/// ...}`. Values are double- or single-quoted with the escapes \\", \\', \\\\ and \\n;
+/// whitespace is allowed between tokens, a trailing comma inside the braces too. Regex
+/// matchers are compiled (anchored) by LabelMatcher::make. `__name__` takes only '='.
+SelectorParse parsePromSelector(std::string_view s) {
+    SelectorParse out;
+    SeriesSelector sel;
+    sel.text = std::string(s);
+    std::size_t i = 0;
+    const auto fail = [&](std::size_t at, std::string why) {
+        out.error = std::move(why);
+        out.offset = at;
+        return out;
+    };
+    const auto skipSpace = [&] {
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) {
+            ++i;
+        }
+    };
+    const auto charText = [&](std::size_t at) { return "'" + std::string(1, s[at]) + "'"; };
+    skipSpace();
+    if (i < s.size() && (isAsciiAlpha(s[i]) || s[i] == '_' || s[i] == ':')) {
+        const std::size_t start = i;
+        while (i < s.size() && (isAsciiAlpha(s[i]) || isAsciiDigit(s[i]) || s[i] == '_' || s[i] == ':')) {
+            ++i;
+        }
+        sel.metric = std::string(s.substr(start, i - start));
+        skipSpace();
+    } else if (i < s.size() && s[i] != '{') {
+        return fail(i, "expected a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*) or '{', got " + charText(i));
+    }
+    if (i < s.size() && s[i] == '{') {
+        ++i;
+        while (true) {
+            skipSpace();
+            if (i >= s.size()) {
+                return fail(i, "missing '}'");
+            }
+            if (s[i] == '}') {
+                ++i;
+                break;
+            }
+            if (!isAsciiAlpha(s[i]) && s[i] != '_') {
+                return fail(i, "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*), got " + charText(i));
+            }
+            const std::size_t name_at = i;
+            while (i < s.size() && (isAsciiAlpha(s[i]) || isAsciiDigit(s[i]) || s[i] == '_')) {
+                ++i;
+            }
+            const std::string name(s.substr(name_at, i - name_at));
+            skipSpace();
+            using Op = rules::LabelMatcher::Op;
+            Op op = Op::Equal;
+            if (s.compare(i, 2, "=~") == 0) {
+                op = Op::Regex;
+                i += 2;
+            } else if (s.compare(i, 2, "!~") == 0) {
+                op = Op::NotRegex;
+                i += 2;
+            } else if (s.compare(i, 2, "!=") == 0) {
+                op = Op::NotEqual;
+                i += 2;
+            } else if (i < s.size() && s[i] == '=') {
+                op = Op::Equal;
+                i += 1;
+            } else {
+                return fail(i, "expected =, !=, =~ or !~ after label '" + name + "'");
+            }
+            skipSpace();
+            if (i >= s.size() || (s[i] != '"' && s[i] != '\'')) {
+                return fail(i, "expected a quoted value after " + name + std::string(rules::toString(op)));
+            }
+            const char quote = s[i];
+            const std::size_t value_at = i;
+            ++i;
+            std::string value;
+            bool closed = false;
+            while (i < s.size()) {
+                const char c = s[i];
+                if (c == quote) {
+                    closed = true;
+                    ++i;
+                    break;
+                }
+                if (c == '\\') {
+                    const char e = i + 1 < s.size() ? s[i + 1] : '\0';
+                    if (e == '"' || e == '\'' || e == '\\') {
+                        value += e;
+                    } else if (e == 'n') {
+                        value += '\n';
+                    } else {
+                        return fail(i, "unknown escape in a label value (use \\\", \\\\ or \\n)");
+                    }
+                    i += 2;
+                    continue;
+                }
+                value += c;
+                ++i;
+            }
+            if (!closed) {
+                return fail(value_at, "unterminated label value");
+            }
+            if (name == "__name__") {
+                if (op != Op::Equal) {
+                    return fail(name_at, "'__name__' takes only '=': a selector reads one metric");
+                }
+                if (!sel.metric.empty()) {
+                    return fail(name_at, "the metric name is given twice ('" + sel.metric + "' and __name__)");
+                }
+                if (!isMetricName(value)) {
+                    return fail(value_at + 1, "\"" + value + "\" is not a valid metric name");
+                }
+                sel.metric = value;
+            } else {
+                std::string why;
+                auto m = rules::LabelMatcher::make(name, op, value, why);
+                if (m == nullptr) {
+                    return fail(value_at + 1, "invalid regular expression \"" + value + "\": " + why);
+                }
+                sel.matchers.push_back(std::move(*m));
+            }
+            skipSpace();
+            if (i < s.size() && s[i] == ',') {
+                ++i;
+                continue;
+            }
+            if (i < s.size() && s[i] == '}') {
+                ++i;
+                break;
+            }
+            return fail(i, i >= s.size() ? std::string("missing '}'") : "expected ',' or '}', got " + charText(i));
+        }
+        skipSpace();
+    }
+    if (i < s.size()) {
+        return fail(i, "unexpected " + charText(i) + " after the selector");
+    }
+    if (sel.metric.empty()) {
+        return fail(0, "no metric name (write metric{...} or {__name__=\"metric\", ...})");
+    }
+    out.selector = std::move(sel);
+    return out;
 }
 
 /// A TOML key with its location, for messages.
@@ -898,14 +1107,21 @@ protected:
 
     void parseSource(const toml::table& t, Config& config) {
         const std::string_view where = "[[source]]";
-        checkKeys(t, "in [[source]]", kSourceKeys);
+        if (const toml::node* tn = t.get("type"); tn != nullptr && tn->is_string()) {
+            if (auto scrape = scrapeTypeOf(tn->as_string()->get())) {
+                parseScrape(t, *scrape, config);
+                return;
+            }
+        }
+        checkSourceKeys(t, "json_log");
         LogSourceConfig s;
         s.location = locate(t.source().begin);
         auto name = parseName(t, where, source_names_, "source");
 
         if (auto type = requireString(t, "type", where)) {
             if (*type != "json_log") {
-                error(*t.get("type"), "unsupported source type '" + *type + "' (supported: json_log)");
+                error(*t.get("type"), "unsupported source type '" + *type + "'" + didYouMean(*type, kSourceTypes) +
+                                          " (supported: " + joinKeys(kSourceTypes) + ")");
             }
         }
 
@@ -964,6 +1180,642 @@ protected:
             s.name = *name;
             source_has_latency_.emplace(*name, latency_declared);
             config.sources.push_back(std::move(s));
+        }
+    }
+
+    // ---- scrape sources ------------------------------------------------------------
+
+    static std::optional<ScrapeType> scrapeTypeOf(std::string_view s) {
+        for (ScrapeType t : {ScrapeType::Prometheus, ScrapeType::Json, ScrapeType::Health, ScrapeType::Process,
+                             ScrapeType::Promql}) {
+            if (s == toString(t)) {
+                return t;
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// Every key a [[source]] of `type` (one of kSourceTypes) takes.
+    static Keys sourceKeys(std::string_view type) {
+        if (type == "json_log") {
+            return kSourceKeys;
+        }
+        Keys out = kScrapeCommonKeys;
+        const auto add = [&](const Keys& keys) { out.insert(out.end(), keys.begin(), keys.end()); };
+        if (type != "process") {
+            add(kScrapeHttpKeys);
+        }
+        if (type == "prometheus") {
+            add(kPrometheusKeys);
+        } else if (type == "json") {
+            add(kJsonKeys);
+        } else if (type == "health") {
+            add(kHealthKeys);
+        } else if (type == "promql") {
+            add(kPromqlKeys);
+        } else if (type == "process") {
+            add(kProcessKeys);
+        }
+        return out;
+    }
+
+    /// "a", "a and b", "a, b and c".
+    static std::string joinAnd(const std::vector<std::string_view>& items) {
+        std::string out;
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + std::string(items[i]);
+        }
+        return out;
+    }
+
+    /// Unknown keys of a [[source]] of `type`; a key that belongs to other source types
+    /// says which.
+    void checkSourceKeys(const toml::table& t, std::string_view type) {
+        const Keys allowed = sourceKeys(type);
+        for (auto&& [k, v] : t) {
+            const std::string_view key = k.str();
+            if (contains(allowed, key)) {
+                continue;
+            }
+            std::string message;
+            std::vector<std::string_view> owners;
+            for (std::string_view other : kSourceTypes) {
+                if (contains(sourceKeys(other), key)) {
+                    owners.push_back(other);
+                }
+            }
+            if (key == "bearer_token") {
+                message = "'bearer_token' must not be written in the config (it would end up in backups and diffs): "
+                          "use bearer_token_file or bearer_token_env";
+            } else if (type == "process" && contains(kScrapeHttpKeys, key)) {
+                message = "'" + std::string(key) + "' is not used by a process source (it reads /proc, not a URL)";
+            } else if (!owners.empty()) {
+                message = "'" + std::string(key) + "' is only used by " + joinAnd(owners) + " sources";
+            } else {
+                message = "unknown key '" + std::string(key) + "' in [[source]]" +
+                          (type == "json_log" ? std::string() : " of type " + std::string(type)) +
+                          didYouMean(key, allowed);
+            }
+            report(Level::Error, k.source().begin, std::move(message));
+        }
+    }
+
+    /// The keys among `keys` that `t` has, in the order written.
+    std::vector<KeyRef> presentKeys(const toml::table& t, const Keys& keys) const {
+        std::vector<KeyRef> out;
+        for (std::string_view k : keys) {
+            if (const toml::key* key = keyOf(t, k)) {
+                out.push_back(KeyRef{k, key, t.get(k)});
+            }
+        }
+        std::sort(out.begin(), out.end(), [](const KeyRef& a, const KeyRef& b) {
+            const auto& pa = a.key->source().begin;
+            const auto& pb = b.key->source().begin;
+            return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+        });
+        return out;
+    }
+
+    /// "'a', 'b', 'c' or 'd'".
+    static std::string quotedOr(const Keys& keys) {
+        std::string out;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            out += (i == 0 ? "" : i + 1 == keys.size() ? " or " : ", ") + ("'" + std::string(keys[i]) + "'");
+        }
+        return out;
+    }
+
+    void parseScrape(const toml::table& t, ScrapeType type, Config& config) {
+        const std::string type_name = toString(type);
+        const std::string where = "[[source]] of type " + type_name;
+        checkSourceKeys(t, type_name);
+        ScrapeSourceConfig s;
+        s.type = type;
+        s.location = locate(t.source().begin);
+        auto name = parseName(t, "[[source]]", source_names_, "source");
+
+        const bool http = type != ScrapeType::Process;
+        const bool json_file = type == ScrapeType::Json && t.get("path") != nullptr;
+        if (type == ScrapeType::Json) {
+            if (t.get("url") != nullptr && t.get("path") != nullptr) {
+                const auto keys = presentKeys(t, {"url", "path"});
+                report(Level::Error, keys[1].key->source().begin,
+                       "a json source takes exactly one of 'url' or 'path', not both");
+            } else if (t.get("url") == nullptr && t.get("path") == nullptr) {
+                error(t, "a json source needs 'url' (a document fetched over HTTP) or 'path' (a local JSON file)");
+            } else if (json_file) {
+                if (auto p = requireString(t, "path", where)) {
+                    s.path = resolvePath(*p);
+                }
+            }
+        }
+        if (http && (type != ScrapeType::Json || t.get("url") != nullptr)) {
+            parseScrapeUrl(t, s, where);
+        }
+
+        if (auto d = getDuration(t, "interval", Bound::Positive)) {
+            if (*d < kMinScrapeInterval) {
+                error(*t.get("interval"), "'interval' must be at least " + rules::formatDuration(kMinScrapeInterval) +
+                                              ", got " + rules::formatDuration(*d));
+            } else {
+                s.interval = *d;
+            }
+        }
+        s.timeout = std::min(s.interval, kMaxDefaultScrapeTimeout);
+        if (auto d = getDuration(t, "timeout", Bound::Positive)) {
+            if (*d > s.interval) {
+                error(*t.get("timeout"), "timeout must not exceed interval (" + rules::formatDuration(*d) + " > " +
+                                             rules::formatDuration(s.interval) + ")");
+            } else {
+                s.timeout = *d;
+            }
+        }
+        if (auto b = getBool(t, "jitter")) {
+            s.jitter = *b;
+        }
+        if (auto n = getInt(t, "max_bytes", 0, std::numeric_limits<std::int64_t>::max(), "at least 0 (0 = no cap)")) {
+            s.max_bytes = static_cast<std::size_t>(*n);
+        }
+        if (http) {
+            if (json_file) {
+                for (std::string_view k : {"headers", "bearer_token_file", "bearer_token_env", "basic_auth", "tls"}) {
+                    if (const toml::key* key = keyOf(t, k)) {
+                        report(Level::Error, key->source().begin,
+                               "'" + std::string(k) + "' is only used with 'url' (this json source reads a file)");
+                    }
+                }
+            } else {
+                parseScrapeHttp(t, s);
+            }
+        }
+        switch (type) {
+            case ScrapeType::Prometheus:
+            case ScrapeType::Json:
+            case ScrapeType::Promql:
+                parseSeriesTable(t, s);
+                break;
+            case ScrapeType::Health:
+                parseHealth(t, s);
+                break;
+            case ScrapeType::Process:
+                parseProcess(t, s, where);
+                break;
+        }
+        if (name) {
+            s.name = *name;
+            std::vector<std::string> series;
+            for (auto& stream : scrapeStreams(s)) {
+                series.push_back(stream.name.substr(s.name.size() + 1));
+                streams_.emplace(stream.name, std::move(stream));
+            }
+            scrape_series_.emplace(s.name, std::make_pair(type_name, std::move(series)));
+            config.scrapes.push_back(std::move(s));
+        }
+    }
+
+    void parseScrapeUrl(const toml::table& t, ScrapeSourceConfig& s, std::string_view where) {
+        auto url = requireString(t, "url", where);
+        if (!url) {
+            return;
+        }
+        const toml::node& n = *t.get("url");
+        const bool http = url->rfind("http://", 0) == 0;
+        const bool https = url->rfind("https://", 0) == 0;
+        if ((!http && !https) || url->size() == (http ? 7U : 8U)) {
+            error(n, "'url' must start with http:// or https:// and name a host, got " + inQuotes(*url));
+            return;
+        }
+        if (url->find_first_of(" \t\r\n") != std::string::npos) {
+            error(n, "'url' must not contain spaces or line breaks (percent-encode them), got " + inQuotes(*url));
+            return;
+        }
+        if (s.type == ScrapeType::Promql && url->find("/api/v1/query") != std::string::npos) {
+            report(Level::Warning, n.source().begin,
+                   "'url' of a promql source is the API base URL (e.g. \"http://prometheus:9090\"): queries go to "
+                   "<url>/api/v1/query");
+        }
+        s.url = *url;
+    }
+
+    /// headers, bearer token, basic_auth and tls of a URL-based scrape source.
+    void parseScrapeHttp(const toml::table& t, ScrapeSourceConfig& s) {
+        if (const toml::node* hn = t.get("headers"); hn != nullptr && hn->is_table()) {
+            for (auto&& [k, v] : *hn->as_table()) {
+                std::string lower(k.str());
+                std::transform(lower.begin(), lower.end(), lower.begin(),
+                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                if (lower == "authorization") {
+                    report(Level::Error, k.source().begin,
+                           "'" + std::string(k.str()) +
+                               "' must not be set in 'headers' (a secret in the config): use bearer_token_file/_env "
+                               "or basic_auth");
+                }
+            }
+        }
+        if (auto headers = getStringTable(t, "headers", "HTTP header name", isValidHeaderName)) {
+            for (auto& [k, v] : *headers) {
+                std::string lower = k;
+                std::transform(lower.begin(), lower.end(), lower.begin(),
+                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                if (lower != "authorization") {
+                    s.headers.emplace_back(k, v);
+                }
+            }
+        }
+        parseSecretSource(t, "bearer_token", s.bearer_token_file, s.bearer_token_env);
+        if (const auto* bt = getTable(t, "basic_auth", "{ username = \"u\", password_file = \"/run/secrets/pw\" }")) {
+            bool literal = false;
+            for (auto&& [k, v] : *bt) {
+                if (k.str() == "password") {
+                    literal = true;
+                    report(Level::Error, k.source().begin,
+                           "'password' must not be written in the config (it would end up in backups and diffs): use "
+                           "password_file or password_env");
+                } else if (!contains(kBasicAuthKeys, k.str())) {
+                    report(Level::Error, k.source().begin,
+                           "unknown key '" + std::string(k.str()) + "' in 'basic_auth'" +
+                               didYouMean(k.str(), kBasicAuthKeys));
+                }
+            }
+            if (auto u = requireString(*bt, "username", "'basic_auth'")) {
+                if (u->find(':') != std::string::npos || hasLineBreak(*u)) {
+                    error(*bt->get("username"), "'username' must not contain ':' or line breaks (RFC 7617)");
+                } else {
+                    s.basic_username = *u;
+                }
+            }
+            parseSecretSource(*bt, "password", s.basic_password_file, s.basic_password_env);
+            if (!literal && bt->get("password_file") == nullptr && bt->get("password_env") == nullptr) {
+                error(*bt, "'basic_auth' needs 'password_file' or 'password_env'");
+            }
+            if (t.get("bearer_token_file") != nullptr || t.get("bearer_token_env") != nullptr) {
+                error(*t.get("basic_auth"), "set either 'basic_auth' or a bearer token (bearer_token_file/_env), not "
+                                            "both");
+            }
+        }
+        if (const auto* tt = getTable(t, "tls", "{ ca_file = \"/etc/ssl/ca.pem\" }")) {
+            checkKeys(*tt, "in 'tls'", kTlsKeys);
+            for (const char* key : {"ca_file", "cert_file", "key_file"}) {
+                if (auto f = getString(*tt, key)) {
+                    if (f->empty()) {
+                        error(*tt->get(key), "'" + std::string(key) + "' must not be empty");
+                    } else {
+                        const std::string key_view(key);
+                        (key_view == "ca_file" ? s.ca_file : key_view == "cert_file" ? s.cert_file : s.key_file) =
+                            resolvePath(*f);
+                    }
+                }
+            }
+            if (auto b = getBool(*tt, "insecure_skip_verify")) {
+                s.insecure_skip_verify = *b;
+            }
+            const bool cert = tt->get("cert_file") != nullptr;
+            const bool key = tt->get("key_file") != nullptr;
+            if (cert != key) {
+                error(*tt->get(cert ? "cert_file" : "key_file"),
+                      std::string("'cert_file' and 'key_file' go together (a client certificate and its key); '") +
+                          (cert ? "key_file" : "cert_file") + "' is missing");
+            }
+            if (s.url.rfind("http://", 0) == 0) {
+                report(Level::Warning, t.get("tls")->source().begin,
+                       "'tls' has no effect on an http:// URL (use https://)");
+            }
+        }
+    }
+
+    void parseSeriesTable(const toml::table& t, ScrapeSourceConfig& s) {
+        const char* example = s.type == ScrapeType::Json       ? "gauge = \"/queue/depth\""
+                              : s.type == ScrapeType::Promql ? "query = 'sum(rate(http_requests_total[5m]))'"
+                                                               : "counter = 'messages_lost_total'";
+        const std::string none = std::string("no series: add [source.series.NAME] with what to read, e.g. ") + example;
+        const toml::node* n = t.get("series");
+        if (n == nullptr) {
+            error(t, none);
+            return;
+        }
+        const auto* table = n->as_table();
+        if (table == nullptr) {
+            typeError(*n, "series",
+                      std::string("a table of named series, e.g. [source.series.NAME] with ") + example);
+            return;
+        }
+        if (table->empty()) {
+            error(*n, none);
+            return;
+        }
+        struct Entry {
+            const toml::key* key;
+            const toml::node* node;
+        };
+        std::vector<Entry> entries;
+        for (auto&& [k, v] : *table) {
+            entries.push_back(Entry{&k, &v});
+        }
+        // toml++ keeps tables sorted by key; the config order is the source order.
+        std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+            const auto& pa = a.key->source().begin;
+            const auto& pb = b.key->source().begin;
+            return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+        });
+        for (const auto& [key, node] : entries) {
+            const std::string name(key->str());
+            if (!isPromLabelName(name)) {
+                report(Level::Error, key->source().begin,
+                       "series name " + inQuotes(name) + " must match [a-zA-Z_][a-zA-Z0-9_]*");
+                continue;
+            }
+            if (name == "up" || name == "checks") {
+                report(Level::Error, key->source().begin,
+                       "series name '" + name + "' is reserved (rollguard's own 'up' and 'checks' series)");
+                continue;
+            }
+            const auto* st = node->as_table();
+            if (st == nullptr) {
+                error(*node, "series '" + name + "' must be a table, e.g. { " + example + " }, got " + typeName(*node));
+                continue;
+            }
+            if (auto series = parseSeries(*st, name, s.type)) {
+                s.series.push_back(std::move(*series));
+            }
+        }
+    }
+
+    static const Keys& seriesKeys(ScrapeType type) {
+        return type == ScrapeType::Prometheus ? kPrometheusSeriesKeys
+               : type == ScrapeType::Json     ? kJsonSeriesKeys
+                                              : kPromqlSeriesKeys;
+    }
+
+    std::optional<ScrapeSeriesConfig> parseSeries(const toml::table& st, const std::string& name, ScrapeType type) {
+        const Keys& keys = seriesKeys(type);
+        const Keys& kinds = type == ScrapeType::Prometheus ? kPrometheusKinds
+                            : type == ScrapeType::Json     ? kJsonKinds
+                                                           : kPromqlKinds;
+        for (auto&& [k, v] : st) {
+            const std::string_view key = k.str();
+            if (contains(keys, key)) {
+                continue;
+            }
+            std::string message;
+            std::vector<std::string_view> owners;
+            for (ScrapeType other : {ScrapeType::Prometheus, ScrapeType::Json, ScrapeType::Promql}) {
+                if (contains(seriesKeys(other), key)) {
+                    owners.push_back(toString(other));
+                }
+            }
+            if (type == ScrapeType::Json && (key == "by" || key == "max_label_sets")) {
+                message = "'" + std::string(key) + "' is not used by json series: JSON values have no labels";
+            } else if (!owners.empty()) {
+                message = "'" + std::string(key) + "' is only used by " + joinAnd(owners) + " series";
+            } else {
+                message = "unknown key '" + std::string(key) + "' in series '" + name + "'" + didYouMean(key, keys);
+            }
+            report(Level::Error, k.source().begin, std::move(message));
+        }
+        const auto given = presentKeys(st, kinds);
+        if (given.empty()) {
+            error(st, "series '" + name + "' needs " + (kinds.size() == 1 ? "" : "exactly one of ") + quotedOr(kinds));
+            return std::nullopt;
+        }
+        if (given.size() > 1) {
+            report(Level::Error, given[1].key->source().begin,
+                   "series '" + name + "' takes exactly one of " + quotedOr(kinds) + "; '" +
+                       std::string(given[0].name) + "' is already set");
+            return std::nullopt;
+        }
+        using Kind = ScrapeSeriesConfig::Kind;
+        ScrapeSeriesConfig c;
+        c.name = name;
+        c.location = locate(st.source().begin);
+        const std::string_view kind_key = given[0].name;
+        c.kind = kind_key == "gauge"     ? Kind::Gauge
+                 : kind_key == "counter" ? Kind::Counter
+                 : kind_key == "events"  ? Kind::Events
+                 : kind_key == "histogram" ? Kind::Histogram
+                                           : Kind::Query;
+        bool ok = true;
+        const toml::node& kn = *given[0].node;
+        if (c.kind == Kind::Query) {
+            const auto* q = kn.as_string();
+            if (q == nullptr) {
+                typeError(kn, "query", "a PromQL expression string");
+                ok = false;
+            } else if (q->get().find_first_not_of(" \t\r\n") == std::string::npos) {
+                error(kn, "'query' must not be empty");
+                ok = false;
+            } else {
+                c.query = q->get();
+            }
+        } else if (auto sel = parseSelectorNode(kn, kind_key, type)) {
+            c.selector = std::move(*sel);
+        } else {
+            ok = false;
+        }
+        // A key of another source type's series is reported above, once.
+        if (const toml::node* en = contains(keys, "errors") ? st.get("errors") : nullptr) {
+            if (c.kind != Kind::Events) {
+                error(*en, "'errors' is only used with 'events' (the failed ones among the counted events)");
+                ok = false;
+            } else if (auto sel = parseSelectorNode(*en, "errors", type)) {
+                c.errors = std::move(*sel);
+            } else {
+                ok = false;
+            }
+        }
+        if (const toml::node* an = contains(keys, "errors_above") ? st.get("errors_above") : nullptr) {
+            if (c.kind != Kind::Histogram) {
+                error(*an, "'errors_above' is only used with 'histogram'");
+                ok = false;
+            } else if (an->is_string()) {
+                if (auto d = durationOf(*an, "errors_above")) {
+                    c.errors_above = std::chrono::duration<double>(*d).count();
+                } else {
+                    ok = false;
+                }
+            } else if (!an->is_number()) {
+                typeError(*an, "errors_above", "a duration string like \"1s\" or a number of seconds");
+                ok = false;
+            } else if (auto v = numberOf(*an, "errors_above"); v && *v >= 0.0) {
+                c.errors_above = *v;
+            } else {
+                if (v) {
+                    error(*an, "'errors_above' must not be negative, got " + numberText(*v));
+                }
+                ok = false;
+            }
+        }
+        if (auto u = contains(keys, "unit") ? getString(st, "unit") : std::nullopt) {
+            const auto* unit = std::find_if(kSeriesUnits.begin(), kSeriesUnits.end(),
+                                            [&](const auto& e) { return e.first == *u; });
+            if (unit == kSeriesUnits.end()) {
+                const Keys names{"s", "ms", "us", "ns", "percent"};
+                error(*st.get("unit"), "'unit' must be one of s, ms, us, ns, percent or \"\" (as read); got " +
+                                           inQuotes(*u) + didYouMean(*u, names));
+                ok = false;
+            } else if (c.kind == Kind::Events) {
+                error(*st.get("unit"), "'unit' is not used with 'events': events are counted");
+                ok = false;
+            } else if (c.kind == Kind::Histogram && (unit->first == "percent" || unit->first.empty())) {
+                error(*st.get("unit"), "a histogram's 'unit' is that of its 'le' bounds: s, ms, us or ns");
+                ok = false;
+            } else {
+                c.scale = unit->second;
+            }
+        }
+        if (!contains(keys, "by")) {
+            // json: reported above
+        } else if (auto by = getStringArray(st, "by")) {
+            for (auto& [label, node] : *by) {
+                if (!isPromLabelName(label) || label.rfind("__", 0) == 0) {
+                    error(*node, "'" + label + "' in 'by' is not a valid label name (letters, digits and '_', not "
+                                               "starting with a digit or \"__\")");
+                    ok = false;
+                } else if (c.kind == Kind::Histogram && label == "le") {
+                    error(*node, "'le' is the histogram's bucket bound, not a label to keep");
+                    ok = false;
+                } else if (std::find(c.by.begin(), c.by.end(), label) != c.by.end()) {
+                    error(*node, "label '" + label + "' is listed twice in 'by'");
+                    ok = false;
+                } else {
+                    c.by.push_back(label);
+                }
+            }
+        } else if (st.get("by") != nullptr) {
+            ok = false;
+        }
+        if (auto n = contains(keys, "max_label_sets") ? getInt(st, "max_label_sets", 1, 100000, "between 1 and 100000")
+                                                      : std::nullopt) {
+            c.max_label_sets = static_cast<std::size_t>(*n);
+            if (st.get("by") == nullptr) {
+                report(Level::Warning, st.get("max_label_sets")->source().begin,
+                       "'max_label_sets' has no effect without 'by'");
+            }
+        }
+        if (!ok) {
+            return std::nullopt;
+        }
+        return c;
+    }
+
+    /// A prometheus selector or a json pointer in `n`; reported (at the column inside
+    /// the string when the string is written without escapes on one line) otherwise.
+    std::optional<SeriesSelector> parseSelectorNode(const toml::node& n, std::string_view key, ScrapeType type) {
+        const auto* str = n.as_string();
+        if (str == nullptr) {
+            typeError(n, key,
+                      type == ScrapeType::Json ? "a JSON Pointer string like \"/queue/depth\""
+                                               : "a series selector string like 'http_requests_total{code=~\"5..\"}'");
+            return std::nullopt;
+        }
+        const std::string& text = str->get();
+        if (type == ScrapeType::Json) {
+            std::string why;
+            if (text.empty() || text.front() != '/') {
+                error(n, "'" + std::string(key) + "' must be a JSON Pointer starting with '/', e.g. \"/queue/depth\"; "
+                                                  "got " + inQuotes(text));
+                return std::nullopt;
+            }
+            if (!parseJsonPointer(text, &why)) {
+                error(n, inQuotes(text) + " in '" + std::string(key) + "' is not a JSON Pointer: " + why);
+                return std::nullopt;
+            }
+            SeriesSelector sel;
+            sel.metric = text;
+            sel.text = text;
+            return sel;
+        }
+        SelectorParse parsed = parsePromSelector(text);
+        if (parsed.selector) {
+            return std::move(parsed.selector);
+        }
+        toml::source_position at = n.source().begin;
+        const toml::source_position end = n.source().end;
+        // Only when the raw string is the value between two quotes do offsets map to columns.
+        if (at.line == end.line && static_cast<std::size_t>(end.column - at.column) == text.size() + 2) {
+            at.column = static_cast<toml::source_index>(at.column + 1 + parsed.offset);
+        }
+        report(Level::Error, at, "invalid selector in '" + std::string(key) + "': " + parsed.error);
+        return std::nullopt;
+    }
+
+    void parseHealth(const toml::table& t, ScrapeSourceConfig& s) {
+        if (const toml::node* n = t.get("status")) {
+            const auto* arr = n->as_array();
+            if (arr == nullptr) {
+                typeError(*n, "status", "an array of status codes and classes, e.g. [200, 204, \"3xx\"]");
+            } else if (arr->empty()) {
+                error(*n, "'status' must list at least one code or class such as \"2xx\" (leave it out for 2xx)");
+            } else {
+                for (const auto& e : *arr) {
+                    if (const auto* i = e.as_integer(); i != nullptr && i->get() >= 100 && i->get() <= 599) {
+                        const int code = static_cast<int>(i->get());
+                        s.status.emplace_back(code, code);
+                        continue;
+                    }
+                    if (const auto* str = e.as_string(); str != nullptr && str->get().size() == 3 &&
+                                                         str->get()[0] >= '1' && str->get()[0] <= '5' &&
+                                                         (str->get().substr(1) == "xx" || str->get().substr(1) == "XX")) {
+                        const int base = (str->get()[0] - '0') * 100;
+                        s.status.emplace_back(base, base + 99);
+                        continue;
+                    }
+                    const auto text = scalarText(e);
+                    error(e, "elements of 'status' are status codes 100..599 or classes \"1xx\" to \"5xx\", got " +
+                                 (text ? (e.is_string() ? inQuotes(*text) : *text) : std::string(typeName(e))));
+                }
+            }
+        }
+        if (auto b = getString(t, "body_contains")) {
+            s.body_contains = *b;
+        }
+    }
+
+    void parseProcess(const toml::table& t, ScrapeSourceConfig& s, std::string_view where) {
+        const auto given = presentKeys(t, kProcessKeys);
+        if (given.empty()) {
+            error(t, "a process source needs exactly one of " + quotedOr(kProcessKeys) +
+                         ", e.g. command = \"nginx\"");
+            return;
+        }
+        if (given.size() > 1) {
+            report(Level::Error, given[1].key->source().begin,
+                   "a process source takes exactly one of " + quotedOr(kProcessKeys) + "; '" +
+                       std::string(given[0].name) + "' is already set");
+            return;
+        }
+        const std::string_view key = given[0].name;
+        auto value = requireString(t, key, where);
+        if (!value) {
+            return;
+        }
+        const toml::node& n = *given[0].node;
+        if (key == "pid_file") {
+            s.process.kind = ProcessSelector::PidFile;
+            s.process.value = resolvePath(*value);
+        } else if (key == "command") {
+            if (value->find('/') != std::string::npos) {
+                error(n, "'command' is an exact process name such as \"nginx\", without '/' (use pid_file for a "
+                         "path); got " + inQuotes(*value));
+                return;
+            }
+            s.process.kind = ProcessSelector::Name;
+            s.process.value = *value;
+        } else if (key == "cgroup") {
+            const fs::path p(*value);
+            if (std::any_of(p.begin(), p.end(), [](const fs::path& c) { return c == ".."; })) {
+                error(n, "'cgroup' must not contain \"..\", got " + inQuotes(*value));
+                return;
+            }
+            s.process.kind = ProcessSelector::Cgroup;
+            s.process.value = *value;
+        } else {
+            if (value->find_first_of("/ \t\r\n") != std::string::npos) {
+                error(n, "'unit' is a systemd unit name such as \"nginx.service\", got " + inQuotes(*value) +
+                             " (use cgroup for a cgroup path)");
+                return;
+            }
+            s.process.kind = ProcessSelector::Unit;
+            s.process.value = *value;
         }
     }
 
@@ -1712,8 +2564,10 @@ protected:
         // With an unknown metric (already reported) either form is accepted, so that one
         // mistake gives one error.
         const bool latency = metric == nullptr || metric->isLatency();
+        // A value series may hold durations ("queue_wait_seconds"): "500ms" reads as 0.5.
+        const bool value = metric != nullptr && metric->isValue();
         std::optional<double> v;
-        if (latency && n.is_string()) {
+        if ((latency || value) && n.is_string()) {
             if (auto d = durationOf(n, key)) {
                 v = std::chrono::duration<double>(*d).count();
             }
@@ -1756,14 +2610,30 @@ protected:
             r.severity = *sev == "critical" ? Severity::Critical : Severity::Warning;
         }
 
-        bool source_known = false;
+        bool source_known = false;  // a json_log source
+        const ScrapeStream* stream = nullptr;
         if (auto source = requireString(t, "source", where)) {
             r.source = *source;
+            const auto scrape = scrape_series_.find(*source);
             if (source_has_latency_.count(*source) != 0) {
                 source_known = true;
+            } else if (const auto it = streams_.find(*source); it != streams_.end()) {
+                stream = &it->second;
+            } else if (scrape != scrape_series_.end()) {
+                const auto& [type, series] = scrape->second;
+                std::string list;
+                for (const auto& s : series) {
+                    list += (list.empty() ? "" : ", ") + s;
+                }
+                error(*t.get("source"), "source '" + *source + "' is a " + type + " source: rules read its series, "
+                                        "e.g. '" + *source + "." + (series.empty() ? "NAME" : series.front()) +
+                                        "' (series: " + list + ")");
             } else {
                 std::vector<std::string_view> names;
                 for (const auto& [n, has] : source_has_latency_) {
+                    names.push_back(n);
+                }
+                for (const auto& [n, st] : streams_) {
                     names.push_back(n);
                 }
                 std::string hint = didYouMean(*source, names);
@@ -1814,9 +2684,20 @@ protected:
                     }
                 }
             }
-            if (metric_ok && r.metric.needsLatency() && source_known && !source_has_latency_.at(r.source)) {
-                error(mn, "metric '" + r.metric.text + "' needs latency, but source '" + r.source +
-                              "' has no 'latency' field (add latency = { field = \"duration_ms\", unit = \"ms\" })");
+            if (metric_ok && source_known) {
+                const std::string why = capabilityError(r.metric, r.source, false, source_has_latency_.at(r.source));
+                if (r.metric.needsLatency() && !source_has_latency_.at(r.source)) {
+                    error(mn, "metric '" + r.metric.text + "' needs latency, but source '" + r.source +
+                                  "' has no 'latency' field (add latency = { field = \"duration_ms\", unit = \"ms\" })");
+                } else if (!why.empty()) {
+                    error(mn, why);
+                }
+            }
+            if (metric_ok && stream != nullptr) {
+                const std::string why = capabilityError(r.metric, r.source, stream->values, stream->has_latency);
+                if (!why.empty()) {
+                    error(mn, why);
+                }
             }
         }
 
@@ -1906,6 +2787,35 @@ protected:
             r.name = *name;
             config.rules.push_back(std::move(r));
         }
+    }
+
+    /// Why `metric` (or an operand of a ratio) cannot be read from `source`, a value
+    /// series (`values`) or an event source with or without latency; "" when it can.
+    static std::string capabilityError(const MetricSpec& metric, const std::string& source, bool values,
+                                       bool latency) {
+        if (metric.kind == MetricKind::Ratio) {
+            for (const auto& o : metric.operands) {
+                if (auto why = capabilityError(o, source, values, latency); !why.empty()) {
+                    return why;
+                }
+            }
+            return {};
+        }
+        const std::string head = "metric '" + metric.text + "' ";
+        if (!values && metric.isValue()) {
+            return head + "reads a value series (a gauge, counter or query); '" + source +
+                   "' is an event source: use count, rate or error_ratio";
+        }
+        if (values && (metric.kind == MetricKind::Count || metric.kind == MetricKind::ErrorRatio ||
+                       metric.isLatency())) {
+            return head + (metric.isLatency() ? "needs latency" : "counts events") + "; '" + source +
+                   "' is a value series: use value, increase, growth or rate";
+        }
+        if (!values && metric.isLatency() && !latency) {
+            return head + "needs latency, but '" + source +
+                   "' is an event series without latency (histograms and health checks have it)";
+        }
+        return {};
     }
 
     // ---- [[rule]] keys added with issue #5 ----
@@ -2227,6 +3137,15 @@ protected:
     }
 
     void checkWhole(const toml::table& root, const Config& config) {
+        for (const auto& s : config.scrapes) {
+            for (const auto& stream : scrapeStreams(s)) {
+                if (source_names_.count(stream.name) != 0) {
+                    report(Level::Error, s.location,
+                           "series '" + stream.name + "' of source '" + s.name + "' has the same name as source '" +
+                               stream.name + "': rules could not tell them apart; rename one");
+                }
+            }
+        }
         if (root.get("source") == nullptr) {
             report(Level::Error, SourceLocation{file_, 1, 1},
                    "no [[source]] defined: rollguard needs at least one source to read");
@@ -2270,20 +3189,30 @@ protected:
         }
         const auto source_name = t.get("source") == nullptr ? std::nullopt : t.get("source")->value<std::string>();
         const LogSourceConfig* source = source_name ? config.findSource(*source_name) : nullptr;
-        if (source == nullptr) {
+        const auto stream = source_name ? streams_.find(*source_name) : streams_.end();
+        if (source == nullptr && stream == streams_.end()) {
             return;  // an unknown source is reported at the rule already
         }
         std::vector<std::string_view> labels;
-        for (const auto& l : source->labels) {
-            labels.push_back(l.name);
+        if (source != nullptr) {
+            for (const auto& l : source->labels) {
+                labels.push_back(l.name);
+            }
+        } else {
+            for (const auto& l : stream->second.labels) {
+                labels.push_back(l);
+            }
         }
         const auto check = [&](const std::string& label, const toml::source_position& where) {
             if (contains(labels, label)) {
                 return;
             }
             std::string message = "label '" + label + "' is not defined by source " + inQuotes(*source_name);
-            if (labels.empty()) {
+            if (labels.empty() && source != nullptr) {
                 message += ", which has no labels (add labels = { " + label + " = \"<field>\" } to its [[source]])";
+            } else if (labels.empty()) {
+                message += ", which has no labels (a series keeps the labels listed in its 'by', e.g. by = [\"" +
+                           label + "\"])";
             } else {
                 std::string known;
                 for (const auto l : labels) {
@@ -2321,7 +3250,11 @@ protected:
     std::map<std::string, SourceLocation> source_names_;
     std::map<std::string, SourceLocation> hook_names_;
     std::map<std::string, SourceLocation> rule_names_;
-    std::map<std::string, bool> source_has_latency_;
+    std::map<std::string, bool> source_has_latency_;  ///< json_log sources
+    /// Every series rules can read from a scrape source, by "<source>.<series>".
+    std::map<std::string, ScrapeStream> streams_;
+    /// Scrape source name -> its type and its series' short names, for messages.
+    std::map<std::string, std::pair<std::string, std::vector<std::string>>> scrape_series_;
     std::set<std::string> used_hooks_;
 };
 
@@ -2423,7 +3356,17 @@ private:
         in.location = locate(t.source().begin);
         checkKeys(t, "in [[test.input]]", kRuleTestInputKeys);
         if (auto source = requireString(t, "source", "[[test.input]]")) {
-            if (config.findSource(*source) == nullptr) {
+            const auto streams_of = [&](const ScrapeSourceConfig& s) {
+                const auto streams = scrapeStreams(s);
+                return std::any_of(streams.begin(), streams.end(),
+                                   [&](const ScrapeStream& st) { return st.name == *source; });
+            };
+            if (config.findSource(*source) == nullptr &&
+                std::any_of(config.scrapes.begin(), config.scrapes.end(), streams_of)) {
+                error(*t.get("source"), "rule tests feed log sources; '" + *source + "' is a scrape series");
+            } else if (config.findSource(*source) == nullptr && config.findScrape(*source) != nullptr) {
+                error(*t.get("source"), "rule tests feed log sources; '" + *source + "' is a scrape source");
+            } else if (config.findSource(*source) == nullptr) {
                 std::vector<std::string_view> names;
                 for (const auto& s : config.sources) {
                     names.push_back(s.name);
