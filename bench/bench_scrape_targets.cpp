@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
         for (const std::string& b : bodies) {
             copy.resize(b.size());
             std::memcpy(copy.data(), b.data(), b.size());
-            crc_acc ^= crc32(table, copy.data(), copy.size());
+            crc_acc += crc32(table, copy.data(), copy.size());
         }
     }
     const Cpu copy_cpu = cpuNow() - copy0;
