@@ -10,6 +10,10 @@
 // After SECONDS ticks it prints the CPU used (user/sys), cores used (CPU / wall) and
 // CPU µs per target scrape, next to two baselines measured in the same run over the
 // same bytes: copying them with memcpy + CRC-32, and parsing them only (no transport).
+// Minor page faults are printed too: with glibc's default malloc settings each parse's
+// allocations are returned to the kernel (heap trim / mmap threshold) and faulted back
+// in by the next one, which shows up as system time. Compare with
+//   MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=268435456 build/bench/bench_scrape_targets
 // Figures, never a pass/fail.
 
 #include <fcntl.h>
@@ -198,6 +202,7 @@ TickResult scrapeOnce(Scraper& scraper, const std::vector<ScrapeRequest>& reques
 struct Cpu {
     double user = 0;
     double sys = 0;
+    long minor_faults = 0;
     double total() const { return user + sys; }
 };
 
@@ -205,10 +210,10 @@ Cpu cpuNow() {
     rusage ru{};
     ::getrusage(RUSAGE_SELF, &ru);
     const auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
-    return {secs(ru.ru_utime), secs(ru.ru_stime)};
+    return {secs(ru.ru_utime), secs(ru.ru_stime), ru.ru_minflt};
 }
 
-Cpu operator-(const Cpu& a, const Cpu& b) { return {a.user - b.user, a.sys - b.sys}; }
+Cpu operator-(const Cpu& a, const Cpu& b) { return {a.user - b.user, a.sys - b.sys, a.minor_faults - b.minor_faults}; }
 
 std::array<std::uint32_t, 256> crcTable() {
     std::array<std::uint32_t, 256> table{};
@@ -350,13 +355,16 @@ int main(int argc, char** argv) {
     std::printf("  scrapes ok/failed          %zu / %zu\n", total.ok, total.failed);
     std::printf("  bytes per scrape           %.0f (uncompressed, keep-alive)\n", bytes_per_scrape);
     std::printf("  samples per scrape         %.0f\n", total.ok > 0 ? static_cast<double>(total.samples) / total.ok : 0);
-    std::printf("  CPU user / sys             %.3f s / %.3f s\n", cpu.user, cpu.sys);
+    std::printf("  CPU user / sys             %.3f s / %.3f s  (%ld minor page faults)\n", cpu.user, cpu.sys,
+                cpu.minor_faults);
     std::printf("  cores used (CPU / wall)    %.4f\n", cpu.total() / wall);
     std::printf("  CPU per target scrape      %.1f us (fetch + parse + select)\n", cpu.total() / scrapes * 1e6);
     std::printf("  baseline memcpy+crc32      %.1f us per body  (%.4f cores at 1 tick/s; user %.3f s sys %.3f s)\n",
                 copy_cpu.total() / scrapes * 1e6, copy_cpu.total() / seconds, copy_cpu.user, copy_cpu.sys);
-    std::printf("  baseline parse+select only %.1f us per body  (%.4f cores at 1 tick/s; user %.3f s sys %.3f s)\n",
-                parse_cpu.total() / scrapes * 1e6, parse_cpu.total() / seconds, parse_cpu.user, parse_cpu.sys);
+    std::printf("  baseline parse+select only %.1f us per body  (%.4f cores at 1 tick/s; user %.3f s sys %.3f s; %ld minor "
+                "page faults)\n",
+                parse_cpu.total() / scrapes * 1e6, parse_cpu.total() / seconds, parse_cpu.user, parse_cpu.sys,
+                parse_cpu.minor_faults);
     std::printf("  transport share            %.1f us per target scrape (total minus parse-only)\n",
                 (cpu.total() - parse_cpu.total()) / scrapes * 1e6);
     std::printf("  (checksums: %.1f %.1f %08x)\n", total.selected_sum, parse_only.selected_sum, crc_acc);
