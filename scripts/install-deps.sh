@@ -18,6 +18,8 @@ packages=(
   python3
   prometheus-alertmanager
   prometheus-node-exporter
+  prometheus
+  openssl
 )
 
 missing=()
