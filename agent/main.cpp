@@ -53,7 +53,7 @@ std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet
     }
     if (!quiet_ok) {
         const auto& c = *result.config;
-        std::cout << path << ": OK (" << c.sources.size() << " source(s), " << c.rules.size() << " rule(s), "
+        std::cout << path << ": OK (" << c.sources.size() + c.scrapes.size() << " source(s), " << c.rules.size() << " rule(s), "
                   << c.hooks.size() << " hook(s))\n";
     }
     return std::move(result.config);

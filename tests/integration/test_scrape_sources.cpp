@@ -13,6 +13,7 @@
 #include "rollguard/agent/scrape_loop.h"
 #include "rollguard/rules/stats.h"
 #include "http_receiver.h"
+#include "prometheus_server.h"
 #include "temp_dir.h"
 
 using namespace rollguard;
@@ -557,4 +558,81 @@ TEST_CASE("scrape thread scrapes on its interval and stops promptly", "[scrape][
     const auto h = rig.loop.take();
     CHECK(rig.part(h, "tick.g").has_value());
     CHECK(rig.status().scrapes >= 4);
+}
+
+namespace {
+
+/// Writes a textfile-collector file atomically, as the node exporter wants it.
+void writeTextfile(const std::string& dir, const std::string& text) {
+    rollguard::testing::writeFile(dir + "/app.prom.tmp", text);
+    std::filesystem::rename(dir + "/app.prom.tmp", dir + "/app.prom");
+}
+
+std::string appMetrics(int requests, int queue) {
+    return "# TYPE app_requests_total counter\napp_requests_total " + std::to_string(requests) +
+           "\n# TYPE app_queue_depth gauge\napp_queue_depth{queue=\"main\"} " + std::to_string(queue) + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("real node exporter and real Prometheus: a known counter's increase, a known gauge, and fleet queries", "[scrape][promql][integration]") {
+    if (!rollguard::testing::PrometheusServer::available()) {
+        WARN("prometheus or prometheus-node-exporter missing: run scripts/install-deps.sh");
+        return;
+    }
+    rollguard::testing::PrometheusServer server;
+    writeTextfile(server.textfileDir(), appMetrics(100, 42));
+
+    Config config;
+    auto node = source("node", ScrapeType::Prometheus,
+                       "http://127.0.0.1:" + std::to_string(server.exporterPort()) + "/metrics");
+    node.series.push_back(series("requests", ScrapeSeriesConfig::Kind::Counter, selector("app_requests_total")));
+    node.series.push_back(series("queue", ScrapeSeriesConfig::Kind::Gauge,
+                                 selector("app_queue_depth", {{"queue", rules::LabelMatcher::Op::Equal, "main"}})));
+    node.series.push_back(series("load", ScrapeSeriesConfig::Kind::Gauge, selector("node_load1")));
+    config.scrapes.push_back(node);
+    auto fleet = source("fleet", ScrapeType::Promql, server.url());
+    ScrapeSeriesConfig queue;
+    queue.name = "queue";
+    queue.kind = ScrapeSeriesConfig::Kind::Query;
+    queue.query = "max by (queue) (app_queue_depth)";
+    queue.by = {"queue"};
+    fleet.series.push_back(queue);
+    ScrapeSeriesConfig up;
+    up.name = "node_up";
+    up.kind = ScrapeSeriesConfig::Kind::Query;
+    up.query = R"(sum(up{job="node"}))";
+    fleet.series.push_back(up);
+    config.scrapes.push_back(fleet);
+    Rig rig(std::move(config));
+
+    // The exporter directly: its whole /metrics parses, the gauge reads as written.
+    auto h = rig.scrape();
+    INFO(server.logs());
+    CHECK(rig.status(0).up);
+    CHECK(rig.status(0).samples > 500);
+    CHECK(valueOf(rig.part(h, "node.queue")) == 42.0);
+    CHECK(valueOf(rig.part(h, "node.load")) >= 0.0);
+    CHECK(valueOf(rig.part(h, "node.up")) == 1.0);
+    writeTextfile(server.textfileDir(), appMetrics(160, 42));
+    h = rig.scrape();
+    CHECK(valueOf(rig.part(h, "node.requests")) == 60.0);
+
+    // Through Prometheus: wait (bounded) until it has scraped the textfile metric.
+    std::optional<double> fleet_queue;
+    for (int i = 0; i < 60 && !fleet_queue; ++i) {
+        h = rig.scrape();
+        if (auto p = rig.part(h, "fleet.queue"); p && p->last_value) {
+            fleet_queue = p->last_value;
+        } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds{500});
+        }
+    }
+    REQUIRE(fleet_queue);
+    CHECK(*fleet_queue == 42.0);
+    CHECK(valueOf(rig.part(h, "fleet.node_up")) == 1.0);
+    CHECK(valueOf(rig.part(h, "fleet.up")) == 1.0);
+    for (const auto& t : rig.loop.status()) {
+        CHECK(t.errors.empty());
+    }
 }

@@ -2,6 +2,8 @@
 // the rules that read their series.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -654,9 +656,15 @@ TEST_CASE("prometheus selectors: names, matchers, escapes", "[config][scrape]") 
     CHECK(s.matchers[1].op == Op::NotEqual);
     CHECK(s.matchers[2].op == Op::NotRegex);
     CHECK(s.matchers[3].op == Op::Equal);
-    CHECK(s.matches({{"code", "503"}, {"method", "POST"}, {"route", "/api"}, {"job", "api"}}));
-    CHECK_FALSE(s.matches({{"code", "503"}, {"method", "POST"}, {"route", "/healthz"}, {"job", "api"}}));
-    CHECK_FALSE(s.matches({{"code", "1503"}, {"method", "POST"}, {"route", "/api"}, {"job", "api"}}));
+    const auto matches = [&](std::map<std::string, std::string, std::less<>> labels) {
+        return s.matches([&](std::string_view name) {
+            const auto it = labels.find(name);
+            return it == labels.end() ? std::string_view() : std::string_view(it->second);
+        });
+    };
+    CHECK(matches({{"code", "503"}, {"method", "POST"}, {"route", "/api"}, {"job", "api"}}));
+    CHECK_FALSE(matches({{"code", "503"}, {"method", "POST"}, {"route", "/healthz"}, {"job", "api"}}));
+    CHECK_FALSE(matches({{"code", "1503"}, {"method", "POST"}, {"route", "/api"}, {"job", "api"}}));
 
     s = selectorOf(R"('{__name__="queue_depth", queue="main"}')");
     CHECK(s.metric == "queue_depth");
