@@ -40,7 +40,6 @@ struct IntervalStats {
     std::int64_t errors = 0;
     double value_sum = 0.0;
     std::int64_t value_count = 0;
-    std::optional<double> last_value;  // TEMP until slice-points merges
     HdrHistogram latency;
 
     bool empty() const { return events == 0 && value_count == 0 && latency.totalCount() == 0; }
