@@ -16,7 +16,14 @@ void mergeInto(IntervalStats& into, const IntervalStats& from) {
     into.errors += from.errors;
     into.value_sum += from.value_sum;
     into.value_count += from.value_count;
+    if (from.last_value) {
+        into.last_value = from.last_value;  // `from` is the later interval
+    }
     into.latency.add(from.latency);
+}
+
+std::int64_t toNs(rules::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
 }  // namespace
@@ -32,6 +39,7 @@ void IntervalStats::reset() {
     errors = 0;
     value_sum = 0.0;
     value_count = 0;
+    last_value.reset();
     latency.reset();
 }
 
@@ -72,6 +80,7 @@ void IntervalRecorder::recordValue(double value) {
     std::lock_guard lock(mutex_);
     current_.value_sum += value;
     ++current_.value_count;
+    current_.last_value = value;
 }
 
 void IntervalRecorder::recordBatch(const IntervalStats& batch) {
@@ -252,14 +261,15 @@ std::optional<SparseCounts> SparseCounts::fromRaw(std::string_view raw, std::int
 // WindowView
 
 WindowView::WindowView(std::chrono::nanoseconds length, std::chrono::nanoseconds slot_width, std::size_t ring,
-                       const HistogramSettings& settings)
+                       const HistogramSettings& settings, const std::deque<ValuePoint>* points)
     : length_(length),
       slot_width_(slot_width),
       slots_((length.count() + slot_width.count() - 1) / slot_width.count()),
       ring_(ring),
       excluded_up_to_(std::numeric_limits<std::int64_t>::min()),
       units_per_second_(settings.units_per_second),
-      aggregate_(settings) {}
+      aggregate_(settings),
+      points_(points) {}
 
 double WindowView::quantileSeconds(double q) const {
     return static_cast<double>(aggregate_.latency.valueAtPercentile(q * 100.0)) / units_per_second_;
@@ -288,6 +298,49 @@ void WindowView::forEachBucket(const std::function<void(double value_seconds, st
     });
 }
 
+std::optional<std::int64_t> WindowView::startNs() const {
+    if (excluded_up_to_ == std::numeric_limits<std::int64_t>::min()) {
+        return std::nullopt;
+    }
+    return (excluded_up_to_ + 1) * slot_width_.count();
+}
+
+std::deque<ValuePoint>::const_iterator WindowView::firstPoint() const {
+    const auto start = startNs();
+    if (!start) {
+        return points_->begin();
+    }
+    return std::lower_bound(points_->begin(), points_->end(), *start,
+                            [](const ValuePoint& p, std::int64_t ns) { return p.ns < ns; });
+}
+
+void WindowView::forEach(const std::function<void(double seconds_since_window_start, double value)>& fn) const {
+    auto it = firstPoint();
+    if (it == points_->end()) {
+        return;
+    }
+    // Without a bound yet, the oldest point is the start: t only matters relatively.
+    const std::int64_t origin = startNs().value_or(it->ns);
+    for (; it != points_->end(); ++it) {
+        fn(static_cast<double>(it->ns - origin) / 1e9, it->value);
+    }
+}
+
+std::size_t WindowView::pointCount() const {
+    return static_cast<std::size_t>(points_->end() - firstPoint());
+}
+
+std::optional<double> WindowView::lastValue() const {
+    if (points_->empty()) {
+        return std::nullopt;
+    }
+    const auto start = startNs();
+    if (start && points_->back().ns < *start) {
+        return std::nullopt;
+    }
+    return points_->back().value;
+}
+
 rules::SeriesStats WindowView::asSeriesStats() const {
     rules::SeriesStats s;
     s.events = aggregate_.events;
@@ -296,6 +349,8 @@ rules::SeriesStats WindowView::asSeriesStats() const {
     s.latency = this;
     s.value_count = aggregate_.value_count;
     s.value_sum = aggregate_.value_sum;
+    s.last_value = lastValue();
+    s.points = this;
     return s;
 }
 
@@ -433,7 +488,7 @@ WindowHandle Series::addWindow(std::chrono::nanoseconds length) {
         }
     }
     Ring& ring = *rings_[ring_index];
-    windows_.push_back(std::unique_ptr<WindowView>(new WindowView(length, width, ring_index, settings_)));
+    windows_.push_back(std::unique_ptr<WindowView>(new WindowView(length, width, ring_index, settings_, &points_)));
     WindowView& w = *windows_.back();
     ring.max_slots = std::max(ring.max_slots, w.slots_);
 
@@ -483,6 +538,52 @@ void Series::advance(rules::TimePoint now) {
             ring->sealed.pop_front();
         }
     }
+    prunePoints();
+}
+
+void Series::prunePoints() {
+    if (windows_.empty()) {
+        points_.clear();
+        return;
+    }
+    // The oldest instant any window still covers; a window without a bound keeps all.
+    std::optional<std::int64_t> keep_from;
+    for (const auto& w : windows_) {
+        const auto start = w->startNs();
+        if (!start) {
+            keep_from.reset();
+            break;
+        }
+        keep_from = keep_from ? std::min(*keep_from, *start) : *start;
+    }
+    if (keep_from) {
+        while (!points_.empty() && points_.front().ns < *keep_from) {
+            points_.pop_front();
+        }
+    }
+    while (points_.size() > kMaxPoints) {
+        points_.pop_front();
+        ++points_dropped_;
+    }
+}
+
+void Series::insertPoint(std::int64_t ns, double value) {
+    if (!points_.empty() && points_.back().ns <= ns) {
+        if (points_.back().ns == ns) {
+            points_.back().value = value;
+        } else {
+            points_.push_back(ValuePoint{ns, value});
+        }
+    } else {
+        auto it = std::lower_bound(points_.begin(), points_.end(), ns,
+                                   [](const ValuePoint& p, std::int64_t v) { return p.ns < v; });
+        if (it != points_.end() && it->ns == ns) {
+            it->value = value;
+        } else {
+            points_.insert(it, ValuePoint{ns, value});
+        }
+    }
+    prunePoints();
 }
 
 void Series::checkSettings(const IntervalStats& interval) const {
@@ -499,6 +600,10 @@ void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
         return;
     }
     checkSettings(interval);
+    if (interval.last_value && std::isfinite(*interval.last_value) && !windows_.empty()) {
+        // A point no window covers is dropped again at once by the pruning.
+        insertPoint(toNs(at), *interval.last_value);
+    }
     for (std::size_t r = 0; r < rings_.size(); ++r) {
         Ring& ring = *rings_[r];
         const std::int64_t index = slotIndex(ring, at);
@@ -547,6 +652,9 @@ void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
 void Series::add(rules::TimePoint now, const IntervalStats& interval) {
     checkSettings(interval);
     advance(now);
+    if (interval.last_value && std::isfinite(*interval.last_value) && !windows_.empty()) {
+        insertPoint(toNs(*newest_), *interval.last_value);
+    }
     for (auto& ring : rings_) {
         mergeInto(ring->open, interval);
     }
@@ -557,7 +665,12 @@ void Series::add(rules::TimePoint now, const IntervalStats& interval) {
 
 namespace {
 
-constexpr std::uint64_t kSeriesFormat = 1;
+// Format 1: settings, times and each ring's slots. Format 2 (value points): format 1
+// followed by the points: their count, then the first time (zig-zag ns since the epoch)
+// and each later one as the (positive) ns since the one before, each with its value.
+// Format-1 bytes still restore, without points.
+constexpr std::uint64_t kSeriesFormatSlots = 1;
+constexpr std::uint64_t kSeriesFormat = 2;
 
 void writeSlot(ByteWriter& w, std::int64_t index, std::int64_t events, std::int64_t errors, double value_sum,
                std::int64_t value_count, std::int64_t overflow, std::string_view counts) {
@@ -645,6 +758,19 @@ std::string Series::serialize() const {
                       slot.counts.raw());
         }
     }
+    w.varint(points_.size());
+    std::int64_t previous = 0;
+    for (std::size_t i = 0; i < points_.size(); ++i) {
+        const ValuePoint& p = points_[i];
+        if (i == 0) {
+            w.svarint(p.ns);
+        } else {
+            // Unsigned: the difference of two ascending int64 always fits.
+            w.varint(static_cast<std::uint64_t>(p.ns) - static_cast<std::uint64_t>(previous));
+        }
+        w.f64(p.value);
+        previous = p.ns;
+    }
     return w.take();
 }
 
@@ -660,7 +786,7 @@ bool Series::restore(std::string_view bytes) {
     std::uint64_t highest = 0;
     std::uint64_t sigfigs = 0;
     double units = 0.0;
-    if (!r.varint(format) || format != kSeriesFormat || !r.varint(lowest) || !r.varint(highest) ||
+    if (!r.varint(format) || (format != kSeriesFormat && format != kSeriesFormatSlots) || !r.varint(lowest) || !r.varint(highest) ||
         !r.varint(sigfigs) || !r.f64(units)) {
         return false;
     }
@@ -705,6 +831,36 @@ bool Series::restore(std::string_view bytes) {
             ring.sealed.push_back(std::move(slot));
         }
     }
+    std::deque<ValuePoint> saved_points;
+    if (format == kSeriesFormat) {
+        std::uint64_t point_count = 0;
+        // Each point takes at least 9 bytes: a bound on the count before reading them.
+        if (!r.varint(point_count) || point_count > bytes.size() / 9) {
+            return false;
+        }
+        for (std::uint64_t i = 0; i < point_count; ++i) {
+            ValuePoint p;
+            if (i == 0) {
+                if (!r.svarint(p.ns)) {
+                    return false;
+                }
+            } else {
+                std::uint64_t delta = 0;
+                const std::int64_t previous = saved_points.back().ns;
+                // Unsigned, so the headroom above a negative time cannot overflow.
+                const std::uint64_t headroom = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) -
+                                               static_cast<std::uint64_t>(previous);
+                if (!r.varint(delta) || delta == 0 || delta > headroom) {
+                    return false;
+                }
+                p.ns = static_cast<std::int64_t>(static_cast<std::uint64_t>(previous) + delta);
+            }
+            if (!r.f64(p.value) || !std::isfinite(p.value)) {
+                return false;
+            }
+            saved_points.push_back(p);
+        }
+    }
     if (!r.done()) {
         return false;
     }
@@ -732,6 +888,8 @@ bool Series::restore(std::string_view bytes) {
     for (auto& w : windows_) {
         rebuild(*w);
     }
+    points_ = std::move(saved_points);
+    prunePoints();
     return true;
 }
 
@@ -761,6 +919,8 @@ std::size_t Series::memoryBytes() const {
     for (const auto& w : windows_) {
         bytes += sizeof(WindowView) + w->aggregate_.latency.memoryBytes() - sizeof(HdrHistogram);
     }
+    // A deque allocates in blocks; counting the points themselves is close enough.
+    bytes += points_.size() * sizeof(ValuePoint);
     return bytes;
 }
 

@@ -32,7 +32,8 @@ struct HistogramSettings {
 };
 
 /// What a source observed during one tick: events, errors, a latency histogram and the
-/// sum/count of plain values (scraped gauges and counter rates).
+/// sum/count of plain values (scraped gauges and counters' per-scrape increases), with
+/// the newest of those values.
 /// Thread-safety: none.
 struct IntervalStats {
     explicit IntervalStats(const HistogramSettings& settings = {});
@@ -40,9 +41,17 @@ struct IntervalStats {
     std::int64_t errors = 0;
     double value_sum = 0.0;
     std::int64_t value_count = 0;
+    /// The newest plain value recorded in the interval (IntervalRecorder::recordValue sets
+    /// it; a producer building an interval by hand sets it next to value_sum/value_count).
+    /// Merging intervals keeps the later one's when it has one. Series::add turns it into
+    /// one point of the series' value points (what `value` and `growth` rules read).
+    std::optional<double> last_value;
     HdrHistogram latency;
 
-    bool empty() const { return events == 0 && value_count == 0 && latency.totalCount() == 0; }
+    bool empty() const {
+        return events == 0 && value_count == 0 && !last_value && latency.totalCount() == 0;
+    }
+    /// Clears every count, the values and last_value; keeps the histogram's settings.
     void reset();
 };
 
@@ -97,7 +106,8 @@ public:
 
     /// One event. `latency_seconds` < 0 means the event has no latency.
     void record(double latency_seconds, bool error);
-    /// One plain value (a scraped gauge, a counter's rate).
+    /// One plain value (a scraped gauge, a counter's increase): adds it to value_sum and
+    /// value_count and makes it the interval's last_value. Non-finite values are ignored.
     void recordValue(double value);
     /// Merges a batch a writer accumulated privately (cheaper than one lock per line).
     void recordBatch(const IntervalStats& batch);
@@ -181,10 +191,19 @@ private:
     std::size_t entries_ = 0;
 };
 
+/// One point of a series' value points: the time of the interval that carried a
+/// last_value (ns since the epoch) and that value.
+struct ValuePoint {
+    std::int64_t ns = 0;
+    double value = 0.0;
+};
+
 /// The statistics of one window of one series, maintained incrementally. Implements
-/// rules::LatencyView (seconds). A reference stays valid for the life of its Series and
-/// always shows the series' latest state.
-class WindowView final : public rules::LatencyView {
+/// rules::LatencyView (seconds) and rules::PointsView (the series' value points inside
+/// the window). A reference stays valid for the life of its Series and always shows the
+/// series' latest state.
+/// Thread-safety: none (read it on the thread that owns the Series).
+class WindowView final : public rules::LatencyView, public rules::PointsView {
 public:
     std::chrono::nanoseconds length() const { return length_; }
     std::chrono::nanoseconds slotWidth() const { return slot_width_; }
@@ -206,13 +225,28 @@ public:
     /// Each non-empty bucket at its median equivalent value (what Mann-Whitney ranks).
     void forEachBucket(const std::function<void(double value_seconds, std::int64_t count)>& fn) const override;
 
-    /// The rules' view of this window (latency points at *this).
+    /// Calls fn(seconds since the window's start, value) for each value point inside the
+    /// window, oldest first. The window's start is the start of its oldest slot, so a
+    /// point is inside exactly when the slot it was added to is still in the aggregate.
+    void forEach(const std::function<void(double seconds_since_window_start, double value)>& fn) const override;
+    /// Value points inside the window.
+    std::size_t pointCount() const;
+    /// The newest value point inside the window; nullopt when there is none.
+    std::optional<double> lastValue() const;
+
+    /// The rules' view of this window: counts and value sums of the aggregate, latency
+    /// and points at *this, last_value = lastValue(). Valid while the Series lives.
     rules::SeriesStats asSeriesStats() const;
 
 private:
     friend class Series;
     WindowView(std::chrono::nanoseconds length, std::chrono::nanoseconds slot_width, std::size_t ring,
-               const HistogramSettings& settings);
+               const HistogramSettings& settings, const std::deque<ValuePoint>* points);
+    /// The first value point inside the window.
+    std::deque<ValuePoint>::const_iterator firstPoint() const;
+    /// Start of the window's oldest slot in ns since the epoch; nullopt when unbounded
+    /// (the window has seen no time yet).
+    std::optional<std::int64_t> startNs() const;
 
     std::chrono::nanoseconds length_;
     std::chrono::nanoseconds slot_width_;
@@ -222,6 +256,7 @@ private:
     std::chrono::nanoseconds covered_{0};
     double units_per_second_;
     IntervalStats aggregate_;
+    const std::deque<ValuePoint>* points_;  // the owning Series' points
 };
 
 /// Opaque handle of a registered window.
@@ -248,9 +283,21 @@ using WindowHandle = std::size_t;
 /// Time going backwards (a clock step, a late interval) is clamped by add(): data stamped
 /// before the newest slot goes into the newest slot. addAt() instead puts late data into
 /// the slot it belongs to (event time), as if it had arrived in time.
+///
+/// Value points: besides the slots, the series keeps one point (time, value) per interval
+/// that carried a last_value, in time order, for the `value` (newest point in the window)
+/// and `growth` (slope over the window's points) metrics. A point is in a window exactly
+/// when the slot it went into is; points no window covers any more (older than the
+/// longest window's oldest slot) are dropped as time advances. So a series holds about
+/// scrapes-per-longest-window points, 16 bytes each, and never more than kMaxPoints: past
+/// that the oldest points are dropped (pointsDropped() counts them), which only thins
+/// what `growth` sees of very long windows.
 /// Thread-safety: none; owned by the evaluation thread. Writers use IntervalRecorder.
 class Series {
 public:
+    /// The most value points a series keeps (160 KB): a 1 s scrape over a 2 h 45 min window.
+    static constexpr std::size_t kMaxPoints = 10'000;
+
     explicit Series(const HistogramSettings& settings = {});
     ~Series();
     Series(const Series&) = delete;
@@ -265,7 +312,8 @@ public:
     const WindowView& window(WindowHandle handle) const;
 
     /// Moves time to `now` (slots leave their windows), then adds the interval into the
-    /// slot containing `now`.
+    /// slot containing `now`. An interval with a last_value adds the point (now, value)
+    /// (now clamped as the slot's time is); a second one at the same time replaces it.
     void add(rules::TimePoint now, const IntervalStats& interval);
     /// Moves time to `now` without data.
     void advance(rules::TimePoint now);
@@ -274,31 +322,44 @@ public:
     /// holds that slot (a sealed slot is re-encoded with the data merged in; an empty one
     /// is created), and every window aggregate that currently includes the slot gets it
     /// too, so windows are exactly what they would be had the data arrived in time. A ring
-    /// that no longer holds the slot skips it silently. Time does not move.
+    /// that no longer holds the slot skips it silently. Time does not move. A last_value
+    /// becomes the point (at, value), inserted in time order (replacing a point at the same
+    /// time) unless no window covers `at` any more.
     void addAt(rules::TimePoint at, const IntervalStats& interval);
 
     const HistogramSettings& settings() const { return settings_; }
 
-    /// The series' slots (not the aggregates, which are derived) as bytes, for
-    /// checkpoints.
+    /// The series' slots and value points (not the aggregates, which are derived) as
+    /// bytes, for checkpoints. Format 2: format 1 (slots only) followed by the points.
     std::string serialize() const;
-    /// Loads slots saved by serialize() into this series, whose windows are already
-    /// registered: each ring gets the saved slots of the same width (rings of a width
-    /// that was not saved start empty) and every aggregate is rebuilt from its ring.
-    /// On different histogram settings or corrupt bytes it returns false and changes
-    /// nothing.
+    /// Loads slots and points saved by serialize() into this series, whose windows are
+    /// already registered: each ring gets the saved slots of the same width (rings of a
+    /// width that was not saved start empty) and every aggregate is rebuilt from its ring.
+    /// Bytes of format 1 (written before value points existed) restore too, with no
+    /// points: `value` and `growth` have no data until new values arrive. Points no window
+    /// covers are dropped. On different histogram settings or corrupt bytes it returns
+    /// false and changes nothing.
     bool restore(std::string_view bytes);
 
-    /// Bytes held by the series: sealed slots, the rings' open slots and the aggregates.
+    /// Bytes held by the series: sealed slots, the rings' open slots, the aggregates and
+    /// the value points.
     std::size_t memoryBytes() const;
     /// Sealed slots held over all rings.
     std::size_t sealedSlots() const;
+    /// Value points held (over all windows: those of the longest one).
+    std::size_t points() const { return points_.size(); }
+    /// Value points dropped because the series held kMaxPoints (since construction).
+    std::uint64_t pointsDropped() const { return points_dropped_; }
 
 private:
     struct Ring;
     std::int64_t slotIndex(const Ring& ring, rules::TimePoint t) const;
     void rebuild(WindowView& window);
     void checkSettings(const IntervalStats& interval) const;
+    /// Drops points no window covers, then the oldest beyond kMaxPoints.
+    void prunePoints();
+    /// Inserts a point in time order; one at the same time is replaced.
+    void insertPoint(std::int64_t ns, double value);
 
     HistogramSettings settings_;
     std::optional<rules::TimePoint> first_seen_;
@@ -306,6 +367,8 @@ private:
     std::vector<std::unique_ptr<Ring>> rings_;
     std::vector<std::unique_ptr<WindowView>> windows_;
     std::unique_ptr<IntervalStats> scratch_;  // dense slot for re-encoding; made on first late data
+    std::deque<ValuePoint> points_;           // ascending ns, distinct times
+    std::uint64_t points_dropped_ = 0;
 };
 
 }  // namespace rollguard::agent
