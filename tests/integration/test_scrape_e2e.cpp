@@ -2,6 +2,8 @@
 // a /metrics endpoint of ours on loopback, rolls back on a counter jump and on a sustained
 // outage, ignores a short blip, and shows its targets in /metrics and /api/v1/status.
 
+#include <signal.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
@@ -110,11 +112,11 @@ TEST_CASE("the binary rolls back on a scraped counter jump and a sustained outag
     CHECK(eventually([&] { return readFile(dir / "app.env").find("API_DOWN_ROLLBACK=1") != std::string::npos; }, 15s));
 
     // The targets as a Prometheus server and a person see them.
-    const auto metrics = httpRequest(port, "GET", "/metrics");
+    const auto metrics = httpRequest(port, "GET", "/metrics", {}, "");
     CHECK(metrics.body.find("rollguard_scrape_up{series=\"\",source=\"api\"") != std::string::npos);
     CHECK(metrics.body.find("rollguard_scrape_errors_total{kind=\"http_status\",series=\"\",source=\"api\"") !=
           std::string::npos);
-    const auto status = httpRequest(port, "GET", "/api/v1/status");
+    const auto status = httpRequest(port, "GET", "/api/v1/status", {}, "");
     CHECK(status.body.find("\"scrapes\":[") != std::string::npos);
     CHECK(status.body.find("\"type\":\"health\"") != std::string::npos);
 
