@@ -261,8 +261,11 @@ TEST_CASE("prometheus source reads OpenMetrics with _created and sees a recreate
 }
 
 TEST_CASE("bad targets are counted errors of their own and the others carry on", "[scrape][source]") {
-    HttpReceiver good, garbage, slow, drip, big;
+    HttpReceiver good, garbage, slow, drip, big, html, duplicate, latin1;
     good.setBody("up_gauge 1\n");
+    html.setBody("<html><body>login</body></html>\n", {{"Content-Type", "text/html"}});
+    duplicate.setBody("up_gauge{a=\"1\"} 1\nup_gauge{a=\"1\"} 2\n");
+    latin1.setBody("up_gauge{city=\"K\xf6ln\"} 1\n");
     garbage.setBody("this is { not the exposition format\n");
     slow.setBody("up_gauge 1\n");
     slow.setDelay(std::chrono::milliseconds{1500});
@@ -285,6 +288,9 @@ TEST_CASE("bad targets are counted errors of their own and the others carry on",
     add("big", big.url("/metrics"));
     add("dns", "http://rollguard-no-such-host.invalid/metrics");
     add("refused", "http://127.0.0.1:" + std::to_string(refused_port) + "/metrics");
+    add("html", html.url("/metrics"));
+    add("duplicate", duplicate.url("/metrics"));
+    add("latin1", latin1.url("/metrics"));
     Rig rig(std::move(config));
 
     const auto h = rig.scrape();
@@ -302,7 +308,13 @@ TEST_CASE("bad targets are counted errors of their own and the others carry on",
     CHECK(kindOf(4) == "too_large");
     CHECK(kindOf(5) == "dns");
     CHECK(kindOf(6) == "connect");
-    for (const char* name : {"garbage.v", "slow.v", "drip.v", "big.v", "dns.v", "refused.v"}) {
+    CHECK(kindOf(7) == "parse");  // a login page instead of metrics
+    CHECK(kindOf(8) == "parse");
+    CHECK_THAT(statuses[8].last_error, Catch::Contains("duplicate"));
+    CHECK(kindOf(9) == "parse");
+    CHECK_THAT(statuses[9].last_error, Catch::Contains("UTF-8"));
+    for (const char* name :
+         {"garbage.v", "slow.v", "drip.v", "big.v", "dns.v", "refused.v", "html.v", "duplicate.v", "latin1.v"}) {
         INFO(name);
         CHECK(rig.failed(h, name) == true);
     }
