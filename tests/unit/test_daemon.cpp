@@ -241,3 +241,56 @@ TEST_CASE("daemon: checkpoints are written when something changed, not while idl
     CHECK(resumed.snapshot().rules[0].samples == 15);
     CHECK(resumed.snapshot().sources[0].lines == 0);
 }
+
+TEST_CASE("daemon: a reload hands positions, windows and unchanged rules' state to the new config", "[daemon][reload]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    rules::ManualClock clock;
+    auto config = makeConfig(dir);  // no state_dir: the handoff is in memory only
+    auto old_daemon = std::make_unique<agent::Daemon>(config, clock);
+    const auto step = [&](agent::Daemon& d, int n, int errors) {
+        appendFile(dir / "app.log", lines(n, errors, 20));
+        clock.advance(1s);
+        d.pollSources();
+        d.tick();
+        return d.snapshot();
+    };
+    for (int i = 0; i < 3; ++i) {
+        step(*old_daemon, 100, 0);
+    }
+    auto s = step(*old_daemon, 100, 40);
+    REQUIRE(s.rules[0].state == rules::AlertState::Pending);
+    const auto since = *s.rules[0].since;
+    // Lines written while the old daemon stops are read by the new one, once.
+    appendFile(dir / "app.log", lines(100, 40, 20));
+    auto handoff = old_daemon->stopForReload();
+    old_daemon.reset();
+
+    // The new config: "errors" unchanged, "slow" changed (threshold), a new rule.
+    config.rules[1].threshold = 0.5;
+    rules::RuleSpec added = config.rules[0];
+    added.name = "errors-fast";
+    added.for_ = 0s;
+    added.hooks = {};
+    config.rules.push_back(added);
+    agent::Daemon next(config, clock, std::move(handoff));
+    s = step(next, 0, 0);
+    CHECK(s.sources[0].lines == 100);  // only what it read itself: the 100 lines from the gap
+    // The 10 s window holds all 500 lines (400 before the reload, 100 after), 80 errors.
+    REQUIRE(s.rules[0].value.has_value());
+    CHECK(*s.rules[0].value == Approx(80.0 / 500.0));
+    REQUIRE(s.rules[0].state == rules::AlertState::Pending);
+    CHECK(*s.rules[0].since == since);  // `for` keeps counting across the reload
+    CHECK(s.rules[1].state == rules::AlertState::Inactive);
+    for (int i = 0; i < 3; ++i) {
+        s = step(next, 100, 40);
+        CHECK(s.rules[0].state == rules::AlertState::Pending);
+    }
+    s = step(next, 100, 40);
+    // since + 5 s of `for`: fires on schedule, not 5 s after the reload.
+    CHECK(s.rules[0].state == rules::AlertState::Firing);
+    CHECK(clock.now() - since == 5s);
+    next.waitForHooks();
+    CHECK(readFile(dir / "app.env") == "CANARY=0\n");
+}

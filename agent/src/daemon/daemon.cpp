@@ -56,7 +56,7 @@ struct Daemon::SourceState {
     SourcePositions positions;  // matching exactly what the judge's streams hold
 };
 
-Daemon::Daemon(Config config, const rules::Clock& clock)
+Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> handoff)
     : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)),
       judge_(std::make_unique<Judge>(config_)),
       scrapes_(std::make_unique<ScrapeLoop>(config_, *judge_, host_)) {
@@ -69,6 +69,14 @@ Daemon::Daemon(Config config, const rules::Clock& clock)
     if (!config_.agent.state_dir.empty()) {
         checkpoint_path_ = config_.agent.state_dir + "/checkpoint";
         rules_state_path_ = config_.agent.state_dir + "/rules.state";
+        prepareStateDir();
+    }
+    if (handoff) {
+        // A reload: the previous daemon's state, in memory (with or without state_dir).
+        applyRulesState(handoff->rules_state, "the previous configuration");
+        applyCheckpoint(handoff->checkpoint);
+    } else if (!rules_state_path_.empty()) {
+        restoreRulesState();
         restoreCheckpoint();
     }
 
@@ -297,6 +305,31 @@ void Daemon::stopWithoutSaving() {
     }
 }
 
+Daemon::Handoff Daemon::stopForReload() {
+    Handoff handoff;
+    if (stopped_) {
+        return handoff;
+    }
+    stopped_ = true;
+    for (auto& source : sources_) {
+        source->tailer.stop();
+    }
+    scrapes_->stop();
+    const auto now = clock_.now();
+    // Everything read so far goes into the windows, so the positions handed over match
+    // them exactly: the next daemon reads on from there, nothing lost or counted twice.
+    collect(now);
+    handoff.checkpoint = buildCheckpoint();
+    handoff.rules_state = judge_->engine().saveState();
+    if (!checkpoint_path_.empty()) {
+        writeCheckpointNow(now);  // the files agree with the handoff if the process dies now
+    }
+    if (hooks_) {
+        hooks_->stop();
+    }
+    return handoff;
+}
+
 void Daemon::collect(rules::TimePoint now) {
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         SourceState& source = *sources_[i];
@@ -329,7 +362,7 @@ void Daemon::collect(rules::TimePoint now) {
     }
 }
 
-void Daemon::restoreCheckpoint() {
+void Daemon::prepareStateDir() {
     std::error_code ec;
     // A directory we create holds state nobody else should read; an existing one (e.g.
     // systemd's StateDirectory=) keeps the mode it was given.
@@ -342,9 +375,10 @@ void Daemon::restoreCheckpoint() {
         spdlog::error("state_dir {}: {}; running without checkpoints", config_.agent.state_dir, ec.message());
         checkpoint_path_.clear();
         rules_state_path_.clear();
-        return;
     }
-    restoreRulesState();
+}
+
+void Daemon::restoreCheckpoint() {
     std::string why;
     const auto checkpoint = readCheckpoint(checkpoint_path_, why);
     if (!checkpoint) {
@@ -353,6 +387,11 @@ void Daemon::restoreCheckpoint() {
         }
         return;
     }
+    applyCheckpoint(*checkpoint);
+}
+
+void Daemon::applyCheckpoint(const Checkpoint& checkpoint_value) {
+    const Checkpoint* checkpoint = &checkpoint_value;
     // Scrape streams have no read positions: only their windows come back.
     for (std::size_t i = sources_.size(); i < judge_->sourceCount(); ++i) {
         if (const SourceCheckpoint* saved = checkpoint->find(judge_->sourceName(i))) {
@@ -380,7 +419,7 @@ void Daemon::restoreCheckpoint() {
     }
 }
 
-void Daemon::writeCheckpointNow(rules::TimePoint now) {
+Checkpoint Daemon::buildCheckpoint() {
     Checkpoint checkpoint;
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         checkpoint.sources.push_back(SourceCheckpoint{sources_[i]->config.name, sources_[i]->positions,
@@ -390,6 +429,11 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
         checkpoint.sources.push_back(
             SourceCheckpoint{judge_->sourceName(i), {}, judge_->series(i).serialize(), judge_->saveStreams(i)});
     }
+    return checkpoint;
+}
+
+void Daemon::writeCheckpointNow(rules::TimePoint now) {
+    const Checkpoint checkpoint = buildCheckpoint();
     last_checkpoint_ = std::chrono::steady_clock::now();
     const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
     // The rules' state changes without transitions too (a baseline learned and frozen,
@@ -507,10 +551,16 @@ void Daemon::restoreRulesState() {
         }
         return;
     }
+    applyRulesState(data, rules_state_path_);
+}
+
+void Daemon::applyRulesState(std::string_view data, const std::string& from) {
     if (judge_->engine().restoreState(data, clock_.now())) {
-        spdlog::info("rules state restored from {} (pending timers, latches, baselines)", rules_state_path_);
+        spdlog::info("rules state restored from {} (pending timers, latches, baselines; rules whose "
+                     "definition changed start fresh)",
+                     from);
     } else {
-        spdlog::warn("rules state {} is corrupt or from another version; rules start fresh", rules_state_path_);
+        spdlog::warn("rules state {} is corrupt or from another version; rules start fresh", from);
     }
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "rollguard/agent/checkpoint.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/hooks.h"
 #include "rollguard/agent/incidents.h"
@@ -107,8 +108,19 @@ struct StatusSnapshot {
 /// requestStop() and snapshot() from any thread.
 class Daemon {
 public:
+    /// What a daemon hands to its successor on a reload: its sources' read positions and
+    /// windows, and the rules' state (timers, latches, baselines).
+    struct Handoff {
+        Checkpoint checkpoint;
+        std::string rules_state;
+    };
+
     /// Builds everything from a validated config; the clock must outlive the daemon.
-    Daemon(Config config, const rules::Clock& clock);
+    /// Without `handoff` it restores state_dir's checkpoint and rules state (if any);
+    /// with it (a reload), the previous daemon's state instead: sources with the same name
+    /// read on from their positions with their windows, rules whose definition did not
+    /// change keep their state, changed ones start fresh, and removed ones are dropped.
+    Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> handoff = std::nullopt);
     ~Daemon();
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
@@ -131,6 +143,11 @@ public:
     /// must leave the windows and timers on disk as it found them. Idempotent.
     void stopWithoutSaving();
 
+    /// Stops like stop() (checkpoint and rules state written when state_dir is set,
+    /// queued hooks finished) and returns the state for the daemon of the new config.
+    /// Idempotent: a second call returns an empty handoff.
+    Handoff stopForReload();
+
     StatusSnapshot snapshot() const;
     const Config& config() const { return config_; }
     /// For tests: waits until queued hooks have run.
@@ -150,7 +167,11 @@ public:
 private:
     struct SourceState;
     void onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
+    void prepareStateDir();
     void restoreCheckpoint();
+    void applyCheckpoint(const Checkpoint& checkpoint);
+    Checkpoint buildCheckpoint();
+    void applyRulesState(std::string_view data, const std::string& from);
     /// Moves what the sources recorded into their series (with the matching positions).
     void collect(rules::TimePoint now);
     void writeCheckpointNow(rules::TimePoint now);
