@@ -317,7 +317,7 @@ TEST_CASE("every metric the Grafana dashboard queries is in a live scrape", "[in
     }
 }
 
-TEST_CASE("the Kubernetes manifests are well-formed YAML of the expected kinds", "[integration][gate]") {
+TEST_CASE("the Kubernetes manifests are well-formed YAML of the expected kinds with a valid rollguard config", "[integration][gate]") {
     const fs::path dir = fs::path(ROLLGUARD_SOURCE_DIR) / "deploy/kubernetes";
     const std::vector<std::string> files = {(dir / "rollguard-sidecar.yaml").string(),
                                             (dir / "argo-analysis-template.yaml").string(),
@@ -329,16 +329,27 @@ TEST_CASE("the Kubernetes manifests are well-formed YAML of the expected kinds",
         WARN("python3-yaml is not installed: only checking the manifests exist");
         return;
     }
+    // Prints each document's kind and writes the ConfigMap's rollguard.toml to argv[1].
+    TempDir tmp;
+    const std::string toml = (tmp / "rollguard.toml").string();
     std::vector<std::string> argv = {"/usr/bin/python3", "-c",
                                      "import sys, yaml\n"
-                                     "for f in sys.argv[1:]:\n"
+                                     "for f in sys.argv[2:]:\n"
                                      "    for d in yaml.safe_load_all(open(f)):\n"
-                                     "        if d: print(d['kind'])\n"};
+                                     "        if not d: continue\n"
+                                     "        print(d['kind'])\n"
+                                     "        if d['kind'] == 'ConfigMap':\n"
+                                     "            open(sys.argv[1], 'w').write(d['data']['rollguard.toml'])\n",
+                                     toml};
     argv.insert(argv.end(), files.begin(), files.end());
     const auto [rc, out] = runCommand(argv);
     INFO(out);
     CHECK(rc == 0);
-    for (const char* kind : {"ConfigMap", "Deployment", "AnalysisTemplate", "Canary"}) {
+    for (const char* kind : {"ConfigMap", "Deployment", "Service", "AnalysisTemplate", "Canary"}) {
         CHECK(out.find(std::string(kind) + "\n") != std::string::npos);
     }
+    // The sidecar's config is one rollguard accepts.
+    const auto [check_rc, check_out] = runCommand({ROLLGUARD_BIN, "check", "--config", toml});
+    INFO(check_out);
+    CHECK(check_rc == 0);
 }
