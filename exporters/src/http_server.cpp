@@ -60,6 +60,57 @@ bool healthy(const agent::StatusSnapshot& s) {
     return now - reference <= allowed;
 }
 
+/// Reads and drops a request body (Flagger posts a JSON payload to the gate), so the
+/// client is not reset before it reads the answer. Stops after `limit` bytes.
+void drainBody(mg_connection* conn, std::size_t limit) {
+    char buf[4096];
+    std::size_t total = 0;
+    while (total < limit) {
+        const int n = mg_read(conn, buf, sizeof(buf));
+        if (n <= 0) {
+            return;
+        }
+        total += static_cast<std::size_t>(n);
+    }
+}
+
+/// Parses the gate's query string: `rules=a,b` (URL-encoded, spaces around names
+/// ignored) and `always_200=true|1`. False when the query cannot be decoded.
+bool parseGateQuery(const char* query_string, GateQuery& query) {
+    if (query_string == nullptr) {
+        return true;
+    }
+    const std::size_t len = std::strlen(query_string);
+    std::string buf(len + 1, '\0');
+    int n = mg_get_var(query_string, len, "rules", buf.data(), buf.size());
+    if (n == -2) {
+        return false;
+    }
+    if (n >= 0) {
+        const std::string list(buf.data(), static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        while (start <= list.size()) {
+            std::size_t end = list.find(',', start);
+            if (end == std::string::npos) {
+                end = list.size();
+            }
+            std::string name = list.substr(start, end - start);
+            name.erase(0, name.find_first_not_of(" \t"));
+            name.erase(name.find_last_not_of(" \t") + 1);
+            if (!name.empty()) {
+                query.rules.push_back(name);
+            }
+            start = end + 1;
+        }
+    }
+    n = mg_get_var(query_string, len, "always_200", buf.data(), buf.size());
+    if (n >= 0) {
+        const std::string v(buf.data(), static_cast<std::size_t>(n));
+        query.always_200 = v == "true" || v == "1";
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string jsonError(const std::string& message) {
@@ -122,7 +173,27 @@ struct HttpServer::Impl {
         const std::string uri = info->local_uri ? info->local_uri : "";
         const bool is_get = std::strcmp(info->request_method, "GET") == 0 ||
                             std::strcmp(info->request_method, "HEAD") == 0;
-        if (std::strcmp(info->request_method, "POST") == 0 && uri.rfind("/api/v1/", 0) == 0) {
+        const bool is_post = std::strcmp(info->request_method, "POST") == 0;
+        if (uri == "/api/v1/gate" && (is_get || is_post)) {
+            try {
+                if (is_post) {
+                    drainBody(conn, 64 * 1024);
+                }
+                GateQuery query;
+                if (!parseGateQuery(info->query_string, query)) {
+                    reply(conn, 400, "application/json", jsonError("cannot decode the query string"));
+                    return 400;
+                }
+                const GateReply r = renderGate(self->snapshot(), query);
+                reply(conn, r.status, "application/json", r.json);
+                return r.status;
+            } catch (const std::exception& e) {
+                spdlog::error("http: {} failed: {}", uri, e.what());
+                reply(conn, 503, "application/json", jsonError("internal error"));
+                return 503;
+            }
+        }
+        if (is_post && uri.rfind("/api/v1/", 0) == 0) {
             try {
                 return self->handleAdmin(conn, uri);
             } catch (const std::exception& e) {
@@ -145,6 +216,12 @@ struct HttpServer::Impl {
                 reply(conn, ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "evaluation loop stalled\n");
                 return ok ? 200 : 503;
             }
+            if (uri == "/readyz") {
+                const bool ok = isReady(self->snapshot());
+                reply(conn, ok ? 200 : 503, "text/plain; charset=utf-8",
+                      ok ? "ready\n" : "not ready: the rules have not been evaluated yet\n");
+                return ok ? 200 : 503;
+            }
             if (uri == "/api/v1/status") {
                 reply(conn, 200, "application/json", renderStatusJson(self->snapshot()) + "\n");
                 return 200;
@@ -154,7 +231,7 @@ struct HttpServer::Impl {
             reply(conn, 503, "text/plain; charset=utf-8", "internal error\n");
             return 503;
         }
-        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz or /api/v1/status\n");
+        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz, /readyz, /api/v1/status or /api/v1/gate\n");
         return 404;
     }
 };

@@ -93,6 +93,9 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                     MetricType::Counter),
         {}, static_cast<double>(s.incident_record_failures));
 
+    add(fams.family("rollguard_rules_state_failures_total", "Failed writes of the rules' state file.",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.rules_state_failures));
     add(fams.family("rollguard_checkpoints_total", "Checkpoints of read positions and windows written.",
                     MetricType::Counter),
         {}, static_cast<double>(s.checkpoints));
@@ -162,8 +165,8 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     auto& scrape_samples = fams.family("rollguard_scrape_samples",
                                        "Samples (or values) the target's last good scrape returned.",
                                        MetricType::Gauge);
-    auto& scrape_resets = fams.family("rollguard_scrape_counter_resets_total",
-                                      "Counter resets seen in the target's series.", MetricType::Counter);
+    auto& scrape_resets = fams.family("rollguard_scrape_resets_total",
+                                      "Resets (a value going down) seen in the target's counter series.", MetricType::Counter);
     for (const auto& t : s.scrapes) {
         std::vector<ClientMetric::Label> l{{"series", t.series}, {"source", t.source}, {"target", t.target}};
         add(scrape_up, l, t.up ? 1 : 0);
@@ -252,6 +255,15 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("manual_rollbacks").value(s.manual_rollbacks);
     w.key("rearms").value(s.rearms);
     w.key("dry_run").value(s.dry_run);
+    w.key("ready").value(isReady(s));
+    w.key("incident_record_failures").value(s.incident_record_failures);
+    w.key("checkpoints").beginObject();
+    w.key("written").value(s.checkpoints);
+    w.key("failures").value(s.checkpoint_failures);
+    w.key("last");
+    optionalTime(s.last_checkpoint);
+    w.key("rules_state_failures").value(s.rules_state_failures);
+    w.endObject();
     w.key("rules").beginArray();
     for (const auto& r : s.rules) {
         w.beginObject();
@@ -304,6 +316,11 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("label_sets").value(src.label_sets);
         w.key("label_overflow_total").value(src.label_overflow);
         w.key("too_late").value(src.too_late);
+        w.key("rotations").value(src.rotations);
+        w.key("truncations").value(src.truncations);
+        w.key("read_errors").value(src.read_errors);
+        w.key("identity_changes").value(src.identity_changes);
+        w.key("window_bytes").value(src.window_bytes);
         w.endObject();
     }
     w.endArray();
@@ -340,6 +357,15 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("last_run");
         optionalTime(h.last_run);
         w.key("last_message").value(h.last_message);
+        w.key("last_duration_seconds").value(h.last_duration_seconds);
+        if (h.type == std::string("webhook") || h.type == std::string("alertmanager")) {
+            w.key("spool").beginObject();
+            w.key("spooled").value(h.delivery.spooled);
+            w.key("delivered").value(h.delivery.spool_delivered);
+            w.key("dropped").value(h.delivery.spool_dropped);
+            w.key("pending").value(h.delivery.spool_pending);
+            w.endObject();
+        }
         w.endObject();
     }
     w.endArray();

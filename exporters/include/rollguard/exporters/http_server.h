@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "rollguard/agent/daemon.h"
 
@@ -15,6 +16,38 @@ std::string renderMetrics(const agent::StatusSnapshot& snapshot);
 
 /// Renders a snapshot as the JSON of GET /api/v1/status.
 std::string renderStatusJson(const agent::StatusSnapshot& snapshot);
+
+/// Whether the agent is ready to answer for its rules: its config is loaded (a snapshot
+/// exists at all), its sources are started and it has evaluated the rules at least once
+/// (`snapshot.ticks > 0`). Pure; thread-safe.
+bool isReady(const agent::StatusSnapshot& snapshot);
+
+/// The answer of GET /api/v1/gate: an HTTP status and a JSON body.
+struct GateReply {
+    int status = 200;
+    std::string json;
+};
+
+/// What GET /api/v1/gate asks for (from its query string).
+struct GateQuery {
+    /// Empty: the gate covers every critical rule. Otherwise exactly the rules named here,
+    /// whatever their severity (all groups of a grouped rule).
+    std::vector<std::string> rules;
+    /// Answer 200 even when the gate is shut, the verdict only in the body's `healthy`:
+    /// for Argo Rollouts' `web` metric, which reads a non-2xx answer as a measurement
+    /// error rather than a failure.
+    bool always_200 = false;
+};
+
+/// The deploy gate. Healthy when the agent is ready (isReady) and no covered rule is
+/// pending or firing; then 200 with {"healthy": true, ...}. Otherwise 503 (or 200 with
+/// `always_200`) with {"healthy": false, "blocking": [{"rule", "group", "severity",
+/// "state", "value", "threshold", "comparison", "since"}], "reason": ...}. A rule with no
+/// data (fewer than min_samples) is inactive, so it does not shut the gate. A rule name
+/// in the query that the config does not define answers 400, so a typo cannot pass a
+/// rollout. `dry_run` does not open the gate: it silences rollguard's own hooks only.
+/// `evaluated_at` is the last evaluation (RFC 3339) or null. Pure; thread-safe.
+GateReply renderGate(const agent::StatusSnapshot& snapshot, const GateQuery& query = {});
 
 /// The admin endpoints' actions. Each gets the request body and returns the HTTP status
 /// and a JSON body. An empty token disables the admin API.
@@ -28,7 +61,10 @@ struct AdminApi {
     std::function<Reply(const std::string& body)> rearm;
 };
 
-/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /api/v1/status, and the
+/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 once
+/// isReady, else 503; text body), /api/v1/status, GET or POST /api/v1/gate (renderGate;
+/// query `rules=a,b` and `always_200=true`; POST because Flagger's webhooks post and
+/// its body is ignored), and the
 /// admin API: POST /api/v1/rollback and /api/v1/rearm, which need
 /// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
 /// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
