@@ -120,12 +120,14 @@ private:
     std::optional<std::string> old_;
 };
 
-std::string minimalConfig(const TempDir& dir, std::uint16_t port) {
+/// One source, one rule, ticking once an hour: after the first tick, anything the agent
+/// sends while the test runs comes from between ticks.
+std::string hourlyTickConfig(const TempDir& dir, std::uint16_t port) {
     const std::string d = dir.path().string();
-    return "[agent]\nstate_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
-           "\"\n\n[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"" + d +
+    return "[agent]\ntick = \"1h\"\nstate_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" +
+           std::to_string(port) + "\"\n\n[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"" + d +
            "/app.log\"]\n\n[[rule]]\nname = \"errors\"\nsource = \"app\"\nmetric = \"error_ratio\"\n"
-           "above = 0.5\nwindow = \"1m\"\n";
+           "above = 0.5\nwindow = \"2h\"\n";
 }
 
 std::optional<std::string> findSystemdAnalyze() {
@@ -230,12 +232,12 @@ TEST_CASE("rollguard run tells systemd READY=1, pings WATCHDOG=1, ignores SIGHUP
     TempDir dir;
     writeFile(dir / "app.log", "");
     const std::uint16_t port = freePort();
-    writeFile(dir / "rollguard.toml", minimalConfig(dir, port));
+    writeFile(dir / "rollguard.toml", hourlyTickConfig(dir, port));
     const std::string socket_path = (dir / "notify.sock").string();
     NotifySocket socket(socket_path);
 
-    // Ticks are 1 s (the default); the watchdog wants a ping every 400 ms, so the pings
-    // between ticks come from run()'s heartbeat.
+    // The watchdog wants a ping every 400 ms and the agent ticks once an hour: every
+    // WATCHDOG=1 after the first comes from run()'s heartbeat between ticks.
     Process daemon({ROLLGUARD_BIN, "run", "-c", (dir / "rollguard.toml").string()}, (dir / "out").string(),
                    (dir / "err").string(), {{"NOTIFY_SOCKET", socket_path}, {"WATCHDOG_USEC", "400000"}});
 
