@@ -8,10 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -29,6 +33,7 @@
 #include "rollguard/agent/replay.h"
 #include "rollguard/agent/timeline.h"
 #include "rollguard/agent/rule_test.h"
+#include "rollguard/agent/sd_notify.h"
 #include "rollguard/exporters/http_server.h"
 #include "rollguard/rules/clock.h"
 
@@ -68,7 +73,25 @@ void configureLogging(const std::string& level) {
     spdlog::flush_on(spdlog::level::trace);
 }
 
-int runAgent(const std::string& config_path, bool dry_run, const std::string& log_level_override) {
+/// `rollguard run`. Under systemd (Type=notify) it tells the manager READY=1 once the
+/// config is loaded, the sources are started and the listener is up, pings WATCHDOG=1
+/// from the tick loop at least every half of WATCHDOG_USEC, and says STOPPING=1 when
+/// SIGTERM or SIGINT arrives. Stopping (sources, checkpoint, rules state, queued hooks)
+/// is bounded by `stop_timeout`: past it the agent exits at once, still with 0, and the
+/// hooks an incident has not finished are resumed from its record at the next start.
+int runAgent(const std::string& config_path, bool dry_run, const std::string& log_level_override,
+             std::chrono::milliseconds stop_timeout) {
+    // Signals are taken by a dedicated thread with sigwait, so no handler runs inside
+    // library code; every thread started below inherits the blocked mask. Blocked first
+    // thing, so a SIGHUP while the config loads does not kill the agent either (a
+    // SIGTERM meanwhile stays pending and stops it as soon as it runs).
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
     auto config = load(config_path, true);
     if (!config) {
         return kExitUsage;
@@ -77,15 +100,6 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         config->agent.dry_run = true;
     }
     configureLogging(log_level_override.empty() ? config->agent.log_level : log_level_override);
-
-    // Signals are taken by a dedicated thread with sigwait, so no handler runs inside
-    // library code; every thread started below inherits the blocked mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     // One daemon per state directory: two would overwrite each other's checkpoints and
     // both roll back. The lock also tells `rollguard rollback` a daemon is running.
@@ -120,11 +134,13 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     rollguard::agent::Daemon daemon(std::move(*config), clock);
 
     std::unique_ptr<rollguard::exporters::HttpServer> server;
+    std::string listening;
     if (!listen.empty()) {
         try {
             server = std::make_unique<rollguard::exporters::HttpServer>(
                 listen, [&daemon] { return daemon.snapshot(); }, rollguard::cli::adminApiFor(daemon, admin_token));
             const std::string host = listen.substr(0, listen.rfind(':'));
+            listening = host + ":" + std::to_string(server->port());
             spdlog::info("listening on {}:{} (/metrics, /healthz, /api/v1/status{})", host, server->port(),
                          admin_token.empty() ? "; admin API disabled" : ", admin API");
         } catch (const std::exception& e) {
@@ -134,17 +150,32 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     }
 
     std::atomic<bool> done{false};
+    std::mutex stopped_mutex;
+    std::condition_variable stopped_cv;
+    bool stopped = false;
     std::thread signal_thread([&] {
         const timespec timeout{0, 200'000'000};
         while (!done) {
             const int sig = sigtimedwait(&signals, nullptr, &timeout);
             if (sig == SIGINT || sig == SIGTERM) {
-                spdlog::info("received {}; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+                const auto bound_ms = std::chrono::duration_cast<std::chrono::milliseconds>(stop_timeout).count();
+                spdlog::info("received {}; stopping (at most {} ms)", sig == SIGINT ? "SIGINT" : "SIGTERM", bound_ms);
+                rollguard::agent::sdNotify("STOPPING=1\nSTATUS=stopping");
                 daemon.requestStop();
+                // The bound on the whole stop: TimeoutStopSec= must not have to SIGKILL us
+                // in the middle of a state write, so we exit first, on our own terms.
+                std::unique_lock lock(stopped_mutex);
+                if (!stopped_cv.wait_for(lock, stop_timeout, [&] { return stopped; })) {
+                    spdlog::error("stop took longer than {} ms; exiting now. Checkpoint and rules state are "
+                                  "written before hooks are waited for; the hooks of an incident that did not "
+                                  "finish run again from its record at the next start",
+                                  bound_ms);
+                    std::_Exit(kExitOk);
+                }
                 return;
             }
             if (sig == SIGHUP) {
-                spdlog::warn("received SIGHUP; reload is not supported yet, restart to apply a new config");
+                spdlog::warn("received SIGHUP: reload is not supported yet; restart to apply a new config");
             }
         }
     });
@@ -152,11 +183,33 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     spdlog::info("rollguard {} started with {} ({} rule(s)){}", ROLLGUARD_VERSION, config_path,
                  daemon.config().rules.size(), daemon.config().agent.dry_run ? " in DRY-RUN mode" : "");
     daemon.start();
-    daemon.run();
-    done = true;
-    signal_thread.join();
+
+    const auto& started = daemon.config();
+    const std::string status = "STATUS=running: " + std::to_string(started.sources.size() + started.scrapes.size()) +
+                               " source(s), " + std::to_string(started.rules.size()) + " rule(s)" +
+                               (listening.empty() ? std::string() : ", listening on " + listening) +
+                               (started.agent.dry_run ? ", DRY-RUN" : "");
+    const bool notified = rollguard::agent::sdNotify("READY=1\n" + status);
+    rollguard::agent::Daemon::Heartbeat heartbeat;
+    if (const auto watchdog = rollguard::agent::sdWatchdogInterval()) {
+        heartbeat.beat = [] { rollguard::agent::sdNotify("WATCHDOG=1"); };
+        heartbeat.every = *watchdog / 2;
+        spdlog::info("systemd watchdog: {} ms; the tick loop pings every {} ms", watchdog->count() / 1000,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(heartbeat.every).count());
+    }
+    if (notified) {
+        spdlog::info("told the service manager READY=1");
+    }
+    daemon.run(heartbeat);
     server.reset();
     daemon.stop();
+    {
+        std::lock_guard lock(stopped_mutex);
+        stopped = true;
+    }
+    stopped_cv.notify_all();
+    done = true;
+    signal_thread.join();
     spdlog::info("stopped");
     return kExitOk;
 }
@@ -308,12 +361,17 @@ int main(int argc, char** argv) {
     std::string config_path;
     bool dry_run = false;
     std::string log_level;
+    double stop_timeout_seconds = 20.0;
 
     auto* run = app.add_subcommand("run", "Run the agent: follow sources, evaluate rules, run hooks.");
     run->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
     run->add_flag("--dry-run", dry_run, "Evaluate and log, but only log the hooks that would run");
     run->add_option("--log-level", log_level, "Override [agent] log_level")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+    run->add_option("--stop-timeout", stop_timeout_seconds,
+                    "Seconds a stop (SIGTERM/SIGINT) may take before the agent exits anyway; keep it below "
+                    "the unit's TimeoutStopSec (default 20)")
+        ->check(CLI::Range(0.1, 3600.0));
 
     auto* check = app.add_subcommand("check", "Validate a configuration; print file:line:col for every error.");
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
@@ -408,7 +466,8 @@ int main(int argc, char** argv) {
             }
             return rollguard::cli::runIncidents(*config, incident_id, incidents_json);
         }
-        return runAgent(config_path, dry_run, log_level);
+        return runAgent(config_path, dry_run, log_level,
+                        std::chrono::milliseconds{static_cast<long long>(stop_timeout_seconds * 1000.0)});
     } catch (const std::exception& e) {
         std::cerr << "rollguard: " << e.what() << "\n";
         return kExitRuntime;

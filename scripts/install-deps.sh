@@ -15,6 +15,7 @@ packages=(
   libsimdjson-dev
   libcli11-dev
   libsystemd-dev
+  systemd  # systemd-analyze: the [systemd] tests verify and rate the unit
   python3
   prometheus-alertmanager
   prometheus-node-exporter

@@ -244,19 +244,36 @@ void Daemon::pollSources() {
 }
 
 void Daemon::run() {
+    run(Heartbeat{});
+}
+
+void Daemon::run(const Heartbeat& heartbeat) {
     using steady = std::chrono::steady_clock;
+    const auto beat_every = std::chrono::duration_cast<steady::duration>(heartbeat.every);
+    const bool beats_between_ticks = heartbeat.beat && beat_every > steady::duration::zero();
     auto next = steady::now();
     std::unique_lock lock(stop_mutex_);
     while (!stop_requested_) {
         lock.unlock();
         tick();
+        if (heartbeat.beat) {
+            heartbeat.beat();
+        }
         lock.lock();
         next += std::chrono::duration_cast<steady::duration>(config_.agent.tick);
         // After a stall (suspend, overload) tick again at once rather than in a burst.
         if (next < steady::now()) {
             next = steady::now();
         }
-        stop_cv_.wait_until(lock, next, [this] { return stop_requested_; });
+        while (!stop_cv_.wait_until(lock, beats_between_ticks ? std::min(next, steady::now() + beat_every) : next,
+                                    [this] { return stop_requested_; }) &&
+               steady::now() < next) {
+            if (heartbeat.beat) {
+                lock.unlock();
+                heartbeat.beat();
+                lock.lock();
+            }
+        }
     }
 }
 

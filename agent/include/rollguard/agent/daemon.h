@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <future>
@@ -133,7 +134,16 @@ public:
     /// their threads (tests; later replay), and scrapes every scrape target once. Only
     /// before start().
     void pollSources();
-    /// Ticks every `agent.tick` (real time between ticks) until requestStop().
+    /// A liveness callback for run(), e.g. the systemd watchdog ping.
+    struct Heartbeat {
+        std::function<void()> beat;        ///< empty: no heartbeat
+        std::chrono::nanoseconds every{0};  ///< at most this long between beats; 0: once per tick
+    };
+    /// Ticks every `agent.tick` (real time between ticks) until requestStop(). Calls
+    /// `heartbeat.beat` on this thread after every tick and, while waiting for the next
+    /// tick, at least every `heartbeat.every` — so a tick loop that hangs stops beating.
+    void run(const Heartbeat& heartbeat);
+    /// run() without a heartbeat.
     void run();
     void requestStop();
     /// Stops the sources, then finishes queued hooks. Idempotent.
