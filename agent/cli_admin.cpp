@@ -23,16 +23,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 
-std::string jsonObject(std::initializer_list<std::pair<const char*, std::string>> fields) {
-    agent::JsonWriter w;
-    w.beginObject();
-    for (const auto& [k, v] : fields) {
-        w.key(k).value(v);
-    }
-    w.endObject();
-    return w.str() + "\n";
-}
-
 /// How the CLI reaches the state: a running daemon (lock held by someone else) or
 /// directly (we now hold the lock). Prints the problem and returns nullopt on failure.
 enum class Route { Daemon, Direct };
@@ -155,24 +145,35 @@ int follow(const agent::Config& config, const std::string& id, double wait_secon
 
 }  // namespace
 
-exporters::AdminApi adminApiFor(agent::Daemon& daemon, std::string token) {
+std::string jsonObject(std::initializer_list<std::pair<const char*, std::string>> fields) {
+    agent::JsonWriter w;
+    w.beginObject();
+    for (const auto& [k, v] : fields) {
+        w.key(k).value(v);
+    }
+    w.endObject();
+    return w.str() + "\n";
+}
+
+exporters::AdminApi adminApiFor(std::function<std::shared_ptr<agent::Daemon>()> current, std::string token) {
     exporters::AdminApi api;
     api.token = std::move(token);
-    api.rollback = [&daemon](const std::string& body) {
+    api.rollback = [current](const std::string& body) {
         std::string error;
         const auto request = agent::parseAdminRequest(body, error);
         if (!request) {
             return exporters::AdminApi::Reply{400, jsonObject({{"error", error}})};
         }
-        const auto id = daemon.rollback(request->reason, request->rule, error);
+        const auto id = current()->rollback(request->reason, request->rule, error);
         if (!id) {
             return exporters::AdminApi::Reply{409, jsonObject({{"error", error}})};
         }
         return exporters::AdminApi::Reply{202, jsonObject({{"incident_id", *id}, {"status", "running"}})};
     };
-    api.rearm = [&daemon](const std::string&) {
-        const auto done = daemon.requestRearm();
-        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(3 * daemon.config().agent.tick) +
+    api.rearm = [current](const std::string&) {
+        const auto daemon = current();
+        const auto done = daemon->requestRearm();
+        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(3 * daemon->config().agent.tick) +
                            std::chrono::seconds{5};
         if (done.wait_for(limit) != std::future_status::ready) {
             return exporters::AdminApi::Reply{504, jsonObject({{"error", "rearm queued; the tick loop did not apply "

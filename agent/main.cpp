@@ -73,12 +73,63 @@ void configureLogging(const std::string& level) {
     spdlog::flush_on(spdlog::level::trace);
 }
 
+/// The daemon `rollguard run` is serving with, which a reload replaces, and the reload
+/// figures. The HTTP threads, the signal thread and the main thread share it.
+struct Agent {
+    explicit Agent(std::shared_ptr<rollguard::agent::Daemon> d) : daemon(std::move(d)) {}
+
+    std::shared_ptr<rollguard::agent::Daemon> current() {
+        std::lock_guard lock(mutex);
+        return daemon;
+    }
+    rollguard::agent::StatusSnapshot snapshot() {
+        auto d = current();
+        auto s = d->snapshot();
+        std::lock_guard lock(mutex);
+        s.reloads = reloads;
+        return s;
+    }
+    void replace(std::shared_ptr<rollguard::agent::Daemon> next, rollguard::rules::TimePoint now) {
+        {
+            std::lock_guard lock(mutex);
+            daemon = std::move(next);
+            ++reloads.ok;
+            reloads.last_ok = true;
+            reloads.last_success = now;
+            reloads.last_error.clear();
+        }
+        reloaded.notify_all();
+    }
+    std::uint64_t reloadsDone() {
+        std::lock_guard lock(mutex);
+        return reloads.ok;
+    }
+    /// Waits until more than `before` reloads were applied.
+    bool waitForReload(std::uint64_t before, std::chrono::seconds limit) {
+        std::unique_lock lock(mutex);
+        return reloaded.wait_for(lock, limit, [&] { return reloads.ok > before; });
+    }
+
+    std::mutex mutex;  // guards daemon, pending, reloads
+    std::condition_variable reloaded;
+    std::shared_ptr<rollguard::agent::Daemon> daemon;
+    std::optional<rollguard::agent::Config> pending;  // a checked config waiting to be switched to
+    rollguard::agent::StatusSnapshot::Reloads reloads;
+    std::atomic<bool> stopping{false};
+};
+
 /// `rollguard run`. Under systemd (Type=notify) it tells the manager READY=1 once the
 /// config is loaded, the sources are started and the listener is up, pings WATCHDOG=1
 /// from the tick loop at least every half of WATCHDOG_USEC, and says STOPPING=1 when
 /// SIGTERM or SIGINT arrives. Stopping (sources, checkpoint, rules state, queued hooks)
 /// is bounded by `stop_timeout`: past it the agent exits at once, still with 0, and the
 /// hooks an incident has not finished are resumed from its record at the next start.
+///
+/// SIGHUP and POST /api/v1/reload reload the config file: it is checked whole first (a
+/// config with errors is refused, logged with file:line:col and counted, and the running
+/// one carries on); then, at the end of a tick, the daemon hands its state to one built
+/// from the new config (see Daemon::stopForReload). `listen` and `state_dir` only change
+/// with a restart.
 int runAgent(const std::string& config_path, bool dry_run, const std::string& log_level_override,
              std::chrono::milliseconds stop_timeout) {
     // Signals are taken by a dedicated thread with sigwait, so no handler runs inside
@@ -131,18 +182,79 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
 
     rollguard::rules::SystemClock clock;
     const std::string listen = config->agent.listen;
-    rollguard::agent::Daemon daemon(std::move(*config), clock);
+    const std::string config_text_path = config->path;
+    Agent agent(std::make_shared<rollguard::agent::Daemon>(std::move(*config), clock));
+    agent.reloads.last_success = clock.now();
+
+    // A reload (SIGHUP, POST /api/v1/reload): the file is read and fully checked first;
+    // a config with errors is refused and the running one carries on.
+    const auto prepareReload = [&](const std::string& why, std::string& errors) -> bool {
+        auto result = rollguard::agent::loadConfigFile(config_path);
+        if (!result.ok()) {
+            for (const auto& d : result.diagnostics) {
+                if (d.level == rollguard::rules::Diagnostic::Level::Error) {
+                    errors += d.format() + "\n";
+                }
+            }
+            spdlog::error("reload ({}) refused; the running config stays:\n{}", why, errors);
+            std::lock_guard lock(agent.mutex);
+            ++agent.reloads.failed;
+            agent.reloads.last_ok = false;
+            agent.reloads.last_error = errors;
+            return false;
+        }
+        rollguard::agent::Config next = std::move(*result.config);
+        const auto running = agent.current();
+        const auto& old = running->config().agent;
+        // What the process holds for its lifetime stays as started.
+        if (next.agent.listen != old.listen) {
+            spdlog::warn("reload: [agent] listen changed to {}; the listener stays on {} until a restart",
+                         next.agent.listen, old.listen);
+            next.agent.listen = old.listen;
+        }
+        if (next.agent.state_dir != old.state_dir) {
+            spdlog::warn("reload: [agent] state_dir changed to {}; {} stays in use until a restart",
+                         next.agent.state_dir, old.state_dir);
+            next.agent.state_dir = old.state_dir;
+        }
+        if (dry_run) {
+            next.agent.dry_run = true;
+        }
+        spdlog::info("reload ({}): {} checked; switching at the end of this tick", why, config_path);
+        {
+            std::lock_guard lock(agent.mutex);
+            agent.pending = std::move(next);
+        }
+        running->requestStop();
+        return true;
+    };
 
     std::unique_ptr<rollguard::exporters::HttpServer> server;
     std::string listening;
     if (!listen.empty()) {
         try {
+            auto admin = rollguard::cli::adminApiFor([&agent] { return agent.current(); }, admin_token);
+            admin.reload = [&](const std::string&) {
+                std::string errors;
+                const std::uint64_t before = agent.reloadsDone();
+                if (!prepareReload("POST /api/v1/reload", errors)) {
+                    return rollguard::exporters::AdminApi::Reply{
+                        400, rollguard::cli::jsonObject({{"error", "the new config has errors; the running config "
+                                                                   "stays"},
+                                                         {"diagnostics", errors}})};
+                }
+                if (!agent.waitForReload(before, std::chrono::seconds{30})) {
+                    return rollguard::exporters::AdminApi::Reply{
+                        504, rollguard::cli::jsonObject({{"error", "reload queued but not applied within 30 s"}})};
+                }
+                return rollguard::exporters::AdminApi::Reply{200, rollguard::cli::jsonObject({{"status", "reloaded"}})};
+            };
             server = std::make_unique<rollguard::exporters::HttpServer>(
-                listen, [&daemon] { return daemon.snapshot(); }, rollguard::cli::adminApiFor(daemon, admin_token));
+                listen, [&agent] { return agent.snapshot(); }, std::move(admin));
             const std::string host = listen.substr(0, listen.rfind(':'));
             listening = host + ":" + std::to_string(server->port());
-            spdlog::info("listening on {}:{} (/metrics, /healthz, /api/v1/status{})", host, server->port(),
-                         admin_token.empty() ? "; admin API disabled" : ", admin API");
+            spdlog::info("listening on {}:{} (/metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate{})", host,
+                         server->port(), admin_token.empty() ? "; admin API disabled" : ", admin API");
         } catch (const std::exception& e) {
             spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
             return kExitRuntime;
@@ -161,7 +273,8 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
                 const auto bound_ms = std::chrono::duration_cast<std::chrono::milliseconds>(stop_timeout).count();
                 spdlog::info("received {}; stopping (at most {} ms)", sig == SIGINT ? "SIGINT" : "SIGTERM", bound_ms);
                 rollguard::agent::sdNotify("STOPPING=1\nSTATUS=stopping");
-                daemon.requestStop();
+                agent.stopping = true;
+                agent.current()->requestStop();
                 // The bound on the whole stop: TimeoutStopSec= must not have to SIGKILL us
                 // in the middle of a state write, so we exit first, on our own terms.
                 std::unique_lock lock(stopped_mutex);
@@ -175,21 +288,23 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
                 return;
             }
             if (sig == SIGHUP) {
-                spdlog::warn("received SIGHUP: reload is not supported yet; restart to apply a new config");
+                std::string errors;
+                prepareReload("SIGHUP", errors);
             }
         }
     });
 
-    spdlog::info("rollguard {} started with {} ({} rule(s)){}", ROLLGUARD_VERSION, config_path,
-                 daemon.config().rules.size(), daemon.config().agent.dry_run ? " in DRY-RUN mode" : "");
-    daemon.start();
-
-    const auto& started = daemon.config();
-    const std::string status = "STATUS=running: " + std::to_string(started.sources.size() + started.scrapes.size()) +
-                               " source(s), " + std::to_string(started.rules.size()) + " rule(s)" +
-                               (listening.empty() ? std::string() : ", listening on " + listening) +
-                               (started.agent.dry_run ? ", DRY-RUN" : "");
-    const bool notified = rollguard::agent::sdNotify("READY=1\n" + status);
+    const auto statusLine = [&](const rollguard::agent::Config& c) {
+        return "STATUS=running: " + std::to_string(c.sources.size() + c.scrapes.size()) + " source(s), " +
+               std::to_string(c.rules.size()) + " rule(s)" +
+               (listening.empty() ? std::string() : ", listening on " + listening) +
+               (c.agent.dry_run ? ", DRY-RUN" : "");
+    };
+    auto daemon = agent.current();
+    spdlog::info("rollguard {} started with {} ({} rule(s)){}", ROLLGUARD_VERSION, config_text_path,
+                 daemon->config().rules.size(), daemon->config().agent.dry_run ? " in DRY-RUN mode" : "");
+    daemon->start();
+    const bool notified = rollguard::agent::sdNotify("READY=1\n" + statusLine(daemon->config()));
     rollguard::agent::Daemon::Heartbeat heartbeat;
     if (const auto watchdog = rollguard::agent::sdWatchdogInterval()) {
         heartbeat.beat = [] { rollguard::agent::sdNotify("WATCHDOG=1"); };
@@ -200,9 +315,37 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     if (notified) {
         spdlog::info("told the service manager READY=1");
     }
-    daemon.run(heartbeat);
+    for (;;) {
+        daemon->run(heartbeat);
+        std::optional<rollguard::agent::Config> next;
+        {
+            std::lock_guard lock(agent.mutex);
+            next = std::exchange(agent.pending, std::nullopt);
+        }
+        if (agent.stopping || !next) {
+            break;
+        }
+        timespec mono{};
+        ::clock_gettime(CLOCK_MONOTONIC, &mono);
+        rollguard::agent::sdNotify("RELOADING=1\nMONOTONIC_USEC=" +
+                                   std::to_string(static_cast<long long>(mono.tv_sec) * 1'000'000 + mono.tv_nsec / 1000));
+        // The old daemon hands over positions, windows and the rules' state; rules whose
+        // definition did not change go on as if nothing happened.
+        auto handoff = daemon->stopForReload();
+        auto fresh = std::make_shared<rollguard::agent::Daemon>(std::move(*next), clock, std::move(handoff));
+        fresh->start();
+        agent.replace(fresh, clock.now());
+        daemon = std::move(fresh);
+        spdlog::info("reloaded {}: {} source(s), {} rule(s), {} hook(s)", config_path,
+                     daemon->config().sources.size() + daemon->config().scrapes.size(),
+                     daemon->config().rules.size(), daemon->config().hooks.size());
+        rollguard::agent::sdNotify("READY=1\n" + statusLine(daemon->config()));
+        if (agent.stopping) {
+            daemon->requestStop();  // a SIGTERM that arrived during the switch
+        }
+    }
     server.reset();
-    daemon.stop();
+    daemon->stop();
     {
         std::lock_guard lock(stopped_mutex);
         stopped = true;

@@ -123,11 +123,18 @@ struct HttpServer::Impl {
     SnapshotFn snapshot;
     AdminApi admin;
 
-    /// POST /api/v1/rollback and /api/v1/rearm.
+    /// POST /api/v1/rollback, /api/v1/rearm and /api/v1/reload.
     int handleAdmin(mg_connection* conn, const std::string& uri) {
-        const bool is_rollback = uri == "/api/v1/rollback";
-        if (!is_rollback && uri != "/api/v1/rearm") {
-            reply(conn, 404, "application/json", jsonError("no such admin endpoint; try /api/v1/rollback or /api/v1/rearm"));
+        const std::function<AdminApi::Reply(const std::string&)>* action = nullptr;
+        if (uri == "/api/v1/rollback") {
+            action = &admin.rollback;
+        } else if (uri == "/api/v1/rearm") {
+            action = &admin.rearm;
+        } else if (uri == "/api/v1/reload") {
+            action = &admin.reload;
+        } else {
+            reply(conn, 404, "application/json",
+                  jsonError("no such admin endpoint; try /api/v1/rollback, /api/v1/rearm or /api/v1/reload"));
             return 404;
         }
         if (admin.token.empty()) {
@@ -155,12 +162,11 @@ struct HttpServer::Impl {
                 return 413;
             }
         }
-        const auto& action = is_rollback ? admin.rollback : admin.rearm;
-        if (!action) {
+        if (!*action) {
             reply(conn, 404, "application/json", jsonError("not available"));
             return 404;
         }
-        const AdminApi::Reply r = action(body);
+        const AdminApi::Reply r = (*action)(body);
         reply(conn, r.status, "application/json", r.json);
         return r.status;
     }

@@ -96,6 +96,17 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_rules_state_failures_total", "Failed writes of the rules' state file.",
                     MetricType::Counter),
         {}, static_cast<double>(s.rules_state_failures));
+    auto& reloads = fams.family("rollguard_config_reloads_total",
+                                "Config reloads (SIGHUP, POST /api/v1/reload) by result.", MetricType::Counter);
+    add(reloads, {{"result", "success"}}, static_cast<double>(s.reloads.ok));
+    add(reloads, {{"result", "failure"}}, static_cast<double>(s.reloads.failed));
+    add(fams.family("rollguard_config_last_reload_successful",
+                    "1 when the last reload attempt succeeded (or none was made), 0 after a refused one.",
+                    MetricType::Gauge),
+        {}, s.reloads.last_ok ? 1 : 0);
+    add(fams.family("rollguard_config_last_reload_success_timestamp_seconds",
+                    "When the running config was loaded, seconds since the epoch.", MetricType::Gauge),
+        {}, s.reloads.last_success ? seconds(*s.reloads.last_success) : 0.0);
     add(fams.family("rollguard_checkpoints_total", "Checkpoints of read positions and windows written.",
                     MetricType::Counter),
         {}, static_cast<double>(s.checkpoints));
@@ -256,6 +267,14 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("rearms").value(s.rearms);
     w.key("dry_run").value(s.dry_run);
     w.key("ready").value(isReady(s));
+    w.key("reloads").beginObject();
+    w.key("succeeded").value(s.reloads.ok);
+    w.key("failed").value(s.reloads.failed);
+    w.key("last_successful").value(s.reloads.last_ok);
+    w.key("last_success");
+    optionalTime(s.reloads.last_success);
+    w.key("last_error").value(s.reloads.last_error);
+    w.endObject();
     w.key("incident_record_failures").value(s.incident_record_failures);
     w.key("checkpoints").beginObject();
     w.key("written").value(s.checkpoints);

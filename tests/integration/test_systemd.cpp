@@ -227,7 +227,7 @@ TEST_CASE("sdWatchdogInterval reads WATCHDOG_USEC and honours WATCHDOG_PID", "[s
     }
 }
 
-TEST_CASE("rollguard run tells systemd READY=1, pings WATCHDOG=1, ignores SIGHUP and says STOPPING=1 on SIGTERM",
+TEST_CASE("rollguard run tells systemd READY=1, pings WATCHDOG=1, RELOADING=1 on SIGHUP and STOPPING=1 on SIGTERM",
           "[systemd][integration]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
@@ -256,15 +256,15 @@ TEST_CASE("rollguard run tells systemd READY=1, pings WATCHDOG=1, ignores SIGHUP
     CHECK(readFile(dir / "err").find("systemd watchdog: 400 ms; the tick loop pings every 200 ms") !=
           std::string::npos);
 
-    // SIGHUP does not kill the agent (reload is not implemented yet); it keeps pinging.
+    // SIGHUP reloads: RELOADING=1 (with the monotonic time systemd wants), then READY=1.
     daemon.signal(SIGHUP);
-    REQUIRE(eventually(
-        [&] {
-            return readFile(dir / "err").find("reload is not supported yet; restart to apply a new config") !=
-                   std::string::npos;
-        },
-        10s));
-    CHECK(socket.receive() == std::optional<std::string>("WATCHDOG=1"));
+    const auto reloading = socket.receiveContaining("RELOADING=1");
+    REQUIRE(reloading);
+    CHECK(reloading->find("MONOTONIC_USEC=") != std::string::npos);
+    const auto ready_again = socket.receiveContaining("READY=1");
+    REQUIRE(ready_again);
+    CHECK(ready_again->find("STATUS=running: 1 source(s), 1 rule(s)") != std::string::npos);
+    CHECK(socket.receiveContaining("WATCHDOG=1"));
     CHECK(daemon.running());
 
     daemon.signal(SIGTERM);

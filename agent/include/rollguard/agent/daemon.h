@@ -93,6 +93,15 @@ struct StatusSnapshot {
     std::uint64_t checkpoint_failures = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
     std::optional<rules::TimePoint> last_checkpoint;
+    /// Config reloads (SIGHUP, POST /api/v1/reload), filled in by whoever reloads (the
+    /// `run` command), not by the daemon itself.
+    struct Reloads {
+        std::uint64_t ok = 0;
+        std::uint64_t failed = 0;
+        bool last_ok = true;  ///< false after a refused reload, until one succeeds
+        std::optional<rules::TimePoint> last_success;  ///< or the start of the first config
+        std::string last_error;  ///< diagnostics of the last refused reload
+    } reloads;
     bool dry_run = false;
     std::vector<Source> sources;
     std::vector<ScrapeTargetStatus> scrapes;  ///< one per scrape target, in config order

@@ -59,13 +59,14 @@ struct AdminApi {
     std::string token;
     std::function<Reply(const std::string& body)> rollback;
     std::function<Reply(const std::string& body)> rearm;
+    std::function<Reply(const std::string& body)> reload;  ///< POST /api/v1/reload
 };
 
 /// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 once
 /// isReady, else 503; text body), /api/v1/status, GET or POST /api/v1/gate (renderGate;
 /// query `rules=a,b` and `always_200=true`; POST because Flagger's webhooks post and
 /// its body is ignored), and the
-/// admin API: POST /api/v1/rollback and /api/v1/rearm, which need
+/// admin API: POST /api/v1/rollback, /api/v1/rearm and /api/v1/reload, which need
 /// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
 /// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
 /// It never includes civetweb in this header. Binds loopback unless told otherwise.
