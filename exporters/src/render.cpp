@@ -142,8 +142,34 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     auto& dropped = fams.family("rollguard_source_lines_dropped_total",
                                 "Good lines not counted in the windows, by reason (too_late: older than lateness).",
                                 MetricType::Counter);
+    auto& lag = fams.family("rollguard_source_lag_bytes",
+                            "Bytes of the followed files not read yet (file size - read offset).",
+                            MetricType::Gauge);
+    // A summary over a sliding minute: its _count and _sum are the minute's, not totals
+    // since start (rate() over them is meaningless; read the quantiles).
+    auto& latency = fams.family("rollguard_source_latency_seconds",
+                                "Latency of the source's events over the last minute (quantiles NaN without events).",
+                                MetricType::Summary);
     for (const auto& src : s.sources) {
         const ClientMetric::Label l{"source", src.name};
+        std::uint64_t behind = 0;
+        for (const auto& f : src.progress) {
+            behind += f.size > f.offset ? f.size - f.offset : 0;
+        }
+        add(lag, {l}, static_cast<double>(behind));
+        if (src.latency) {
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            const bool any = src.latency->count > 0;
+            ClientMetric m;
+            m.label = {l};
+            m.summary.sample_count = static_cast<std::uint64_t>(src.latency->count);
+            m.summary.sample_sum = src.latency->sum;
+            m.summary.quantile = {{0.5, any ? src.latency->p50 : nan},
+                                  {0.9, any ? src.latency->p90 : nan},
+                                  {0.99, any ? src.latency->p99 : nan},
+                                  {0.999, any ? src.latency->p999 : nan}};
+            latency.metric.push_back(std::move(m));
+        }
         add(window_bytes, {l}, static_cast<double>(src.window_bytes));
         add(label_sets, {l}, static_cast<double>(src.label_sets));
         add(label_overflow, {l}, static_cast<double>(src.label_overflow));
@@ -335,11 +361,47 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("label_sets").value(src.label_sets);
         w.key("label_overflow_total").value(src.label_overflow);
         w.key("too_late").value(src.too_late);
+        w.key("progress").beginArray();
+        for (const auto& f : src.progress) {
+            w.beginObject();
+            w.key("path").value(f.path);
+            w.key("offset").value(f.offset);
+            w.key("size").value(f.size);
+            w.key("lag_bytes").value(f.size > f.offset ? f.size - f.offset : 0);
+            w.endObject();
+        }
+        w.endArray();
+        if (src.latency) {
+            w.key("latency_last_minute").beginObject();
+            w.key("events").value(src.latency->count);
+            if (src.latency->count > 0) {
+                w.key("p50_seconds").value(src.latency->p50);
+                w.key("p90_seconds").value(src.latency->p90);
+                w.key("p99_seconds").value(src.latency->p99);
+                w.key("p999_seconds").value(src.latency->p999);
+            }
+            w.endObject();
+        }
         w.key("rotations").value(src.rotations);
         w.key("truncations").value(src.truncations);
         w.key("read_errors").value(src.read_errors);
         w.key("identity_changes").value(src.identity_changes);
         w.key("window_bytes").value(src.window_bytes);
+        w.endObject();
+    }
+    w.endArray();
+    w.key("recent_incidents").beginArray();
+    for (const auto& i : s.recent_incidents) {
+        w.beginObject();
+        w.key("id").value(i.id);
+        w.key("kind").value(i.kind);
+        w.key("rule").value(i.rule);
+        w.key("reason").value(i.reason);
+        w.key("opened").value(agent::formatRfc3339(i.opened));
+        w.key("complete").value(i.complete);
+        w.key("hooks_ok").value(static_cast<std::uint64_t>(i.hooks_ok));
+        w.key("hooks_failed").value(static_cast<std::uint64_t>(i.hooks_failed));
+        w.key("hooks_pending").value(static_cast<std::uint64_t>(i.hooks_pending));
         w.endObject();
     }
     w.endArray();

@@ -47,6 +47,7 @@ std::string configText(const TempDir& dir, const HttpReceiver& app, std::uint16_
            "paths = [\"" + d + "/app.log\"]\n"
            "read_from = \"beginning\"\n"
            "error = { field = \"status\", gte = 500 }\n"
+           "latency = { field = \"ms\", unit = \"ms\" }\n"
            "\n"
            "[[source]]\n"
            "name = \"app\"\n"
@@ -91,7 +92,7 @@ std::string configText(const TempDir& dir, const HttpReceiver& app, std::uint16_
 std::string lines(int n, int status) {
     std::string out;
     for (int i = 0; i < n; ++i) {
-        out += "{\"status\":" + std::to_string(status) + "}\n";
+        out += "{\"status\":" + std::to_string(status) + ",\"ms\":12}\n";
     }
     return out;
 }
@@ -271,7 +272,8 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
     simdjson::dom::parser parser;
     const auto doc = parser.parse(status.body).value();
     for (const char* key : {"version", "config", "started", "last_evaluation", "evaluations", "incidents",
-                            "incidents_open", "ready", "checkpoints", "rules", "sources", "scrapes", "hooks"}) {
+                            "incidents_open", "ready", "checkpoints", "rules", "sources", "scrapes", "hooks",
+                            "reloads", "recent_incidents"}) {
         INFO(key);
         CHECK(doc[key].error() == simdjson::SUCCESS);
     }
@@ -283,7 +285,8 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
         CHECK(doc["rules"].at(0)[key].error() == simdjson::SUCCESS);
     }
     CHECK(doc["rules"].at(0)["last_evaluation"].is_string());
-    for (const char* key : {"name", "files", "lines", "bytes", "bad_lines", "rotations", "read_errors"}) {
+    for (const char* key : {"name", "files", "lines", "bytes", "bad_lines", "rotations", "read_errors", "progress",
+                            "latency_last_minute"}) {
         INFO(key);
         CHECK(doc["sources"].at(0)[key].error() == simdjson::SUCCESS);
     }

@@ -1,5 +1,6 @@
 #include "rollguard/agent/daemon.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,6 +62,10 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
       judge_(std::make_unique<Judge>(config_)),
       scrapes_(std::make_unique<ScrapeLoop>(config_, *judge_, host_)) {
     for (const auto& source : config_.sources) {
+        // A one-minute window of every source with latency, for /metrics and the status.
+        latency_windows_.push_back(source.latency ? std::optional(judge_->series(sources_.size()).addWindow(
+                                                        std::chrono::minutes{1}))
+                                                  : std::nullopt);
         sources_.push_back(std::make_unique<SourceState>(source, histogramSettingsFor(source), config_.agent.tick));
         // Label sets go to the streams of the rules' selections.
         sources_.back()->tailer.setRouter(judge_->routerFor(sources_.size() - 1));
@@ -108,6 +113,9 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
     snapshot_.scrapes = scrapes_->status();
     if (!rules_state_path_.empty()) {
         incident_log_ = std::make_unique<IncidentLog>(config_.agent.state_dir, config_.agent.max_incidents);
+        for (const auto& record : incident_log_->list()) {
+            noteIncident(record);  // the last ones on disk, oldest first
+        }
         resumeIncidents();
     }
 }
@@ -232,6 +240,26 @@ void Daemon::tick() {
         s.read_errors = c.read_errors;
         s.identity_changes = c.identity_changes;
         s.window_bytes = judge_->series(i).memoryBytes();
+        s.progress.clear();
+        for (const auto& position : sources_[i]->positions) {
+            struct stat st {};
+            const std::uint64_t size =
+                ::stat(position.path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : position.offset;
+            s.progress.push_back({position.path, position.offset, size});
+        }
+        if (latency_windows_[i]) {
+            const WindowView& w = judge_->series(i).window(*latency_windows_[i]);
+            if (w.count() > 0) {
+                s.latency = StatusSnapshot::Source::Latency{w.count(),
+                                                            w.meanSeconds() * static_cast<double>(w.count()),
+                                                            w.quantileSeconds(0.5),
+                                                            w.quantileSeconds(0.9),
+                                                            w.quantileSeconds(0.99),
+                                                            w.quantileSeconds(0.999)};
+            } else {
+                s.latency = StatusSnapshot::Source::Latency{};
+            }
+        }
     }
     snapshot_.scrapes = scrapes_->status();
 }
@@ -651,7 +679,47 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
     }
 }
 
+void Daemon::noteIncident(const IncidentRecord& record) {
+    StatusSnapshot::Incident summary;
+    summary.id = record.id;
+    summary.kind = record.kind;
+    summary.rule = record.event.rule;
+    summary.reason = record.reason;
+    summary.opened = record.opened;
+    summary.complete = record.complete;
+    for (const auto& step : record.hooks) {
+        switch (step.status) {
+            case HookStepStatus::Ok:
+            case HookStepStatus::Skipped:
+                ++summary.hooks_ok;
+                break;
+            case HookStepStatus::Failed:
+                ++summary.hooks_failed;
+                break;
+            case HookStepStatus::Pending:
+            case HookStepStatus::Running:
+                ++summary.hooks_pending;
+                break;
+        }
+    }
+    auto& recent = snapshot_.recent_incidents;
+    const auto it = std::find_if(recent.begin(), recent.end(), [&](const auto& i) { return i.id == record.id; });
+    if (it != recent.end()) {
+        *it = std::move(summary);
+        return;
+    }
+    recent.push_back(std::move(summary));
+    constexpr std::size_t kRecentIncidents = 10;
+    if (recent.size() > kRecentIncidents) {
+        recent.erase(recent.begin());
+    }
+}
+
 void Daemon::saveIncident(const IncidentRecord& record) {
+    {
+        std::lock_guard lock(mutex_);
+        noteIncident(record);
+    }
     if (!incident_log_) {
         return;
     }

@@ -48,6 +48,33 @@ struct StatusSnapshot {
         std::uint64_t read_errors = 0;
         std::uint64_t identity_changes = 0;  ///< files read from the start because their identity changed
         std::uint64_t window_bytes = 0;  ///< memory of the source's windows (Series::memoryBytes)
+        /// Each followed file: where the source has read to (the checkpointed offset) and
+        /// the file's size now; size - offset is how far behind the source is.
+        struct File {
+            std::string path;
+            std::uint64_t offset = 0;
+            std::uint64_t size = 0;
+        };
+        std::vector<File> progress;
+        /// Latency over the last minute (sources with a latency field), in seconds.
+        struct Latency {
+            std::int64_t count = 0;
+            double sum = 0;  ///< seconds, from the window's mean
+            double p50 = 0, p90 = 0, p99 = 0, p999 = 0;
+        };
+        std::optional<Latency> latency;
+    };
+    /// Incidents of this run and the last ones on disk, newest last (at most 10).
+    struct Incident {
+        std::string id;
+        std::string kind;  ///< "rule" | "manual"
+        std::string rule;
+        std::string reason;
+        rules::TimePoint opened{};
+        bool complete = false;
+        std::size_t hooks_ok = 0;
+        std::size_t hooks_failed = 0;
+        std::size_t hooks_pending = 0;  ///< not finished yet (pending or running)
     };
     /// One row per rule, or per group of a grouped rule.
     struct Rule {
@@ -105,6 +132,7 @@ struct StatusSnapshot {
     bool dry_run = false;
     std::vector<Source> sources;
     std::vector<ScrapeTargetStatus> scrapes;  ///< one per scrape target, in config order
+    std::vector<Incident> recent_incidents;
     std::vector<Rule> rules;
     std::vector<Hook> hooks;
 };
@@ -205,6 +233,8 @@ private:
     void resumeIncidents();
     /// Saves a record (incidents_mutex_ held) and counts a failure.
     void saveIncident(const IncidentRecord& record);
+    /// Puts a record into snapshot_.recent_incidents (mutex_ held by the caller).
+    void noteIncident(const IncidentRecord& record);
     void onHookStart(const std::string& hook, const BreachEvent& event);
     void applyPendingRearm();
 
@@ -214,6 +244,7 @@ private:
     std::vector<std::unique_ptr<SourceState>> sources_;
     std::unique_ptr<Judge> judge_;
     std::unique_ptr<ScrapeLoop> scrapes_;
+    std::vector<std::optional<WindowHandle>> latency_windows_;  // per log source: its 1 min window
     std::unique_ptr<HookRunner> hooks_;
 
     mutable std::mutex mutex_;  // guards snapshot_
