@@ -1,6 +1,7 @@
 // A webhook whose receiver is down when the rollback fires is spooled on disk; the agent
-// is then killed with SIGKILL, the receiver recovers, and the restarted agent delivers
-// the notification exactly once, with the same Idempotency-Key (issue #6).
+// is then killed with SIGKILL (or stopped with SIGTERM, which must not wait for the
+// receiver), the receiver recovers, and the restarted agent delivers the notification
+// exactly once, with the same Idempotency-Key (issues #6 and #8).
 
 #include <catch2/catch.hpp>
 
@@ -31,10 +32,9 @@ std::size_t spooled(const TempDir& dir) {
     return n;
 }
 
-}  // namespace
-
-TEST_CASE("a spooled notification survives SIGKILL and is delivered once after the restart",
-          "[integration][spool][crash]") {
+/// Spools a notification, stops the agent with `stop_signal`, and checks the restarted
+/// agent delivers it exactly once.
+void spoolAcrossRestart(int stop_signal) {
     TempDir dir;
     HttpReceiver receiver;
     receiver.setStatus(503);  // the receiver is down
@@ -80,8 +80,11 @@ spool_max_backoff = "200ms"
         const bool retried = eventually([&] { return spooled(dir) == 1 && receiver.requests().size() >= 3; }, 15s);
         INFO(readFile(dir / "err1"));
         REQUIRE(retried);
-        agent.signal(SIGKILL);
-        agent.wait(5s);
+        agent.signal(stop_signal);
+        const auto status = agent.wait(20s);
+        if (stop_signal == SIGTERM) {
+            CHECK(status == 0);  // a clean stop with the notification still spooled
+        }
     }
     const auto before = receiver.requests();
     const std::string key = before.front().header("idempotency-key");
@@ -103,4 +106,16 @@ spool_max_backoff = "200ms"
     REQUIRE(after.size() == before.size() + 1);
     CHECK(after.back().header("idempotency-key") == key);
     CHECK(after.back().body == before.front().body);
+}
+
+}  // namespace
+
+TEST_CASE("a spooled notification survives SIGKILL and is delivered once after the restart",
+          "[integration][spool][crash]") {
+    spoolAcrossRestart(SIGKILL);
+}
+
+TEST_CASE("SIGTERM with a pending spool exits 0 at once and the restart delivers it once",
+          "[integration][spool]") {
+    spoolAcrossRestart(SIGTERM);
 }
