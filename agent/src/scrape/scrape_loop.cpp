@@ -177,7 +177,7 @@ std::unordered_map<std::string, std::int64_t> createdTimes(const ParseResult& pa
     return out;
 }
 
-void extractGauge(const ParseResult& parsed, SeriesState& st, Found& found, std::uint64_t& samples) {
+void extractGauge(const ParseResult& parsed, SeriesState& st, Found& found) {
     for (const Sample* s : selectSamples(parsed, st.config->selector)) {
         if (!std::isfinite(s->value)) {
             continue;
@@ -185,15 +185,13 @@ void extractGauge(const ParseResult& parsed, SeriesState& st, Found& found, std:
         Accumulator& acc = found[st.out.tupleOf([&](std::string_view n) { return labelOf(*s, n); })];
         acc.value += s->value * st.config->scale;
         acc.has_value = true;
-        ++samples;
     }
 }
 
 void extractCounter(const ParseResult& parsed, const SeriesSelector& selector, CounterSet& counters, StreamOut& out,
-                    Found& found, bool as_events, bool errors, std::uint64_t& samples) {
+                    Found& found, bool as_events, bool errors) {
     const auto created = createdTimes(parsed, selector);
     for (const Sample* s : selectSamples(parsed, selector)) {
-        ++samples;
         std::optional<std::int64_t> created_ms;
         if (const auto it = created.find(seriesKey(*s, {}, false)); it != created.end()) {
             created_ms = it->second;
@@ -214,7 +212,7 @@ void extractCounter(const ParseResult& parsed, const SeriesSelector& selector, C
     }
 }
 
-void extractHistogram(const ParseResult& parsed, SeriesState& st, Found& found, std::uint64_t& samples) {
+void extractHistogram(const ParseResult& parsed, SeriesState& st, Found& found) {
     const ScrapeSeriesConfig& cfg = *st.config;
     // Group the buckets by histogram (labels without `le`).
     struct Histogram {
@@ -237,7 +235,6 @@ void extractHistogram(const ParseResult& parsed, SeriesState& st, Found& found, 
                 continue;
             }
         }
-        ++samples;
         Histogram& h = histograms[seriesKey(*s, "le")];
         if (h.first == nullptr) {
             h.first = s;
@@ -853,7 +850,6 @@ struct ScrapeLoop::Impl {
             return;
         }
         Batch batch;
-        std::uint64_t samples = 0;
         for (auto& st : src.series) {
             Found found;
             st.counters.begin();
@@ -861,20 +857,19 @@ struct ScrapeLoop::Impl {
             switch (st.config->kind) {
                 case ScrapeSeriesConfig::Kind::Gauge:
                 case ScrapeSeriesConfig::Kind::Query:
-                    extractGauge(parsed, st, found, samples);
+                    extractGauge(parsed, st, found);
                     break;
                 case ScrapeSeriesConfig::Kind::Counter:
-                    extractCounter(parsed, st.config->selector, st.counters, st.out, found, false, false, samples);
+                    extractCounter(parsed, st.config->selector, st.counters, st.out, found, false, false);
                     break;
                 case ScrapeSeriesConfig::Kind::Events:
-                    extractCounter(parsed, st.config->selector, st.counters, st.out, found, true, false, samples);
+                    extractCounter(parsed, st.config->selector, st.counters, st.out, found, true, false);
                     if (st.config->errors) {
-                        extractCounter(parsed, *st.config->errors, st.error_counters, st.out, found, true, true,
-                                       samples);
+                        extractCounter(parsed, *st.config->errors, st.error_counters, st.out, found, true, true);
                     }
                     break;
                 case ScrapeSeriesConfig::Kind::Histogram:
-                    extractHistogram(parsed, st, found, samples);
+                    extractHistogram(parsed, st, found);
                     break;
             }
             st.counters.end();
@@ -886,7 +881,6 @@ struct ScrapeLoop::Impl {
         }
         publish(batch);
         succeed(t, r.duration, parsed.samples.size(), "", "");
-        (void)samples;
     }
 
     void handleJson(Target& t, const ScrapeResponse& r) {
