@@ -29,6 +29,7 @@
 #include "rollguard/agent/admin.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
+#include "rollguard/agent/log_format.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/replay.h"
 #include "rollguard/agent/timeline.h"
@@ -43,19 +44,25 @@ constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 
+/// Prints the diagnostics of a config that did not load, and how many errors it has.
+void printLoadFailure(const std::string& path, const rollguard::agent::LoadResult& result) {
+    std::size_t errors = 0;
+    for (const auto& d : result.diagnostics) {
+        std::cerr << d.format() << "\n";
+        errors += d.level == rollguard::rules::Diagnostic::Level::Error ? 1 : 0;
+    }
+    std::cerr << path << ": " << errors << " error(s); the configuration was not loaded\n";
+}
+
 /// Prints every diagnostic; returns the config when there were no errors.
 std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet_ok) {
     auto result = rollguard::agent::loadConfigFile(path);
+    if (!result.ok()) {
+        printLoadFailure(path, result);
+        return std::nullopt;
+    }
     for (const auto& d : result.diagnostics) {
         std::cerr << d.format() << "\n";
-    }
-    if (!result.ok()) {
-        std::size_t errors = 0;
-        for (const auto& d : result.diagnostics) {
-            errors += d.level == rollguard::rules::Diagnostic::Level::Error ? 1 : 0;
-        }
-        std::cerr << path << ": " << errors << " error(s); the configuration was not loaded\n";
-        return std::nullopt;
     }
     if (!quiet_ok) {
         const auto& c = *result.config;
@@ -65,12 +72,41 @@ std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet
     return std::move(result.config);
 }
 
-void configureLogging(const std::string& level) {
+/// Makes the default logger write to stderr in `format` at `level`; once per process.
+/// Text drops its timestamp and adds the syslog priority prefix when stderr is the
+/// journal (JOURNAL_STREAM matches it), as journald stamps lines itself.
+void configureLogging(const std::string& level,
+                      rollguard::agent::LogFormat format = rollguard::agent::LogFormat::Text) {
     auto logger = spdlog::stderr_color_mt("rollguard");
     spdlog::set_default_logger(logger);
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
+    logger->set_formatter(rollguard::agent::makeLogFormatter(format, rollguard::agent::stderrIsJournal()));
     spdlog::set_level(spdlog::level::from_str(level));
     spdlog::flush_on(spdlog::level::trace);
+}
+
+/// On reload from `old` to `next`: applies [agent] log_format, and log_level unless
+/// --log-level was given (`log_level_override` not empty: the flag wins, as at start),
+/// logging each change. Called from the main thread; spdlog's level is atomic and
+/// set_formatter takes the sink's lock, so threads logging meanwhile are safe.
+void reapplyLogging(const rollguard::agent::AgentSettings& old, const rollguard::agent::AgentSettings& next,
+                    const std::string& log_level_override) {
+    using rollguard::agent::logFormatName;
+    auto logger = spdlog::default_logger();
+    if (next.log_format != old.log_format) {
+        spdlog::info("reload: log format {} -> {} ([agent] log_format)", logFormatName(old.log_format),
+                     logFormatName(next.log_format));
+        logger->set_formatter(rollguard::agent::makeLogFormatter(next.log_format, rollguard::agent::stderrIsJournal()));
+    }
+    const std::string before(rollguard::agent::logLevelName(static_cast<int>(logger->level())));
+    if (!log_level_override.empty()) {
+        if (next.log_level != log_level_override && next.log_level != old.log_level) {
+            spdlog::info("reload: [agent] log_level = \"{}\" not applied: --log-level {} wins", next.log_level,
+                         log_level_override);
+        }
+    } else if (next.log_level != before) {
+        spdlog::info("reload: log level {} -> {} ([agent] log_level)", before, next.log_level);
+        spdlog::set_level(spdlog::level::from_str(next.log_level));
+    }
 }
 
 /// The daemon `rollguard run` is serving with, which a reload replaces, and the reload
@@ -143,14 +179,22 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    auto config = load(config_path, true);
-    if (!config) {
+    // Errors are printed as text (there is no log format without a config); the warnings
+    // of a config that loads go through the logger, in its format.
+    auto loaded = rollguard::agent::loadConfigFile(config_path);
+    if (!loaded.ok()) {
+        printLoadFailure(config_path, loaded);
         return kExitUsage;
     }
+    std::optional<rollguard::agent::Config> config = std::move(loaded.config);
     if (dry_run) {
         config->agent.dry_run = true;
     }
-    configureLogging(log_level_override.empty() ? config->agent.log_level : log_level_override);
+    configureLogging(log_level_override.empty() ? config->agent.log_level : log_level_override,
+                     config->agent.log_format);
+    for (const auto& d : loaded.diagnostics) {
+        spdlog::warn("{}", d.format());
+    }
 
     // One daemon per state directory: two would overwrite each other's checkpoints and
     // both roll back. The lock also tells `rollguard rollback` a daemon is running.
@@ -332,6 +376,8 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         // The old daemon hands over positions, windows and the rules' state; rules whose
         // definition did not change go on as if nothing happened.
         auto handoff = daemon->stopForReload();
+        // Before the new daemon starts, so its start-up lines already have the new level.
+        reapplyLogging(daemon->config().agent, next->agent, log_level_override);
         auto fresh = std::make_shared<rollguard::agent::Daemon>(std::move(*next), clock, std::move(handoff));
         fresh->start();
         agent.replace(fresh, clock.now());

@@ -16,6 +16,7 @@ using rollguard::agent::HookType;
 using rollguard::agent::LatencyUnit;
 using rollguard::agent::loadConfigFile;
 using rollguard::agent::LoadResult;
+using rollguard::agent::LogFormat;
 using rollguard::agent::parseConfig;
 using rollguard::agent::ReadFrom;
 using rollguard::agent::WatchMode;
@@ -285,6 +286,7 @@ TEST_CASE("defaults fill a config that only has what it needs", "[config]") {
     CHECK(c.agent.state_dir.empty());
     CHECK(c.agent.listen == "127.0.0.1:9464");
     CHECK(c.agent.log_level == "info");
+    CHECK(c.agent.log_format == LogFormat::Text);
     CHECK(c.agent.hostname.empty());
     CHECK_FALSE(c.agent.dry_run);
     REQUIRE(c.sources.size() == 1);
@@ -629,6 +631,29 @@ TEST_CASE("source validation", "[config]") {
           Strings{"2:8: 'name' must use only letters, digits, '_', '.' and '-', got \"my app\""});
     CHECK(errorsOf("[agent]\nlog_level = \"info\"\n") ==
           Strings{"1:1: no [[source]] defined: rollguard needs at least one source to read"});
+}
+
+TEST_CASE("agent log_format is text or json", "[config]") {
+    const auto formatOf = [](const std::string& agent) {
+        const LoadResult r = parseConfig("[agent]\n" + agent + kBase, kPath);
+        REQUIRE(r.ok());
+        return r.config->agent.log_format;
+    };
+    CHECK(formatOf("") == LogFormat::Text);
+    CHECK(formatOf("log_format = \"text\"\n") == LogFormat::Text);
+    CHECK(formatOf("log_format = \"json\"\n") == LogFormat::Json);
+    CHECK(formatOf("log_format = \"json\"\nlog_level = \"debug\"\n") == LogFormat::Json);
+
+    CHECK(errorsOf("[agent]\nlog_format = \"yaml\"\n" + kBase) ==
+          Strings{"2:14: 'log_format' must be one of text, json; got \"yaml\""});
+    CHECK(errorsOf("[agent]\nlog_format = \"jsn\"\n" + kBase) ==
+          Strings{"2:14: 'log_format' must be one of text, json; got \"jsn\" (did you mean 'json'?)"});
+    CHECK(errorsOf("[agent]\nlog_format = \"JSON\"\n" + kBase) ==
+          Strings{"2:14: 'log_format' must be one of text, json; got \"JSON\""});
+    CHECK(errorsOf("[agent]\nlog_format = true\n" + kBase) ==
+          Strings{"2:14: 'log_format' must be a string, got boolean"});
+    CHECK(errorsOf("[agent]\nlog_formt = \"json\"\n" + kBase) ==
+          Strings{"2:1: unknown key 'log_formt' in [agent] (did you mean 'log_format'?)"});
 }
 
 TEST_CASE("a critical rule without hooks and an unused hook are warnings", "[config]") {

@@ -52,9 +52,9 @@ constexpr std::int64_t kMaxRetries = 20;
 constexpr std::chrono::nanoseconds kMaxWindow = std::chrono::hours{24 * 7};
 
 const Keys kTopKeys{"agent", "source", "rule", "hook"};
-const Keys kAgentKeys{"tick",         "state_dir",     "checkpoint_interval", "listen",
-                      "log_level",    "hostname",      "dry_run",             "external_url",
-                      "max_incidents", "incident_log_lines", "admin_token_file"};
+const Keys kAgentKeys{"tick",          "state_dir",          "checkpoint_interval", "listen",
+                      "log_level",     "log_format",         "hostname",            "dry_run",
+                      "external_url",  "max_incidents",      "incident_log_lines",  "admin_token_file"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval",
                        "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
@@ -1079,6 +1079,9 @@ protected:
         }
         if (auto s = getChoice(t, "log_level", {"trace", "debug", "info", "warn", "error"})) {
             agent.log_level = *s;
+        }
+        if (auto s = getChoice(t, "log_format", {"text", "json"})) {
+            agent.log_format = *s == "json" ? LogFormat::Json : LogFormat::Text;
         }
         if (auto s = getString(t, "hostname")) {
             agent.hostname = *s;

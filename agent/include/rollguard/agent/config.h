@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "rollguard/agent/log_format.h"
 #include "rollguard/agent/proc_metrics.h"
 #include "rollguard/rules/diagnostics.h"
 #include "rollguard/rules/rule.h"
@@ -29,7 +30,9 @@ struct AgentSettings {
     /// (also on shutdown).
     std::chrono::nanoseconds checkpoint_interval{std::chrono::seconds{1}};
     std::string listen = "127.0.0.1:9464"; ///< HTTP listener for /metrics; "" disables it
-    std::string log_level = "info";        ///< trace, debug, info, warn, error
+    std::string log_level = "info";        ///< trace, debug, info, warn, error; re-applied on reload
+    /// "text" (default) or "json" (one JSON object per line on stderr); re-applied on reload.
+    LogFormat log_format = LogFormat::Text;
     std::string hostname;                  ///< reported in hook payloads; empty: gethostname()
     bool dry_run = false;                  ///< log hooks instead of running them
     /// How receivers reach this agent, e.g. "http://host:9464": hook payloads link to
