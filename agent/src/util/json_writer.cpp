@@ -192,7 +192,10 @@ JsonWriter& JsonWriter::null() {
     return *this;
 }
 
-std::string formatRfc3339(rules::TimePoint t) {
+namespace {
+
+/// RFC 3339 with milliseconds: UTC ("...Z") or the local zone with its offset.
+std::string formatTime(rules::TimePoint t, bool local) {
     using namespace std::chrono;
     // floor, not truncation: times before 1970 must still print the right second.
     const auto ms = floor<milliseconds>(t.time_since_epoch()).count();
@@ -203,13 +206,30 @@ std::string formatRfc3339(rules::TimePoint t) {
         secs -= 1;
     }
     std::tm tm{};
-    if (::gmtime_r(&secs, &tm) == nullptr) {
-        return "1970-01-01T00:00:00.000Z";
+    if ((local ? ::localtime_r(&secs, &tm) : ::gmtime_r(&secs, &tm)) == nullptr) {
+        return local ? "1970-01-01T00:00:00.000+00:00" : "1970-01-01T00:00:00.000Z";
     }
     std::array<char, 64> buf{};
-    std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    return buf.data();
+    const int n = std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03lld", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    std::string out(buf.data(), static_cast<std::size_t>(n));
+    if (!local) {
+        return out + "Z";
+    }
+    const long offset_min = tm.tm_gmtoff / 60;
+    const long abs_min = offset_min < 0 ? -offset_min : offset_min;
+    std::snprintf(buf.data(), buf.size(), "%c%02ld:%02ld", offset_min < 0 ? '-' : '+', abs_min / 60, abs_min % 60);
+    return out + buf.data();
+}
+
+}  // namespace
+
+std::string formatRfc3339(rules::TimePoint t) {
+    return formatTime(t, false);
+}
+
+std::string formatRfc3339Local(rules::TimePoint t) {
+    return formatTime(t, true);
 }
 
 }  // namespace rollguard::agent

@@ -18,30 +18,6 @@ namespace rollguard::agent {
 
 namespace {
 
-/// "2026-12-01T11:29:45.123+01:00" in the local time zone.
-std::string localRfc3339(std::chrono::system_clock::time_point t) {
-    using namespace std::chrono;
-    // floor, not truncation: times before 1970 must still print the right second.
-    const auto ms = floor<milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    long long millis = ms % 1000;
-    if (millis < 0) {
-        millis += 1000;
-        secs -= 1;
-    }
-    std::tm tm{};
-    if (::localtime_r(&secs, &tm) == nullptr) {
-        return "1970-01-01T00:00:00.000+00:00";
-    }
-    const long offset_min = tm.tm_gmtoff / 60;
-    const long abs_min = offset_min < 0 ? -offset_min : offset_min;
-    std::array<char, 64> buf{};
-    std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03lld%c%02ld:%02ld", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis, offset_min < 0 ? '-' : '+',
-                  abs_min / 60, abs_min % 60);
-    return buf.data();
-}
-
 class JsonLogFormatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -117,7 +93,7 @@ std::string formatJsonLogRecord(std::chrono::system_clock::time_point ts, std::s
     std::string out;
     out.reserve(64 + msg.size());
     out += "{\"ts\":\"";
-    out += localRfc3339(ts);
+    out += formatRfc3339Local(ts);
     out += "\",\"level\":";
     appendJsonString(out, level);
     out += ",\"msg\":";

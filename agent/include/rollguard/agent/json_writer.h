@@ -45,5 +45,7 @@ void appendJsonString(std::string& out, std::string_view s);
 
 /// RFC 3339 UTC with milliseconds: "2026-11-23T15:20:01.123Z".
 std::string formatRfc3339(rules::TimePoint t);
+/// The same in the local time zone with its offset: "2026-12-01T11:29:45.123+01:00".
+std::string formatRfc3339Local(rules::TimePoint t);
 
 }  // namespace rollguard::agent
