@@ -166,8 +166,9 @@ struct Agent {
 /// one carries on); then, at the end of a tick, the daemon hands its state to one built
 /// from the new config (see Daemon::stopForReload). `listen` and `state_dir` only change
 /// with a restart.
+/// `time_scale` != 1 divides the config's timings (scaleTimings), at start and on reload.
 int runAgent(const std::string& config_path, bool dry_run, const std::string& log_level_override,
-             std::chrono::milliseconds stop_timeout) {
+             std::chrono::milliseconds stop_timeout, double time_scale) {
     // Signals are taken by a dedicated thread with sigwait, so no handler runs inside
     // library code; every thread started below inherits the blocked mask. Blocked first
     // thing, so a SIGHUP while the config loads does not kill the agent either (a
@@ -190,6 +191,7 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     if (dry_run) {
         config->agent.dry_run = true;
     }
+    rollguard::agent::scaleTimings(*config, time_scale);
     configureLogging(log_level_override.empty() ? config->agent.log_level : log_level_override,
                      config->agent.log_format);
     for (const auto& d : loaded.diagnostics) {
@@ -248,6 +250,7 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
             return false;
         }
         rollguard::agent::Config next = std::move(*result.config);
+        rollguard::agent::scaleTimings(next, time_scale);
         const auto running = agent.current();
         const auto& old = running->config().agent;
         // What the process holds for its lifetime stays as started.
@@ -561,6 +564,11 @@ int main(int argc, char** argv) {
                     "Seconds a stop (SIGTERM/SIGINT) may take before the agent exits anyway; keep it below "
                     "the unit's TimeoutStopSec (default 20)")
         ->check(CLI::Range(0.1, 3600.0));
+    double time_scale = 1.0;
+    run->add_option("--time-scale", time_scale,
+                    "For tests and rehearsals only: divide the config's rule windows, for/delay/learn times, "
+                    "rollout holds and cooldown, and scrape intervals by this factor (60: 5m plays in 5s)")
+        ->check(CLI::Range(1.0, 100000.0));
 
     auto* check = app.add_subcommand("check", "Validate a configuration; print file:line:col for every error.");
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
@@ -656,7 +664,7 @@ int main(int argc, char** argv) {
             return rollguard::cli::runIncidents(*config, incident_id, incidents_json);
         }
         return runAgent(config_path, dry_run, log_level,
-                        std::chrono::milliseconds{static_cast<long long>(stop_timeout_seconds * 1000.0)});
+                        std::chrono::milliseconds{static_cast<long long>(stop_timeout_seconds * 1000.0)}, time_scale);
     } catch (const std::exception& e) {
         std::cerr << "rollguard: " << e.what() << "\n";
         return kExitRuntime;

@@ -1,5 +1,7 @@
 #include "rollguard/agent/config.h"
 
+#include <algorithm>
+
 namespace rollguard::agent {
 
 const char* toString(HookType t) {
@@ -121,6 +123,50 @@ const HookConfig* Config::findHook(std::string_view name) const {
         }
     }
     return nullptr;
+}
+
+}  // namespace rollguard::agent
+
+namespace rollguard::agent {
+namespace {
+
+std::chrono::nanoseconds scaled(std::chrono::nanoseconds d, double factor,
+                                std::chrono::nanoseconds floor = std::chrono::nanoseconds{0}) {
+    if (d.count() == 0) {
+        return d;
+    }
+    const auto out = std::chrono::nanoseconds{static_cast<std::int64_t>(static_cast<double>(d.count()) / factor)};
+    return std::max({out, floor, std::chrono::nanoseconds{1}});
+}
+
+}  // namespace
+
+void scaleTimings(Config& config, double factor) {
+    if (!(factor > 0.0) || factor == 1.0) {
+        return;
+    }
+    for (auto& rule : config.rules) {
+        rule.window = scaled(rule.window, factor);
+        rule.for_ = scaled(rule.for_, factor);
+        rule.keep_firing_for = scaled(rule.keep_firing_for, factor);
+        rule.delay = scaled(rule.delay, factor);
+        rule.repeat_interval = scaled(rule.repeat_interval, factor);
+        rule.baseline.learn = scaled(rule.baseline.learn, factor);
+    }
+    for (auto& source : config.sources) {
+        source.lateness = scaled(source.lateness, factor);
+    }
+    constexpr std::chrono::nanoseconds kMinInterval = std::chrono::milliseconds{100};
+    for (auto& scrape : config.scrapes) {
+        scrape.interval = scaled(scrape.interval, factor, kMinInterval);
+        scrape.timeout = std::min(scrape.interval, scaled(scrape.timeout, factor, kMinInterval));
+    }
+    if (config.rollout) {
+        for (auto& hold : config.rollout->hold) {
+            hold = scaled(hold, factor);
+        }
+        config.rollout->cooldown = scaled(config.rollout->cooldown, factor);
+    }
 }
 
 }  // namespace rollguard::agent

@@ -353,6 +353,36 @@ struct HookConfig {
 
 /// A whole, validated configuration. A value type: built once by the loader, never
 /// carried as strings downstream.
+/// [rollout]: the optional progressive rollout controller (agent/src/rollout). It steps
+/// the rollout's traffic percentage through `stages`, holding each stage until the gate
+/// rules have stayed quiet for the stage's hold, and steps it back when a gate rule of
+/// severity critical fires. The percentage reaches the service through `hooks`, whose
+/// values may contain the placeholder `{{rollout_percent}}`.
+struct RolloutConfig {
+    enum class OnCritical { Zero, Previous };
+    /// Traffic percentages, strictly increasing, each 1..100, e.g. {5, 25, 50, 100}.
+    std::vector<int> stages;
+    /// How long each stage is held (one per stage; a single `hold` is repeated).
+    std::vector<std::chrono::nanoseconds> hold;
+    /// Rules that must stay quiet (neither pending nor firing) for a whole hold; empty:
+    /// every rule. Critical ones among them roll the rollout back when they fire.
+    std::vector<std::string> gate;
+    /// Stage percentages whose promotion *into* waits for `rollguard rollout promote`
+    /// once the hold is done (`manual_gate = true`: every stage after the first).
+    std::vector<int> manual_gate;
+    OnCritical on_critical = OnCritical::Zero;
+    /// After a rollback: no new promotion before this much time has passed.
+    std::chrono::nanoseconds cooldown{std::chrono::minutes{10}};
+    /// Rollbacks after which the rollout stops as `failed` until `resume` (0: no limit).
+    int max_rollbacks = 3;
+    /// Hooks run on every percentage change (start, promote, rollback, abort), in order,
+    /// with the new percentage in `{{rollout_percent}}`.
+    std::vector<std::string> hooks;
+    /// Hooks run after `hooks` on a rollback or an abort (notifications, scripts).
+    std::vector<std::string> rollback_hooks;
+    SourceLocation location;  ///< of the [rollout] header
+};
+
 struct Config {
     std::string path;  ///< file it came from
     AgentSettings agent;
@@ -361,6 +391,7 @@ struct Config {
     std::vector<ScrapeSourceConfig> scrapes;
     std::vector<rules::RuleSpec> rules;
     std::vector<HookConfig> hooks;
+    std::optional<RolloutConfig> rollout;  ///< nullopt: no [rollout] section
 
     const LogSourceConfig* findSource(std::string_view name) const;
     const ScrapeSourceConfig* findScrape(std::string_view name) const;
@@ -380,6 +411,15 @@ struct LoadResult {
 /// relative paths in the config (relative to the config file's directory).
 /// Never throws on bad input: every problem becomes a diagnostic.
 LoadResult parseConfig(std::string_view text, const std::string& path);
+
+/// Divides the config's timings by `factor` (> 0), so that a scenario written with
+/// production durations plays out `factor` times faster (`rollguard run --time-scale`,
+/// for tests and rehearsals only). Scaled: every rule's window, for, keep_firing_for,
+/// delay, repeat_interval and learned-baseline time; the rollout's holds and cooldown;
+/// log sources' lateness, and scrape sources' interval and timeout (never below 100 ms).
+/// Not scaled: the tick, hook timeouts and retry backoffs, and `growth`, which stays a
+/// change per real hour.
+void scaleTimings(Config& config, double factor);
 
 /// Reads `path` and calls parseConfig. A missing or unreadable file is a diagnostic.
 LoadResult loadConfigFile(const std::string& path);

@@ -54,6 +54,12 @@ struct BreachEvent {
     /// HookRunner): a notify step placed after a rollback step reports its outcome.
     std::vector<HookStep> steps;
     std::string reason;  ///< a manual rollback's --reason ("" for a rule)
+    /// Set for the events of the rollout controller ([rollout]): the percentage the
+    /// rollout moves to. File hooks replace `{{rollout_percent}}` in their values with
+    /// it; scripts get ROLLGUARD_ROLLOUT_PERCENT. A hook whose values use the
+    /// placeholder fails on an event without it.
+    std::optional<int> rollout_percent;
+    int rollout_previous_percent = 0;  ///< with rollout_percent: where it moves from
 };
 
 /// event.incident_id, or when empty the first 16 hex digits of

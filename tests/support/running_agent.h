@@ -1,0 +1,38 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "process.h"
+
+namespace rollguard::testing {
+
+/// `rollguard run -c <config>` of an integration test (ROLLGUARD_BIN), with its stdout
+/// and stderr in `<config dir>/rollguard.stdout` / `rollguard.stderr`. The destructor
+/// kills a process still running (Process). `binary` defaults to the ROLLGUARD_BIN of
+/// integration tests.
+class RunningAgent {
+public:
+    RunningAgent(const std::filesystem::path& config, std::vector<std::string> extra_args = {},
+                 std::vector<std::pair<std::string, std::string>> extra_env = {},
+                 const std::string& binary = ROLLGUARD_BIN);
+
+    Process& process() { return process_; }
+    bool running() { return process_.running(); }
+    /// Everything the agent wrote to stderr so far (its log).
+    std::string stderrText() const;
+    const std::filesystem::path& stderrPath() const { return err_; }
+    /// Waits until GET /healthz on 127.0.0.1:`port` answers 200.
+    bool waitHealthy(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
+private:
+    std::filesystem::path out_;
+    std::filesystem::path err_;
+    Process process_;
+};
+
+}  // namespace rollguard::testing
