@@ -15,11 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "agent_config.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
-#include "rollguard/agent/incidents.h"
 #include "temp_dir.h"
+#include "rollguard/agent/incidents.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -33,30 +34,15 @@ namespace {
 /// middle one ("slow") hangs on its first run only (until killed), and records its pid.
 std::string config(const TempDir& dir, std::uint16_t port, bool with_token) {
     const std::string d = dir.path().string();
-    std::string text = "[agent]\nstate_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
+    std::string text = "state_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
                        "\"\ncheckpoint_interval = \"100ms\"\n";
     if (with_token) {
         text += "admin_token_file = \"" + d + "/token\"\n";
     }
-    text += R"toml(
-[[source]]
-name = "app"
-type = "json_log"
-paths = [")toml" + d + R"toml(/app.log"]
-read_from = "beginning"
-error = { field = "status", gte = 500 }
-
-[[rule]]
-name = "errors"
-source = "app"
-severity = "critical"
-metric = "error_ratio"
-above = 0.5
-window = "1m"
-min_samples = 5
-hooks = ["one", "slow", "three"]
-
-[[hook]]
+    return errorRatioConfig(dir.path(), {.agent = text,
+                                         .rule = "severity = \"critical\"\nmin_samples = 5\n"
+                                                 "hooks = [\"one\", \"slow\", \"three\"]\n",
+                                         .tail = R"toml([[hook]]
 name = "one"
 type = "script"
 command = ["/bin/sh", "-c", 'echo one >> steps.txt']
@@ -74,8 +60,7 @@ name = "three"
 type = "script"
 command = ["/bin/sh", "-c", 'echo "three $ROLLGUARD_REASON" >> steps.txt']
 workdir = ")toml" + d + R"toml("
-)toml";
-    return text;
+)toml"});
 }
 
 std::vector<std::string> steps(const TempDir& dir) {
@@ -86,14 +71,6 @@ std::vector<std::string> steps(const TempDir& dir) {
     std::istringstream in(readFile(dir / "steps.txt"));
     for (std::string l; std::getline(in, l);) {
         out.push_back(l);
-    }
-    return out;
-}
-
-std::string errorLines(int n) {
-    std::string out;
-    for (int i = 0; i < n; ++i) {
-        out += "{\"status\":503}\n";
     }
     return out;
 }
@@ -210,7 +187,7 @@ TEST_CASE("a daemon killed during a rollback resumes it after restart and runs n
     {
         Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out1").string(), (dir / "err1").string());
         REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
-        appendFile(dir / "app.log", errorLines(20));
+        appendFile(dir / "app.log", statusLines(20, 503));
         // "one" done, "slow" hanging: the moment to pull the plug.
         REQUIRE(eventually([&] { return fs::exists(dir / "slow.pid"); }, 15s));
         daemon.signal(SIGKILL);

@@ -13,6 +13,7 @@
 
 #include "http_receiver.h"
 #include "process.h"
+#include "running_agent.h"
 #include "temp_dir.h"
 
 using namespace rollguard::testing;
@@ -141,9 +142,8 @@ TEST_CASE("a sustained critical breach rolls back once: env file, webhook, scrip
     ::chmod((dir / "rollback.sh").c_str(), 0755);
     writeFile(dir / "rollguard.toml", configText(dir, receiver.port()));
 
-    const auto err = (dir / "rollguard.stderr").string();
-    Process agent({ROLLGUARD_BIN, "run", "--config", (dir / "rollguard.toml").string()},
-                  (dir / "rollguard.stdout").string(), err);
+    RunningAgent agent(dir / "rollguard.toml");
+    const auto err = agent.stderrPath();
 
     // Healthy traffic: nothing may fire.
     for (int i = 0; i < 10; ++i) {

@@ -14,9 +14,11 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_config.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
+#include "running_agent.h"
 #include "temp_dir.h"
 
 using namespace rollguard::testing;
@@ -24,30 +26,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// A critical rule without hooks: the config loads with a warning, which the agent logs
+/// in its log format too.
 std::string configText(const TempDir& dir, std::uint16_t port, const std::string& agent_extra) {
-    const auto d = dir.path().string();
-    return "[agent]\n"
-           "tick = \"100ms\"\n"
-           "listen = \"127.0.0.1:" + std::to_string(port) + "\"\n"
-           "admin_token_file = \"" + d + "/admin.token\"\n" +
-           agent_extra +
-           "\n"
-           "[[source]]\n"
-           "name = \"app\"\n"
-           "type = \"json_log\"\n"
-           "paths = [\"" + d + "/app.log\"]\n"
-           "read_from = \"beginning\"\n"
-           "error = { field = \"status\", gte = 500 }\n"
-           "\n"
-           // A critical rule without hooks: the config loads with a warning, which the
-           // agent logs in its log format too.
-           "[[rule]]\n"
-           "name = \"errors\"\n"
-           "source = \"app\"\n"
-           "metric = \"error_ratio\"\n"
-           "above = 0.5\n"
-           "window = \"1m\"\n"
-           "min_samples = 5\n";
+    return errorRatioConfig(dir.path(), {.agent = "tick = \"100ms\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
+                                                  "\"\nadmin_token_file = \"" + (dir / "admin.token").string() +
+                                                  "\"\n" + agent_extra,
+                                         .rule = "min_samples = 5\n",
+                                         .tail = ""});
 }
 
 std::vector<std::string> linesOf(const std::string& text) {
@@ -121,16 +107,16 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
     const std::uint16_t port = freePort();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, "log_format = \"json\"\n"));
-    Process agent({ROLLGUARD_BIN, "run", "-c", config.string()}, (dir / "out").string(), (dir / "err").string());
-    INFO(readFile(dir / "err"));
+    RunningAgent agent(config);
+    INFO(agent.stderrText());
 
-    REQUIRE(eventually([&] { return readFile(dir / "err").find("skipped a bad line") != std::string::npos; }, 10s));
-    CHECK_FALSE(hasLevel(readFile(dir / "err"), "debug"));
+    REQUIRE(eventually([&] { return agent.stderrText().find("skipped a bad line") != std::string::npos; }, 10s));
+    CHECK_FALSE(hasLevel(agent.stderrText(), "debug"));
 
     // SIGHUP with log_level = "debug": the new daemon's start-up already logs at debug.
     writeFile(config, configText(dir, port, "log_format = \"json\"\nlog_level = \"debug\"\n"));
     agent.signal(SIGHUP);
-    REQUIRE(eventually([&] { return hasLevel(readFile(dir / "err"), "debug"); }, 10s));
+    REQUIRE(eventually([&] { return hasLevel(agent.stderrText(), "debug"); }, 10s));
 
     // POST /api/v1/reload back to info.
     writeFile(config, configText(dir, port, "log_format = \"json\"\nlog_level = \"info\"\n"));
@@ -140,7 +126,7 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
     agent.signal(SIGTERM);
     REQUIRE(agent.wait(20s) == 0);
 
-    const auto records = recordsOf(readFile(dir / "err"));
+    const auto records = recordsOf(agent.stderrText());
     REQUIRE(records.size() >= 6);
     bool warned = false;
     bool bad_line = false;
@@ -177,7 +163,7 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
     CHECK(to_info > to_debug);
     CHECK(debug_lines > 0);
     CHECK(debug_lines_after_info == 0);
-    CHECK(readFile(dir / "err").find("\"msg\":\"stopped\"") != std::string::npos);
+    CHECK(agent.stderrText().find("\"msg\":\"stopped\"") != std::string::npos);
 }
 
 TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][integration]") {
@@ -187,10 +173,9 @@ TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][inte
     const std::uint16_t port = freePort();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, "log_format = \"json\"\n"));
-    Process agent({ROLLGUARD_BIN, "run", "-c", config.string(), "--log-level", "info"}, (dir / "out").string(),
-                  (dir / "err").string());
-    INFO(readFile(dir / "err"));
-    REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+    RunningAgent agent(config, {"--log-level", "info"});
+    INFO(agent.stderrText());
+    REQUIRE(agent.waitHealthy(port));
 
     writeFile(config, configText(dir, port, "log_format = \"json\"\nlog_level = \"debug\"\n"));
     const std::vector<std::string> auth{"Authorization: Bearer t0ken"};
@@ -198,7 +183,7 @@ TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][inte
     agent.signal(SIGTERM);
     REQUIRE(agent.wait(20s) == 0);
 
-    const std::string err = readFile(dir / "err");
+    const std::string err = agent.stderrText();
     CHECK(err.find("not applied: --log-level info wins") != std::string::npos);
     CHECK_FALSE(hasLevel(err, "debug"));
     CHECK(recordsOf(err).size() == linesOf(err).size());
@@ -213,7 +198,7 @@ TEST_CASE("text log lines leave the timestamp to the journal when stderr is the 
     writeFile(config, configText(dir, freePort(), ""));
     // The child's stderr is this file (opened with O_TRUNC: same inode), so it stands
     // for the journal's stream socket.
-    const auto err_path = dir / "err";
+    const auto err_path = dir / "rollguard.stderr";
     writeFile(err_path, "");
     struct stat st {};
     REQUIRE(::stat(err_path.c_str(), &st) == 0);
@@ -221,8 +206,7 @@ TEST_CASE("text log lines leave the timestamp to the journal when stderr is the 
                                std::to_string(static_cast<unsigned long long>(st.st_ino));
 
     for (const bool journal : {true, false}) {
-        Process agent({ROLLGUARD_BIN, "run", "-c", config.string()}, (dir / "out").string(), err_path.string(),
-                      {{"JOURNAL_STREAM", journal ? stream : std::string("1:1")}});
+        RunningAgent agent(config, {}, {{"JOURNAL_STREAM", journal ? stream : std::string("1:1")}});
         const bool started =
             eventually([&] { return readFile(err_path).find("started with") != std::string::npos; }, 10s);
         INFO("journal " << journal << ": " << readFile(err_path));

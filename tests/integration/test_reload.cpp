@@ -11,9 +11,11 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_config.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
+#include "running_agent.h"
 #include "temp_dir.h"
 
 using namespace rollguard::testing;
@@ -22,39 +24,19 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string configText(const TempDir& dir, std::uint16_t port, bool with_warning) {
-    const auto d = dir.path().string();
-    std::string text = "[agent]\n"
-                       "tick = \"100ms\"\n"
-                       "listen = \"127.0.0.1:" + std::to_string(port) + "\"\n"
-                       "admin_token_file = \"" + d + "/admin.token\"\n"
-                       "\n"
-                       "[[source]]\n"
-                       "name = \"app\"\n"
-                       "type = \"json_log\"\n"
-                       "paths = [\"" + d + "/app.log\"]\n"
-                       "read_from = \"beginning\"\n"
-                       "error = { field = \"status\", gte = 500 }\n"
-                       "\n"
-                       "[[rule]]\n"
-                       "name = \"errors\"\n"
-                       "source = \"app\"\n"
-                       "metric = \"error_ratio\"\n"
-                       "above = 0.5\n"
-                       "window = \"1m\"\n"
-                       "for = \"1h\"\n"
-                       "min_samples = 5\n"
-                       "hooks = [\"flip\"]\n"
-                       "\n"
-                       "[[hook]]\n"
+    std::string tail = "[[hook]]\n"
                        "name = \"flip\"\n"
                        "type = \"env_file\"\n"
-                       "path = \"" + d + "/app.env\"\n"
+                       "path = \"" + (dir / "app.env").string() + "\"\n"
                        "set = { CANARY = \"0\" }\n";
     if (with_warning) {
-        text += "\n[[rule]]\nname = \"traffic\"\nseverity = \"warning\"\nsource = \"app\"\nmetric = \"count\"\n"
+        tail += "\n[[rule]]\nname = \"traffic\"\nseverity = \"warning\"\nsource = \"app\"\nmetric = \"count\"\n"
                 "above = 1000000\nwindow = \"1m\"\n";
     }
-    return text;
+    return errorRatioConfig(dir.path(), {.agent = "tick = \"100ms\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
+                                                  "\"\nadmin_token_file = \"" + (dir / "admin.token").string() + "\"\n",
+                                         .rule = "for = \"1h\"\nmin_samples = 5\nhooks = [\"flip\"]\n",
+                                         .tail = tail});
 }
 
 struct RuleView {
@@ -90,16 +72,12 @@ TEST_CASE("reload refuses a broken config and keeps state across a good one", "[
     TempDir dir;
     writeFile(dir / "admin.token", "t0ken\n");
     writeFile(dir / "app.env", "CANARY=1\n");
-    std::string errors;
-    for (int i = 0; i < 20; ++i) {
-        errors += "{\"status\":503}\n";
-    }
-    writeFile(dir / "app.log", errors);
+    writeFile(dir / "app.log", statusLines(20, 503));
     const std::uint16_t port = freePort();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, false));
-    Process agent({ROLLGUARD_BIN, "run", "-c", config.string()}, (dir / "out").string(), (dir / "err").string());
-    INFO(readFile(dir / "err"));
+    RunningAgent agent(config);
+    INFO(agent.stderrText());
 
     // The critical rule goes pending (its `for` is an hour: it stays pending).
     REQUIRE(eventually([&] { return errorsRule(port).state == "pending"; }, 10s));
@@ -109,9 +87,9 @@ TEST_CASE("reload refuses a broken config and keeps state across a good one", "[
     // A broken config: refused, with file:line:col; the old config keeps running.
     writeFile(config, configText(dir, port, false) + "\n[[rule]]\nname = \"x\"\nsource = \"nope\"\n");
     agent.signal(SIGHUP);
-    REQUIRE(eventually([&] { return readFile(dir / "err").find("reload (SIGHUP) refused") != std::string::npos; },
+    REQUIRE(eventually([&] { return agent.stderrText().find("reload (SIGHUP) refused") != std::string::npos; },
                        10s));
-    const std::string err = readFile(dir / "err");
+    const std::string err = agent.stderrText();
     const auto at = err.find(config.string() + ":");
     REQUIRE(at != std::string::npos);
     CHECK(err.find("unknown source", at) != std::string::npos);

@@ -13,6 +13,7 @@
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
+#include "running_agent.h"
 #include "temp_dir.h"
 
 using namespace rollguard::testing;
@@ -84,9 +85,8 @@ TEST_CASE("the binary rolls back on a scraped counter jump and a sustained outag
     writeFile(dir / "app.env", "API_DOWN_ROLLBACK=0\nLOSS_ROLLBACK=0\n");
     const std::uint16_t port = freePort();
     writeFile(dir / "rollguard.toml", configText(dir, health, app, port));
-    const auto err = (dir / "rollguard.stderr").string();
-    Process agent({ROLLGUARD_BIN, "run", "--config", (dir / "rollguard.toml").string()},
-                  (dir / "rollguard.stdout").string(), err);
+    RunningAgent agent(dir / "rollguard.toml");
+    const auto err = agent.stderrPath();
     INFO(readFile(err));
 
     // Healthy, with a counter that grows slowly, and one short outage: nothing fires.

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "agent_config.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -40,42 +41,23 @@ void spoolAcrossRestart(int stop_signal) {
     receiver.setStatus(503);  // the receiver is down
     writeFile(dir / "app.log", "");
     const std::uint16_t port = freePort();
-    writeFile(dir / "rollguard.toml", "[agent]\nstate_dir = \"" + (dir / "state").string() +
-                                          "\"\nlisten = \"127.0.0.1:" + std::to_string(port) + R"toml("
-
-[[source]]
-name = "app"
-type = "json_log"
-paths = [")toml" + (dir / "app.log").string() + R"toml("]
-read_from = "beginning"
-error = { field = "status", gte = 500 }
-
-[[rule]]
-name = "errors"
-source = "app"
-severity = "critical"
-metric = "error_ratio"
-above = 0.5
-window = "1m"
-hooks = ["page"]
-
-[[hook]]
+    writeFile(dir / "rollguard.toml",
+              errorRatioConfig(dir.path(), {.agent = "state_dir = \"" + (dir / "state").string() +
+                                                     "\"\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n",
+                                            .rule = "severity = \"critical\"\nhooks = [\"page\"]\n",
+                                            .tail = R"toml([[hook]]
 name = "page"
 type = "webhook"
 url = ")toml" + receiver.url("/page") + R"toml("
 retries = 1
 retry_backoff = "50ms"
 spool_max_backoff = "200ms"
-)toml");
+)toml"}));
     const std::string cfg = (dir / "rollguard.toml").string();
     {
         Process agent({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out1").string(), (dir / "err1").string());
         REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
-        std::string lines;
-        for (int i = 0; i < 10; ++i) {
-            lines += "{\"status\":503}\n";
-        }
-        appendFile(dir / "app.log", lines);
+        appendFile(dir / "app.log", statusLines(10, 503));
         // Spooled, and retried by the spool worker at least once: then pull the plug.
         const bool retried = eventually([&] { return spooled(dir) == 1 && receiver.requests().size() >= 3; }, 15s);
         INFO(readFile(dir / "err1"));

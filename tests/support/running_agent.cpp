@@ -6,9 +6,8 @@
 namespace rollguard::testing {
 namespace {
 
-std::vector<std::string> runArgv(const std::string& binary, const std::filesystem::path& config,
-                                 std::vector<std::string> extra) {
-    std::vector<std::string> argv{binary, "run", "-c", config.string()};
+std::vector<std::string> runArgv(const std::filesystem::path& config, std::vector<std::string> extra) {
+    std::vector<std::string> argv{ROLLGUARD_BIN, "run", "-c", config.string()};
     argv.insert(argv.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
     return argv;
 }
@@ -16,10 +15,10 @@ std::vector<std::string> runArgv(const std::string& binary, const std::filesyste
 }  // namespace
 
 RunningAgent::RunningAgent(const std::filesystem::path& config, std::vector<std::string> extra_args,
-                           std::vector<std::pair<std::string, std::string>> extra_env, const std::string& binary)
+                           std::vector<std::pair<std::string, std::string>> extra_env)
     : out_(config.parent_path() / "rollguard.stdout"),
       err_(config.parent_path() / "rollguard.stderr"),
-      process_(runArgv(binary, config, std::move(extra_args)), out_.string(), err_.string(), std::move(extra_env)) {}
+      process_(runArgv(config, std::move(extra_args)), out_.string(), err_.string(), std::move(extra_env)) {}
 
 std::string RunningAgent::stderrText() const {
     return readFile(err_);

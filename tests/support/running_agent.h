@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,16 +14,17 @@ namespace rollguard::testing {
 
 /// `rollguard run -c <config>` of an integration test (ROLLGUARD_BIN), with its stdout
 /// and stderr in `<config dir>/rollguard.stdout` / `rollguard.stderr`. The destructor
-/// kills a process still running (Process). `binary` defaults to the ROLLGUARD_BIN of
-/// integration tests.
+/// kills a process still running (Process).
 class RunningAgent {
 public:
     RunningAgent(const std::filesystem::path& config, std::vector<std::string> extra_args = {},
-                 std::vector<std::pair<std::string, std::string>> extra_env = {},
-                 const std::string& binary = ROLLGUARD_BIN);
+                 std::vector<std::pair<std::string, std::string>> extra_env = {});
 
     Process& process() { return process_; }
     bool running() { return process_.running(); }
+    void signal(int sig) { process_.signal(sig); }
+    /// Exit status (or 128 + signal); nullopt if still running after `timeout`.
+    std::optional<int> wait(std::chrono::milliseconds timeout) { return process_.wait(timeout); }
     /// Everything the agent wrote to stderr so far (its log).
     std::string stderrText() const;
     const std::filesystem::path& stderrPath() const { return err_; }

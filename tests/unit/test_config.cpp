@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "config_diags.h"
 #include "rollguard/agent/config.h"
 #include "temp_dir.h"
 
@@ -31,30 +32,10 @@ namespace {
 using Strings = std::vector<std::string>;
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-const std::string kPath = "/etc/rollguard/rollguard.toml";
-
-/// "line:col: message" of every diagnostic of one level, in report order.
-Strings diags(const LoadResult& r, Diagnostic::Level level) {
-    Strings out;
-    for (const auto& d : r.diagnostics) {
-        if (d.level == level) {
-            CHECK(d.where.file == kPath);
-            out.push_back(std::to_string(d.where.line) + ":" + std::to_string(d.where.column) + ": " + d.message);
-        }
-    }
-    return out;
-}
-
-Strings errorsOf(const std::string& text) {
-    const LoadResult r = parseConfig(text, kPath);
-    const Strings errors = diags(r, Diagnostic::Level::Error);
-    CHECK(r.ok() == errors.empty());
-    return errors;
-}
-
-Strings warningsOf(const std::string& text) {
-    return diags(parseConfig(text, kPath), Diagnostic::Level::Warning);
-}
+const std::string& kPath = rollguard::testing::kConfigPath;
+using rollguard::testing::diags;
+using rollguard::testing::errorsOf;
+using rollguard::testing::warningsOf;
 
 /// Lines 1-17: two sources (api has latency, app does not; both have labels) and one hook. Tests append
 /// a [[rule]] or [[hook]] starting on line 18.

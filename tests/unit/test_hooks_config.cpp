@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config_diags.h"
 #include "rollguard/agent/config.h"
 
 using namespace std::chrono_literals;
@@ -21,7 +22,7 @@ using rollguard::agent::WebhookFormat;
 namespace {
 
 using Strings = std::vector<std::string>;
-const std::string kPath = "/etc/rollguard/rollguard.toml";
+const std::string& kPath = rollguard::testing::kConfigPath;
 
 /// Lines 1-4: a source; 5-10: a rule using hook "h"; 11: `[[hook]]`; 12: `name = "h"`;
 /// then the lines given, from line 13 (kFirstLine).
@@ -37,17 +38,7 @@ std::string withHook(const std::string& lines) {
 }
 constexpr int kFirstLine = 13;
 
-Strings errorsOf(const std::string& text) {
-    const LoadResult r = parseConfig(text, kPath);
-    Strings out;
-    for (const auto& d : r.diagnostics) {
-        if (d.level == Diagnostic::Level::Error) {
-            out.push_back(std::to_string(d.where.line) + ":" + std::to_string(d.where.column) + ": " + d.message);
-        }
-    }
-    CHECK(r.ok() == out.empty());
-    return out;
-}
+using rollguard::testing::errorsOf;
 
 std::string line(int offset) {
     return std::to_string(kFirstLine + offset);

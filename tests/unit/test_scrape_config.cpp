@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "config_diags.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/rule_test.h"
 #include "temp_dir.h"
@@ -39,36 +40,14 @@ using Pairs = std::vector<std::pair<std::string, std::string>>;
 using Kind = ScrapeSeriesConfig::Kind;
 using Op = LabelMatcher::Op;
 
-const std::string kPath = "/etc/rollguard/rollguard.toml";
-
-Strings diags(const LoadResult& r, Diagnostic::Level level) {
-    Strings out;
-    for (const auto& d : r.diagnostics) {
-        if (d.level == level) {
-            out.push_back(std::to_string(d.where.line) + ":" + std::to_string(d.where.column) + ": " + d.message);
-        }
-    }
-    return out;
-}
-
-Strings errorsOf(const std::string& text) {
-    const LoadResult r = parseConfig(text, kPath);
-    const Strings errors = diags(r, Diagnostic::Level::Error);
-    CHECK(r.ok() == errors.empty());
-    return errors;
-}
+const std::string& kPath = rollguard::testing::kConfigPath;
+using rollguard::testing::diags;
+using rollguard::testing::errorsOf;
 
 /// Warnings but the one about a config without rules (most tests have none).
 Strings warningsOf(const std::string& text) {
-    Strings out;
-    for (auto& w : diags(parseConfig(text, kPath), Diagnostic::Level::Warning)) {
-        if (w.find("no [[rule]] defined") == std::string::npos) {
-            out.push_back(std::move(w));
-        }
-    }
-    return out;
+    return rollguard::testing::warningsOf(text, "no [[rule]] defined");
 }
-
 /// A config that must load without errors; warnings are allowed (and returned by
 /// warningsOf where a test cares).
 Config load(const std::string& text) {
