@@ -9,7 +9,8 @@
 // One run: healthy traffic does nothing; a near-miss (p99 0.95 s, just under 1 s, held
 // for several times `for`) does nothing; a queue of 800 (> 500) sends the warning and
 // leaves the flag alone; p99 1.4 s (above 1 s, under 2x the 0.8 s baseline) sets the
-// flag's rollout_percentage to 0 and sends the critical alert.
+// flag's rollout_percentage to 0 and sends the critical alert. A second run with a lower
+// baseline (0.3 s) shows the 2x-baseline rule acting on a p99 under 1 s.
 // ROLLGUARD_KEEP_TEST_DIRS=1 keeps the temp dir, with the agent's log in rollguard.stderr.
 
 #include <signal.h>
@@ -153,31 +154,47 @@ bool evaluationsPass(std::uint16_t port, std::int64_t n) {
     return start > 0 && eventually([&] { return status(port, "").evaluations >= start + n; }, 30s);
 }
 
-}  // namespace
-
-TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queue over 500 only warns", "[guide][integration]") {
+/// The router's surroundings: its log, its stats endpoint, the baseline and flag files,
+/// the alert receiver, and the environment that points the shipped config at them.
+struct Router {
     TempDir dir;
     HttpReceiver learning;
     HttpReceiver alerts;
-    learning.setBody(stats(37), {{"Content-Type", "application/json"}});
-    std::filesystem::create_directories(dir / "logs");
-    const auto log = dir / "logs" / "apex-memory.log";
-    writeFile(log, "");
-    writeFile(dir / "feature_flags.json", kFlagsBefore);
-    writeFile(dir / "baseline.json", kBaseline);
-    const std::uint16_t port = freePort();
-    const auto flags = [&] { return readFile(dir / "feature_flags.json"); };
+    std::uint16_t port = freePort();
+    std::filesystem::path log = dir / "logs" / "apex-memory.log";
 
+    explicit Router(const std::string& baseline) {
+        learning.setBody(stats(37), {{"Content-Type", "application/json"}});
+        std::filesystem::create_directories(dir / "logs");
+        writeFile(log, "");
+        writeFile(dir / "feature_flags.json", kFlagsBefore);
+        writeFile(dir / "baseline.json", baseline);
+    }
+
+    std::vector<std::pair<std::string, std::string>> env() const {
+        return {{"ROLLGUARD_STATE_DIR", (dir / "state").string()},
+                {"ROLLGUARD_LISTEN", "127.0.0.1:" + std::to_string(port)},
+                {"APEX_LOG_FILE", log.string()},
+                {"APEX_STATS_URL", learning.url("/api/router/online-learning/stats")},
+                {"APEX_BASELINE_FILE", (dir / "baseline.json").string()},
+                {"APEX_FEATURE_FLAGS_FILE", (dir / "feature_flags.json").string()},
+                {"APEX_ALERT_WEBHOOK_URL", alerts.url("/rollguard")}};
+    }
+    std::string flags() const { return readFile(dir / "feature_flags.json"); }
+};
+
+}  // namespace
+
+TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queue over 500 only warns", "[guide][integration]") {
+    Router router(kBaseline);
+    const TempDir& dir = router.dir;
+    HttpReceiver& learning = router.learning;
+    const HttpReceiver& alerts = router.alerts;
+    const std::uint16_t port = router.port;
+    const std::filesystem::path& log = router.log;
+    const auto flags = [&] { return router.flags(); };
     Workload workload(log);
-    RunningAgent agent(kConfig, {"--time-scale", "60"},
-                       {{"ROLLGUARD_STATE_DIR", (dir / "state").string()},
-                        {"ROLLGUARD_LISTEN", "127.0.0.1:" + std::to_string(port)},
-                        {"APEX_LOG_FILE", log.string()},
-                        {"APEX_STATS_URL", learning.url("/api/router/online-learning/stats")},
-                        {"APEX_BASELINE_FILE", (dir / "baseline.json").string()},
-                        {"APEX_FEATURE_FLAGS_FILE", (dir / "feature_flags.json").string()},
-                        {"APEX_ALERT_WEBHOOK_URL", alerts.url("/rollguard")}},
-                       ROLLGUARD_BIN, dir.path());
+    RunningAgent agent(kConfig, {"--time-scale", "60"}, router.env(), ROLLGUARD_BIN, dir.path());
     REQUIRE(agent.waitHealthy(port, 30s));
 
     // Healthy: queries at 150-249 ms, queue 37, reward 0.61; the rules see it, nothing acts.
@@ -249,6 +266,45 @@ TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queu
     const auto vs_baseline = status(port, "router-p99-vs-baseline").rule;
     REQUIRE(vs_baseline);
     CHECK(vs_baseline->state == "inactive");
+
+    agent.process().signal(SIGTERM);
+    CHECK(agent.process().wait(15s) == 0);
+}
+
+TEST_CASE("Query router guide: p99 over twice the Stage 1 baseline rolls back even under 1 s", "[guide][integration]") {
+    // A fast router: baseline p99 0.3 s, so 2x is 0.6 s, under the absolute 1 s.
+    Router r("{\"latency\": {\"p50\": 0.1, \"p90\": 0.2, \"p99\": 0.3}}\n");
+    Workload workload(r.log);
+    RunningAgent agent(kConfig, {"--time-scale", "60"}, r.env(), ROLLGUARD_BIN, r.dir.path());
+    REQUIRE(agent.waitHealthy(r.port, 30s));
+
+    const std::string rule = "router-p99-vs-baseline";
+    REQUIRE(eventually([&] {
+        const auto v = status(r.port, rule).rule;
+        return v && v->value && *v->value < 0.3;
+    }, 30s));
+    REQUIRE(evaluationsPass(r.port, 2));
+    CHECK(r.flags() == kFlagsBefore);
+    CHECK(r.alerts.requests().empty());
+
+    // Queries at 0.7-0.8 s: p99 above 0.6 s, under 1 s.
+    workload.setBaseMs(700);
+    REQUIRE(eventually([&] { return r.flags() != kFlagsBefore; }, 30s));
+    CHECK(r.flags() == kFlagsAfter);
+    REQUIRE(r.alerts.waitForRequests(1, 30s));
+    const auto requests = r.alerts.requests();
+    REQUIRE(requests.size() == 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::element body;
+    REQUIRE(parser.parse(requests[0].body).get(body) == simdjson::SUCCESS);
+    CHECK(std::string_view(body["rule"]) == rule);
+    CHECK(std::string_view(body["severity"]) == "critical");
+    CHECK(double(body["threshold"]) == Approx(0.6));  // the effective threshold: 2 x 0.3 s
+    CHECK(double(body["value"]) > 0.6);
+    CHECK(double(body["value"]) < 1.0);
+    const auto absolute = status(r.port, "router-p99-critical").rule;
+    REQUIRE(absolute);
+    CHECK(absolute->state == "inactive");
 
     agent.process().signal(SIGTERM);
     CHECK(agent.process().wait(15s) == 0);
