@@ -15,9 +15,10 @@ std::vector<std::string> runArgv(const std::filesystem::path& config, std::vecto
 }  // namespace
 
 RunningAgent::RunningAgent(const std::filesystem::path& config, std::vector<std::string> extra_args,
-                           std::vector<std::pair<std::string, std::string>> extra_env)
-    : out_(config.parent_path() / "rollguard.stdout"),
-      err_(config.parent_path() / "rollguard.stderr"),
+                           std::vector<std::pair<std::string, std::string>> extra_env,
+                           const std::filesystem::path& output_dir)
+    : out_((output_dir.empty() ? config.parent_path() : output_dir) / "rollguard.stdout"),
+      err_((output_dir.empty() ? config.parent_path() : output_dir) / "rollguard.stderr"),
       process_(runArgv(config, std::move(extra_args)), out_.string(), err_.string(), std::move(extra_env)) {}
 
 std::string RunningAgent::stderrText() const {

@@ -13,12 +13,16 @@
 namespace rollguard::testing {
 
 /// `rollguard run -c <config>` of an integration test (ROLLGUARD_BIN), with its stdout
-/// and stderr in `<config dir>/rollguard.stdout` / `rollguard.stderr`. The destructor
+/// and stderr in `<output_dir>/rollguard.stdout` / `rollguard.stderr`; `output_dir`
+/// defaults to the config's directory. Give it (a TempDir) when the config is a shipped
+/// one in the source tree (config/examples/...), so nothing is written there and tests
+/// running in parallel on other shipped configs do not share those files. The destructor
 /// kills a process still running (Process).
 class RunningAgent {
 public:
     RunningAgent(const std::filesystem::path& config, std::vector<std::string> extra_args = {},
-                 std::vector<std::pair<std::string, std::string>> extra_env = {});
+                 std::vector<std::pair<std::string, std::string>> extra_env = {},
+                 const std::filesystem::path& output_dir = {});
 
     Process& process() { return process_; }
     bool running() { return process_.running(); }
