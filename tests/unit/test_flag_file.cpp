@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/stat.h>
@@ -517,4 +518,204 @@ TEST_CASE("toml_file sets inside inline tables and quotes keys that need it", "[
     const auto again = toml(r.text, {{"/flags/a", false}, {"/flags/b/c", std::int64_t{1}}, {"/x.y", true}});
     REQUIRE(again.ok);
     CHECK_FALSE(again.changed);
+}
+
+// ---- json_file append ---------------------------------------------------------------
+
+namespace {
+
+using rollguard::agent::FlagAppend;
+using rollguard::agent::FlagValue;
+using Appends = std::vector<FlagAppend>;
+
+FlagAppend entry(const std::string& pointer, std::vector<std::pair<std::string, FlagValue>> fields) {
+    FlagAppend a;
+    a.pointer = pointer;
+    a.is_object = true;
+    a.fields = std::move(fields);
+    return a;
+}
+
+FlagAppend plain(const std::string& pointer, FlagValue value) {
+    FlagAppend a;
+    a.pointer = pointer;
+    a.value = std::move(value);
+    return a;
+}
+
+FlagFileEdit appended(const std::string& text, const Appends& append, const Settings& set = {}) {
+    return rewriteJsonText(text, set, {}, append, "state.json");
+}
+
+const std::string kState =
+    "{\n"
+    "  \"current_percentage\": 25,\n"
+    "  \"history\": [\n"
+    "    {\"event\": \"step\", \"percentage\": 25},\n"
+    "    {\"event\": \"rollback\", \"incident\": \"aaaa\"}\n"
+    "  ],\n"
+    "  \"started_at\": \"2025-10-18T09:00:00Z\"\n"
+    "}\n";
+
+}  // namespace
+
+TEST_CASE("json_file append creates a missing array and its missing parents", "[hooks][flag_file][append]") {
+    const auto r = appended("{\"a\": 1}", {entry("/history", {{"event", std::string("rollback")}, {"n", std::int64_t{1}}}),
+                                           plain("/state/log", std::string("x"))});
+    REQUIRE(r.ok);
+    CHECK(r.changed);
+    CHECK(r.text ==
+          "{\n"
+          "  \"a\": 1,\n"
+          "  \"history\": [\n"
+          "    {\n"
+          "      \"event\": \"rollback\",\n"
+          "      \"n\": 1\n"
+          "    }\n"
+          "  ],\n"
+          "  \"state\": {\n"
+          "    \"log\": [\n"
+          "      \"x\"\n"
+          "    ]\n"
+          "  }\n"
+          "}\n");
+}
+
+TEST_CASE("json_file append adds at the end of an existing array and keeps the rest", "[hooks][flag_file][append]") {
+    const auto r = appended(kState, {entry("/history", {{"event", std::string("rollback")}, {"incident", std::string("bbbb")}})},
+                            {{"/current_percentage", std::int64_t{0}}});
+    REQUIRE(r.ok);
+    CHECK(r.changed);
+    CHECK(r.text ==
+          "{\n"
+          "  \"current_percentage\": 0,\n"
+          "  \"history\": [\n"
+          "    {\n"
+          "      \"event\": \"step\",\n"
+          "      \"percentage\": 25\n"
+          "    },\n"
+          "    {\n"
+          "      \"event\": \"rollback\",\n"
+          "      \"incident\": \"aaaa\"\n"
+          "    },\n"
+          "    {\n"
+          "      \"event\": \"rollback\",\n"
+          "      \"incident\": \"bbbb\"\n"
+          "    }\n"
+          "  ],\n"
+          "  \"started_at\": \"2025-10-18T09:00:00Z\"\n"
+          "}\n");
+}
+
+TEST_CASE("json_file append of an element already in the array appends nothing", "[hooks][flag_file][append]") {
+    const Appends once{entry("/history", {{"event", std::string("rollback")}, {"incident", std::string("bbbb")}})};
+    const auto first = appended(kState, once, {{"/current_percentage", std::int64_t{0}}});
+    REQUIRE(first.ok);
+    const auto second = appended(first.text, once, {{"/current_percentage", std::int64_t{0}}});
+    REQUIRE(second.ok);
+    CHECK_FALSE(second.changed);
+    CHECK(second.text == first.text);
+
+    // Equal means the same members with equal values, in any order; numbers by value.
+    const auto reordered = appended("{\"h\": [{\"b\": 1.0, \"a\": \"x\"}]}\n",
+                                    {entry("/h", {{"a", std::string("x")}, {"b", std::int64_t{1}}}), plain("/p", 2.5)});
+    REQUIRE(reordered.ok);
+    CHECK(reordered.text == "{\n  \"h\": [\n    {\n      \"b\": 1.0,\n      \"a\": \"x\"\n    }\n  ],\n  \"p\": [\n    2.5\n  ]\n}\n");
+    // A subset or a superset of the members is another element.
+    const auto subset = appended("{\"h\": [{\"a\": \"x\", \"b\": 1}]}", {entry("/h", {{"a", std::string("x")}})});
+    REQUIRE(subset.ok);
+    CHECK(subset.changed);
+}
+
+TEST_CASE("json_file append to a value that is not an array fails and names the pointer", "[hooks][flag_file][append]") {
+    const auto object = appended(kState, {plain("/current_percentage", std::int64_t{0})});
+    CHECK_FALSE(object.ok);
+    CHECK(object.error == "cannot append to /current_percentage: /current_percentage is a number, not an array");
+    const auto table = appended("{\"history\": {\"a\": 1}}", {plain("/history", std::int64_t{0})});
+    CHECK(table.error == "cannot append to /history: /history is an object, not an array");
+    const auto through = appended("{\"a\": \"s\"}", {plain("/a/history", std::int64_t{0})});
+    CHECK(through.error == "cannot append to /a/history: /a is a string, not an object");
+    const auto dash = appended("{\"history\": []}", {plain("/history/-", std::int64_t{0})});
+    CHECK(dash.error == "cannot append to /history/-: name the array itself (\"/history\"), without \"/-\"");
+    // Inside an array of arrays: an index addresses the inner array.
+    const auto nested = appended("{\"runs\": [[1], [2]]}", {plain("/runs/1", std::int64_t{3})});
+    REQUIRE(nested.ok);
+    CHECK(nested.text == "{\n  \"runs\": [\n    [\n      1\n    ],\n    [\n      2,\n      3\n    ]\n  ]\n}\n");
+}
+
+TEST_CASE("json_file append renders placeholders and writes them JSON-escaped", "[hooks][flag_file][append]") {
+    using namespace std::chrono_literals;
+    TempDir dir;
+    writeFile(dir / "deployment_state.json", kState);
+    HookConfig config = flagHook(HookType::JsonFile, dir / "deployment_state.json", {{"/current_percentage", std::int64_t{0}}});
+    config.name = "record-rollback";
+    config.flag_append = {entry("/history", {{"event", std::string("rollback")},
+                                             {"rule", std::string("{{rule}}")},
+                                             {"at", std::string("{{fired_at}}")},
+                                             {"incident", std::string("{{incident_id}}")},
+                                             {"reason", std::string("{{summary}} ({{unknown}})")},
+                                             {"percentage", std::int64_t{0}}})};
+    BreachEvent event;
+    event.rule = "error-ratio";
+    event.incident_id = "0123456789abcdef";
+    event.fired_at = rollguard::rules::TimePoint{1'760'778'000s};
+    event.summary = "error_ratio 0.03 > 0.01 \"5m\"\nnext\\line";
+
+    auto hook = makeHook(config);
+    REQUIRE(hook);
+    const HookResult first = hook->run(event);
+    CHECK(first.ok);
+    CHECK(first.message == "set /current_percentage=0; append to /history in " + (dir / "deployment_state.json").string());
+    const std::string after = readFile(dir / "deployment_state.json");
+    CHECK(after ==
+          "{\n"
+          "  \"current_percentage\": 0,\n"
+          "  \"history\": [\n"
+          "    {\n"
+          "      \"event\": \"step\",\n"
+          "      \"percentage\": 25\n"
+          "    },\n"
+          "    {\n"
+          "      \"event\": \"rollback\",\n"
+          "      \"incident\": \"aaaa\"\n"
+          "    },\n"
+          "    {\n"
+          "      \"event\": \"rollback\",\n"
+          "      \"rule\": \"error-ratio\",\n"
+          "      \"at\": \"2025-10-18T09:00:00.000Z\",\n"
+          "      \"incident\": \"0123456789abcdef\",\n"
+          "      \"reason\": \"error_ratio 0.03 > 0.01 \\\"5m\\\"\\nnext\\\\line ({{unknown}})\",\n"
+          "      \"percentage\": 0\n"
+          "    }\n"
+          "  ],\n"
+          "  \"started_at\": \"2025-10-18T09:00:00Z\"\n"
+          "}\n");
+
+    // A retry of the same event records nothing more.
+    const HookResult retry = hook->run(event);
+    CHECK(retry.ok);
+    CHECK(retry.message == "already up to date: " + (dir / "deployment_state.json").string());
+    CHECK(readFile(dir / "deployment_state.json") == after);
+
+    // Another incident is another entry.
+    BreachEvent other = event;
+    other.incident_id = "fedcba9876543210";
+    const HookResult second = hook->run(other);
+    CHECK(second.ok);
+    const std::string twice = readFile(dir / "deployment_state.json");
+    CHECK(twice.find("\"incident\": \"fedcba9876543210\"") != std::string::npos);
+    CHECK(twice.find("\"incident\": \"0123456789abcdef\"") < twice.find("\"incident\": \"fedcba9876543210\""));
+}
+
+TEST_CASE("json_file append on a missing file with create starts from an empty object", "[hooks][flag_file][append]") {
+    TempDir dir;
+    HookConfig config = flagHook(HookType::JsonFile, dir / "state.json", {});
+    config.create = true;
+    config.flag_append = {plain("/history", std::string("{{rule}}"))};
+    BreachEvent event;
+    event.rule = "p95";
+    const HookResult r = makeHook(config)->run(event);
+    CHECK(r.ok);
+    CHECK(r.message == "created; append to /history in " + (dir / "state.json").string());
+    CHECK(readFile(dir / "state.json") == "{\n  \"history\": [\n    \"p95\"\n  ]\n}\n");
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config_diags.h"
@@ -210,7 +211,10 @@ TEST_CASE("json_file and toml_file config errors point at the line and column", 
     }
     SECTION("nothing to do, or a pointer both set and unset") {
         CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\n")) ==
-              Strings{"11:1: a json_file hook needs at least one pointer in 'set' or 'unset', e.g. set = { "
+              Strings{"11:1: a json_file hook needs at least one pointer in 'set', 'unset' or 'append', e.g. set = { "
+                      "\"/flags/new_checkout\" = false }"});
+        CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\n")) ==
+              Strings{"11:1: a toml_file hook needs at least one pointer in 'set' or 'unset', e.g. set = { "
                       "\"/flags/new_checkout\" = false }"});
         CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = 1 }\nunset = [\"/a\"]\n")) ==
               Strings{line(3) + ":10: \"/a\" is both in 'set' and in 'unset'"});
@@ -220,6 +224,74 @@ TEST_CASE("json_file and toml_file config errors point at the line and column", 
               Strings{line(3) + ":1: 'command' is not valid for a hook of type 'json_file' (it belongs to script hooks)"});
         CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\nset = { \"/a\" = 1 }\nbakup = true\n")) ==
               Strings{line(3) + ":1: unknown key 'bakup' in [[hook]] (did you mean 'backup'?)"});
+    }
+}
+
+TEST_CASE("json_file append: pointers to elements, in the order written", "[hooks][config][flag_file]") {
+    const LoadResult r = parseConfig(
+        withHook("type = \"json_file\"\n"
+                 "path = \"config/deployment_state.json\"\n"
+                 "set = { \"/current_percentage\" = 0 }\n"
+                 "append = { \"/history\" = { event = \"rollback\", rule = \"{{rule}}\", percentage = 0, manual = false, "
+                 "ratio = 0.5 }, \"/log\" = \"{{incident_id}}\", \"/a/0/b\" = 7 }\n"),
+        kPath);
+    REQUIRE(r.ok());
+    const HookConfig& h = r.config->hooks.at(0);
+    REQUIRE(h.flag_append.size() == 3);
+    CHECK(h.flag_append[0].pointer == "/history");
+    CHECK(h.flag_append[0].is_object);
+    using Field = std::pair<std::string, FlagValue>;
+    CHECK(h.flag_append[0].fields ==
+          std::vector<Field>{{"event", FlagValue{std::string("rollback")}}, {"rule", FlagValue{std::string("{{rule}}")}},
+                             {"percentage", FlagValue{std::int64_t{0}}}, {"manual", FlagValue{false}},
+                             {"ratio", FlagValue{0.5}}});
+    CHECK(h.flag_append[1].pointer == "/log");
+    CHECK_FALSE(h.flag_append[1].is_object);
+    CHECK(h.flag_append[1].value == FlagValue{std::string("{{incident_id}}")});
+    CHECK(h.flag_append[2].pointer == "/a/0/b");
+    CHECK(h.flag_append[2].value == FlagValue{std::int64_t{7}});
+
+    // append alone is enough.
+    CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nappend = { \"/h\" = { at = \"{{fired_at}}\" } }\n"))
+              .empty());
+}
+
+TEST_CASE("json_file append config errors point at the line and column", "[hooks][config][flag_file]") {
+    const std::string head = "type = \"json_file\"\npath = \"f.json\"\n";
+    SECTION("pointer syntax, and /- at the end") {
+        CHECK(errorsOf(withHook(head + "append = { \"history\" = 1 }\n")) ==
+              Strings{line(2) + ":12: \"history\" in 'append' is not a JSON Pointer: a JSON Pointer starts with '/', "
+                                "e.g. \"/history\""});
+        CHECK(errorsOf(withHook(head + "append = { \"/history/-\" = 1 }\n")) ==
+              Strings{line(2) + ":12: \"/history/-\" in 'append' names the array itself, without \"/-\": write "
+                                "\"/history\""});
+    }
+    SECTION("value types: a plain value or an inline table of plain values") {
+        CHECK(errorsOf(withHook(head + "append = { \"/h\" = [1, 2] }\n")) ==
+              Strings{line(2) + ":19: the element of \"/h\" in 'append' (a plain value or an inline table of plain "
+                                "values) must be a boolean, integer, float or string, got array"});
+        CHECK(errorsOf(withHook(head + "append = { \"/h\" = { event = \"rollback\", at = { t = 1 } } }\n")) ==
+              Strings{line(2) + ":46: the field 'at' of \"/h\" in 'append' must be a boolean, integer, float or string, "
+                                "got table"});
+        CHECK(errorsOf(withHook(head + "append = { \"/h\" = { v = nan } }\n")) ==
+              Strings{line(2) + ":25: the field 'v' of \"/h\" in 'append' must be finite: JSON has no NaN or infinity"});
+        CHECK(errorsOf(withHook(head + "append = [\"/h\"]\n")) ==
+              Strings{line(2) + ":10: 'append' must be a table of JSON Pointers to elements, e.g. { \"/history\" = { "
+                                "event = \"rollback\", at = \"{{fired_at}}\" } }, got array"});
+    }
+    SECTION("the same pointer in set or unset and in append") {
+        CHECK(errorsOf(withHook(head + "set = { \"/h\" = 1 }\nappend = { \"/h\" = 2 }\n")) ==
+              Strings{line(3) + ":12: \"/h\" is both in 'set' and in 'append'"});
+        CHECK(errorsOf(withHook(head + "unset = [\"/h\"]\nappend = { \"/h\" = 2 }\n")) ==
+              Strings{line(3) + ":12: \"/h\" is both in 'unset' and in 'append'"});
+    }
+    SECTION("append belongs to json_file only, and typos get a suggestion") {
+        CHECK(errorsOf(withHook("type = \"toml_file\"\npath = \"f.toml\"\nset = { \"/a\" = 1 }\nappend = { \"/h\" = 1 }\n")) ==
+              Strings{line(3) + ":1: 'append' is not valid for a hook of type 'toml_file' (it belongs to json_file hooks)"});
+        CHECK(errorsOf(withHook(head + "apend = { \"/h\" = 1 }\n")) ==
+              Strings{"11:1: a json_file hook needs at least one pointer in 'set', 'unset' or 'append', e.g. set = { "
+                      "\"/flags/new_checkout\" = false }",
+                      line(2) + ":1: unknown key 'apend' in [[hook]] (did you mean 'append'?)"});
     }
 }
 

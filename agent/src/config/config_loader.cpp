@@ -72,8 +72,10 @@ constexpr std::int64_t kMaxGroupsLimit = 10'000;
 constexpr int kMaxBreachesWindow = 64;
 const Keys kHookCommonKeys{"name", "type", "timeout", "run_if"};
 const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
-/// json_file and toml_file hooks.
+/// toml_file hooks.
 const Keys kFlagFileKeys{"path", "set", "unset", "create", "backup"};
+/// json_file hooks: the toml_file keys and `append` (JSON arrays only: see docs/config.md).
+const Keys kJsonFileKeys{"path", "set", "unset", "append", "create", "backup"};
 const Keys kWebhookKeys{"url",           "headers",          "retries",          "retry_backoff",
                         "format",        "body_template",    "bearer_token_file", "bearer_token_env",
                         "secret_file",   "routing_key_file", "routing_key_env",  "spool_max_entries",
@@ -2161,7 +2163,7 @@ protected:
             {HookType::Webhook, &kWebhookKeys},
             {HookType::Script, &kScriptKeys},
             {HookType::Alertmanager, &kAlertmanagerKeys},
-            {HookType::JsonFile, &kFlagFileKeys},
+            {HookType::JsonFile, &kJsonFileKeys},
             {HookType::TomlFile, &kFlagFileKeys},
         }};
         Keys allowed = kHookCommonKeys;
@@ -2322,8 +2324,118 @@ protected:
         return false;
     }
 
+    /// A plain value of a flag file (boolean, integer, float, string), reported as `what`
+    /// at the value otherwise. JSON: floats must be finite.
+    std::optional<FlagValue> flagValue(const toml::node& v, bool json, const std::string& what) {
+        if (const auto* b = v.as_boolean()) {
+            return FlagValue{b->get()};
+        }
+        if (const auto* i = v.as_integer()) {
+            return FlagValue{i->get()};
+        }
+        if (const auto* f = v.as_floating_point()) {
+            if (json && !std::isfinite(f->get())) {
+                error(v, what + " must be finite: JSON has no NaN or infinity");
+                return std::nullopt;
+            }
+            return FlagValue{f->get()};
+        }
+        if (const auto* str = v.as_string()) {
+            return FlagValue{str->get()};
+        }
+        error(v, what + " must be a boolean, integer, float or string, got " + typeName(v));
+        return std::nullopt;
+    }
+
+    /// json_file `append`: JSON Pointers of arrays to elements, each a plain value or an
+    /// inline table of plain values. Pointers in `set` or `unset` are refused. Returns
+    /// false when anything was wrong (each reported at its line:col).
+    bool parseFlagAppend(const toml::table& t, HookConfig& h) {
+        const toml::node* n = t.get("append");
+        if (n == nullptr) {
+            return true;
+        }
+        const auto* table = n->as_table();
+        if (table == nullptr) {
+            typeError(*n, "append",
+                      "a table of JSON Pointers to elements, e.g. { \"/history\" = { event = \"rollback\", at = "
+                      "\"{{fired_at}}\" } }");
+            return false;
+        }
+        bool ok = true;
+        std::vector<std::pair<toml::source_position, FlagAppend>> entries;
+        for (auto&& [k, v] : *table) {
+            const std::string pointer(k.str());
+            const auto at = k.source().begin;
+            if (!checkPointer(pointer, at, "append")) {
+                ok = false;
+                continue;
+            }
+            if (pointer.size() >= 2 && pointer.compare(pointer.size() - 2, 2, "/-") == 0) {
+                report(Level::Error, at,
+                       inQuotes(pointer) + " in 'append' names the array itself, without \"/-\": write " +
+                           inQuotes(pointer.substr(0, pointer.size() - 2)));
+                ok = false;
+                continue;
+            }
+            const auto in = [&pointer](const auto& list, auto get) {
+                return std::any_of(list.begin(), list.end(), [&](const auto& e) { return get(e) == pointer; });
+            };
+            if (in(h.flag_set, [](const FlagSetting& f) -> const std::string& { return f.pointer; })) {
+                report(Level::Error, at, inQuotes(pointer) + " is both in 'set' and in 'append'");
+                ok = false;
+                continue;
+            }
+            if (in(h.unset, [](const std::string& u) -> const std::string& { return u; })) {
+                report(Level::Error, at, inQuotes(pointer) + " is both in 'unset' and in 'append'");
+                ok = false;
+                continue;
+            }
+            FlagAppend entry;
+            entry.pointer = pointer;
+            if (const auto* fields = v.as_table()) {
+                entry.is_object = true;
+                std::vector<std::pair<toml::source_position, std::pair<std::string, FlagValue>>> ordered;
+                bool fields_ok = true;
+                for (auto&& [fk, fv] : *fields) {
+                    auto value = flagValue(fv, true,
+                                           "the field '" + std::string(fk.str()) + "' of " + inQuotes(pointer) + " in 'append'");
+                    if (!value) {
+                        fields_ok = false;
+                        continue;
+                    }
+                    ordered.emplace_back(fk.source().begin, std::pair(std::string(fk.str()), std::move(*value)));
+                }
+                if (!fields_ok) {
+                    ok = false;
+                    continue;
+                }
+                std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
+                    return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+                });
+                for (auto& f : ordered) {
+                    entry.fields.push_back(std::move(f.second));
+                }
+            } else if (auto value = flagValue(v, true, "the element of " + inQuotes(pointer) + " in 'append' (a plain value or an inline table of plain values)")) {
+                entry.value = std::move(*value);
+            } else {
+                ok = false;
+                continue;
+            }
+            entries.emplace_back(at, std::move(entry));
+        }
+        // toml++ keeps tables sorted by key; the config order is the source order.
+        std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+            return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+        });
+        for (auto& e : entries) {
+            h.flag_append.push_back(std::move(e.second));
+        }
+        return ok;
+    }
+
     /// json_file and toml_file: `set` maps JSON Pointers to scalars that keep their TOML
-    /// type; `unset` lists pointers.
+    /// type; `unset` lists pointers; json_file's `append` adds elements to arrays.
     void parseFlagFileHook(const toml::table& t, HookConfig& h) {
         const bool json = h.type == HookType::JsonFile;
         const std::string where = std::string("[[hook]] of type ") + toString(h.type);
@@ -2344,27 +2456,12 @@ protected:
                         lists_ok = false;
                         continue;
                     }
-                    FlagSetting setting{pointer, false};
-                    if (const auto* b = v.as_boolean()) {
-                        setting.value = b->get();
-                    } else if (const auto* i = v.as_integer()) {
-                        setting.value = i->get();
-                    } else if (const auto* f = v.as_floating_point()) {
-                        if (json && !std::isfinite(f->get())) {
-                            error(v, "the value of " + inQuotes(pointer) + " must be finite: JSON has no NaN or infinity");
-                            lists_ok = false;
-                            continue;
-                        }
-                        setting.value = f->get();
-                    } else if (const auto* str = v.as_string()) {
-                        setting.value = str->get();
-                    } else {
-                        error(v, "the value of " + inQuotes(pointer) + " must be a boolean, integer, float or string, got " +
-                                     typeName(v));
+                    auto value = flagValue(v, json, "the value of " + inQuotes(pointer));
+                    if (!value) {
                         lists_ok = false;
                         continue;
                     }
-                    entries.push_back(Entry{k.source().begin, std::move(setting)});
+                    entries.push_back(Entry{k.source().begin, FlagSetting{pointer, std::move(*value)}});
                 }
                 // toml++ keeps tables sorted by key; the config order is the source order.
                 std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
@@ -2398,10 +2495,13 @@ protected:
                 lists_ok = false;
             }
         }
-        if (lists_ok && h.flag_set.empty() && h.unset.empty()) {
-            error(t, std::string("a ") + toString(h.type) +
-                         " hook needs at least one pointer in 'set' or 'unset', e.g. set = { \"/flags/new_checkout\" = "
-                         "false }");
+        if (json && !parseFlagAppend(t, h)) {
+            lists_ok = false;
+        }
+        if (lists_ok && h.flag_set.empty() && h.unset.empty() && h.flag_append.empty()) {
+            error(t, std::string("a ") + toString(h.type) + " hook needs at least one pointer in 'set'" +
+                         (json ? ", 'unset' or 'append'" : " or 'unset'") +
+                         ", e.g. set = { \"/flags/new_checkout\" = false }");
         }
         if (auto b = getBool(t, "create")) {
             h.create = *b;

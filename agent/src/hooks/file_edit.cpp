@@ -1,7 +1,8 @@
 // editFileInPlace: the locked, atomic, backed-up rewrite shared by the file-editing hooks
 // (env_file, json_file, toml_file). Each hook only computes the new text.
-#include <memory>
 #include <cerrno>
+#include <functional>
+#include <memory>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
@@ -139,19 +140,25 @@ namespace {
 
 class FileHook final : public Hook {
 public:
-    FileHook(HookConfig config, HookResult (*apply)(const HookConfig&)) : config_(std::move(config)), apply_(apply) {}
+    using Apply = std::function<HookResult(const HookConfig&, const BreachEvent&)>;
+    FileHook(HookConfig config, Apply apply) : config_(std::move(config)), apply_(std::move(apply)) {}
     const std::string& name() const override { return config_.name; }
     HookType type() const override { return config_.type; }
-    HookResult run(const BreachEvent&) override { return apply_(config_); }
+    HookResult run(const BreachEvent& event) override { return apply_(config_, event); }
 
 private:
     HookConfig config_;
-    HookResult (*apply_)(const HookConfig&);
+    Apply apply_;
 };
 
 }  // namespace
 
 std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)(const HookConfig&)) {
+    return std::make_unique<FileHook>(config, [apply](const HookConfig& c, const BreachEvent&) { return apply(c); });
+}
+
+std::unique_ptr<Hook> makeFileHook(const HookConfig& config,
+                                   HookResult (*apply)(const HookConfig&, const BreachEvent&)) {
     return std::make_unique<FileHook>(config, apply);
 }
 

@@ -27,7 +27,8 @@ std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& 
         case HookType::Alertmanager:
             return detail::makeAlertmanagerHook(config, environment);
         case HookType::JsonFile:
-            return detail::makeFileHook(config, applyJsonFile);
+            return detail::makeFileHook(
+                config, static_cast<HookResult (*)(const HookConfig&, const BreachEvent&)>(applyJsonFile));
         case HookType::TomlFile:
             return detail::makeFileHook(config, applyTomlFile);
     }

@@ -20,6 +20,9 @@ namespace rollguard::agent::detail {
 /// The env_file, json_file and toml_file hooks: `apply(config)` on every run (the event
 /// is not used).
 std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)(const HookConfig&));
+/// A file hook whose edit depends on the event (json_file's `append`): `apply(config,
+/// event)` on every run.
+std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)(const HookConfig&, const BreachEvent&));
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config);
 std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnvironment& environment);
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment);

@@ -5,6 +5,7 @@
 // (member order, duplicate keys, number text such as 1.50 or integers beyond 2^64) and
 // every syntax error needs a line:col, which simdjson's on-demand API does not give for
 // all errors (e.g. an unclosed string is found before any position is known).
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -722,10 +723,112 @@ std::optional<std::string> unsetValue(JsonValue& root, const std::vector<std::st
     return std::nullopt;
 }
 
+const JsonMember* findMember(const JsonValue& object, std::string_view key) {
+    for (const auto& m : object.members) {
+        if (m.key == key) {
+            return &m;
+        }
+    }
+    return nullptr;
+}
+
+/// Is `have` the element `want` describes? Objects: the same members with equal values,
+/// in any order (JSON objects are unordered); plain values as `set` compares them.
+bool sameElement(const JsonValue& have, const FlagAppend& want) {
+    if (!want.is_object) {
+        return equalsWanted(have, want.value);
+    }
+    if (have.kind != JsonValue::Kind::Object || have.members.size() != want.fields.size()) {
+        return false;
+    }
+    for (const auto& [key, value] : want.fields) {
+        const JsonMember* m = findMember(have, key);
+        if (m == nullptr || !equalsWanted(m->value, value)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+JsonValue makeElement(const FlagAppend& want) {
+    if (!want.is_object) {
+        return makeValue(want.value);
+    }
+    JsonValue v;
+    v.kind = JsonValue::Kind::Object;
+    for (const auto& [key, value] : want.fields) {
+        JsonMember member;
+        member.key = key;
+        appendJsonString(member.key_text, key);
+        member.value = makeValue(value);
+        v.members.push_back(std::move(member));
+    }
+    return v;
+}
+
+bool isFinite(const FlagValue& value) {
+    const auto* d = std::get_if<double>(&value);
+    return d == nullptr || std::isfinite(*d);
+}
+
+/// Appends `want` to the array at `segments` unless an equal element is there; returns
+/// an error text naming `pointer`, or nullopt.
+std::optional<std::string> appendValue(JsonValue& root, const std::vector<std::string>& segments,
+                                       const std::string& pointer, const FlagAppend& want, bool& changed) {
+    JsonValue* current = &root;
+    for (std::size_t n = 0; n < segments.size(); ++n) {
+        const bool last = n + 1 == segments.size();
+        if (current->kind == JsonValue::Kind::Object) {
+            if (JsonMember* m = findMember(*current, segments[n])) {
+                current = &m->value;
+                continue;
+            }
+            JsonMember member;
+            member.key = segments[n];
+            appendJsonString(member.key_text, segments[n]);
+            member.value.kind = last ? JsonValue::Kind::Array : JsonValue::Kind::Object;
+            current->members.push_back(std::move(member));
+            changed = true;
+            current = &current->members.back().value;
+        } else if (current->kind == JsonValue::Kind::Array) {
+            if (last && segments[n] == "-") {
+                return "cannot append to " + pointer + ": name the array itself (\"" + pointerPrefix(segments, n) +
+                       "\"), without \"/-\"";
+            }
+            auto element = arrayElement(*current, segments, n);
+            if (auto* why = std::get_if<std::string>(&element)) {
+                return "cannot append to " + pointer + ": " + *why;
+            }
+            current = std::get<JsonValue*>(element);
+        } else {
+            return "cannot append to " + pointer + ": " + placeName(segments, n) + " is " + kindName(current->kind) +
+                   ", not an object";
+        }
+    }
+    if (current->kind != JsonValue::Kind::Array) {
+        return "cannot append to " + pointer + ": " + placeName(segments, segments.size()) + " is " +
+               kindName(current->kind) + ", not an array";
+    }
+    for (const auto& item : current->items) {
+        if (sameElement(item, want)) {
+            return std::nullopt;  // already recorded: a retry or a restart appends nothing
+        }
+    }
+    current->items.push_back(makeElement(want));
+    changed = true;
+    return std::nullopt;
+}
+
 }  // namespace
 
 FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSetting>& set,
                              const std::vector<std::string>& unset, std::string_view name) {
+    return rewriteJsonText(text, set, unset, {}, name);
+}
+
+FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSetting>& set,
+                             const std::vector<std::string>& unset, const std::vector<FlagAppend>& append,
+                             std::string_view name) {
     FlagFileEdit result;
     JsonParser parser(text);
     auto root = parser.parse();
@@ -762,6 +865,25 @@ FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSettin
             return result;
         }
     }
+    for (const auto& a : append) {
+        std::string why;
+        const auto segments = parseJsonPointer(a.pointer, &why);
+        if (!segments) {
+            result.error = "invalid pointer '" + a.pointer + "': " + why;
+            return result;
+        }
+        const bool finite = isFinite(a.value) && std::all_of(a.fields.begin(), a.fields.end(), [](const auto& f) {
+                                return isFinite(f.second);
+                            });
+        if (!finite) {
+            result.error = "cannot append to " + a.pointer + ": JSON has no NaN or infinity";
+            return result;
+        }
+        if (auto err = appendValue(*root, *segments, a.pointer, a, changed)) {
+            result.error = std::move(*err);
+            return result;
+        }
+    }
     result.ok = true;
     result.changed = changed;
     if (changed) {
@@ -773,10 +895,36 @@ FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSettin
     return result;
 }
 
+FlagAppend renderFlagAppend(const FlagAppend& entry, const BreachEvent& event, const PayloadContext& context) {
+    FlagAppend out = entry;
+    const auto render = [&](FlagValue& value) {
+        if (auto* s = std::get_if<std::string>(&value)) {
+            *s = renderBodyTemplate(*s, event, context, false);
+        }
+    };
+    render(out.value);
+    for (auto& field : out.fields) {
+        render(field.second);
+    }
+    return out;
+}
+
 HookResult applyJsonFile(const HookConfig& config) {
-    const auto edit = [&config](std::string_view text, bool exists, const std::string& path) {
+    return applyJsonFile(config, BreachEvent{});
+}
+
+HookResult applyJsonFile(const HookConfig& config, const BreachEvent& event) {
+    PayloadContext context;
+    context.hook_name = config.name;
+    context.external_url = config.external_url;
+    std::vector<FlagAppend> append;
+    append.reserve(config.flag_append.size());
+    for (const auto& a : config.flag_append) {
+        append.push_back(renderFlagAppend(a, event, context));
+    }
+    const auto edit = [&config, &append](std::string_view text, bool exists, const std::string& path) {
         detail::TextEdit out;
-        auto r = rewriteJsonText(exists ? text : std::string_view("{}"), config.flag_set, config.unset, path);
+        auto r = rewriteJsonText(exists ? text : std::string_view("{}"), config.flag_set, config.unset, append, path);
         if (!r.ok) {
             out.error = std::move(r.error);
             return out;
@@ -788,7 +936,11 @@ HookResult applyJsonFile(const HookConfig& config) {
         out.changed = r.changed || !exists;
         return out;
     };
-    return detail::editFileInPlace(config, edit, detail::describeFlagChange(config.flag_set, config.unset));
+    std::string change = detail::describeFlagChange(config.flag_set, config.unset);
+    for (const auto& a : config.flag_append) {
+        change += (change.empty() ? "append to " : "; append to ") + a.pointer;
+    }
+    return detail::editFileInPlace(config, edit, change);
 }
 
 }  // namespace rollguard::agent

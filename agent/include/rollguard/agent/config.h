@@ -292,6 +292,18 @@ struct FlagSetting {
     FlagValue value;
 };
 
+/// One `append` entry of a json_file hook: an element appended to the array at
+/// `pointer` unless an equal element is already in it. String values may hold the
+/// {{placeholders}} of renderBodyTemplate, filled from the event when the hook runs.
+struct FlagAppend {
+    /// A JSON Pointer naming the array itself ("/history"), validated by the loader.
+    std::string pointer;
+    /// true: the element is an object of `fields` (config order); false: it is `value`.
+    bool is_object = false;
+    FlagValue value;
+    std::vector<std::pair<std::string, FlagValue>> fields;
+};
+
 /// [[hook]]
 struct HookConfig {
     std::string name;
@@ -310,6 +322,8 @@ struct HookConfig {
 
     // json_file and toml_file: the values to set, in config order
     std::vector<FlagSetting> flag_set;
+    /// json_file only: elements to append to arrays, in config order (after set/unset).
+    std::vector<FlagAppend> flag_append;
 
     // webhook
     std::string url;

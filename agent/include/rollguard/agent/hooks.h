@@ -183,8 +183,8 @@ struct HookEnvironment {
 
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
-///  - json_file / toml_file: applyJsonFile(config) / applyTomlFile(config); the event is
-///    not used.
+///  - json_file: applyJsonFile(config, event) (the event fills `append` placeholders).
+///  - toml_file: applyTomlFile(config); the event is not used.
 ///  - webhook: POSTs renderWebhookBody(format, event) with `Content-Type:
 ///    application/json` (unless a configured header sets it), `User-Agent:
 ///    rollguard/<version>` and the configured headers (details below). `timeout` bounds
@@ -341,6 +341,25 @@ struct FlagFileEdit {
 FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSetting>& set,
                              const std::vector<std::string>& unset, std::string_view name = "json");
 
+/// rewriteJsonText with appends: `set`, then `unset`, then each of `append` in order.
+/// An append adds its element at the end of the array at its pointer (the pointer names
+/// the array, not "/-"); a missing array is created (missing intermediate objects too,
+/// as for `set`); an existing value that is not an array fails with "cannot append to
+/// <pointer>: <pointer> is an object, not an array" (or a number, ...). Idempotent: when
+/// an element equal to the wanted one is already in the array (objects: the same members
+/// with equal values, in any order; numbers by value), nothing is appended, so a second
+/// run changes nothing. String values are written as given: render placeholders first
+/// (renderFlagAppend). Pure.
+FlagFileEdit rewriteJsonText(std::string_view text, const std::vector<FlagSetting>& set,
+                             const std::vector<std::string>& unset, const std::vector<FlagAppend>& append,
+                             std::string_view name);
+
+/// `entry` with every string value (object fields and a plain value alike) passed
+/// through renderBodyTemplate(event, context, json_escape = false): the JSON escaping
+/// happens when the value is written into the document, so a summary with quotes or
+/// line breaks stays one valid JSON string. Other values are kept. Pure.
+FlagAppend renderFlagAppend(const FlagAppend& entry, const BreachEvent& event, const PayloadContext& context);
+
 /// The same for a TOML document, parsed and written by toml++: pointers address tables
 /// and keys ("/phase_4/enabled" is `enabled` in `[phase_4]`), missing tables are created,
 /// array index segments address elements of arrays (also of [[array]] tables). Values
@@ -361,6 +380,14 @@ FlagFileEdit rewriteTomlText(std::string_view text, const std::vector<FlagSettin
 /// /rollout_percentage=0[; unset /old] in <path>". Never throws.
 /// Thread-safety: callable from any thread; edits of one file serialize on the flock.
 HookResult applyJsonFile(const HookConfig& config);
+
+/// applyJsonFile with config.flag_append as well, each entry rendered for `event`
+/// (renderFlagAppend with the hook's name and external_url) and applied after set and
+/// unset. The message adds "append to /history" per pointer: "set /current_percentage=0;
+/// append to /history in <path>"; "already up to date: <path>" when nothing changes
+/// (every value as wanted, every element already there). makeHook's json_file hooks run
+/// this one. Never throws. Thread-safety: as applyJsonFile.
+HookResult applyJsonFile(const HookConfig& config, const BreachEvent& event);
 
 /// applyJsonFile for TOML: rewriteTomlText; a created file starts as an empty document.
 HookResult applyTomlFile(const HookConfig& config);
