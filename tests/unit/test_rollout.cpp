@@ -604,3 +604,26 @@ TEST_CASE("rollout: phase names", "[rollout]") {
     CHECK(std::string(toString(RolloutPhase::Failed)) == "failed");
     CHECK(std::string(toString(RolloutPhase::Aborted)) == "aborted");
 }
+
+TEST_CASE("rollout: restore awaiting a manual gate that the config dropped holds and promotes", "[rollout]") {
+    ManualClock clock;
+    auto cfg = config();
+    cfg.manual_gate = {25};
+    auto c = started(clock, cfg);
+    run(c, clock, 10min);
+    REQUIRE(c.state().phase == RolloutPhase::AwaitingPromote);
+
+    RolloutController kept(cfg);
+    std::string error;
+    REQUIRE(kept.restore(c.save(), error));
+    CHECK(kept.state().phase == RolloutPhase::AwaitingPromote);
+    CHECK(run(kept, clock, 5min).empty());
+
+    RolloutController d(config());
+    REQUIRE(d.restore(c.save(), error));
+    CHECK(d.state().phase == RolloutPhase::Holding);
+    CHECK(d.state().held == 10min);
+    const auto actions = run(d, clock, 1min);
+    REQUIRE(actions.size() == 1);
+    CHECK(actions[0].to_percent == 25);
+}

@@ -167,6 +167,10 @@ std::optional<int> stageOf(const std::vector<int>& stages, int percent) {
     return static_cast<int>(it - stages.begin());
 }
 
+bool manualGate(const RolloutConfig& config, int percent) {
+    return std::find(config.manual_gate.begin(), config.manual_gate.end(), percent) != config.manual_gate.end();
+}
+
 void record(RolloutState& state, rules::TimePoint at, std::string action, int from, int to, std::string reason) {
     state.history.push_back(RolloutHistoryEntry{at, std::move(action), from, to, std::move(reason)});
     while (state.history.size() > kMaxHistory) {
@@ -301,7 +305,9 @@ bool RolloutController::restore(std::string_view saved, std::string& error) {
         // Stages were added after the saved rollout completed: carry on from its stage.
         s.phase = RolloutPhase::Holding;
     }
-    if (s.phase == RolloutPhase::AwaitingPromote && s.stage == last) {
+    if (s.phase == RolloutPhase::AwaitingPromote &&
+        (s.stage == last || !manualGate(config_, config_.stages[static_cast<std::size_t>(s.stage + 1)]))) {
+        // The next stage lost its manual gate: the hold is done, so it promotes on a quiet tick.
         s.phase = RolloutPhase::Holding;
     }
     if (s.phase != RolloutPhase::Cooldown) {
@@ -368,10 +374,6 @@ RolloutAction moveUp(RolloutState& state, const RolloutConfig& config, rules::Ti
     state.promotions += 1;
     record(state, now, a.action, a.from_percent, a.to_percent, reason);
     return a;
-}
-
-bool manualGate(const RolloutConfig& config, int percent) {
-    return std::find(config.manual_gate.begin(), config.manual_gate.end(), percent) != config.manual_gate.end();
 }
 
 }  // namespace
