@@ -718,6 +718,7 @@ TEST_CASE("json_file append on a missing file with create starts from an empty o
     CHECK(r.ok);
     CHECK(r.message == "created; append to /history in " + (dir / "state.json").string());
     CHECK(readFile(dir / "state.json") == "{\n  \"history\": [\n    \"p95\"\n  ]\n}\n");
+}
 
 TEST_CASE("json_file hook writes rollout_percent as an integer", "[hooks][flag_file][rollout]") {
     TempDir dir;
