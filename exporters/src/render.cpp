@@ -565,15 +565,18 @@ std::string renderRolloutText(const agent::StatusSnapshot::Rollout& r, rules::Ti
            "), " + agent::toString(r.phase) + (r.paused ? ", PAUSED" : "") + "\n";
     out += "  stages:    " + stages + "\n";
     out += "  entered:   " + agent::formatRfc3339(r.entered_at) + "\n";
-    out += "  held:      " + rules::formatDuration(r.held) + " of " + rules::formatDuration(r.hold);
+    // Whole seconds for people: held rounded down, what is left rounded up.
+    const auto held = std::chrono::floor<std::chrono::seconds>(r.held);
+    out += "  held:      " + rules::formatDuration(held) + " of " + rules::formatDuration(r.hold);
     if (r.phase == agent::RolloutPhase::Holding && r.hold > r.held) {
-        out += " (" + rules::formatDuration(r.hold - r.held) + " left" + (r.paused ? ", paused" : "") + ")";
+        out += " (" + rules::formatDuration(std::chrono::ceil<std::chrono::seconds>(r.hold - r.held)) + " left" +
+               (r.paused ? ", paused" : "") + ")";
     }
     out += "\n";
     out += "  cooldown:  ";
     if (r.cooldown_until && *r.cooldown_until > now) {
         out += "until " + agent::formatRfc3339(*r.cooldown_until) + " (" +
-               rules::formatDuration(std::chrono::duration_cast<std::chrono::nanoseconds>(*r.cooldown_until - now)) +
+               rules::formatDuration(std::chrono::ceil<std::chrono::seconds>(*r.cooldown_until - now)) +
                " left)";
     } else {
         out += "none";

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "http_client.h"
+#include "http_receiver.h"
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
@@ -175,7 +176,7 @@ TEST_CASE("rollout e2e: errors at 50 percent step back to 25, cool down, then pr
 
     // Half the requests fail: the critical rule fires and the rollout steps back.
     REQUIRE(s.feedUntil([&] { return s.atPercent(25); }, 10, 20s));
-    CHECK(readFile(s.dir / "notify.env") == "ROLLED_BACK=25\n");
+    CHECK(eventually([&] { return readFile(s.dir / "notify.env") == "ROLLED_BACK=25\n"; }, 10s));
     const auto metrics = s.metrics();
     CHECK(metrics.find("rollguard_rollout_rollbacks_total 1\n") != std::string::npos);
     CHECK(metrics.find("rollguard_rollout_phase{phase=\"cooldown\"} 1\n") != std::string::npos);
