@@ -402,3 +402,40 @@ TEST_CASE("daemon rollout: without [rollout] there is no rollout status and comm
     CHECK(exporters::renderMetrics(daemon.snapshot()).find("rollguard_rollout_") == std::string::npos);
     CHECK(exporters::renderStatusJson(daemon.snapshot()).find("\"rollout\":null") != std::string::npos);
 }
+
+TEST_CASE("rollout rendering: the status shows the last 20 history entries, GET /api/v1/rollout all of them",
+          "[exporters][rollout]") {
+    agent::StatusSnapshot s;
+    agent::StatusSnapshot::Rollout r;
+    r.stages = {5, 25, 100};
+    r.stage = 1;
+    r.percent = 25;
+    r.held = std::chrono::milliseconds{61'700};
+    r.hold = 10min;
+    r.paused = true;
+    r.gate = {"errors", "p99"};
+    for (int i = 0; i < 30; ++i) {
+        r.history.push_back({rules::TimePoint{} + std::chrono::seconds{i}, "pause", 25, 25, "entry " + std::to_string(i)});
+    }
+    s.rollout = r;
+    const auto count = [](const std::string& text, const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+            ++n;
+        }
+        return n;
+    };
+    const std::string status = exporters::renderStatusJson(s);
+    CHECK(count(status, "\"action\":\"pause\"") == 20);
+    CHECK(status.find("\"reason\":\"entry 9\"") == std::string::npos);
+    CHECK(status.find("\"reason\":\"entry 10\"") != std::string::npos);
+    CHECK(count(exporters::renderRolloutJson(r, SIZE_MAX), "\"action\":\"pause\"") == 30);
+
+    const std::string text = exporters::renderRolloutText(r, rules::TimePoint{}, 10);
+    INFO(text);
+    CHECK(text.find("rollout: 25% (stage 2 of 3), holding, PAUSED\n") == 0);
+    CHECK(text.find("  held:      1m1s of 10m (8m59s left, paused)\n") != std::string::npos);
+    CHECK(text.find("  gate:      errors, p99\n") != std::string::npos);
+    CHECK(text.find("history (last 10):") != std::string::npos);
+    CHECK(count(text, "entry ") == 10);
+}
