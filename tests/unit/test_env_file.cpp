@@ -293,3 +293,45 @@ TEST_CASE("rewriteEnvText changes only the key's line across a table of tricky f
         CHECK_FALSE(changed);
     }
 }
+
+TEST_CASE("env_file hook writes rollout_percent from a rollout event", "[hooks][env_file][rollout]") {
+    TempDir dir;
+    const auto path = std::filesystem::canonical(dir.path()) / "rollout.env";
+    writeFile(path, "# rollout\nROLLOUT_PERCENT=5\nOTHER=1\n");
+    HookConfig config = envHook(path);
+    config.name = "percent";
+    config.set = {{"ROLLOUT_PERCENT", "{{rollout_percent}}"}, {"NOTE", "at {{rollout_percent}} %"}};
+    const auto hook = rollguard::agent::makeHook(config);
+    rollguard::agent::BreachEvent event;
+    event.rollout_percent = 25;
+    event.rollout_previous_percent = 5;
+    const auto result = hook->run(event);
+    REQUIRE(result.ok);
+    CHECK(result.message == "set ROLLOUT_PERCENT=25, NOTE=at 25 % in " + path.string());
+    CHECK(readFile(path) == "# rollout\nROLLOUT_PERCENT=25\nOTHER=1\nNOTE=\"at 25 %\"\n");
+
+    // The same percentage again: nothing to do, the file is left alone.
+    const auto before = statOf(path);
+    const auto again = hook->run(event);
+    REQUIRE(again.ok);
+    CHECK(again.message == "already up to date: " + path.string());
+    CHECK(statOf(path).st_ino == before.st_ino);
+
+    event.rollout_percent = 0;
+    event.rollout_previous_percent = 25;
+    REQUIRE(hook->run(event).ok);
+    CHECK(readFile(path) == "# rollout\nROLLOUT_PERCENT=0\nOTHER=1\nNOTE=\"at 0 %\"\n");
+}
+
+TEST_CASE("env_file hook with rollout_percent fails on an event without one and changes nothing", "[hooks][env_file][rollout]") {
+    TempDir dir;
+    const auto path = dir / "rollout.env";
+    writeFile(path, "ROLLOUT_PERCENT=5\n");
+    HookConfig config = envHook(path);
+    config.set = {{"ROLLOUT_PERCENT", "{{rollout_percent}}"}};
+    const auto result = rollguard::agent::makeHook(config)->run(rollguard::agent::BreachEvent{});
+    CHECK_FALSE(result.ok);
+    CHECK(result.message == "{{rollout_percent}} is only set for [rollout] events: nothing changed");
+    CHECK(readFile(path) == "ROLLOUT_PERCENT=5\n");
+    CHECK(listDir(dir.path()) == std::set<std::string>{"rollout.env"});
+}

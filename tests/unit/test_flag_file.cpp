@@ -518,3 +518,47 @@ TEST_CASE("toml_file sets inside inline tables and quotes keys that need it", "[
     REQUIRE(again.ok);
     CHECK_FALSE(again.changed);
 }
+
+TEST_CASE("json_file hook writes rollout_percent as an integer", "[hooks][flag_file][rollout]") {
+    TempDir dir;
+    const auto path = std::filesystem::canonical(dir.path()) / "flags.json";
+    writeFile(path, "{\n  \"rollout_percentage\": 5,\n  \"label\": \"x\"\n}\n");
+    HookConfig config;
+    config.name = "flag";
+    config.type = HookType::JsonFile;
+    config.path = path.string();
+    config.timeout = std::chrono::seconds{2};
+    config.flag_set = {FlagSetting{"/rollout_percentage", std::string("{{rollout_percent}}")},
+                       FlagSetting{"/label", std::string("rollout at {{rollout_percent}}%")}};
+    const auto hook = makeHook(config);
+    BreachEvent event;
+    event.rollout_percent = 50;
+    event.rollout_previous_percent = 25;
+    const auto result = hook->run(event);
+    REQUIRE(result.ok);
+    CHECK(readFile(path) == "{\n  \"rollout_percentage\": 50,\n  \"label\": \"rollout at 50%\"\n}\n");
+    const auto again = hook->run(event);
+    REQUIRE(again.ok);
+    CHECK(again.message == "already up to date: " + path.string());
+
+    const auto refused = hook->run(BreachEvent{});
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.message == "{{rollout_percent}} is only set for [rollout] events: nothing changed");
+    CHECK(readFile(path) == "{\n  \"rollout_percentage\": 50,\n  \"label\": \"rollout at 50%\"\n}\n");
+}
+
+TEST_CASE("toml_file hook writes rollout_percent as an integer", "[hooks][flag_file][rollout]") {
+    TempDir dir;
+    const auto path = dir / "flags.toml";
+    writeFile(path, "[rollout]\npercent = 5\n");
+    HookConfig config;
+    config.name = "flag";
+    config.type = HookType::TomlFile;
+    config.path = path.string();
+    config.timeout = std::chrono::seconds{2};
+    config.flag_set = {FlagSetting{"/rollout/percent", std::string("{{rollout_percent}}")}};
+    BreachEvent event;
+    event.rollout_percent = 100;
+    REQUIRE(makeHook(config)->run(event).ok);
+    CHECK(readFile(path) == "[rollout]\npercent = 100\n");
+}

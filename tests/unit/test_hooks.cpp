@@ -965,3 +965,45 @@ TEST_CASE("HookRunner hands each hook the earlier steps and honours run_if", "[h
         CHECK(log == std::vector<std::string>{"notify saw [rewrite=failed restart=skipped ]"});
     }
 }
+
+// ---- {{rollout_percent}} ------------------------------------------------------------
+
+TEST_CASE("breachToEnv adds the rollout percentages for a rollout event", "[hooks][breach][rollout]") {
+    auto e = sampleEvent();
+    const auto plain = breachToEnv(e);
+    for (const auto& [name, value] : plain) {
+        CHECK(name.rfind("ROLLGUARD_ROLLOUT_", 0) != 0);
+    }
+    e.rollout_percent = 25;
+    e.rollout_previous_percent = 5;
+    auto env = breachToEnv(e);
+    REQUIRE(env.size() == plain.size() + 2);
+    CHECK(env[plain.size()] == std::pair<std::string, std::string>{"ROLLGUARD_ROLLOUT_PERCENT", "25"});
+    CHECK(env[plain.size() + 1] == std::pair<std::string, std::string>{"ROLLGUARD_ROLLOUT_PREVIOUS_PERCENT", "5"});
+}
+
+TEST_CASE("script gets rollout_percent in its arguments, env values and ROLLGUARD_ROLLOUT_PERCENT", "[hooks][script][rollout]") {
+    auto config = scriptConfig({"/bin/sh", "-c",
+                                R"(echo "$1|$PCT|$ROLLGUARD_ROLLOUT_PERCENT|$ROLLGUARD_ROLLOUT_PREVIOUS_PERCENT")", "sh",
+                                "--percent={{rollout_percent}}"});
+    config.env = {{"PCT", "{{rollout_percent}}%"}};
+    auto e = sampleEvent();
+    e.rollout_percent = 50;
+    e.rollout_previous_percent = 25;
+    const auto result = runHook(config, e);
+    CHECK(result.ok);
+    CHECK(result.message == "exit status 0: --percent=50|50%|50|25");
+}
+
+TEST_CASE("script whose values use rollout_percent fails on an event without one, without running", "[hooks][script][rollout]") {
+    TempDir dir;
+    const auto marker = dir / "ran";
+    auto config = scriptConfig({"/usr/bin/touch", marker.string(), "{{rollout_percent}}"});
+    const auto result = runHook(config);
+    CHECK_FALSE(result.ok);
+    CHECK(result.message == "{{rollout_percent}} is only set for [rollout] events: nothing changed");
+    CHECK_FALSE(std::filesystem::exists(marker));
+    // command[0] is not a value: the placeholder there is not filled (and not required).
+    auto plain = scriptConfig({"/bin/echo", "ok"});
+    CHECK(runHook(plain).ok);
+}

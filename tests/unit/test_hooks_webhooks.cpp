@@ -680,3 +680,29 @@ TEST_CASE("body templates are not JSON-escaped for a non-JSON content type", "[h
     CHECK(req.body == "checkout-p99: p99 \"slow\"");
     CHECK(req.header("content-type") == "text/plain");
 }
+
+TEST_CASE("webhook json body and templates carry the rollout percentages", "[hooks][webhook][format][rollout]") {
+    BreachEvent e = webhookEvent();
+    using rollguard::agent::renderBodyTemplate;
+    using rollguard::agent::renderWebhookBody;
+    simdjson::dom::parser parser;
+    // Not a rollout event: no "rollout" member, the placeholders render empty.
+    const simdjson::dom::element plain = parser.parse(renderWebhookBody(WebhookFormat::Json, e, {}));
+    CHECK(plain["rollout"].error() == simdjson::NO_SUCH_FIELD);
+    CHECK(renderBodyTemplate("[{{rollout_percent}}|{{rollout_previous_percent}}]", e, {}, true) == "[|]");
+
+    e.rollout_percent = 25;
+    e.rollout_previous_percent = 50;
+    const std::string body = renderWebhookBody(WebhookFormat::Json, e, {});
+    const simdjson::dom::element doc = parser.parse(body);
+    CHECK(int64_t(doc["rollout"]["percent"]) == 25);
+    CHECK(int64_t(doc["rollout"]["previous_percent"]) == 50);
+    CHECK(renderBodyTemplate(R"({"text":"rollout {{rollout_previous_percent}} -> {{rollout_percent}} %"})", e, {},
+                             true) == R"({"text":"rollout 50 -> 25 %"})");
+
+    HttpReceiver receiver;
+    HookConfig c = hookConfig(receiver.url());
+    c.body_template = R"({"percent":{{rollout_percent}}})";
+    REQUIRE(rollguard::agent::makeHook(c)->run(e).ok);
+    CHECK(receiver.requests().at(0).body == R"({"percent":25})");
+}

@@ -51,7 +51,9 @@ constexpr std::int64_t kMaxRetries = 20;
 /// from 300 h), and week-long windows are already a trend, not a rollback signal.
 constexpr std::chrono::nanoseconds kMaxWindow = std::chrono::hours{24 * 7};
 
-const Keys kTopKeys{"agent", "source", "rule", "hook"};
+const Keys kTopKeys{"agent", "source", "rule", "hook", "rollout"};
+const Keys kRolloutKeys{"stages",      "hold",          "gate",  "manual_gate",    "on_critical",
+                        "cooldown",    "max_rollbacks", "hooks", "rollback_hooks"};
 const Keys kAgentKeys{"tick",          "state_dir",          "checkpoint_interval", "listen",
                       "log_level",     "log_format",         "hostname",            "dry_run",
                       "external_url",  "max_incidents",      "incident_log_lines",  "admin_token_file"};
@@ -709,6 +711,14 @@ public:
         }
         for (const auto* t : arrayOfTables(root, "rule")) {
             parseRule(*t, config);
+        }
+        if (const toml::node* rollout = root.get("rollout")) {
+            if (const auto* t = rollout->as_table()) {
+                parseRollout(*t, config);
+            } else {
+                report(Level::Error, rollout->source().begin,
+                       std::string("'rollout' must be a table ([rollout]), got ") + typeName(*rollout));
+            }
         }
         checkWhole(root, config);
 
@@ -2767,6 +2777,9 @@ protected:
                     error(*node, "unknown hook '" + h + "'" + hint);
                 } else if (std::find(r.hooks.begin(), r.hooks.end(), h) != r.hooks.end()) {
                     error(*node, "hook '" + h + "' is listed twice");
+                } else if (const HookConfig* hook = config.findHook(h); hook != nullptr && usesRolloutPercent(*hook)) {
+                    error(*node, "hook '" + h + "' writes {{rollout_percent}}, which only [rollout] events set: a " +
+                                     "rule's event has no percentage (list the hook in [rollout] hooks instead)");
                 } else {
                     r.hooks.push_back(h);
                     used_hooks_.insert(h);
@@ -3139,6 +3152,182 @@ protected:
         }
     }
 
+    // ---- [rollout] (issue #9) ----------------------------------------------------
+
+    void parseRollout(const toml::table& t, Config& config) {
+        checkKeys(t, "in [rollout]", kRolloutKeys);
+        RolloutConfig r;
+        r.location = locate(t.source().begin);
+        bool stages_ok = false;
+        if (const toml::node* n = t.get("stages"); n == nullptr) {
+            missing(t, "stages", "[rollout]");
+        } else if (const auto* arr = n->as_array(); arr == nullptr) {
+            typeError(*n, "stages", "an array of percentages, e.g. [5, 25, 50, 100]");
+        } else if (arr->empty()) {
+            error(*n, "'stages' must list at least one percentage, e.g. [5, 25, 50, 100]");
+        } else {
+            stages_ok = true;
+            for (const auto& e : *arr) {
+                const auto* i = e.as_integer();
+                if (i == nullptr) {
+                    error(e, "elements of 'stages' must be integer percentages (1 to 100), got " +
+                                 std::string(typeName(e)));
+                    stages_ok = false;
+                    continue;
+                }
+                if (i->get() < 1 || i->get() > 100) {
+                    error(e, "stage percentages must be between 1 and 100, got " + std::to_string(i->get()));
+                    stages_ok = false;
+                    continue;
+                }
+                const int v = static_cast<int>(i->get());
+                if (!r.stages.empty() && v <= r.stages.back()) {
+                    error(e, "'stages' must be strictly increasing: " + std::to_string(v) + " after " +
+                                 std::to_string(r.stages.back()));
+                    stages_ok = false;
+                    continue;
+                }
+                r.stages.push_back(v);
+            }
+        }
+
+        std::vector<std::chrono::nanoseconds> holds;
+        if (const toml::node* n = t.get("hold"); n == nullptr) {
+            holds.assign(r.stages.size(), std::chrono::minutes{10});
+        } else if (const auto* arr = n->as_array()) {
+            bool ok = true;
+            for (const auto& e : *arr) {
+                if (auto d = durationOf(e, "hold")) {
+                    holds.push_back(*d);
+                } else {
+                    ok = false;
+                }
+            }
+            if (ok && stages_ok && holds.size() != r.stages.size()) {
+                error(*n, "'hold' lists " + std::to_string(holds.size()) + " duration" +
+                              (holds.size() == 1 ? "" : "s") + " for " + std::to_string(r.stages.size()) +
+                              " stage" + (r.stages.size() == 1 ? "" : "s") +
+                              ": write one per stage, or a single duration for all");
+            }
+        } else if (auto d = durationOf(*n, "hold")) {
+            holds.assign(r.stages.size(), *d);
+        }
+        r.hold = std::move(holds);
+
+        std::vector<std::string_view> rule_names;
+        for (const auto& [n, loc] : rule_names_) {
+            rule_names.push_back(n);
+        }
+        if (auto gate = getStringArray(t, "gate")) {
+            if (gate->empty()) {
+                error(*t.get("gate"), "'gate' must name at least one rule (leave it out to gate on every rule)");
+            }
+            for (auto& [g, node] : *gate) {
+                if (rule_names_.count(g) == 0) {
+                    std::string hint = didYouMean(g, rule_names);
+                    if (hint.empty() && !rule_names.empty()) {
+                        hint = " (defined rules: " + joinKeys(rule_names) + ")";
+                    }
+                    error(*node, "unknown rule '" + g + "' in 'gate'" + hint);
+                } else if (std::find(r.gate.begin(), r.gate.end(), g) != r.gate.end()) {
+                    error(*node, "rule '" + g + "' is listed twice in 'gate'");
+                } else {
+                    r.gate.push_back(g);
+                }
+            }
+        }
+
+        if (const toml::node* n = t.get("manual_gate")) {
+            if (const auto* b = n->as_boolean()) {
+                if (b->get() && r.stages.size() > 1) {
+                    r.manual_gate.assign(r.stages.begin() + 1, r.stages.end());
+                }
+            } else if (const auto* arr = n->as_array()) {
+                for (const auto& e : *arr) {
+                    const auto* i = e.as_integer();
+                    if (i == nullptr) {
+                        error(e, "elements of 'manual_gate' must be stage percentages, got " + std::string(typeName(e)));
+                    } else if (std::find(r.stages.begin(), r.stages.end(), i->get()) == r.stages.end()) {
+                        if (stages_ok) {
+                            std::string list;
+                            for (int s : r.stages) {
+                                list += (list.empty() ? "" : ", ") + std::to_string(s);
+                            }
+                            error(e, "'manual_gate' lists " + std::to_string(i->get()) +
+                                         ", which is not one of the stages (" + list + ")");
+                        }
+                    } else if (std::find(r.manual_gate.begin(), r.manual_gate.end(), i->get()) != r.manual_gate.end()) {
+                        error(e, "stage " + std::to_string(i->get()) + " is listed twice in 'manual_gate'");
+                    } else {
+                        r.manual_gate.push_back(static_cast<int>(i->get()));
+                    }
+                }
+            } else {
+                typeError(*n, "manual_gate", "a boolean or an array of stage percentages, e.g. [50, 100]");
+            }
+        }
+
+        if (auto c = getChoice(t, "on_critical", {"zero", "previous"})) {
+            r.on_critical = *c == "previous" ? RolloutConfig::OnCritical::Previous : RolloutConfig::OnCritical::Zero;
+        }
+        if (auto d = getDuration(t, "cooldown", Bound::AtLeastZero)) {
+            r.cooldown = *d;
+        }
+        if (auto n = getInt(t, "max_rollbacks", 0, std::numeric_limits<int>::max(), "0 (no limit) or more")) {
+            r.max_rollbacks = static_cast<int>(*n);
+        }
+        r.hooks = rolloutHooks(t, "hooks");
+        r.rollback_hooks = rolloutHooks(t, "rollback_hooks");
+
+        // Warnings: a gate without a critical rule never rolls back; hooks that reach nothing.
+        bool has_critical = false;
+        for (const auto& rule : config.rules) {
+            const bool gated = r.gate.empty() || std::find(r.gate.begin(), r.gate.end(), rule.name) != r.gate.end();
+            has_critical = has_critical || (gated && rule.severity == Severity::Critical);
+        }
+        if (!has_critical) {
+            const toml::node* gate = t.get("gate");
+            report(Level::Warning, gate != nullptr ? locate(gate->source().begin) : r.location,
+                   "no critical rule in the rollout's gate: nothing rolls this rollout back");
+        }
+        const auto* hooks_array = t.get("hooks") == nullptr ? nullptr : t.get("hooks")->as_array();
+        if (t.get("hooks") == nullptr || (hooks_array != nullptr && hooks_array->empty())) {
+            const toml::node* hooks = t.get("hooks");
+            report(Level::Warning, hooks != nullptr ? locate(hooks->source().begin) : r.location,
+                   "[rollout] has no hooks: the percentage reaches nothing: add a hook that writes "
+                   "{{rollout_percent}}");
+        }
+        config.rollout = std::move(r);
+    }
+
+    /// [rollout] `hooks` / `rollback_hooks`: names of [[hook]]s, no repeats.
+    std::vector<std::string> rolloutHooks(const toml::table& t, std::string_view key) {
+        std::vector<std::string> out;
+        auto hooks = getStringArray(t, key);
+        if (!hooks) {
+            return out;
+        }
+        std::vector<std::string_view> names;
+        for (const auto& [n, loc] : hook_names_) {
+            names.push_back(n);
+        }
+        for (auto& [h, node] : *hooks) {
+            if (hook_names_.count(h) == 0) {
+                std::string hint = didYouMean(h, names);
+                if (hint.empty() && !names.empty()) {
+                    hint = " (defined hooks: " + joinKeys(names) + ")";
+                }
+                error(*node, "unknown hook '" + h + "'" + hint);
+            } else if (std::find(out.begin(), out.end(), h) != out.end()) {
+                error(*node, "hook '" + h + "' is listed twice in '" + std::string(key) + "'");
+            } else {
+                out.push_back(h);
+                rollout_hooks_.insert(h);
+            }
+        }
+        return out;
+    }
+
     void checkWhole(const toml::table& root, const Config& config) {
         for (const auto& s : config.scrapes) {
             for (const auto& stream : scrapeStreams(s)) {
@@ -3158,7 +3347,7 @@ protected:
                    "no [[rule]] defined: rollguard will only collect metrics");
         }
         for (const auto& h : config.hooks) {
-            if (used_hooks_.count(h.name) == 0 && hook_names_.count(h.name) != 0) {
+            if (used_hooks_.count(h.name) == 0 && rollout_hooks_.count(h.name) == 0 && hook_names_.count(h.name) != 0) {
                 report(Level::Warning, h.location, "hook '" + h.name + "' is not used by any rule");
             }
         }
@@ -3259,6 +3448,7 @@ protected:
     /// Scrape source name -> its type and its series' short names, for messages.
     std::map<std::string, std::pair<std::string, std::vector<std::string>>> scrape_series_;
     std::set<std::string> used_hooks_;
+    std::set<std::string> rollout_hooks_;  ///< hooks listed in [rollout]
 };
 
 const Keys kRuleTestTopKeys{"config", "start", "test"};

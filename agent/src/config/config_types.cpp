@@ -116,6 +116,31 @@ const LogSourceConfig* Config::findSource(std::string_view name) const {
     return nullptr;
 }
 
+bool usesRolloutPercent(const HookConfig& hook) {
+    const auto uses = [](std::string_view v) { return v.find(kRolloutPercentPlaceholder) != std::string_view::npos; };
+    for (const auto& [name, value] : hook.set) {
+        if (uses(value)) {
+            return true;
+        }
+    }
+    for (const auto& setting : hook.flag_set) {
+        if (const auto* text = std::get_if<std::string>(&setting.value); text != nullptr && uses(*text)) {
+            return true;
+        }
+    }
+    for (const auto& [name, value] : hook.env) {
+        if (uses(value)) {
+            return true;
+        }
+    }
+    for (std::size_t i = 1; i < hook.command.size(); ++i) {
+        if (uses(hook.command[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 const HookConfig* Config::findHook(std::string_view name) const {
     for (const auto& h : hooks) {
         if (h.name == name) {

@@ -101,7 +101,7 @@ std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& 
         failed += step.status == "failed" ? 1 : 0;
     }
     steps.endArray();
-    return {
+    std::vector<std::pair<std::string, std::string>> env{
         {"ROLLGUARD_RULE", event.rule},
         {"ROLLGUARD_SEVERITY", event.severity},
         {"ROLLGUARD_STATE", event.state},
@@ -122,6 +122,11 @@ std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& 
         {"ROLLGUARD_STEPS", steps.str()},
         {"ROLLGUARD_STEPS_FAILED", std::to_string(failed)},
     };
+    if (event.rollout_percent) {
+        env.emplace_back("ROLLGUARD_ROLLOUT_PERCENT", std::to_string(*event.rollout_percent));
+        env.emplace_back("ROLLGUARD_ROLLOUT_PREVIOUS_PERCENT", std::to_string(event.rollout_previous_percent));
+    }
+    return env;
 }
 
 }  // namespace rollguard::agent

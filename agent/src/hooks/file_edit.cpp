@@ -135,6 +135,40 @@ HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std
     return finish(true, (exists ? "" : "created; ") + std::string(change) + " in " + path);
 }
 
+std::optional<std::string> fillRolloutPercent(const HookConfig& config, const BreachEvent& event, HookConfig& out) {
+    if (!event.rollout_percent) {
+        return std::string(kRolloutPercentPlaceholder) + " is only set for [rollout] events: nothing changed";
+    }
+    const std::string percent = std::to_string(*event.rollout_percent);
+    const auto fill = [&percent](std::string& text) {
+        for (auto at = text.find(kRolloutPercentPlaceholder); at != std::string::npos;
+             at = text.find(kRolloutPercentPlaceholder, at + percent.size())) {
+            text.replace(at, kRolloutPercentPlaceholder.size(), percent);
+        }
+    };
+    HookConfig filled = config;
+    for (auto& [name, value] : filled.set) {
+        fill(value);
+    }
+    for (auto& setting : filled.flag_set) {
+        if (auto* text = std::get_if<std::string>(&setting.value)) {
+            if (*text == kRolloutPercentPlaceholder) {
+                setting.value = static_cast<std::int64_t>(*event.rollout_percent);
+            } else {
+                fill(*text);
+            }
+        }
+    }
+    for (auto& [name, value] : filled.env) {
+        fill(value);
+    }
+    for (std::size_t i = 1; i < filled.command.size(); ++i) {
+        fill(filled.command[i]);
+    }
+    out = std::move(filled);
+    return std::nullopt;
+}
+
 namespace {
 
 class FileHook final : public Hook {
@@ -142,7 +176,16 @@ public:
     FileHook(HookConfig config, HookResult (*apply)(const HookConfig&)) : config_(std::move(config)), apply_(apply) {}
     const std::string& name() const override { return config_.name; }
     HookType type() const override { return config_.type; }
-    HookResult run(const BreachEvent&) override { return apply_(config_); }
+    HookResult run(const BreachEvent& event) override {
+        if (!usesRolloutPercent(config_)) {
+            return apply_(config_);
+        }
+        HookConfig filled;
+        if (auto error = fillRolloutPercent(config_, event, filled)) {
+            return finishedResult(std::chrono::steady_clock::now(), false, std::move(*error));
+        }
+        return apply_(filled);
+    }
 
 private:
     HookConfig config_;

@@ -63,6 +63,12 @@ std::string renderJson(const BreachEvent& event, const PayloadContext& context) 
     writeLabels(w, event.labels);
     w.key("group").value(event.group);
     w.key("incident_id").value(incidentId(event));
+    if (event.rollout_percent) {
+        w.key("rollout").beginObject();
+        w.key("percent").value(*event.rollout_percent);
+        w.key("previous_percent").value(event.rollout_previous_percent);
+        w.endObject();
+    }
     if (isResolved(event)) {
         w.key("resolved_at").value(formatRfc3339(event.resolved_at));
     }
@@ -339,6 +345,10 @@ std::string renderBodyTemplate(std::string_view tmpl, const BreachEvent& event, 
             out = event.reason;
         } else if (name == "steps") {
             out = stepsLine(event.steps);
+        } else if (name == "rollout_percent") {
+            out = event.rollout_percent ? std::to_string(*event.rollout_percent) : std::string();
+        } else if (name == "rollout_previous_percent") {
+            out = event.rollout_percent ? std::to_string(event.rollout_previous_percent) : std::string();
         } else {
             return false;
         }

@@ -123,6 +123,13 @@ using TextEditor = std::function<TextEdit(std::string_view text, bool exists, co
 /// the flock.
 HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std::string_view change);
 
+/// `config` with {{rollout_percent}} replaced by event.rollout_percent in the values
+/// usesRolloutPercent() looks at: env_file `set` values, json_file / toml_file `set`
+/// values (a string that is exactly the placeholder becomes an integer; inside a longer
+/// string it is text), script `env` values and command arguments after command[0].
+/// Returns the error, leaving `out` alone, when the event has no percentage.
+std::optional<std::string> fillRolloutPercent(const HookConfig& config, const BreachEvent& event, HookConfig& out);
+
 /// A float as TOML and JSON read it back as a float: shortest round-trip digits, ".0"
 /// added when they look integral ("0.0", "1e+20", "0.25"); "nan", "inf", "-inf" (TOML).
 std::string floatText(double value);

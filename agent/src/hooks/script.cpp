@@ -549,11 +549,19 @@ public:
         if (!credentials_.error.empty()) {
             return detail::finishedResult(start, false, credentials_.error);
         }
+        // {{rollout_percent}} in env values and arguments: filled per event.
+        HookConfig filled;
+        if (usesRolloutPercent(config_)) {
+            if (auto error = detail::fillRolloutPercent(config_, event, filled)) {
+                return detail::finishedResult(start, false, std::move(*error));
+            }
+        }
+        const HookConfig& config = usesRolloutPercent(config_) ? filled : config_;
         Attempt attempt;
         int attempts = 0;
         for (int retry = 0;; ++retry) {
             ++attempts;
-            attempt = runScriptOnce(config_, credentials_, event);
+            attempt = runScriptOnce(config, credentials_, event);
             if (attempt.ok || !attempt.retryable || retry >= config_.retries) {
                 break;
             }

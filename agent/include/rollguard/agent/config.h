@@ -351,6 +351,15 @@ struct HookConfig {
     std::string group;    ///< run with this group (name); empty: the user's primary group
 };
 
+/// The placeholder through which [rollout] hooks carry the rollout's percentage.
+inline constexpr std::string_view kRolloutPercentPlaceholder = "{{rollout_percent}}";
+
+/// Whether the hook's values use {{rollout_percent}}: env_file / json_file / toml_file
+/// `set` values, script `env` values and command arguments (after command[0]). Such a
+/// hook only works for [rollout] events (a rule's event has no percentage). A webhook's
+/// body_template does not count: there the placeholder renders empty without one.
+bool usesRolloutPercent(const HookConfig& hook);
+
 /// A whole, validated configuration. A value type: built once by the loader, never
 /// carried as strings downstream.
 /// [rollout]: the optional progressive rollout controller (agent/src/rollout). It steps

@@ -94,7 +94,7 @@ struct PayloadContext {
 /// The body of a webhook hook for `format`:
 ///  - Json: breachToJson plus "labels" (object), "group", "incident_id" and, with an
 ///    external URL, "status_url" = "<external_url>/api/v1/status"; resolved events add
-///    "resolved_at".
+///    "resolved_at"; [rollout] events add "rollout": {"percent", "previous_percent"}.
 ///  - Alertmanager: the Alertmanager webhook receiver payload, version "4", one alert:
 ///    labels {alertname=rule, severity, source, rule, instance=host, group (if any),
 ///    metric, + event labels}, annotations {summary, description}, startsAt = since,
@@ -116,7 +116,8 @@ std::string renderWebhookBody(WebhookFormat format, const BreachEvent& event, co
 
 /// Fills {{name}} placeholders: rule, severity, state, source, metric, value, threshold,
 /// comparison, samples, window_seconds, for_seconds, since, fired_at, resolved_at, host,
-/// summary, description, group, incident_id, status_url, json (the whole json-format
+/// summary, description, group, incident_id, status_url, rollout_percent and
+/// rollout_previous_percent (empty for an event that is not a [rollout] one), json (the whole json-format
 /// body, inserted raw). With `json_escape` every other value is inserted escaped for
 /// use inside a JSON string (no quotes added). Unknown placeholders and a lone "{{" are
 /// kept as written; there is no other syntax (no loops, no expressions).
@@ -139,7 +140,9 @@ std::string breachToJson(const BreachEvent& event);
 /// ROLLGUARD_FOR_SECONDS, ROLLGUARD_SINCE, ROLLGUARD_FIRED_AT, ROLLGUARD_HOST,
 /// ROLLGUARD_SUMMARY, ROLLGUARD_INCIDENT_ID, ROLLGUARD_REASON (a manual rollback's
 /// reason, else empty), ROLLGUARD_STEPS (JSON array of the earlier steps:
-/// [{"hook","status","message"}]) and ROLLGUARD_STEPS_FAILED (how many of them failed).
+/// [{"hook","status","message"}]) and ROLLGUARD_STEPS_FAILED (how many of them failed);
+/// for a [rollout] event (rollout_percent set) also ROLLGUARD_ROLLOUT_PERCENT and
+/// ROLLGUARD_ROLLOUT_PREVIOUS_PERCENT.
 std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& event);
 
 /// Delivery counters of a hook with a spool (zero for the others); exporters read them

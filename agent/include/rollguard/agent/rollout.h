@@ -44,8 +44,11 @@ struct RolloutState {
     std::chrono::nanoseconds held{0};  ///< quiet time accrued in this stage (survives restarts; downtime does not count)
     std::optional<rules::TimePoint> cooldown_until;
     int rollbacks = 0;                 ///< since the start or the last `resume` of a failed rollout
-    std::uint64_t promotions = 0;      ///< promotions ever (automatic and manual)
+    std::uint64_t promotions = 0;      ///< moves up ever (starts included; automatic and manual)
     std::uint64_t rollbacks_total = 0; ///< rollbacks ever
+    /// A rollback (or abort) happened and the next move up has not: that move carries
+    /// RolloutAction::rearm. Persisted, so a restart in cooldown still re-arms.
+    bool rearm_pending = false;
     std::deque<RolloutHistoryEntry> history;
 };
 
@@ -59,7 +62,9 @@ struct GateRule {
 /// A percentage change the daemon carries out: run RolloutConfig::hooks with an event
 /// whose rollout_percent = to_percent (then rollback_hooks when `rollback`).
 struct RolloutAction {
-    std::string action;  ///< "start" | "promote" | "rollback" | "abort"
+    /// "start" (0 % -> stages[0]: the first start, and again after a rollback to zero or
+    /// an abort) | "promote" | "rollback" | "abort"
+    std::string action;
     int from_percent = 0;
     int to_percent = 0;
     std::string reason;
