@@ -992,6 +992,7 @@ bool sameExceptHeld(const RolloutState& a, const RolloutState& b) {
     return a.stage == b.stage && a.percent == b.percent && a.phase == b.phase && a.paused == b.paused &&
            a.entered_at == b.entered_at && a.cooldown_until == b.cooldown_until && a.rollbacks == b.rollbacks &&
            a.promotions == b.promotions && a.rollbacks_total == b.rollbacks_total &&
+           a.rearm_pending == b.rearm_pending &&
            std::equal(a.history.begin(), a.history.end(), b.history.begin(), b.history.end(), sameEntry);
 }
 
