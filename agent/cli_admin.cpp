@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -181,6 +182,48 @@ exporters::AdminApi adminApiFor(std::function<std::shared_ptr<agent::Daemon>()> 
         }
         return exporters::AdminApi::Reply{200, jsonObject({{"status", "rearmed"}})};
     };
+    api.rollout = [current](const std::string& name, const std::string& body) {
+        const auto daemon = current();
+        if (!daemon->config().rollout) {
+            return exporters::AdminApi::Reply{
+                404, jsonObject({{"error", "no progressive rollout: the configuration has no [rollout] section"}})};
+        }
+        const auto command = agent::parseRolloutCommand(name);
+        std::string error;
+        const auto request = agent::parseAdminRequest(body, error);
+        if (!command || !request || !request->rule.empty()) {
+            return exporters::AdminApi::Reply{
+                400, jsonObject({{"error", !command   ? "unknown rollout command '" + name + "'"
+                                           : !request ? error
+                                                      : std::string("'rule' does not apply to rollout commands")}})};
+        }
+        const auto done = daemon->requestRollout(*command, request->reason);
+        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(3 * daemon->config().agent.tick) +
+                           std::chrono::seconds{5};
+        if (done.wait_for(limit) != std::future_status::ready) {
+            return exporters::AdminApi::Reply{
+                504, jsonObject({{"error", "the command is queued; the tick loop did not apply it in time (it will)"}})};
+        }
+        const auto& result = done.get();
+        agent::JsonWriter w;
+        w.beginObject();
+        w.key("ok").value(result.ok);
+        if (!result.ok) {
+            w.key("error").value(result.message);
+            w.endObject();
+            return exporters::AdminApi::Reply{409, w.str() + "\n"};
+        }
+        w.key("message").value(result.message);
+        w.key("command").value(name);
+        w.key("rollout");
+        if (const auto rollout = daemon->snapshot().rollout) {
+            w.raw(exporters::renderRolloutJson(*rollout, 20));
+        } else {
+            w.null();
+        }
+        w.endObject();
+        return exporters::AdminApi::Reply{200, w.str() + "\n"};
+    };
     return api;
 }
 
@@ -322,6 +365,122 @@ int runIncidents(const agent::Config& config, const std::string& id, bool json) 
                                  r.event.rule, formatValue(r.event.value), hooks);
     }
     return kExitOk;
+}
+
+namespace {
+
+/// The rollout state saved in <state_dir>/rollout.json, read without a daemon.
+int printSavedRollout(const agent::Config& config, const RolloutArgs& args, const std::string& note) {
+    if (config.agent.state_dir.empty()) {
+        std::cerr << "rollguard: no agent is running and no agent.state_dir is configured: the rollout's state "
+                     "lives only in a running agent\n";
+        return kExitRuntime;
+    }
+    agent::StatusSnapshot::Rollout status;
+    std::string message;
+    switch (agent::loadSavedRollout(config, status, message)) {
+        case agent::SavedRollout::Missing:
+            std::cout << (args.json ? std::string("null") : "rollout: not started yet (" + message + ") " + note)
+                      << "\n";
+            return kExitOk;
+        case agent::SavedRollout::Refused:
+            std::cerr << "rollguard: " << message << "\n";
+            return kExitRuntime;
+        case agent::SavedRollout::Loaded:
+            break;
+    }
+    if (args.json) {
+        std::cout << exporters::renderRolloutJson(status, SIZE_MAX) << "\n";
+    } else {
+        std::cout << exporters::renderRolloutText(status, rules::SystemClock{}.now(), 10) << note << "\n";
+    }
+    return kExitOk;
+}
+
+}  // namespace
+
+int runRollout(const agent::Config& config, const RolloutArgs& args) {
+    if (!config.rollout) {
+        std::cerr << "rollguard: " << config.path << " has no [rollout] section: there is no progressive rollout\n";
+        return kExitUsage;
+    }
+    std::optional<agent::StateDirLock> lock;
+    std::string holder;
+    const bool has_state_dir = !config.agent.state_dir.empty();
+    const auto via = route(config, lock, holder);
+    if (!via) {
+        return kExitRuntime;
+    }
+    // Without a state_dir there is no lock to tell: ask the listener whether an agent answers.
+    const bool daemon = *via == Route::Daemon || (!has_state_dir && !config.agent.listen.empty());
+    if (holder.empty()) {
+        holder = "at " + config.agent.listen;
+    }
+    if (args.action == "status") {
+        if (!daemon) {
+            return printSavedRollout(config, args, "(agent not running)");
+        }
+        std::string note;
+        if (!config.agent.listen.empty()) {
+            const auto response =
+                agent::adminGet(config.agent.listen, args.json ? "/api/v1/rollout" : "/api/v1/rollout?format=text",
+                                std::chrono::seconds{10});
+            if (response.status == 200) {
+                std::cout << response.body;
+                return kExitOk;
+            }
+            if (response.status == 404) {
+                std::cerr << "rollguard: the running agent (" << holder
+                          << ") has no [rollout] in its configuration (reload it?)\n";
+                return kExitUsage;
+            }
+            note = "(the running agent did not answer: " +
+                   (response.status == 0 ? response.error : "HTTP " + std::to_string(response.status)) +
+                   "; state as last saved)";
+        } else {
+            note = "(the agent's listener is disabled; state as last saved)";
+        }
+        if (!has_state_dir) {
+            std::cerr << "rollguard: no agent answers at " << config.agent.listen << ": " << note << "\n";
+            return kExitRuntime;
+        }
+        return printSavedRollout(config, args, note);
+    }
+    if (!agent::parseRolloutCommand(args.action)) {
+        std::cerr << "rollguard: unknown rollout action '" << args.action
+                  << "' (status, pause, resume, promote, abort)\n";
+        return kExitUsage;
+    }
+    if (!daemon) {
+        std::cerr << "rollguard: no rollguard is running on " << config.agent.state_dir << "; start it first\n";
+        return kExitRuntime;
+    }
+    agent::JsonWriter w;
+    w.beginObject().key("reason").value(args.reason).endObject();
+    const auto response = callDaemon(config, holder, "/api/v1/rollout/" + args.action, w.str());
+    if (!response) {
+        return kExitRuntime;
+    }
+    if (response->status == 200) {
+        if (args.json) {
+            std::cout << response->body;
+        } else {
+            std::cout << "rollout " << args.action << ": "
+                      << agent::jsonStringMember(response->body, "message").value_or("done") << "\n";
+        }
+        return kExitOk;
+    }
+    const std::string why = agent::jsonStringMember(response->body, "error").value_or(response->body);
+    if (response->status == 409) {
+        std::cerr << "rollguard: rollout " << args.action << " refused: " << why << "\n";
+        return kExitRuntime;
+    }
+    if (response->status == 404) {
+        std::cerr << "rollguard: the running agent (" << holder << "): " << why << "\n";
+        return kExitUsage;
+    }
+    std::cerr << "rollguard: rollout " << args.action << " failed (HTTP " << response->status << "): " << why << "\n";
+    return kExitRuntime;
 }
 
 }  // namespace rollguard::cli

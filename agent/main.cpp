@@ -632,6 +632,24 @@ int main(int argc, char** argv) {
     incidents->add_option("ID", incident_id, "An incident id (or a unique prefix) to show whole");
     incidents->add_flag("--json", incidents_json, "JSON instead of text");
 
+    auto* rollout = app.add_subcommand(
+        "rollout", "Show or steer the progressive rollout ([rollout]): status, pause, resume, promote, abort.");
+    rollout->footer(
+        "status: the running agent's rollout (GET /api/v1/rollout), or with no agent running the state it\n"
+        "saved in <state_dir>/rollout.json. pause: no promotion and no hold accrued (rollbacks still happen);\n"
+        "resume: undo pause, or start a new attempt after a failed or aborted rollout; promote: the next\n"
+        "stage now (satisfies a manual gate); abort: to 0% (rollback hooks run), until resume.\n"
+        "The commands go through the running agent's admin API (agent.listen, agent.admin_token_file).\n"
+        "Exit codes: 0 done, 1 refused by the rollout (the reason is printed), no agent running or not\n"
+        "reachable, 2 bad usage, bad config, or no [rollout] section.");
+    rollguard::cli::RolloutArgs rollout_args;
+    rollout->add_option("ACTION", rollout_args.action, "status | pause | resume | promote | abort")
+        ->required()
+        ->check(CLI::IsMember({"status", "pause", "resume", "promote", "abort"}));
+    rollout->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+    rollout->add_option("--reason", rollout_args.reason, "Why (recorded in the rollout's history)");
+    rollout->add_flag("--json", rollout_args.json, "JSON instead of text");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -649,7 +667,7 @@ int main(int argc, char** argv) {
         if (*replay) {
             return runReplay(config_path, replay_args);
         }
-        if (*rollback || *rearm || *incidents) {
+        if (*rollback || *rearm || *incidents || *rollout) {
             auto config = load(config_path, true);
             if (!config) {
                 return kExitUsage;
@@ -660,6 +678,9 @@ int main(int argc, char** argv) {
             }
             if (*rearm) {
                 return rollguard::cli::runRearm(*config);
+            }
+            if (*rollout) {
+                return rollguard::cli::runRollout(*config, rollout_args);
             }
             return rollguard::cli::runIncidents(*config, incident_id, incidents_json);
         }

@@ -3,10 +3,12 @@
 #include <civetweb.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -111,6 +113,17 @@ bool parseGateQuery(const char* query_string, GateQuery& query) {
     return true;
 }
 
+/// `format=text` in the query string.
+bool wantsText(const char* query_string) {
+    if (query_string == nullptr) {
+        return false;
+    }
+    const std::size_t len = std::strlen(query_string);
+    char buf[16] = {};
+    const int n = mg_get_var(query_string, len, "format", buf, sizeof(buf));
+    return n >= 0 && std::string_view(buf, static_cast<std::size_t>(n)) == "text";
+}
+
 }  // namespace
 
 std::string jsonError(const std::string& message) {
@@ -126,7 +139,17 @@ struct HttpServer::Impl {
     /// POST /api/v1/rollback, /api/v1/rearm and /api/v1/reload.
     int handleAdmin(mg_connection* conn, const std::string& uri) {
         const std::function<AdminApi::Reply(const std::string&)>* action = nullptr;
-        if (uri == "/api/v1/rollback") {
+        std::string rollout_command;
+        static constexpr std::string_view kRolloutPrefix = "/api/v1/rollout/";
+        if (uri.rfind(kRolloutPrefix, 0) == 0) {
+            rollout_command = uri.substr(kRolloutPrefix.size());
+            if (rollout_command != "pause" && rollout_command != "resume" && rollout_command != "promote" &&
+                rollout_command != "abort") {
+                reply(conn, 404, "application/json",
+                      jsonError("no such rollout command; try pause, resume, promote or abort"));
+                return 404;
+            }
+        } else if (uri == "/api/v1/rollback") {
             action = &admin.rollback;
         } else if (uri == "/api/v1/rearm") {
             action = &admin.rearm;
@@ -161,6 +184,15 @@ struct HttpServer::Impl {
                 reply(conn, 413, "application/json", jsonError("request body over 64 KiB"));
                 return 413;
             }
+        }
+        if (!rollout_command.empty()) {
+            if (!admin.rollout) {
+                reply(conn, 404, "application/json", jsonError("not available"));
+                return 404;
+            }
+            const AdminApi::Reply r = admin.rollout(rollout_command, body);
+            reply(conn, r.status, "application/json", r.json);
+            return r.status;
         }
         if (!*action) {
             reply(conn, 404, "application/json", jsonError("not available"));
@@ -232,12 +264,27 @@ struct HttpServer::Impl {
                 reply(conn, 200, "application/json", renderStatusJson(self->snapshot()) + "\n");
                 return 200;
             }
+            if (uri == "/api/v1/rollout") {
+                const auto snapshot = self->snapshot();
+                if (!snapshot.rollout) {
+                    reply(conn, 404, "application/json",
+                          jsonError("no progressive rollout: the configuration has no [rollout] section"));
+                    return 404;
+                }
+                if (wantsText(info->query_string)) {
+                    reply(conn, 200, "text/plain; charset=utf-8",
+                          renderRolloutText(*snapshot.rollout, std::chrono::system_clock::now(), 10));
+                    return 200;
+                }
+                reply(conn, 200, "application/json", renderRolloutJson(*snapshot.rollout, SIZE_MAX) + "\n");
+                return 200;
+            }
         } catch (const std::exception& e) {
             spdlog::error("http: {} failed: {}", uri, e.what());
             reply(conn, 503, "text/plain; charset=utf-8", "internal error\n");
             return 503;
         }
-        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz, /readyz, /api/v1/status or /api/v1/gate\n");
+        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate or /api/v1/rollout\n");
         return 404;
     }
 };

@@ -1,4 +1,6 @@
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <deque>
 #include <iterator>
 #include <limits>
@@ -265,6 +267,40 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
         add(duration, {{"hook", h.name}, {"type", h.type}}, h.last_duration_seconds);
     }
 
+    if (s.rollout) {
+        const auto& r = *s.rollout;
+        add(fams.family("rollguard_rollout_stage_percent", "The rollout's traffic percentage now ([rollout] stages).",
+                        MetricType::Gauge),
+            {}, r.percent);
+        add(fams.family("rollguard_rollout_stage", "Index of the rollout's current stage in stages (-1: at 0%).",
+                        MetricType::Gauge),
+            {}, r.stage);
+        auto& phase = fams.family("rollguard_rollout_phase", "1 for the rollout's current phase, 0 for the others.",
+                                  MetricType::Gauge);
+        for (const auto p : {agent::RolloutPhase::Holding, agent::RolloutPhase::AwaitingPromote,
+                             agent::RolloutPhase::Cooldown, agent::RolloutPhase::Complete, agent::RolloutPhase::Failed,
+                             agent::RolloutPhase::Aborted}) {
+            add(phase, {{"phase", agent::toString(p)}}, p == r.phase ? 1 : 0);
+        }
+        add(fams.family("rollguard_rollout_paused", "1 while the rollout is paused (rollguard rollout pause).",
+                        MetricType::Gauge),
+            {}, r.paused ? 1 : 0);
+        add(fams.family("rollguard_rollout_held_seconds",
+                        "Quiet time accrued in the current stage toward its hold, in seconds.", MetricType::Gauge),
+            {}, std::chrono::duration<double>(r.held).count());
+        add(fams.family("rollguard_rollout_hold_seconds", "The current stage's hold, in seconds.", MetricType::Gauge),
+            {}, std::chrono::duration<double>(r.hold).count());
+        add(fams.family("rollguard_rollout_promotions_total", "Rollout promotions, automatic and manual.",
+                        MetricType::Counter),
+            {}, static_cast<double>(r.promotions));
+        add(fams.family("rollguard_rollout_rollbacks_total", "Rollout rollbacks (a critical gate rule fired).",
+                        MetricType::Counter),
+            {}, static_cast<double>(r.rollbacks_total));
+        add(fams.family("rollguard_rollout_state_failures_total", "Failed writes of the rollout's state file.",
+                        MetricType::Counter),
+            {}, static_cast<double>(r.state_failures));
+    }
+
     prometheus::TextSerializer serializer;
     std::ostringstream out;
     serializer.Serialize(out, fams.take());
@@ -428,6 +464,12 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.endObject();
     }
     w.endArray();
+    w.key("rollout");
+    if (s.rollout) {
+        w.raw(renderRolloutJson(*s.rollout, 20));
+    } else {
+        w.null();
+    }
     w.key("hooks").beginArray();
     for (const auto& h : s.hooks) {
         w.beginObject();
@@ -452,6 +494,113 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.endArray();
     w.endObject();
     return w.str();
+}
+
+namespace {
+
+std::vector<agent::RolloutHistoryEntry> lastEntries(const std::vector<agent::RolloutHistoryEntry>& history,
+                                                   std::size_t n) {
+    const std::size_t skip = history.size() > n ? history.size() - n : 0;
+    return {history.begin() + static_cast<std::ptrdiff_t>(skip), history.end()};
+}
+
+}  // namespace
+
+std::string renderRolloutJson(const agent::StatusSnapshot::Rollout& r, std::size_t max_history) {
+    agent::JsonWriter w;
+    w.beginObject();
+    w.key("stages").beginArray();
+    for (const int stage : r.stages) {
+        w.value(stage);
+    }
+    w.endArray();
+    w.key("stage").value(r.stage);
+    w.key("percent").value(r.percent);
+    w.key("phase").value(agent::toString(r.phase));
+    w.key("paused").value(r.paused);
+    w.key("entered_at").value(agent::formatRfc3339(r.entered_at));
+    w.key("held_seconds").value(std::chrono::duration<double>(r.held).count());
+    w.key("hold_seconds").value(std::chrono::duration<double>(r.hold).count());
+    w.key("cooldown_until");
+    if (r.cooldown_until) {
+        w.value(agent::formatRfc3339(*r.cooldown_until));
+    } else {
+        w.null();
+    }
+    w.key("rollbacks").value(r.rollbacks);
+    w.key("max_rollbacks").value(r.max_rollbacks);
+    w.key("promotions").value(r.promotions);
+    w.key("rollbacks_total").value(r.rollbacks_total);
+    w.key("state_failures").value(r.state_failures);
+    w.key("gate").beginArray();
+    for (const auto& name : r.gate) {
+        w.value(name);
+    }
+    w.endArray();
+    w.key("history").beginArray();
+    for (const auto& h : lastEntries(r.history, max_history)) {
+        w.beginObject();
+        w.key("at").value(agent::formatRfc3339(h.at));
+        w.key("action").value(h.action);
+        w.key("from_percent").value(h.from_percent);
+        w.key("to_percent").value(h.to_percent);
+        w.key("reason").value(h.reason);
+        w.endObject();
+    }
+    w.endArray();
+    w.endObject();
+    return w.str();
+}
+
+std::string renderRolloutText(const agent::StatusSnapshot::Rollout& r, rules::TimePoint now,
+                              std::size_t max_history) {
+    std::string out;
+    std::string stages;
+    for (std::size_t i = 0; i < r.stages.size(); ++i) {
+        stages += (i ? " -> " : "") + std::to_string(r.stages[i]) + "%";
+    }
+    out += "rollout: " + std::to_string(r.percent) + "% (" +
+           (r.stage < 0 ? std::string("before the first stage")
+                        : "stage " + std::to_string(r.stage + 1) + " of " + std::to_string(r.stages.size())) +
+           "), " + agent::toString(r.phase) + (r.paused ? ", PAUSED" : "") + "\n";
+    out += "  stages:    " + stages + "\n";
+    out += "  entered:   " + agent::formatRfc3339(r.entered_at) + "\n";
+    // Whole seconds for people: held rounded down, what is left rounded up.
+    const auto held = std::chrono::floor<std::chrono::seconds>(r.held);
+    out += "  held:      " + rules::formatDuration(held) + " of " + rules::formatDuration(r.hold);
+    if (r.phase == agent::RolloutPhase::Holding && r.hold > r.held) {
+        out += " (" + rules::formatDuration(std::chrono::ceil<std::chrono::seconds>(r.hold - r.held)) + " left" +
+               (r.paused ? ", paused" : "") + ")";
+    }
+    out += "\n";
+    out += "  cooldown:  ";
+    if (r.cooldown_until && *r.cooldown_until > now) {
+        out += "until " + agent::formatRfc3339(*r.cooldown_until) + " (" +
+               rules::formatDuration(std::chrono::ceil<std::chrono::seconds>(*r.cooldown_until - now)) +
+               " left)";
+    } else {
+        out += "none";
+    }
+    out += "\n";
+    out += "  rollbacks: " + std::to_string(r.rollbacks) +
+           (r.max_rollbacks > 0 ? " of at most " + std::to_string(r.max_rollbacks) : std::string()) +
+           " in this attempt, " + std::to_string(r.rollbacks_total) + " in all; promotions " +
+           std::to_string(r.promotions) + "\n";
+    std::string gate;
+    for (std::size_t i = 0; i < r.gate.size(); ++i) {
+        gate += (i ? ", " : "") + r.gate[i];
+    }
+    out += "  gate:      " + (gate.empty() ? std::string("(no rules)") : gate) + "\n";
+    const auto entries = lastEntries(r.history, max_history);
+    if (!entries.empty()) {
+        out += "  history (last " + std::to_string(entries.size()) + "):\n";
+        for (const auto& h : entries) {
+            char line[64];
+            std::snprintf(line, sizeof(line), "%-9s %3d%% -> %3d%%", h.action.c_str(), h.from_percent, h.to_percent);
+            out += "    " + agent::formatRfc3339(h.at) + "  " + line + (h.reason.empty() ? "" : "  " + h.reason) + "\n";
+        }
+    }
+    return out;
 }
 
 }  // namespace rollguard::exporters

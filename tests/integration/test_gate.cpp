@@ -34,7 +34,8 @@ namespace fs = std::filesystem;
 namespace {
 
 /// A log source with a critical error-ratio rule that stays pending (for = 1h), a warning
-/// rule that fires at once with a script hook, and a scrape source with a gauge rule.
+/// rule that fires at once with a script hook, a scrape source with a gauge rule, and a
+/// [rollout] whose gate is that quiet gauge rule.
 std::string configText(const TempDir& dir, const HttpReceiver& app, std::uint16_t listen) {
     const auto d = dir.path().string();
     return "[agent]\n"
@@ -86,7 +87,19 @@ std::string configText(const TempDir& dir, const HttpReceiver& app, std::uint16_
            "[[hook]]\n"
            "name = \"note\"\n"
            "type = \"script\"\n"
-           "command = [\"/bin/true\"]\n";
+           "command = [\"/bin/true\"]\n"
+           "\n"
+           "[[hook]]\n"
+           "name = \"percent\"\n"
+           "type = \"script\"\n"
+           "command = [\"/bin/true\"]\n"
+           "\n"
+           "# So /metrics has the rollout families too: starts at 5% (the gate is quiet) and holds.\n"
+           "[rollout]\n"
+           "stages = [5, 50, 100]\n"
+           "hold = \"1h\"\n"
+           "gate = [\"queue-deep\"]\n"
+           "hooks = [\"percent\"]\n";
 }
 
 std::string lines(int n, int status) {
@@ -249,7 +262,8 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
         return body.find("rollguard_scrape_up{series=\"\",source=\"app\",target=\"" + agent.app.url("/metrics") +
                          "\"} 1\n") != std::string::npos &&
                body.find("rollguard_hook_runs_total{hook=\"note\",outcome=\"success\",type=\"script\"} 1") !=
-                   std::string::npos;
+                   std::string::npos &&
+               body.find("rollguard_rollout_stage_percent 5\n") != std::string::npos;
     }, 10s));
     const auto metrics = httpGet(agent.port, "/metrics");
     REQUIRE(metrics.status == 200);
@@ -273,7 +287,7 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
     const auto doc = parser.parse(status.body).value();
     for (const char* key : {"version", "config", "started", "last_evaluation", "evaluations", "incidents",
                             "incidents_open", "ready", "checkpoints", "rules", "sources", "scrapes", "hooks",
-                            "reloads", "recent_incidents"}) {
+                            "reloads", "recent_incidents", "rollout"}) {
         INFO(key);
         CHECK(doc[key].error() == simdjson::SUCCESS);
     }

@@ -144,8 +144,10 @@ std::string reachable(const std::string& listen) {
 
 }  // namespace
 
-AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
-                        const std::string& body, std::chrono::nanoseconds timeout) {
+namespace {
+
+AdminResponse adminCall(const std::string& listen, const std::string& path, const std::string* token,
+                        const std::string* body, std::chrono::nanoseconds timeout) {
     AdminResponse response;
     CURL* c = curl_easy_init();
     if (c == nullptr) {
@@ -154,13 +156,22 @@ AdminResponse adminPost(const std::string& listen, const std::string& path, cons
     }
     const std::string url = "http://" + reachable(listen) + path;
     curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    const std::string auth = "Authorization: Bearer " + token;
-    headers = curl_slist_append(headers, auth.c_str());
+    std::string auth;
+    if (body != nullptr) {
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    }
+    if (token != nullptr) {
+        auth = "Authorization: Bearer " + *token;
+        headers = curl_slist_append(headers, auth.c_str());
+    }
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    if (headers != nullptr) {
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    }
+    if (body != nullptr) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    }
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
@@ -176,6 +187,67 @@ AdminResponse adminPost(const std::string& listen, const std::string& path, cons
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
     return response;
+}
+
+}  // namespace
+
+AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
+                        const std::string& body, std::chrono::nanoseconds timeout) {
+    return adminCall(listen, path, &token, &body, timeout);
+}
+
+AdminResponse adminGet(const std::string& listen, const std::string& path, std::chrono::nanoseconds timeout) {
+    return adminCall(listen, path, nullptr, nullptr, timeout);
+}
+
+std::optional<std::string> jsonStringMember(std::string_view json, std::string_view key) {
+    simdjson::ondemand::parser parser;
+    const simdjson::padded_string padded(json);
+    simdjson::ondemand::document doc;
+    simdjson::ondemand::object object;
+    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS || doc.get_object().get(object) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    for (auto field : object) {
+        std::string_view name;
+        if (field.unescaped_key().get(name) != simdjson::SUCCESS) {
+            return std::nullopt;
+        }
+        if (name != key) {
+            continue;
+        }
+        std::string_view value;
+        if (field.value().get_string().get(value) != simdjson::SUCCESS) {
+            return std::nullopt;
+        }
+        return std::string(value);
+    }
+    return std::nullopt;
+}
+
+SavedRollout loadSavedRollout(const Config& config, StatusSnapshot::Rollout& out, std::string& message) {
+    if (!config.rollout || config.agent.state_dir.empty()) {
+        message = "no [rollout] section or no agent.state_dir: nothing is saved";
+        return SavedRollout::Refused;
+    }
+    const std::string path = config.agent.state_dir + "/rollout.json";
+    std::string data;
+    if (!readStateFile(path, data, message)) {
+        if (message.empty()) {
+            message = "no " + path + " yet";
+            return SavedRollout::Missing;
+        }
+        message = path + ": " + message;
+        return SavedRollout::Refused;
+    }
+    RolloutController controller(*config.rollout);
+    std::string why;
+    if (!controller.restore(data, why)) {
+        message = path + " is refused (" + why + "); the agent starts the rollout afresh when it runs";
+        return SavedRollout::Refused;
+    }
+    out = rolloutStatus(controller, config);
+    return SavedRollout::Loaded;
 }
 
 bool rearmOffline(const Config& config, std::string& message) {

@@ -84,6 +84,13 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
         restoreRulesState();
         restoreCheckpoint();
     }
+    if (config_.rollout) {
+        if (!config_.agent.state_dir.empty() && !rules_state_path_.empty()) {
+            rollout_path_ = config_.agent.state_dir + "/rollout.json";
+        }
+        rollout_ = std::make_unique<RolloutController>(*config_.rollout);
+        restoreRollout(handoff);
+    }
 
     hooks_ = std::make_unique<HookRunner>(
         [this](const std::string& hook, const BreachEvent& event, const HookResult& result) {
@@ -111,6 +118,7 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
         snapshot_.sources.push_back(std::move(s));
     }
     snapshot_.scrapes = scrapes_->status();
+    refreshRolloutSnapshot();
     if (!rules_state_path_.empty()) {
         incident_log_ = std::make_unique<IncidentLog>(config_.agent.state_dir, config_.agent.max_incidents);
         for (const auto& record : incident_log_->list()) {
@@ -201,6 +209,7 @@ void Daemon::tick() {
             hooks_->enqueue(n.hooks, std::move(event));
         }
     }
+    tickRollout(now);
 
     if (!checkpoint_path_.empty() && checkpoint_dirty_ &&
         std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval) {
@@ -331,6 +340,10 @@ void Daemon::stop() {
         }
     }
     writeRulesState();
+    refusePendingRolloutCommands("the agent is stopping");
+    if (rollout_) {
+        persistRollout(clock_.now(), true);
+    }
     if (hooks_) {
         hooks_->stop();
     }
@@ -341,6 +354,7 @@ void Daemon::stopWithoutSaving() {
         return;
     }
     stopped_ = true;
+    refusePendingRolloutCommands("the agent is stopping");
     for (auto& source : sources_) {
         source->tailer.stop();
     }
@@ -366,6 +380,11 @@ Daemon::Handoff Daemon::stopForReload() {
     collect(now);
     handoff.checkpoint = buildCheckpoint();
     handoff.rules_state = judge_->engine().saveState();
+    refusePendingRolloutCommands("the agent is reloading its configuration; try again");
+    if (rollout_) {
+        handoff.rollout_state = rollout_->save();
+        persistRollout(now, true);
+    }
     if (!checkpoint_path_.empty()) {
         writeCheckpointNow(now);  // the files agree with the handoff if the process dies now
     }
@@ -934,15 +953,327 @@ void Daemon::applyPendingRearm() {
     if (!promise) {
         return;
     }
+    rearmRules();
+    spdlog::warn("rearmed: rollback latches cleared; the next critical breach rolls back again");
+    promise->set_value();
+}
+
+void Daemon::rearmRules() {
     judge_->engine().rearm();
     writeRulesState();
     refreshRuleSnapshot();
-    {
-        std::lock_guard lock(mutex_);
-        ++snapshot_.rearms;
+    std::lock_guard lock(mutex_);
+    ++snapshot_.rearms;
+}
+
+
+// ---- the progressive rollout ([rollout]) --------------------------------------------
+
+namespace {
+
+int severityRank(rules::AlertState state) {
+    switch (state) {
+        case rules::AlertState::Firing:
+            return 2;
+        case rules::AlertState::Pending:
+            return 1;
+        default:
+            return 0;
     }
-    spdlog::warn("rearmed: rollback latches cleared; the next critical breach rolls back again");
-    promise->set_value();
+}
+
+bool sameEntry(const RolloutHistoryEntry& a, const RolloutHistoryEntry& b) {
+    return a.at == b.at && a.action == b.action && a.from_percent == b.from_percent &&
+           a.to_percent == b.to_percent && a.reason == b.reason;
+}
+
+/// Whether two states differ in nothing but the held time.
+bool sameExceptHeld(const RolloutState& a, const RolloutState& b) {
+    return a.stage == b.stage && a.percent == b.percent && a.phase == b.phase && a.paused == b.paused &&
+           a.entered_at == b.entered_at && a.cooldown_until == b.cooldown_until && a.rollbacks == b.rollbacks &&
+           a.promotions == b.promotions && a.rollbacks_total == b.rollbacks_total &&
+           a.rearm_pending == b.rearm_pending &&
+           std::equal(a.history.begin(), a.history.end(), b.history.begin(), b.history.end(), sameEntry);
+}
+
+}  // namespace
+
+const char* toString(RolloutCommand command) {
+    switch (command) {
+        case RolloutCommand::Pause:
+            return "pause";
+        case RolloutCommand::Resume:
+            return "resume";
+        case RolloutCommand::Promote:
+            return "promote";
+        case RolloutCommand::Abort:
+            return "abort";
+    }
+    return "?";
+}
+
+std::optional<RolloutCommand> parseRolloutCommand(std::string_view text) {
+    for (const auto c : {RolloutCommand::Pause, RolloutCommand::Resume, RolloutCommand::Promote, RolloutCommand::Abort}) {
+        if (text == toString(c)) {
+            return c;
+        }
+    }
+    return std::nullopt;
+}
+
+StatusSnapshot::Rollout rolloutStatus(const RolloutController& controller, const Config& config) {
+    StatusSnapshot::Rollout r;
+    const RolloutState& st = controller.state();
+    const RolloutConfig& rc = controller.config();
+    r.stages = rc.stages;
+    r.stage = st.stage;
+    r.percent = st.percent;
+    r.phase = st.phase;
+    r.paused = st.paused;
+    r.entered_at = st.entered_at;
+    r.held = st.held;
+    r.hold = controller.currentHold();
+    r.cooldown_until = st.cooldown_until;
+    r.rollbacks = st.rollbacks;
+    r.max_rollbacks = rc.max_rollbacks;
+    r.promotions = st.promotions;
+    r.rollbacks_total = st.rollbacks_total;
+    if (rc.gate.empty()) {
+        for (const auto& rule : config.rules) {
+            r.gate.push_back(rule.name);
+        }
+    } else {
+        r.gate = rc.gate;
+    }
+    r.history.assign(st.history.begin(), st.history.end());
+    return r;
+}
+
+std::vector<GateRule> Daemon::gateRules() const {
+    std::vector<GateRule> gate;
+    const auto& names = config_.rollout->gate;
+    const auto& engine = judge_->engine();
+    const auto& specs = engine.rules();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (!names.empty() && std::find(names.begin(), names.end(), specs[i].name) == names.end()) {
+            continue;
+        }
+        GateRule rule{specs[i].name, specs[i].severity, rules::AlertState::Inactive};
+        auto groups = engine.groupStatuses(i);
+        if (groups.empty()) {
+            groups.push_back(engine.status(i));
+        }
+        // The worst group speaks for the rule: firing > pending > anything else.
+        for (const auto& status : groups) {
+            if (severityRank(status.state) > severityRank(rule.state)) {
+                rule.state = status.state;
+            }
+        }
+        gate.push_back(std::move(rule));
+    }
+    return gate;
+}
+
+void Daemon::tickRollout(rules::TimePoint now) {
+    if (!rollout_) {
+        return;
+    }
+    for (const auto& action : rollout_->tick(now, gateRules())) {
+        carryOut(action, now);
+    }
+    std::vector<PendingRolloutCommand> commands;
+    {
+        std::lock_guard lock(rollout_mutex_);
+        commands.swap(rollout_commands_);
+    }
+    std::vector<std::pair<std::promise<RolloutController::CommandResult>, RolloutController::CommandResult>> answers;
+    for (auto& c : commands) {
+        RolloutController::CommandResult result;
+        switch (c.command) {
+            case RolloutCommand::Pause:
+                result = rollout_->pause(now, c.reason);
+                break;
+            case RolloutCommand::Resume:
+                result = rollout_->resume(now, c.reason);
+                break;
+            case RolloutCommand::Promote:
+                result = rollout_->promote(now, c.reason);
+                break;
+            case RolloutCommand::Abort:
+                result = rollout_->abort(now, c.reason);
+                break;
+        }
+        const std::string why = c.reason.empty() ? std::string() : " (reason: " + c.reason + ")";
+        if (result.ok) {
+            spdlog::info("rollout: command {}{}: {}", toString(c.command), why, result.message);
+        } else {
+            spdlog::warn("rollout: command {}{} refused: {}", toString(c.command), why, result.message);
+        }
+        if (result.action) {
+            carryOut(*result.action, now);
+        }
+        answers.emplace_back(std::move(c.done), std::move(result));
+    }
+    persistRollout(now, !answers.empty());
+    refreshRolloutSnapshot();
+    // Answered once the state is on disk and in the snapshot the caller reads next.
+    for (auto& [promise, result] : answers) {
+        promise.set_value(std::move(result));
+    }
+}
+
+void Daemon::carryOut(const RolloutAction& action, rules::TimePoint now) {
+    const std::string what =
+        fmt::format("{} {}% -> {}%: {}", action.action, action.from_percent, action.to_percent, action.reason);
+    if (action.rollback) {
+        spdlog::warn("rollout: {}", what);
+    } else {
+        spdlog::info("rollout: {}", what);
+    }
+    if (action.rearm) {
+        rearmRules();
+        spdlog::info("rollout: a new attempt: the rules' rollback latches are cleared");
+    }
+    const RolloutConfig& rc = *config_.rollout;
+    std::vector<std::string> hooks = rc.hooks;
+    if (action.rollback) {
+        hooks.insert(hooks.end(), rc.rollback_hooks.begin(), rc.rollback_hooks.end());
+    }
+    if (hooks.empty()) {
+        return;
+    }
+    BreachEvent e;
+    e.rule = "rollout";
+    e.severity = action.rollback ? "critical" : "warning";
+    e.state = action.action;
+    e.metric = "rollout_percent";
+    e.value = action.to_percent;
+    e.threshold = std::nan("");
+    e.since = now;
+    e.fired_at = now;
+    e.host = host_;
+    e.reason = action.reason;
+    e.summary = "rollout " + what;
+    e.rollout_percent = action.to_percent;
+    e.rollout_previous_percent = action.from_percent;
+    e.incident_id = sha256Hex(fmt::format("rollout\n{}\n{}\n{}\n{}", action.action, action.from_percent,
+                                          action.to_percent, now.time_since_epoch().count()))
+                        .substr(0, 16);
+    if (config_.agent.dry_run) {
+        spdlog::warn("rollout: dry run: would run hooks [{}] ({})", fmt::join(hooks, ", "), action.action);
+        return;
+    }
+    spdlog::info("rollout: running hooks [{}] ({})", fmt::join(hooks, ", "), action.action);
+    hooks_->enqueue(std::move(hooks), std::move(e));
+}
+
+void Daemon::restoreRollout(const std::optional<Handoff>& handoff) {
+    std::string data;
+    std::string from;
+    if (handoff && handoff->rollout_state) {
+        data = *handoff->rollout_state;
+        from = "the previous configuration";
+    } else if (!rollout_path_.empty()) {
+        std::string why;
+        if (!readStateFile(rollout_path_, data, why)) {
+            if (!why.empty()) {
+                spdlog::warn("rollout state {}: {}; the rollout starts fresh", rollout_path_, why);
+            }
+            return;
+        }
+        from = rollout_path_;
+    } else {
+        return;
+    }
+    std::string error;
+    if (!rollout_->restore(data, error)) {
+        spdlog::warn("rollout state from {} refused: {}; the rollout starts fresh", from, error);
+        return;
+    }
+    const RolloutState& st = rollout_->state();
+    spdlog::info("rollout state restored from {}: {}% ({}{}), held {} of {}", from, st.percent, toString(st.phase),
+                 st.paused ? ", paused" : "", rules::formatDuration(st.held),
+                 rules::formatDuration(rollout_->currentHold()));
+    if (!rollout_path_.empty()) {
+        rollout_saved_ = st;
+        rollout_saved_at_ = clock_.now();
+    }
+}
+
+void Daemon::persistRollout(rules::TimePoint now, bool force) {
+    if (!rollout_ || rollout_path_.empty()) {
+        return;
+    }
+    const RolloutState& st = rollout_->state();
+    bool write = true;
+    if (rollout_saved_ && sameExceptHeld(*rollout_saved_, st)) {
+        if (st.held == rollout_saved_->held) {
+            write = false;
+        } else if (st.held > rollout_saved_->held && !force) {
+            // Held time only grows: at most every checkpoint_interval. A reset (a gate rule
+            // went pending) is written at once, so a restart never credits quiet time that
+            // was not quiet.
+            write = !rollout_saved_at_ || now - *rollout_saved_at_ >= config_.agent.checkpoint_interval;
+        }
+    }
+    if (!write) {
+        return;
+    }
+    if (const auto err = writeFileAtomically(rollout_path_, rollout_->save(), 0600)) {
+        std::lock_guard lock(mutex_);
+        if (snapshot_.rollout) {
+            if (snapshot_.rollout->state_failures++ == 0) {
+                spdlog::error("rollout state: {} (the rollout's stage is not persisted)", *err);
+            }
+        }
+        return;  // retried at the next tick
+    }
+    rollout_saved_ = st;
+    rollout_saved_at_ = now;
+}
+
+void Daemon::refreshRolloutSnapshot() {
+    if (!rollout_) {
+        return;
+    }
+    auto status = rolloutStatus(*rollout_, config_);
+    std::lock_guard lock(mutex_);
+    status.state_failures = snapshot_.rollout ? snapshot_.rollout->state_failures : 0;
+    snapshot_.rollout = std::move(status);
+}
+
+std::shared_future<RolloutController::CommandResult> Daemon::requestRollout(RolloutCommand command,
+                                                                            std::string reason) {
+    std::promise<RolloutController::CommandResult> promise;
+    auto future = promise.get_future().share();
+    RolloutController::CommandResult refused;
+    if (!rollout_) {
+        refused.message = "the configuration has no [rollout] section";
+        promise.set_value(std::move(refused));
+        return future;
+    }
+    std::lock_guard lock(rollout_mutex_);
+    if (rollout_closed_) {
+        refused.message = "the agent is stopping";
+        promise.set_value(std::move(refused));
+        return future;
+    }
+    rollout_commands_.push_back(PendingRolloutCommand{command, std::move(reason), std::move(promise)});
+    return future;
+}
+
+void Daemon::refusePendingRolloutCommands(const std::string& why) {
+    std::vector<PendingRolloutCommand> commands;
+    {
+        std::lock_guard lock(rollout_mutex_);
+        rollout_closed_ = true;
+        commands.swap(rollout_commands_);
+    }
+    for (auto& c : commands) {
+        RolloutController::CommandResult refused;
+        refused.message = why;
+        c.done.set_value(std::move(refused));
+    }
 }
 
 }  // namespace rollguard::agent

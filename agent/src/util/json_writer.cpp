@@ -192,6 +192,12 @@ JsonWriter& JsonWriter::null() {
     return *this;
 }
 
+JsonWriter& JsonWriter::raw(std::string_view json) {
+    separate();
+    out_ += json;
+    return *this;
+}
+
 namespace {
 
 /// RFC 3339 with milliseconds: UTC ("...Z") or the local zone with its offset.

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "rollguard/agent/config.h"
+#include "rollguard/agent/daemon.h"
 
 namespace rollguard::agent {
 
@@ -59,6 +60,19 @@ struct AdminResponse {
 /// A wildcard listen address (0.0.0.0, [::]) is reached on loopback. Never throws.
 AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
                         const std::string& body, std::chrono::nanoseconds timeout);
+
+/// GETs http://<listen><path> (no token: the read-only endpoints need none), as adminPost.
+AdminResponse adminGet(const std::string& listen, const std::string& path, std::chrono::nanoseconds timeout);
+
+/// The string member `key` of the JSON object `json` (unescaped), or nullopt when `json`
+/// is not an object or has no such string member. Never throws.
+std::optional<std::string> jsonStringMember(std::string_view json, std::string_view key);
+
+/// The rollout state a daemon saved in `<state_dir>/rollout.json`, read without one
+/// (`rollguard rollout status` with no agent running). Missing: no file yet; Refused: the
+/// file cannot be read or the controller refuses it (`message` says why).
+enum class SavedRollout { Loaded, Missing, Refused };
+SavedRollout loadSavedRollout(const Config& config, StatusSnapshot::Rollout& out, std::string& message);
 
 /// `rollguard rearm` without a daemon: loads `<state_dir>/rules.state`, clears every
 /// latch and writes it back (0600, atomically). Returns false with `message` on failure;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "rollguard/agent/incidents.h"
 #include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
+#include "rollguard/agent/rollout.h"
 #include "rollguard/agent/scrape_loop.h"
 #include "rollguard/agent/sliding_window.h"
 #include "rollguard/rules/clock.h"
@@ -135,7 +137,39 @@ struct StatusSnapshot {
     std::vector<Incident> recent_incidents;
     std::vector<Rule> rules;
     std::vector<Hook> hooks;
+    /// The progressive rollout ([rollout]), as of the last tick.
+    struct Rollout {
+        std::vector<int> stages;
+        int stage = -1;  ///< index into stages; -1 at 0 %
+        int percent = 0;
+        RolloutPhase phase = RolloutPhase::Holding;
+        bool paused = false;
+        rules::TimePoint entered_at{};
+        std::chrono::nanoseconds held{0};  ///< quiet time accrued in this stage
+        std::chrono::nanoseconds hold{0};  ///< the current stage's hold (0 at stage -1)
+        std::optional<rules::TimePoint> cooldown_until;
+        int rollbacks = 0;
+        int max_rollbacks = 0;  ///< 0: no limit
+        std::uint64_t promotions = 0;
+        std::uint64_t rollbacks_total = 0;
+        std::vector<std::string> gate;  ///< the gate rules' names (every rule when [rollout] gate is empty)
+        /// The whole history the controller keeps (at most 100, newest last);
+        /// /api/v1/status shows the last 20, /api/v1/rollout all of it.
+        std::vector<RolloutHistoryEntry> history;
+        std::uint64_t state_failures = 0;  ///< failed writes of <state_dir>/rollout.json
+    };
+    std::optional<Rollout> rollout;  ///< nullopt without [rollout]
 };
+
+/// The status of a rollout controller: its state, the current stage's hold, and the gate
+/// rules' names from `config` (every rule when `config.rollout->gate` is empty). Pure.
+StatusSnapshot::Rollout rolloutStatus(const RolloutController& controller, const Config& config);
+
+/// A rollout command (`rollguard rollout pause|resume|promote|abort`).
+enum class RolloutCommand { Pause, Resume, Promote, Abort };
+const char* toString(RolloutCommand command);  ///< "pause", "resume", "promote", "abort"
+/// "pause" -> Pause, ...; nullopt for anything else.
+std::optional<RolloutCommand> parseRolloutCommand(std::string_view text);
 
 /// The running agent: owns the sources (one tailer thread each), their windows, the
 /// rule engine and the hook runner, and wires them on every tick:
@@ -151,10 +185,12 @@ public:
     struct Handoff {
         Checkpoint checkpoint;
         std::string rules_state;
+        std::optional<std::string> rollout_state;  ///< RolloutController::save(); nullopt without [rollout]
     };
 
     /// Builds everything from a validated config; the clock must outlive the daemon.
-    /// Without `handoff` it restores state_dir's checkpoint and rules state (if any);
+    /// Without `handoff` it restores state_dir's checkpoint, rules state and rollout state
+    /// (`rollout.json`; a refused or corrupt one is logged and the rollout starts fresh);
     /// with it (a reload), the previous daemon's state instead: sources with the same name
     /// read on from their positions with their windows, rules whose definition did not
     /// change keep their state, changed ones start fresh, and removed ones are dropped.
@@ -211,6 +247,13 @@ public:
     /// it. Thread-safe: returns at once; the future is ready once the tick applied it.
     std::shared_future<void> requestRearm();
 
+    /// Queues a rollout command; the tick thread applies it at its next tick (after the
+    /// controller's own tick) and carries out its action as a tick's (hooks, or "would
+    /// run hooks" in dry run). Thread-safe: returns at once; the future holds the
+    /// controller's answer once applied. Without [rollout], or once the daemon stopped,
+    /// the future is ready at once with ok = false.
+    std::shared_future<RolloutController::CommandResult> requestRollout(RolloutCommand command, std::string reason);
+
 private:
     struct SourceState;
     void onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
@@ -237,6 +280,19 @@ private:
     void noteIncident(const IncidentRecord& record);
     void onHookStart(const std::string& hook, const BreachEvent& event);
     void applyPendingRearm();
+    /// Clears every rule's rollback latch and persists it (tick thread).
+    void rearmRules();
+    /// The controller's tick, the queued commands, their actions, persistence.
+    void tickRollout(rules::TimePoint now);
+    std::vector<GateRule> gateRules() const;
+    void carryOut(const RolloutAction& action, rules::TimePoint now);
+    void restoreRollout(const std::optional<Handoff>& handoff);
+    /// Writes rollout.json when the state changed (at once) or only the held time grew
+    /// (at most every checkpoint_interval); `force`: whenever it differs from the file.
+    void persistRollout(rules::TimePoint now, bool force);
+    void refreshRolloutSnapshot();
+    /// Answers the commands still queued (the daemon stops).
+    void refusePendingRolloutCommands(const std::string& why);
 
     Config config_;
     const rules::Clock& clock_;
@@ -261,6 +317,19 @@ private:
     std::mutex rearm_mutex_;
     std::optional<std::promise<void>> rearm_promise_;
     std::shared_future<void> rearm_future_;
+
+    std::unique_ptr<RolloutController> rollout_;  // null without [rollout]
+    std::string rollout_path_;                    // empty: the rollout state is not persisted
+    std::optional<RolloutState> rollout_saved_;   // as last written (or restored)
+    std::optional<rules::TimePoint> rollout_saved_at_;
+    struct PendingRolloutCommand {
+        RolloutCommand command;
+        std::string reason;
+        std::promise<RolloutController::CommandResult> done;
+    };
+    std::mutex rollout_mutex_;  // guards rollout_commands_ and rollout_closed_
+    std::vector<PendingRolloutCommand> rollout_commands_;
+    bool rollout_closed_ = false;  // stopped: commands are refused at once
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

@@ -28,6 +28,9 @@ public:
     JsonWriter& value(int i) { return value(static_cast<std::int64_t>(i)); }
     JsonWriter& value(bool b);
     JsonWriter& null();
+    /// Inserts `json`, a complete JSON value written elsewhere, as the next value (as is:
+    /// the caller vouches that it is valid JSON).
+    JsonWriter& raw(std::string_view json);
 
     const std::string& str() const { return out_; }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +17,20 @@ std::string renderMetrics(const agent::StatusSnapshot& snapshot);
 
 /// Renders a snapshot as the JSON of GET /api/v1/status.
 std::string renderStatusJson(const agent::StatusSnapshot& snapshot);
+
+/// The rollout as the JSON object of GET /api/v1/rollout (and "rollout" in
+/// /api/v1/status): {"stages", "stage", "percent", "phase", "paused", "entered_at",
+/// "held_seconds", "hold_seconds", "cooldown_until" (null when none), "rollbacks",
+/// "max_rollbacks", "promotions", "rollbacks_total", "gate": [names], "history":
+/// [{"at", "action", "from_percent", "to_percent", "reason"}]} with the last
+/// `max_history` history entries (newest last). Times RFC 3339 UTC. Pure.
+std::string renderRolloutJson(const agent::StatusSnapshot::Rollout& rollout, std::size_t max_history);
+
+/// The rollout for people (`rollguard rollout status`): stage and percentage, phase,
+/// held/hold, cooldown, rollbacks, the gate and the last `max_history` history entries,
+/// one per line. `now` is used for "time left" figures. Pure.
+std::string renderRolloutText(const agent::StatusSnapshot::Rollout& rollout, rules::TimePoint now,
+                              std::size_t max_history);
 
 /// Whether the agent is ready to answer for its rules: its config is loaded (a snapshot
 /// exists at all), its sources are started and it has evaluated the rules at least once
@@ -60,13 +75,19 @@ struct AdminApi {
     std::function<Reply(const std::string& body)> rollback;
     std::function<Reply(const std::string& body)> rearm;
     std::function<Reply(const std::string& body)> reload;  ///< POST /api/v1/reload
+    /// POST /api/v1/rollout/<command> (pause, resume, promote, abort): the command's name
+    /// and the request body.
+    std::function<Reply(const std::string& command, const std::string& body)> rollout;
 };
 
 /// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 once
-/// isReady, else 503; text body), /api/v1/status, GET or POST /api/v1/gate (renderGate;
+/// isReady, else 503; text body), /api/v1/status, GET /api/v1/rollout (renderRolloutJson
+/// with the whole history, or renderRolloutText with `?format=text`; 404 without
+/// [rollout]), GET or POST /api/v1/gate (renderGate;
 /// query `rules=a,b` and `always_200=true`; POST because Flagger's webhooks post and
 /// its body is ignored), and the
-/// admin API: POST /api/v1/rollback, /api/v1/rearm and /api/v1/reload, which need
+/// admin API: POST /api/v1/rollback, /api/v1/rearm, /api/v1/reload and
+/// /api/v1/rollout/{pause,resume,promote,abort}, which need
 /// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
 /// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
 /// It never includes civetweb in this header. Binds loopback unless told otherwise.
