@@ -21,6 +21,7 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -131,41 +132,6 @@ private:
     std::thread thread_;
 };
 
-/// A rule as GET /api/v1/status reports it.
-struct RuleView {
-    std::string state;
-    std::optional<double> value;
-};
-
-std::optional<RuleView> ruleStatus(std::uint16_t port, const std::string& name) {
-    const auto response = httpGet(port, "/api/v1/status");
-    if (response.status != 200) {
-        return std::nullopt;
-    }
-    simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    simdjson::dom::array rules;
-    if (parser.parse(response.body).get(doc) != simdjson::SUCCESS || doc["rules"].get(rules) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
-    for (const auto rule : rules) {
-        std::string_view n;
-        if (rule["name"].get(n) != simdjson::SUCCESS || n != name) {
-            continue;
-        }
-        RuleView view;
-        std::string_view state;
-        if (rule["state"].get(state) == simdjson::SUCCESS) {
-            view.state = std::string(state);
-        }
-        double value = 0;
-        if (rule["value"].get(value) == simdjson::SUCCESS) {
-            view.value = value;
-        }
-        return view;
-    }
-    return std::nullopt;
-}
 
 template <typename Predicate>
 bool ruleSees(std::uint16_t port, const std::string& name, Predicate predicate) {

@@ -27,6 +27,7 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -116,43 +117,6 @@ private:
     std::jthread thread_;  // last: stopped and joined first
 };
 
-struct RuleView {
-    std::string state;
-    std::optional<double> value;
-};
-
-struct StatusView {
-    std::int64_t evaluations = 0;
-    std::optional<RuleView> rule;
-};
-
-StatusView status(std::uint16_t port, const std::string& rule) {
-    StatusView out;
-    const auto response = httpGet(port, "/api/v1/status");
-    simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    if (response.status != 200 || parser.parse(response.body).get(doc) != simdjson::SUCCESS) {
-        return out;
-    }
-    out.evaluations = std::int64_t(doc["evaluations"]);
-    for (simdjson::dom::element r : doc["rules"].get_array()) {
-        if (std::string_view(r["name"]) == rule) {
-            RuleView view;
-            view.state = std::string(std::string_view(r["state"]));
-            if (double v = 0; r["value"].get(v) == simdjson::SUCCESS) {
-                view.value = v;
-            }
-            out.rule = view;
-        }
-    }
-    return out;
-}
-
-/// Waits until the agent has evaluated its rules `n` more times than now.
-bool evaluationsPass(std::uint16_t port, std::int64_t n) {
-    const std::int64_t start = status(port, "").evaluations;
-    return start > 0 && eventually([&] { return status(port, "").evaluations >= start + n; }, 30s);
-}
 
 /// The router's surroundings: its log, its stats endpoint, the baseline and flag files,
 /// the alert receiver, and the environment that points the shipped config at them.
@@ -200,11 +164,11 @@ TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queu
     // Healthy: queries at 150-249 ms, queue 37, reward 0.61; the rules see it, nothing acts.
     const std::string p99 = "router-p99-critical";
     REQUIRE(eventually([&] {
-        const auto r = status(port, p99).rule;
+        const auto r = agentStatus(port, p99).rule;
         return r && r->value && *r->value < 0.3;
     }, 30s));
     REQUIRE(eventually([&] {
-        const auto r = status(port, "router-queue-size").rule;
+        const auto r = agentStatus(port, "router-queue-size").rule;
         return r && r->value == 37.0;
     }, 30s));
     REQUIRE(evaluationsPass(port, 3));
@@ -214,11 +178,11 @@ TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queu
     // Near-miss: queries at 900-999 ms, p99 just under 1 s, for several times `for` (1 s).
     workload.setBaseMs(900);
     REQUIRE(eventually([&] {
-        const auto r = status(port, p99).rule;
+        const auto r = agentStatus(port, p99).rule;
         return r && r->value && *r->value >= 0.9;
     }, 30s));
     REQUIRE(evaluationsPass(port, 5));
-    const auto near_miss = status(port, p99).rule;
+    const auto near_miss = agentStatus(port, p99).rule;
     REQUIRE(near_miss);
     CHECK(near_miss->state == "inactive");
     CHECK(*near_miss->value < 1.0);
@@ -263,7 +227,7 @@ TEST_CASE("Query router guide: p99 over 1 s sets rollout_percentage to 0, a queu
     CHECK(double(body["value"]) < 1.6);
     CHECK(double(body["threshold"]) == 1.0);
     // The 2x-baseline rule saw the same p99 under its 1.6 s: it did not fire.
-    const auto vs_baseline = status(port, "router-p99-vs-baseline").rule;
+    const auto vs_baseline = agentStatus(port, "router-p99-vs-baseline").rule;
     REQUIRE(vs_baseline);
     CHECK(vs_baseline->state == "inactive");
 
@@ -280,7 +244,7 @@ TEST_CASE("Query router guide: p99 over twice the Stage 1 baseline rolls back ev
 
     const std::string rule = "router-p99-vs-baseline";
     REQUIRE(eventually([&] {
-        const auto v = status(r.port, rule).rule;
+        const auto v = agentStatus(r.port, rule).rule;
         return v && v->value && *v->value < 0.3;
     }, 30s));
     REQUIRE(evaluationsPass(r.port, 2));
@@ -302,7 +266,7 @@ TEST_CASE("Query router guide: p99 over twice the Stage 1 baseline rolls back ev
     CHECK(double(body["threshold"]) == Approx(0.6));  // the effective threshold: 2 x 0.3 s
     CHECK(double(body["value"]) > 0.6);
     CHECK(double(body["value"]) < 1.0);
-    const auto absolute = status(r.port, "router-p99-critical").rule;
+    const auto absolute = agentStatus(r.port, "router-p99-critical").rule;
     REQUIRE(absolute);
     CHECK(absolute->state == "inactive");
 

@@ -26,6 +26,7 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -160,51 +161,6 @@ struct Service {
     Process process;
 };
 
-/// One rule as /api/v1/status shows it (the ungrouped rules of this config).
-struct RuleView {
-    std::string state;
-    std::optional<double> value;
-    std::optional<double> threshold;
-    std::int64_t samples = 0;
-};
-
-struct StatusView {
-    std::int64_t evaluations = 0;
-    std::optional<RuleView> rule;
-};
-
-StatusView status(std::uint16_t port, const std::string& rule) {
-    StatusView out;
-    const auto response = httpGet(port, "/api/v1/status");
-    simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    if (response.status != 200 || parser.parse(response.body).get(doc) != simdjson::SUCCESS) {
-        return out;
-    }
-    out.evaluations = std::int64_t(doc["evaluations"]);
-    for (simdjson::dom::element r : doc["rules"].get_array()) {
-        if (std::string_view(r["name"]) != rule) {
-            continue;
-        }
-        RuleView view;
-        view.state = std::string(std::string_view(r["state"]));
-        if (double v = 0; r["value"].get(v) == simdjson::SUCCESS) {
-            view.value = v;
-        }
-        if (double t = 0; r["threshold"].get(t) == simdjson::SUCCESS) {
-            view.threshold = t;
-        }
-        view.samples = std::int64_t(r["samples"]);
-        out.rule = view;
-    }
-    return out;
-}
-
-/// Waits until the agent has evaluated its rules `n` more times than now.
-bool evaluationsPass(std::uint16_t port, std::int64_t n) {
-    const std::int64_t start = status(port, "").evaluations;
-    return start > 0 && eventually([&] { return status(port, "").evaluations >= start + n; }, 30s);
-}
 
 /// The one incident record in `<state>/incidents/`, once it is complete.
 std::optional<std::string> completeIncident(const std::filesystem::path& state) {
@@ -314,7 +270,7 @@ TEST_CASE("RepTate guide: error rate over 5 percent for 5 minutes rolls back, 2.
     // Healthy traffic: the rule sees it, nothing happens.
     const std::string rule = "reptate-error-rate-critical";
     REQUIRE(eventually([&] {
-        const auto r = status(s.port, rule).rule;
+        const auto r = agentStatus(s.port, rule).rule;
         return r && r->samples >= 50 && r->value == 0.0;
     }, 30s));
     REQUIRE(evaluationsPass(s.port, 3));
@@ -324,11 +280,11 @@ TEST_CASE("RepTate guide: error rate over 5 percent for 5 minutes rolls back, 2.
     // for more than twice the scaled `for` (2.5 s): under the threshold, no rollback.
     workload.setErrorsEvery(40);
     REQUIRE(eventually([&] {
-        const auto r = status(s.port, rule).rule;
+        const auto r = agentStatus(s.port, rule).rule;
         return r && r->value && *r->value >= 0.015;
     }, 30s));
     REQUIRE(evaluationsPass(s.port, 6));
-    const auto near_miss = status(s.port, rule).rule;
+    const auto near_miss = agentStatus(s.port, rule).rule;
     REQUIRE(near_miss);
     CHECK(near_miss->state == "inactive");
     CHECK(*near_miss->value < 0.05);
@@ -360,11 +316,11 @@ TEST_CASE("RepTate guide: the 101st dual-run assertion failure in an hour rolls 
     }
     appendFile(s.log(), hundred);
     REQUIRE(eventually([&] {
-        const auto r = status(s.port, rule).rule;
+        const auto r = agentStatus(s.port, rule).rule;
         return r && r->value == 100.0;
     }, 30s));
     REQUIRE(evaluationsPass(s.port, 3));
-    const auto near_miss = status(s.port, rule).rule;
+    const auto near_miss = agentStatus(s.port, rule).rule;
     REQUIRE(near_miss);
     CHECK(near_miss->state == "inactive");
     CHECK(near_miss->value == 100.0);  // still inside the 30 s (scaled 1 h) window
@@ -397,7 +353,7 @@ TEST_CASE("RepTate guide: memory above twice its learned baseline rolls back", "
     const std::string rule = "reptate-memory-critical";
     std::optional<RuleView> learned;
     REQUIRE(eventually([&] {
-        learned = status(s.port, rule).rule;
+        learned = agentStatus(s.port, rule).rule;
         return learned && learned->threshold && learned->value;
     }, 30s));
     CHECK(*learned->threshold == Approx(2.0 * *learned->value).epsilon(0.2));

@@ -21,6 +21,7 @@
 #include <catch2/catch.hpp>
 #include <simdjson.h>
 
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -99,49 +100,6 @@ std::string consciousness(const std::string& emergence) {
     return R"({"emergence_score": )" + emergence + R"(, "dialogue_balance": 0.81, "balanced_events": 42})";
 }
 
-/// A rule as GET /api/v1/status reports it.
-struct RuleView {
-    std::string state;
-    std::optional<double> value;
-    std::int64_t samples = 0;
-};
-
-std::optional<RuleView> ruleStatus(std::uint16_t port, const std::string& name) {
-    const auto response = httpGet(port, "/api/v1/status");
-    if (response.status != 200) {
-        return std::nullopt;
-    }
-    simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    if (parser.parse(response.body).get(doc) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
-    simdjson::dom::array rules;
-    if (doc["rules"].get(rules) != simdjson::SUCCESS) {
-        return std::nullopt;
-    }
-    for (const auto rule : rules) {
-        std::string_view n;
-        if (rule["name"].get(n) != simdjson::SUCCESS || n != name) {
-            continue;
-        }
-        RuleView view;
-        std::string_view state;
-        if (rule["state"].get(state) == simdjson::SUCCESS) {
-            view.state = std::string(state);
-        }
-        double value = 0;
-        if (rule["value"].get(value) == simdjson::SUCCESS) {
-            view.value = value;
-        }
-        std::int64_t samples = 0;
-        if (rule["samples"].get(samples) == simdjson::SUCCESS) {
-            view.samples = samples;
-        }
-        return view;
-    }
-    return std::nullopt;
-}
 
 /// True once the rule's last evaluation saw `predicate(value)` with data.
 template <typename Predicate>

@@ -6,14 +6,15 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cstdlib>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -2863,29 +2864,14 @@ protected:
             r.min_samples = *n;
         }
         parseRuleTiming(t, r, config);
-        if (auto hooks = getStringArray(t, "hooks")) {
-            std::vector<std::string_view> names;
-            for (const auto& [n, loc] : hook_names_) {
-                names.push_back(n);
-            }
-            for (auto& [h, node] : *hooks) {
-                if (hook_names_.count(h) == 0) {
-                    std::string hint = didYouMean(h, names);
-                    if (hint.empty() && !names.empty()) {
-                        hint = " (defined hooks: " + joinKeys(names) + ")";
-                    }
-                    error(*node, "unknown hook '" + h + "'" + hint);
-                } else if (std::find(r.hooks.begin(), r.hooks.end(), h) != r.hooks.end()) {
-                    error(*node, "hook '" + h + "' is listed twice");
-                } else if (const HookConfig* hook = config.findHook(h); hook != nullptr && usesRolloutPercent(*hook)) {
-                    error(*node, "hook '" + h + "' writes {{rollout_percent}}, which only [rollout] events set: a " +
-                                     "rule's event has no percentage (list the hook in [rollout] hooks instead)");
-                } else {
-                    r.hooks.push_back(h);
-                    used_hooks_.insert(h);
-                }
-            }
-        }
+        r.hooks = hookList(t, "hooks", [&](const std::string& h) {
+            const HookConfig* hook = config.findHook(h);
+            return hook != nullptr && usesRolloutPercent(*hook)
+                       ? "hook '" + h + "' writes {{rollout_percent}}, which only [rollout] events set: a " +
+                             "rule's event has no percentage (list the hook in [rollout] hooks instead)"
+                       : std::string();
+        });
+        used_hooks_.insert(r.hooks.begin(), r.hooks.end());
         if (auto s = getString(t, "description")) {
             r.description = *s;
         }
@@ -3402,6 +3388,16 @@ protected:
 
     /// [rollout] `hooks` / `rollback_hooks`: names of [[hook]]s, no repeats.
     std::vector<std::string> rolloutHooks(const toml::table& t, std::string_view key) {
+        auto out = hookList(t, key);
+        rollout_hooks_.insert(out.begin(), out.end());
+        return out;
+    }
+
+    /// `key` of `t`: names of defined [[hook]]s (an unknown one gets a suggestion), each
+    /// listed once; `refuse` may reject a hook with a message (empty: accepted). Returns
+    /// the accepted names in order.
+    std::vector<std::string> hookList(const toml::table& t, std::string_view key,
+                                      const std::function<std::string(const std::string&)>& refuse = {}) {
         std::vector<std::string> out;
         auto hooks = getStringArray(t, key);
         if (!hooks) {
@@ -3420,9 +3416,10 @@ protected:
                 error(*node, "unknown hook '" + h + "'" + hint);
             } else if (std::find(out.begin(), out.end(), h) != out.end()) {
                 error(*node, "hook '" + h + "' is listed twice in '" + std::string(key) + "'");
+            } else if (std::string why = refuse ? refuse(h) : std::string(); !why.empty()) {
+                error(*node, why);
             } else {
                 out.push_back(h);
-                rollout_hooks_.insert(h);
             }
         }
         return out;
