@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
+#include "ticker.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -43,16 +45,7 @@ class GenesisMetrics {
 public:
     GenesisMetrics() {
         render();
-        thread_ = std::thread([this] {
-            while (!stop_) {
-                step();
-                std::this_thread::sleep_for(100ms);
-            }
-        });
-    }
-    ~GenesisMetrics() {
-        stop_ = true;
-        thread_.join();
+        ticker_.emplace(100ms, [this] { step(); });
     }
     GenesisMetrics(const GenesisMetrics&) = delete;
     GenesisMetrics& operator=(const GenesisMetrics&) = delete;
@@ -106,8 +99,7 @@ private:
     double errors_ = 0;
     double warm_ = 0;
     double slow_ = 0;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
+    std::optional<Ticker> ticker_;  // last: stopped first
 };
 
 const std::string kFlags =

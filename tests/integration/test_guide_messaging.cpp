@@ -27,6 +27,7 @@
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
+#include "ticker.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -81,11 +82,7 @@ class MessagingService {
 public:
     explicit MessagingService(HttpReceiver& receiver) : receiver_(receiver) {
         publish();
-        thread_ = std::thread([this] { run(); });
-    }
-    ~MessagingService() {
-        stop_ = true;
-        thread_.join();
+        ticker_.emplace(50ms, [this] { step(); });
     }
     MessagingService(const MessagingService&) = delete;
     MessagingService& operator=(const MessagingService&) = delete;
@@ -93,13 +90,10 @@ public:
     void setSlow(bool slow) { slow_ = slow; }
 
 private:
-    void run() {
-        while (!stop_) {
-            std::this_thread::sleep_for(50ms);
-            deliveries_ += 20;
-            (slow_ ? slow_count_ : fast_count_) += 20;
-            publish();
-        }
+    void step() {
+        deliveries_ += 20;
+        (slow_ ? slow_count_ : fast_count_) += 20;
+        publish();
     }
 
     void publish() {
@@ -128,8 +122,7 @@ private:
     std::uint64_t fast_count_ = 0;
     std::uint64_t slow_count_ = 0;
     std::atomic<bool> slow_{false};
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
+    std::optional<Ticker> ticker_;  // last: stopped first
 };
 
 

@@ -19,7 +19,6 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +32,7 @@
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
+#include "ticker.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -88,33 +88,30 @@ std::string stats(int queue_size) {
 class Workload {
 public:
     explicit Workload(std::filesystem::path log) : log_(std::move(log)) {
-        thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+        ticker_.emplace(50ms, [this] { step(); });
     }
     void setBaseMs(int ms) { base_ms_ = ms; }
 
 private:
-    void run(const std::stop_token& stop) {
-        int i = 0;
-        while (!stop.stop_requested()) {
-            std::string batch;
-            for (int k = 0; k < 4; ++k, ++i) {
-                batch += "{\"timestamp\":\"2026-12-01T10:00:00.000Z\",\"level\":\"info\",\"event\":\"query\",\"query_id\":\"q" +
-                         std::to_string(i) + "\",\"intent\":\"graph\",\"latency_ms\":" +
-                         std::to_string(base_ms_.load() + (i * 37) % 100) + "}\n";
-                if (i % 20 == 19) {
-                    // Not a query: a slow background job, whose duration is no query latency.
-                    batch += "{\"timestamp\":\"2026-12-01T10:00:00.000Z\",\"level\":\"info\",\"event\":\"weights_updated\","
-                             "\"latency_ms\":4500}\n";
-                }
+    void step() {
+        std::string batch;
+        for (int k = 0; k < 4; ++k, ++i_) {
+            batch += "{\"timestamp\":\"2026-12-01T10:00:00.000Z\",\"level\":\"info\",\"event\":\"query\",\"query_id\":\"q" +
+                     std::to_string(i_) + "\",\"intent\":\"graph\",\"latency_ms\":" +
+                     std::to_string(base_ms_.load() + (i_ * 37) % 100) + "}\n";
+            if (i_ % 20 == 19) {
+                // Not a query: a slow background job, whose duration is no query latency.
+                batch += "{\"timestamp\":\"2026-12-01T10:00:00.000Z\",\"level\":\"info\",\"event\":\"weights_updated\","
+                         "\"latency_ms\":4500}\n";
             }
-            appendFile(log_, batch);
-            std::this_thread::sleep_for(50ms);  // pacing the workload, not timing a check
         }
+        appendFile(log_, batch);
     }
 
     std::filesystem::path log_;
     std::atomic<int> base_ms_{150};
-    std::jthread thread_;  // last: stopped and joined first
+    int i_ = 0;  // lines written; the ticker's alone
+    std::optional<Ticker> ticker_;  // last: stopped first
 };
 
 

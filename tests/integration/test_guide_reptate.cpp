@@ -18,7 +18,6 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
-#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +31,7 @@
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
+#include "ticker.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -117,30 +117,27 @@ std::string assertionLine(int i) {
 class Workload {
 public:
     explicit Workload(std::filesystem::path log) : log_(std::move(log)) {
-        thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+        ticker_.emplace(50ms, [this] { step(); });
     }
     void setErrorsEvery(int n) { errors_every_ = n; }
 
 private:
-    void run(const std::stop_token& stop) {
-        int i = 0;
-        while (!stop.stop_requested()) {
-            std::string batch;
-            for (int k = 0; k < 4; ++k, ++i) {
-                const int every = errors_every_.load();
-                batch += every > 0 && i % every == 0 ? failureLine() : successLine(i);
-                if (i % 10 == 9) {
-                    batch += fallbackLine();
-                }
+    void step() {
+        std::string batch;
+        for (int k = 0; k < 4; ++k, ++i_) {
+            const int every = errors_every_.load();
+            batch += every > 0 && i_ % every == 0 ? failureLine() : successLine(i_);
+            if (i_ % 10 == 9) {
+                batch += fallbackLine();
             }
-            appendFile(log_, batch);
-            std::this_thread::sleep_for(50ms);  // pacing the workload, not timing a check
         }
+        appendFile(log_, batch);
     }
 
     std::filesystem::path log_;
     std::atomic<int> errors_every_{0};
-    std::jthread thread_;  // last: stopped and joined first
+    int i_ = 0;  // lines written; the ticker's alone
+    std::optional<Ticker> ticker_;  // last: stopped first
 };
 
 /// rollguard-prochog as the RepTate process, its pid in `pid_file`.

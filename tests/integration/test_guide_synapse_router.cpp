@@ -27,6 +27,7 @@
 #include "process.h"
 #include "running_agent.h"
 #include "temp_dir.h"
+#include "ticker.h"
 
 using namespace rollguard::testing;
 using namespace std::chrono_literals;
@@ -52,11 +53,7 @@ class MessageLog {
 public:
     explicit MessageLog(std::filesystem::path path) : path_(std::move(path)) {
         writeFile(path_, "");
-        thread_ = std::thread([this] { run(); });
-    }
-    ~MessageLog() {
-        stop_ = true;
-        thread_.join();
+        ticker_.emplace(50ms, [this] { step(); });
     }
     MessageLog(const MessageLog&) = delete;
     MessageLog& operator=(const MessageLog&) = delete;
@@ -64,30 +61,26 @@ public:
     void setErrorsPerThousand(int n) { errors_per_thousand_ = n; }
 
 private:
-    void run() {
-        int carry = 0;
-        while (!stop_) {
-            std::string batch;
-            for (int i = 0; i < 20; ++i) {
-                carry += errors_per_thousand_.load();
-                const bool failed = carry >= 1000;
-                if (failed) {
-                    carry -= 1000;
-                }
-                batch += R"({"ts":"2026-12-01T10:00:00.000Z","event":"message_routed","tract":"internal",)";
-                batch += R"("latency_ms":0.8,"status":")";
-                batch += failed ? "failed" : "delivered";
-                batch += "\"}\n";
+    void step() {
+        std::string batch;
+        for (int i = 0; i < 20; ++i) {
+            carry_ += errors_per_thousand_.load();
+            const bool failed = carry_ >= 1000;
+            if (failed) {
+                carry_ -= 1000;
             }
-            appendFile(path_, batch);
-            std::this_thread::sleep_for(50ms);
+            batch += R"({"ts":"2026-12-01T10:00:00.000Z","event":"message_routed","tract":"internal",)";
+            batch += R"("latency_ms":0.8,"status":")";
+            batch += failed ? "failed" : "delivered";
+            batch += "\"}\n";
         }
+        appendFile(path_, batch);
     }
 
     std::filesystem::path path_;
     std::atomic<int> errors_per_thousand_{0};
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
+    int carry_ = 0;  // the ticker's alone
+    std::optional<Ticker> ticker_;  // last: stopped first
 };
 
 std::string lostCounter(int n) {

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "rollguard/agent/daemon.h"
+#include "daemon_config.h"
 #include "temp_dir.h"
 
 using namespace rollguard;
@@ -28,36 +29,8 @@ std::string lines(int n, int errors, double ms) {
 }
 
 agent::Config makeConfig(const TempDir& dir) {
-    agent::Config c;
-    c.path = (dir / "test.toml").string();
-    c.agent.tick = 1s;
-    c.agent.listen = "";
-    c.agent.hostname = "unit";
-
-    agent::LogSourceConfig src;
-    src.name = "app";
-    src.paths = {(dir / "app.log").string()};
-    src.read_from = agent::ReadFrom::Beginning;
-    agent::LatencyField latency;
-    latency.field = "duration_ms";
-    latency.unit = agent::LatencyUnit::Milliseconds;
-    src.latency = latency;
-    src.error.kind = agent::ErrorPredicate::Kind::NumberAtLeast;
-    src.error.field = "status";
-    src.error.gte = 500;
-    c.sources.push_back(src);
-
-    rules::RuleSpec critical;
-    critical.name = "errors";
-    critical.severity = rules::Severity::Critical;
-    critical.source = "app";
-    critical.metric = {rules::MetricKind::ErrorRatio, 0.0, "error_ratio"};
-    critical.threshold = 0.05;
-    critical.window = 10s;
-    critical.for_ = 5s;
-    critical.min_samples = 50;
-    critical.hooks = {"flip"};
-    c.rules.push_back(critical);
+    agent::Config c = testing::daemonTestConfig(dir);
+    c.rules.back().hooks = {"flip"};
 
     rules::RuleSpec warning;
     warning.name = "slow";

@@ -13,6 +13,7 @@
 
 #include "rollguard/agent/daemon.h"
 #include "rollguard/exporters/http_server.h"
+#include "daemon_config.h"
 #include "temp_dir.h"
 
 using namespace rollguard;
@@ -37,32 +38,8 @@ std::string lines(int n, int errors) {
 /// ROLLOUT_PERCENT into app.env and whose rollback hook writes ROLLED_BACK=1 into
 /// notify.env.
 agent::Config makeConfig(const TempDir& dir, agent::RolloutConfig::OnCritical on_critical) {
-    agent::Config c;
-    c.path = (dir / "test.toml").string();
-    c.agent.tick = 1s;
-    c.agent.listen = "";
-    c.agent.hostname = "unit";
+    agent::Config c = testing::daemonTestConfig(dir);
     c.agent.checkpoint_interval = 5s;
-
-    agent::LogSourceConfig src;
-    src.name = "app";
-    src.paths = {(dir / "app.log").string()};
-    src.read_from = agent::ReadFrom::Beginning;
-    src.error.kind = agent::ErrorPredicate::Kind::NumberAtLeast;
-    src.error.field = "status";
-    src.error.gte = 500;
-    c.sources.push_back(src);
-
-    rules::RuleSpec critical;
-    critical.name = "errors";
-    critical.severity = rules::Severity::Critical;
-    critical.source = "app";
-    critical.metric = {rules::MetricKind::ErrorRatio, 0.0, "error_ratio"};
-    critical.threshold = 0.05;
-    critical.window = 10s;
-    critical.for_ = 5s;
-    critical.min_samples = 50;
-    c.rules.push_back(critical);
 
     agent::HookConfig percent;
     percent.name = "percent";
