@@ -21,6 +21,8 @@ packages=(
   prometheus-node-exporter
   prometheus
   openssl
+  clang-14 libclang-rt-14-dev  # libFuzzer targets under ASan+UBSan (tests/fuzz, scripts/fuzz.sh)
+  mtail  # bench/bench_vs_mtail.sh: the ingest comparison
 )
 
 missing=()
