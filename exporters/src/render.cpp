@@ -115,6 +115,18 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_checkpoint_failures_total", "Checkpoints that could not be written.",
                     MetricType::Counter),
         {}, static_cast<double>(s.checkpoint_failures));
+    auto& failing = fams.family("rollguard_state_write_failing",
+                                "1 while the last write of that state file failed (disk full, read-only state_dir).",
+                                MetricType::Gauge);
+    add(failing, {{"file", "checkpoint"}}, s.checkpoint_failing ? 1 : 0);
+    add(failing, {{"file", "rules_state"}}, s.rules_state_failing ? 1 : 0);
+    add(failing, {{"file", "incident_records"}}, s.incident_records_failing ? 1 : 0);
+    if (s.rollout) {
+        add(failing, {{"file", "rollout"}}, s.rollout->state_failing ? 1 : 0);
+    }
+    add(fams.family("rollguard_incident_records_unsaved",
+                    "Incident records kept in memory because their last write failed.", MetricType::Gauge),
+        {}, static_cast<double>(s.incident_records_unsaved));
     add(fams.family("rollguard_last_checkpoint_timestamp_seconds",
                     "When the last checkpoint was written, seconds since the epoch (0: none yet).", MetricType::Gauge),
         {}, s.last_checkpoint ? seconds(*s.last_checkpoint) : 0.0);
@@ -252,6 +264,9 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
                                       MetricType::Counter);
     auto& spool_pending = fams.family("rollguard_hook_spool_pending",
                                       "Webhook deliveries waiting in the spool now.", MetricType::Gauge);
+    auto& spool_write_failures = fams.family(
+        "rollguard_hook_spool_write_failures_total",
+        "Spool files that could not be written (the delivery stays in memory).", MetricType::Counter);
     for (const auto& h : s.hooks) {
         if (h.type == std::string("webhook") || h.type == std::string("alertmanager")) {
             const std::vector<ClientMetric::Label> l{{"hook", h.name}};
@@ -259,6 +274,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
             add(spool_delivered, l, static_cast<double>(h.delivery.spool_delivered));
             add(spool_dropped, l, static_cast<double>(h.delivery.spool_dropped));
             add(spool_pending, l, static_cast<double>(h.delivery.spool_pending));
+            add(spool_write_failures, l, static_cast<double>(h.delivery.spool_write_failures));
         }
     }
     for (const auto& h : s.hooks) {
@@ -344,6 +360,10 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("last");
     optionalTime(s.last_checkpoint);
     w.key("rules_state_failures").value(s.rules_state_failures);
+    w.key("failing").value(s.checkpoint_failing);
+    w.key("rules_state_failing").value(s.rules_state_failing);
+    w.key("incident_records_failing").value(s.incident_records_failing);
+    w.key("incident_records_unsaved").value(s.incident_records_unsaved);
     w.endObject();
     w.key("rules").beginArray();
     for (const auto& r : s.rules) {
@@ -487,6 +507,7 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
             w.key("delivered").value(h.delivery.spool_delivered);
             w.key("dropped").value(h.delivery.spool_dropped);
             w.key("pending").value(h.delivery.spool_pending);
+            w.key("write_failures").value(h.delivery.spool_write_failures);
             w.endObject();
         }
         w.endObject();
@@ -532,6 +553,7 @@ std::string renderRolloutJson(const agent::StatusSnapshot::Rollout& r, std::size
     w.key("promotions").value(r.promotions);
     w.key("rollbacks_total").value(r.rollbacks_total);
     w.key("state_failures").value(r.state_failures);
+    w.key("state_failing").value(r.state_failing);
     w.key("gate").beginArray();
     for (const auto& name : r.gate) {
         w.value(name);

@@ -2,12 +2,14 @@
 // -> env file hook, with no sleeping.
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 
 #include <catch2/catch.hpp>
 
 #include "rollguard/agent/daemon.h"
+#include "rollguard/agent/incidents.h"
 #include "daemon_config.h"
 #include "temp_dir.h"
 
@@ -266,4 +268,89 @@ TEST_CASE("daemon: a reload hands positions, windows and unchanged rules' state 
     CHECK(clock.now() - since == 5s);
     next.waitForHooks();
     CHECK(readFile(dir / "app.env") == "CANARY=0\n");
+}
+
+TEST_CASE("daemon: an unwritable state_dir does not block the rollback, and its files are written when it returns",
+          "[daemon][checkpoint]") {
+    namespace fs = std::filesystem;
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "# canary\nCANARY=1\n");
+    auto config = makeConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    rules::ManualClock clock;
+    {
+        agent::Daemon daemon(config, clock);
+        auto step = [&](int n, int errors) {
+            appendFile(dir / "app.log", lines(n, errors, 20));
+            clock.advance(1s);
+            daemon.pollSources();
+            daemon.tick();
+            return daemon.snapshot();
+        };
+        auto s = step(100, 0);
+        CHECK(s.checkpoints == 1);
+        CHECK_FALSE(s.checkpoint_failing);
+
+        // Disk full or read-only, as the daemon sees it: every write under state_dir
+        // fails. A file where the directory was does that for root too (ENOTDIR).
+        fs::rename(dir / "state", dir / "state.away");
+        writeFile(dir / "state", "");
+        const auto ticks_before = s.ticks;
+        for (int i = 0; i < 6; ++i) {
+            s = step(100, 40);
+        }
+        CHECK(s.ticks == ticks_before + 6);  // still evaluating
+        CHECK(s.rules[0].state == rules::AlertState::Firing);
+        CHECK(s.incidents == 1);
+        daemon.waitForHooks();
+        // The rollback ran although its record could not be written first.
+        CHECK(readFile(dir / "app.env") == "# canary\nCANARY=0\n");
+        s = daemon.snapshot();
+        CHECK(s.hooks[0].ok == 1);
+        CHECK(s.rules[0].latched);
+        CHECK(s.checkpoint_failing);
+        CHECK(s.checkpoint_failures >= 6);  // retried at every tick (checkpoint_interval 1 ns)
+        CHECK(s.checkpoints == 1);
+        CHECK_FALSE(s.last_checkpoint.has_value());
+        CHECK(s.rules_state_failing);
+        CHECK(s.rules_state_failures >= 1);
+        CHECK(s.incident_records_failing);
+        CHECK(s.incident_record_failures >= 1);
+        CHECK(s.incident_records_unsaved == 1);
+        CHECK(s.incidents_open == 0);  // the rollback itself is done
+
+        // Space returns: the next tick writes the checkpoint, the rules' state (with the
+        // latch) and the incident record, complete.
+        fs::remove(dir / "state");
+        fs::rename(dir / "state.away", dir / "state");
+        s = step(100, 40);
+        CHECK_FALSE(s.checkpoint_failing);
+        CHECK(s.checkpoints == 2);
+        CHECK(s.last_checkpoint.has_value());
+        CHECK_FALSE(s.rules_state_failing);
+        CHECK_FALSE(s.incident_records_failing);
+        CHECK(s.incident_records_unsaved == 0);
+        const auto records = agent::IncidentLog((dir / "state").string(), 100).list();
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].complete);
+        REQUIRE(records[0].hooks.size() == 1);
+        CHECK(records[0].hooks[0].status == agent::HookStepStatus::Ok);
+        CHECK(records[0].hooks[0].runs == 1);
+        daemon.stop();
+    }
+    // The latch reached the disk: a restarted daemon does not roll back again.
+    writeFile(dir / "app.env", "CANARY=1\n");
+    agent::Daemon restarted(config, clock);
+    for (int i = 0; i < 3; ++i) {
+        appendFile(dir / "app.log", lines(100, 40, 20));
+        clock.advance(1s);
+        restarted.pollSources();
+        restarted.tick();
+    }
+    restarted.waitForHooks();
+    CHECK(restarted.snapshot().rules[0].latched);
+    CHECK(restarted.snapshot().incidents == 0);
+    CHECK(readFile(dir / "app.env") == "CANARY=1\n");
 }

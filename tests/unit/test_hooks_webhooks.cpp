@@ -525,6 +525,40 @@ TEST_CASE("spool: a pending delivery survives the hook and is sent by the next o
     CHECK(second->counters().spool_delivered == 1);
 }
 
+TEST_CASE("spool: an unwritable spool keeps the delivery in memory, counts the failure and recovers",
+          "[hooks][webhook][spool]") {
+    TempDir state;
+    const std::uint16_t port = downPort();
+    HookConfig c = hookConfig("http://127.0.0.1:" + std::to_string(port) + "/hook");
+    c.state_dir = state.path().string();
+    FakeEnvironment fake;
+    HookEnvironment env = fake.get();
+    env.clock = nullptr;  // the spool worker runs on real time (40 ms backoff cap)
+    auto hook = rollguard::agent::makeHook(c, env);
+
+    // A file where the spool directory was: every write fails (ENOTDIR), even as root.
+    fs::rename(state.path() / "spool", state.path() / "spool.away");
+    rollguard::testing::writeFile(state.path() / "spool", "");
+    const auto r = hook->run(webhookEvent());
+    CHECK_FALSE(r.ok);
+    HookCounters counters = hook->counters();
+    CHECK(counters.spool_write_failures >= 1);
+    CHECK(counters.spool_write_failing == 1);
+    CHECK(counters.spool_pending == 1);  // still delivered later, from memory
+
+    // The disk takes writes again: the worker's next retry writes the entry.
+    fs::remove(state.path() / "spool");
+    fs::rename(state.path() / "spool.away", state.path() / "spool");
+    REQUIRE(eventually([&] { return hook->counters().spool_write_failing == 0 && spoolFiles(state.path()) == 1; }));
+
+    HttpReceiver receiver(port);
+    REQUIRE(receiver.waitForRequests(1, 5s));
+    REQUIRE(eventually([&] { return spoolFiles(state.path()) == 0; }));
+    const auto keys = countByKey(receiver.requests());
+    CHECK(keys.size() == 1);
+    CHECK(keys.count(rollguard::agent::idempotencyKey(webhookEvent(), "notify")) == 1);
+}
+
 TEST_CASE("spool: bounded, the oldest is dropped and counted", "[hooks][webhook][spool]") {
     TempDir state;
     const std::uint16_t port = downPort();

@@ -215,6 +215,9 @@ void Daemon::tick() {
         std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval) {
         writeCheckpointNow(now);
     }
+    if (incident_log_) {
+        retryUnsavedIncidents();
+    }
 
     refreshRuleSnapshot();
     const auto delivery = hooks_->counters();
@@ -503,17 +506,23 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     // The rules' state changes without transitions too (a baseline learned and frozen,
     // M-of-N history, the recovery clock): saved with the windows it was computed from,
     // a crash loses at most one checkpoint interval of it.
-    writeRulesState();
-    checkpoint_dirty_ = static_cast<bool>(err);  // a failed write is retried
+    const bool rules_ok = writeRulesState();
+    checkpoint_dirty_ = err || !rules_ok;  // a failed write is retried
     std::lock_guard lock(mutex_);
     if (err) {
         // Logged on the first failure of a run of failures, not on every tick.
-        if (snapshot_.checkpoint_failures == 0 || snapshot_.last_checkpoint) {
-            spdlog::error("checkpoint: {}", *err);
+        if (!snapshot_.checkpoint_failing) {
+            spdlog::error("checkpoint: {} (retried every checkpoint_interval; not logged again until it works)",
+                          *err);
         }
         ++snapshot_.checkpoint_failures;
+        snapshot_.checkpoint_failing = true;
         snapshot_.last_checkpoint.reset();
         return;
+    }
+    if (snapshot_.checkpoint_failing) {
+        spdlog::info("checkpoint: written again ({} failed in all)", snapshot_.checkpoint_failures);
+        snapshot_.checkpoint_failing = false;
     }
     ++snapshot_.checkpoints;
     snapshot_.last_checkpoint = now;
@@ -628,16 +637,25 @@ void Daemon::applyRulesState(std::string_view data, const std::string& from) {
     }
 }
 
-void Daemon::writeRulesState() {
+bool Daemon::writeRulesState() {
     if (rules_state_path_.empty()) {
-        return;
+        return true;
     }
-    if (const auto err = writeFileAtomically(rules_state_path_, judge_->engine().saveState(), 0600)) {
-        std::lock_guard lock(mutex_);
-        if (snapshot_.rules_state_failures++ == 0) {
-            spdlog::error("rules state: {} (latches and timers are not persisted)", *err);
+    const auto err = writeFileAtomically(rules_state_path_, judge_->engine().saveState(), 0600);
+    std::lock_guard lock(mutex_);
+    if (err) {
+        if (!snapshot_.rules_state_failing) {
+            spdlog::error("rules state: {} (latches and timers are not persisted; retried, not logged again "
+                          "until it works)",
+                          *err);
         }
+        ++snapshot_.rules_state_failures;
+        snapshot_.rules_state_failing = true;
+    } else if (snapshot_.rules_state_failing) {
+        spdlog::info("rules state: written again ({} failed in all)", snapshot_.rules_state_failures);
+        snapshot_.rules_state_failing = false;
     }
+    return !err;
 }
 
 void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result) {
@@ -742,10 +760,48 @@ void Daemon::saveIncident(const IncidentRecord& record) {
     if (!incident_log_) {
         return;
     }
-    if (const auto err = incident_log_->save(record)) {
-        spdlog::error("incident {}: cannot write its record: {}", record.id, *err);
-        std::lock_guard lock(mutex_);
+    const auto err = incident_log_->save(record);
+    if (err) {
+        unsaved_incidents_[record.id] = record;
+    } else {
+        unsaved_incidents_.erase(record.id);
+    }
+    std::lock_guard lock(mutex_);
+    snapshot_.incident_records_unsaved = unsaved_incidents_.size();
+    if (err) {
+        if (!snapshot_.incident_records_failing) {
+            spdlog::error("incident {}: cannot write its record: {} (the rollback goes on; the record is kept in "
+                          "memory and written when the disk takes it; not logged again until then)",
+                          record.id, *err);
+        }
+        snapshot_.incident_records_failing = true;
         ++snapshot_.incident_record_failures;
+    } else if (snapshot_.incident_records_failing && unsaved_incidents_.empty()) {
+        spdlog::info("incident records: written again ({} failed writes in all)", snapshot_.incident_record_failures);
+        snapshot_.incident_records_failing = false;
+    }
+}
+
+void Daemon::retryUnsavedIncidents() {
+    std::lock_guard lock(incidents_mutex_);
+    if (unsaved_incidents_.empty() ||
+        std::chrono::steady_clock::now() - last_incident_retry_ < config_.agent.checkpoint_interval) {
+        return;
+    }
+    last_incident_retry_ = std::chrono::steady_clock::now();
+    // A record still open is the newer one (open_incidents_ is updated first).
+    std::vector<IncidentRecord> pending;
+    for (const auto& [id, record] : unsaved_incidents_) {
+        const auto open = open_incidents_.find(id);
+        pending.push_back(open != open_incidents_.end() ? open->second : record);
+    }
+    for (const auto& record : pending) {
+        saveIncident(record);
+        if (unsaved_incidents_.count(record.id) == 0) {
+            spdlog::info("incident {}: record written", record.id);
+        } else {
+            break;  // still failing: the rest wait for the next try
+        }
     }
 }
 
@@ -1222,11 +1278,23 @@ void Daemon::persistRollout(rules::TimePoint now, bool force) {
     if (const auto err = writeFileAtomically(rollout_path_, rollout_->save(), 0600)) {
         std::lock_guard lock(mutex_);
         if (snapshot_.rollout) {
-            if (snapshot_.rollout->state_failures++ == 0) {
-                spdlog::error("rollout state: {} (the rollout's stage is not persisted)", *err);
+            // Logged once per run of failures, not on every tick.
+            if (!snapshot_.rollout->state_failing) {
+                spdlog::error("rollout state: {} (the rollout's stage is not persisted; retried, not logged again "
+                              "until it works)",
+                              *err);
             }
+            ++snapshot_.rollout->state_failures;
+            snapshot_.rollout->state_failing = true;
         }
         return;  // retried at the next tick
+    }
+    {
+        std::lock_guard lock(mutex_);
+        if (snapshot_.rollout && snapshot_.rollout->state_failing) {
+            spdlog::info("rollout state: written again ({} failed in all)", snapshot_.rollout->state_failures);
+            snapshot_.rollout->state_failing = false;
+        }
     }
     rollout_saved_ = st;
     rollout_saved_at_ = now;
@@ -1239,6 +1307,7 @@ void Daemon::refreshRolloutSnapshot() {
     auto status = rolloutStatus(*rollout_, config_);
     std::lock_guard lock(mutex_);
     status.state_failures = snapshot_.rollout ? snapshot_.rollout->state_failures : 0;
+    status.state_failing = snapshot_.rollout && snapshot_.rollout->state_failing;
     snapshot_.rollout = std::move(status);
 }
 

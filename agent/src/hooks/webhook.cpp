@@ -300,9 +300,25 @@ private:
         return spool_dir_ + "/" + config_.name + "." + key + ".json";
     }
 
+    /// Writes the entry's spool file. A failure (disk full, read-only state_dir) is
+    /// counted every time but logged once per run of failures, with a line when writes
+    /// work again: the entry stays in memory and is still delivered, it is only not
+    /// crash-safe meanwhile.
     void persistLocked(const SpoolEntry& e) {
         if (auto err = writeFileAtomically(pathFor(e.key), spoolRecord(config_.name, e), 0600)) {
-            spdlog::error("hook {}: cannot write spool entry {}: {}", config_.name, e.key, *err);
+            if (counters_.spool_write_failing == 0) {
+                spdlog::error("hook {}: cannot write spool entry {}: {} (kept in memory; not logged again until "
+                              "spool writes work again)",
+                              config_.name, e.key, *err);
+            }
+            counters_.spool_write_failing = 1;
+            ++counters_.spool_write_failures;
+            return;
+        }
+        if (counters_.spool_write_failing != 0) {
+            spdlog::info("hook {}: spool writes work again ({} failed in all)", config_.name,
+                         counters_.spool_write_failures);
+            counters_.spool_write_failing = 0;
         }
     }
 

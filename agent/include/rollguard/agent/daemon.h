@@ -122,6 +122,14 @@ struct StatusSnapshot {
     std::uint64_t checkpoint_failures = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
     std::optional<rules::TimePoint> last_checkpoint;
+    /// True while the last write of that state file failed (disk full, read-only
+    /// state_dir); false again after the next successful write.
+    bool checkpoint_failing = false;
+    bool rules_state_failing = false;
+    bool incident_records_failing = false;
+    /// Incident records only in memory: their last write failed; retried every
+    /// checkpoint_interval until written.
+    std::uint64_t incident_records_unsaved = 0;
     /// Config reloads (SIGHUP, POST /api/v1/reload), filled in by whoever reloads (the
     /// `run` command), not by the daemon itself.
     struct Reloads {
@@ -157,6 +165,7 @@ struct StatusSnapshot {
         /// /api/v1/status shows the last 20, /api/v1/rollout all of it.
         std::vector<RolloutHistoryEntry> history;
         std::uint64_t state_failures = 0;  ///< failed writes of <state_dir>/rollout.json
+        bool state_failing = false;        ///< the last write of rollout.json failed
     };
     std::optional<Rollout> rollout;  ///< nullopt without [rollout]
 };
@@ -269,12 +278,24 @@ private:
     void refreshRuleSnapshot();
     void restoreRulesState();
     /// Persists the engine's state (timers, latches, baselines) to state_dir/rules.state.
-    void writeRulesState();
+    /// A failure is counted each time, logged once per run of failures (and once when
+    /// writes work again); the latches stay in memory and the rules keep evaluating.
+    /// Returns false when the write failed (tick thread).
+    bool writeRulesState();
     /// Opens the incident record of a critical Fire and returns the event its hooks get.
+    /// The record is written before the first hook runs; when it cannot be written (disk
+    /// full, read-only state_dir) the rollback still runs: the failure is logged and
+    /// counted, the record is kept in memory and written by retryUnsavedIncidents() once
+    /// the disk takes it. A watchdog that cannot roll back because /var is full is worse
+    /// than an incident whose record is late. Tick thread.
     BreachEvent openIncident(const rules::Notification& n, BreachEvent event);
+    /// Writes the records whose last write failed, at most every checkpoint_interval
+    /// (tick thread; takes incidents_mutex_).
+    void retryUnsavedIncidents();
     /// Re-queues the unfinished hooks of incident records left by a previous run.
     void resumeIncidents();
-    /// Saves a record (incidents_mutex_ held) and counts a failure.
+    /// Saves a record (incidents_mutex_ held). A failure is counted, logged once per run
+    /// of failures, and the record is kept in unsaved_incidents_ to be written later.
     void saveIncident(const IncidentRecord& record);
     /// Puts a record into snapshot_.recent_incidents (mutex_ held by the caller).
     void noteIncident(const IncidentRecord& record);
@@ -314,6 +335,10 @@ private:
     std::unique_ptr<IncidentLog> incident_log_;  // null without state_dir
     std::mutex incidents_mutex_;                 // guards open_incidents_ and incident_log_ use
     std::map<std::string, IncidentRecord> open_incidents_;  // by id: hooks not all finished
+    // By id: the latest version of each record whose last write failed (guarded by
+    // incidents_mutex_); written again by retryUnsavedIncidents().
+    std::map<std::string, IncidentRecord> unsaved_incidents_;
+    std::chrono::steady_clock::time_point last_incident_retry_{};
     std::mutex rearm_mutex_;
     std::optional<std::promise<void>> rearm_promise_;
     std::shared_future<void> rearm_future_;

@@ -152,6 +152,8 @@ struct HookCounters {
     std::uint64_t spool_delivered = 0; ///< delivered later by the spool worker
     std::uint64_t spool_dropped = 0;   ///< dropped: spool full (oldest first) or rejected 4xx
     std::uint64_t spool_pending = 0;   ///< entries in the spool now
+    std::uint64_t spool_write_failures = 0;  ///< spool files that could not be written (disk full, read-only)
+    std::uint64_t spool_write_failing = 0;   ///< 1 while the last spool write failed, else 0
 };
 
 struct HookResult {

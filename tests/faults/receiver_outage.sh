@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Receiver outage during an incident (issue #10): every notification is delivered after
+# the receiver comes back, once per Idempotency-Key, from the spool on disk.
+#
+#   tests/faults/receiver_outage.sh [--build DIR] [--outage-seconds N] [--keep]
+#
+# The webhook receiver's port is closed (nothing listens) while: a critical rule fires
+# (hooks [env, notify]), two warning rules fire (hooks [notify]) and one of them resolves
+# — 4 events, 4 Idempotency-Keys. Halfway through the outage the daemon gets SIGKILL and
+# is restarted on the same state_dir (the spool must survive it). Then the receiver
+# (tests/faults/receiver.py, logging each request's Idempotency-Key) listens again on the
+# same port. Checks: while down, the 4 entries sit in state_dir/spool (0600) and the
+# rollback's env_file hook ran anyway; after recovery, within spool_max_backoff (4s) plus
+# 10 s, exactly 4 distinct keys arrive, each exactly once (no key lost, none twice), for the
+# 3 firing and 1 resolved events; the spool empties and rollguard_hook_spool_pending is 0;
+# the critical rule opened exactly one incident. Default outage 120 s; CI: 15.
+# Needs BUILD/rollguard, python3 and curl; loopback only; exit 0 all checks hold, 1 one
+# failed (printed), 2 bad usage.
+set -euo pipefail
+
+build=build
+outage=120
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+    case "$1" in
+        --build) build=${2:?}; shift 2 ;;
+        --outage-seconds) outage=${2:?}; shift 2 ;;
+        --keep) FAULT_KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "receiver_outage: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+[[ "$outage" =~ ^[0-9]+$ ]] && ((outage >= 8)) || { echo "receiver_outage: --outage-seconds wants an integer >= 8" >&2; exit 2; }
+
+. "$(dirname "$0")/lib.sh"
+fault_need_bins "$build"
+trap fault_cleanup EXIT
+
+fault_tempdir d
+rport=$(fault_free_port)
+port=$(fault_free_port)
+: >"$d/app.log"
+: >"$d/received.log"
+printf 'FEATURE=on\n' >"$d/feature.env"
+cat >"$d/rollguard.toml" <<TOML
+[agent]
+state_dir = "$d/state"
+listen = "127.0.0.1:$port"
+tick = "200ms"
+checkpoint_interval = "200ms"
+
+[[source]]
+name = "app"
+type = "json_log"
+paths = ["$d/app.log"]
+read_from = "beginning"
+error = { field = "status", gte = 500 }
+
+[[rule]]
+name = "errors"
+source = "app"
+metric = "error_ratio"
+above = 0.5
+window = "10m"
+severity = "critical"
+min_samples = 5
+hooks = ["env", "notify"]
+
+[[rule]]
+name = "errors-warn"
+source = "app"
+metric = "error_ratio"
+above = 0.3
+window = "10m"
+severity = "warning"
+min_samples = 5
+hooks = ["notify"]
+
+[[rule]]
+name = "errors-recent"
+source = "app"
+metric = "error_ratio"
+above = 0.3
+window = "3s"
+severity = "warning"
+min_samples = 5
+hooks = ["notify"]
+
+[[hook]]
+name = "env"
+type = "env_file"
+path = "$d/feature.env"
+set = { FEATURE = "off" }
+
+[[hook]]
+name = "notify"
+type = "webhook"
+url = "http://127.0.0.1:$rport/hook"
+format = "json"
+timeout = "2s"
+retries = 2
+retry_backoff = "200ms"
+spool_max_backoff = "4s"
+TOML
+
+t0=$SECONDS
+start_daemon() {
+    "$ROLLGUARD" run -c "$d/rollguard.toml" >>"$d/out" 2>>"$d/err$1" &
+    daemon=$!
+    FAULT_PIDS+=("$daemon")
+    fault_wait 10 fault_healthy "$port" || { echo "receiver_outage: daemon did not become healthy" >&2; cat "$d/err$1" >&2; exit 1; }
+}
+spool_count() { find "$d/state/spool" -name 'notify.*.json' 2>/dev/null | wc -l; }
+
+echo "receiver_outage: receiver down (127.0.0.1:$rport closed) for ${outage}s"
+start_daemon 1
+fault_status_lines 60 503 >>"$d/app.log"
+fault_wait 15 bash -c "[ \$(find '$d/state/spool' -name 'notify.*.json' | wc -l) -ge 3 ]" || true
+fault_check "spool while down" $(($(spool_count) >= 3 ? 0 : 1)) "$(spool_count) spool files after the 3 firings, want 3"
+# errors-recent (3 s window) resolves once only good lines are in its window; the 10-minute
+# windows stay at 60/80 = 0.75.
+sleep 3.5
+fault_status_lines 20 200 >>"$d/app.log"
+fault_wait 15 bash -c "[ \$(find '$d/state/spool' -name 'notify.*.json' | wc -l) -ge 4 ]" || true
+fault_check "spool while down" $(($(spool_count) == 4 ? 0 : 1)) "$(spool_count) spool files after 3 firings and 1 resolve, want 4"
+grep -q '^FEATURE=off$' "$d/feature.env"; fault_check "rollback while the receiver is down" $? "env file not rolled back"
+bad_mode=$(find "$d/state/spool" -name 'notify.*.json' ! -perm 0600 | wc -l)
+fault_check "spool file mode" $((bad_mode == 0 ? 0 : 1)) "$bad_mode spool files not 0600"
+
+# Halfway: kill -9 and restart; the spool is all that remembers the 4 notifications.
+while ((SECONDS - t0 < outage / 2)); do sleep 0.2; done
+kill -KILL "$daemon"; wait "$daemon" 2>/dev/null || true
+start_daemon 2
+echo "receiver_outage: daemon killed (-9) and restarted at $((SECONDS - t0))s; $(spool_count) notifications spooled"
+while ((SECONDS - t0 < outage)); do sleep 0.2; done
+pending_before=$(fault_metric "$port" 'rollguard_hook_spool_pending{hook="notify",type="webhook"}')
+[[ -n "$pending_before" ]] || pending_before=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 ~ /^rollguard_hook_spool_pending\{/ && !f { print $2; f = 1 }' || true)
+
+back=$SECONDS
+fault_start_receiver "$rport" "$d/received.log"
+echo "receiver_outage: receiver back at $((back - t0))s"
+distinct() { awk '{ print $2 }' "$d/received.log" | sort -u | wc -l; }
+fault_wait 14 bash -c "[ \$(awk '{ print \$2 }' '$d/received.log' | sort -u | wc -l) -ge 4 ]" || true
+delivered_after=$((SECONDS - back))
+# Two more spool backoff periods to catch a late duplicate.
+sleep 8
+kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
+
+n_keys=$(distinct)
+n_req=$(wc -l <"$d/received.log")
+fault_check "distinct keys" $((n_keys == 4 ? 0 : 1)) "$n_keys distinct Idempotency-Keys, want 4"
+fault_check "once per key" $((n_req == n_keys ? 0 : 1)) "$n_req requests for $n_keys keys"
+events=$(awk '{ print $3 "/" $4 }' "$d/received.log" | sort | tr '\n' ' ')
+want="errors-recent/firing errors-recent/resolved errors-warn/firing errors/firing "
+[[ "$events" == "$want" ]]; fault_check "events" $? "received [$events], want [$want]"
+fault_check "spool empty" $(($(spool_count) == 0 ? 0 : 1)) "$(spool_count) spool files left"
+incidents=$(find "$d/state/incidents" -name '*.json' | wc -l)
+fault_check "one incident" $((incidents == 1 ? 0 : 1)) "$incidents incident records"
+attempts=$(grep -ho 'delivered after [0-9]* attempt' "$d"/err* | awk '{ print $3 }' | sort -n | tr '\n' ' ')
+ndelivered=$(grep -c 'spooled notification .* delivered after' "$d/err2" || true)
+fault_check "spool deliveries logged" $((ndelivered == 4 ? 0 : 1)) "$ndelivered 'spooled notification ... delivered' lines, want 4"
+errors_logged=$(grep -c 'FAILED' "$d/err1" || true)
+
+echo
+echo "receiver_outage: outage ${outage}s (daemon restarted once during it), then all $n_keys keys delivered ${delivered_after}s after the receiver came back (spool_max_backoff 4s)"
+echo "  spool pending before recovery: ${pending_before:-?}; requests received: $n_req for $n_keys keys; attempts per delivery: $attempts"
+echo "  hook failures logged while down (first daemon): $errors_logged"
+if ((${#FAULT_FAILED[@]})); then
+    echo "receiver_outage: FAILED:"
+    printf '  %s\n' "${FAULT_FAILED[@]}"
+    exit 1
+fi
+echo "receiver_outage: passed: every notification delivered after recovery, exactly once per Idempotency-Key"
