@@ -22,7 +22,7 @@ set -euo pipefail
 
 build=build
 size=256k
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while (($#)); do
     case "$1" in
         --build) build=${2:?}; shift 2 ;;
@@ -42,6 +42,7 @@ if [[ $(id -u) != 0 ]]; then
 fi
 
 trap fault_cleanup EXIT
+trap 'exit 1' INT TERM
 fault_tempdir d
 mnt="$d/state"
 mkdir -p "$mnt"
@@ -203,7 +204,7 @@ echo
 echo "disk_full: tmpfs $size; full then read-only for $((t_back - t0))s in all; recovered in ${recovered_in}s"
 echo "  evaluations: $evals_full when full -> $evals_ro_end read-only -> $evals_end at the end"
 echo "  failed writes: checkpoint $ck_fail (checkpoints written: $ck_ok), rules_state $rs_fail, incident records $ir_fail, spool $sp_fail"
-echo "  error lines logged while failing: $(grep -c '\[error\]' "$d/err" || true) (the rest of the log: $(wc -l <"$d/err") lines)"
+echo "  error lines logged while failing: $(grep -c '^[^ ]* error ' "$d/err" || true) (the rest of the log: $(wc -l <"$d/err") lines)"
 if ((${#FAULT_FAILED[@]})); then
     echo "disk_full: FAILED:"
     printf '  %s\n' "${FAULT_FAILED[@]}"

@@ -22,7 +22,7 @@ set -euo pipefail
 build=build
 trials=20
 seed=$RANDOM
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while (($#)); do
     case "$1" in
         --build) build=${2:?}; shift 2 ;;
@@ -39,6 +39,7 @@ done
 . "$(dirname "$0")/lib.sh"
 fault_need_bins "$build"
 trap fault_cleanup EXIT
+trap 'exit 1' INT TERM
 RANDOM=$seed
 
 fault_tempdir work

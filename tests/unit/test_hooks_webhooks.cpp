@@ -559,6 +559,33 @@ TEST_CASE("spool: an unwritable spool keeps the delivery in memory, counts the f
     CHECK(keys.count(rollguard::agent::idempotencyKey(webhookEvent(), "notify")) == 1);
 }
 
+TEST_CASE("spool: after a restart the resumed run of a notification the spool already delivered sends nothing",
+          "[hooks][webhook][spool]") {
+    TempDir state;
+    const std::uint16_t port = downPort();
+    HookConfig c = hookConfig("http://127.0.0.1:" + std::to_string(port) + "/hook");
+    c.state_dir = state.path().string();
+    c.spool_max_backoff = 10min;
+    c.retry_backoff = 5min;
+    {
+        auto first = rollguard::agent::makeHook(c);
+        CHECK_FALSE(first->run(webhookEvent()).ok);  // killed mid-rollback, as it were
+    }
+    HttpReceiver receiver(port);
+    auto second = rollguard::agent::makeHook(c);  // reloads the spool and sends it at once
+    REQUIRE(receiver.waitForRequests(1, 5s));
+    REQUIRE(eventually([&] { return second->counters().spool_delivered == 1; }));
+    // The resumed rollback runs the interrupted hook again with the same event.
+    const auto r = second->run(webhookEvent());
+    CHECK(r.ok);
+    CHECK(r.message.find("already delivered from the spool after the restart") != std::string::npos);
+    // A later run with the same key (a repeat) sends as usual.
+    CHECK(second->run(webhookEvent()).ok);
+    REQUIRE(receiver.waitForRequests(2, 5s));
+    const auto keys = countByKey(receiver.requests());
+    CHECK(keys.at(rollguard::agent::idempotencyKey(webhookEvent(), "notify")) == 2);
+}
+
 TEST_CASE("spool: bounded, the oldest is dropped and counted", "[hooks][webhook][spool]") {
     TempDir state;
     const std::uint16_t port = downPort();

@@ -28,11 +28,22 @@ StateDirLock::Outcome StateDirLock::tryAcquire(const std::string& state_dir, std
                                      std::filesystem::perm_options::replace, ec);
     }
     const std::string path = state_dir + "/lock";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
+    const int wfd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (wfd < 0) {
         detail = "cannot open " + path + ": " + errnoText(errno);
         return Outcome::Failed;
     }
+    // The lock is held on a read-only descriptor and the writable one is closed once the
+    // pid is written: a daemon keeps no file open for writing in state_dir, so the
+    // filesystem can still be remounted read-only under it (the daemon goes on, see
+    // "A full or read-only state_dir" in README.md).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        detail = "cannot open " + path + ": " + errnoText(errno);
+        ::close(wfd);
+        return Outcome::Failed;
+    }
+    const detail::UniqueFd close_wfd(wfd);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         if (err == EWOULDBLOCK) {
@@ -48,7 +59,7 @@ StateDirLock::Outcome StateDirLock::tryAcquire(const std::string& state_dir, std
         return Outcome::Failed;
     }
     const std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    if (::ftruncate(wfd, 0) != 0 || ::pwrite(wfd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
         // The lock itself holds; only the informative pid is missing.
     }
     lock.emplace(StateDirLock(fd));

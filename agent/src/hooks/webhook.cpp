@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -157,6 +158,12 @@ public:
         }
         const std::string body = renderBody(event);
         const std::string key = idempotencyKey(event, config_.name);
+        if (auto done = takeOverReloaded(key)) {
+            result.ok = true;
+            result.message = *done;
+            result.duration = detail::elapsedSince(start);
+            return result;
+        }
 
         SpoolEntry entry;
         entry.key = key;
@@ -196,6 +203,28 @@ public:
     }
 
 private:
+    /// A restart both reloads the spool (sent at once by the worker) and resumes the
+    /// interrupted rollback, which runs this hook again with the same event: without
+    /// this, the receiver would get the notification twice in the new process. For a key
+    /// reloaded from the spool: waits while the worker is sending it, and when the worker
+    /// has delivered it returns the message of a run that needs no request. Each reloaded
+    /// key is handled once; later runs with that key send as usual.
+    std::optional<std::string> takeOverReloaded(const std::string& key) {
+        std::unique_lock lock(mutex_);
+        auto it = reloaded_.find(key);
+        if (it == reloaded_.end()) {
+            return std::nullopt;
+        }
+        cv_.wait(lock, [&] { return worker_key_ != key || stopping_; });
+        it = reloaded_.find(key);
+        const bool delivered = it != reloaded_.end() && it->second;
+        reloaded_.erase(key);
+        if (!delivered) {
+            return std::nullopt;  // still pending: this run sends it (the worker leaves it alone)
+        }
+        return "already delivered from the spool after the restart (Idempotency-Key " + key.substr(0, 16) + "...)";
+    }
+
     void setUp() {
         std::vector<std::string> headers;
         bool has_content_type = false;
@@ -400,6 +429,10 @@ private:
         for (auto& e : loaded) {
             // Due at once after a restart: the receiver may have been back for a while.
             e.next_attempt_ms = std::min(e.next_attempt_ms, unixMillis(env_.clock->now()));
+            {
+                std::lock_guard lock(mutex_);
+                reloaded_.emplace(e.key, false);
+            }
             spoolAdd(std::move(e), false);
         }
         if (!loaded.empty()) {
@@ -435,10 +468,18 @@ private:
             const std::string key = due->key;
             const std::string body = due->body;
             in_flight_.insert(key);
+            worker_key_ = key;
             lock.unlock();
             const detail::PostOutcome out = postOnce(body, key);
             lock.lock();
             unmarkLocked(key);
+            worker_key_.clear();
+            if (out.ok) {
+                if (auto r = reloaded_.find(key); r != reloaded_.end()) {
+                    r->second = true;
+                }
+            }
+            cv_.notify_all();
             auto it = entries_.find(key);
             if (it == entries_.end()) {
                 continue;  // dropped meanwhile
@@ -485,6 +526,10 @@ private:
     // Keys being sent right now, by run() or the worker; a multiset since both may send
     // the same key (a repeated event while its entry is due), each removing its own mark.
     std::multiset<std::string> in_flight_;
+    std::string worker_key_;  // the key the spool worker is sending now ("" when none)
+    // Keys reloaded from the spool at start and not yet seen by run(): true once the
+    // worker delivered it (see takeOverReloaded).
+    std::map<std::string, bool> reloaded_;
     std::uint64_t next_seq_ = 0;
     HookCounters counters_;
     bool stopping_ = false;
