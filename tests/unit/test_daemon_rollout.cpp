@@ -268,6 +268,35 @@ TEST_CASE("daemon rollout: rollout.json is written 0600 and a new daemon resumes
     CHECK(f.percentFile() == envWith(50));
 }
 
+TEST_CASE("daemon rollout: an unwritable rollout.json keeps the rollout moving and is written when the disk returns",
+          "[daemon][rollout][checkpoint]") {
+    Fixture f;
+    f.config.agent.state_dir = (f.dir / "state").string();
+    const auto state = f.dir / "state";
+    agent::Daemon daemon(f.config, f.clock);
+    auto s = f.step(daemon);
+    REQUIRE(s.rollout->percent == 5);
+    CHECK_FALSE(s.rollout->state_failing);
+
+    // A file where the directory was: every write fails (ENOTDIR), even as root.
+    std::filesystem::rename(state, f.dir / "state.away");
+    writeFile(state, "");
+    for (int i = 0; i < 10; ++i) {
+        s = f.step(daemon);
+    }
+    CHECK(s.rollout->percent == 25);  // promoted all the same
+    CHECK(s.rollout->state_failing);
+    const auto failures = s.rollout->state_failures;
+    CHECK(failures >= 1);
+
+    std::filesystem::remove(state);
+    std::filesystem::rename(f.dir / "state.away", state);
+    s = f.step(daemon);
+    CHECK_FALSE(s.rollout->state_failing);
+    CHECK(s.rollout->state_failures == failures);
+    CHECK(readFile(state / "rollout.json").find("\"percent\":25") != std::string::npos);
+}
+
 TEST_CASE("daemon rollout: a corrupt rollout.json is ignored with a fresh start", "[daemon][rollout][checkpoint]") {
     Fixture f;
     f.config.agent.state_dir = (f.dir / "state").string();
