@@ -34,6 +34,7 @@ while (($#)); do
 done
 [[ "$size" =~ ^[0-9]+[kKmM]?$ ]] || { echo "disk_full: --size wants e.g. 256k" >&2; exit 2; }
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 fault_need_bins "$build"
 if [[ $(id -u) != 0 ]]; then
@@ -43,6 +44,7 @@ fi
 
 trap fault_cleanup EXIT
 trap 'exit 1' INT TERM
+d=""
 fault_tempdir d
 mnt="$d/state"
 mkdir -p "$mnt"
@@ -140,7 +142,6 @@ fault_wait 10 metric_ge rollguard_evaluations_total $((evals_ro + 10)) || true
 evals_ro_end=$(metric rollguard_evaluations_total)
 fault_check "evaluating while full/read-only" $((evals_ro_end > evals_full ? 0 : 1)) "evaluations $evals_full -> $evals_ro_end"
 fault_healthy "$port"; fault_check "healthz while read-only" $? "not 200"
-ckf_ro=$(metric rollguard_checkpoint_failures_total)
 check_metric 'rollguard_state_write_failing{file="checkpoint"}' 1
 kill -0 "$daemon" 2>/dev/null; fault_check "daemon alive" $? "the daemon died"
 

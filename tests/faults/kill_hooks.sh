@@ -36,12 +36,14 @@ done
 [[ "$trials" =~ ^[1-9][0-9]*$ ]] || { echo "kill_hooks: --trials wants a positive integer" >&2; exit 2; }
 [[ "$seed" =~ ^[0-9]+$ ]] || { echo "kill_hooks: --seed wants an integer" >&2; exit 2; }
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 fault_need_bins "$build"
 trap fault_cleanup EXIT
 trap 'exit 1' INT TERM
 RANDOM=$seed
 
+work=""
 fault_tempdir work
 fault_start_receiver 0 "$work/received.log" --delay-ms 150
 

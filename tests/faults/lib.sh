@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers of the fault scripts (tests/faults/*.sh); sourced, not run.
 # Every process started here is remembered in FAULT_PIDS and ended by fault_cleanup.
 

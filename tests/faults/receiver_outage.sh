@@ -32,13 +32,15 @@ while (($#)); do
         *) echo "receiver_outage: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-[[ "$outage" =~ ^[0-9]+$ ]] && ((outage >= 8)) || { echo "receiver_outage: --outage-seconds wants an integer >= 8" >&2; exit 2; }
+if ! [[ "$outage" =~ ^[0-9]+$ ]] || ((outage < 8)); then echo "receiver_outage: --outage-seconds wants an integer >= 8" >&2; exit 2; fi
 
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 fault_need_bins "$build"
 trap fault_cleanup EXIT
 trap 'exit 1' INT TERM
 
+d=""
 fault_tempdir d
 rport=$(fault_free_port)
 port=$(fault_free_port)
