@@ -11,7 +11,8 @@
 # best of 3, alternating within each round so other load falls on all three alike:
 #   - rollguard replay with a config holding one json_log source (latency histogram,
 #     error = status >= 500) and an error-ratio rule evaluated at every tick of the
-#     lines' own timestamps (the rule timeline);
+#     lines' own timestamps (the rule timeline); and once more without `timestamp`
+#     (no timeline: reading and aggregating only), an extra row;
 #   - mtail --one_shot with bench/mtail/router.mtail (a regex for status and duration_ms,
 #     a latency histogram with 10 buckets, an error counter);
 #   - wc -l, the floor.
@@ -76,6 +77,10 @@ metric = "error_ratio"
 above = 0.05
 window = "1m"
 EOF
+# The same without `timestamp`: replay reads and aggregates but builds no rule timeline
+# (the rule is not evaluated). One more row, to show what the timeline costs.
+plain_config="$work/bench-plain.toml"
+grep -v '^timestamp = ' "$config" >"$plain_config"
 
 rate=20000
 healthy=$((lines * 8 / 10 / rate))
@@ -105,10 +110,11 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : 
 
 declare -A best_wall best_cpu
 for round in 1 2 3; do
-    for tool in wc rollguard mtail; do
+    for tool in wc rollguard plain mtail; do
         case $tool in
             wc) t=$(run "wc -l" "$work/wc.out" wc -l "$log") ;;
             rollguard) t=$(run "rollguard replay" "$work/rg.json" "$rollguard" replay --config "$config" --json - "$log") ;;
+            plain) t=$(run "rollguard replay (no timeline)" "$work/plain.json" "$rollguard" replay --config "$plain_config" --json - "$log") ;;
             mtail) t=$(run "mtail --one_shot" "$work/mtail.json" "$mtail" --one_shot --one_shot_format json \
                 --progs "$program" --logs "$log" --address 127.0.0.1 --port 0 --emit_prog_label=false) ;;
         esac
@@ -138,12 +144,14 @@ echo "totals: wc -l $wc_lines lines; rollguard $rg_lines lines, $rg_events event
 awk -v lines="$lines" -v bytes="$bytes" \
     -v wcw="${best_wall[wc]}" -v rgw="${best_wall[rollguard]}" -v mtw="${best_wall[mtail]}" \
     -v wcc="${best_cpu[wc]}" -v rgc="${best_cpu[rollguard]}" -v mtc="${best_cpu[mtail]}" \
+    -v plw="${best_wall[plain]}" -v plc="${best_cpu[plain]}" \
     -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v cores="$(nproc)" 'BEGIN {
     printf "file: %d lines, %.1f MB, %.0f bytes/line; %d cores, load average %s\n", lines, bytes / 1e6, bytes / lines, cores, load
     printf "best of 3 (wall and CPU each the best of its 3 runs); CPU = user + sys\n"
     printf "%-18s %9s %13s %9s %15s\n", "tool", "wall s", "lines/s", "CPU s", "lines/CPU-s"
     printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "wc -l", wcw, lines / wcw, wcc, lines / (wcc > 0 ? wcc : 0.001)
     printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "rollguard replay", rgw, lines / rgw, rgc, lines / rgc
+    printf "%-18s %9.3f %13.0f %9.3f %15.0f   (without the rule timeline)\n", "  no timeline", plw, lines / plw, plc, lines / plc
     printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "mtail --one_shot", mtw, lines / mtw, mtc, lines / mtc
     printf "rollguard / mtail: %.1fx by wall time, %.1fx by CPU time   (target >= 25x)\n", mtw / rgw, mtc / rgc
     printf "rollguard / wc -l: %.1f%% of its line rate by wall time, %.1f%% by CPU time   (target >= 25%%)\n", 100 * wcw / rgw, 100 * wcc / rgc
