@@ -74,6 +74,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 fail() {
     echo "bench_detection: FAIL: $*" >&2
     [[ -f "$work/agent.err" ]] && tail -8 "$work/agent.err" | sed 's/^/  agent: /' >&2

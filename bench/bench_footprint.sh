@@ -58,7 +58,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-footprint.XXXXXX")
 agent_pid=""
 writer_pid=""
 cleanup() {
-    [[ -n "$writer_pid" ]] && kill "$writer_pid" 2>/dev/null || true
+    if [[ -n "$writer_pid" ]]; then
+        # The writer is a subshell timing rollguard-loggen: stop the child, then it.
+        pkill -P "$writer_pid" 2>/dev/null || true
+        kill "$writer_pid" 2>/dev/null || true
+    fi
     if [[ -n "$agent_pid" ]]; then
         kill "$agent_pid" 2>/dev/null || true
         wait "$agent_pid" 2>/dev/null || true
@@ -66,6 +70,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 fail() {
     echo "bench_footprint: FAIL: $*" >&2
     [[ -f "$work/agent.err" ]] && tail -5 "$work/agent.err" | sed 's/^/  agent: /' >&2

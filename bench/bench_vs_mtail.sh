@@ -55,6 +55,7 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-mtail.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 log="$work/access.log"
 config="$work/bench.toml"
 cat >"$config" <<'EOF'
@@ -116,7 +117,7 @@ for round in 1 2 3; do
             rollguard) t=$(run "rollguard replay" "$work/rg.json" "$rollguard" replay --config "$config" --json - "$log") ;;
             plain) t=$(run "rollguard replay (no timeline)" "$work/plain.json" "$rollguard" replay --config "$plain_config" --json - "$log") ;;
             mtail) t=$(run "mtail --one_shot" "$work/mtail.json" "$mtail" --one_shot --one_shot_format json \
-                --progs "$program" --logs "$log" --address 127.0.0.1 --port 0 --emit_prog_label=false) ;;
+                --progs "$program" --logs "$log" --address 127.0.0.1 --port 0 --emit_prog_label=false --logtostderr) ;;
         esac
         read -r wall user sys <<<"$t"
         best_wall[$tool]=$(min "${best_wall[$tool]:-}" "$wall")
