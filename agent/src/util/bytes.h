@@ -34,6 +34,12 @@ public:
         varint(s.size());
         out_.append(s);
     }
+    /// Reserves room for `n` bytes in all, so that writing a large encoding of a known
+    /// size allocates once instead of growing by doubling (whose freed steps fragment
+    /// the heap: the daemon's RSS followed the transient peak of its checkpoints).
+    void reserve(std::size_t n) { out_.reserve(n); }
+    /// Appends `s` as it is, without a length (a file's magic).
+    void raw(std::string_view s) { out_.append(s); }
     const std::string& str() const { return out_; }
     std::string take() { return std::move(out_); }
 

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Detection latency: from the moment a breach condition is met (by the lines' event time)
+# to the start of the rollback hook's process, over N incidents (issue #10, "Benchmarks
+# against the alternatives").
+#
+#   bench/bench_detection.sh [BUILD_DIR] [--incidents N] [--tick D]
+#                                    (defaults: build, 20, 500ms; CI: --incidents 5)
+#
+# Builds nothing: needs BUILD_DIR/rollguard and BUILD_DIR/tests/rollguard-hookstamp
+# (cmake --build BUILD_DIR --target rollguard rollguard-hookstamp); curl on the PATH.
+# Starts `rollguard run` on a temp dir with one json_log source (the lines' `ts` is their
+# time, labels = { level = "level" }) and one critical rule whose moment of breach is
+# exact:
+#     metric = "count", labels = { level = "error" }, above = K - 1 (K = 10),
+#     window = "1s", for = "0s"
+# i.e. "K error lines within a second". Each incident: healthy lines (level info, status
+# 200, 100/s) for window + 2 ticks and until /api/v1/status shows the rule inactive; then
+# K error lines appended at once, the last one stamped (ts = wall time) as it is written:
+# that is the moment the condition is met. The rule's only hook is a script hook running
+# rollguard-hookstamp, whose first action appends CLOCK_REALTIME to a file: the hook
+# process's start. Latency = hook start - condition met, both on this machine's wall
+# clock; it is also split at the evaluation that fired (the daemon's "inactive -> firing"
+# log line, ms precision): the wait for the tick, then firing -> hook start (the incident
+# record and the latch written, the hook worker, fork/exec). Between incidents `rollguard
+# rearm` (through the daemon's admin API) clears the rollback latch; every incident must
+# leave one incident record. Prints min, median, p95 and max against the target (<= one
+# tick + 50 ms; printed, never enforced). The writer is this script (bash builtins only:
+# printf, $EPOCHREALTIME; no fork per line).
+# Exit: 0 figures printed, 1 the daemon died or a hook never ran, 2 bad usage.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+build=build
+incidents=20
+tick=500ms
+build_set=0
+while (($#)); do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --incidents) incidents=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --tick) tick=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        -*) usage >&2; exit 2 ;;
+        *) if ((build_set)); then usage >&2; exit 2; fi; build=$1; build_set=1; shift ;;
+    esac
+done
+if ! [[ "$incidents" =~ ^[0-9]+$ ]] || ((incidents < 1)); then
+    echo "bench_detection: --incidents must be an integer >= 1" >&2
+    exit 2
+fi
+if ! [[ "$tick" =~ ^([0-9]+)ms$ ]] || ((BASH_REMATCH[1] < 10 || BASH_REMATCH[1] > 5000)); then
+    echo "bench_detection: --tick must be milliseconds between 10ms and 5000ms, e.g. 500ms" >&2
+    exit 2
+fi
+tick_ms=${tick%ms}
+rollguard="$build/rollguard"
+hookstamp="$build/tests/rollguard-hookstamp"
+for bin in "$rollguard" "$hookstamp"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "bench_detection: $bin not found; build first: cmake --build $build --target rollguard rollguard-hookstamp" >&2
+        exit 2
+    fi
+done
+command -v curl >/dev/null || { echo "bench_detection: curl not found" >&2; exit 2; }
+rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
+hookstamp=$(cd "$(dirname "$hookstamp")" && pwd)/rollguard-hookstamp
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-detection.XXXXXX")
+agent_pid=""
+cleanup() {
+    if [[ -n "$agent_pid" ]]; then
+        kill "$agent_pid" 2>/dev/null || true
+        wait "$agent_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() {
+    echo "bench_detection: FAIL: $*" >&2
+    [[ -f "$work/agent.err" ]] && tail -8 "$work/agent.err" | sed 's/^/  agent: /' >&2
+    exit 1
+}
+
+k=10
+mkdir -p "$work/logs" "$work/state"
+log="$work/logs/router.log"
+stamps="$work/hook-starts"
+: >"$log"
+: >"$stamps"
+(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin.token")
+cat >"$work/detection.toml" <<EOF
+[agent]
+tick = "$tick"
+listen = "127.0.0.1:0"
+state_dir = "$work/state"
+admin_token_file = "$work/admin.token"
+
+[[source]]
+name = "router"
+type = "json_log"
+paths = ["$work/logs/*.log"]
+read_from = "beginning"
+timestamp = "ts"
+labels = { level = "level" }
+latency = { field = "duration_ms", unit = "ms" }
+error = { field = "status", gte = 500 }
+
+[[rule]]
+name = "router-errors"
+severity = "critical"
+source = "router"
+labels = { level = "error" }
+metric = "count"
+above = $((k - 1))
+window = "1s"
+for = "0s"
+hooks = ["stamp"]
+
+[[hook]]
+name = "stamp"
+type = "script"
+command = ["$hookstamp", "$stamps"]
+timeout = "5s"
+EOF
+"$rollguard" check -c "$work/detection.toml" >/dev/null || fail "rollguard check refused the generated config"
+
+"$rollguard" run -c "$work/detection.toml" >"$work/agent.out" 2>"$work/agent.err" &
+agent_pid=$!
+port=""
+for _ in $(seq 100); do
+    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/agent.err" 2>/dev/null | head -1 | cut -d: -f2 || true)
+    [[ -n "$port" ]] && break
+    kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited at start"
+    sleep 0.1
+done
+[[ -n "$port" ]] || fail "the daemon did not log its listen address within 10 s"
+# `rollguard rearm` reaches the daemon at its config's listen address: the same config
+# with the port the daemon took.
+sed "s/^listen = \"127.0.0.1:0\"$/listen = \"127.0.0.1:$port\"/" "$work/detection.toml" >"$work/rearm.toml"
+
+# line LEVEL STATUS: appends one access-log line stamped now; sets `line_us` to its time
+# in microseconds since the epoch. Builtins only.
+line() {
+    local now=$EPOCHREALTIME
+    local s=${now%.*} us=${now#*.}
+    local ts
+    TZ=UTC printf -v ts '%(%Y-%m-%dT%H:%M:%S)T.%sZ' "$s" "${us:0:3}"
+    printf '{"ts":"%s","level":"%s","method":"GET","route":"/api/orders","status":%d,"duration_ms":21.5,"variant":"canary"}\n' \
+        "$ts" "$1" "$2" >>"$log"
+    line_us=$((10#$s * 1000000 + 10#$us))
+}
+# rule_state: the rule's state from /api/v1/status ("inactive", "firing", ...).
+rule_state() {
+    curl -fsS "http://127.0.0.1:$port/api/v1/status" 2>/dev/null |
+        grep -o '"name":"router-errors"[^}]*"state":"[a-z_]*"' | grep -o '"state":"[a-z_]*"' | head -1 | cut -d'"' -f4 || true
+}
+
+healthy_s=$(awk -v t="$tick_ms" 'BEGIN { printf "%.3f", 1 + 2 * t / 1000 }')
+latencies=()
+waits=()
+runs=()
+for i in $(seq "$incidents"); do
+    # Healthy traffic, 100 lines/s, for window + 2 ticks and until the rule is inactive.
+    deadline=$((${EPOCHREALTIME/./} + ${healthy_s/./} * 1000))
+    n=0
+    while :; do
+        line info 200
+        n=$((n + 1))
+        if ((${EPOCHREALTIME/./} >= deadline)) && [[ "$(rule_state)" == "inactive" ]]; then break; fi
+        ((n < 3000)) || fail "incident $i: the rule did not return to inactive (state '$(rule_state)')"
+        kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
+        sleep 0.01
+    done
+    before=$(wc -l <"$stamps")
+    # The breach: K error lines at once; the K-th completes the condition.
+    for _ in $(seq "$k"); do line error 500; done
+    met_us=$line_us
+    for _ in $(seq 500); do
+        (($(wc -l <"$stamps") > before)) && break
+        kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
+        sleep 0.02
+    done
+    (($(wc -l <"$stamps") > before)) || fail "incident $i: the hook did not run within 10 s"
+    hook=$(tail -1 "$stamps")
+    hook_us=$((10#${hook%.*} * 1000000 + 10#${hook#*.}))
+    fired=$(grep 'rule router-errors (critical): inactive -> firing' "$work/agent.err" | sed -n "${i}p" | cut -d' ' -f1)
+    [[ -n "$fired" ]] || fail "incident $i: no 'inactive -> firing' log line"
+    fired_us=$(($(date -d "$fired" +%s%N) / 1000))
+    latencies+=($(((hook_us - met_us) / 1000)))
+    waits+=($(((fired_us - met_us) / 1000)))
+    runs+=($(((hook_us - fired_us) / 1000)))
+    printf 'incident %2d: hook started %3d ms after the condition was met (%3d ms to the evaluation that fired, %3d ms from there)\n' \
+        "$i" "${latencies[-1]}" "${waits[-1]}" "${runs[-1]}"
+    # Clear the latch for the next incident (through the daemon's admin API).
+    if ((i < incidents)); then
+        "$rollguard" rearm --config "$work/rearm.toml" >"$work/rearm.out" 2>&1 ||
+            { cat "$work/rearm.out" >&2; fail "incident $i: rollguard rearm failed"; }
+    fi
+done
+incident_files=$(find "$work/state/incidents" -name '*.json' 2>/dev/null | wc -l)
+[[ "$incident_files" == "$incidents" ]] || fail "$incident_files incident records for $incidents incidents"
+
+# stats NAME VALUES...: min, median, p95 (nearest rank) and max of the values, in ms.
+stats() {
+    local name=$1
+    shift
+    printf '%s\n' "$@" | sort -n | awk -v name="$name" '{ v[NR] = $1 } END {
+        n = NR; r = int(0.95 * n); if (r < 0.95 * n) { r++ }
+        med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        printf "%-44s min %4d  median %4.0f  p95 %4d  max %4d\n", name, v[1], med, v[r], v[n]
+    }'
+}
+echo "$incidents incidents, tick $tick_ms ms; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+stats "condition met -> hook process start (ms):" "${latencies[@]}"
+stats "  condition met -> evaluation that fired:" "${waits[@]}"
+stats "  evaluation that fired -> hook start:" "${runs[@]}"
+over=$(printf '%s\n' "${latencies[@]}" | awk -v lim=$((tick_ms + 50)) '$1 > lim' | wc -l)
+if ((over == 0)); then
+    echo "target <= one tick + 50 ms = $((tick_ms + 50)) ms: met by every incident"
+else
+    echo "target <= one tick + 50 ms = $((tick_ms + 50)) ms: missed by $over of $incidents incidents"
+fi

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Footprint: RSS and CPU of the daemon, idle and at 100k lines/s, with config/demo.toml
+# (issue #10, "Benchmarks against the alternatives").
+#
+#   bench/bench_footprint.sh [BUILD_DIR] [--seconds N] [--rate R]
+#                                    (defaults: build, 10 s, 100000 lines/s; CI: --seconds 5)
+#
+# Builds nothing: needs BUILD_DIR/rollguard and BUILD_DIR/tests/rollguard-loggen
+# (cmake --build BUILD_DIR --target rollguard rollguard-loggen); curl on the PATH.
+# Starts `rollguard run -c config/demo.toml` in a temp dir (DEMO_DIR; DEMO_WEBHOOK_PORT
+# points at a port nobody serves: the healthy traffic fires no hook; /metrics on a free
+# loopback port), then two phases of N seconds each:
+#   idle: an empty log file;
+#   load: rollguard-loggen appends healthy JSON access-log lines at R lines/s (paced,
+#         one write per line) for N seconds.
+# For each phase: the daemon's CPU (user + sys from /proc/PID/stat, as cores = CPU
+# seconds / wall seconds), VmRSS at the end, VmHWM (peak RSS so far) and threads; for the
+# load phase also the writer's own CPU, and how long the daemon took after the writer
+# stopped to count every line (rollguard_source_lines_total == lines written: it kept up).
+# Targets (printed, never enforced): <= 20 MB RSS, <= 1 core at 100k lines/s, near-zero
+# idle CPU.
+# Exit: 0 figures printed, 1 the daemon died or never counted every line, 2 bad usage.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+build=build
+seconds=10
+rate=100000
+build_set=0
+while (($#)); do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --seconds) seconds=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --rate) rate=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        -*) usage >&2; exit 2 ;;
+        *) if ((build_set)); then usage >&2; exit 2; fi; build=$1; build_set=1; shift ;;
+    esac
+done
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds < 1)) || ! [[ "$rate" =~ ^[0-9]+$ ]] || ((rate < 1 || rate > 1000000)); then
+    echo "bench_footprint: --seconds must be an integer >= 1 and --rate an integer in 1..1000000" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+demo_config="$here/../config/demo.toml"
+rollguard="$build/rollguard"
+loggen="$build/tests/rollguard-loggen"
+for bin in "$rollguard" "$loggen"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "bench_footprint: $bin not found; build first: cmake --build $build --target rollguard rollguard-loggen" >&2
+        exit 2
+    fi
+done
+command -v curl >/dev/null || { echo "bench_footprint: curl not found" >&2; exit 2; }
+rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
+loggen=$(cd "$(dirname "$loggen")" && pwd)/rollguard-loggen
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-footprint.XXXXXX")
+agent_pid=""
+writer_pid=""
+cleanup() {
+    if [[ -n "$writer_pid" ]]; then
+        # The writer is a subshell timing rollguard-loggen: stop the child, then it.
+        pkill -P "$writer_pid" 2>/dev/null || true
+        kill "$writer_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$agent_pid" ]]; then
+        kill "$agent_pid" 2>/dev/null || true
+        wait "$agent_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() {
+    echo "bench_footprint: FAIL: $*" >&2
+    [[ -f "$work/agent.err" ]] && tail -5 "$work/agent.err" | sed 's/^/  agent: /' >&2
+    exit 1
+}
+
+mkdir -p "$work/logs"
+log="$work/logs/router.log"
+: >"$log"
+DEMO_DIR="$work" DEMO_WEBHOOK_PORT=9 DEMO_METRICS_PORT=0 "$rollguard" run -c "$demo_config" \
+    >"$work/agent.out" 2>"$work/agent.err" &
+agent_pid=$!
+port=""
+for _ in $(seq 100); do
+    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/agent.err" 2>/dev/null | head -1 | cut -d: -f2 || true)
+    [[ -n "$port" ]] && break
+    kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited at start"
+    sleep 0.1
+done
+[[ -n "$port" ]] || fail "the daemon did not log its listen address within 10 s"
+counted() {
+    curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^rollguard_source_lines_total\{source="router"\}/ { print $2 }'
+}
+
+clk_tck=$(getconf CLK_TCK)
+# cpu_ticks PID: user + system clock ticks of PID (fields 14 and 15 of /proc/PID/stat;
+# the command name in field 2 has no spaces here).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+now_ns() { date +%s%N; }
+
+# One second to settle after start-up (the first tick, the listener), then the idle phase.
+sleep 1
+kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
+t0=$(now_ns); c0=$(cpu_ticks "$agent_pid")
+sleep "$seconds"
+t1=$(now_ns); c1=$(cpu_ticks "$agent_pid")
+idle_rss=$(status_kb "$agent_pid" VmRSS); idle_hwm=$(status_kb "$agent_pid" VmHWM)
+idle_threads=$(status_kb "$agent_pid" Threads)
+
+# Load phase: the writer paces R lines/s for N seconds (healthy traffic only).
+expected=$((rate * seconds))
+t2=$(now_ns); c2=$(cpu_ticks "$agent_pid")
+(
+    TIMEFORMAT='%U %S'
+    { time "$loggen" -o "$log" --rate "$rate" --healthy "$seconds" --degraded 0 --seed 7 2>/dev/null; } 2>"$work/writer.time"
+) &
+writer_pid=$!
+# The daemon's peak thread count and RSS while loaded, sampled every 0.5 s.
+load_threads=0
+while kill -0 "$writer_pid" 2>/dev/null; do
+    n=$(status_kb "$agent_pid" Threads || echo 0)
+    ((n > load_threads)) && load_threads=$n
+    sleep 0.5
+done
+wait "$writer_pid" || fail "the writer failed"
+writer_pid=""
+t3=$(now_ns); c3=$(cpu_ticks "$agent_pid")
+written=$(wc -l <"$log")
+# Catch-up: how long after the writer stopped until every line is counted (<= 30 s).
+caught_up_ms=""
+for _ in $(seq 300); do
+    if [[ "$(counted)" == "$written" ]]; then
+        caught_up_ms=$((($(now_ns) - t3) / 1000000))
+        break
+    fi
+    kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited under load"
+    sleep 0.1
+done
+load_rss=$(status_kb "$agent_pid" VmRSS); load_hwm=$(status_kb "$agent_pid" VmHWM)
+[[ -n "$caught_up_ms" ]] || fail "the daemon counted $(counted) of $written lines 30 s after the writer stopped"
+read -r wu ws <"$work/writer.time"
+errors=$(grep -c ' error ' "$work/agent.err" || true)
+
+awk -v secs="$seconds" -v rate="$rate" -v tck="$clk_tck" -v written="$written" -v expected="$expected" \
+    -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v t2="$t2" -v t3="$t3" -v c2="$c2" -v c3="$c3" \
+    -v irss="$idle_rss" -v ihwm="$idle_hwm" -v ithr="$idle_threads" -v lrss="$load_rss" -v lhwm="$load_hwm" \
+    -v lthr="$load_threads" -v wcpu="$(awk -v u="$wu" -v s="$ws" 'BEGIN { print u + s }')" \
+    -v catch="$caught_up_ms" -v errors="$errors" \
+    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v cores="$(nproc)" 'BEGIN {
+    iw = (t1 - t0) / 1e9; ic = (c1 - c0) / tck
+    lw = (t3 - t2) / 1e9; lc = (c3 - c2) / tck
+    printf "daemon: rollguard run -c config/demo.toml; %d cores, load average %s at the end\n", cores, load
+    printf "%-22s %8s %8s %8s %9s %9s %8s\n", "phase", "wall s", "CPU s", "cores", "VmRSS MB", "VmHWM MB", "threads"
+    printf "%-22s %8.2f %8.2f %8.3f %9.1f %9.1f %8d\n", "idle", iw, ic, ic / iw, irss / 1024, ihwm / 1024, ithr
+    printf "%-22s %8.2f %8.2f %8.3f %9.1f %9.1f %8d\n", sprintf("load %dk lines/s", rate / 1000), lw, lc, lc / lw, lrss / 1024, lhwm / 1024, lthr
+    printf "%-22s %8.2f %8.2f %8.3f\n", "writer (loggen)", lw, wcpu, wcpu / lw
+    printf "lines: %d written (%d asked, %.0f lines/s achieved); all counted %d ms after the writer stopped; %d error line(s) logged\n", written, expected, written / lw, catch, errors
+    printf "daemon CPU per line: %.2f us; targets: <= 20 MB RSS (peak %.1f MB), <= 1 core at 100k lines/s (%.3f), near-zero idle CPU (%.3f)\n", 1e6 * lc / written, lhwm / 1024, lc / lw, ic / iw
+}'

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Ingest: rollguard replay vs mtail --one_shot vs wc -l, on the same JSON access log, in
+# the same run (issue #10, "Benchmarks against the alternatives").
+#
+#   bench/bench_vs_mtail.sh [BUILD_DIR] [LINES]      (defaults: build, 1000000; CI: 200000)
+#
+# Builds nothing: needs BUILD_DIR/rollguard and BUILD_DIR/tests/rollguard-loggen
+# (cmake --build BUILD_DIR --target rollguard rollguard-loggen) and mtail on the PATH
+# (Debian package `mtail`). Generates LINES lines (~250 bytes, --wide; the last 20%
+# degraded: latency x4, ~8% 5xx) with rollguard-loggen, warms the page cache, then runs,
+# best of 3, alternating within each round so other load falls on all three alike:
+#   - rollguard replay with a config holding one json_log source (latency histogram,
+#     error = status >= 500) and an error-ratio rule evaluated at every tick of the
+#     lines' own timestamps (the rule timeline); and once more without `timestamp`
+#     (no timeline: reading and aggregating only), an extra row;
+#   - mtail --one_shot with bench/mtail/router.mtail (a regex for status and duration_ms,
+#     a latency histogram with 10 buckets, an error counter);
+#   - wc -l, the floor.
+# Both tools must report the same totals (lines/events == histogram count, same error
+# count), or the script fails: they did the same work. Prints one table: wall seconds,
+# lines/s, CPU seconds (user + sys) for each, and the ratios rollguard/mtail and
+# rollguard/wc. Every contender is single-threaded except mtail (Go: GC and runtime
+# threads), so CPU seconds is the fair "one core" measure; the targets (rollguard >= 25x
+# mtail, >= 25% of wc -l) are printed next to the figures, never enforced.
+# Exit: 0 figures printed, 1 a tool failed or the totals differ, 2 bad usage.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    -*) usage >&2; exit 2 ;;
+esac
+if (($# > 2)); then usage >&2; exit 2; fi
+build=${1:-build}
+lines=${2:-1000000}
+if ! [[ "$lines" =~ ^[0-9]+$ ]] || ((lines < 1000)); then
+    echo "bench_vs_mtail: LINES must be an integer >= 1000, got '$lines'" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+rollguard="$build/rollguard"
+loggen="$build/tests/rollguard-loggen"
+program="$here/mtail/router.mtail"
+for bin in "$rollguard" "$loggen"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "bench_vs_mtail: $bin not found; build first: cmake --build $build --target rollguard rollguard-loggen" >&2
+        exit 2
+    fi
+done
+mtail=$(command -v mtail || true)
+if [[ -z "$mtail" ]]; then
+    echo "bench_vs_mtail: mtail not found (apt-get install mtail; scripts/install-deps.sh installs it)" >&2
+    exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-mtail.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
+log="$work/access.log"
+config="$work/bench.toml"
+cat >"$config" <<'EOF'
+[agent]
+listen = ""
+
+[[source]]
+name = "router"
+type = "json_log"
+paths = ["/unused/*.log"]   # replay reads the file given on its command line
+timestamp = "ts"            # the lines' time drives the rule timeline
+latency = { field = "duration_ms", unit = "ms" }
+error = { field = "status", gte = 500 }
+
+[[rule]]
+name = "router-error-ratio"
+severity = "warning"
+source = "router"
+metric = "error_ratio"
+above = 0.05
+window = "1m"
+EOF
+# The same without `timestamp`: replay reads and aggregates but builds no rule timeline
+# (the rule is not evaluated). One more row, to show what the timeline costs.
+plain_config="$work/bench-plain.toml"
+grep -v '^timestamp = ' "$config" >"$plain_config"
+
+rate=20000
+healthy=$((lines * 8 / 10 / rate))
+"$loggen" -o "$log" --count "$lines" --no-sleep --wide --rate "$rate" --healthy "$healthy" --seed 42 \
+    --start 2026-01-01T00:00:00Z 2>/dev/null
+bytes=$(stat -c %s "$log")
+cat "$log" >/dev/null # page cache warm for every contender
+
+fail() {
+    echo "bench_vs_mtail: FAIL: $*" >&2
+    exit 1
+}
+
+# run NAME OUT CMD...: runs CMD once with stdout to OUT; prints "wall user sys" seconds.
+run() {
+    local name=$1 out=$2
+    shift 2
+    local TIMEFORMAT='%R %U %S' rc=0 times
+    times=$({ time "$@" >"$out" 2>"$out.err"; } 2>&1) || rc=$?
+    if ((rc != 0)); then
+        sed 's/^/  /' "$out.err" >&2
+        fail "$name exited with $rc"
+    fi
+    echo "$times"
+}
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
+
+declare -A best_wall best_cpu
+for round in 1 2 3; do
+    for tool in wc rollguard plain mtail; do
+        case $tool in
+            wc) t=$(run "wc -l" "$work/wc.out" wc -l "$log") ;;
+            rollguard) t=$(run "rollguard replay" "$work/rg.json" "$rollguard" replay --config "$config" --json - "$log") ;;
+            plain) t=$(run "rollguard replay (no timeline)" "$work/plain.json" "$rollguard" replay --config "$plain_config" --json - "$log") ;;
+            mtail) t=$(run "mtail --one_shot" "$work/mtail.json" "$mtail" --one_shot --one_shot_format json \
+                --progs "$program" --logs "$log" --address 127.0.0.1 --port 0 --emit_prog_label=false --logtostderr) ;;
+        esac
+        read -r wall user sys <<<"$t"
+        best_wall[$tool]=$(min "${best_wall[$tool]:-}" "$wall")
+        best_cpu[$tool]=$(min "${best_cpu[$tool]:-}" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')")
+    done
+done
+
+# The totals: same lines, same count in the histogram, same errors.
+wc_lines=$(awk '{ print $1 }' "$work/wc.out")
+rg_lines=$(grep -o '"lines":[0-9]*' "$work/rg.json" | head -1 | cut -d: -f2)
+rg_events=$(grep -o '"events":[0-9]*' "$work/rg.json" | head -1 | cut -d: -f2)
+rg_errors=$(grep -o '"errors":[0-9]*' "$work/rg.json" | head -1 | cut -d: -f2)
+rg_latency_count=$(grep -o '"latency_seconds":{"count":[0-9]*' "$work/rg.json" | head -1 | grep -o '[0-9]*$')
+# mtail's JSON is indented: the first "Value": N after the error counter's name, and the
+# histogram's "Count": N.
+mt_errors=$(awk '/"router_errors_total": \[/ { on = 1 } on && /"Value": [0-9]+/ { gsub(/[^0-9]/, ""); print; exit }' "$work/mtail.json")
+mt_count=$(awk '/"Count": [0-9]+/ { gsub(/[^0-9]/, ""); print; exit }' "$work/mtail.json")
+echo "totals: wc -l $wc_lines lines; rollguard $rg_lines lines, $rg_events events, latency count $rg_latency_count, $rg_errors errors; mtail histogram count ${mt_count:-?}, ${mt_errors:-?} errors"
+[[ "$wc_lines" == "$lines" ]] || fail "wc -l counted $wc_lines lines, loggen wrote $lines"
+[[ "$rg_lines" == "$lines" && "$rg_events" == "$lines" && "$rg_latency_count" == "$lines" ]] ||
+    fail "rollguard counted $rg_lines lines / $rg_events events / $rg_latency_count latencies, expected $lines"
+[[ "${mt_count:-}" == "$lines" ]] || fail "mtail's histogram counted ${mt_count:-nothing}, expected $lines"
+[[ "${mt_errors:-}" == "$rg_errors" ]] || fail "errors differ: rollguard $rg_errors, mtail ${mt_errors:-nothing}"
+
+awk -v lines="$lines" -v bytes="$bytes" \
+    -v wcw="${best_wall[wc]}" -v rgw="${best_wall[rollguard]}" -v mtw="${best_wall[mtail]}" \
+    -v wcc="${best_cpu[wc]}" -v rgc="${best_cpu[rollguard]}" -v mtc="${best_cpu[mtail]}" \
+    -v plw="${best_wall[plain]}" -v plc="${best_cpu[plain]}" \
+    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v cores="$(nproc)" 'BEGIN {
+    printf "file: %d lines, %.1f MB, %.0f bytes/line; %d cores, load average %s\n", lines, bytes / 1e6, bytes / lines, cores, load
+    printf "best of 3 (wall and CPU each the best of its 3 runs); CPU = user + sys\n"
+    printf "%-18s %9s %13s %9s %15s\n", "tool", "wall s", "lines/s", "CPU s", "lines/CPU-s"
+    printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "wc -l", wcw, lines / wcw, wcc, lines / (wcc > 0 ? wcc : 0.001)
+    printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "rollguard replay", rgw, lines / rgw, rgc, lines / rgc
+    printf "%-18s %9.3f %13.0f %9.3f %15.0f   (without the rule timeline)\n", "  no timeline", plw, lines / plw, plc, lines / plc
+    printf "%-18s %9.3f %13.0f %9.3f %15.0f\n", "mtail --one_shot", mtw, lines / mtw, mtc, lines / mtc
+    printf "rollguard / mtail: %.1fx by wall time, %.1fx by CPU time   (target >= 25x)\n", mtw / rgw, mtc / rgc
+    printf "rollguard / wc -l: %.1f%% of its line rate by wall time, %.1f%% by CPU time   (target >= 25%%)\n", 100 * wcw / rgw, 100 * wcc / rgc
+}'
