@@ -6,8 +6,8 @@
 #   tests/faults/soak.sh [--build DIR] [--seconds N] [--rate L] [--rotate-every S]
 #
 # Defaults: --build build, --seconds 60, --rate 50000 (lines/s), --rotate-every 60.
-# CI runs the 60-second version with --rotate-every 15; the documented soak is
-# --seconds 600 --rotate-every 60 (docs/RELIABILITY.md, "Soak").
+# The documented soak is --seconds 600 --rotate-every 60 (docs/RELIABILITY.md, "Soak").
+# The shortest run that checks RSS is 80 s (see 3.): CI runs --seconds 90 --rotate-every 15.
 #
 # Builds nothing: needs DIR/rollguard and DIR/tests/rollguard-logwriter, and curl.
 # Loopback only; everything lives in a temp dir removed at exit (children killed).
@@ -15,8 +15,8 @@
 # What runs:
 #   - `rollguard run` with one json_log source following WORK/logs/app.log* (read_from =
 #     beginning, a state_dir, checkpoints every 5 s, listen on 127.0.0.1:0: the port is
-#     read from its log), two rules (p99 latency, error ratio) over windows of the
-#     warm-up's length, W below (1 minute in the long run); log_format = json.
+#     read from its log), two rules over 1 minute (p99 latency, error ratio);
+#     log_format = json.
 #   - rollguard-logwriter appending RATE lines/s (~170 bytes each, in 10 ms batches) for
 #     N seconds, rotating by rename app.log -> app.log.1 (replacing it) every S seconds.
 #   - a monitor, once a second: GET /metrics (must be HTTP 200 and parse as Prometheus
@@ -31,9 +31,15 @@
 #      (rollguard_source_bad_lines_total, every reason) and the too_late drops are 0.
 #   2. scrapes: every scrape answered HTTP 200 and parsed (and there were at least
 #      N/2 of them: a monitor that could not run is a failure too).
-#   3. RSS: warm-up W = min(20% of N, 60 s). Samples taken while the writer runs, at
-#      t >= W (t: seconds since the writer started), give the mean M; the samples of the
-#      last quarter (t >= 0.75 N) give the maximum X. growth = X / M - 1 must be < 5%.
+#   3. RSS: warm-up W = 60 s, that is min(20% of N, 60 s) for runs of 5 minutes and more,
+#      and never less than the agent's longest window: every source with a latency field
+#      has a fixed 1-minute window (agent/src/daemon/daemon.cpp, for /metrics' latency
+#      summary), and a window's memory follows its data until it is full (sealed slots
+#      are kept sparse), so RSS grows by design for the first minute (~4 MB at 50k
+#      lines/s). Samples taken while the writer runs, at t >= W (t: seconds since the
+#      writer started), give the mean M; the samples of the last quarter (t >= 0.75 N)
+#      give the maximum X; growth = X / M - 1 must be < 5%. Runs shorter than 80 s have
+#      no last quarter after warm-up: RSS is reported, not checked.
 #   4. log: no agent stderr line at level warn, error or critical (rollguard logs
 #      trace, debug, info, warn, error, critical: agent/src/util/log_format.cpp), and
 #      every stderr line is a JSON log record (anything else, a crash message say, fails).
@@ -109,11 +115,8 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 mkdir -p "$work/logs"
-# Warm-up: min(20% of the run, 60 s). The rules' windows are as long, at most 1 minute: a
-# window's memory follows its data until it is full (sealed slots are kept sparse), so a
-# window still filling after warm-up would be growth by design, not a leak.
-warmup=$((seconds / 5 < 60 ? seconds / 5 : 60))
-window=$warmup  # the RSS check (3.) below defines W
+warmup=60  # see 3. in the header
+rss_checked=$((seconds >= 80 ? 1 : 0))
 cat >"$work/rollguard.toml" <<EOF
 [agent]
 tick = "1s"
@@ -136,7 +139,7 @@ severity = "warning"
 source = "app"
 metric = "p99"
 above = "10s"
-window = "${window}s"
+window = "1m"
 
 [[rule]]
 name = "error-ratio"
@@ -144,7 +147,7 @@ severity = "warning"
 source = "app"
 metric = "error_ratio"
 above = 0.5
-window = "${window}s"
+window = "1m"
 
 EOF
 
@@ -307,8 +310,8 @@ fi
 agent_pid=""
 
 # RSS and scrapes from the monitor's rows.
-read -r samples rss_mean rss_max_last rss_first rss_peak <<<"$(awk -v n="$seconds" '
-    BEGIN { w = n * 0.2; if (w > 60) w = 60 }
+read -r samples rss_mean rss_max_last rss_first rss_peak <<<"$(awk -v n="$seconds" -v w="$warmup" '
+    BEGIN { if (n < 80) w = 0.5 * n }  # too short to check: the second half, for the report
     $2 != "" && $1 <= n {
         if (first == "") first = $2
         if ($2 > peak) peak = $2
@@ -332,8 +335,10 @@ failed=()
 [[ "$too_late" == 0 ]] || failed+=("lines dropped too_late: $too_late")
 [[ "$scrape_bad" == 0 ]] || failed+=("scrapes: $scrape_bad of $scrapes not HTTP 200 or did not parse")
 [[ "$scrapes" -ge $((seconds / 2)) ]] || failed+=("scrapes: only $scrapes in $seconds s")
-awk -v g="$rss_growth" 'BEGIN { exit !(g < 5) }' || failed+=("RSS growth $rss_growth% >= 5%")
-[[ "$samples" -gt 0 ]] || failed+=("RSS: no samples after warm-up")
+if [[ "$rss_checked" == 1 ]]; then
+    awk -v g="$rss_growth" 'BEGIN { exit !(g < 5) }' || failed+=("RSS growth $rss_growth% >= 5%")
+    [[ "$samples" -gt 0 ]] || failed+=("RSS: no samples after warm-up")
+fi
 [[ "$bad_log" == 0 ]] || failed+=("log: $bad_log stderr line(s) at warn or above, or not a log record")
 [[ "$agent_alive" == 1 ]] || failed+=("the agent died")
 [[ "$stop_status" == 0 ]] || failed+=("the agent's stop on SIGTERM exited $stop_status")
@@ -348,7 +353,11 @@ printf '%-34s %s\n' "scrapes (bad)" "$scrapes ($scrape_bad), median $scrape_p50 
 printf '%-34s %s\n' "RSS first / peak (kB)" "$rss_first / $rss_peak"
 printf '%-34s %s\n' "RSS mean after warm-up (kB)" "$rss_mean ($samples samples)"
 printf '%-34s %s\n' "RSS max of last quarter (kB)" "$rss_max_last"
-printf '%-34s %s\n' "RSS growth" "$rss_growth% (limit 5%)"
+if [[ "$rss_checked" == 1 ]]; then
+    printf '%-34s %s\n' "RSS growth" "$rss_growth% (limit 5%)"
+else
+    printf '%-34s %s\n' "RSS growth" "$rss_growth% (not checked: run < 80 s; windows still filling)"
+fi
 printf '%-34s %s\n' "agent CPU (user+sys)" "$agent_cpu s ($cpu_per_m s per million lines)"
 printf '%-34s %s\n' "stderr lines at warn+ / total" "$bad_log / $(wc -l <"$work/agent.err")"
 printf '%-34s %s\n' "load average at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
