@@ -150,8 +150,12 @@ window = "1h"
 EOF
 
 RANDOM=$seed
-# A uniform random number in [0, 1) from bash's seeded generator.
-rand01() { awk -v r="$(( (RANDOM << 15) | RANDOM ))" 'BEGIN { printf "%.4f", r / 1073741824 }'; }
+# Sets u to a uniform random number in [0, 1) from bash's seeded generator. Not called in
+# a $(...): a subshell would reseed RANDOM, and the trials would not replay with --seed.
+rand01() {
+    local r=$(( (RANDOM << 15) | RANDOM ))
+    u=$(awk -v r="$r" 'BEGIN { printf "%.4f", r / 1073741824 }')
+}
 now() { date +%s.%N; }
 
 runs=0
@@ -203,12 +207,16 @@ t_start=$(now)
 start_agent
 for trial in $(seq 1 "$trials"); do
     duration=$(awk -v l="$lines" -v r="$rate" 'BEGIN { printf "%.3f", l / r }')
-    rotate_at=$(awk -v l="$lines" -v u="$(rand01)" 'BEGIN { printf "%d", 1 + u * (l - 2) }')
-    kill_at=$(awk -v d="$duration" -v u="$(rand01)" 'BEGIN { printf "%.3f", d * u }')
-    down=$(awk -v u="$(rand01)" 'BEGIN { printf "%.3f", 0.5 * u }')
+    rand01
+    rotate_at=$(awk -v l="$lines" -v u="$u" 'BEGIN { printf "%d", 1 + u * (l - 2) }')
+    rand01
+    kill_at=$(awk -v d="$duration" -v u="$u" 'BEGIN { printf "%.3f", d * u }')
+    rand01
+    down=$(awk -v u="$u" 'BEGIN { printf "%.3f", 0.5 * u }')
     second_kill=""
     if [[ $((RANDOM % 4)) -eq 0 ]]; then
-        second_kill=$(awk -v u="$(rand01)" 'BEGIN { printf "%.3f", 0.3 * u }')
+        rand01
+        second_kill=$(awk -v u="$u" 'BEGIN { printf "%.3f", 0.3 * u }')
     fi
     "$writer" -o "$work/logs/app.log" --lines "$lines" --rate "$rate" --rotate-lines "$rotate_at" \
         --rotation "$rotation" --numbered --gap-lines "$gap" --seq-start "$seq_next" --seed "$((seed * 1000 + trial))" \
