@@ -49,12 +49,14 @@ void checkHistograms(const ParseResult& r) {
         }
         for (const auto& [key, buckets] : series) {
             bool sane = true;
-            double lowest = INFINITY;
+            double lowest = INFINITY;  // over every bound, -Inf included
             double highest_finite = -INFINITY;
             for (const auto& [le, count] : buckets) {
                 sane = sane && std::isfinite(count) && count >= 0.0 && !std::isnan(le);
-                if (std::isfinite(le)) {
+                if (!std::isnan(le)) {
                     lowest = std::min(lowest, le);
+                }
+                if (std::isfinite(le)) {
                     highest_finite = std::max(highest_finite, le);
                 }
             }
