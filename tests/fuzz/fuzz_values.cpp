@@ -14,7 +14,7 @@
 //  5  the same with the text raw (`above = <text>`: numbers, 0.05, 5e-2, inf, ...): an
 //     accepted threshold is finite and >= 0, and <= 1 for error_ratio.
 //  6  byte sizes: `max_line_bytes = <text>` on the source: accepted only between 1 and
-//     64 MiB, and then stored exactly.
+//     64 MiB; every error with line:col.
 //  7  a percentile metric name `metric = "<text>"` (p50, p99.9, p999): an accepted
 //     quantile is strictly between 0 and 1.
 #include <algorithm>

@@ -78,6 +78,26 @@ TEST_CASE("fuzz: the batch that crashed parseMany gives every line what parse gi
     }
 }
 
+TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line", "[fuzz][line_parser]") {
+    // The stream passed over `\u009}` after `{}` and began its next document at the next
+    // line, so `{}\u009}` came out of parseMany as a good line.
+    LineParser batch(nestedConfig());
+    LineParser single(nestedConfig());
+    const auto many = batch.parseMany("{}\\u009}\n\xff\n{\"http\":{\"status\":500}}\n");
+    REQUIRE(many.size() == 3);
+    CHECK_FALSE(many[0].parsed.ok);
+    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
+    CHECK(many[1].parsed.reason == BadLineReason::InvalidUtf8);
+    CHECK(many[2].parsed.ok);
+    const std::string input = regression("line_parser", "garbage-after-object-batch");
+    const auto all = batch.parseMany(std::string_view(input).substr(1));
+    for (const auto& entry : all) {
+        const ParsedLine alone = single.parse(entry.line);
+        CHECK(alone.ok == entry.parsed.ok);
+        CHECK(alone.reason == entry.parsed.reason);
+    }
+}
+
 TEST_CASE("fuzz: histogramQuantile stays inside the bucket despite rounding", "[fuzz][exposition]") {
     // -1 + (0.002 + 1) * 1 rounds to 0.0020000000000000018, above the bucket's bound.
     const double inf = std::numeric_limits<double>::infinity();

@@ -1131,6 +1131,14 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
             return line - first;
         }
+        // Nothing but blanks may follow the object on its line: the stream passed over
+        // `\u009}` after `{}` and began its next document at the next line, so that
+        // check alone trusted `{}\u009}` (found by fuzz_line_parser).
+        const auto next = doc.current_location();
+        const std::string_view l = many[line].line;
+        if (next.error() == sj::SUCCESS && next.value_unsafe() < l.data() + l.size()) {
+            return line - first;
+        }
         many[line].parsed = evaluate();
         keepLabels(line);
         unsure = line;
