@@ -1127,16 +1127,23 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         if (doc.type().get(type) || type != od::json_type::object) {
             return line - first;  // not-an-object lines are told apart by the per-line path
         }
+        // Nothing but blanks may follow the document on its line: the stream passed over
+        // `\u009}` after `{}` and began its next document at the next line, so the check
+        // above alone trusted `{}\u009}` (found by fuzz_line_parser). source() spans the
+        // document to its matching closing brace, by the structural indexes
+        // (only defined for a document that loaded).
+        {
+            // Offsets: source() points into `json`, which may be the padded copy.
+            const std::string_view src = it.source();
+            const auto object_end = static_cast<std::size_t>(src.data() - json) + src.size();
+            const std::string_view l = many[line].line;
+            const auto line_end = static_cast<std::size_t>(l.data() - text) + l.size();
+            if (object_end > line_end || !isJsonBlank(std::string_view(text + object_end, line_end - object_end))) {
+                return line - first;
+            }
+        }
         od::object obj;
         if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
-            return line - first;
-        }
-        // Nothing but blanks may follow the object on its line: the stream passed over
-        // `\u009}` after `{}` and began its next document at the next line, so that
-        // check alone trusted `{}\u009}` (found by fuzz_line_parser).
-        const auto next = doc.current_location();
-        const std::string_view l = many[line].line;
-        if (next.error() == sj::SUCCESS && next.value_unsafe() < l.data() + l.size()) {
             return line - first;
         }
         many[line].parsed = evaluate();
