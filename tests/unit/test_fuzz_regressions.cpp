@@ -98,6 +98,32 @@ TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line
     }
 }
 
+TEST_CASE("fuzz: a field without a value is invalid JSON in a batch too", "[fuzz][line_parser]") {
+    // On-Demand skipped the missing value of a field the config does not read: the batch
+    // path evaluated `{"":}` (bad_timestamp here, a good event with another config)
+    // where parse() says invalid JSON.
+    LogSourceConfig config;
+    config.name = "ns_event";
+    config.time = TimeMode::Event;
+    config.timestamp = "ts";
+    config.labels = {{"host", "host"}};
+    LineParser batch(config);
+    LineParser single(config);
+    const std::string input = regression("line_parser", "missing-value-batch");
+    REQUIRE(input.size() > 1);
+    const auto many = batch.parseMany(std::string_view(input).substr(1));
+    REQUIRE(many.size() == 2);
+    CHECK_FALSE(many[0].parsed.ok);
+    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
+    for (const auto& entry : many) {
+        const ParsedLine alone = single.parse(entry.line);
+        CHECK(alone.ok == entry.parsed.ok);
+        CHECK(alone.reason == entry.parsed.reason);
+    }
+    LineParser plain(nestedConfig());
+    CHECK_FALSE(plain.parseMany("{\"a\":}\n{\"a\":1,\"b\":]}\n")[0].parsed.ok);
+}
+
 TEST_CASE("fuzz: histogramQuantile stays inside the bucket despite rounding", "[fuzz][exposition]") {
     // -1 + (0.002 + 1) * 1 rounds to 0.0020000000000000018, above the bucket's bound.
     const double inf = std::numeric_limits<double>::infinity();

@@ -941,6 +941,12 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
             }
         }
         if (hit == nullptr) {
+            // On-Demand skips a value it is not asked for without checking that there is
+            // one: in a batch `{"":}` passed as an object (found by fuzz_line_parser).
+            const std::string_view raw = field.value().raw_json_token();
+            if (raw.empty() || raw[0] == '}' || raw[0] == ']' || raw[0] == ',' || raw[0] == ':') {
+                return false;
+            }
             continue;
         }
         od::value& v = field.value();
