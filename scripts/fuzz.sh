@@ -23,8 +23,9 @@
 #                        corpus tests/fuzz/corpus/<name>/ (libFuzzer -merge=1)
 #   -h, --help           this text
 #
-# Each target starts from a scratch copy of its repo corpus (the repo is not modified
-# without --merge), with tests/fuzz/<name>.dict when present, -timeout=10 (s per input),
+# Each target starts from a scratch copy of its repo corpus plus the inputs that once
+# crashed it (tests/fuzz/regressions/<name>/; the repo is not modified without --merge),
+# with tests/fuzz/<name>.dict when present, -timeout=10 (s per input),
 # -rss_limit_mb=2048, and halt_on_error for ASan and UBSan so every finding is a crash.
 # Prints per target: seconds, runs, exec/s, coverage (cov: edges, ft: features), corpus
 # size, and on failure the crash file (kept in DIR/fuzz-artifacts/<name>/).
@@ -120,6 +121,10 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     if [[ -d $repo_corpus ]]; then
         cp -r "$repo_corpus/." "$corpus/"
+    fi
+    # Inputs that once crashed the target are seeds too: every run replays them first.
+    if [[ -d $root/tests/fuzz/regressions/$t ]]; then
+        cp -r "$root/tests/fuzz/regressions/$t/." "$corpus/"
     fi
     args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
           -artifact_prefix="$artifacts/")
