@@ -2300,8 +2300,9 @@ protected:
                         lists_ok = false;
                         continue;
                     }
+                    // An init-capture: clang before 16 cannot capture a structured binding.
                     const bool also_set = std::any_of(h.set.begin(), h.set.end(),
-                                                      [&](const auto& kv) { return kv.first == v; });
+                                                      [&name = v](const auto& kv) { return kv.first == name; });
                     if (also_set) {
                         error(*node, "'" + v + "' is both in 'set' and in 'unset'");
                         lists_ok = false;
@@ -2493,8 +2494,10 @@ protected:
                         lists_ok = false;
                         continue;
                     }
-                    const bool also_set = std::any_of(h.flag_set.begin(), h.flag_set.end(),
-                                                      [&](const FlagSetting& f) { return f.pointer == v; });
+                    // An init-capture: clang before 16 cannot capture a structured binding.
+                    const bool also_set =
+                        std::any_of(h.flag_set.begin(), h.flag_set.end(),
+                                    [&pointer = v](const FlagSetting& f) { return f.pointer == pointer; });
                     if (also_set) {
                         error(*node, inQuotes(v) + " is both in 'set' and in 'unset'");
                         lists_ok = false;

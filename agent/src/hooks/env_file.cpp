@@ -1,4 +1,5 @@
 // env_file hook: edits KEY=value files in place, atomically, keeping everything else.
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@ struct Definition {
     std::string key;
     std::string value;  // decoded
     char quote = '\0';  // the value's quote character, '\0' when unquoted
+    bool unterminated = false;  // begins with a quote that nothing closes: read as plain
 };
 
 // Finds the end of the line containing `pos`: the content end (before an optional
@@ -141,6 +143,7 @@ std::optional<Definition> parseDefinition(std::string_view text, std::size_t beg
             return d;
         }
     }
+    d.unterminated = q == '\'' || q == '"';
     std::size_t value_end = content_end;
     while (value_end > i && isBlank(text[value_end - 1])) {
         --value_end;
@@ -303,6 +306,19 @@ std::string rewriteEnvText(std::string_view text, const std::vector<std::pair<st
     return out;
 }
 
+std::optional<std::size_t> envUnterminatedQuoteLine(std::string_view text) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto def = parseDefinition(text, pos);
+        if (def && def->unterminated) {
+            const auto before = text.substr(0, pos);
+            return static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n')) + 1;
+        }
+        pos = def ? def->end : lineEnd(text, pos).second;
+    }
+    return std::nullopt;
+}
+
 HookResult applyEnvFile(const HookConfig& config) {
     const auto start = std::chrono::steady_clock::now();
     auto finish = [start](bool ok, std::string message) { return detail::finishedResult(start, ok, std::move(message)); };
@@ -323,6 +339,13 @@ HookResult applyEnvFile(const HookConfig& config) {
     const auto edit = [&config](std::string_view text, bool, const std::string&) {
         detail::TextEdit out;
         out.text = rewriteEnvText(text, config.set, config.unset, &out.changed);
+        if (out.changed) {
+            if (const auto line = envUnterminatedQuoteLine(text)) {
+                out.error = "line " + std::to_string(*line) +
+                            ": a quoted value is never closed; not editing the file (a quote written after it would "
+                            "close it and change what the file says)";
+            }
+        }
         return out;
     };
     return detail::editFileInPlace(config, edit, describeChange(config));

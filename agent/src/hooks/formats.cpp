@@ -267,7 +267,8 @@ std::vector<std::pair<std::string, std::string>> alertLabels(const BreachEvent& 
         labels.emplace_back("group", event.group);
     }
     for (const auto& [k, v] : event.labels) {
-        auto it = std::find_if(labels.begin(), labels.end(), [&](const auto& kv) { return kv.first == k; });
+        // An init-capture: clang before 16 cannot capture a structured binding.
+        auto it = std::find_if(labels.begin(), labels.end(), [&name = k](const auto& kv) { return kv.first == name; });
         if (it == labels.end()) {
             labels.emplace_back(k, v);
         }

@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rollguard/agent/exposition.h"
+#include "rollguard/agent/json_body.h"
 #include "rollguard/agent/judge.h"
 #include "rollguard/agent/proc_metrics.h"
 #include "rollguard/agent/scraper.h"
@@ -254,7 +255,9 @@ void extractHistogram(const ParseResult& parsed, SeriesState& st, Found& found) 
         if (!std::isinf(h.increases.back().first)) {
             continue;  // no +Inf bucket: not a valid histogram
         }
-        Accumulator& acc = found[st.out.tupleOf([&](std::string_view n) { return labelOf(*h.first, n); })];
+        // A named reference: clang before 16 cannot capture a structured binding.
+        const Sample& sample = *h.first;
+        Accumulator& acc = found[st.out.tupleOf([&](std::string_view n) { return labelOf(sample, n); })];
         double below = 0.0;        // cumulative increase up to the previous bound
         double lower = 0.0;        // the previous bound, in seconds
         double at_bound = 0.0;     // cumulative increase at the largest le <= errors_above
@@ -286,104 +289,6 @@ void extractHistogram(const ParseResult& parsed, SeriesState& st, Found& found) 
             acc.errors += below - at_bound;
         }
     }
-}
-
-/// A number at `pointer` in a JSON document: a number, a numeric string, or a boolean
-/// (1/0). nullopt when absent or not a number.
-std::optional<double> jsonNumberAt(simdjson::ondemand::parser& parser, const simdjson::padded_string& text,
-                                   const std::string& pointer, std::string& error) {
-    simdjson::ondemand::document doc;
-    if (auto e = parser.iterate(text).get(doc); e != simdjson::SUCCESS) {
-        error = simdjson::error_message(e);
-        return std::nullopt;
-    }
-    simdjson::ondemand::value v;
-    if (auto e = doc.at_pointer(pointer).get(v); e != simdjson::SUCCESS) {
-        error = e == simdjson::NO_SUCH_FIELD || e == simdjson::INDEX_OUT_OF_BOUNDS
-                    ? "no value at " + pointer
-                    : std::string(simdjson::error_message(e)) + " at " + pointer;
-        return std::nullopt;
-    }
-    double d = 0.0;
-    if (v.get_double().get(d) == simdjson::SUCCESS) {
-        return d;
-    }
-    bool b = false;
-    if (v.get_bool().get(b) == simdjson::SUCCESS) {
-        return b ? 1.0 : 0.0;
-    }
-    std::string_view s;
-    if (v.get_string().get(s) == simdjson::SUCCESS) {
-        const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-        if (ec == std::errc{} && ptr == s.data() + s.size()) {
-            return d;
-        }
-    }
-    error = "value at " + pointer + " is not a number";
-    return std::nullopt;
-}
-
-/// Walks a whole value, so that a document is known to be JSON before single values are
-/// looked up (on-demand parsing validates only what it visits).
-bool walkJson(simdjson::ondemand::value v) {
-    simdjson::ondemand::json_type type;
-    if (v.type().get(type) != simdjson::SUCCESS) {
-        return false;
-    }
-    switch (type) {
-        case simdjson::ondemand::json_type::array: {
-            simdjson::ondemand::array a;
-            if (v.get_array().get(a) != simdjson::SUCCESS) {
-                return false;
-            }
-            for (auto element : a) {
-                simdjson::ondemand::value e;
-                if (element.get(e) != simdjson::SUCCESS || !walkJson(e)) {
-                    return false;
-                }
-            }
-            return true;
-        }
-        case simdjson::ondemand::json_type::object: {
-            simdjson::ondemand::object o;
-            if (v.get_object().get(o) != simdjson::SUCCESS) {
-                return false;
-            }
-            for (auto field : o) {
-                simdjson::ondemand::value e;
-                if (field.value().get(e) != simdjson::SUCCESS || !walkJson(e)) {
-                    return false;
-                }
-            }
-            return true;
-        }
-        case simdjson::ondemand::json_type::number: {
-            simdjson::ondemand::number n;
-            return v.get_number().get(n) == simdjson::SUCCESS;
-        }
-        case simdjson::ondemand::json_type::string: {
-            std::string_view str;
-            return v.get_string().get(str) == simdjson::SUCCESS;
-        }
-        case simdjson::ondemand::json_type::boolean: {
-            bool b = false;
-            return v.get_bool().get(b) == simdjson::SUCCESS;
-        }
-        case simdjson::ondemand::json_type::null:
-            return v.is_null();
-    }
-    return false;
-}
-
-/// True when `text` is one JSON object or array and nothing else.
-bool isJsonDocument(simdjson::ondemand::parser& parser, const simdjson::padded_string& text) {
-    simdjson::ondemand::document doc;
-    simdjson::ondemand::value root;
-    if (parser.iterate(text).get(doc) != simdjson::SUCCESS || doc.get_value().get(root) != simdjson::SUCCESS ||
-        !walkJson(root)) {
-        return false;
-    }
-    return true;
 }
 
 std::string percentEncode(std::string_view s) {
@@ -485,6 +390,7 @@ struct ScrapeLoop::Impl {
     std::vector<std::unique_ptr<Target>> targets;
     Scraper scraper;
     simdjson::ondemand::parser json;
+    JsonBody json_body;  // the json sources' bodies, one at a time
 
     mutable std::mutex harvest_mutex;
     ScrapeHarvest harvest;
@@ -885,8 +791,7 @@ struct ScrapeLoop::Impl {
 
     void handleJson(Target& t, const ScrapeResponse& r) {
         SourceState& src = *t.source;
-        const simdjson::padded_string text(r.body);
-        if (!isJsonDocument(json, text)) {
+        if (!json_body.load(r.body)) {
             fail(t, "parse", "body is not a JSON object or array", r.duration);
             return;
         }
@@ -895,7 +800,7 @@ struct ScrapeLoop::Impl {
         std::string missing;
         for (auto& st : src.series) {
             std::string error;
-            const auto read = [&](const SeriesSelector& sel) { return jsonNumberAt(json, text, sel.metric, error); };
+            const auto read = [&](const SeriesSelector& sel) { return json_body.numberAt(sel.metric, error); };
             Found found;
             Accumulator& acc = found[{}];
             bool ok = true;

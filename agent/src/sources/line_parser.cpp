@@ -258,22 +258,23 @@ struct Want {
 /// ones under the same key are adjacent. Nested objects are searched with
 /// find_field_unordered, which is order-independent and may be asked again on the same
 /// object; each key is looked up once because a value can be consumed only once.
-void resolve(od::value v, Want* const* wants, int n, std::size_t depth) {
+/// Returns false when the object is malformed (a lookup failed other than by a missing
+/// key): simdjson has then abandoned the document's iterator, so nothing more may be read
+/// from it, not even the next field of an enclosing object (that dereferenced a null
+/// parser; found by fuzz_line_parser), and the line is invalid JSON.
+[[nodiscard]] bool resolve(od::value v, Want* const* wants, int n, std::size_t depth) {
     od::json_type type{};
     if (v.type().get(type)) {
         for (int i = 0; i < n; ++i) {
             wants[i]->value.kind = Scalar::Kind::Unreadable;
         }
-        return;
+        return true;
     }
     const bool any_inner = wants[n - 1]->path.size() > depth;
     if (type == od::json_type::object && any_inner) {
         od::object obj;
         if (v.get_object().get(obj)) {
-            for (int i = 0; i < n; ++i) {
-                wants[i]->value.kind = Scalar::Kind::Unreadable;
-            }
-            return;
+            return false;
         }
         int i = 0;
         while (i < n) {
@@ -291,22 +292,19 @@ void resolve(od::value v, Want* const* wants, int n, std::size_t depth) {
             const auto err = obj.find_field_unordered(w->path[depth]).get(child);
             if (err == sj::NO_SUCH_FIELD) {
                 // stay Missing
-            } else if (err) {
-                for (int g = i; g < j; ++g) {
-                    wants[g]->value.kind = Scalar::Kind::Unreadable;
-                }
-            } else {
-                resolve(child, wants + i, j - i, depth + 1);
+            } else if (err || !resolve(child, wants + i, j - i, depth + 1)) {
+                return false;
             }
             i = j;
         }
-        return;
+        return true;
     }
     // Only the first want can end here (paths are distinct); the others wanted a key
     // inside, but this is not an object: for them the field is missing.
     if (wants[0]->path.size() == depth) {
         readInto(v, type, *wants[0]);
     }
+    return true;
 }
 
 /// A number, or a string holding one (status "503").
@@ -469,6 +467,16 @@ std::optional<Instant> parseRfc3339(std::string_view s) {
     }
     const std::int64_t days = daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
     return Instant{days * 86400 + hour * 3600 + minute * 60 + second - offset, nanos};
+}
+
+/// `t` as int64 nanoseconds since the epoch, which reach the year 2262; later (or before
+/// 1678) is junk and nullopt, never an overflow.
+std::optional<std::int64_t> epochNanos(const Instant& t) {
+    constexpr std::int64_t kMaxSeconds = 9'000'000'000;
+    if (t.seconds > kMaxSeconds || t.seconds < -kMaxSeconds) {
+        return std::nullopt;
+    }
+    return t.seconds * kNanosPerSecond + t.nanos;
 }
 
 /// A timestamp field's value: an RFC 3339 string, or an epoch number (or numeric string)
@@ -679,13 +687,8 @@ void LineParser::Impl::keepLabels(std::size_t i) {
 
 bool LineParser::Impl::readEventTime(ParsedLine& out) const {
     const auto t = parseTimestamp(*event_time, event_per_second);
-    // int64 nanoseconds since the epoch reach the year 2262; later (or before 1678) is junk.
-    constexpr std::int64_t kMaxSeconds = 9'000'000'000;
-    if (!t || t->seconds > kMaxSeconds || t->seconds < -kMaxSeconds) {
-        return false;
-    }
-    out.event_time_ns = t->seconds * kNanosPerSecond + t->nanos;
-    return true;
+    out.event_time_ns = t ? epochNanos(*t) : std::nullopt;
+    return out.event_time_ns.has_value();
 }
 
 void LineParser::Impl::readLabels(ParsedLine& out) {
@@ -938,6 +941,12 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
             }
         }
         if (hit == nullptr) {
+            // On-Demand skips a value it is not asked for without checking that there is
+            // one: in a batch `{"":}` passed as an object (found by fuzz_line_parser).
+            const std::string_view raw = field.value().raw_json_token();
+            if (raw.empty() || raw[0] == '}' || raw[0] == ']' || raw[0] == ',' || raw[0] == ':') {
+                return false;
+            }
             continue;
         }
         od::value& v = field.value();
@@ -951,7 +960,9 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
                 readInto(v, vt, *w);
             }
         } else {
-            resolve(v, order.data() + hit->first, hit->count, 1);
+            if (!resolve(v, order.data() + hit->first, hit->count, 1)) {
+                return false;
+            }
         }
     }
     return true;
@@ -1122,6 +1133,21 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         if (doc.type().get(type) || type != od::json_type::object) {
             return line - first;  // not-an-object lines are told apart by the per-line path
         }
+        // Nothing but blanks may follow the document on its line: the stream passed over
+        // `\u009}` after `{}` and began its next document at the next line, so the check
+        // above alone trusted `{}\u009}` (found by fuzz_line_parser). source() spans the
+        // document to its matching closing brace, by the structural indexes
+        // (only defined for a document that loaded).
+        {
+            // Offsets: source() points into `json`, which may be the padded copy.
+            const std::string_view src = it.source();
+            const auto object_end = static_cast<std::size_t>(src.data() - json) + src.size();
+            const std::string_view l = many[line].line;
+            const auto line_end = static_cast<std::size_t>(l.data() - text) + l.size();
+            if (object_end > line_end || !isJsonBlank(std::string_view(text + object_end, line_end - object_end))) {
+                return line - first;
+            }
+        }
         od::object obj;
         if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
             return line - first;
@@ -1230,11 +1256,10 @@ LineParser::~LineParser() = default;
 ParsedLine LineParser::parse(std::string_view line) { return impl_->parse(line); }
 
 std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text) {
+    // Bounded like event times: "4052-11-23T10:04:12+02:00" overflowed int64 nanoseconds
+    // (found by fuzz_values).
     const auto t = parseRfc3339(text);
-    if (!t) {
-        return std::nullopt;
-    }
-    return t->seconds * kNanosPerSecond + t->nanos;
+    return t ? epochNanos(*t) : std::nullopt;
 }
 
 std::span<const ParsedLineOf> LineParser::parseMany(std::string_view lines) { return impl_->parseMany(lines); }

@@ -287,11 +287,20 @@ std::string rewriteEnvText(std::string_view text,
                            const std::vector<std::pair<std::string, std::string>>& set,
                            const std::vector<std::string>& unset, bool* changed);
 
+/// The 1-based line of the first definition whose quoted value is never closed (no
+/// matching quote anywhere after it, so rewriteEnvText's dialect reads it as a plain
+/// value), or nullopt. Such a file cannot be edited safely: a quote that an edit writes
+/// after it (a quoted value, an appended line) would close it and swallow the lines in
+/// between, so applyEnvFile refuses to change it (found by tests/fuzz/fuzz_env_file.cpp).
+/// Pure; thread-safe.
+std::optional<std::size_t> envUnterminatedQuoteLine(std::string_view text);
+
 /// Applies rewriteEnvText to a file atomically: temp file in the same directory with
 /// the original's mode (and owner when permitted), fsync, rename over, fsync the
 /// directory; the previous version is kept as `<path>.rollguard.bak` when `backup`.
 ///
-/// Details: keys must match [A-Za-z_][A-Za-z0-9_]*. A symlink is followed and its target
+/// Details: keys must match [A-Za-z_][A-Za-z0-9_]*. A file with a quoted value that is
+/// never closed (envUnterminatedQuoteLine) is not changed: the hook fails with its line. A symlink is followed and its target
 /// edited (the link stays). An exclusive flock(2) on the existing file is held while
 /// reading and rewriting (waited for up to `timeout`). A missing file fails with
 /// "<path> does not exist (set create = true to create it)" unless `create`, which

@@ -44,7 +44,8 @@ struct ParsedLine {
 };
 
 /// An RFC 3339 timestamp ("2026-11-23T10:04:12.5Z", "...+02:00"; the zone is required)
-/// as nanoseconds since the Unix epoch; nullopt when it is not one. The parser of
+/// as nanoseconds since the Unix epoch; nullopt when it is not one or lies outside the
+/// years int64 nanoseconds reach (about 1685..2255, the bound event times use too). The parser of
 /// `timestamp` fields, for the command line's --from/--to too.
 std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text);
 
