@@ -196,3 +196,30 @@ TEST_CASE("fuzz: RFC 3339 timestamps past the int64 nanosecond range are refused
     CHECK(parseRfc3339Nanos("1970-01-01T00:00:01Z") == std::optional<std::int64_t>{1'000'000'000});
     CHECK(parseRfc3339Nanos("2200-01-01T00:00:00Z").has_value());
 }
+
+TEST_CASE("fuzz: an object with a stray colon between fields is invalid JSON in a batch too", "[fuzz][line_parser]") {
+    // The stream walked `{"":"":}` to its closing brace and evaluate() refused it for a
+    // missing field, where parse() says invalid JSON: a refused line now takes parse()'s
+    // word. fuzz_line_parser's config 5 (the first byte 0x7d picks it).
+    LogSourceConfig config;
+    config.name = "labels_only";
+    config.error.kind = ErrorPredicate::Kind::IsTrue;
+    config.error.field = "x.y.z.failed";
+    config.labels = {{"a", "k8s.pod.name"}, {"b", "n"}, {"c", "v"}};
+    config.time = TimeMode::Event;
+    config.timestamp = "time.unix_nano";
+    config.timestamp_unit = LatencyUnit::Nanoseconds;
+    LineParser batch(config);
+    LineParser single(config);
+    const std::string input = regression("line_parser", "extra-colon-batch");
+    REQUIRE(input.size() > 1);
+    const auto many = batch.parseMany(std::string_view(input).substr(1));
+    REQUIRE(many.size() == 2);
+    CHECK_FALSE(many[0].parsed.ok);
+    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
+    for (const auto& entry : many) {
+        const ParsedLine alone = single.parse(entry.line);
+        CHECK(alone.ok == entry.parsed.ok);
+        CHECK(alone.reason == entry.parsed.reason);
+    }
+}

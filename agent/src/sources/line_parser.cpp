@@ -1231,6 +1231,16 @@ std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines
         }
         i = j;
     }
+    // A line the stream read as a whole object but evaluate() refused gets its reason from
+    // parse(): the stream's walk can pass over malformed text between the fields it reads
+    // (`{"":"":}` came out MissingField instead of InvalidJson; found by
+    // fuzz_line_parser), and a refused line is rare enough to be read twice.
+    for (std::size_t k = 0; k < windowed; ++k) {
+        if (!many[k].parsed.ok) {
+            many[k].parsed = parse(many[k].line);
+            keepLabels(k);
+        }
+    }
     if (windowed < many.size()) {
         many.back().parsed = parse(many.back().line);
         keepLabels(many.size() - 1);
