@@ -52,17 +52,10 @@ if ! [[ "$tick" =~ ^([0-9]+)ms$ ]] || ((BASH_REMATCH[1] < 10 || BASH_REMATCH[1] 
     exit 2
 fi
 tick_ms=${tick%ms}
-rollguard="$build/rollguard"
-hookstamp="$build/tests/rollguard-hookstamp"
-for bin in "$rollguard" "$hookstamp"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "bench_detection: $bin not found; build first: cmake --build $build --target rollguard rollguard-hookstamp" >&2
-        exit 2
-    fi
-done
-command -v curl >/dev/null || { echo "bench_detection: curl not found" >&2; exit 2; }
-rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
-hookstamp=$(cd "$(dirname "$hookstamp")" && pwd)/rollguard-hookstamp
+# shellcheck source=../scripts/need_bins.sh
+source "$(dirname "$0")/../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard hookstamp=tests/rollguard-hookstamp
+need_commands curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-detection.XXXXXX")
 agent_pid=""

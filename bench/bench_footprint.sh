@@ -42,17 +42,10 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds < 1)) || ! [[ "$rate" =~ ^[0-9]+$
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 demo_config="$here/../config/demo.toml"
-rollguard="$build/rollguard"
-loggen="$build/tests/rollguard-loggen"
-for bin in "$rollguard" "$loggen"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "bench_footprint: $bin not found; build first: cmake --build $build --target rollguard rollguard-loggen" >&2
-        exit 2
-    fi
-done
-command -v curl >/dev/null || { echo "bench_footprint: curl not found" >&2; exit 2; }
-rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
-loggen=$(cd "$(dirname "$loggen")" && pwd)/rollguard-loggen
+# shellcheck source=../scripts/need_bins.sh
+source "$here/../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard loggen=tests/rollguard-loggen
+need_commands curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-footprint.XXXXXX")
 agent_pid=""

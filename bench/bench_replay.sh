@@ -17,14 +17,9 @@ set -euo pipefail
 
 build=${1:-build}
 lines=${2:-2000000}
-rollguard="$build/rollguard"
-loggen="$build/tests/rollguard-loggen"
-for bin in "$rollguard" "$loggen"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "bench_replay: $bin not found; build first: cmake --build $build --target rollguard rollguard-loggen" >&2
-        exit 2
-    fi
-done
+# shellcheck source=../scripts/need_bins.sh
+source "$(dirname "$0")/../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard loggen=tests/rollguard-loggen
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench-replay.XXXXXX")
 trap 'rm -rf "$work"' EXIT

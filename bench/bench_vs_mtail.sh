@@ -38,15 +38,10 @@ if ! [[ "$lines" =~ ^[0-9]+$ ]] || ((lines < 1000)); then
     exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-rollguard="$build/rollguard"
-loggen="$build/tests/rollguard-loggen"
 program="$here/mtail/router.mtail"
-for bin in "$rollguard" "$loggen"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "bench_vs_mtail: $bin not found; build first: cmake --build $build --target rollguard rollguard-loggen" >&2
-        exit 2
-    fi
-done
+# shellcheck source=../scripts/need_bins.sh
+source "$here/../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard loggen=tests/rollguard-loggen
 mtail=$(command -v mtail || true)
 if [[ -z "$mtail" ]]; then
     echo "bench_vs_mtail: mtail not found (apt-get install mtail; scripts/install-deps.sh installs it)" >&2

@@ -78,21 +78,10 @@ if [[ "$lines" -lt 10 ]]; then
     exit 2
 fi
 
-rollguard="$build/rollguard"
-writer="$build/tests/rollguard-logwriter"
-for bin in "$rollguard" "$writer"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "kill_ingest: $bin not found; build first:" >&2
-        echo "  cmake --build $build --target rollguard rollguard-logwriter" >&2
-        exit 2
-    fi
-done
-if ! command -v curl >/dev/null; then
-    echo "kill_ingest: needs curl" >&2
-    exit 2
-fi
-rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
-writer=$(cd "$(dirname "$writer")" && pwd)/rollguard-logwriter
+# shellcheck source=../../scripts/need_bins.sh
+source "$(dirname "$0")/../../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard writer=tests/rollguard-logwriter
+need_commands curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-kill-ingest.XXXXXX")
 agent_pid=""

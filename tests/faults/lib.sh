@@ -8,13 +8,10 @@ FAULT_FAILED=()
 FAULT_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # fault_need_bins BUILD: sets ROLLGUARD; exits 2 with the cmake command when missing.
+# shellcheck source=../../scripts/need_bins.sh
+source "$FAULT_HERE/../../scripts/need_bins.sh"
 fault_need_bins() {
-    ROLLGUARD="$1/rollguard"
-    if [[ ! -x "$ROLLGUARD" ]]; then
-        echo "$(basename "$0"): $ROLLGUARD not found; build first: cmake --build $1 --target rollguard" >&2
-        exit 2
-    fi
-    ROLLGUARD=$(cd "$(dirname "$ROLLGUARD")" && pwd)/rollguard
+    need_bins "$1" ROLLGUARD=rollguard
 }
 
 fault_tempdir() {  # fault_tempdir VAR: a new temp dir in VAR, removed by fault_cleanup

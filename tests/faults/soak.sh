@@ -77,21 +77,10 @@ if [[ "$seconds" -lt 10 ]]; then
     exit 2
 fi
 
-rollguard="$build/rollguard"
-writer="$build/tests/rollguard-logwriter"
-for bin in "$rollguard" "$writer"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "soak: $bin not found; build first:" >&2
-        echo "  cmake --build $build --target rollguard rollguard-logwriter" >&2
-        exit 2
-    fi
-done
-if ! command -v curl >/dev/null; then
-    echo "soak: needs curl" >&2
-    exit 2
-fi
-rollguard=$(cd "$(dirname "$rollguard")" && pwd)/rollguard
-writer=$(cd "$(dirname "$writer")" && pwd)/rollguard-logwriter
+# shellcheck source=../../scripts/need_bins.sh
+source "$(dirname "$0")/../../scripts/need_bins.sh"
+need_bins "$build" rollguard=rollguard writer=tests/rollguard-logwriter
+need_commands curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-soak.XXXXXX")
 agent_pid=""
