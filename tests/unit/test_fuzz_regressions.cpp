@@ -42,6 +42,18 @@ LogSourceConfig nestedConfig() {
     return c;
 }
 
+/// fuzz_line_parser's property on one batch: parseMany() gives every line of `text` what
+/// parse() gives it alone (a separate parser, so neither's buffers are shared).
+void checkBatchAgreesWithParse(const LogSourceConfig& config, std::string_view text) {
+    LineParser batch(config);
+    LineParser single(config);
+    for (const auto& entry : batch.parseMany(text)) {
+        const ParsedLine alone = single.parse(entry.line);
+        CHECK(alone.ok == entry.parsed.ok);
+        CHECK(alone.reason == entry.parsed.reason);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("fuzz: a malformed nested object is invalid JSON and nothing more is read from it", "[fuzz][line_parser]") {
@@ -66,23 +78,15 @@ TEST_CASE("fuzz: the batch that crashed parseMany gives every line what parse gi
     const std::string input = regression("line_parser", "nested-object-malformed-batch");
     REQUIRE(input.size() > 1);
     REQUIRE(input[0] == '\0');  // config 0
-    const std::string text = input.substr(1);
     LineParser batch(nestedConfig());
-    LineParser single(nestedConfig());
-    const auto many = batch.parseMany(text);
-    REQUIRE_FALSE(many.empty());
-    for (const auto& entry : many) {
-        const ParsedLine alone = single.parse(entry.line);
-        CHECK(alone.ok == entry.parsed.ok);
-        CHECK(alone.reason == entry.parsed.reason);
-    }
+    REQUIRE_FALSE(batch.parseMany(std::string_view(input).substr(1)).empty());
+    checkBatchAgreesWithParse(nestedConfig(), std::string_view(input).substr(1));
 }
 
 TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line", "[fuzz][line_parser]") {
     // The stream passed over `\u009}` after `{}` and began its next document at the next
     // line, so `{}\u009}` came out of parseMany as a good line.
     LineParser batch(nestedConfig());
-    LineParser single(nestedConfig());
     const auto many = batch.parseMany("{}\\u009}\n\xff\n{\"http\":{\"status\":500}}\n");
     REQUIRE(many.size() == 3);
     CHECK_FALSE(many[0].parsed.ok);
@@ -90,12 +94,7 @@ TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line
     CHECK(many[1].parsed.reason == BadLineReason::InvalidUtf8);
     CHECK(many[2].parsed.ok);
     const std::string input = regression("line_parser", "garbage-after-object-batch");
-    const auto all = batch.parseMany(std::string_view(input).substr(1));
-    for (const auto& entry : all) {
-        const ParsedLine alone = single.parse(entry.line);
-        CHECK(alone.ok == entry.parsed.ok);
-        CHECK(alone.reason == entry.parsed.reason);
-    }
+    checkBatchAgreesWithParse(nestedConfig(), std::string_view(input).substr(1));
 }
 
 TEST_CASE("fuzz: a field without a value is invalid JSON in a batch too", "[fuzz][line_parser]") {
@@ -108,18 +107,13 @@ TEST_CASE("fuzz: a field without a value is invalid JSON in a batch too", "[fuzz
     config.timestamp = "ts";
     config.labels = {{"host", "host"}};
     LineParser batch(config);
-    LineParser single(config);
     const std::string input = regression("line_parser", "missing-value-batch");
     REQUIRE(input.size() > 1);
     const auto many = batch.parseMany(std::string_view(input).substr(1));
     REQUIRE(many.size() == 2);
     CHECK_FALSE(many[0].parsed.ok);
     CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    for (const auto& entry : many) {
-        const ParsedLine alone = single.parse(entry.line);
-        CHECK(alone.ok == entry.parsed.ok);
-        CHECK(alone.reason == entry.parsed.reason);
-    }
+    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
     LineParser plain(nestedConfig());
     CHECK_FALSE(plain.parseMany("{\"a\":}\n{\"a\":1,\"b\":]}\n")[0].parsed.ok);
 }
@@ -210,16 +204,11 @@ TEST_CASE("fuzz: an object with a stray colon between fields is invalid JSON in 
     config.timestamp = "time.unix_nano";
     config.timestamp_unit = LatencyUnit::Nanoseconds;
     LineParser batch(config);
-    LineParser single(config);
     const std::string input = regression("line_parser", "extra-colon-batch");
     REQUIRE(input.size() > 1);
     const auto many = batch.parseMany(std::string_view(input).substr(1));
     REQUIRE(many.size() == 2);
     CHECK_FALSE(many[0].parsed.ok);
     CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    for (const auto& entry : many) {
-        const ParsedLine alone = single.parse(entry.line);
-        CHECK(alone.ok == entry.parsed.ok);
-        CHECK(alone.reason == entry.parsed.reason);
-    }
+    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
 }
