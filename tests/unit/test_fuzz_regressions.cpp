@@ -212,3 +212,34 @@ TEST_CASE("fuzz: an object with a stray colon between fields is invalid JSON in 
     CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
     checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
 }
+
+TEST_CASE("fuzz: a skipped value followed by a colon is invalid JSON in a batch too", "[fuzz][line_parser]") {
+    // The same line as above under fuzz_line_parser's config 1 (first byte 0x3d): the
+    // stream skipped the unread value "" and took the ':' after it for the object's end,
+    // so the batch path accepted `{"":"":}` as a good line. A skipped scalar must now be
+    // followed by ',' or '}'.
+    LogSourceConfig config;
+    config.name = "seconds_in";
+    config.latency = LatencyField{};
+    config.latency->field = "latency";
+    config.latency->unit = LatencyUnit::Seconds;
+    config.error.kind = ErrorPredicate::Kind::StringIn;
+    config.error.field = "level";
+    config.error.in = {"error", "fatal", ""};
+    config.labels = {{"method", "req.method"}, {"route", "req.route"}};
+    const std::string input = regression("line_parser", "extra-colon-accepted-batch");
+    REQUIRE(input.size() > 1);
+    LineParser batch(config);
+    const auto many = batch.parseMany(std::string_view(input).substr(1));
+    REQUIRE_FALSE(many.empty());
+    CHECK_FALSE(many[0].parsed.ok);
+    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
+    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    // A skipped scalar followed by ',' or '}' is still a good line.
+    const auto good = batch.parseMany("{\"x\":\"\",\"latency\":0.5,\"level\":\"info\"}\n{\"latency\":1,\"x\":true}\n"
+                                      "{ \"x\" : 12 , \"latency\" : 2, \"y\": null }\n");
+    REQUIRE(good.size() == 3);
+    for (const auto& entry : good) {
+        CHECK(entry.parsed.ok);
+    }
+}

@@ -947,6 +947,15 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
             if (raw.empty() || raw[0] == '}' || raw[0] == ']' || raw[0] == ',' || raw[0] == ':') {
                 return false;
             }
+            // Nor that a ',' or the '}' follows a skipped scalar: in a batch `{"":"":}`
+            // passed as an object (found by fuzz_line_parser). The raw token ends at the
+            // next structural character, which a loaded document always has.
+            if (raw[0] != '{' && raw[0] != '[') {
+                const char next = raw.data()[raw.size()];
+                if (next != ',' && next != '}') {
+                    return false;
+                }
+            }
             continue;
         }
         od::value& v = field.value();
