@@ -54,6 +54,20 @@ void checkBatchAgreesWithParse(const LogSourceConfig& config, std::string_view t
     }
 }
 
+/// A batch regression: `name`'s input (its first byte chose the fuzz target's config)
+/// through parseMany(); its first line must be refused as invalid JSON, and every line
+/// must get what parse() gives it.
+void checkBatchRefusesFirstLine(const LogSourceConfig& config, const std::string& name, std::size_t lines) {
+    const std::string input = regression("line_parser", name);
+    REQUIRE(input.size() > 1);
+    LineParser batch(config);
+    const auto many = batch.parseMany(std::string_view(input).substr(1));
+    REQUIRE(many.size() == lines);
+    CHECK_FALSE(many[0].parsed.ok);
+    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
+    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+}
+
 }  // namespace
 
 TEST_CASE("fuzz: a malformed nested object is invalid JSON and nothing more is read from it", "[fuzz][line_parser]") {
@@ -106,14 +120,7 @@ TEST_CASE("fuzz: a field without a value is invalid JSON in a batch too", "[fuzz
     config.time = TimeMode::Event;
     config.timestamp = "ts";
     config.labels = {{"host", "host"}};
-    LineParser batch(config);
-    const std::string input = regression("line_parser", "missing-value-batch");
-    REQUIRE(input.size() > 1);
-    const auto many = batch.parseMany(std::string_view(input).substr(1));
-    REQUIRE(many.size() == 2);
-    CHECK_FALSE(many[0].parsed.ok);
-    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    checkBatchRefusesFirstLine(config, "missing-value-batch", 2);
     LineParser plain(nestedConfig());
     CHECK_FALSE(plain.parseMany("{\"a\":}\n{\"a\":1,\"b\":]}\n")[0].parsed.ok);
 }
@@ -203,14 +210,7 @@ TEST_CASE("fuzz: an object with a stray colon between fields is invalid JSON in 
     config.time = TimeMode::Event;
     config.timestamp = "time.unix_nano";
     config.timestamp_unit = LatencyUnit::Nanoseconds;
-    LineParser batch(config);
-    const std::string input = regression("line_parser", "extra-colon-batch");
-    REQUIRE(input.size() > 1);
-    const auto many = batch.parseMany(std::string_view(input).substr(1));
-    REQUIRE(many.size() == 2);
-    CHECK_FALSE(many[0].parsed.ok);
-    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    checkBatchRefusesFirstLine(config, "extra-colon-batch", 2);
 }
 
 TEST_CASE("fuzz: a skipped value followed by a colon is invalid JSON in a batch too", "[fuzz][line_parser]") {
@@ -227,15 +227,9 @@ TEST_CASE("fuzz: a skipped value followed by a colon is invalid JSON in a batch 
     config.error.field = "level";
     config.error.in = {"error", "fatal", ""};
     config.labels = {{"method", "req.method"}, {"route", "req.route"}};
-    const std::string input = regression("line_parser", "extra-colon-accepted-batch");
-    REQUIRE(input.size() > 1);
-    LineParser batch(config);
-    const auto many = batch.parseMany(std::string_view(input).substr(1));
-    REQUIRE_FALSE(many.empty());
-    CHECK_FALSE(many[0].parsed.ok);
-    CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    checkBatchRefusesFirstLine(config, "extra-colon-accepted-batch", 2);
     // A skipped scalar followed by ',' or '}' is still a good line.
+    LineParser batch(config);
     const auto good = batch.parseMany("{\"x\":\"\",\"latency\":0.5,\"level\":\"info\"}\n{\"latency\":1,\"x\":true}\n"
                                       "{ \"x\" : 12 , \"latency\" : 2, \"y\": null }\n");
     REQUIRE(good.size() == 3);
