@@ -10,8 +10,8 @@
 #      daemon) under ThreadSanitizer;
 #   5. every CTest test (unit, integration, golden, shipped configs...) under
 #      AddressSanitizer + UndefinedBehaviorSanitizer: the one full run of the suite;
-#   6. the libFuzzer targets (clang-14, ASan+UBSan) for FUZZ_SECONDS (default 30) each;
-#      line_parser replays its corpus and past crashes only (open findings, RELIABILITY.md).
+#   6. every libFuzzer target (clang-14, ASan+UBSan) for FUZZ_SECONDS (default 30) each,
+#      each seeded with its corpus and every past crash (tests/fuzz/regressions).
 # ROLLGUARD_SKIP_SANITIZERS=1 skips 4-6 and runs the suite on the optimised build instead
 # (a quicker local run). ROLLGUARD_SKIP_PROOFS=1 skips 3.
 set -euo pipefail
@@ -68,15 +68,7 @@ if [ "$skip_sanitizers" != 1 ]; then
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs" --timeout 600)
 
-  # line_parser's batch-vs-parse property still has open findings of one family (see
-  # docs/RELIABILITY.md, "Open"): CI replays its corpus and every past crash instead of
-  # mutating, so a run is not failed by that family; the other five targets are fuzzed.
-  step "fuzz targets, ${FUZZ_SECONDS:-30} s each (clang-14, ASan+UBSan)"
-  for target in exposition json_endpoint env_file config values; do
-    "$root/scripts/fuzz.sh" "$target" "${FUZZ_SECONDS:-30}"
-  done
-  step "fuzz target line_parser: its corpus and past crashes replayed"
-  "$root/build-fuzz/tests/fuzz/fuzz_line_parser" "$root"/tests/fuzz/corpus/line_parser/* \
-    "$root"/tests/fuzz/regressions/line_parser/* 2>&1 | tail -n 3
+  step "every fuzz target, ${FUZZ_SECONDS:-30} s each (clang-14, ASan+UBSan)"
+  "$root/scripts/fuzz.sh" all "${FUZZ_SECONDS:-30}"
 fi
 step "all tests passed"

@@ -15,6 +15,7 @@
 #include "rollguard/agent/hooks.h"
 #include "rollguard/agent/json_body.h"
 #include "rollguard/agent/log_source.h"
+#include "line_parser_configs.h"
 #include "temp_dir.h"
 
 using namespace rollguard::agent;
@@ -30,17 +31,7 @@ std::string regression(const std::string& target, const std::string& name) {
 
 /// fuzz_line_parser's config 0: latency at http.duration_ms (ms), error when
 /// http.status >= 500: two wants under one nested object.
-LogSourceConfig nestedConfig() {
-    LogSourceConfig c;
-    c.name = "nested_ms";
-    c.latency = LatencyField{};
-    c.latency->field = "http.duration_ms";
-    c.latency->unit = LatencyUnit::Milliseconds;
-    c.error.kind = ErrorPredicate::Kind::NumberAtLeast;
-    c.error.field = "http.status";
-    c.error.gte = 500;
-    return c;
-}
+LogSourceConfig nestedConfig() { return rollguard::fuzz::lineParserConfigs().at(0); }
 
 /// fuzz_line_parser's property on one batch: parseMany() gives every line of `text` what
 /// parse() gives it alone (a separate parser, so neither's buffers are shared).
@@ -54,18 +45,27 @@ void checkBatchAgreesWithParse(const LogSourceConfig& config, std::string_view t
     }
 }
 
-/// A batch regression: `name`'s input (its first byte chose the fuzz target's config)
-/// through parseMany(); its first line must be refused as invalid JSON, and every line
-/// must get what parse() gives it.
-void checkBatchRefusesFirstLine(const LogSourceConfig& config, const std::string& name, std::size_t lines) {
+/// A saved line_parser input replayed as the fuzz target does: its first byte chooses
+/// the config (returned), the rest goes through parseMany() and must agree with parse().
+LogSourceConfig replayLineParser(const std::string& name) {
     const std::string input = regression("line_parser", name);
     REQUIRE(input.size() > 1);
+    LogSourceConfig config = rollguard::fuzz::lineParserConfigFor(input);
+    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    return config;
+}
+
+/// A batch regression: `name`'s input replayed as above, with `lines` lines; the first
+/// must be refused as invalid JSON. Returns the config.
+LogSourceConfig checkBatchRefusesFirstLine(const std::string& name, std::size_t lines) {
+    LogSourceConfig config = replayLineParser(name);
+    const std::string input = regression("line_parser", name);
     LineParser batch(config);
     const auto many = batch.parseMany(std::string_view(input).substr(1));
     REQUIRE(many.size() == lines);
     CHECK_FALSE(many[0].parsed.ok);
     CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
-    checkBatchAgreesWithParse(config, std::string_view(input).substr(1));
+    return config;
 }
 
 }  // namespace
@@ -89,12 +89,8 @@ TEST_CASE("fuzz: a malformed nested object is invalid JSON and nothing more is r
 }
 
 TEST_CASE("fuzz: the batch that crashed parseMany gives every line what parse gives it", "[fuzz][line_parser]") {
-    const std::string input = regression("line_parser", "nested-object-malformed-batch");
-    REQUIRE(input.size() > 1);
-    REQUIRE(input[0] == '\0');  // config 0
-    LineParser batch(nestedConfig());
-    REQUIRE_FALSE(batch.parseMany(std::string_view(input).substr(1)).empty());
-    checkBatchAgreesWithParse(nestedConfig(), std::string_view(input).substr(1));
+    REQUIRE(regression("line_parser", "nested-object-malformed-batch").at(0) == '\0');  // config 0
+    replayLineParser("nested-object-malformed-batch");
 }
 
 TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line", "[fuzz][line_parser]") {
@@ -107,20 +103,14 @@ TEST_CASE("fuzz: parseMany does not trust an object followed by junk on its line
     CHECK(many[0].parsed.reason == BadLineReason::InvalidJson);
     CHECK(many[1].parsed.reason == BadLineReason::InvalidUtf8);
     CHECK(many[2].parsed.ok);
-    const std::string input = regression("line_parser", "garbage-after-object-batch");
-    checkBatchAgreesWithParse(nestedConfig(), std::string_view(input).substr(1));
+    replayLineParser("garbage-after-object-batch");
 }
 
 TEST_CASE("fuzz: a field without a value is invalid JSON in a batch too", "[fuzz][line_parser]") {
     // On-Demand skipped the missing value of a field the config does not read: the batch
     // path evaluated `{"":}` (bad_timestamp here, a good event with another config)
     // where parse() says invalid JSON.
-    LogSourceConfig config;
-    config.name = "ns_event";
-    config.time = TimeMode::Event;
-    config.timestamp = "ts";
-    config.labels = {{"host", "host"}};
-    checkBatchRefusesFirstLine(config, "missing-value-batch", 2);
+    checkBatchRefusesFirstLine("missing-value-batch", 2);
     LineParser plain(nestedConfig());
     CHECK_FALSE(plain.parseMany("{\"a\":}\n{\"a\":1,\"b\":]}\n")[0].parsed.ok);
 }
@@ -200,35 +190,17 @@ TEST_CASE("fuzz: RFC 3339 timestamps past the int64 nanosecond range are refused
 
 TEST_CASE("fuzz: an object with a stray colon between fields is invalid JSON in a batch too", "[fuzz][line_parser]") {
     // The stream walked `{"":"":}` to its closing brace and evaluate() refused it for a
-    // missing field, where parse() says invalid JSON: a refused line now takes parse()'s
-    // word. fuzz_line_parser's config 5 (the first byte 0x7d picks it).
-    LogSourceConfig config;
-    config.name = "labels_only";
-    config.error.kind = ErrorPredicate::Kind::IsTrue;
-    config.error.field = "x.y.z.failed";
-    config.labels = {{"a", "k8s.pod.name"}, {"b", "n"}, {"c", "v"}};
-    config.time = TimeMode::Event;
-    config.timestamp = "time.unix_nano";
-    config.timestamp_unit = LatencyUnit::Nanoseconds;
-    checkBatchRefusesFirstLine(config, "extra-colon-batch", 2);
+    // missing field, where parse() says invalid JSON. fuzz_line_parser's config 5 (the
+    // first byte 0x7d picks it).
+    checkBatchRefusesFirstLine("extra-colon-batch", 2);
 }
 
 TEST_CASE("fuzz: a skipped value followed by a colon is invalid JSON in a batch too", "[fuzz][line_parser]") {
     // The same line as above under fuzz_line_parser's config 1 (first byte 0x3d): the
     // stream skipped the unread value "" and took the ':' after it for the object's end,
-    // so the batch path accepted `{"":"":}` as a good line. A skipped scalar must now be
-    // followed by ',' or '}'.
-    LogSourceConfig config;
-    config.name = "seconds_in";
-    config.latency = LatencyField{};
-    config.latency->field = "latency";
-    config.latency->unit = LatencyUnit::Seconds;
-    config.error.kind = ErrorPredicate::Kind::StringIn;
-    config.error.field = "level";
-    config.error.in = {"error", "fatal", ""};
-    config.labels = {{"method", "req.method"}, {"route", "req.route"}};
-    checkBatchRefusesFirstLine(config, "extra-colon-accepted-batch", 2);
-    // A skipped scalar followed by ',' or '}' is still a good line.
+    // so the batch path accepted `{"":"":}` as a good line.
+    const LogSourceConfig config = checkBatchRefusesFirstLine("extra-colon-accepted-batch", 2);
+    // Skipped values of every kind, with blanks around them, still make good lines.
     LineParser batch(config);
     const auto good = batch.parseMany("{\"x\":\"\",\"latency\":0.5,\"level\":\"info\"}\n{\"latency\":1,\"x\":true}\n"
                                       "{ \"x\" : 12 , \"latency\" : 2, \"y\": null }\n");
@@ -236,4 +208,73 @@ TEST_CASE("fuzz: a skipped value followed by a colon is invalid JSON in a batch 
     for (const auto& entry : good) {
         CHECK(entry.parsed.ok);
     }
+}
+
+TEST_CASE("fuzz: a nested field without a value is invalid JSON in a batch too", "[fuzz][line_parser]") {
+    // fuzz_line_parser's config 2 (first byte 0x02). On-Demand skipped the unread value
+    // of "u31" by counting brackets and took the '}' for it, so the stream's document
+    // ended at depth 0 on the last line of its window and the batch path accepted
+    // `{"t":{"u31":}}`. The batch path now takes a line only when its walk consumed
+    // exactly the line's tokens and the line ends with '}', as parse() requires.
+    const LogSourceConfig config = replayLineParser("nested-missing-value-batch");
+    const std::string input = regression("line_parser", "nested-missing-value-batch");
+    REQUIRE(input.size() > 1);
+    LineParser batch(config);
+    const auto many = batch.parseMany(std::string_view(input).substr(1));
+    REQUIRE(many.size() == 3);
+    CHECK(many[1].line == R"({"t":{"u31":}})");
+    CHECK_FALSE(many[1].parsed.ok);
+    CHECK(many[1].parsed.reason == BadLineReason::InvalidJson);
+    // The same line last in a window, first in a window, and between good lines.
+    const std::string good = R"({"t":{"us":1500,"u31":2},"status":200})";
+    for (const std::string& text : {std::string(R"({"t":{"u31":}})") + "\n",
+                                   std::string(R"({"t":{"u31":}})") + "\n" + good + "\n",
+                                   good + "\n" + R"({"t":{"u31":}})" + "\n" + good + "\n"}) {
+        checkBatchAgreesWithParse(config, text);
+        LineParser fresh(config);
+        for (const auto& entry : fresh.parseMany(text)) {
+            CHECK(entry.parsed.ok == (entry.line == good));
+        }
+    }
+}
+
+TEST_CASE("fuzz: an object whose line goes on past the indexed stream is not trusted", "[fuzz][line_parser]") {
+    // fuzz_line_parser's config 0 (first byte 0x00). Stage 1 of the stream dropped
+    // `\u70,"status":429}` as the truncated tail of an incomplete document, so the walk of
+    // `{}` ended at the end of what was indexed, which looked like the window's end.
+    replayLineParser("truncated-tail-batch");
+    LineParser batch(nestedConfig());
+    const auto many = batch.parseMany("{\"http\":{\"status\":200}}\n{}\\u70,\"status\":429}\n");
+    REQUIRE(many.size() == 2);
+    CHECK(many[0].parsed.ok);
+    CHECK_FALSE(many[1].parsed.ok);
+    CHECK(many[1].parsed.reason == BadLineReason::InvalidJson);
+}
+
+TEST_CASE("fuzz: the last line of a batch is trusted only when the stream ends after it", "[fuzz][line_parser]") {
+    // fuzz_line_parser's config 4 (first byte 0x04). Stage 1 of the stream left out
+    // `\xf2}` as an incomplete document and checked its UTF-8 only in a second pass, so
+    // the walk of the line's object ended where the indexed stream ended and the line
+    // came out as invalid JSON (an unreadable "start") where parse() says invalid UTF-8.
+    const LogSourceConfig config = replayLineParser("utf8-in-tail-batch");
+    // The same with a good line before it: that one is read from the stream, the last
+    // line is refused for its bytes.
+    LineParser batch(config);
+    const auto many = batch.parseMany("{\"start\":1,\"timing\":{\"end\":3}}\n{\"start\":1} \"\xf2\"\n");
+    REQUIRE(many.size() == 2);
+    CHECK(many[0].parsed.ok);
+    CHECK(many[0].parsed.latency_seconds == Approx(0.002));
+    CHECK_FALSE(many[1].parsed.ok);
+    CHECK(many[1].parsed.reason == BadLineReason::InvalidUtf8);
+}
+
+TEST_CASE("fuzz: a walk that runs off the indexed stream is not trusted", "[fuzz][line_parser]") {
+    // fuzz_line_parser's config 5 (first byte 0x7d). Stage 1 of the stream left out the
+    // second line as an incomplete document; the walk of `{"":"":nul}` then read the
+    // sentinel position after the indexed part, whose byte is the input after the window:
+    // a '}' (the third line's first byte) closed the object and the walk seemed to end
+    // at the second line. The stream then ended instead of beginning a document there.
+    const LogSourceConfig config = checkBatchRefusesFirstLine("extra-colon-null-batch", 3);
+    // The same window followed by a line that does not begin with '}'.
+    checkBatchAgreesWithParse(config, "{\"\":\"\":nul}\n{\"level\":1,\"req\":ne}:}\n {\"n\":1}");
 }

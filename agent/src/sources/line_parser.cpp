@@ -941,21 +941,6 @@ bool LineParser::Impl::readFields(od::object& obj, bool escapes) {
             }
         }
         if (hit == nullptr) {
-            // On-Demand skips a value it is not asked for without checking that there is
-            // one: in a batch `{"":}` passed as an object (found by fuzz_line_parser).
-            const std::string_view raw = field.value().raw_json_token();
-            if (raw.empty() || raw[0] == '}' || raw[0] == ']' || raw[0] == ',' || raw[0] == ':') {
-                return false;
-            }
-            // Nor that a ',' or the '}' follows a skipped scalar: in a batch `{"":"":}`
-            // passed as an object (found by fuzz_line_parser). The raw token ends at the
-            // next structural character, which a loaded document always has.
-            if (raw[0] != '{' && raw[0] != '[') {
-                const char next = raw.data()[raw.size()];
-                if (next != ',' && next != '}') {
-                    return false;
-                }
-            }
             continue;
         }
         od::value& v = field.value();
@@ -1104,75 +1089,91 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
     if (parser.iterate_many(json, size, batch).get(stream)) {
         return 0;
     }
-    // `line`: the next non-blank line, which the next document must begin. `unsure`: the
-    // line whose object was read last, trusted only once the next document begins
-    // exactly at the next non-blank line's first byte (then nothing followed that object
-    // on its line) or the stream ended cleanly after it.
+    // The one rule that holds the stream to parse(): a line is taken from the stream only
+    // when its document's walk (readFields, the same walk parse() makes) began at the
+    // line's first byte, stayed alive, ended at depth 0 and consumed exactly the line's
+    // tokens, and the stream then went on exactly as if the line were whole: the next
+    // document began at the next non-blank line's first byte or, after the window's last
+    // line, the stream ended with nothing left over. Each window ends with a newline, so
+    // stage 1 splits no string across lines and gives a line the same tokens as parse()'s
+    // own stage 1; the walk over them is the same, and so is its result. On top of that,
+    // parse()'s stage 2 wants the line's last token to be '}' (On-Demand checks that only
+    // outside a stream).
+    //
+    // Why both the walk's end and the stream's next document: On-Demand skips values it is
+    // not asked for by counting brackets, so a document can end elsewhere than its line
+    // (`{}\u009}`, `{"":}`, `{"":"":}`, `{"t":{"u31":}}`); and stage 1 of a stream leaves out
+    // a tail it takes for an incomplete document, checks it (UTF-8 included) only in a
+    // second pass, and a walk that runs off the indexed part reads sentinel positions
+    // whose bytes are the input after the window (`{"":"":nul}` before a line that began
+    // with '}' looked whole). All of these were found by fuzz_line_parser.
     std::size_t line = first;
     const std::size_t last = first + count;
-    std::optional<std::size_t> unsure;
-    const auto skipBlank = [&]() {
-        while (line < last && isJsonBlank(many[line].line)) {
-            many[line].parsed = ParsedLine{};  // what parse() says of a blank line
-            ++line;
+    const auto nonBlankFrom = [&](std::size_t i) {
+        while (i < last && isJsonBlank(many[i].line)) {
+            ++i;
         }
+        return i;
     };
+    // Offsets from `text`, which are offsets in `json` too (the padded copy starts alike).
     const auto firstByte = [&](std::size_t i) {
         const std::string_view l = many[i].line;
-        std::size_t k = 0;
-        while (l[k] == ' ' || l[k] == '\t' || l[k] == '\r') {
-            ++k;
-        }
+        const std::size_t k = l.find_first_not_of(" \t\r");
         return static_cast<std::size_t>(l.data() - text) + k;
     };
-    skipBlank();
-    for (auto it = stream.begin(); it != stream.end(); ++it) {
-        // Anything but the next line's object stops here; the stream is abandoned
-        // (continuing it after an error is not safe).
+    const auto endsWithBrace = [&](std::size_t i) {
+        const std::string_view l = many[i].line;
+        return l[l.find_last_not_of(" \t\r")] == '}';
+    };
+    const auto consumedExactly = [&](od::document& doc, std::size_t next) {
+        if (!doc.is_alive() || doc.current_depth() != 0) {
+            return false;
+        }
+        const auto at = doc.current_location();
+        if (next == last) {
+            return at.error() == sj::OUT_OF_BOUNDS;
+        }
+        return at.error() == sj::SUCCESS && static_cast<std::size_t>(at.value_unsafe() - json) == firstByte(next);
+    };
+    const auto blanksUpTo = [&](std::size_t stop) {
+        for (; line < stop; ++line) {
+            many[line].parsed = ParsedLine{};  // what parse() says of a blank line
+        }
+    };
+    blanksUpTo(nonBlankFrom(line));
+    // The line read last, until the stream confirms it as above.
+    std::optional<std::size_t> unconfirmed;
+    auto it = stream.begin();
+    for (; it != stream.end(); ++it) {
+        // The stream is abandoned at the first line it does not vouch for (continuing a
+        // stream after an error is not safe); parseMany() sends that line to parse().
         if (line == last || it.current_index() != firstByte(line)) {
-            // Something else followed the previous object: not trusted either.
-            return (unsure ? *unsure : line) - first;
+            break;
         }
-        unsure.reset();
-        od::document_reference doc;
-        if ((*it).get(doc)) {
-            return line - first;
-        }
+        unconfirmed.reset();
+        od::document_reference ref;
         od::json_type type{};
-        if (doc.type().get(type) || type != od::json_type::object) {
-            return line - first;  // not-an-object lines are told apart by the per-line path
+        if ((*it).get(ref) || ref.type().get(type) || type != od::json_type::object) {
+            break;  // not-an-object lines are told apart by the per-line path
         }
-        // Nothing but blanks may follow the document on its line: the stream passed over
-        // `\u009}` after `{}` and began its next document at the next line, so the check
-        // above alone trusted `{}\u009}` (found by fuzz_line_parser). source() spans the
-        // document to its matching closing brace, by the structural indexes
-        // (only defined for a document that loaded).
-        {
-            // Offsets: source() points into `json`, which may be the padded copy.
-            const std::string_view src = it.source();
-            const auto object_end = static_cast<std::size_t>(src.data() - json) + src.size();
-            const std::string_view l = many[line].line;
-            const auto line_end = static_cast<std::size_t>(l.data() - text) + l.size();
-            if (object_end > line_end || !isJsonBlank(std::string_view(text + object_end, line_end - object_end))) {
-                return line - first;
-            }
-        }
+        od::document& doc = ref;
         od::object obj;
-        if (doc.get_object().get(obj) || !readFields(obj, escapes) || doc.current_depth() != 0) {
-            return line - first;
+        const std::size_t next = nonBlankFrom(line + 1);
+        if (doc.get_object().get(obj) || !readFields(obj, escapes) || !consumedExactly(doc, next) ||
+            !endsWithBrace(line)) {
+            break;
         }
         many[line].parsed = evaluate();
         keepLabels(line);
-        unsure = line;
+        unconfirmed = line;
         ++line;
-        skipBlank();
+        blanksUpTo(next);
     }
-    // A clean end: every line had its document, and the stream did not silently drop a
-    // tail it took for an incomplete document ("{..}}" or "{..}{" on the last line).
-    if (line == last && stream.truncated_bytes() == 0) {
-        return count;
+    // Only a line read last and followed by a clean end of the stream is confirmed here.
+    if (unconfirmed && (line != last || it != stream.end() || stream.truncated_bytes() != 0)) {
+        return *unconfirmed - first;
     }
-    return (unsure ? *unsure : line) - first;
+    return line - first;
 }
 
 std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines) {
@@ -1239,16 +1240,6 @@ std::span<const ParsedLineOf> LineParser::Impl::parseMany(std::string_view lines
             }
         }
         i = j;
-    }
-    // A line the stream read as a whole object but evaluate() refused gets its reason from
-    // parse(): the stream's walk can pass over malformed text between the fields it reads
-    // (`{"":"":}` came out MissingField instead of InvalidJson; found by
-    // fuzz_line_parser), and a refused line is rare enough to be read twice.
-    for (std::size_t k = 0; k < windowed; ++k) {
-        if (!many[k].parsed.ok) {
-            many[k].parsed = parse(many[k].line);
-            keepLabels(k);
-        }
     }
     if (windowed < many.size()) {
         many.back().parsed = parse(many.back().line);
