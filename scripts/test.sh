@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (`.ci/run` runs exactly this). In order:
-#   1. build with warnings as errors (optimised: RelWithDebInfo), every target;
+#   1. build with warnings as errors (optimised: RelWithDebInfo) the programs: the agent,
+#      the tools of tests/tools and the benchmarks (every target, test binaries included,
+#      with ROLLGUARD_SKIP_SANITIZERS=1, when the suite runs on this build);
 #   2. `rollguard check` on every shipped config;
 #   3. the short versions of the proofs of docs/RELIABILITY.md and docs/PERFORMANCE.md on
 #      that optimised build: soak, kill -9 during ingest and during rollback hooks, a
@@ -21,8 +23,15 @@ jobs=$(nproc 2>/dev/null || echo 2)
 skip_sanitizers=${ROLLGUARD_SKIP_SANITIZERS:-0}
 step() { echo "==> $* ($(date -u +%H:%M:%S))"; }
 
-step "build (warnings are errors)"
-"$root/scripts/build.sh" "$root/build"
+if [ "$skip_sanitizers" = 1 ]; then
+  step "build (warnings are errors)"
+  "$root/scripts/build.sh" "$root/build"
+else
+  # The suite runs in the sanitizer builds below; this optimised build makes the agent,
+  # the tools the proofs run and the benchmarks (target rollguard_programs).
+  step "build the programs (warnings are errors)"
+  ROLLGUARD_BUILD_TARGET=rollguard_programs "$root/scripts/build.sh" "$root/build"
+fi
 
 step "rollguard check on every shipped config"
 find "$root/config" -name '*.toml' -print0 | sort -z | while IFS= read -r -d '' f; do

@@ -1096,9 +1096,9 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
     // document began at the next non-blank line's first byte or, after the window's last
     // line, the stream ended with nothing left over. Each window ends with a newline, so
     // stage 1 splits no string across lines and gives a line the same tokens as parse()'s
-    // own stage 1; the walk over them is the same, and so is its result. On top of that,
-    // parse()'s stage 2 wants the line's last token to be '}' (On-Demand checks that only
-    // outside a stream).
+    // own stage 1; the walk over them is the same, and so is its result. (parse() also
+    // has On-Demand check that a document's last token is '}'; here the walk itself ends
+    // on the root object's '}', the only token that closes it.)
     //
     // Why both the walk's end and the stream's next document: On-Demand skips values it is
     // not asked for by counting brackets, so a document can end elsewhere than its line
@@ -1120,10 +1120,6 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         const std::string_view l = many[i].line;
         const std::size_t k = l.find_first_not_of(" \t\r");
         return static_cast<std::size_t>(l.data() - text) + k;
-    };
-    const auto endsWithBrace = [&](std::size_t i) {
-        const std::string_view l = many[i].line;
-        return l[l.find_last_not_of(" \t\r")] == '}';
     };
     const auto consumedExactly = [&](od::document& doc, std::size_t next) {
         if (!doc.is_alive() || doc.current_depth() != 0) {
@@ -1159,8 +1155,7 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         od::document& doc = ref;
         od::object obj;
         const std::size_t next = nonBlankFrom(line + 1);
-        if (doc.get_object().get(obj) || !readFields(obj, escapes) || !consumedExactly(doc, next) ||
-            !endsWithBrace(line)) {
+        if (doc.get_object().get(obj) || !readFields(obj, escapes) || !consumedExactly(doc, next)) {
             break;
         }
         many[line].parsed = evaluate();

@@ -91,10 +91,11 @@ public:
     /// each exactly what parse(line) returns (a blank line is InvalidJson, as there); it
     /// stays valid until the next call. Lines are parsed in windows of many lines with
     /// simdjson's iterate_many; a line's result is trusted only when its document was an
-    /// object that began at the line's first non-blank byte and the next document began
-    /// at the next non-blank line's (or the stream ended cleanly). The first line the
-    /// stream cannot vouch for goes through parse() and the stream starts again after it,
-    /// so a bad line never changes what its neighbours get.
+    /// object that began at the line's first non-blank byte, whose walk consumed exactly
+    /// the line's tokens, and the next document began at the next non-blank line's (or
+    /// the stream ended cleanly): see parseWindow() and docs/RELIABILITY.md (fuzzing).
+    /// The first line the stream cannot vouch for goes through parse() and the stream
+    /// starts again after it, so a bad line never changes what its neighbours get.
     std::span<const ParsedLineOf> parseMany(std::string_view lines);
 
 private:
