@@ -2,7 +2,7 @@
 // at a steady rate: healthy first, then degraded (latency x4 and ~8% 5xx), as a bad
 // canary would. Used by the demo and by end-to-end tests.
 // With --no-sleep it writes as fast as it can on a virtual clock (timestamps still step
-// by 1/rate), and --count N stops after N lines: how bench/bench_replay.sh makes a large
+// by 1/rate), and --count N stops after N lines: how bench/bench_vs_mtail.sh makes a large
 // realistic file. --wide adds client address and user agent (lines of ~230-250 bytes).
 
 #include <chrono>
