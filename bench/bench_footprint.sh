@@ -90,9 +90,10 @@ counted() {
 
 clk_tck=$(getconf CLK_TCK)
 # cpu_ticks PID: user + system clock ticks of PID (fields 14 and 15 of /proc/PID/stat;
-# the command name in field 2 has no spaces here).
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# the command name in field 2 has no spaces here). It and status_kb fail (with the
+# message) when the daemon is gone: in `x=$(...)` set -e then ends the script, not silently.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || fail "the daemon exited (no /proc/$1)"; }
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || fail "the daemon exited (no /proc/$1)"; }
 now_ns() { date +%s%N; }
 
 # One second to settle after start-up (the first tick, the listener), then the idle phase.
@@ -115,7 +116,7 @@ writer_pid=$!
 # The daemon's peak thread count and RSS while loaded, sampled every 0.5 s.
 load_threads=0
 while kill -0 "$writer_pid" 2>/dev/null; do
-    n=$(status_kb "$agent_pid" Threads || echo 0)
+    n=$(status_kb "$agent_pid" Threads)
     ((n > load_threads)) && load_threads=$n
     sleep 0.5
 done
@@ -134,8 +135,9 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 load_rss=$(status_kb "$agent_pid" VmRSS); load_hwm=$(status_kb "$agent_pid" VmHWM)
-[[ -n "$caught_up_ms" ]] || fail "the daemon counted $(counted) of $written lines 30 s after the writer stopped"
-read -r wu ws <"$work/writer.time"
+[[ -n "$caught_up_ms" ]] ||
+    fail "lines counted 30 s after the writer stopped (rollguard_source_lines_total): $(counted || true), want $written"
+read -r wu ws <"$work/writer.time" || fail "the writer's CPU time is missing: '$(cat "$work/writer.time")'"
 errors=$(grep -c ' error ' "$work/agent.err" || true)
 
 awk -v secs="$seconds" -v rate="$rate" -v tck="$clk_tck" -v written="$written" -v expected="$expected" \

@@ -120,16 +120,17 @@ TOML
     "$ROLLGUARD" run -c "$d/rollguard.toml" >"$d/out1" 2>"$d/err1" &
     daemon=$!
     FAULT_PIDS+=("$daemon")
-    fault_wait 10 fault_healthy "$port" || { fault_check "trial $trial" 1 "daemon did not become healthy"; continue; }
+    fault_wait 10 fault_healthy "$port" ||
+        { fault_check "trial $trial" 1 "the daemon did not answer /healthz within 10 s, want healthy"; continue; }
     fault_status_lines 20 503 >>"$d/app.log"
     if ! fault_wait 10 compgen -G "$d/state/incidents/*.json" >/dev/null; then
-        fault_check "trial $trial" 1 "no incident record after the breach"
+        fault_check "trial $trial" 1 "no incident record 10 s after the breach, want one"
         fault_stop_pid "$daemon" KILL
         continue
     fi
     delay_ms=$((RANDOM % 501))
     sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
-    kill -KILL "$daemon"
+    fault_expect "trial $trial" "the daemon had exited before its SIGKILL, want running" kill -KILL "$daemon"
     wait "$daemon" 2>/dev/null || true
     # The hook running at the kill, as the record on disk says ("-": none, all done).
     running=$(python3 - "$d/state/incidents" <<'PY'
@@ -140,7 +141,7 @@ r = json.load(open(os.path.join(d, names[0])))
 run = [h["hook"] for h in r["hooks"] if h["status"] == "running"]
 print(run[0] if run else ("-" if r["complete"] else "between"))
 PY
-)
+) || running="unknown"  # the checks below say why
     killed_in[$running]=$((${killed_in[$running]:-0} + 1))
     # A script left running (its own process group outlives the daemon) finishes first.
     for pid in $(awk '$1 == "start" { s[$3] = 1 } $1 == "end" { delete s[$3] } END { for (p in s) print p }' "$d/ledger"); do
@@ -162,13 +163,12 @@ PY
     }
     fault_wait 10 record_complete "$d/state/incidents" || true
     # Ten more ticks of the still-breaching rule: a broken latch would open incident 2.
-    evals=$(fault_metric "$port" rollguard_evaluations_total)
-    fault_wait 10 fault_metric_ge "$port" rollguard_evaluations_total $((${evals:-0} + 10)) || true
+    fault_wait_ticks "$port" 10 || true
     state=$(fault_metric "$port" 'rollguard_rule_state{group="",rule="errors",severity="critical"}')
     latched=$(fault_metric "$port" 'rollguard_rule_rollback_latched{group="",rule="errors",severity="critical"}')
     opened=$(fault_metric "$port" rollguard_incidents_total)
-    kill -TERM "$daemon"
-    wait "$daemon" 2>/dev/null || true
+    fault_expect "trial $trial" "the restarted daemon had exited before its stop, want running" kill -0 "$daemon"
+    fault_stop_pid "$daemon" TERM
 
     # ---- checks ----
     summary=$(python3 - "$d" "$running" "$trial" <<'PY'
@@ -181,11 +181,11 @@ if len(names) != 1:
 else:
     r = json.load(open(d + "/state/incidents/" + names[0]))
     if not r["complete"]:
-        errs.append("incident not complete after the restart")
+        errs.append("incident record not complete after the restart, want complete")
     runs = {h["hook"]: h["runs"] for h in r["hooks"]}
     for h in r["hooks"]:
         if h["status"] != "ok":
-            errs.append(f"hook {h['hook']} {h['status']}: {h['message']}")
+            errs.append(f"hook {h['hook']} {h['status']} ({h['message']}), want ok")
     ends = collections.Counter(l.split()[1] for l in open(d + "/ledger") if l.startswith("end "))
     starts = collections.Counter(l.split()[1] for l in open(d + "/ledger") if l.startswith("start "))
     # The record counts a run when the daemon marks the hook running, just before it
@@ -193,7 +193,7 @@ else:
     for s in ("s1", "s2"):
         low = runs.get(s, 0) - (1 if s == running else 0)
         if not (low <= starts[s] <= runs.get(s, 0)):
-            errs.append(f"{s}: ledger has {starts[s]} starts, record says {runs.get(s)} runs")
+            errs.append(f"{s}: ledger has {starts[s]} starts, want {low} to {runs.get(s, 0)} (the record's runs)")
     keys = collections.Counter()
     for l in open(os.path.dirname(d) + "/received.log"):
         p = l.split()
@@ -207,17 +207,17 @@ else:
     twice = [h for h, n in done.items() if n > 1]
     never = [h for h, n in done.items() if n < 1]
     if never:
-        errs.append(f"never finished: {never}")
+        errs.append(f"never finished: {never}, want every hook once at least")
     if any(n > 2 for n in done.values()):
-        errs.append(f"a hook ran more than twice: {done}")
+        errs.append(f"a hook ran more than twice: {done}, want 2 at most")
     if len(twice) > 1 or (twice and twice[0] != running):
-        errs.append(f"ran twice: {twice}, but the hook running at the kill was {running}")
+        errs.append(f"ran twice: {twice}, want only the hook running at the kill ({running})")
     env = open(d + "/feature.env").read()
     if env != "# the router\nFEATURE=off\nOTHER=1\n":
-        errs.append(f"env file is {env!r}")
+        errs.append(f"env file is {env!r}, want FEATURE=off in it, the rest as it was")
     print(("ok" if not errs else "FAIL " + "; ".join(errs)) + f" | runs {done}")
 PY
-)
+) || summary="FAIL the checker failed (its error above): ${summary:-no output}"
     failed=0
     [[ "$summary" == ok* ]] || failed=1
     [[ "$opened" == 0 ]] || { failed=1; summary+=" | rollguard_incidents_total after restart=$opened (want 0)"; }
@@ -232,9 +232,5 @@ echo "kill_hooks: $trials trials in $((SECONDS - t0)) s (seed $seed); kill lande
 for k in "${!killed_in[@]}"; do
     printf '  %-8s %d\n' "$k" "${killed_in[$k]}"
 done
-if ((${#FAULT_FAILED[@]})); then
-    echo "kill_hooks: FAILED ${#FAULT_FAILED[@]} of $trials trials:"
-    printf '  %s\n' "${FAULT_FAILED[@]}"
-    exit 1
-fi
+fault_failed_exit kill_hooks "in $trials trials"
 echo "kill_hooks: all $trials trials passed: one incident each, latch held, every hook finished, only the interrupted one ran twice, one Idempotency-Key per event"

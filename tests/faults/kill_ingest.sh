@@ -78,8 +78,8 @@ if [[ "$lines" -lt 10 ]]; then
     exit 2
 fi
 
-# shellcheck source=../../scripts/need_bins.sh
-source "$(dirname "$0")/../../scripts/need_bins.sh"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"  # need_bins, the checks (fault_expect_value)
 need_bins "$build" rollguard=rollguard writer=tests/rollguard-logwriter
 need_commands curl
 
@@ -162,13 +162,13 @@ find_port() {
     [[ -n "$port" ]]
 }
 kill_agent() {
-    kill -KILL "$agent_pid"
+    kill -KILL "$agent_pid" 2>/dev/null || true  # already gone: its status below says how
     local status=0
     { wait "$agent_pid"; } 2>/dev/null || status=$?  # no "Killed" job notice
     agent_pid=""
     kills=$((kills + 1))
     if [[ "$status" -ne 137 ]]; then
-        echo "kill_ingest: FAIL: the agent (run $runs) exited $status before its SIGKILL; its log:" >&2
+        echo "kill_ingest: FAIL: the agent (run $runs) exited $status before its SIGKILL (want 137: killed by it); its log:" >&2
         tail -20 "$work/run$runs.err" >&2
         exit 1
     fi
@@ -290,7 +290,7 @@ elapsed=$(awk -v a="$(now)" -v b="$t_start" 'BEGIN { printf "%.0f", a - b }')
 final=$(counted_now)
 
 # The agent still stops cleanly.
-kill -TERM "$agent_pid"
+kill -TERM "$agent_pid" 2>/dev/null || true  # it may have died: wait says how
 stop_status=0
 wait "$agent_pid" || stop_status=$?
 agent_pid=""
@@ -303,22 +303,13 @@ printf '%-38s %s\n' "lost / counted twice (net per trial)" "$lost / $doubled"
 printf '%-38s %s\n' "rotation" "$rotation"
 printf '%-38s %s\n' "elapsed" "${elapsed}s"
 
-status=0
-if [[ "$stop_status" -ne 0 ]]; then
-    echo "kill_ingest: FAIL: the last agent's stop on SIGTERM exited $stop_status" >&2
-    status=1
-fi
+fault_expect_value "the last agent's exit status on SIGTERM" "$stop_status" == 0
 if [[ "$rotation" == rename ]]; then
-    if [[ ${#miscounted[@]} -gt 0 ]]; then
-        echo "kill_ingest: FAIL: miscounted trials: ${miscounted[*]}" >&2
-        status=1
-    fi
-    if [[ "$final" != "$total" ]]; then
-        echo "kill_ingest: FAIL: counted $final != written $total" >&2
-        status=1
-    fi
-    [[ "$status" -eq 0 ]] && echo "kill_ingest: OK (no loss, no double count)"
+    fault_expect_value "miscounted trials (counted - written; want each exact)" "${miscounted[*]:-none}" == none
+    fault_expect_value "lines counted in all (the final count, against the lines written)" "$final" == "$total"
+    fault_failed_exit kill_ingest
+    echo "kill_ingest: OK (no loss, no double count)"
 else
+    fault_failed_exit kill_ingest
     echo "kill_ingest: copytruncate is reported, not checked: ${#miscounted[@]} of $trials trials miscounted"
 fi
-exit "$status"

@@ -123,25 +123,27 @@ start_daemon() {
     FAULT_PIDS+=("$daemon")
     fault_wait 10 fault_healthy "$port" || { echo "receiver_outage: daemon did not become healthy" >&2; cat "$d/err$1" >&2; exit 1; }
 }
-spool_count() { find "$d/state/spool" -name 'notify.*.json' 2>/dev/null | wc -l; }
+spool_count() { fault_count_files "$d/state/spool" 'notify.*.json' "$@"; }
+spool_at_least() { (($(spool_count) >= $1)); }
 
 echo "receiver_outage: receiver down (127.0.0.1:$rport closed) for ${outage}s"
 start_daemon 1
 fault_status_lines 60 503 >>"$d/app.log"
 fault_status_lines 60 503 >>"$d/api.log"
-fault_wait 15 bash -c "[ \$(find '$d/state/spool' -name 'notify.*.json' | wc -l) -ge 3 ]" || true
-fault_check "spool while down" $(($(spool_count) >= 3 ? 0 : 1)) "$(spool_count) spool files after the 3 firings, want 3"
+fault_wait 15 spool_at_least 3 || true
+fault_expect_value "spool files while down, after the 3 firings" "$(spool_count)" '>=' 3
 # errors-recent (3 s window) resolves once its window is empty; the 10-minute windows
 # stay breached.
-fault_wait 15 bash -c "[ \$(find '$d/state/spool' -name 'notify.*.json' | wc -l) -ge 4 ]" || true
-fault_check "spool while down" $(($(spool_count) == 4 ? 0 : 1)) "$(spool_count) spool files after 3 firings and 1 resolve, want 4"
-grep -q '^FEATURE=off$' "$d/feature.env"; fault_check "rollback while the receiver is down" $? "env file not rolled back"
-bad_mode=$(find "$d/state/spool" -name 'notify.*.json' ! -perm 0600 | wc -l)
-fault_check "spool file mode" $((bad_mode == 0 ? 0 : 1)) "$bad_mode spool files not 0600"
+fault_wait 15 spool_at_least 4 || true
+fault_expect_value "spool files while down, after 3 firings and 1 resolve" "$(spool_count)" == 4
+fault_expect "rollback while the receiver is down" "env file is '$(paste -sd ' ' "$d/feature.env")', want FEATURE=off" \
+    grep -q '^FEATURE=off$' "$d/feature.env"
+fault_expect_value "spool files not mode 0600" "$(spool_count ! -perm 0600)" == 0
 
 # Halfway: kill -9 and restart; the spool is all that remembers the 4 notifications.
 while ((SECONDS - t0 < outage / 2)); do sleep 0.2; done
-kill -KILL "$daemon"; wait "$daemon" 2>/dev/null || true
+fault_expect "daemon alive at the kill" "it had exited, want running" kill -0 "$daemon"
+fault_stop_pid "$daemon" KILL
 start_daemon 2
 echo "receiver_outage: daemon killed (-9) and restarted at $((SECONDS - t0))s; $(spool_count) notifications spooled"
 while ((SECONDS - t0 < outage)); do sleep 0.2; done
@@ -153,41 +155,38 @@ back=$SECONDS
 back_ns=$(date +%s%N)
 echo "receiver_outage: receiver back at $((back - t0))s"
 distinct() { awk '{ print $2 }' "$d/received.log" | sort -u | wc -l; }
-fault_wait 14 bash -c "[ \$(awk '{ print \$2 }' '$d/received.log' | sort -u | wc -l) -ge 4 ]" || true
+keys_at_least() { (($(distinct) >= $1)); }
+fault_wait 14 keys_at_least 4 || true
 delivered_ms=$((($(date +%s%N) - back_ns) / 1000000))
 delivered_after=$(printf '%d.%03d' $((delivered_ms / 1000)) $((delivered_ms % 1000)))
 # Two more spool backoff periods to catch a late duplicate.
 sleep 8
-kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
+fault_expect "daemon alive at its stop" "it had exited, want running" kill -0 "$daemon"
+fault_stop_pid "$daemon" TERM
 
 n_keys=$(distinct)
 n_req=$(wc -l <"$d/received.log")
-fault_check "distinct keys" $((n_keys == 4 ? 0 : 1)) "$n_keys distinct Idempotency-Keys, want 4"
-fault_check "once per key" $((n_req == n_keys ? 0 : 1)) "$n_req requests for $n_keys keys"
+fault_expect_value "distinct Idempotency-Keys received" "$n_keys" == 4
+fault_expect_value "requests received (once per key: as many as keys)" "$n_req" == "$n_keys"
 events=$(awk '{ print $3 "/" $4 }' "$d/received.log" | sort | tr '\n' ' ')
 want="errors-recent/firing errors-recent/resolved errors-warn/firing errors/firing "
-[[ "$events" == "$want" ]]; fault_check "events" $? "received [$events], want [$want]"
-fault_check "spool empty" $(($(spool_count) == 0 ? 0 : 1)) "$(spool_count) spool files left"
-incidents=$(find "$d/state/incidents" -name '*.json' | wc -l)
-fault_check "one incident" $((incidents == 1 ? 0 : 1)) "$incidents incident records"
-attempts=$(grep -ho 'delivered after [0-9]* attempt' "$d"/err* | awk '{ print $3 }' | sort -n | tr '\n' ' ')
+fault_expect_value "events received (rule/state)" "$events" == "$want"
+fault_expect_value "spool files left" "$(spool_count)" == 0
+fault_expect_value "incident records" "$(fault_count_files "$d/state/incidents" '*.json')" == 1
+attempts=$(grep -ho 'delivered after [0-9]* attempt' "$d"/err* | awk '{ print $3 }' | sort -n | tr '\n' ' ' || true)
 ndelivered=$(grep -c 'spooled notification .* delivered after' "$d/err2" || true)
-fault_check "spool deliveries logged" $((ndelivered == 4 ? 0 : 1)) "$ndelivered 'spooled notification ... delivered' lines, want 4"
+fault_expect_value "'spooled notification ... delivered' log lines" "$ndelivered" == 4
 errors_logged=$(grep -c 'FAILED' "$d/err1" || true)
 # retries = 2: each first run made 3 attempts in process before handing over to the spool.
 in_process=$(grep -c 'FAILED after [0-9]*ms (3 attempt(s)).*spooled for retry' "$d/err1" || true)
-fault_check "in-process retries" $((in_process == 4 ? 0 : 1)) "$in_process runs with 3 attempts then spooled, want 4"
+fault_expect_value "runs with 3 attempts in process, then spooled" "$in_process" == 4
 # The spool worker's backoff is capped at 4 s: all delivered within one cap (+3 s slack
 # for a loaded machine: the four are sent one after another by one worker).
-fault_check "spool backoff cap" $((delivered_ms <= 7000 ? 0 : 1)) "delivered ${delivered_after}s after recovery, cap 4s"
+fault_expect_value "ms from recovery to the last delivery (cap 4 s + 3 s slack)" "$delivered_ms" '<=' 7000
 
 echo
 echo "receiver_outage: outage ${outage}s (daemon restarted once during it), then all $n_keys keys delivered ${delivered_after}s after the receiver came back (spool_max_backoff 4s)"
 echo "  spool pending before recovery: ${pending_before:-?}; requests received: $n_req for $n_keys keys; attempts per delivery: $attempts"
 echo "  hook failures logged while down (first daemon): $errors_logged"
-if ((${#FAULT_FAILED[@]})); then
-    echo "receiver_outage: FAILED:"
-    printf '  %s\n' "${FAULT_FAILED[@]}"
-    exit 1
-fi
+fault_failed_exit receiver_outage
 echo "receiver_outage: passed: every notification delivered after recovery, exactly once per Idempotency-Key"

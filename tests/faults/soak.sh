@@ -77,8 +77,8 @@ if [[ "$seconds" -lt 10 ]]; then
     exit 2
 fi
 
-# shellcheck source=../../scripts/need_bins.sh
-source "$(dirname "$0")/../../scripts/need_bins.sh"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"  # need_bins, the checks (fault_expect_value)
 need_bins "$build" rollguard=rollguard writer=tests/rollguard-logwriter
 need_commands curl
 
@@ -239,6 +239,7 @@ monitor() {
     done
 }
 
+: >"$work/monitor.tsv"  # read at the end even if the monitor never wrote a row
 t0=$(now)
 "$writer" -o "$work/logs/app.log" --rate "$rate" --seconds "$seconds" --rotate-every "$rotate_every" \
     >"$work/writer.out" 2>"$work/writer.err" &
@@ -259,6 +260,7 @@ written=$(sed -n 's/^written=\([0-9]*\) .*/\1/p' "$work/writer.out")
 rotations=$(sed -n 's/.* rotations=\([0-9]*\) .*/\1/p' "$work/writer.out")
 
 # Catch up: poll until the count equals what was written, or has not risen for 30 s.
+: >"$work/final"  # read below even if no scrape succeeds (the checks then say what failed)
 counted=-1
 last=-1
 last_change=$(now)
@@ -292,7 +294,7 @@ seen_rotations=$(metric_value rollguard_source_rotations_total 'source="app"' "$
 read_errors=$(metric_value rollguard_source_read_errors_total 'source="app"' "$work/final")
 stop_status=-1
 if [[ "$agent_alive" == 1 ]]; then
-    kill -TERM "$agent_pid"
+    kill -TERM "$agent_pid" 2>/dev/null || true  # it may die meanwhile: wait says how
     stop_status=0
     wait "$agent_pid" || stop_status=$?
 fi
@@ -318,20 +320,6 @@ agent_cpu=$(awk -v a="$cpu_end" -v b="$cpu_start" 'BEGIN { printf "%.2f", a - b 
 cpu_per_m=$(awk -v c="$agent_cpu" -v n="$written" 'BEGIN { printf "%.3f", (n > 0 ? c / n * 1e6 : 0) }')
 catch_up=$(awk -v a="$t_caught_up" -v b="$t_written" 'BEGIN { printf "%.1f", a - b }')
 
-failed=()
-[[ "$counted" == "$written" ]] || failed+=("lines: counted $counted != written $written")
-[[ "$bad_lines" == 0 ]] || failed+=("bad lines: $bad_lines")
-[[ "$too_late" == 0 ]] || failed+=("lines dropped too_late: $too_late")
-[[ "$scrape_bad" == 0 ]] || failed+=("scrapes: $scrape_bad of $scrapes not HTTP 200 or did not parse")
-[[ "$scrapes" -ge $((seconds / 2)) ]] || failed+=("scrapes: only $scrapes in $seconds s")
-if [[ "$rss_checked" == 1 ]]; then
-    awk -v g="$rss_growth" 'BEGIN { exit !(g < 5) }' || failed+=("RSS growth $rss_growth% >= 5%")
-    [[ "$samples" -gt 0 ]] || failed+=("RSS: no samples after warm-up")
-fi
-[[ "$bad_log" == 0 ]] || failed+=("log: $bad_log stderr line(s) at warn or above, or not a log record")
-[[ "$agent_alive" == 1 ]] || failed+=("the agent died")
-[[ "$stop_status" == 0 ]] || failed+=("the agent's stop on SIGTERM exited $stop_status")
-
 printf '\n%-34s %s\n' "soak" "$seconds s, $rate lines/s, rotate every $rotate_every s"
 printf '%-34s %s\n' "lines written" "$written"
 printf '%-34s %s\n' "lines counted (lines_total)" "$counted"
@@ -351,14 +339,25 @@ printf '%-34s %s\n' "agent CPU (user+sys)" "$agent_cpu s ($cpu_per_m s per milli
 printf '%-34s %s\n' "stderr lines at warn+ / total" "$bad_log / $(wc -l <"$work/agent.err")"
 printf '%-34s %s\n' "load average at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
 
-if [[ ${#failed[@]} -gt 0 ]]; then
-    echo
-    for f in "${failed[@]}"; do
-        echo "soak: FAIL: $f" >&2
-    done
-    grep -v -E '^\{"ts":"[^"]*","level":"(trace|debug|info)",' "$work/agent.err" | head -20 >&2 || true
-    [[ -f "$work/parse.errors" ]] && head -20 "$work/parse.errors" >&2
-    exit 1
+fault_expect_value "lines counted (rollguard_source_lines_total)" "$counted" == "$written"
+fault_expect_value "bad lines (rollguard_source_bad_lines_total, every reason)" "$bad_lines" == 0
+fault_expect_value "lines dropped too_late" "$too_late" == 0
+fault_expect_value "scrapes not HTTP 200 or not parsed (of $scrapes)" "$scrape_bad" == 0
+fault_expect_value "scrapes in $seconds s" "$scrapes" '>=' $((seconds / 2))
+if [[ "$rss_checked" == 1 ]]; then
+    fault_expect_value "RSS growth, % (max of the last quarter / mean after warm-up - 1)" "$rss_growth" '<' 5
+    fault_expect_value "RSS samples after warm-up" "$samples" '>' 0
 fi
+fault_expect_value "agent stderr lines at warn or above, or not a log record" "$bad_log" == 0
+fault_expect_value "agent running at the end (1: yes)" "$agent_alive" == 1
+fault_expect_value "agent's exit status on SIGTERM (-1: not stopped, it had died)" "$stop_status" == 0
+
+if ((${#FAULT_FAILED[@]})); then
+    grep -v -E '^\{"ts":"[^"]*","level":"(trace|debug|info)",' "$work/agent.err" | head -20 >&2 || true
+    if [[ -f "$work/parse.errors" ]]; then
+        head -20 "$work/parse.errors" >&2
+    fi
+fi
+fault_failed_exit soak
 echo
 echo "soak: OK"
