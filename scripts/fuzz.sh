@@ -14,11 +14,13 @@
 #                  byte sizes, percentiles
 #
 # Options:
-#   -B, --build-dir DIR  the fuzz build dir (default: build-fuzz). Configured when it has
-#                        no CMakeCache.txt (CC=clang-14 CXX=clang++-14, ROLLGUARD_FUZZ=ON,
-#                        no tests, no bench; ccache when installed), then the targets are
+#   -B, --build-dir DIR  the build dir (default: build-asan, the tree scripts/test.sh runs
+#                        the suite in). Configured when it has no CMakeCache.txt (the `asan`
+#                        preset of CMakePresets.json: clang-14 -O0 -g, ROLLGUARD_FUZZ=ON,
+#                        ASan+UBSan; ccache when installed), then the fuzz targets are
 #                        built (incremental: seconds when nothing changed).
 #   --no-build           use the binaries as they are (fail when one is missing)
+#   -j, --jobs N         run N targets at a time (default 1); each takes one core
 #   --merge              afterwards, fold the inputs that add coverage back into the repo
 #                        corpus tests/fuzz/corpus/<name>/ (libFuzzer -merge=1)
 #   -h, --help           this text
@@ -35,7 +37,8 @@ set -euo pipefail
 
 targets_all=(line_parser exposition json_endpoint env_file config values)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build="build-fuzz"
+build="build-asan"
+jobs=1
 do_build=1
 merge=0
 positional=()
@@ -47,6 +50,8 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         -B|--build-dir) [[ $# -ge 2 ]] || { echo "fuzz.sh: $1 needs a value" >&2; exit 2; }; build=$2; shift 2 ;;
         --no-build) do_build=0; shift ;;
+        -j|--jobs) [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: $1 needs a positive number" >&2; exit 2; }
+            jobs=$2; shift 2 ;;
         --merge) merge=1; shift ;;
         -*) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) positional+=("$1"); shift ;;
@@ -79,8 +84,7 @@ if [[ $do_build -eq 1 ]]; then
             launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
         fi
         echo "fuzz.sh: configuring $build" >&2
-        CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DROLLGUARD_FUZZ=ON -DROLLGUARD_BUILD_TESTS=OFF \
-            -DROLLGUARD_BUILD_BENCH=OFF -DROLLGUARD_WERROR=ON "${launcher[@]}" >/dev/null || exit 2
+        cmake -S "$root" -B "$build" --preset asan -DROLLGUARD_WERROR=ON "${launcher[@]}" >/dev/null || exit 2
     fi
     build_targets=()
     for t in "${targets[@]}"; do build_targets+=("fuzz_$t"); done
@@ -88,20 +92,20 @@ if [[ $do_build -eq 1 ]]; then
 fi
 for t in "${targets[@]}"; do
     if [[ ! -x $build/tests/fuzz/fuzz_$t ]]; then
-        echo "fuzz.sh: $build/tests/fuzz/fuzz_$t not found; build it: CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz" \
-             "-DROLLGUARD_FUZZ=ON -DROLLGUARD_BUILD_TESTS=OFF -DROLLGUARD_BUILD_BENCH=OFF && cmake --build build-fuzz" \
+        echo "fuzz.sh: $build/tests/fuzz/fuzz_$t not found; build it: cmake --preset asan && cmake --build build-asan" \
              "-j2 --target rollguard_fuzz" >&2
         exit 2
     fi
 done
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/rollguard-fuzz.XXXXXX")
-fuzzer_pid=""
 cleanup() {
-    if [[ -n $fuzzer_pid ]]; then
-        kill "$fuzzer_pid" 2>/dev/null || true
-        wait "$fuzzer_pid" 2>/dev/null || true
-    fi
+    local f
+    # Each running fuzzer's pid is in $scratch/<target>.pid while it runs.
+    for f in "$scratch"/*.pid; do
+        [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -110,9 +114,10 @@ trap 'exit 130' INT TERM
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:symbolize=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
-failed=()
-printf '%-14s %7s %10s %8s %7s %7s %7s  %s\n' target seconds runs exec/s cov ft corpus result
-for t in "${targets[@]}"; do
+# run_target T: fuzzes T; its table line (and on failure the fuzzer's output) goes to
+# $scratch/T.report, its exit status to $scratch/T.rc.
+run_target() {
+    local t=$1 bin repo_corpus corpus artifacts log args start rc elapsed status cov ft corp runs eps crash result
     bin="$build/tests/fuzz/fuzz_$t"
     repo_corpus="$root/tests/fuzz/corpus/$t"
     corpus="$scratch/corpus-$t"
@@ -134,9 +139,9 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     rc=0
     "$bin" "${args[@]}" "$corpus" >"$log" 2>&1 &
-    fuzzer_pid=$!
-    wait "$fuzzer_pid" || rc=$?
-    fuzzer_pid=""
+    echo $! >"$scratch/$t.pid"
+    wait $! || rc=$?
+    rm -f "$scratch/$t.pid"
     elapsed=$(( $(date +%s) - start ))
     # The last status line (#N ... cov: C ft: F corp: K/... exec/s: E) and the final stats.
     status=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
@@ -152,24 +157,52 @@ for t in "${targets[@]}"; do
         result=ok
     else
         result="FAILED (exit $rc)"
-        failed+=("$t")
     fi
-    printf '%-14s %7s %10s %8s %7s %7s %7s  %s\n' "$t" "$elapsed" "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
-        "${corp:-?}" "$result"
-    if [[ $rc -ne 0 ]]; then
-        echo "---- fuzz_$t output (last 60 lines) ----" >&2
-        tail -n 60 "$log" >&2
-        echo "---- crash file: ${crash:-none written} (reproduce: $bin ${crash:-FILE}) ----" >&2
+    {
+        printf '%-14s %7s %10s %8s %7s %7s %7s  %s\n' "$t" "$elapsed" "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
+            "${corp:-?}" "$result"
+        if [[ $rc -ne 0 ]]; then
+            echo "---- fuzz_$t output (last 60 lines) ----"
+            tail -n 60 "$log"
+            echo "---- crash file: ${crash:-none written} (reproduce: $bin ${crash:-FILE}) ----"
+        fi
+        if [[ $merge -eq 1 && $rc -eq 0 ]]; then
+            mkdir -p "$repo_corpus"
+            before=$(find "$repo_corpus" -type f | wc -l)
+            "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$repo_corpus" "$corpus" >"$scratch/$t.merge.log" 2>&1 || {
+                echo "fuzz.sh: merging into $repo_corpus failed:"; tail -n 20 "$scratch/$t.merge.log"; }
+            after=$(find "$repo_corpus" -type f | wc -l)
+            echo "  merged: $repo_corpus has $after inputs (was $before)"
+        fi
+    } >"$scratch/$t.report"
+    echo "$rc" >"$scratch/$t.rc"
+}
+
+# At most $jobs targets at a time; reports are printed in the targets' order as soon as
+# each one and those before it have finished.
+failed=()
+printed=0
+print_finished() {
+    while ((printed < ${#targets[@]})) && [[ -f $scratch/${targets[printed]}.rc ]]; do
+        local t=${targets[printed]}
+        cat "$scratch/$t.report"
+        [[ $(cat "$scratch/$t.rc") == 0 ]] || failed+=("$t")
+        printed=$((printed + 1))
+    done
+}
+printf '%-14s %7s %10s %8s %7s %7s %7s  %s\n' target seconds runs exec/s cov ft corpus result
+running=0
+for t in "${targets[@]}"; do
+    if ((running >= jobs)); then
+        wait -n || true
+        running=$((running - 1))
+        print_finished
     fi
-    if [[ $merge -eq 1 && $rc -eq 0 ]]; then
-        mkdir -p "$repo_corpus"
-        before=$(find "$repo_corpus" -type f | wc -l)
-        "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$repo_corpus" "$corpus" >"$scratch/$t.merge.log" 2>&1 || {
-            echo "fuzz.sh: merging into $repo_corpus failed:" >&2; tail -n 20 "$scratch/$t.merge.log" >&2; }
-        after=$(find "$repo_corpus" -type f | wc -l)
-        echo "  merged: $repo_corpus has $after inputs (was $before)"
-    fi
+    run_target "$t" &
+    running=$((running + 1))
 done
+wait || true
+print_finished
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "fuzz.sh: FAILED: ${failed[*]}" >&2

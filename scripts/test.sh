@@ -1,36 +1,121 @@
 #!/usr/bin/env bash
-# The whole test suite (`.ci/run` runs exactly this). In order:
-#   1. build with warnings as errors (optimised: RelWithDebInfo) the programs: the agent,
-#      the tools of tests/tools and the benchmarks (every target, test binaries included,
-#      with ROLLGUARD_SKIP_SANITIZERS=1, when the suite runs on this build);
+# The whole test suite (`.ci/run` runs exactly this): about 13 minutes from a fresh clone
+# on 2 cores, package installs included (README, "Testing", has the step-by-step timing).
+#
+# Three builds, each with warnings as errors, configured by the presets of
+# CMakePresets.json (`cmake --preset NAME` gives a developer the same trees):
+#   build/       release: g++ -O2, the programs: the agent, the tools the proofs run and
+#                the benchmarks
+#   build-asan/  asan: clang-14 -O0 -g, ASan+UBSan with libFuzzer's coverage
+#                instrumentation: every test binary and every fuzz target (one build
+#                serves both)
+#   build-tsan/  tsan: clang-14 -O0 -g, ThreadSanitizer: the unit tests
+# What runs, in order:
+#   1. build/ on both cores;
 #   2. `rollguard check` on every shipped config;
 #   3. the short versions of the proofs of docs/RELIABILITY.md and docs/PERFORMANCE.md on
-#      that optimised build: soak, kill -9 during ingest and during rollback hooks, a
-#      receiver outage, a full and read-only state dir (root only), and the benchmarks
-#      against mtail and wc -l, the footprint and the detection latency (figures only);
-#   4. the multithreaded parts (recorder, tailer threads, hook worker, HTTP listener,
+#      build/: the benchmarks against mtail and wc -l, the footprint and the detection
+#      latency (figures only), soak, kill -9 during ingest and during rollback hooks, a
+#      receiver outage, a full and read-only state dir (root only). They run in the
+#      foreground while build-asan/ and then build-tsan/ compile in the background at the
+#      lowest CPU priority (nice 19): the proofs mostly wait on real time, and the
+#      compilers only take the CPU they leave. So the proofs run on a loaded machine, as
+#      they must pass on one; the benchmarks' figures compare against their baselines
+#      (wc -l, mtail) measured in the same run, under the same load;
+#   4. every CTest test (unit, integration, golden, rule tests, shipped configs...) under
+#      ASan+UBSan: the one full run of the suite;
+#   5. the multithreaded parts (recorder, tailer threads, hook worker, HTTP listener,
 #      daemon) under ThreadSanitizer;
-#   5. every CTest test (unit, integration, golden, shipped configs...) under
-#      AddressSanitizer + UndefinedBehaviorSanitizer: the one full run of the suite;
-#   6. every libFuzzer target (clang-14, ASan+UBSan) for FUZZ_SECONDS (default 30) each,
-#      each seeded with its corpus and every past crash (tests/fuzz/regressions).
-# ROLLGUARD_SKIP_SANITIZERS=1 skips 4-6 and runs the suite on the optimised build instead
-# (a quicker local run). ROLLGUARD_SKIP_PROOFS=1 skips 3.
+#   6. every libFuzzer target for FUZZ_SECONDS (default 30) each, two at a time, each
+#      seeded with its corpus and every past crash (tests/fuzz/regressions).
+# The end prints each step's wall time.
+# ROLLGUARD_SKIP_SANITIZERS=1 skips the sanitizer builds, 4-6, and runs the suite on
+# build/ instead (every target built there): a quicker local run. ROLLGUARD_SKIP_PROOFS=1
+# skips 3.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export ROLLGUARD_WERROR=ON
 jobs=$(nproc 2>/dev/null || echo 2)
 skip_sanitizers=${ROLLGUARD_SKIP_SANITIZERS:-0}
-step() { echo "==> $* ($(date -u +%H:%M:%S))"; }
+skip_proofs=${ROLLGUARD_SKIP_PROOFS:-0}
+started=$SECONDS
+
+# step NAME: starts a step (and ends the one before); the table at the end lists them.
+step_names=()
+step_starts=()
+step() {
+  step_names+=("$*")
+  step_starts+=("$SECONDS")
+  echo "==> $* ($(date -u +%H:%M:%S), $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s in)"
+}
+timing_table() {
+  local i end
+  echo "step times (wall):"
+  for i in "${!step_names[@]}"; do
+    end=${step_starts[i + 1]:-$SECONDS}
+    printf '  %4ss  %s\n' "$((end - step_starts[i]))" "${step_names[i]}"
+  done
+  printf '  %4ss  in all\n' "$((SECONDS - started))"
+}
+# kill_tree PID: PID and everything it started (the background builds' compilers).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null || true); do
+    kill_tree "$child"
+  done
+  kill "$1" 2>/dev/null || true
+}
+bg_pid=""
+on_exit() {
+  local rc=$?
+  if [ -n "$bg_pid" ]; then
+    kill_tree "$bg_pid"
+  fi
+  if [ "$rc" != 0 ]; then
+    echo "==> FAILED (exit $rc) in: ${step_names[-1]:-setup}" >&2
+  fi
+}
+trap on_exit EXIT
+
+# The background builds (step 3): each one's output goes to DIR/build.log and its exit
+# status to DIR/build.status; wait_background waits for them and fails with the log's
+# tail of a build that failed.
+background_build() {  # background_build DIR PRESET [TARGET]
+  local dir=$1 preset=$2 target=${3:-}
+  mkdir -p "$dir"
+  rm -f "$dir/build.status"
+  (
+    rc=0
+    ROLLGUARD_BUILD_TARGET=$target nice -n 19 "$root/scripts/build.sh" "$dir" --preset "$preset" \
+      >"$dir/build.log" 2>&1 || rc=$?
+    echo "$rc" >"$dir/build.status"
+  )
+}
+wait_background() {  # wait_background PID DIR...
+  local dir rc
+  wait "$1" || true
+  bg_pid=""
+  shift
+  for dir in "$@"; do
+    rc=$(cat "$dir/build.status" 2>/dev/null || echo "none")
+    if [ "$rc" != 0 ]; then
+      echo "build of $dir failed (exit $rc); the end of $dir/build.log:" >&2
+      tail -n 60 "$dir/build.log" >&2
+      exit 1
+    fi
+  done
+}
+
+"$root/scripts/install-deps.sh"
 
 if [ "$skip_sanitizers" = 1 ]; then
-  step "build (warnings are errors)"
-  "$root/scripts/build.sh" "$root/build"
+  step "build/: every target (g++ -O2)"
+  "$root/scripts/build.sh" "$root/build" --preset release
 else
-  # The suite runs in the sanitizer builds below; this optimised build makes the agent,
-  # the tools the proofs run and the benchmarks (target rollguard_programs).
-  step "build the programs (warnings are errors)"
-  ROLLGUARD_BUILD_TARGET=rollguard_programs "$root/scripts/build.sh" "$root/build"
+  # The suite runs in the sanitizer builds; build/ makes the programs (agent, tools,
+  # benchmarks: target rollguard_programs).
+  step "build/: the programs (g++ -O2)"
+  ROLLGUARD_BUILD_TARGET=rollguard_programs "$root/scripts/build.sh" "$root/build" --preset release
 fi
 
 step "rollguard check on every shipped config"
@@ -38,13 +123,25 @@ find "$root/config" -name '*.toml' -print0 | sort -z | while IFS= read -r -d '' 
   "$root/build/rollguard" check --config "$f"
 done
 
-if [ "$skip_sanitizers" = 1 ]; then
-  step "tests"
-  (cd "$root/build" && ctest --output-on-failure -j"$jobs" --timeout 300)
+if [ "$skip_sanitizers" != 1 ]; then
+  # One background job builds both sanitizer trees, one after the other, so each gets
+  # both cores when the proofs leave them.
+  (
+    background_build "$root/build-asan" asan
+    background_build "$root/build-tsan" tsan rollguard_unit_tests
+  ) &
+  bg_pid=$!
+  echo "    (building build-asan/ then build-tsan/ in the background at nice 19: logs in build-*/build.log)"
 fi
 
-if [ "${ROLLGUARD_SKIP_PROOFS:-0}" != 1 ]; then
+if [ "$skip_proofs" != 1 ]; then
   b="$root/build"
+  step "benchmark: ingest against mtail and wc -l"
+  "$root/bench/bench_vs_mtail.sh" "$b" 200000
+  step "benchmark: footprint idle and at 100k lines/s"
+  "$root/bench/bench_footprint.sh" "$b" --seconds 5
+  step "benchmark: detection latency"
+  "$root/bench/bench_detection.sh" "$b" --incidents 5
   step "soak, 90 s at 50k lines/s, rename rotation every 15 s (RSS is checked from 80 s)"
   "$root/tests/faults/soak.sh" --build "$b" --seconds 90 --rotate-every 15
   step "kill -9 during ingest"
@@ -56,28 +153,25 @@ if [ "${ROLLGUARD_SKIP_PROOFS:-0}" != 1 ]; then
   step "disk full and read-only state dir"
   rc=0; "$root/tests/faults/disk_full.sh" --build "$b" || rc=$?
   if [ "$rc" = 77 ]; then echo "disk_full: skipped (needs root for its tmpfs)"; elif [ "$rc" != 0 ]; then exit "$rc"; fi
-  step "benchmark: ingest against mtail and wc -l"
-  "$root/bench/bench_vs_mtail.sh" "$b" 200000
-  step "benchmark: footprint idle and at 100k lines/s"
-  "$root/bench/bench_footprint.sh" "$b" --seconds 5
-  step "benchmark: detection latency"
-  "$root/bench/bench_detection.sh" "$b" --incidents 5
 fi
 
-if [ "$skip_sanitizers" != 1 ]; then
-  step "multithreaded parts under ThreadSanitizer"
-  ROLLGUARD_BUILD_TARGET=rollguard_unit_tests "$root/scripts/build.sh" "$root/build-tsan" \
-    -DROLLGUARD_SANITIZE=thread -DROLLGUARD_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$root/build-tsan/tests/rollguard_unit_tests" \
-    "[recorder],[thread],[daemon],[exporters],[hooks],[source]"
+if [ "$skip_sanitizers" = 1 ]; then
+  step "tests (build/)"
+  (cd "$root/build" && ctest --output-on-failure -j"$jobs" --timeout 300)
+else
+  step "waiting for the background builds of build-asan/ and build-tsan/"
+  wait_background "$bg_pid" "$root/build-asan" "$root/build-tsan"
 
-  step "build and the whole suite under ASan+UBSan"
-  "$root/scripts/build.sh" "$root/build-asan" -DROLLGUARD_SANITIZE="address;undefined" -DROLLGUARD_BUILD_BENCH=OFF \
-    -DCMAKE_BUILD_TYPE=Debug
+  step "the whole suite under ASan+UBSan (build-asan/)"
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs" --timeout 600)
 
-  step "every fuzz target, ${FUZZ_SECONDS:-30} s each (clang-14, ASan+UBSan)"
-  "$root/scripts/fuzz.sh" all "${FUZZ_SECONDS:-30}"
+  step "multithreaded parts under ThreadSanitizer (build-tsan/)"
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$root/build-tsan/tests/rollguard_unit_tests" \
+    "[recorder],[thread],[daemon],[exporters],[hooks],[source]"
+
+  step "every fuzz target, ${FUZZ_SECONDS:-30} s each, two at a time (build-asan/)"
+  "$root/scripts/fuzz.sh" --no-build -B "$root/build-asan" -j 2 all "${FUZZ_SECONDS:-30}"
 fi
 step "all tests passed"
+timing_table

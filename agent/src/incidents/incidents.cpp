@@ -16,6 +16,7 @@
 
 #include "rollguard/agent/json_writer.h"
 #include "util/atomic_file.h"
+#include "util/unix_time.h"
 
 namespace rollguard::agent {
 
@@ -49,14 +50,6 @@ namespace {
 
 bool finished(HookStepStatus s) {
     return s == HookStepStatus::Ok || s == HookStepStatus::Failed || s == HookStepStatus::Skipped;
-}
-
-std::int64_t unixNanos(rules::TimePoint t) {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-rules::TimePoint fromUnixNanos(std::int64_t ns) {
-    return rules::TimePoint{std::chrono::duration_cast<rules::TimePoint::duration>(std::chrono::nanoseconds{ns})};
 }
 
 void writeTime(JsonWriter& w, std::string_view name, rules::TimePoint t) {

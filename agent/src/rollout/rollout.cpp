@@ -7,6 +7,7 @@
 
 #include "rollguard/agent/json_writer.h"
 #include "rollguard/rules/duration.h"
+#include "util/unix_time.h"
 
 namespace rollguard::agent {
 
@@ -41,14 +42,6 @@ std::optional<RolloutPhase> phaseFromString(std::string_view s) {
         }
     }
     return std::nullopt;
-}
-
-std::int64_t unixNanos(rules::TimePoint t) {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-rules::TimePoint fromUnixNanos(std::int64_t ns) {
-    return rules::TimePoint{std::chrono::duration_cast<rules::TimePoint::duration>(std::chrono::nanoseconds{ns})};
 }
 
 bool quiet(rules::AlertState s) {

@@ -58,7 +58,7 @@ bool exists(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0;
 }
 
-std::string_view trim(std::string_view s) {
+std::string_view trimWhitespace(std::string_view s) {
     const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
     while (!s.empty() && is_space(s.front())) {
         s.remove_prefix(1);
@@ -102,7 +102,7 @@ std::vector<pid_t> fromPidFile(const std::string& path, const std::string& proc_
         return {};
     }
     pid_t pid = 0;
-    if (!parsePid(trim(text), pid)) {
+    if (!parsePid(trimWhitespace(text), pid)) {
         error = "pid file " + path + " does not hold a pid";
         return {};
     }
@@ -172,7 +172,7 @@ int collectCgroup(const std::string& dir, std::vector<pid_t>& out, int depth) {
     while (!rest.empty()) {
         const auto nl = rest.find('\n');
         pid_t pid = 0;
-        if (parsePid(trim(rest.substr(0, nl)), pid)) {
+        if (parsePid(trimWhitespace(rest.substr(0, nl)), pid)) {
             out.push_back(pid);
         }
         rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
@@ -280,7 +280,7 @@ bool parseStat(std::string_view text, StatFields& out) {
 
 // Resident bytes from statm (second field, pages).
 bool parseStatm(std::string_view text, long page_size, double& rss_bytes) {
-    text = trim(text);
+    text = trimWhitespace(text);
     const auto sp = text.find(' ');
     if (sp == std::string_view::npos) {
         return false;
@@ -305,7 +305,7 @@ bool parseStatusRss(std::string_view text, double& rss_bytes) {
         if (line.substr(0, 6) != "VmRSS:") {
             continue;
         }
-        line = trim(line.substr(6));
+        line = trimWhitespace(line.substr(6));
         const auto sp = line.find(' ');
         std::uint64_t kb = 0;
         if (!parseNumber(line.substr(0, sp), kb)) {
@@ -330,7 +330,7 @@ std::optional<std::uint64_t> bootTime(const std::string& proc_root) {
         rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
         if (line.substr(0, 6) == "btime ") {
             std::uint64_t v = 0;
-            if (parseNumber(trim(line.substr(6)), v)) {
+            if (parseNumber(trimWhitespace(line.substr(6)), v)) {
                 return v;
             }
         }

@@ -69,7 +69,7 @@ double secondsPerUnit(LatencyUnit unit) {
     return 1e-3;
 }
 
-std::vector<std::string> splitPath(const std::string& path) {
+std::vector<std::string> splitFieldPath(const std::string& path) {
     std::vector<std::string> out;
     std::size_t start = 0;
     while (true) {
@@ -85,7 +85,7 @@ std::vector<std::string> splitPath(const std::string& path) {
 
 bool isSpace(char c) { return c == ' ' || c == '\t'; }
 
-std::string_view trim(std::string_view s) {
+std::string_view trimBlanks(std::string_view s) {
     while (!s.empty() && isSpace(s.front())) {
         s.remove_prefix(1);
     }
@@ -97,7 +97,7 @@ std::string_view trim(std::string_view s) {
 
 /// Parses a whole string as a finite double; nothing may follow the number.
 std::optional<double> parseNumber(std::string_view s) {
-    s = trim(s);
+    s = trimBlanks(s);
     double v = 0;
     const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc{} || ptr != s.data() + s.size() || !std::isfinite(v)) {
@@ -110,7 +110,7 @@ std::optional<double> parseNumber(std::string_view s) {
 /// bare number in `default_scale` seconds per unit. Local rather than rules::parseDuration
 /// because it runs per log line: no allocation, fractional terms, and a bare number allowed.
 std::optional<double> parseLatencyString(std::string_view s, double default_scale) {
-    s = trim(s);
+    s = trimBlanks(s);
     if (s.empty()) {
         return std::nullopt;
     }
@@ -492,7 +492,7 @@ std::optional<Instant> parseTimestamp(const Want& w, std::int64_t per_second) {
     if (s.string.size() >= 20 && s.string[4] == '-') {
         return parseRfc3339(s.string);
     }
-    const std::string_view text = trim(s.string);
+    const std::string_view text = trimBlanks(s.string);
     std::int64_t integer = 0;
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), integer);
     if (ec == std::errc{} && ptr == text.data() + text.size()) {
@@ -693,7 +693,7 @@ bool LineParser::Impl::readEventTime(ParsedLine& out) const {
 
 void LineParser::Impl::readLabels(ParsedLine& out) {
     // Values longer than this are almost always ids or messages, not dimensions.
-    constexpr std::size_t kMaxLabelValue = 128;
+    constexpr std::size_t kMaxLabelValueBytes = 128;
     for (std::size_t i = 0; i < labels.size(); ++i) {
         const Want& w = *labels[i];
         std::string_view v;
@@ -710,7 +710,7 @@ void LineParser::Impl::readLabels(ParsedLine& out) {
             default:
                 break;  // missing, null, containers: absent
         }
-        label_values[i] = v.size() > kMaxLabelValue ? std::string_view(kOtherLabelValue) : v;
+        label_values[i] = v.size() > kMaxLabelValueBytes ? std::string_view(kOtherLabelValue) : v;
     }
     out.labels = label_values;
 }
@@ -750,7 +750,7 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
     }
     std::vector<std::vector<std::string>> split;
     for (const auto& p : paths) {
-        split.push_back(splitPath(p));
+        split.push_back(splitFieldPath(p));
     }
     std::sort(split.begin(), split.end());
     split.erase(std::unique(split.begin(), split.end()), split.end());
@@ -770,7 +770,7 @@ LineParser::Impl::Impl(const LogSourceConfig& config) {
         ++top.back().count;
     }
     const auto find = [&](const std::string& path) -> Want* {
-        const auto parts = splitPath(path);
+        const auto parts = splitFieldPath(path);
         for (auto& w : wants) {
             if (w.path == parts) {
                 return &w;
