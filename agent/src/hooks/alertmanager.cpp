@@ -21,7 +21,6 @@
 namespace rollguard::agent {
 namespace {
 
-constexpr auto kMaxBackoff = std::chrono::seconds{60};
 // A firing alert's endsAt is this many resend intervals ahead (Prometheus uses 4): if
 // the agent dies, Alertmanager resolves it on its own a few missed re-sends later.
 constexpr int kEndsAtResends = 4;
@@ -104,7 +103,7 @@ public:
             if (out.ok || out.permanent || retry >= config_.retries) {
                 break;
             }
-            env_.sleep(backoffDelay(retry, config_.retry_backoff, kMaxBackoff, env_.random01()));
+            env_.sleep(backoffDelay(retry, config_.retry_backoff, detail::kMaxRetryBackoff, env_.random01()));
         }
         result.ok = out.ok;
         result.message = out.message;

@@ -50,17 +50,6 @@ std::string trimText(std::string_view text) {
     return std::string(text.substr(first, last - first + 1));
 }
 
-}  // namespace detail
-
-namespace {
-
-double seconds(std::chrono::nanoseconds d) {
-    return std::chrono::duration<double>(d).count();
-}
-
-}  // namespace
-
-namespace detail {
 
 void writeBreachFields(JsonWriter& w, const BreachEvent& event) {
     w.key("rule").value(event.rule);
@@ -111,8 +100,8 @@ std::vector<std::pair<std::string, std::string>> breachToEnv(const BreachEvent& 
         {"ROLLGUARD_THRESHOLD", detail::formatDouble(event.threshold, false)},
         {"ROLLGUARD_COMPARISON", event.comparison},
         {"ROLLGUARD_SAMPLES", std::to_string(event.samples)},
-        {"ROLLGUARD_WINDOW_SECONDS", detail::formatDouble(seconds(event.window), false)},
-        {"ROLLGUARD_FOR_SECONDS", detail::formatDouble(seconds(event.for_), false)},
+        {"ROLLGUARD_WINDOW_SECONDS", detail::formatDouble(detail::seconds(event.window), false)},
+        {"ROLLGUARD_FOR_SECONDS", detail::formatDouble(detail::seconds(event.for_), false)},
         {"ROLLGUARD_SINCE", formatRfc3339(event.since)},
         {"ROLLGUARD_FIRED_AT", formatRfc3339(event.fired_at)},
         {"ROLLGUARD_HOST", event.host},

@@ -1,5 +1,6 @@
 // editFileInPlace: the locked, atomic, backed-up rewrite shared by the file-editing hooks
 // (env_file, json_file, toml_file). Each hook only computes the new text.
+#include <charconv>
 #include <cerrno>
 #include <functional>
 #include <memory>
@@ -129,7 +130,7 @@ HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std
     if (auto err = replaceFile(path, result.text, mode, owner)) {
         return finish(false, *err);
     }
-    if (auto err = fsyncDirectory(splitPath(path).first)) {
+    if (auto err = fsyncDirectory(splitDirAndName(path).first)) {
         // The new content is in place; only its durability across a crash is in doubt.
         return finish(false, *err);
     }
@@ -203,6 +204,39 @@ std::unique_ptr<Hook> makeFileHook(const HookConfig& config, HookResult (*apply)
 std::unique_ptr<Hook> makeFileHook(const HookConfig& config,
                                    HookResult (*apply)(const HookConfig&, const BreachEvent&)) {
     return std::make_unique<FileHook>(config, apply);
+}
+
+std::optional<std::size_t> pointerArrayIndex(std::string_view segment) {
+    if (segment.empty() || (segment.size() > 1 && segment[0] == '0')) {
+        return std::nullopt;
+    }
+    std::size_t i = 0;
+    const auto [end, ec] = std::from_chars(segment.data(), segment.data() + segment.size(), i);
+    if (ec != std::errc{} || end != segment.data() + segment.size()) {
+        return std::nullopt;
+    }
+    return i;
+}
+
+std::string pointerPrefix(const std::vector<std::string>& segments, std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) {
+        out += '/';
+        for (const char c : segments[i]) {
+            if (c == '~') {
+                out += "~0";
+            } else if (c == '/') {
+                out += "~1";
+            } else {
+                out += c;
+            }
+        }
+    }
+    return out;
+}
+
+std::string pointerPlaceName(const std::vector<std::string>& segments, std::size_t n) {
+    return n == 0 ? std::string("the document") : pointerPrefix(segments, n);
 }
 
 }  // namespace rollguard::agent::detail

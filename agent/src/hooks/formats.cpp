@@ -22,10 +22,6 @@ bool isResolved(const BreachEvent& event) {
     return event.state == "resolved";
 }
 
-double seconds(std::chrono::nanoseconds d) {
-    return std::chrono::duration<double>(d).count();
-}
-
 void writeLabels(JsonWriter& w, const std::vector<std::pair<std::string, std::string>>& labels) {
     w.beginObject();
     for (const auto& [k, v] : labels) {
@@ -214,7 +210,7 @@ std::string renderPagerDuty(const BreachEvent& event, const PayloadContext& cont
         w.key("threshold").value(event.threshold);
         w.key("comparison").value(event.comparison);
         w.key("samples").value(event.samples);
-        w.key("window_seconds").value(seconds(event.window));
+        w.key("window_seconds").value(detail::seconds(event.window));
         w.key("since").value(formatRfc3339(event.since));
         w.key("description").value(event.description);
         w.key("labels");
@@ -321,9 +317,9 @@ std::string renderBodyTemplate(std::string_view tmpl, const BreachEvent& event, 
         } else if (name == "samples") {
             out = std::to_string(event.samples);
         } else if (name == "window_seconds") {
-            out = formatDouble(seconds(event.window), false);
+            out = formatDouble(detail::seconds(event.window), false);
         } else if (name == "for_seconds") {
-            out = formatDouble(seconds(event.for_), false);
+            out = formatDouble(detail::seconds(event.for_), false);
         } else if (name == "since") {
             out = formatRfc3339(event.since);
         } else if (name == "fired_at") {

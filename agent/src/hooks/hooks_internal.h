@@ -98,6 +98,14 @@ inline HookResult finishedResult(std::chrono::steady_clock::time_point start, bo
 /// `text` without leading and trailing whitespace.
 std::string trimText(std::string_view text);
 
+/// `d` in seconds, as the bodies and environment variables state durations.
+inline double seconds(std::chrono::nanoseconds d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+/// The longest pause between two attempts of one hook run (webhook, alertmanager, script).
+inline constexpr auto kMaxRetryBackoff = std::chrono::seconds{60};
+
 // ---- editing a file in place (env_file, json_file, toml_file) ----------------------
 
 /// What an edit function made of a file's text.
@@ -136,6 +144,16 @@ std::optional<std::string> fillRolloutPercent(const HookConfig& config, const Br
 /// A float as TOML and JSON read it back as a float: shortest round-trip digits, ".0"
 /// added when they look integral ("0.0", "1e+20", "0.25"); "nan", "inf", "-inf" (TOML).
 std::string floatText(double value);
+
+/// The index an array segment of a JSON pointer names, or nullopt ("0", "12"; not "-",
+/// "01", "x", nor one beyond size_t).
+std::optional<std::size_t> pointerArrayIndex(std::string_view segment);
+
+/// The JSON pointer made of the first `n` of `segments`, escaped again ("" for n = 0).
+std::string pointerPrefix(const std::vector<std::string>& segments, std::size_t n);
+
+/// pointerPrefix for messages: "the document" for n = 0.
+std::string pointerPlaceName(const std::vector<std::string>& segments, std::size_t n);
 
 /// "set /a=false, /b=0; unset /c" for a json_file / toml_file hook's config.
 std::string describeFlagChange(const std::vector<FlagSetting>& set, const std::vector<std::string>& unset);

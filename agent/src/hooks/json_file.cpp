@@ -583,42 +583,6 @@ JsonMember* findMember(JsonValue& object, std::string_view key) {
     return nullptr;
 }
 
-/// The index an array segment names, or nullopt ("0", "12"; not "-", "01", "x").
-std::optional<std::size_t> arrayIndex(std::string_view segment) {
-    if (segment.empty() || (segment.size() > 1 && segment[0] == '0')) {
-        return std::nullopt;
-    }
-    std::size_t i = 0;
-    const auto [end, ec] = std::from_chars(segment.data(), segment.data() + segment.size(), i);
-    if (ec != std::errc{} || end != segment.data() + segment.size()) {
-        return std::nullopt;
-    }
-    return i;
-}
-
-/// The pointer made of the first `n` segments, escaped again, for messages ("" is the
-/// document itself).
-std::string pointerPrefix(const std::vector<std::string>& segments, std::size_t n) {
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) {
-        out += '/';
-        for (const char c : segments[i]) {
-            if (c == '~') {
-                out += "~0";
-            } else if (c == '/') {
-                out += "~1";
-            } else {
-                out += c;
-            }
-        }
-    }
-    return out;
-}
-
-std::string placeName(const std::vector<std::string>& segments, std::size_t n) {
-    return n == 0 ? std::string("the document") : pointerPrefix(segments, n);
-}
-
 /// The array element `segment` names in `array`, or an error text.
 std::variant<JsonValue*, std::string> arrayElement(JsonValue& array, const std::vector<std::string>& segments,
                                                    std::size_t n) {
@@ -626,12 +590,12 @@ std::variant<JsonValue*, std::string> arrayElement(JsonValue& array, const std::
     if (segment == "-") {
         return "'-' (append) is not supported: every run would append again";
     }
-    const auto index = arrayIndex(segment);
+    const auto index = detail::pointerArrayIndex(segment);
     if (!index) {
-        return placeName(segments, n) + " is an array and '" + segment + "' is not an index";
+        return detail::pointerPlaceName(segments, n) + " is an array and '" + segment + "' is not an index";
     }
     if (*index >= array.items.size()) {
-        return "index " + segment + " is out of range (" + placeName(segments, n) + " has " +
+        return "index " + segment + " is out of range (" + detail::pointerPlaceName(segments, n) + " has " +
                std::to_string(array.items.size()) + " elements)";
     }
     return &array.items[*index];
@@ -670,7 +634,7 @@ std::optional<std::string> setValue(JsonValue& root, const std::vector<std::stri
             }
             next = std::get<JsonValue*>(element);
         } else {
-            return "cannot set " + pointer + ": " + placeName(segments, n) + " is " + kindName(current->kind) +
+            return "cannot set " + pointer + ": " + detail::pointerPlaceName(segments, n) + " is " + kindName(current->kind) +
                    ", not an object";
         }
         if (last) {
@@ -711,7 +675,7 @@ std::optional<std::string> unsetValue(JsonValue& root, const std::vector<std::st
                 return "cannot unset " + pointer +
                        ": removing array elements is not supported (a second run would remove the next one)";
             }
-            const auto index = arrayIndex(segments[n]);
+            const auto index = detail::pointerArrayIndex(segments[n]);
             if (!index || *index >= current->items.size()) {
                 return std::nullopt;  // no such element: nothing to remove
             }
@@ -792,7 +756,7 @@ std::optional<std::string> appendValue(JsonValue& root, const std::vector<std::s
             current = &current->members.back().value;
         } else if (current->kind == JsonValue::Kind::Array) {
             if (last && segments[n] == "-") {
-                return "cannot append to " + pointer + ": name the array itself (\"" + pointerPrefix(segments, n) +
+                return "cannot append to " + pointer + ": name the array itself (\"" + detail::pointerPrefix(segments, n) +
                        "\"), without \"/-\"";
             }
             auto element = arrayElement(*current, segments, n);
@@ -801,12 +765,12 @@ std::optional<std::string> appendValue(JsonValue& root, const std::vector<std::s
             }
             current = std::get<JsonValue*>(element);
         } else {
-            return "cannot append to " + pointer + ": " + placeName(segments, n) + " is " + kindName(current->kind) +
+            return "cannot append to " + pointer + ": " + detail::pointerPlaceName(segments, n) + " is " + kindName(current->kind) +
                    ", not an object";
         }
     }
     if (current->kind != JsonValue::Kind::Array) {
-        return "cannot append to " + pointer + ": " + placeName(segments, segments.size()) + " is " +
+        return "cannot append to " + pointer + ": " + detail::pointerPlaceName(segments, segments.size()) + " is " +
                kindName(current->kind) + ", not an array";
     }
     for (const auto& item : current->items) {

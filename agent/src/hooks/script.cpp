@@ -37,7 +37,6 @@ constexpr std::size_t kMaxOutputBytes = 64 * 1024;  // the tail is what explains
 constexpr auto kMaxGrace = std::chrono::seconds{2};
 constexpr auto kMinGrace = std::chrono::milliseconds{100};
 constexpr auto kFallbackPollInterval = std::chrono::milliseconds{20};
-constexpr auto kMaxBackoff = std::chrono::seconds{60};
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 /// Copied from the agent's environment when set. Everything else stays behind: the agent's
 /// environment may hold secrets (tokens for webhooks, cloud credentials) that a script
@@ -565,7 +564,7 @@ public:
             if (attempt.ok || !attempt.retryable || retry >= config_.retries) {
                 break;
             }
-            env_.sleep(backoffDelay(retry, config_.retry_backoff, kMaxBackoff, env_.random01()));
+            env_.sleep(backoffDelay(retry, config_.retry_backoff, detail::kMaxRetryBackoff, env_.random01()));
         }
         std::string message = std::move(attempt.status);
         if (attempts > 1) {

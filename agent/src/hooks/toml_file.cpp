@@ -73,35 +73,6 @@ void withValue(const FlagValue& wanted, F&& f) {
     std::visit([&f](const auto& w) { f(w); }, wanted);
 }
 
-/// The index an array segment names, or nullopt ("0", "12"; not "-", "01", "x").
-std::optional<std::size_t> arrayIndex(std::string_view segment) {
-    if (segment.empty() || segment.size() > 18 || (segment.size() > 1 && segment[0] == '0')) {
-        return std::nullopt;
-    }
-    std::size_t i = 0;
-    for (const char c : segment) {
-        if (c < '0' || c > '9') {
-            return std::nullopt;
-        }
-        i = i * 10 + static_cast<std::size_t>(c - '0');
-    }
-    return i;
-}
-
-std::string pointerPrefix(const std::vector<std::string>& segments, std::size_t n) {
-    if (n == 0) {
-        return "the document";
-    }
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) {
-        out += '/';
-        for (const char c : segments[i]) {
-            out += c == '~' ? std::string("~0") : c == '/' ? std::string("~1") : std::string(1, c);
-        }
-    }
-    return out;
-}
-
 /// The element of `array` that segments[n] names, or an error text.
 std::variant<toml::node*, std::string> arrayElement(toml::array& array, const std::vector<std::string>& segments,
                                                     std::size_t n) {
@@ -109,12 +80,12 @@ std::variant<toml::node*, std::string> arrayElement(toml::array& array, const st
     if (segment == "-") {
         return std::string("'-' (append) is not supported: every run would append again");
     }
-    const auto index = arrayIndex(segment);
+    const auto index = detail::pointerArrayIndex(segment);
     if (!index) {
-        return pointerPrefix(segments, n) + " is an array and '" + segment + "' is not an index";
+        return detail::pointerPlaceName(segments, n) + " is an array and '" + segment + "' is not an index";
     }
     if (*index >= array.size()) {
-        return "index " + segment + " is out of range (" + pointerPrefix(segments, n) + " has " +
+        return "index " + segment + " is out of range (" + detail::pointerPlaceName(segments, n) + " has " +
                std::to_string(array.size()) + " elements)";
     }
     return array.get(*index);
@@ -148,7 +119,7 @@ std::optional<std::string> setValue(toml::table& root, const std::vector<std::st
             toml::node* next = std::get<toml::node*>(element);
             if (last) {
                 if (!equalsWanted(*next, wanted)) {
-                    const auto index = static_cast<std::ptrdiff_t>(*arrayIndex(segment));
+                    const auto index = static_cast<std::ptrdiff_t>(*detail::pointerArrayIndex(segment));
                     withValue(wanted, [&](const auto& w) { array->replace(array->cbegin() + index, w); });
                     changed = true;
                 }
@@ -156,7 +127,7 @@ std::optional<std::string> setValue(toml::table& root, const std::vector<std::st
             }
             current = next;
         } else {
-            return "cannot set " + pointer + ": " + pointerPrefix(segments, n) + " is " + nodeName(*current) +
+            return "cannot set " + pointer + ": " + detail::pointerPlaceName(segments, n) + " is " + nodeName(*current) +
                    ", not a table";
         }
     }
@@ -184,7 +155,7 @@ std::optional<std::string> unsetValue(toml::table& root, const std::vector<std::
                 return "cannot unset " + pointer +
                        ": removing array elements is not supported (a second run would remove the next one)";
             }
-            const auto index = arrayIndex(segments[n]);
+            const auto index = detail::pointerArrayIndex(segments[n]);
             if (!index || *index >= array->size()) {
                 return std::nullopt;
             }

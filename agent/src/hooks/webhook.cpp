@@ -41,7 +41,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr auto kMaxBackoff = std::chrono::seconds{60};
 
 std::int64_t unixMillis(rules::TimePoint t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -319,7 +318,7 @@ private:
                 }
                 return out;
             }
-            env_.sleep(backoffDelay(retry, config_.retry_backoff, kMaxBackoff, env_.random01()));
+            env_.sleep(backoffDelay(retry, config_.retry_backoff, detail::kMaxRetryBackoff, env_.random01()));
         }
     }
 

@@ -110,7 +110,7 @@ std::vector<std::string> expandGlob(const std::string& pattern, int extra_flags)
     return out;
 }
 
-std::vector<std::string> splitPath(std::string_view path) {
+std::vector<std::string> splitGlobComponents(std::string_view path) {
     std::vector<std::string> out;
     std::size_t i = 0;
     while (i < path.size()) {
@@ -125,7 +125,7 @@ std::vector<std::string> splitPath(std::string_view path) {
 }
 
 bool hasDoubleStar(const std::string& pattern) {
-    for (const auto& c : splitPath(pattern)) {
+    for (const auto& c : splitGlobComponents(pattern)) {
         if (c == "**") {
             return true;
         }
@@ -150,7 +150,7 @@ std::string joinPath(const std::string& dir, const char* name) {
 class RecursiveGlob {
 public:
     RecursiveGlob(const std::string& pattern, std::vector<std::string>& out, std::vector<std::string>& dirs)
-        : comps_(splitPath(pattern)), out_(out), dirs_(dirs) {
+        : comps_(splitGlobComponents(pattern)), out_(out), dirs_(dirs) {
         root_ = !pattern.empty() && pattern.front() == '/' ? "/" : "";
     }
 
@@ -243,7 +243,7 @@ struct ExcludePattern {
     explicit ExcludePattern(const std::string& pattern)
         : absolute(!pattern.empty() && pattern.front() == '/'),
           name_only(pattern.find('/') == std::string::npos),
-          comps(splitPath(pattern)) {}
+          comps(splitGlobComponents(pattern)) {}
 
     bool matches(const std::string& path, const std::vector<std::string>& path_comps) const {
         if (name_only) {
@@ -824,7 +824,7 @@ bool LogTailer::Impl::excluded(const std::string& path) const {
     if (excludes_.empty()) {
         return false;
     }
-    const auto comps = splitPath(path);
+    const auto comps = splitGlobComponents(path);
     return std::any_of(excludes_.begin(), excludes_.end(),
                        [&](const ExcludePattern& e) { return e.matches(path, comps); });
 }

@@ -34,7 +34,7 @@ bool writeAll(int fd, std::string_view data) {
     return true;
 }
 
-std::pair<std::string, std::string> splitPath(const std::string& path) {
+std::pair<std::string, std::string> splitDirAndName(const std::string& path) {
     const auto slash = path.rfind('/');
     if (slash == std::string::npos) {
         return {".", path};
@@ -47,7 +47,7 @@ std::pair<std::string, std::string> splitPath(const std::string& path) {
 // Returns an error text, or nullopt on success.
 std::optional<std::string> replaceFile(const std::string& target, std::string_view content, mode_t mode,
                                        std::optional<Owner> owner) {
-    const auto [dir, name] = splitPath(target);
+    const auto [dir, name] = splitDirAndName(target);
     std::string tmp = dir + "/." + name + ".rollguard.XXXXXX";
     UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
     if (!fd.valid()) {
@@ -101,7 +101,7 @@ std::optional<std::string> writeFileAtomically(const std::string& target, std::s
     if (auto err = replaceFile(target, content, mode)) {
         return err;
     }
-    return fsyncDirectory(splitPath(target).first);
+    return fsyncDirectory(splitDirAndName(target).first);
 }
 
 bool readStateFile(const std::string& path, std::string& out, std::string& why) {

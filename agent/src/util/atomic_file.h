@@ -22,7 +22,7 @@ std::string errnoText(int err);
 bool writeAll(int fd, std::string_view data);
 
 /// ("/a/b", "c") for "/a/b/c"; (".", "c") for "c".
-std::pair<std::string, std::string> splitPath(const std::string& path);
+std::pair<std::string, std::string> splitDirAndName(const std::string& path);
 
 /// Replaces `target` with `content`: a temp file next to it, mode (and owner, when
 /// given and permitted) set before any byte is written, fsync, rename over the target.
