@@ -11,27 +11,30 @@
 #                serves both)
 #   build-tsan/  tsan: clang-14 -O0 -g, ThreadSanitizer: the unit tests
 # What runs, in order:
-#   1. build/ on both cores;
-#   2. `rollguard check` on every shipped config;
-#   3. the short versions of the proofs of docs/RELIABILITY.md and docs/PERFORMANCE.md on
+#   1. build-asan/ and then build-tsan/ start compiling in the background at the lowest
+#      CPU priority (nice 19), and keep at it through steps 2-4: they take the CPU that
+#      the foreground leaves (build/'s links and serial tail; the proofs mostly wait on
+#      real time);
+#   2. build/ on both cores;
+#   3. `rollguard check` on every shipped config;
+#   4. the short versions of the proofs of docs/RELIABILITY.md and docs/PERFORMANCE.md on
 #      build/: the benchmarks against mtail and wc -l, the footprint and the detection
 #      latency (figures only), soak, kill -9 during ingest and during rollback hooks, a
-#      receiver outage, a full and read-only state dir (root only). They run in the
-#      foreground while build-asan/ and then build-tsan/ compile in the background at the
-#      lowest CPU priority (nice 19): the proofs mostly wait on real time, and the
-#      compilers only take the CPU they leave. So the proofs run on a loaded machine, as
-#      they must pass on one; the benchmarks' figures compare against their baselines
-#      (wc -l, mtail) measured in the same run, under the same load;
-#   4. every CTest test (unit, integration, golden, rule tests, shipped configs...) under
-#      ASan+UBSan: the one full run of the suite;
-#   5. the multithreaded parts (recorder, tailer threads, hook worker, HTTP listener,
+#      receiver outage, a full and read-only state dir (root only). So the proofs run on
+#      a loaded machine, as they must pass on one; the benchmarks' figures compare
+#      against their baselines (wc -l, mtail) measured in the same run, under the same
+#      load;
+#   5. the background builds get their normal priority back; once build-asan/ is done,
+#      every CTest test (unit, integration, golden, rule tests, shipped configs...) under
+#      ASan+UBSan: the one full run of the suite (build-tsan/ goes on compiling);
+#   6. the multithreaded parts (recorder, tailer threads, hook worker, HTTP listener,
 #      daemon) under ThreadSanitizer;
-#   6. every libFuzzer target for FUZZ_SECONDS (default 30) each, two at a time, each
+#   7. every libFuzzer target for FUZZ_SECONDS (default 30) each, two at a time, each
 #      seeded with its corpus and every past crash (tests/fuzz/regressions).
 # The end prints each step's wall time.
-# ROLLGUARD_SKIP_SANITIZERS=1 skips the sanitizer builds, 4-6, and runs the suite on
+# ROLLGUARD_SKIP_SANITIZERS=1 skips the sanitizer builds and 5-7, and runs the suite on
 # build/ instead (every target built there): a quicker local run. ROLLGUARD_SKIP_PROOFS=1
-# skips 3.
+# skips 4.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export ROLLGUARD_WERROR=ON
@@ -81,9 +84,9 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# The background builds (step 3): each one's output goes to DIR/build.log and its exit
-# status to DIR/build.status; wait_background waits for them and fails with the log's
-# tail of a build that failed.
+# The background builds (step 1): each one's output goes to DIR/build.log and its exit
+# status to DIR/build.status; await_build waits for one and fails with the log's tail
+# when it failed.
 background_build() {  # background_build DIR PRESET [TARGET]
   local dir=$1 preset=$2 target=${3:-}
   mkdir -p "$dir"
@@ -99,26 +102,39 @@ check_background() {  # a background build that already failed ends the run at o
   local dir
   for dir in "$root/build-asan" "$root/build-tsan"; do
     if [ -n "$bg_pid" ] && [ -f "$dir/build.status" ] && [ "$(cat "$dir/build.status")" != 0 ]; then
-      wait_background "$bg_pid" "$dir"
+      await_build "$dir"
     fi
   done
 }
-wait_background() {  # wait_background PID DIR...
-  local dir rc
-  wait "$1" || true
-  bg_pid=""
-  shift
-  for dir in "$@"; do
-    rc=$(cat "$dir/build.status" 2>/dev/null || echo "none")
-    if [ "$rc" != 0 ]; then
-      echo "build of $dir failed (exit $rc); the end of $dir/build.log:" >&2
-      tail -n 60 "$dir/build.log" >&2
-      exit 1
-    fi
+await_build() {  # await_build DIR: waits until DIR's background build ends; fails if it failed
+  local rc
+  while [ ! -f "$1/build.status" ] && kill -0 "$bg_pid" 2>/dev/null; do
+    sleep 1
   done
+  rc=$(cat "$1/build.status" 2>/dev/null || echo "none")
+  if [ "$rc" != 0 ]; then
+    echo "build of $1 failed (exit $rc); the end of $1/build.log:" >&2
+    tail -n 60 "$1/build.log" >&2
+    exit 1
+  fi
 }
 
 "$root/scripts/install-deps.sh"
+
+if [ "$skip_sanitizers" != 1 ]; then
+  # One background job builds both sanitizer trees, one after the other, at the lowest
+  # CPU priority: while build/ compiles it takes the cores that build/'s make leaves idle
+  # (links, the serial tail), while the proofs run nearly both.
+  rm -f "$root/build-asan/build.status" "$root/build-tsan/build.status"
+  (
+    background_build "$root/build-asan" asan
+    if [ "$(cat "$root/build-asan/build.status")" = 0 ]; then
+      background_build "$root/build-tsan" tsan rollguard_unit_tests
+    fi
+  ) &
+  bg_pid=$!
+  echo "    (building build-asan/ then build-tsan/ in the background at nice 19: logs in build-*/build.log)"
+fi
 
 if [ "$skip_sanitizers" = 1 ]; then
   step "build/: every target (g++ -O2)"
@@ -134,20 +150,6 @@ step "rollguard check on every shipped config"
 find "$root/config" -name '*.toml' -print0 | sort -z | while IFS= read -r -d '' f; do
   "$root/build/rollguard" check --config "$f"
 done
-
-if [ "$skip_sanitizers" != 1 ]; then
-  # One background job builds both sanitizer trees, one after the other, so each gets
-  # both cores when the proofs leave them.
-  rm -f "$root/build-asan/build.status" "$root/build-tsan/build.status"
-  (
-    background_build "$root/build-asan" asan
-    if [ "$(cat "$root/build-asan/build.status")" = 0 ]; then
-      background_build "$root/build-tsan" tsan rollguard_unit_tests
-    fi
-  ) &
-  bg_pid=$!
-  echo "    (building build-asan/ then build-tsan/ in the background at nice 19: logs in build-*/build.log)"
-fi
 
 if [ "$skip_proofs" != 1 ]; then
   b="$root/build"
@@ -174,21 +176,24 @@ if [ "$skip_sanitizers" = 1 ]; then
   step "tests (build/)"
   (cd "$root/build" && ctest --output-on-failure -j"$jobs" --timeout 300)
 else
-  step "waiting for the background builds of build-asan/ and build-tsan/"
-  # Nothing runs in the foreground now: the builds get their full share again (children
-  # started from here on inherit it from make). Against another load on the machine a
-  # nice 19 build would get almost nothing. Raising a priority needs root; otherwise the
-  # builds stay niced.
+  step "waiting for the background build of build-asan/"
+  # The proofs are done: the builds get their full share again (children started from
+  # here on inherit it from make). Against another load on the machine a nice 19 build
+  # would get almost nothing. Raising a priority needs root; otherwise the builds stay
+  # niced.
   renice -n 0 -p $(tree_pids "$bg_pid") >/dev/null 2>&1 || true
-  wait_background "$bg_pid" "$root/build-asan" "$root/build-tsan"
+  await_build "$root/build-asan"
 
   step "the whole suite under ASan+UBSan (build-asan/)"
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs" --timeout 600)
 
+  step "waiting for the background build of build-tsan/"
+  await_build "$root/build-tsan"
+  bg_pid=""
+
   step "multithreaded parts under ThreadSanitizer (build-tsan/)"
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$root/build-tsan/tests/rollguard_unit_tests" \
-    "[recorder],[thread],[daemon],[exporters],[hooks],[source]"
+  (cd "$root/build-tsan" && ctest --output-on-failure -R '^tsan[.]' --timeout 900)
 
   step "every fuzz target, ${FUZZ_SECONDS:-30} s each, two at a time (build-asan/)"
   "$root/scripts/fuzz.sh" --no-build -B "$root/build-asan" -j 2 all "${FUZZ_SECONDS:-30}"
