@@ -82,7 +82,8 @@ TEST_CASE("rollguard rollback without a daemon runs the hooks here and records a
     TempDir dir;
     writeFile(dir / "app.log", "");
     writeFile(dir / "slow.once", "");  // "slow" does not hang in this test
-    writeFile(dir / "rollguard.toml", config(dir, freePort(), false));
+    const ReservedPort reserved;  // the config's listen port (no daemon listens in this test)
+    writeFile(dir / "rollguard.toml", config(dir, reserved.port(), false));
     const std::string cfg = (dir / "rollguard.toml").string();
 
     auto [rc, out] = runCommand({ROLLGUARD_BIN, "rollback", "-c", cfg, "--reason", "canary 7; $(rm -rf /)"});
@@ -121,7 +122,8 @@ TEST_CASE("with a daemon running, rollback and rearm go through its admin API wi
     writeFile(dir / "slow.once", "");
     writeFile(dir / "token", "t0ken-for-tests\n");
     ::chmod((dir / "token").c_str(), 0600);
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", config(dir, port, true));
     const std::string cfg = (dir / "rollguard.toml").string();
     Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
@@ -163,7 +165,8 @@ TEST_CASE("with a daemon running, rollback and rearm go through its admin API wi
 TEST_CASE("the admin API is off without a token", "[integration][admin]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", config(dir, port, false));
     Process daemon({ROLLGUARD_BIN, "run", "-c", (dir / "rollguard.toml").string()}, (dir / "out").string(),
                    (dir / "err").string());
@@ -181,15 +184,22 @@ TEST_CASE("a daemon killed during a rollback resumes it after restart and runs n
           "[integration][admin][crash]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", config(dir, port, false));
     const std::string cfg = (dir / "rollguard.toml").string();
     {
         Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out1").string(), (dir / "err1").string());
         REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
         appendFile(dir / "app.log", statusLines(20, 503));
-        // "one" done, "slow" hanging: the moment to pull the plug.
-        REQUIRE(eventually([&] { return fs::exists(dir / "slow.pid"); }, 15s));
+        // "one" done, "slow" hanging: the moment to pull the plug. The pid file exists a
+        // moment before the shell has written the pid: wait for the whole line.
+        REQUIRE(eventually(
+            [&] {
+                std::error_code ec;
+                return fs::exists(dir / "slow.pid", ec) && readFile(dir / "slow.pid").find('\n') != std::string::npos;
+            },
+            30s));
         daemon.signal(SIGKILL);
         daemon.wait(5s);
     }
@@ -210,7 +220,8 @@ TEST_CASE("a daemon killed during a rollback resumes it after restart and runs n
     INFO(readFile(dir / "err2"));
     REQUIRE(finished);
     // The rule still breaches after the restart (its window came back from the
-    // checkpoint), but it is latched: no second incident.
+    // checkpoint), but it is latched: no second incident. The pause only gives a second
+    // incident (a bug) the chance to start; it cannot fail a correct agent.
     std::this_thread::sleep_for(1500ms);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(10s) == 0);

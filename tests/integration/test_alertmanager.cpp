@@ -57,7 +57,10 @@ TEST_CASE("alertmanager hook: the alert fires and resolves through a real Alertm
 
     TempDir dir;
     HttpReceiver receiver;
-    const std::uint16_t am_port = rollguard::testing::freePort();
+    // Alertmanager's port, nobody else's while it lives: until it listens, the hook's
+    // connections are refused (and retried), never answered by another test's server.
+    const ReservedPort am_reserved;
+    const std::uint16_t am_port = am_reserved.port();
     writeFile(dir / "alertmanager.yml",
               "route:\n"
               "  receiver: test\n"
@@ -101,7 +104,7 @@ TEST_CASE("alertmanager hook: the alert fires and resolves through a real Alertm
     INFO("alertmanager stderr: " << readFile(dir / "am.err"));
     REQUIRE(fired.ok);
 
-    REQUIRE(eventually([&] { return hasNotification(receiver, "firing"); }, 8s));
+    REQUIRE(eventually([&] { return hasNotification(receiver, "firing"); }, 30s));
     const auto reqs = receiver.requests();
     simdjson::dom::parser parser;
     const simdjson::dom::element doc = parser.parse(reqs.front().body);
@@ -117,5 +120,5 @@ TEST_CASE("alertmanager hook: the alert fires and resolves through a real Alertm
     e.state = "resolved";
     e.resolved_at = std::chrono::system_clock::now();
     REQUIRE(hook->run(e).ok);
-    REQUIRE(eventually([&] { return hasNotification(receiver, "resolved"); }, 8s));
+    REQUIRE(eventually([&] { return hasNotification(receiver, "resolved"); }, 30s));
 }

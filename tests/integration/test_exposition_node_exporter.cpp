@@ -63,7 +63,8 @@ TEST_CASE("exposition: a real node exporter's whole /metrics parses without erro
               "# HELP rollguard_test_gauge A gauge planted by the test.\n"
               "# TYPE rollguard_test_gauge gauge\n"
               "rollguard_test_gauge{kind=\"q \\\"x\\\" \\\\ gr\xc3\xbc\xc3\x9f\"} 42.5\n");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     Process exporter({binary, "--web.listen-address=127.0.0.1:" + std::to_string(port),
                       "--collector.textfile.directory=" + (dir / "textfile").string(), "--log.level=warn"},
                      (dir / "ne.out").string(), (dir / "ne.err").string());

@@ -114,7 +114,8 @@ std::string lines(int n, int status) {
 struct Agent {
     TempDir dir;
     HttpReceiver app;
-    std::uint16_t port = freePort();
+    ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    std::uint16_t port = reserved.port();
     std::unique_ptr<Process> process;
 
     Agent() {

@@ -252,7 +252,8 @@ TEST_CASE("guide agent-orchestrator: error ratio then p95 each roll Phase 4 back
 
     GenesisMetrics metrics;
     metrics.setTraffic({20, 0.0, 0.02, 0.0});  // 200 requests/s, no errors, p95 within 50 ms
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     RunningAgent agent(shippedConfig(dir), {"--time-scale", "60"}, agentEnv(dir, metrics, port));
     REQUIRE(agent.waitHealthy(port, 15s));
     INFO(agent.stderrText());
@@ -315,7 +316,8 @@ TEST_CASE("guide agent-orchestrator: too little traffic to judge rolls nothing b
     // them fail and all take 0.5-1 s.
     GenesisMetrics metrics;
     metrics.setTraffic({1, 0.5, 0.0, 1.0});
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     RunningAgent agent(shippedConfig(dir), {"--time-scale", "60"}, agentEnv(dir, metrics, port));
     REQUIRE(agent.waitHealthy(port, 15s));
     INFO(agent.stderrText());

@@ -160,7 +160,8 @@ TEST_CASE("guide messaging - up == 0 for 1m disables the MESSAGING flags, a shor
     // The shipped file, unchanged, through a link in the temp dir (the agent's stdout and
     // stderr go next to the config path it is given, not into the source tree).
     std::filesystem::create_symlink(ROLLGUARD_SOURCE_DIR "/config/examples/messaging.toml", dir / "messaging.toml");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     RunningAgent agent(dir / "messaging.toml", {"--time-scale", "30"},
                        {{"ROLLGUARD_STATE_DIR", (dir / "state").string()},
                         {"ROLLGUARD_LISTEN", "127.0.0.1:" + std::to_string(port)},
@@ -183,19 +184,26 @@ TEST_CASE("guide messaging - up == 0 for 1m disables the MESSAGING flags, a shor
                    ruleSees(port, "MessagingHighErrorRate", [](double v) { return v == 0.0; });
         },
         15s)));
+    // Healthy, so nothing may happen: the pause only gives a wrong action the chance to
+    // show, it cannot fail a correct agent.
     std::this_thread::sleep_for(2s);
     CHECK(readFile(dir / "messaging.env") == kEnvBefore);
     CHECK(flags.requests().empty());
     CHECK(alerts.requests().empty());
 
-    // Near miss: the endpoint answers 503 just long enough for the agent to see up == 0,
-    // then recovers, far inside `for: 1m` (2 s here). Nothing fires.
-    metrics.setStatus(503);
-    const bool saw_down = eventually([&] { return ruleSees(port, "MessagingSystemDown", [](double v) { return v == 0.0; }); }, 10s);
-    metrics.setStatus(200);
-    REQUIRE(logged(saw_down));
-    REQUIRE(logged(eventually([&] { return ruleSees(port, "MessagingSystemDown", [](double v) { return v == 1.0; }); }, 10s)));
-    std::this_thread::sleep_for(3s);  // past `for`: had the blip counted, it would fire by now
+    // Near miss: the endpoint answers one scrape with 503 (up == 0 until the next scrape,
+    // 5 s / 30 = 0.17 s later), far inside `for: 1m` (2 s here). Nothing fires. The
+    // outage is one scrape long whatever this thread's speed (it is not ended by the test
+    // noticing it), and the agent's scrape error counter shows it was seen.
+    const std::string scrape_errors =
+        R"(rollguard_scrape_errors_total{kind="http_status",series="",source="messaging",)";
+    metrics.queueStatuses({503});
+    REQUIRE(logged(eventually([&] { return agentMetric(port, scrape_errors).value_or(0) >= 1.0; }, 30s)));
+    REQUIRE(logged(eventually(
+        [&] { return ruleSees(port, "MessagingSystemDown", [](double v) { return v == 1.0; }); }, 30s)));
+    // Past `for`: had the blip counted, it would fire by now. The pause only gives that
+    // (a bug) the chance to show.
+    std::this_thread::sleep_for(3s);
     CHECK(ruleStatus(port, "MessagingSystemDown")->state == "inactive");
     CHECK(readFile(dir / "messaging.env") == kEnvBefore);
     CHECK(flags.requests().empty());

@@ -121,7 +121,8 @@ struct Router {
     TempDir dir;
     HttpReceiver learning;
     HttpReceiver alerts;
-    std::uint16_t port = freePort();
+    ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    std::uint16_t port = reserved.port();
     std::filesystem::path log = dir / "logs" / "apex-memory.log";
 
     explicit Router(const std::string& baseline) {

@@ -166,16 +166,23 @@ std::optional<std::string> completeIncident(const std::filesystem::path& state) 
     if (!std::filesystem::is_directory(dir, ec)) {
         return std::nullopt;
     }
+    // Polled while the agent writes the record (temp file, then rename over it): a listing
+    // or a read that catches it in between yields nullopt, and the next poll looks again.
     std::vector<std::filesystem::path> records;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-        if (entry.path().extension() == ".json") {
-            records.push_back(entry.path());
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (it->path().extension() == ".json") {
+            records.push_back(it->path());
         }
     }
-    if (records.size() != 1) {
+    if (ec || records.size() != 1) {
         return std::nullopt;
     }
-    const std::string text = readFile(records.front());
+    std::string text;
+    try {
+        text = readFile(records.front());
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
     if (text.find("\"complete\":true") == std::string::npos) {
         return std::nullopt;
     }
@@ -187,7 +194,8 @@ std::optional<std::string> completeIncident(const std::filesystem::path& state) 
 struct Scenario {
     TempDir dir;
     HttpReceiver pagerduty;
-    std::uint16_t port = freePort();
+    ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    std::uint16_t port = reserved.port();
 
     Scenario() {
         std::filesystem::create_directories(dir / "logs");

@@ -127,7 +127,8 @@ TEST_CASE("guide synapse router - error ratio rolls back to Python, loss and eme
     // stderr go next to the config path it is given, not into the source tree).
     std::filesystem::create_symlink(ROLLGUARD_SOURCE_DIR "/config/examples/synapse-router.toml",
                                     dir / "synapse-router.toml");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     RunningAgent agent(dir / "synapse-router.toml", {"--time-scale", "60"},
                        {{"ROLLGUARD_STATE_DIR", (dir / "state").string()},
                         {"ROLLGUARD_LISTEN", "127.0.0.1:" + std::to_string(port)},
@@ -154,6 +155,8 @@ TEST_CASE("guide synapse router - error ratio rolls back to Python, loss and eme
                    ruleStatus(port, "synapse-message-loss").has_value() && metrics.requests().size() >= 3;
         },
         15s)));
+    // Healthy, so nothing may happen: the pause only gives a wrong action the chance to
+    // show, it cannot fail a correct agent.
     std::this_thread::sleep_for(2s);
     CHECK(readFile(dir / "synapse.env") == kEnvBefore);
     CHECK(alerts.requests().empty());
@@ -171,6 +174,8 @@ TEST_CASE("guide synapse router - error ratio rolls back to Python, loss and eme
                    ruleSees(port, "synapse-emergence-score", [](double v) { return v == 0.55; });
         },
         15s)));
+    // The agent sees each near miss (above); nothing may fire. The pause only gives a
+    // wrong action the chance to show, it cannot fail a correct agent.
     std::this_thread::sleep_for(3s);
     REQUIRE(agent.running());
     CHECK(readFile(dir / "synapse.env") == kEnvBefore);

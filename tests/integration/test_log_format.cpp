@@ -104,7 +104,8 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
     writeFile(dir / "admin.token", "t0ken\n");
     // A bad line with quotes and a backslash, which the tailer logs as a sample.
     writeFile(dir / "app.log", "{\"status\":200}\nnot \"json\" at C:\\all\n");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, "log_format = \"json\"\n"));
     RunningAgent agent(config);
@@ -170,7 +171,8 @@ TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][inte
     TempDir dir;
     writeFile(dir / "admin.token", "t0ken\n");
     writeFile(dir / "app.log", "{\"status\":200}\n");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, "log_format = \"json\"\n"));
     RunningAgent agent(config, {"--log-level", "info"});
@@ -195,7 +197,8 @@ TEST_CASE("text log lines leave the timestamp to the journal when stderr is the 
     writeFile(dir / "admin.token", "t0ken\n");
     writeFile(dir / "app.log", "{\"status\":200}\n");
     const auto config = dir / "rollguard.toml";
-    writeFile(config, configText(dir, freePort(), ""));
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    writeFile(config, configText(dir, reserved.port(), ""));
     // The child's stderr is this file (opened with O_TRUNC: same inode), so it stands
     // for the journal's stream socket.
     const auto err_path = dir / "rollguard.stderr";

@@ -12,6 +12,7 @@
 #include <simdjson.h>
 
 #include "agent_config.h"
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -73,23 +74,27 @@ TEST_CASE("reload refuses a broken config and keeps state across a good one", "[
     writeFile(dir / "admin.token", "t0ken\n");
     writeFile(dir / "app.env", "CANARY=1\n");
     writeFile(dir / "app.log", statusLines(20, 503));
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     const auto config = dir / "rollguard.toml";
     writeFile(config, configText(dir, port, false));
     RunningAgent agent(config);
     INFO(agent.stderrText());
 
     // The critical rule goes pending (its `for` is an hour: it stays pending).
-    REQUIRE(eventually([&] { return errorsRule(port).state == "pending"; }, 10s));
+    REQUIRE(eventually([&] { return errorsRule(port).state == "pending"; }, 30s));
     const std::string since = errorsRule(port).since;
     REQUIRE(!since.empty());
 
     // A broken config: refused, with file:line:col; the old config keeps running.
     writeFile(config, configText(dir, port, false) + "\n[[rule]]\nname = \"x\"\nsource = \"nope\"\n");
     agent.signal(SIGHUP);
-    REQUIRE(eventually([&] { return agent.stderrText().find("reload (SIGHUP) refused") != std::string::npos; },
-                       10s));
+    // The agent logs the refusal first and counts it after: wait for the count, which
+    // implies the log line (waiting for the line would race with the count).
+    REQUIRE(eventually(
+        [&] { return agentMetric(port, R"(rollguard_config_reloads_total{result="failure"} )") == 1.0; }, 30s));
     const std::string err = agent.stderrText();
+    REQUIRE(err.find("reload (SIGHUP) refused") != std::string::npos);
     const auto at = err.find(config.string() + ":");
     REQUIRE(at != std::string::npos);
     CHECK(err.find("unknown source", at) != std::string::npos);
@@ -119,7 +124,7 @@ TEST_CASE("reload refuses a broken config and keeps state across a good one", "[
     // And by SIGHUP, back to one rule.
     writeFile(config, configText(dir, port, false));
     agent.signal(SIGHUP);
-    REQUIRE(eventually([&] { return errorsRule(port).rules == 1; }, 10s));
+    REQUIRE(eventually([&] { return errorsRule(port).rules == 1; }, 30s));
     CHECK(errorsRule(port).since == since);
     CHECK(readFile(dir / "app.env") == "CANARY=1\n");  // nothing fired: `for` is an hour
 

@@ -97,7 +97,8 @@ std::string envWith(int percent) {
 
 struct Scenario {
     TempDir dir;
-    std::uint16_t port = freePort();
+    ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    std::uint16_t port = reserved.port();
     fs::path config = dir / "rollguard.toml";
 
     explicit Scenario(const RolloutSetup& setup) {

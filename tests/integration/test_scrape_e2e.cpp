@@ -5,11 +5,13 @@
 #include <signal.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <catch2/catch.hpp>
 
+#include "agent_status.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -83,33 +85,41 @@ TEST_CASE("the binary rolls back on a scraped counter jump and a sustained outag
     health.setBody("status: ok\n");
     app.setBody(lost(10));
     writeFile(dir / "app.env", "API_DOWN_ROLLBACK=0\nLOSS_ROLLBACK=0\n");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", configText(dir, health, app, port));
     RunningAgent agent(dir / "rollguard.toml");
     const auto err = agent.stderrPath();
     INFO(readFile(err));
 
     // Healthy, with a counter that grows slowly, and one short outage: nothing fires.
-    REQUIRE(health.waitForRequests(3, 10s));
+    REQUIRE(health.waitForRequests(3, 30s));
     for (int i = 1; i <= 5; ++i) {
         app.setBody(lost(10 + i));
-        std::this_thread::sleep_for(100ms);
+        std::this_thread::sleep_for(100ms);  // paces the counter's growth; nothing is checked here
     }
-    health.setStatus(503);
-    std::this_thread::sleep_for(400ms);  // well under `for = 2s`
-    health.setStatus(200);
-    std::this_thread::sleep_for(1500ms);
+    // The outage is two failed health checks (the next two scrapes, 200 ms apart), well
+    // under `for = 2s`: its length is counted in the agent's scrapes, so a slow test
+    // thread cannot stretch it.
+    health.queueStatuses({503, 503});
+    const std::string api_errors = R"(rollguard_scrape_errors_total{kind="http_status",series="",source="api",)";
+    REQUIRE(eventually([&] { return agentMetric(port, api_errors) == 2.0; }, 30s));
+    // Over: ten more good checks (two seconds of them, longer than `for`) give the blip
+    // every chance to fire; it must not.
+    const std::size_t after_blip = health.requests().size();
+    REQUIRE(health.waitForRequests(after_blip + 10, 30s));
     REQUIRE(agent.running());
+    CHECK(agentMetric(port, api_errors) == 2.0);
     CHECK(readFile(dir / "app.env") == "API_DOWN_ROLLBACK=0\nLOSS_ROLLBACK=0\n");
 
     // 500 messages lost at once: the increase rule fires on the next scrape.
     app.setBody(lost(515));
-    CHECK(eventually([&] { return readFile(dir / "app.env").find("LOSS_ROLLBACK=1") != std::string::npos; }, 10s));
+    CHECK(eventually([&] { return readFile(dir / "app.env").find("LOSS_ROLLBACK=1") != std::string::npos; }, 30s));
     CHECK(readFile(dir / "app.env").find("API_DOWN_ROLLBACK=0") != std::string::npos);
 
     // The endpoint stays down: after `for` the outage rule rolls back too.
     health.setStatus(503);
-    CHECK(eventually([&] { return readFile(dir / "app.env").find("API_DOWN_ROLLBACK=1") != std::string::npos; }, 15s));
+    CHECK(eventually([&] { return readFile(dir / "app.env").find("API_DOWN_ROLLBACK=1") != std::string::npos; }, 30s));
 
     // The targets as a Prometheus server and a person see them.
     const auto metrics = httpRequest(port, "GET", "/metrics", {}, "");

@@ -268,15 +268,18 @@ TEST_CASE("bad targets are counted errors of their own and the others carry on",
     latin1.setBody("up_gauge{city=\"K\xf6ln\"} 1\n");
     garbage.setBody("this is { not the exposition format\n");
     slow.setBody("up_gauge 1\n");
-    slow.setDelay(std::chrono::milliseconds{1500});
-    drip.setBody(std::string(200, '#') + "\nup_gauge 1\n");
+    // The timeouts come from the targets, not from the machine's speed: "slow" answers
+    // only when the test ends, "drip" needs at least 40 s for its body. Every other target
+    // answers at once, and has a timeout (3 s) a loaded machine still answers within.
+    slow.setDelay(std::chrono::minutes{10});
+    drip.setBody(std::string(2000, '#') + "\nup_gauge 1\n");
     drip.setDrip(std::chrono::milliseconds{20});
     big.setBody("# " + std::string(100'000, 'x') + "\nup_gauge 1\n");
-    const std::uint16_t refused_port = rollguard::testing::freePort();  // nothing listens there
+    const rollguard::testing::ReservedPort refused_port;  // refused: bound, never listening, and nobody else's
     Config config;
     const auto add = [&](const std::string& name, const std::string& url) {
         auto src = source(name, ScrapeType::Prometheus, url);
-        src.timeout = std::chrono::milliseconds{500};
+        src.timeout = std::chrono::seconds{3};
         src.max_bytes = 10'000;
         src.series.push_back(series("v", ScrapeSeriesConfig::Kind::Gauge, selector("up_gauge")));
         config.scrapes.push_back(src);
@@ -287,7 +290,7 @@ TEST_CASE("bad targets are counted errors of their own and the others carry on",
     add("drip", drip.url("/metrics"));
     add("big", big.url("/metrics"));
     add("dns", "http://rollguard-no-such-host.invalid/metrics");
-    add("refused", "http://127.0.0.1:" + std::to_string(refused_port) + "/metrics");
+    add("refused", refused_port.url("/metrics"));
     add("html", html.url("/metrics"));
     add("duplicate", duplicate.url("/metrics"));
     add("latin1", latin1.url("/metrics"));
@@ -559,17 +562,16 @@ TEST_CASE("scrape thread scrapes on its interval and stops promptly", "[scrape][
     Config config;
     auto src = source("tick", ScrapeType::Prometheus, target.url("/metrics"));
     src.interval = std::chrono::milliseconds{100};
-    src.timeout = std::chrono::milliseconds{100};
+    // Generous: the target answers at once, but a loaded machine may be slow to run the
+    // receiver; a scrape that timed out would leave no value to check.
+    src.timeout = std::chrono::seconds{5};
     src.jitter = true;
     src.series.push_back(series("g", ScrapeSeriesConfig::Kind::Gauge, selector("g")));
     config.scrapes.push_back(src);
     Rig rig(std::move(config));
     rig.loop.start();
     // Four scrapes answered and handled (not just sent) on the thread's own schedule.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (rig.status().scrapes < 4 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{20});
-    }
+    CHECK(rollguard::testing::eventually([&] { return rig.status().scrapes >= 4; }));
     rig.loop.stop();  // wakes the thread out of its poll
     const auto h = rig.loop.take();
     CHECK(rig.part(h, "tick.g").has_value());
@@ -636,14 +638,15 @@ TEST_CASE("real node exporter and real Prometheus: a known counter's increase, a
 
     // Through Prometheus: wait (bounded) until it has scraped the textfile metric.
     std::optional<double> fleet_queue;
-    for (int i = 0; i < 60 && !fleet_queue; ++i) {
-        h = rig.scrape();
-        if (auto p = rig.part(h, "fleet.queue"); p && p->last_value) {
-            fleet_queue = p->last_value;
-        } else {
-            std::this_thread::sleep_for(std::chrono::milliseconds{500});
-        }
-    }
+    rollguard::testing::eventually(
+        [&] {
+            h = rig.scrape();
+            if (auto p = rig.part(h, "fleet.queue"); p && p->last_value) {
+                fleet_queue = p->last_value;
+            }
+            return fleet_queue.has_value();
+        },
+        std::chrono::seconds{60});
     REQUIRE(fleet_queue);
     CHECK(*fleet_queue == 42.0);
     CHECK(valueOf(rig.part(h, "fleet.node_up")) == 1.0);

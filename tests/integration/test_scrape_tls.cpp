@@ -107,7 +107,7 @@ class TlsServer {
 public:
     TlsServer(const std::string& openssl, const TestPki& pki, const std::filesystem::path& docroot,
               std::vector<std::string> extra_args = {})
-        : port_(freePort()), log_((docroot / ("s_server." + std::to_string(port_) + ".log")).string()) {
+        : port_(reserved_.port()), log_((docroot / ("s_server." + std::to_string(port_) + ".log")).string()) {
         std::vector<std::string> argv = {kEnvBinary,
                                          "-C",
                                          docroot.string(),
@@ -140,6 +140,7 @@ public:
     }
 
 private:
+    ReservedPort reserved_;  // held while s_server listens there (declared first: made first, gone last)
     std::uint16_t port_;
     std::string log_;
     std::unique_ptr<Process> process_;

@@ -231,7 +231,8 @@ TEST_CASE("rollguard run tells systemd READY=1, pings WATCHDOG=1, RELOADING=1 on
           "[systemd][integration]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", hourlyTickConfig(dir, port));
     const std::string socket_path = (dir / "notify.sock").string();
     NotifySocket socket(socket_path);
@@ -280,7 +281,8 @@ TEST_CASE("a stop waiting on a hanging hook is bounded by --stop-timeout and sti
     TempDir dir;
     const std::string d = dir.path().string();
     writeFile(dir / "app.log", "");
-    const std::uint16_t port = freePort();
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml",
               "[agent]\nstate_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" + std::to_string(port) +
                   "\"\n\n[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"" + d +

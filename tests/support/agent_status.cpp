@@ -1,5 +1,8 @@
 #include "agent_status.h"
 
+#include <exception>
+#include <string>
+
 #include <simdjson.h>
 
 #include "http_client.h"
@@ -49,6 +52,33 @@ StatusView agentStatus(std::uint16_t port, const std::string& rule) {
 
 std::optional<RuleView> ruleStatus(std::uint16_t port, const std::string& name) {
     return agentStatus(port, name).rule;
+}
+
+std::optional<double> agentMetric(std::uint16_t port, const std::string& prefix) {
+    const auto response = httpGet(port, "/metrics");
+    if (response.status != 200) {
+        return std::nullopt;
+    }
+    const std::string& text = response.body;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        std::size_t end = text.find('\n', at);
+        if (end == std::string::npos) {
+            end = text.size();
+        }
+        const std::string line = text.substr(at, end - at);
+        if (line.rfind(prefix, 0) == 0) {
+            const auto space = line.rfind(' ');  // "name{labels} value"
+            try {
+                return space == std::string::npos ? std::nullopt
+                                                  : std::optional<double>(std::stod(line.substr(space + 1)));
+            } catch (const std::exception&) {
+                return std::nullopt;
+            }
+        }
+        at = end + 1;
+    }
+    return std::nullopt;
 }
 
 bool evaluationsPass(std::uint16_t port, std::int64_t n, std::chrono::milliseconds timeout) {

@@ -28,6 +28,14 @@ StatusView agentStatus(std::uint16_t port, const std::string& rule = "");
 /// agentStatus(port, name).rule.
 std::optional<RuleView> ruleStatus(std::uint16_t port, const std::string& name);
 
+/// The value of the first sample of the agent's GET /metrics on 127.0.0.1:`port` whose
+/// line starts with `prefix`: its name and the leading labels as the agent prints them
+/// (sorted by name), e.g. `rollguard_scrape_errors_total{kind="http_status",series="",source="api",`.
+/// nullopt when the agent does not answer or has no such sample. For counters, which
+/// show that something happened after it is over (a failed scrape, say), where a status
+/// value only shows it while it lasts.
+std::optional<double> agentMetric(std::uint16_t port, const std::string& prefix);
+
 /// Waits (up to `timeout`) until the agent has evaluated its rules `n` more times than now.
 bool evaluationsPass(std::uint16_t port, std::int64_t n,
                      std::chrono::milliseconds timeout = std::chrono::seconds{30});

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +20,16 @@ namespace {
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
 constexpr std::size_t kMaxBodyBytes = 16 * 1024 * 1024;
 constexpr auto kIdleTimeout = std::chrono::seconds{5};
+// The target of settle()'s own request: answered, never recorded.
+constexpr const char* kSettleTarget = "/.rollguard-test-settle";
+
+sockaddr_in loopback(std::uint16_t port) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return addr;
+}
 
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -241,17 +252,31 @@ HttpReceiver::HttpReceiver(std::uint16_t port) {
     }
     const int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const sockaddr_in addr = loopback(port);
+    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        const int err = errno;
+        ::close(listen_fd_);
+        throw std::runtime_error("cannot bind 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(err));
+    }
+    start();
+}
+
+HttpReceiver::HttpReceiver(ReservedPort& reserved) {
+    if (reserved.fd_ < 0) {
+        throw std::logic_error("port " + std::to_string(reserved.port_) + " was already handed to a receiver");
+    }
+    listen_fd_ = std::exchange(reserved.fd_, -1);
+    start();
+}
+
+void HttpReceiver::start() {
     sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof addr;
-    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 64) != 0 ||
+    if (::listen(listen_fd_, 64) != 0 ||
         ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
         const int err = errno;
         ::close(listen_fd_);
-        throw std::runtime_error("cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + std::strerror(err));
+        throw std::runtime_error(std::string("cannot listen on 127.0.0.1: ") + std::strerror(err));
     }
     port_ = ntohs(addr.sin_port);
     thread_ = std::thread([this] { serve(); });
@@ -283,7 +308,11 @@ void HttpReceiver::queueStatuses(std::vector<int> statuses) {
 }
 
 void HttpReceiver::setDelay(std::chrono::milliseconds delay) {
-    delay_ms_ = delay.count();
+    {
+        std::lock_guard lock(mutex_);  // so that a held answer's wait cannot miss the change
+        delay_ms_ = delay.count();
+    }
+    cv_.notify_all();
 }
 
 void HttpReceiver::setBody(std::string body, std::vector<std::pair<std::string, std::string>> headers) {
@@ -325,6 +354,11 @@ void HttpReceiver::serve() {
             conn.sendAll("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             continue;
         }
+        if (req.target == kSettleTarget) {
+            conn.sendAll("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            ::shutdown(conn.fd(), SHUT_WR);
+            continue;
+        }
         // Recorded before the reply, so a client that saw the answer finds its request here.
         int status = status_.load();
         {
@@ -338,8 +372,13 @@ void HttpReceiver::serve() {
         cv_.notify_all();
         const auto delay = std::chrono::milliseconds{delay_ms_.load()};
         if (delay.count() > 0) {
+            // Held until the delay (or a shorter one setDelay() sets meanwhile) has passed.
+            const auto held_since = std::chrono::steady_clock::now();
             std::unique_lock lock(mutex_);
-            cv_.wait_for(lock, delay, [this] { return stopping_.load(); });
+            cv_.wait_for(lock, delay, [&] {
+                return stopping_.load() ||
+                       std::chrono::steady_clock::now() - held_since >= std::chrono::milliseconds{delay_ms_.load()};
+            });
         }
         std::string body = std::to_string(status) + " " + reasonPhrase(status) + "\n";
         std::vector<std::pair<std::string, std::string>> extra;
@@ -378,9 +417,72 @@ void HttpReceiver::serve() {
     }
 }
 
-std::uint16_t freePort() {
-    HttpReceiver probe;
-    return probe.port();
+void HttpReceiver::settle() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    }
+    const sockaddr_in addr = loopback(port_);
+    const std::string request = std::string("GET ") + kSettleTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    bool answered = false;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+        // The answer comes after every earlier connection was handled; a held (setDelay)
+        // answer before it may take long, hence the generous bound against a hang.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
+        std::string reply;
+        while (std::chrono::steady_clock::now() < deadline) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) {
+                continue;
+            }
+            char buf[256];
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                break;
+            }
+            reply.append(buf, static_cast<std::size_t>(n));
+        }
+        answered = reply.rfind("HTTP/1.1 204", 0) == 0;
+    }
+    ::close(fd);
+    if (!answered) {
+        throw std::runtime_error("receiver on port " + std::to_string(port_) + " did not settle");
+    }
+}
+
+ReservedPort::ReservedPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+        throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    }
+    // SO_REUSEADDR lets the server the test starts bind the port while this socket holds
+    // it (Linux allows that as long as no socket listens on it yet); sockets without it
+    // cannot, and port 0 never hands out a port that a socket is bound to.
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr = loopback(0);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const int err = errno;
+        ::close(fd_);
+        throw std::runtime_error(std::string("cannot reserve a loopback port: ") + std::strerror(err));
+    }
+    port_ = ntohs(addr.sin_port);
+}
+
+ReservedPort::~ReservedPort() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+std::string ReservedPort::url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
 }
 
 }  // namespace rollguard::testing

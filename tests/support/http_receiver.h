@@ -13,6 +13,34 @@
 
 namespace rollguard::testing {
 
+/// A loopback port held for one test: a socket bound to 127.0.0.1:<port> that never
+/// listens. For as long as it lives:
+///  - connections to the port are refused (a receiver that is down);
+///  - nobody else gets the port: the kernel hands out only ports no socket is bound to
+///    for port 0 (other tests' receivers, clients' source ports), and an explicit bind
+///    to this port succeeds only for a socket with SO_REUSEADDR, i.e. a server the test
+///    itself starts on it (the agent, Prometheus, openssl s_server all set it).
+/// Use it instead of "bind port 0, read the port, close the socket, use the port later":
+/// under `ctest -j` another test can take a closed port in between. Keep it alive until
+/// the server the test started on the port is gone; hand it to HttpReceiver to bring a
+/// receiver up on it.
+class ReservedPort {
+public:
+    ReservedPort();
+    ~ReservedPort();
+    ReservedPort(const ReservedPort&) = delete;
+    ReservedPort& operator=(const ReservedPort&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    /// "http://127.0.0.1:<port><path>"
+    std::string url(const std::string& path = "/") const;
+
+private:
+    friend class HttpReceiver;
+    int fd_ = -1;  // -1 once an HttpReceiver took the socket over
+    std::uint16_t port_ = 0;
+};
+
 /// One HTTP request as the receiver saw it.
 struct ReceivedRequest {
     std::string method;
@@ -30,6 +58,9 @@ struct ReceivedRequest {
 class HttpReceiver {
 public:
     explicit HttpReceiver(std::uint16_t port = 0);
+    /// Takes over `reserved`'s socket and listens on it: a receiver that was down comes up
+    /// on the same port, which no other socket could take meanwhile.
+    explicit HttpReceiver(ReservedPort& reserved);
     ~HttpReceiver();
     HttpReceiver(const HttpReceiver&) = delete;
     HttpReceiver& operator=(const HttpReceiver&) = delete;
@@ -42,7 +73,8 @@ public:
     /// Statuses for the next requests, one each, in order (e.g. {503, 503} for an outage
     /// that heals); after them, the setStatus() one again.
     void queueStatuses(std::vector<int> statuses);
-    /// Delay before answering (simulates a slow receiver).
+    /// Delay before answering (simulates a slow receiver). Also applies to an answer
+    /// being held now: a shorter delay (0: none) releases it at once.
     void setDelay(std::chrono::milliseconds delay);
     /// Body and extra response headers ("Name", "value") for the next answers, instead
     /// of the default "<status> <reason>\n" text/plain body. A "Content-Type" among
@@ -56,8 +88,14 @@ public:
     std::vector<ReceivedRequest> requests() const;
     /// Waits until at least n requests arrived; false on timeout.
     bool waitForRequests(std::size_t n, std::chrono::milliseconds timeout) const;
+    /// Returns once every connection made to the receiver before the call has been
+    /// handled (it serves them one at a time, in the order they were made): a request
+    /// that a client which is gone now (a killed agent) had sent is in requests() by then,
+    /// or never will be. Makes a request of its own, which is not recorded.
+    void settle() const;
 
 private:
+    void start();
     void serve();
     int listen_fd_ = -1;
     std::uint16_t port_ = 0;
@@ -74,8 +112,5 @@ private:
     std::deque<int> queued_statuses_;  // guarded by mutex_
     std::thread thread_;
 };
-
-/// A loopback port that was free a moment ago (for configs that need a fixed port).
-std::uint16_t freePort();
 
 }  // namespace rollguard::testing

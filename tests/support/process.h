@@ -35,9 +35,12 @@ private:
 std::pair<int, std::string> runCommand(const std::vector<std::string>& argv,
                                        std::chrono::milliseconds timeout = std::chrono::seconds{30});
 
-/// Polls `predicate` every 20 ms until it holds or `timeout` passes.
+/// Polls `predicate` every 20 ms until it holds or `timeout` passes. The tests' one way
+/// to wait for something to happen (never a fixed sleep): the default deadline is
+/// generous because it costs nothing when the condition comes true, and a loaded machine
+/// (sanitizers, `ctest -j`) can be slow by seconds.
 template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout = std::chrono::seconds{5}) {
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         if (predicate()) {

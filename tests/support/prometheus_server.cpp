@@ -93,14 +93,12 @@ PrometheusServer::PrometheusServer(std::vector<PrometheusScrapeJob> extra_jobs, 
     };
 
     std::filesystem::create_directories(dir_ / "textfile");
-    exporter_port_ = freePort();
     exporter_ = std::make_unique<Process>(
         std::vector<std::string>{findNodeExporter(), "--web.listen-address=" + target(exporter_port_),
                                  "--collector.textfile.directory=" + (dir_ / "textfile").string(), "--log.level=error"},
         (dir_ / "node_exporter.out").string(), (dir_ / "node_exporter.err").string());
 
     writeFile(dir_ / "prometheus.yml", configText(exporter_port_, extra_jobs));
-    port_ = freePort();
     prometheus_ = std::make_unique<Process>(
         std::vector<std::string>{kPrometheusBinary, "--config.file=" + (dir_ / "prometheus.yml").string(),
                                  "--storage.tsdb.path=" + (dir_ / "data").string(),

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "http_receiver.h"
 #include "process.h"
 #include "temp_dir.h"
 
@@ -20,9 +21,9 @@ struct PrometheusScrapeJob {
 };
 
 /// A real Prometheus server (Debian package `prometheus`) scraping a real
-/// prometheus-node-exporter (package `prometheus-node-exporter`), both on free loopback
-/// ports, for tests of the promql source. Owns a temp dir with the exporter's textfile
-/// directory, prometheus.yml (scrape_interval 1s, job "node" scraping the exporter, plus
+/// prometheus-node-exporter (package `prometheus-node-exporter`), both on loopback ports
+/// reserved for them (ReservedPort), for tests of the promql source. Owns a temp dir
+/// with the exporter's textfile directory, prometheus.yml (scrape_interval 1s, job "node" scraping the exporter, plus
 /// the extra jobs), the TSDB and both processes' logs.
 ///
 /// The constructor returns once Prometheus answers /-/ready and `up{job="node"}` has a
@@ -58,8 +59,11 @@ private:
     void stop(std::unique_ptr<Process>& process);
 
     TempDir dir_;
-    std::uint16_t port_ = 0;
-    std::uint16_t exporter_port_ = 0;
+    // Held while the processes live (declared before them, so destroyed after them).
+    ReservedPort reserved_;
+    ReservedPort exporter_reserved_;
+    std::uint16_t port_ = reserved_.port();
+    std::uint16_t exporter_port_ = exporter_reserved_.port();
     std::unique_ptr<Process> exporter_;
     std::unique_ptr<Process> prometheus_;
 };

@@ -11,6 +11,7 @@
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/incidents.h"
 #include "daemon_config.h"
+#include "process.h"
 #include "temp_dir.h"
 
 using namespace rollguard;
@@ -171,11 +172,11 @@ TEST_CASE("daemon: tailer threads record while the evaluation ticks", "[daemon][
         (void)daemon.snapshot();
     }
     // Let the tailer catch up, then the window holds every line (all within 10 s).
-    for (int i = 0; i < 250 && events < 2000; ++i) {
-        std::this_thread::sleep_for(20ms);
+    rollguard::testing::eventually([&] {
         daemon.tick();
         events = static_cast<std::uint64_t>(daemon.snapshot().rules[0].samples);
-    }
+        return events >= 2000;
+    });
     daemon.stop();
     CHECK(events == 2000);
     CHECK(daemon.snapshot().sources[0].lines == 2000);

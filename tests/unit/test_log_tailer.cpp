@@ -706,7 +706,10 @@ TEST_CASE("tailer thread closes a rotated file after rotate_wait", "[source][tai
     const auto path = dir / "app.log";
     writeFile(path, lines(1));
     LogSourceConfig c = sourceConfig({path.string()});
-    c.rotate_wait = std::chrono::milliseconds{200};
+    // The late lines below must come while the rotated file is still open, i.e. within
+    // rotate_wait of the rotation being seen, however slowly this thread runs: 5 s (the
+    // default). Still far from the 30 s poll that the close must not wait for.
+    c.rotate_wait = std::chrono::seconds{5};
     c.poll_interval = std::chrono::seconds{30};
     IntervalRecorder rec;
     LogTailer tailer(c, rec);

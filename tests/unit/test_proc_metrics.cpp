@@ -486,21 +486,30 @@ TEST_CASE("proc real pid file finds the child and goes stale when it exits", "[p
     CHECK(s.error.empty());
 }
 
-TEST_CASE("proc busy real child shows high cpu percent", "[proc]") {
+TEST_CASE("proc busy real child: its cpu time grows and the percent is that over the wall time", "[proc]") {
+    // How much CPU a spinning child gets in a fixed time depends on the machine's load, so
+    // the test waits until it has used a known amount instead of sleeping a fixed window
+    // and asking for a "high" percentage.
     Hog hog({"--busy"});
     REQUIRE(hog.ready());
     CpuPercent cpu;
+    const ProcessSample first = readProcesses({hog.pid()});
     const auto t0 = std::chrono::steady_clock::now();
-    REQUIRE_FALSE(cpu.update(readProcesses({hog.pid()}), std::chrono::nanoseconds{0}).has_value());
-    // A measurement window, not time logic under test: the child spins meanwhile.
-    struct timespec ts {0, 300'000'000};
-    ::nanosleep(&ts, nullptr);
-    const ProcessSample s = readProcesses({hog.pid()});
-    const auto elapsed = std::chrono::steady_clock::now() - t0;
-    const auto percent = cpu.update(s, std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed));
+    REQUIRE(first.processes == 1);
+    REQUIRE_FALSE(cpu.update(first, std::chrono::nanoseconds{0}).has_value());
+    ProcessSample s;
+    REQUIRE(eventually(
+        [&] {
+            s = readProcesses({hog.pid()});
+            return s.cpu_seconds_total - first.cpu_seconds_total >= 0.3;
+        },
+        std::chrono::seconds{60}));
+    const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0);
+    const auto percent = cpu.update(s, elapsed);
     REQUIRE(percent.has_value());
-    // One spinning thread is ~100 %; a loaded 2-core box still leaves it far above 20.
-    CHECK(*percent > 20.0);
+    const double wall_seconds = std::chrono::duration<double>(elapsed).count();
+    CHECK(*percent == Approx((s.cpu_seconds_total - first.cpu_seconds_total) / wall_seconds * 100.0));
+    CHECK(*percent > 0.0);
 }
 
 namespace {

@@ -109,7 +109,7 @@ TEST_CASE("scraper reuses its handles across fetchAll calls", "[scraper]") {
 
 TEST_CASE("scraper reports a hanging target as a timeout and keeps the others", "[scraper]") {
     HttpReceiver slow;
-    slow.setDelay(5s);
+    slow.setDelay(10min);  // answers only when the test ends: a timeout on any machine
     HttpReceiver fast;
     Scraper scraper;
     const auto responses = scraper.fetchAll({requestFor(slow.url(), 200ms), requestFor(fast.url())});
@@ -122,16 +122,17 @@ TEST_CASE("scraper reports a hanging target as a timeout and keeps the others", 
 TEST_CASE("scraper bounds a slow-drip response by the timeout", "[scraper]") {
     HttpReceiver drip;
     drip.setBody(std::string(200, 'x'));
-    drip.setDrip(50ms);  // 10 s for the whole body
-    const auto r = fetchOne(requestFor(drip.url(), 300ms));
+    drip.setDrip(50ms);  // at least 10 s for the whole body, however fast the machine
+    // The headers must arrive within the timeout, on a loaded machine too: 2 s.
+    const auto r = fetchOne(requestFor(drip.url(), 2s));
     CHECK(r.error == ScrapeErrorKind::Timeout);
     CHECK(r.status == 200);  // the headers did arrive
     CHECK(r.body.size() < 200);
 }
 
 TEST_CASE("scraper reports a refused connection as connect", "[scraper]") {
-    const auto port = rollguard::testing::freePort();
-    const auto r = fetchOne(requestFor("http://127.0.0.1:" + std::to_string(port) + "/metrics"));
+    const rollguard::testing::ReservedPort port;  // refused: bound, never listening, and nobody else's
+    const auto r = fetchOne(requestFor(port.url("/metrics")));
     CHECK(r.error == ScrapeErrorKind::Connect);
     CHECK(r.status == 0);
     CHECK_FALSE(r.message.empty());
