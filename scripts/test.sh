@@ -26,11 +26,13 @@
 #      load;
 #   5. the background builds get their normal priority back; once build-asan/ is done,
 #      every CTest test (unit, integration, golden, rule tests, shipped configs...) under
-#      ASan+UBSan: the one full run of the suite (build-tsan/ goes on compiling);
+#      ASan+UBSan: the one full run of the suite (build-tsan/ goes on compiling), and
+#      beside it at nice 19 every libFuzzer target for FUZZ_SECONDS (default 30) each,
+#      two at a time, each seeded with its corpus and every past crash
+#      (tests/fuzz/regressions);
 #   6. the multithreaded parts (recorder, tailer threads, hook worker, HTTP listener,
 #      daemon) under ThreadSanitizer;
-#   7. every libFuzzer target for FUZZ_SECONDS (default 30) each, two at a time, each
-#      seeded with its corpus and every past crash (tests/fuzz/regressions).
+#   7. the fuzzers' results (the run fails on a finding).
 # The end prints each step's wall time.
 # ROLLGUARD_SKIP_SANITIZERS=1 skips the sanitizer builds and 5-7, and runs the suite on
 # build/ instead (every target built there): a quicker local run. ROLLGUARD_SKIP_PROOFS=1
@@ -73,10 +75,14 @@ kill_tree() {
   kill $(tree_pids "$1") 2>/dev/null || true
 }
 bg_pid=""
+fuzz_pid=""
 on_exit() {
   local rc=$?
   if [ -n "$bg_pid" ]; then
     kill_tree "$bg_pid"
+  fi
+  if [ -n "$fuzz_pid" ]; then
+    kill_tree "$fuzz_pid"
   fi
   if [ "$rc" != 0 ]; then
     echo "==> FAILED (exit $rc) in: ${step_names[-1]:-setup}" >&2
@@ -184,7 +190,16 @@ else
   renice -n 0 -p $(tree_pids "$bg_pid") >/dev/null 2>&1 || true
   await_build "$root/build-asan"
 
-  step "the whole suite under ASan+UBSan (build-asan/)"
+  # The fuzzers run for a fixed time each, beside the suite at the lowest priority: they
+  # take the CPU the suite leaves (its integration tests mostly wait on real time), so
+  # they add nothing to the wall time, only run fewer inputs than on an idle machine
+  # (their table gives exec/s).
+  fuzz_seconds=${FUZZ_SECONDS:-30}
+  nice -n 19 "$root/scripts/fuzz.sh" --no-build -B "$root/build-asan" -j 2 all "$fuzz_seconds" \
+    >"$root/build-asan/fuzz.log" 2>&1 &
+  fuzz_pid=$!
+
+  step "the whole suite under ASan+UBSan (build-asan/); every fuzz target beside it"
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs" --timeout 600)
 
@@ -195,8 +210,14 @@ else
   step "multithreaded parts under ThreadSanitizer (build-tsan/)"
   (cd "$root/build-tsan" && ctest --output-on-failure -R '^tsan[.]' --timeout 900)
 
-  step "every fuzz target, ${FUZZ_SECONDS:-30} s each, two at a time (build-asan/)"
-  "$root/scripts/fuzz.sh" --no-build -B "$root/build-asan" -j 2 all "${FUZZ_SECONDS:-30}"
+  step "every fuzz target, $fuzz_seconds s each, two at a time (build-asan/, started beside the suite)"
+  rc=0
+  wait "$fuzz_pid" || rc=$?
+  fuzz_pid=""
+  cat "$root/build-asan/fuzz.log"
+  if [ "$rc" != 0 ]; then
+    exit "$rc"
+  fi
 fi
 step "all tests passed"
 timing_table

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -1137,8 +1138,10 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         }
     };
     blanksUpTo(nonBlankFrom(line));
-    // The line read last, until the stream confirms it as above.
-    std::optional<std::size_t> unconfirmed;
+    // The line read last, until the stream confirms it as above (kNoLine: none). Not a
+    // std::optional: g++ 12 at -O1 warns it may be read uninitialized.
+    constexpr std::size_t kNoLine = std::numeric_limits<std::size_t>::max();
+    std::size_t unconfirmed = kNoLine;
     auto it = stream.begin();
     for (; it != stream.end(); ++it) {
         // The stream is abandoned at the first line it does not vouch for (continuing a
@@ -1146,7 +1149,7 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         if (line == last || it.current_index() != firstByte(line)) {
             break;
         }
-        unconfirmed.reset();
+        unconfirmed = kNoLine;
         od::document_reference ref;
         od::json_type type{};
         if ((*it).get(ref) || ref.type().get(type) || type != od::json_type::object) {
@@ -1165,8 +1168,8 @@ std::size_t LineParser::Impl::parseWindow(const char* text, std::size_t size, st
         blanksUpTo(next);
     }
     // Only a line read last and followed by a clean end of the stream is confirmed here.
-    if (unconfirmed && (line != last || it != stream.end() || stream.truncated_bytes() != 0)) {
-        return *unconfirmed - first;
+    if (unconfirmed != kNoLine && (line != last || it != stream.end() || stream.truncated_bytes() != 0)) {
+        return unconfirmed - first;
     }
     return line - first;
 }
