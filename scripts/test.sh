@@ -95,14 +95,12 @@ trap on_exit EXIT
 # when it failed.
 background_build() {  # background_build DIR PRESET [TARGET]
   local dir=$1 preset=$2 target=${3:-}
+  local rc=0
   mkdir -p "$dir"
   rm -f "$dir/build.status"
-  (
-    rc=0
-    ROLLGUARD_BUILD_TARGET=$target nice -n 19 "$root/scripts/build.sh" "$dir" --preset "$preset" \
-      >"$dir/build.log" 2>&1 || rc=$?
-    echo "$rc" >"$dir/build.status"
-  )
+  ROLLGUARD_BUILD_TARGET=$target nice -n 19 "$root/scripts/build.sh" "$dir" --preset "$preset" \
+    >"$dir/build.log" 2>&1 || rc=$?
+  echo "$rc" >"$dir/build.status"
 }
 check_background() {  # a background build that already failed ends the run at once
   local dir

@@ -22,6 +22,7 @@
 #include "rollguard/agent/exposition.h"
 #include "rollguard/agent/json_body.h"
 #include "rollguard/agent/judge.h"
+#include "rollguard/agent/log_source.h"
 #include "rollguard/agent/proc_metrics.h"
 #include "rollguard/agent/scraper.h"
 
@@ -45,8 +46,6 @@ using Tuple = std::vector<std::string>;
 
 /// At most this many points represent one histogram bucket's observations.
 constexpr std::int64_t kSpreadPoints = 16;
-/// A label value longer than this is "__other__", as for log sources.
-constexpr std::size_t kMaxLabelValue = 128;
 const std::string kOther{rules::kOtherGroup};
 
 /// What one scrape found for one label tuple of one series.
@@ -75,7 +74,7 @@ struct StreamOut {
         t.reserve(labels.size());
         for (const auto& l : labels) {
             std::string_view v = value_of(l);
-            t.emplace_back(v.size() > kMaxLabelValue ? std::string_view(kOther) : v);
+            t.emplace_back(v.size() > kMaxLabelValueBytes ? std::string_view(kOther) : v);
         }
         if (!t.empty() && routes.count(t) == 0 && routes.size() >= max_label_sets) {
             std::fill(t.begin(), t.end(), kOther);

@@ -693,8 +693,6 @@ bool LineParser::Impl::readEventTime(ParsedLine& out) const {
 }
 
 void LineParser::Impl::readLabels(ParsedLine& out) {
-    // Values longer than this are almost always ids or messages, not dimensions.
-    constexpr std::size_t kMaxLabelValueBytes = 128;
     for (std::size_t i = 0; i < labels.size(); ++i) {
         const Want& w = *labels[i];
         std::string_view v;

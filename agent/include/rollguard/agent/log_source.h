@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,8 +50,11 @@ struct ParsedLine {
 /// `timestamp` fields, for the command line's --from/--to too.
 std::optional<std::int64_t> parseRfc3339Nanos(std::string_view text);
 
-/// The label value of the overflow set and of values longer than 128 bytes.
+/// The label value of the overflow set and of values longer than kMaxLabelValueBytes.
 inline constexpr const char* kOtherLabelValue = "__other__";
+/// A label value longer than this (log and scrape sources alike) becomes kOtherLabelValue:
+/// values that long are almost always ids or messages, not dimensions.
+inline constexpr std::size_t kMaxLabelValueBytes = 128;
 
 /// One line of a LineParser::parseMany() buffer and what parse() says of it.
 struct ParsedLineOf {
