@@ -240,3 +240,11 @@ std::string pointerPlaceName(const std::vector<std::string>& segments, std::size
 }
 
 }  // namespace rollguard::agent::detail
+
+namespace rollguard::agent::detail {
+
+std::vector<std::string> preflightFileHook(const HookConfig& /*config*/) {
+    return {};  // filled in by the file-ownership work of issue #19
+}
+
+}  // namespace rollguard::agent::detail

@@ -134,6 +134,10 @@ using TextEditor = std::function<TextEdit(std::string_view text, bool exists, co
 /// the flock.
 HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std::string_view change);
 
+/// The preflight problems of an env_file, json_file or toml_file hook (file_edit.cpp):
+/// what editFileInPlace would refuse or fail on, found without changing anything.
+std::vector<std::string> preflightFileHook(const HookConfig& config);
+
 /// `config` with {{rollout_percent}} replaced by event.rollout_percent in the values
 /// usesRolloutPercent() looks at: env_file `set` values, json_file / toml_file `set`
 /// values (a string that is exactly the placeholder becomes an integer; inside a longer

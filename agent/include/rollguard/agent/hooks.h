@@ -186,6 +186,18 @@ struct HookEnvironment {
     std::function<double()> random01;
 };
 
+/// Whether a hook's action can work, found without side effects (nothing is written,
+/// posted or run): checked at start, on reload and by `rollguard check --preflight`.
+struct HookPreflight {
+    std::string hook;
+    bool ready = true;                  ///< no problems
+    std::vector<std::string> problems;  ///< each a sentence: what is wrong and what to do
+};
+
+/// The preflight of one hook (see HookPreflight). File hooks: detail::preflightFileHook.
+/// Never throws; may block up to a few seconds on a DNS lookup.
+HookPreflight preflightHook(const HookConfig& config);
+
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
 ///  - json_file: applyJsonFile(config, event) (the event fills `append` placeholders).
