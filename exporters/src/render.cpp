@@ -88,6 +88,13 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_manual_rollbacks_total", "Rollbacks started by hand (rollguard rollback).",
                     MetricType::Counter),
         {}, static_cast<double>(s.manual_rollbacks));
+    add(fams.family("rollguard_hook_jobs_dropped_total",
+                    "Hook jobs dropped unrun because their rule already had the most jobs waiting (256).",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.hook_jobs_dropped));
+    add(fams.family("rollguard_hook_jobs_queued", "Hook jobs (one event's list of hooks) waiting or running now.",
+                    MetricType::Gauge),
+        {}, static_cast<double>(s.hook_jobs_queued));
     add(fams.family("rollguard_rearms_total", "Times the rollback latches were cleared (rollguard rearm).",
                     MetricType::Counter),
         {}, static_cast<double>(s.rearms));
@@ -277,6 +284,16 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
             add(spool_write_failures, l, static_cast<double>(h.delivery.spool_write_failures));
         }
     }
+    auto& deferred = fams.family(
+        "rollguard_hook_deferred_total",
+        "Webhook runs whose first attempt did not deliver: the next steps went on while delivery continued in the "
+        "background (counted in rollguard_hook_runs_total when it ends).",
+        MetricType::Counter);
+    for (const auto& h : s.hooks) {
+        if (h.type == std::string("webhook")) {
+            add(deferred, {{"hook", h.name}}, static_cast<double>(h.deferred));
+        }
+    }
     for (const auto& h : s.hooks) {
         add(runs, {{"hook", h.name}, {"outcome", "failure"}, {"type", h.type}}, static_cast<double>(h.failed));
         add(runs, {{"hook", h.name}, {"outcome", "success"}, {"type", h.type}}, static_cast<double>(h.ok));
@@ -342,6 +359,8 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("incidents").value(s.incidents);
     w.key("incidents_open").value(s.incidents_open);
     w.key("manual_rollbacks").value(s.manual_rollbacks);
+    w.key("hook_jobs_dropped").value(s.hook_jobs_dropped);
+    w.key("hook_jobs_queued").value(s.hook_jobs_queued);
     w.key("rearms").value(s.rearms);
     w.key("dry_run").value(s.dry_run);
     w.key("ready").value(isReady(s));
@@ -497,6 +516,7 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         w.key("type").value(h.type);
         w.key("successes").value(h.ok);
         w.key("failures").value(h.failed);
+        w.key("deferred").value(h.deferred);
         w.key("last_run");
         optionalTime(h.last_run);
         w.key("last_message").value(h.last_message);

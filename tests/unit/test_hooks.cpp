@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <limits>
@@ -24,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "final_result.h"
 #include "http_receiver.h"
 #include "process.h"
 #include "rollguard/agent/hooks.h"
@@ -130,10 +132,11 @@ std::map<std::string, std::string> parseEnvOutput(const std::string& message) {
     return vars;
 }
 
+/// The hook's final result: a webhook's background retries included.
 HookResult runHook(const HookConfig& config, const BreachEvent& event = sampleEvent()) {
     auto hook = makeHook(config);
     REQUIRE(hook);
-    return hook->run(event);
+    return rollguard::testing::finalResult(*hook, event);
 }
 
 
@@ -827,10 +830,14 @@ TEST_CASE("HookRunner stop drains queued jobs, then reports late work as failed"
     runner.stop();
     auto results = recorder.results();
     REQUIRE(results.size() == 5);
-    for (int i = 0; i < 5; ++i) {
-        CHECK(results[static_cast<std::size_t>(i)].rule == "r" + std::to_string(i));
-        CHECK(results[static_cast<std::size_t>(i)].ok);
+    // Five rules: five lanes, run side by side, so any order.
+    std::vector<std::string> rules;
+    for (const auto& r : results) {
+        CHECK(r.ok);
+        rules.push_back(r.rule);
     }
+    std::sort(rules.begin(), rules.end());
+    CHECK(rules == std::vector<std::string>{"r0", "r1", "r2", "r3", "r4"});
     runner.stop();  // idempotent
     runner.enqueue({"a"}, eventFor("late"));
     results = recorder.results();
@@ -994,4 +1001,280 @@ TEST_CASE("script whose values use rollout_percent fails on an event without one
     // command[0] is not a value: the placeholder there is not filled (and not required).
     auto plain = scriptConfig({"/bin/echo", "ok"});
     CHECK(runHook(plain).ok);
+}
+
+// ---- lanes ------------------------------------------------------------------------
+
+namespace {
+
+/// A hook that blocks in run() until the test opens its gate: a hung receiver or script,
+/// without time. Counts the runs in progress and the most at once.
+class GateHook final : public Hook {
+public:
+    explicit GateHook(std::string name) : name_(std::move(name)) {}
+    const std::string& name() const override { return name_; }
+    HookType type() const override { return HookType::Webhook; }
+    HookResult run(const BreachEvent& event) override {
+        std::unique_lock lock(mutex_);
+        ++running_;
+        ++started_;
+        most_ = std::max(most_, running_);
+        started_rules_.push_back(event.rule + "/" + event.group + "/" + event.state);
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return open_; });
+        --running_;
+        HookResult r;
+        r.ok = true;
+        r.message = "released";
+        return r;
+    }
+    void open() {
+        std::lock_guard lock(mutex_);
+        open_ = true;
+        cv_.notify_all();
+    }
+    bool waitStarted(int n) {
+        std::unique_lock lock(mutex_);
+        return cv_.wait_for(lock, 60s, [&] { return started_ >= n; });
+    }
+    int running() const {
+        std::lock_guard lock(mutex_);
+        return running_;
+    }
+    int most() const {
+        std::lock_guard lock(mutex_);
+        return most_;
+    }
+    std::vector<std::string> startedRules() const {
+        std::lock_guard lock(mutex_);
+        return started_rules_;
+    }
+
+private:
+    std::string name_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    bool open_ = false;
+    int running_ = 0;
+    int started_ = 0;
+    int most_ = 0;
+    std::vector<std::string> started_rules_;
+};
+
+/// A hook whose run returns `deferred` and whose final result the test sends; with
+/// `complete_first` the final result is sent from inside run(), before run() returns
+/// (the race a fast background delivery makes).
+class DeferringHook final : public Hook {
+public:
+    DeferringHook(std::string name, bool complete_first) : name_(std::move(name)), complete_first_(complete_first) {}
+    const std::string& name() const override { return name_; }
+    HookType type() const override { return HookType::Webhook; }
+    HookResult run(const BreachEvent& event) override {
+        {
+            std::lock_guard lock(mutex_);
+            events_.push_back(event);
+        }
+        if (complete_first_) {
+            finish(event, true);
+        }
+        HookResult r;
+        r.deferred = true;
+        r.message = "HTTP 503; retrying in the background";
+        return r;
+    }
+    void finish(const BreachEvent& event, bool ok) {
+        HookResult r;
+        r.ok = ok;
+        r.attempts = 2;
+        r.message = ok ? "HTTP 200 after 2 attempts" : "HTTP 503 after 2 attempts";
+        complete(event, r);
+    }
+    std::vector<BreachEvent> events() const {
+        std::lock_guard lock(mutex_);
+        return events_;
+    }
+
+private:
+    std::string name_;
+    bool complete_first_;
+    mutable std::mutex mutex_;
+    std::vector<BreachEvent> events_;
+};
+
+BreachEvent groupEvent(const std::string& rule, const std::string& group, const std::string& severity = "warning",
+                       const std::string& state = "firing") {
+    BreachEvent e;
+    e.rule = rule;
+    e.group = group;
+    e.severity = severity;
+    e.state = state;
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("HookRunner: a hung hook of one rule holds back no other rule's hooks", "[hooks][runner][lanes]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    auto gate = std::make_unique<GateHook>("hung");
+    GateHook& hung = *gate;
+    runner.add(std::move(gate));
+    runner.add(std::make_unique<FakeHook>("act"));
+    runner.enqueue({"hung"}, groupEvent("warn", ""));
+    REQUIRE(hung.waitStarted(1));
+    // Another rule, and the same rule's other group: both run while "hung" blocks.
+    runner.enqueue({"act"}, groupEvent("critical", "", "critical"));
+    runner.enqueue({"act"}, groupEvent("warn", "pod-2"));
+    REQUIRE(eventually([&] { return recorder.results().size() == 2; }, 60s));
+    CHECK(hung.running() == 1);
+    for (const auto& r : recorder.results()) {
+        CHECK(r.hook == "act");
+        CHECK(r.ok);
+    }
+    hung.open();
+    runner.waitIdle();
+    CHECK(recorder.results().size() == 3);
+}
+
+TEST_CASE("HookRunner: one lane's jobs keep their order", "[hooks][runner][lanes]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    auto gate = std::make_unique<GateHook>("hung");
+    GateHook& hung = *gate;
+    runner.add(std::move(gate));
+    runner.add(std::make_unique<FakeHook>("notify"));
+    runner.enqueue({"hung", "notify"}, groupEvent("r", "g"));
+    REQUIRE(hung.waitStarted(1));
+    runner.enqueue({"notify"}, groupEvent("r", "g", "warning", "resolved"));
+    hung.open();
+    runner.waitIdle();
+    const auto results = recorder.results();
+    REQUIRE(results.size() == 3);
+    CHECK(results[0].hook == "hung");
+    CHECK(results[1].hook == "notify");
+    CHECK(results[1].message == "notify ran for r");
+    CHECK(results[2].hook == "notify");  // the resolve, after the fire's whole list
+    CHECK(results[1].thread == results[2].thread);
+}
+
+TEST_CASE("HookRunner: a rule firing for many groups takes at most its share of lanes", "[hooks][runner][lanes]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    auto gate = std::make_unique<GateHook>("hung");
+    GateHook& hung = *gate;
+    runner.add(std::move(gate));
+    runner.add(std::make_unique<FakeHook>("act"));
+    constexpr int kGroups = 12;
+    for (int i = 0; i < kGroups; ++i) {
+        runner.enqueue({"hung"}, groupEvent("per-pod", "pod-" + std::to_string(i)));
+    }
+    REQUIRE(hung.waitStarted(static_cast<int>(HookRunner::kMaxRunningLanesPerRule)));
+    // Another rule is not behind the twelve groups.
+    runner.enqueue({"act"}, groupEvent("other", "", "critical"));
+    REQUIRE(eventually([&] { return recorder.results().size() == 1; }, 60s));
+    CHECK(recorder.results()[0].hook == "act");
+    CHECK(hung.running() == static_cast<int>(HookRunner::kMaxRunningLanesPerRule));
+    CHECK(runner.queued() == kGroups);
+    hung.open();
+    runner.waitIdle();
+    CHECK(recorder.results().size() == kGroups + 1);
+    CHECK(hung.most() == static_cast<int>(HookRunner::kMaxRunningLanesPerRule));
+    CHECK(runner.queued() == 0);
+}
+
+TEST_CASE("HookRunner: a full rule queue drops its oldest notification, never a rollback", "[hooks][runner][lanes]") {
+    Recorder recorder;
+    HookRunner runner(recorder.callback());
+    auto gate = std::make_unique<GateHook>("hung");
+    GateHook& hung = *gate;
+    runner.add(std::move(gate));
+    runner.add(std::make_unique<FakeHook>("act"));
+    runner.enqueue({"hung"}, groupEvent("flappy", ""));
+    REQUIRE(hung.waitStarted(1));  // running: no longer waiting
+    constexpr int kMax = static_cast<int>(HookRunner::kMaxQueuedJobsPerRule);
+    for (int i = 0; i < kMax + 3; ++i) {
+        BreachEvent e = groupEvent("flappy", "");
+        e.fired_at = rollguard::rules::TimePoint{std::chrono::seconds{i}};
+        e.summary = "n" + std::to_string(i);
+        runner.enqueue({"act"}, e);
+    }
+    CHECK(runner.dropped() == 3);
+    // A rollback is kept even with the queue full; the notification after it drops one more.
+    runner.enqueue({"act"}, groupEvent("flappy", "", "critical"));
+    runner.enqueue({"act"}, groupEvent("flappy", ""));
+    CHECK(runner.dropped() == 4);
+    // Another rule's queue is its own.
+    runner.enqueue({"act"}, groupEvent("calm", ""));
+    CHECK(runner.dropped() == 4);
+    {
+        const auto results = recorder.results();
+        const auto dropped = std::count_if(results.begin(), results.end(), [](const Recorded& r) {
+            return !r.ok && r.message.rfind("dropped: more than 256 jobs of rule flappy", 0) == 0;
+        });
+        CHECK(dropped == 4);
+    }
+    hung.open();
+    runner.waitIdle();
+    const auto results = recorder.results();
+    const auto ran = std::count_if(results.begin(), results.end(), [](const Recorded& r) { return r.ok; });
+    CHECK(ran == 1 + (kMax + 3 - 3) + 1 + (1 - 1) + 1);  // hung, kept notifications, rollback, calm
+}
+
+TEST_CASE("HookRunner: a deferred step lets the next steps run, then reports its final result",
+          "[hooks][runner][lanes]") {
+    for (const bool complete_first : {false, true}) {
+        INFO("final result sent before run() returns: " << complete_first);
+        std::mutex mutex;
+        std::vector<std::string> seen;  // "<hook> <status> <message>" in callback order
+        HookRunner runner([&](const std::string& hook, const BreachEvent&, const HookResult& r) {
+            std::lock_guard lock(mutex);
+            seen.push_back(hook + " " + rollguard::agent::stepStatus(r) + " " + r.message);
+        });
+        auto deferring = std::make_unique<DeferringHook>("notify", complete_first);
+        DeferringHook& notify = *deferring;
+        runner.add(std::move(deferring));
+        std::vector<rollguard::agent::HookStep> steps_seen;
+        class StepsHook final : public Hook {
+        public:
+            explicit StepsHook(std::vector<rollguard::agent::HookStep>& out) : out_(out) {}
+            const std::string& name() const override { return name_; }
+            HookType type() const override { return HookType::EnvFile; }
+            HookResult run(const BreachEvent& event) override {
+                out_ = event.steps;
+                HookResult r;
+                r.ok = true;
+                r.message = "rolled back";
+                return r;
+            }
+
+        private:
+            std::string name_ = "rollback";
+            std::vector<rollguard::agent::HookStep>& out_;
+        };
+        runner.add(std::make_unique<StepsHook>(steps_seen), rollguard::agent::RunIf::PreviousOk);
+        runner.enqueue({"notify", "rollback"}, groupEvent("r", "", "critical"));
+        if (!complete_first) {
+            REQUIRE(eventually(
+                [&] {
+                    std::lock_guard lock(mutex);
+                    return seen.size() == 2;
+                },
+                60s));
+            notify.finish(notify.events().at(0), true);
+        }
+        runner.waitIdle();  // waits for the final result too
+        std::lock_guard lock(mutex);
+        REQUIRE(seen.size() == 3);
+        CHECK(seen[0] == "notify spooled HTTP 503; retrying in the background");
+        // previous_ok: a spooled step has not failed.
+        REQUIRE(steps_seen.size() == 1);
+        CHECK(steps_seen[0].status == "spooled");
+        if (complete_first) {
+            CHECK(seen[1] == "notify ok HTTP 200 after 2 attempts");
+            CHECK(seen[2] == "rollback ok rolled back");
+        } else {
+            CHECK(seen[1] == "rollback ok rolled back");
+            CHECK(seen[2] == "notify ok HTTP 200 after 2 attempts");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -16,6 +17,7 @@
 #include <simdjson.h>
 #include <sys/stat.h>
 
+#include "final_result.h"
 #include "http_receiver.h"
 #include "process.h"
 #include "rollguard/agent/hooks.h"
@@ -420,47 +422,75 @@ TEST_CASE("webhook sends the bearer token and a signature a receiver can verify"
     CHECK(receiver.requests().size() == 2);
 }
 
-TEST_CASE("webhook retries 500 and timeouts with jittered backoff, never 400", "[hooks][webhook][retry]") {
+TEST_CASE("webhook retries 500 and timeouts in the background with jittered backoff, never 400",
+          "[hooks][webhook][retry]") {
     HttpReceiver receiver;
     FakeEnvironment fake;
     HookConfig c = hookConfig(receiver.url());
     c.retries = 3;
     c.retry_backoff = 100ms;
+    // The delivery thread retries on the hook's (fake) clock: moving it is what lets the
+    // next attempt go, so each check below sees the schedule, not the machine's speed.
+    const auto nudge = [&] { fake.clock.advance(10ms); };
 
     SECTION("500 twice, then delivered") {
         receiver.queueStatuses({500, 500});
-        const auto r = rollguard::agent::makeHook(c, fake.get())->run(webhookEvent());
+        auto hook = rollguard::agent::makeHook(c, fake.get());
+        const auto start = fake.clock.now();
+        const auto r = rollguard::testing::finalResult(*hook, webhookEvent(), nudge);
         CHECK(r.ok);
         CHECK(r.attempts == 3);
         CHECK(r.message == "HTTP 200 after 3 attempts");
-        CHECK(fake.sleeps == std::vector<std::chrono::nanoseconds>{50ms, 100ms});
+        // Full jitter at 0.5: 50 ms, then 100 ms; the clock moves in 10 ms steps.
+        CHECK(fake.clock.now() - start >= 150ms);
         const auto keys = countByKey(receiver.requests());
         REQUIRE(keys.size() == 1);  // every retry carries the same key
         CHECK(keys.begin()->second == 3);
+    }
+    SECTION("the first attempt's failure returns at once, deferred") {
+        receiver.queueStatuses({500});
+        auto hook = rollguard::agent::makeHook(c, fake.get());
+        std::promise<rollguard::agent::HookResult> final_result;
+        hook->setCompletion([&](const BreachEvent&, const rollguard::agent::HookResult& r) { final_result.set_value(r); });
+        const auto r = hook->run(webhookEvent());
+        CHECK_FALSE(r.ok);
+        CHECK(r.deferred);
+        CHECK_FALSE(r.durable);  // no state_dir: no spool
+        CHECK(r.attempts == 1);
+        CHECK(r.message == "HTTP 500: 500 Internal Server Error; retrying in the background (3 more attempt(s))");
+        CHECK(rollguard::agent::stepStatus(r) == "spooled");
+        auto done = final_result.get_future();
+        while (done.wait_for(5ms) != std::future_status::ready) {
+            nudge();
+        }
+        const auto last = done.get();
+        CHECK(last.ok);
+        CHECK(last.message == "HTTP 200 after 2 attempts");
     }
     SECTION("400 is not retried") {
         receiver.setStatus(400);
         const auto r = rollguard::agent::makeHook(c, fake.get())->run(webhookEvent());
         CHECK_FALSE(r.ok);
+        CHECK_FALSE(r.deferred);
         CHECK(r.attempts == 1);
         CHECK(r.message == "HTTP 400: 400 Bad Request (not retried)");
-        CHECK(fake.sleeps.empty());
         CHECK(receiver.requests().size() == 1);
     }
-    SECTION("a timeout is retried") {
+    SECTION("a timeout is retried, and given up after the retries without a spool") {
         // The receiver holds its answers until the test releases them, so each attempt
         // times out however slow the machine is; the timeout is long enough for curl to
         // have sent the request by then (the receiver records it once it has it all).
         c.timeout = 1s;
         c.retries = 1;
         receiver.setDelay(10min);
-        const auto r = rollguard::agent::makeHook(c, fake.get())->run(webhookEvent());
+        auto hook = rollguard::agent::makeHook(c, fake.get());
+        const auto r = rollguard::testing::finalResult(*hook, webhookEvent(), nudge);
         receiver.setDelay(0ms);  // the receiver answers the first, then reads the second
         CHECK_FALSE(r.ok);
         CHECK(r.attempts == 2);
         CHECK(r.message.find("after 2 attempts") != std::string::npos);
-        CHECK(fake.sleeps == std::vector<std::chrono::nanoseconds>{50ms});
         CHECK(receiver.waitForRequests(2, 30s));
+        CHECK(hook->counters().spool_pending == 0);
     }
 }
 
@@ -484,8 +514,10 @@ TEST_CASE("spool: a receiver down then up gets each key exactly once", "[hooks][
         events.push_back(e);
         const auto r = hook->run(e);
         CHECK_FALSE(r.ok);
-        CHECK(r.attempts == 2);
-        CHECK(r.message.find("; spooled for retry") != std::string::npos);
+        CHECK(r.deferred);
+        CHECK(r.durable);
+        CHECK(r.attempts == 1);
+        CHECK(r.message.find("; spooled, retrying in the background") != std::string::npos);
     }
     // Nothing is due before the clock moves: the worker cannot touch the files now.
     const auto checkSpoolFiles = [&] {
@@ -508,7 +540,7 @@ TEST_CASE("spool: a receiver down then up gets each key exactly once", "[hooks][
     fake.clock.advance(1min);
     for (const auto& e : events) {
         const std::string key = rollguard::agent::idempotencyKey(e, "notify");
-        CHECK(eventually([&] { return spoolAttempts(state.path(), key, 3); }));
+        CHECK(eventually([&] { return spoolAttempts(state.path(), key, 2); }));
     }
     checkSpoolFiles();  // rewritten, still 0600
     CHECK(hook->counters().spool_pending == 3);
@@ -730,22 +762,21 @@ TEST_CASE("alertmanager hook pushes, re-sends while firing, and resolves", "[hoo
 }
 
 TEST_CASE("spool: the delivery is on disk before the first attempt", "[hooks][webhook][spool]") {
-    // A kill during the in-process retries must not lose it: look while the hook
-    // sleeps between attempts.
+    // A kill during the first attempt must not lose it: look while the receiver holds the
+    // request (it records it once it has it all, then waits).
     TempDir state;
     HttpReceiver receiver;
-    receiver.queueStatuses({503});
+    receiver.setDelay(10min);
     HookConfig c = hookConfig(receiver.url());
+    c.timeout = 60s;
     c.retries = 1;
     c.state_dir = state.path().string();
-    std::vector<std::size_t> files_while_retrying;
-    HookEnvironment env;
-    env.sleep = [&](std::chrono::nanoseconds) { files_while_retrying.push_back(spoolFiles(state.path())); };
-    auto hook = rollguard::agent::makeHook(c, env);
-    const auto r = hook->run(webhookEvent());
-    CHECK(r.ok);
-    CHECK(r.message == "HTTP 200 after 2 attempts");
-    CHECK(files_while_retrying == std::vector<std::size_t>{1});
+    auto hook = rollguard::agent::makeHook(c);
+    std::thread run([&] { CHECK(hook->run(webhookEvent()).ok); });
+    REQUIRE(receiver.waitForRequests(1, 30s));
+    CHECK(spoolFiles(state.path()) == 1);
+    receiver.setDelay(0ms);  // answers: delivered
+    run.join();
     CHECK(spoolFiles(state.path()) == 0);  // delivered: gone
     CHECK(hook->counters().spooled == 0);
 }

@@ -229,6 +229,8 @@ void Daemon::tick() {
             }
         }
     }
+    snapshot_.hook_jobs_dropped = hooks_->dropped();
+    snapshot_.hook_jobs_queued = hooks_->queued();
     snapshot_.last_tick = now;
     ++snapshot_.ticks;
     snapshot_.incidents += new_incidents;
@@ -661,6 +663,9 @@ bool Daemon::writeRulesState() {
 void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, const HookResult& result) {
     if (result.skipped) {
         spdlog::info("hook {} (rule {}): {}", hook, event.rule, result.message);
+    } else if (result.deferred) {
+        spdlog::warn("hook {} (rule {}): not delivered in {}ms, the next steps go on: {}", hook, event.rule,
+                     result.duration.count(), result.message);
     } else if (result.ok) {
         spdlog::info("hook {} (rule {}): ok in {}ms: {}", hook, event.rule, result.duration.count(), result.message);
     } else {
@@ -673,9 +678,10 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
         if (auto it = open_incidents_.find(event.incident_id); it != open_incidents_.end()) {
             IncidentRecord& record = it->second;
             if (IncidentHookStep* step = record.step(hook)) {
-                step->status = result.skipped ? HookStepStatus::Skipped
-                               : result.ok    ? HookStepStatus::Ok
-                                              : HookStepStatus::Failed;
+                step->status = result.skipped    ? HookStepStatus::Skipped
+                               : result.deferred ? HookStepStatus::Spooled
+                               : result.ok       ? HookStepStatus::Ok
+                                                 : HookStepStatus::Failed;
                 step->message = result.message;
                 step->duration = result.duration;
                 step->attempts = result.attempts;
@@ -707,7 +713,11 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
         return;  // not a run: logged above, not counted
     }
     for (auto& h : snapshot_.hooks) {
-        if (h.name == hook) {
+        if (h.name == hook && result.deferred) {
+            ++h.deferred;  // counted as ok or failed when its final result comes
+            h.last_message = result.message;
+            h.last_run = clock_.now();
+        } else if (h.name == hook) {
             (result.ok ? h.ok : h.failed) += 1;
             h.last_duration_seconds = static_cast<double>(result.duration.count()) / 1000.0;
             h.last_message = result.message;
@@ -735,6 +745,7 @@ void Daemon::noteIncident(const IncidentRecord& record) {
                 break;
             case HookStepStatus::Pending:
             case HookStepStatus::Running:
+            case HookStepStatus::Spooled:
                 ++summary.hooks_pending;
                 break;
         }

@@ -61,6 +61,15 @@ struct SpoolEntry {
     std::int64_t created_ms = 0;
     std::int64_t next_attempt_ms = 0;
     std::uint64_t seq = 0;  // creation order within this process, ties of created_ms
+    /// Not stored: the events of runs that returned `deferred` and wait for this
+    /// delivery's outcome (empty for an entry reloaded from the spool).
+    std::vector<BreachEvent> waiting;
+};
+
+/// Events to complete with one result, once the hook's mutex is released.
+struct Completions {
+    std::vector<BreachEvent> events;
+    HookResult result;
 };
 
 std::string spoolRecord(const std::string& hook, const SpoolEntry& e) {
@@ -107,10 +116,20 @@ bool parseSpoolRecord(const std::string& text, const std::string& hook, SpoolEnt
     return true;
 }
 
-/// One webhook: owns its config, the secrets read at construction, its spool entries
-/// (memory and `<state_dir>/spool/<name>.<key>.json`) and the spool worker thread.
-/// Thread-safety: run() from the hook worker thread; counters() from any thread; the
-/// spool worker shares entries_, in_flight_ and counters_ under mutex_.
+/// One webhook: owns its config, the secrets read at construction, its undelivered
+/// entries (in memory, and with a state_dir in `<state_dir>/spool/<name>.<key>.json`)
+/// and the delivery thread that retries them.
+///
+/// run() makes the first attempt itself and returns; when that attempt fails in a way a
+/// retry may heal, the entry goes to the delivery thread and run() returns `deferred`,
+/// so the steps after a webhook wait at most one attempt's timeout. The thread makes the
+/// remaining `retries` attempts (backoffDelay(n, retry_backoff, 60 s)) and, with a spool,
+/// goes on with backoffDelay(n, retry_backoff, spool_max_backoff) until delivered or
+/// rejected; without a spool it gives up after the retries. The final result reaches the
+/// waiting runs through complete().
+/// Thread-safety: run() from any thread, concurrently; counters() from any thread; the
+/// delivery thread shares entries_, in_flight_ and counters_ under mutex_; complete()
+/// is never called with mutex_ held.
 class WebhookHook final : public Hook {
 public:
     WebhookHook(HookConfig config, HookEnvironment environment)
@@ -118,14 +137,18 @@ public:
         setUp();
         if (!spool_dir_.empty()) {
             loadSpool();
-            worker_ = std::thread([this] { spoolLoop(); });
         }
+        worker_ = std::thread([this] { spoolLoop(); });
     }
 
     ~WebhookHook() override {
         {
             std::lock_guard lock(mutex_);
             stopping_ = true;
+            if (spool_dir_.empty() && !entries_.empty()) {
+                spdlog::warn("hook {}: stopping with {} undelivered notification(s) (no state_dir: no spool keeps them)",
+                             config_.name, entries_.size());
+            }
         }
         cv_.notify_all();
         if (worker_.joinable()) {
@@ -169,33 +192,43 @@ public:
         entry.body = body;
         entry.created_ms = unixMillis(env_.clock->now());
         // Written before the first attempt: a crash or kill mid-delivery leaves it here.
-        // The worker leaves it alone while this call owns it (in_flight_).
+        // The delivery thread leaves it alone while this call owns it (in_flight_).
         entry.next_attempt_ms = entry.created_ms;
-        const bool spooled = !spool_dir_.empty() && spoolAdd(entry, /*in_flight=*/true);
+        spoolAdd(std::move(entry), /*in_flight=*/true);
 
-        const detail::PostOutcome out = postWithRetries(body, key, result.attempts);
+        const detail::PostOutcome out = postOnce(body, key);
+        result.attempts = 1;
         result.ok = out.ok;
         result.message = out.message;
-        if (spooled) {
-            if (out.ok || out.permanent) {
-                spoolRemove(key);
+        if (out.permanent) {
+            result.message += " (not retried)";
+        }
+        std::optional<Completions> done;
+        {
+            std::lock_guard lock(mutex_);
+            unmarkLocked(key);
+            auto it = entries_.find(key);
+            if (out.ok || out.permanent || it == entries_.end() || (config_.retries == 0 && spool_dir_.empty())) {
+                done = finishLocked(key, result);
             } else {
-                std::lock_guard lock(mutex_);
-                auto it = entries_.find(key);
-                if (it != entries_.end()) {
-                    it->second.attempts = result.attempts;
-                    it->second.next_attempt_ms =
-                        unixMillis(env_.clock->now()) +
-                        std::chrono::duration_cast<std::chrono::milliseconds>(
-                            backoffDelay(0, config_.retry_backoff, config_.spool_max_backoff, env_.random01()))
-                            .count();
-                    persistLocked(it->second);
+                it->second.attempts = 1;
+                it->second.next_attempt_ms = unixMillis(env_.clock->now()) + millis(retryDelay(0));
+                it->second.waiting.push_back(event);
+                persistLocked(it->second);
+                result.deferred = true;
+                result.durable = !spool_dir_.empty();
+                if (!spool_dir_.empty()) {
                     ++counters_.spooled;
-                    result.message += "; spooled for retry";
+                    result.message += "; spooled, retrying in the background";
+                } else {
+                    result.message += "; retrying in the background (" + std::to_string(config_.retries) +
+                                      " more attempt(s))";
                 }
-                unmarkLocked(key);
             }
-            cv_.notify_all();
+        }
+        cv_.notify_all();
+        if (done) {
+            completeAll(*done);
         }
         result.duration = detail::elapsedSince(start);
         return result;
@@ -305,20 +338,36 @@ private:
         return detail::httpPost(config_.url, headersFor(body, key), body, config_.timeout);
     }
 
-    detail::PostOutcome postWithRetries(const std::string& body, const std::string& key, int& attempts) const {
-        for (int retry = 0;; ++retry) {
-            ++attempts;
-            detail::PostOutcome out = postOnce(body, key);
-            if (out.ok || out.permanent || retry >= config_.retries) {
-                if (attempts > 1) {
-                    out.message += " after " + std::to_string(attempts) + " attempts";
-                }
-                if (out.permanent) {
-                    out.message += " (not retried)";
-                }
-                return out;
-            }
-            env_.sleep(backoffDelay(retry, config_.retry_backoff, detail::kMaxRetryBackoff, env_.random01()));
+    /// The pause before retry `retry` (0 for the first retry): within the configured
+    /// `retries` capped at 60 s, beyond them (the spool) at spool_max_backoff.
+    std::chrono::nanoseconds retryDelay(int retry) const {
+        const auto cap = retry < config_.retries ? detail::kMaxRetryBackoff : config_.spool_max_backoff;
+        return backoffDelay(std::min(retry, 30), config_.retry_backoff, cap, env_.random01());
+    }
+
+    static std::int64_t millis(std::chrono::nanoseconds d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    }
+
+    /// Removes the entry (memory and spool file); the runs waiting for it are returned
+    /// to be completed with `result` once mutex_ is released.
+    std::optional<Completions> finishLocked(const std::string& key, const HookResult& result) {
+        auto it = entries_.find(key);
+        if (it == entries_.end()) {
+            return std::nullopt;
+        }
+        Completions done{std::move(it->second.waiting), result};
+        removeFileLocked(key);
+        entries_.erase(it);
+        if (done.events.empty()) {
+            return std::nullopt;
+        }
+        return done;
+    }
+
+    void completeAll(const Completions& done) const {
+        for (const auto& event : done.events) {
+            complete(event, done.result);
         }
     }
 
@@ -333,6 +382,9 @@ private:
     /// work again: the entry stays in memory and is still delivered, it is only not
     /// crash-safe meanwhile.
     void persistLocked(const SpoolEntry& e) {
+        if (spool_dir_.empty()) {
+            return;  // no state_dir: the entry lives in memory only
+        }
         if (auto err = writeFileAtomically(pathFor(e.key), spoolRecord(config_.name, e), 0600)) {
             if (counters_.spool_write_failing == 0) {
                 spdlog::error("hook {}: cannot write spool entry {}: {} (kept in memory; not logged again until "
@@ -352,24 +404,36 @@ private:
 
     /// Adds (or replaces) an entry, dropping the oldest beyond the bound. False when
     /// it cannot be kept.
-    bool spoolAdd(SpoolEntry entry, bool in_flight) {
-        std::lock_guard lock(mutex_);
-        entry.seq = next_seq_++;
-        const std::string key = entry.key;
-        if (entries_.count(key) == 0) {
-            while (!entries_.empty() && entries_.size() >= std::max<std::size_t>(config_.spool_max_entries, 1)) {
-                dropOldestLocked();
+    /// Adds an entry, or replaces the one with its key (keeping the runs that wait for
+    /// it), dropping the oldest beyond spool_max_entries.
+    void spoolAdd(SpoolEntry entry, bool in_flight) {
+        std::vector<Completions> dropped;
+        {
+            std::lock_guard lock(mutex_);
+            entry.seq = next_seq_++;
+            const std::string key = entry.key;
+            if (auto it = entries_.find(key); it != entries_.end()) {
+                entry.waiting = std::move(it->second.waiting);
+            } else {
+                while (!entries_.empty() &&
+                       entries_.size() >= std::max<std::size_t>(config_.spool_max_entries, 1)) {
+                    if (auto done = dropOldestLocked()) {
+                        dropped.push_back(std::move(*done));
+                    }
+                }
+            }
+            persistLocked(entry);
+            entries_[key] = std::move(entry);
+            if (in_flight) {
+                in_flight_.insert(key);
             }
         }
-        persistLocked(entry);
-        entries_[key] = std::move(entry);
-        if (in_flight) {
-            in_flight_.insert(key);
+        for (const auto& done : dropped) {
+            completeAll(done);
         }
-        return true;
     }
 
-    void dropOldestLocked() {
+    std::optional<Completions> dropOldestLocked() {
         auto oldest = entries_.end();
         for (auto it = entries_.begin(); it != entries_.end(); ++it) {
             if (oldest == entries_.end() ||
@@ -378,15 +442,25 @@ private:
             }
         }
         if (oldest == entries_.end()) {
-            return;
+            return std::nullopt;
         }
         spdlog::warn("hook {}: spool full ({} entries): dropping the oldest notification {} ({} attempts)",
                      config_.name, config_.spool_max_entries, oldest->first, oldest->second.attempts);
-        std::error_code ec;
-        fs::remove(pathFor(oldest->first), ec);
-        in_flight_.erase(oldest->first);
-        entries_.erase(oldest);
         ++counters_.spool_dropped;
+        const std::string key = oldest->first;
+        in_flight_.erase(key);
+        HookResult result;
+        result.attempts = oldest->second.attempts;
+        result.message = "dropped undelivered: the spool is full (" + std::to_string(config_.spool_max_entries) +
+                         " entries)";
+        return finishLocked(key, result);
+    }
+
+    void removeFileLocked(const std::string& key) const {
+        if (!spool_dir_.empty()) {
+            std::error_code ec;
+            fs::remove(pathFor(key), ec);
+        }
     }
 
     void unmarkLocked(const std::string& key) {
@@ -394,14 +468,6 @@ private:
         if (it != in_flight_.end()) {
             in_flight_.erase(it);
         }
-    }
-
-    void spoolRemove(const std::string& key) {
-        std::lock_guard lock(mutex_);
-        std::error_code ec;
-        fs::remove(pathFor(key), ec);
-        entries_.erase(key);
-        unmarkLocked(key);
     }
 
     void loadSpool() {
@@ -483,29 +549,38 @@ private:
             if (it == entries_.end()) {
                 continue;  // dropped meanwhile
             }
+            const int attempts = ++it->second.attempts;
+            HookResult final_result;
+            final_result.attempts = attempts;
+            final_result.ok = out.ok;
+            final_result.message = out.message + " after " + std::to_string(attempts) + " attempts";
+            final_result.duration = std::chrono::milliseconds{
+                std::max<std::int64_t>(0, unixMillis(env_.clock->now()) - it->second.created_ms)};
+            std::optional<Completions> done;
             if (out.ok) {
-                spdlog::info("hook {}: spooled notification {} delivered after {} attempt(s): {}", config_.name, key,
-                             it->second.attempts + 1, out.message);
-                std::error_code ec;
-                fs::remove(pathFor(key), ec);
-                entries_.erase(it);
+                spdlog::info("hook {}: notification {} delivered after {} attempt(s): {}", config_.name, key,
+                             attempts, out.message);
                 ++counters_.spool_delivered;
+                done = finishLocked(key, final_result);
             } else if (out.permanent) {
-                spdlog::error("hook {}: spooled notification {} rejected, dropped: {}", config_.name, key,
-                              out.message);
-                std::error_code ec;
-                fs::remove(pathFor(key), ec);
-                entries_.erase(it);
+                spdlog::error("hook {}: notification {} rejected after {} attempt(s), dropped: {}", config_.name, key,
+                              attempts, out.message);
                 ++counters_.spool_dropped;
+                final_result.message += " (not retried)";
+                done = finishLocked(key, final_result);
+            } else if (spool_dir_.empty() && attempts > config_.retries) {
+                spdlog::error("hook {}: notification {} not delivered after {} attempt(s), given up (no state_dir: "
+                              "no spool): {}",
+                              config_.name, key, attempts, out.message);
+                done = finishLocked(key, final_result);
             } else {
-                const int retry = ++it->second.attempts;
-                it->second.next_attempt_ms =
-                    unixMillis(env_.clock->now()) +
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                        backoffDelay(std::min(retry, 30), config_.retry_backoff, config_.spool_max_backoff,
-                                     env_.random01()))
-                        .count();
+                it->second.next_attempt_ms = unixMillis(env_.clock->now()) + millis(retryDelay(attempts - 1));
                 persistLocked(it->second);
+            }
+            if (done) {
+                lock.unlock();
+                completeAll(*done);
+                lock.lock();
             }
         }
     }

@@ -32,13 +32,15 @@ const char* toString(HookStepStatus s) {
             return "failed";
         case HookStepStatus::Skipped:
             return "skipped";
+        case HookStepStatus::Spooled:
+            return "spooled";
     }
     return "unknown";
 }
 
 std::optional<HookStepStatus> hookStepStatusFromString(std::string_view s) {
     for (auto st : {HookStepStatus::Pending, HookStepStatus::Running, HookStepStatus::Ok, HookStepStatus::Failed,
-                    HookStepStatus::Skipped}) {
+                    HookStepStatus::Skipped, HookStepStatus::Spooled}) {
         if (s == toString(st)) {
             return st;
         }

@@ -103,6 +103,9 @@ struct StatusSnapshot {
         std::string type;
         std::uint64_t ok = 0;
         std::uint64_t failed = 0;
+        /// Runs whose first attempt did not deliver: the steps after them went on while
+        /// the delivery continued in the background (step status "spooled").
+        std::uint64_t deferred = 0;
         double last_duration_seconds = 0.0;
         std::string last_message;
         std::optional<rules::TimePoint> last_run;
@@ -116,6 +119,8 @@ struct StatusSnapshot {
     std::uint64_t incidents = 0;  ///< critical rules that went firing
     std::uint64_t incidents_open = 0;  ///< incident records whose hooks have not all finished
     std::uint64_t manual_rollbacks = 0;
+    std::uint64_t hook_jobs_dropped = 0;  ///< hook jobs dropped: their rule's queue was full
+    std::uint64_t hook_jobs_queued = 0;   ///< hook jobs waiting or running now
     std::uint64_t rearms = 0;
     std::uint64_t incident_record_failures = 0;  ///< failed writes of incident records
     std::uint64_t checkpoints = 0;

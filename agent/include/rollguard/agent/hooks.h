@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,7 +24,7 @@ namespace rollguard::agent {
 /// The outcome of one earlier hook of the same run, as later hooks see it.
 struct HookStep {
     std::string hook;
-    std::string status;   ///< "ok" | "failed" | "skipped"
+    std::string status;   ///< "ok" | "failed" | "skipped" | "spooled"
     std::string message;  ///< the hook's one-line result
 };
 
@@ -162,17 +163,43 @@ struct HookResult {
     std::chrono::milliseconds duration{0};
     int attempts = 1;
     bool skipped = false;  ///< not run: its RunIf did not hold (ok is true)
+    /// The first attempt did not deliver and delivery goes on in the background (the
+    /// webhook's retries and spool): ok is false, the step's status is "spooled", and
+    /// the final result follows through the hook's completion (Hook::setCompletion).
+    bool deferred = false;
+    /// With `deferred`: the delivery is in the on-disk spool, so it survives this process
+    /// (HookRunner::waitIdle does not wait for it).
+    bool durable = false;
 };
 
 /// One action. Implementations never throw: failures are results.
-/// Thread-safety: run() is called from the hook worker thread only.
+/// Thread-safety: run() may be called from several threads at once (the HookRunner's
+/// lanes: two rules sharing a hook run it concurrently); counters() from any thread.
 class Hook {
 public:
+    /// Receives the final result of a run that returned `deferred`, on the hook's own
+    /// thread, with the event that run was given.
+    using Completion = std::function<void(const BreachEvent&, const HookResult&)>;
+
     virtual ~Hook() = default;
     virtual const std::string& name() const = 0;
     virtual HookType type() const = 0;
     virtual HookResult run(const BreachEvent& event) = 0;
     virtual HookCounters counters() const { return {}; }
+    /// Set before the first run() (HookRunner::add does); without one a deferred
+    /// delivery's outcome is only logged by the hook.
+    void setCompletion(Completion completion) { completion_ = std::move(completion); }
+
+protected:
+    /// Reports a deferred run's final result (no-op without a completion).
+    void complete(const BreachEvent& event, const HookResult& result) const {
+        if (completion_) {
+            completion_(event, result);
+        }
+    }
+
+private:
+    Completion completion_;
 };
 
 /// What hooks get from their surroundings; tests inject fakes so nothing waits long.
@@ -244,7 +271,7 @@ HookPreflight preflightHook(const HookConfig& config);
 ///    and an unknown exit status are not retried. `timeout` bounds each run. The message
 ///    is the last run's, with " after N attempts" when there were several ("exit status
 ///    0 after 2 attempts: <output>"); HookResult::attempts counts the runs.
-///  Thread-safety: run() from one thread at a time (the hook worker).
+///  Thread-safety: run() from any thread; concurrent runs are independent processes.
 ///
 /// Webhook delivery (decisions, also in docs/config.md):
 ///  - body: renderWebhookBody(format) or, with body_template, renderBodyTemplate
@@ -420,61 +447,123 @@ HookResult applyTomlFile(const HookConfig& config);
 
 // ---- running hooks ---------------------------------------------------------------
 
-/// Runs hooks off the evaluation thread: a queue and one worker. Each job runs its
-/// hooks in order; every outcome is reported to the callback (logging, metrics, the
-/// incident record). Before each hook the event's `steps` receive the outcomes of the
-/// job's earlier hooks (appended to any steps the caller put there, e.g. when resuming),
-/// so a later hook can report them; a hook whose RunIf does not hold is not run and is
-/// reported as skipped (ok = true, message "skipped: ..."; HookStep status "skipped").
-/// A hook that throws is reported as failed ("hook threw: <what>"); a zero duration is
-/// filled in with the measured one.
-/// Thread-safety: all methods from any thread; the callbacks run on the worker.
+/// Runs hooks off the evaluation thread, in lanes, so that nothing holds a rollback back.
+///
+/// Lanes (decisions, also in the README's "Hook order" section):
+///  - A job is one event's list of hooks. Jobs with the same lane key (the event's rule
+///    and group) run one after another in the order queued, each job's hooks in order:
+///    a rule's fire, repeat and resolve never overtake each other. Jobs of different
+///    lanes run at the same time, each on its own thread, so a hung hook of one rule or
+///    incident never delays another's.
+///  - A rule's groups (`group_by`) share at most kMaxRunningLanesPerRule threads; its
+///    further groups wait for one of them, so a rule that fires for many groups at once
+///    takes that many threads and no more, and other rules' lanes never wait on it.
+///  - At most kMaxQueuedJobsPerRule jobs wait per rule. Beyond it the oldest waiting
+///    job that is not a critical rule's fire is dropped: logged, counted (dropped()),
+///    and each of its hooks reported to the callback as failed ("dropped: ..."). A
+///    critical fire (a rollback) is never dropped; it is bounded by the latch anyway.
+///  - A webhook returns after its first attempt when that attempt did not deliver
+///    (HookResult::deferred): the steps after it wait at most one attempt's timeout.
+///    The step is reported as "spooled"; the final result reaches the callback later,
+///    from the hook's thread, with `deferred` false.
+///
+/// Each job's event `steps` receive the outcomes of the job's earlier hooks (appended
+/// to any the caller put there, e.g. when resuming), so a later hook can report them; a
+/// hook whose RunIf does not hold is not run and is reported as skipped (ok = true,
+/// message "skipped: ..."; HookStep status "skipped"). For RunIf a "spooled" step has
+/// not failed. A hook that throws is reported as failed ("hook threw: <what>"); a zero
+/// duration is filled in with the measured one.
+/// Thread-safety: all methods from any thread; the callbacks run on lane threads and,
+/// for deferred results, on the hooks' own threads.
 class HookRunner {
 public:
     using Callback = std::function<void(const std::string& hook, const BreachEvent&, const HookResult&)>;
-    /// Called on the worker just before a hook runs (not for skipped hooks).
+    /// Called on the lane just before a hook runs (not for skipped hooks).
     using StartCallback = std::function<void(const std::string& hook, const BreachEvent&)>;
 
+    static constexpr std::size_t kMaxRunningLanesPerRule = 4;
+    static constexpr std::size_t kMaxQueuedJobsPerRule = 256;
+
     explicit HookRunner(Callback on_result = {}, StartCallback on_start = {});
-    ~HookRunner();  // drains the queue, then joins
+    ~HookRunner();  // stop(): drains the lanes, then joins
     HookRunner(const HookRunner&) = delete;
     HookRunner& operator=(const HookRunner&) = delete;
 
+    /// Adds a hook (before the first enqueue) and sets its completion to the callback.
     void add(std::unique_ptr<Hook> hook, RunIf run_if = RunIf::Always);
-    /// Queues the named hooks for `event`; unknown names are reported as failures
-    /// ("unknown hook"). After stop() nothing is queued: each named hook is reported at
-    /// once, on the calling thread, as failed with "hook runner is stopped".
+    /// Queues the named hooks for `event` in the lane of (event.rule, event.group);
+    /// unknown names are reported as failures ("unknown hook"). After stop() nothing is
+    /// queued: each named hook is reported at once, on the calling thread, as failed
+    /// with "hook runner is stopped".
     void enqueue(std::vector<std::string> hook_names, BreachEvent event);
-    /// Blocks until the queue is empty and no hook is running (tests, shutdown).
+    /// Blocks until no job is queued or running and every deferred delivery that only
+    /// lives in memory (not `durable`) has its final result (tests, `rollguard rollback`
+    /// without a daemon: a process that exits after it loses nothing).
     void waitIdle();
-    /// Stops accepting work, finishes the queue and joins the worker; idempotent.
+    /// Stops accepting work, finishes the queued jobs and joins the lanes; idempotent.
+    /// Deferred deliveries are not waited for (the spool keeps them across a restart).
     void stop();
     /// Each hook's name and counters, in the order added.
     std::vector<std::pair<std::string, HookCounters>> counters() const;
+    /// Jobs dropped because their rule's queue was full.
+    std::uint64_t dropped() const;
+    /// Jobs waiting or running now.
+    std::size_t queued() const;
 
 private:
-    void workerLoop();
     struct Job {
         std::vector<std::string> hooks;
         BreachEvent event;
+        bool critical_fire = false;  // never dropped
     };
     struct Entry {
         std::unique_ptr<Hook> hook;
         RunIf run_if = RunIf::Always;
     };
+    struct Lane {
+        std::deque<Job> jobs;
+        bool running = false;
+    };
+    struct RuleLanes {
+        std::map<std::string, Lane> by_group;
+        std::deque<std::string> waiting;  // groups with jobs and no thread, in arrival order
+        std::size_t running = 0;          // lanes of this rule with a thread
+        std::size_t queued = 0;           // jobs not yet started, all groups
+    };
+    void laneLoop(std::string rule, std::string group);
+    void runJob(Job& job);
+    std::optional<Job> dropOneLocked(const std::string& rule, RuleLanes& lanes);
+    void reportFailed(const Job& job, const std::string& message);
+    void onDeferredRun(const std::string& hook, const BreachEvent& event, const HookResult& result);
+    void onFinalResult(const std::string& hook, const BreachEvent& event, const HookResult& result);
+    void reportFinal(const std::string& hook, const BreachEvent& event, const HookResult& result, bool durable);
+    void reapLocked();
+    const Entry* findHook(const std::string& name) const;
+
     Callback on_result_;
     StartCallback on_start_;
-    std::vector<Entry> hooks_;
+    std::vector<Entry> hooks_;  // only grows; entries own their hooks
     mutable std::mutex mutex_;
-    std::condition_variable cv_;
     std::condition_variable idle_cv_;
-    std::deque<Job> queue_;
-    bool busy_ = false;
+    std::map<std::string, RuleLanes> rules_;
+    std::map<std::thread::id, std::thread> threads_;
+    std::vector<std::thread::id> finished_;  // lane threads that returned, to join
+    std::size_t busy_ = 0;                   // jobs queued or running
+    // Deferred deliveries in memory only (not durable) without a final result.
+    std::size_t deferred_ = 0;
+    // Per "<hook>\n<idempotency key>": the deferred reports made whose final result has
+    // not come (their `durable`, oldest first), and final results that came before their
+    // deferred report (held back so the callback always sees "spooled" first).
+    std::map<std::string, std::deque<bool>> announced_;
+    std::multimap<std::string, std::pair<BreachEvent, HookResult>> early_;
+    std::uint64_t dropped_ = 0;
     bool stopping_ = false;
-    std::thread worker_;
+    std::mutex callback_mutex_;     // held while a final result is reported
+    bool callbacks_closed_ = false;  // after stop(): final results are not reported
 };
 
-/// The HookStep status of a result: "ok", "failed", or "skipped" for a RunIf skip.
+/// The HookStep status of a result: "ok", "failed", "skipped" for a RunIf skip, or
+/// "spooled" for a deferred delivery (HookResult::deferred).
 std::string stepStatus(const HookResult& result);
 
 }  // namespace rollguard::agent

@@ -18,7 +18,10 @@ namespace rollguard::agent {
 /// after a crash it tells which hooks completed (never run again), which one was
 /// interrupted (`Running`: run again on resume, see IncidentRecord) and which never
 /// started.
-enum class HookStepStatus { Pending, Running, Ok, Failed, Skipped };
+/// Spooled: a webhook's first attempt did not deliver and its delivery goes on in the
+/// background; the step is not finished (a restart runs it again, deduplicated by its
+/// spool and Idempotency-Key) until its final Ok or Failed arrives.
+enum class HookStepStatus { Pending, Running, Ok, Failed, Skipped, Spooled };
 const char* toString(HookStepStatus s);
 std::optional<HookStepStatus> hookStepStatusFromString(std::string_view s);
 
@@ -49,7 +52,8 @@ struct IncidentStats {
 ///
 /// Lifecycle: the record is written with every hook Pending *before* the first hook runs
 /// (after the rules' latch is on disk); each hook is marked Running before it starts and
-/// Ok/Failed/Skipped when it ends. `complete` becomes true when no hook is left. A daemon
+/// Ok/Failed/Skipped when it ends (Spooled, then Ok/Failed, for a webhook whose delivery
+/// went on in the background). `complete` becomes true when no hook is left. A daemon
 /// that starts and finds incomplete records resumes them: hooks marked Ok/Failed/Skipped
 /// are not run again; a Running hook was interrupted by the crash and is run again
 /// (at-least-once for that one hook: env and flag files are idempotent, webhooks carry
@@ -70,7 +74,7 @@ struct IncidentRecord {
 
     /// Appends a Pending step per hook name, in order.
     void addHooks(const std::vector<std::string>& names);
-    /// Hooks not yet finished (Pending or Running), in order.
+    /// Hooks not yet finished (Pending, Running or Spooled), in order.
     std::vector<std::string> remainingHooks() const;
     /// The outcomes of the finished hooks, in order, for BreachEvent::steps.
     std::vector<HookStep> finishedSteps() const;
