@@ -212,7 +212,7 @@ TEST_CASE("applyEnvFile refuses a missing file unless create is set", "[hooks][e
     CHECK(listDir(dir.path()) == std::set<std::string>{"missing.env"});
 }
 
-TEST_CASE("applyEnvFile edits the target of a symlink and keeps the link", "[hooks][env_file]") {
+TEST_CASE("applyEnvFile with follow_symlinks edits the target of a symlink and keeps the link", "[hooks][env_file]") {
     TempDir dir;
     const auto target = dir / "release.env";
     const auto link = dir / "current.env";
@@ -221,6 +221,7 @@ TEST_CASE("applyEnvFile edits the target of a symlink and keeps the link", "[hoo
     HookConfig config = envHook(link);
     config.set = {{"A", "0"}};
     config.backup = false;
+    config.follow_symlinks = true;
     REQUIRE(applyEnvFile(config).ok);
     CHECK(std::filesystem::is_symlink(link));
     CHECK(readFile(target) == "A=0\n");

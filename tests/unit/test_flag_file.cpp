@@ -355,7 +355,7 @@ TEST_CASE("applyJsonFile refuses a missing file unless create is set, then makes
     }
 }
 
-TEST_CASE("applyJsonFile edits the target of a symlink and keeps the link", "[hooks][flag_file]") {
+TEST_CASE("applyJsonFile with follow_symlinks edits the target of a symlink and keeps the link", "[hooks][flag_file]") {
     TempDir dir;
     const auto target = dir / "release-flags.json";
     const auto link = dir / "flags.json";
@@ -363,6 +363,7 @@ TEST_CASE("applyJsonFile edits the target of a symlink and keeps the link", "[ho
     std::filesystem::create_symlink(target, link);
     HookConfig config = flagHook(HookType::JsonFile, link, {{"/on", false}});
     config.backup = false;
+    config.follow_symlinks = true;
     REQUIRE(applyJsonFile(config).ok);
     CHECK(std::filesystem::is_symlink(link));
     CHECK(readFile(target) == "{\n  \"on\": false\n}\n");

@@ -182,6 +182,26 @@ TEST_CASE("json_file and toml_file hook keys", "[hooks][config][flag_file]") {
     CHECK(t.config->hooks[0].backup == true);
 }
 
+TEST_CASE("follow_symlinks: a boolean of the file hooks, false by default", "[hooks][config][flag_file][file_security]") {
+    for (const std::string type : {"env_file", "json_file", "toml_file"}) {
+        const std::string set = type == "env_file" ? "set = { A = \"0\" }\n" : "set = { \"/a\" = 0 }\n";
+        const LoadResult on =
+            parseConfig(withHook("type = \"" + type + "\"\npath = \"/etc/app/f\"\n" + set + "follow_symlinks = true\n"),
+                        kPath);
+        INFO(type);
+        REQUIRE(on.ok());
+        CHECK(on.config->hooks[0].follow_symlinks);
+        const LoadResult off = parseConfig(withHook("type = \"" + type + "\"\npath = \"/etc/app/f\"\n" + set), kPath);
+        REQUIRE(off.ok());
+        CHECK_FALSE(off.config->hooks[0].follow_symlinks);
+    }
+    CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"/a\" = 1 }\nfollow_symlinks = \"yes\"\n"))
+              .size() == 1);
+    CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nfollow_symlinks = true\n")) ==
+          Strings{line(2) + ":1: 'follow_symlinks' is not valid for a hook of type 'webhook' (it belongs to env_file, "
+                            "json_file and toml_file hooks)"});
+}
+
 TEST_CASE("json_file and toml_file config errors point at the line and column", "[hooks][config][flag_file]") {
     SECTION("a pointer that does not start with '/'") {
         CHECK(errorsOf(withHook("type = \"json_file\"\npath = \"f.json\"\nset = { \"flags/x\" = false }\n")) ==

@@ -74,11 +74,11 @@ const Keys kBaselineKeys{"labels", "learn", "file", "pointer"};
 constexpr std::int64_t kMaxGroupsLimit = 10'000;
 constexpr int kMaxBreachesWindow = 64;
 const Keys kHookCommonKeys{"name", "type", "timeout", "run_if"};
-const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup"};
+const Keys kEnvFileKeys{"path", "set", "unset", "create", "backup", "follow_symlinks"};
 /// toml_file hooks.
-const Keys kFlagFileKeys{"path", "set", "unset", "create", "backup"};
+const Keys kFlagFileKeys{"path", "set", "unset", "create", "backup", "follow_symlinks"};
 /// json_file hooks: the toml_file keys and `append` (JSON arrays only: see docs/config.md).
-const Keys kJsonFileKeys{"path", "set", "unset", "append", "create", "backup"};
+const Keys kJsonFileKeys{"path", "set", "unset", "append", "create", "backup", "follow_symlinks"};
 const Keys kWebhookKeys{"url",           "headers",          "retries",          "retry_backoff",
                         "format",        "body_template",    "bearer_token_file", "bearer_token_env",
                         "secret_file",   "routing_key_file", "routing_key_env",  "spool_max_entries",
@@ -2323,6 +2323,9 @@ protected:
         if (auto b = getBool(t, "backup")) {
             h.backup = *b;
         }
+        if (auto b = getBool(t, "follow_symlinks")) {
+            h.follow_symlinks = *b;
+        }
     }
 
     /// A JSON Pointer key of a json_file / toml_file hook; reported at `where` otherwise.
@@ -2522,6 +2525,9 @@ protected:
         }
         if (auto b = getBool(t, "backup")) {
             h.backup = *b;
+        }
+        if (auto b = getBool(t, "follow_symlinks")) {
+            h.follow_symlinks = *b;
         }
     }
 

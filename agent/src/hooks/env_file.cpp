@@ -319,36 +319,51 @@ std::optional<std::size_t> envUnterminatedQuoteLine(std::string_view text) {
     return std::nullopt;
 }
 
+namespace detail {
+
+FileEdit envFileEdit(const HookConfig& config) {
+    FileEdit out;
+    for (const auto& [key, value] : config.set) {
+        if (!isValidKey(key)) {
+            out.error = "invalid key '" + key + "'";
+            return out;
+        }
+    }
+    for (const auto& key : config.unset) {
+        if (!isValidKey(key)) {
+            out.error = "invalid key '" + key + "'";
+            return out;
+        }
+    }
+    out.edit = [set = config.set, unset = config.unset](std::string_view text, bool, const std::string&) {
+        TextEdit edit;
+        edit.text = rewriteEnvText(text, set, unset, &edit.changed);
+        if (edit.changed) {
+            if (const auto line = envUnterminatedQuoteLine(text)) {
+                edit.error = "line " + std::to_string(*line) +
+                             ": a quoted value is never closed; not editing the file (a quote written after it would "
+                             "close it and change what the file says)";
+            }
+        }
+        return edit;
+    };
+    out.change = describeChange(config);
+    return out;
+}
+
+}  // namespace detail
+
 HookResult applyEnvFile(const HookConfig& config) {
     const auto start = std::chrono::steady_clock::now();
     auto finish = [start](bool ok, std::string message) { return detail::finishedResult(start, ok, std::move(message)); };
     if (config.path.empty()) {
         return finish(false, "no path configured");
     }
-    for (const auto& [key, value] : config.set) {
-        if (!isValidKey(key)) {
-            return finish(false, "invalid key '" + key + "'");
-        }
+    detail::FileEdit planned = detail::envFileEdit(config);
+    if (planned.error) {
+        return finish(false, std::move(*planned.error));
     }
-    for (const auto& key : config.unset) {
-        if (!isValidKey(key)) {
-            return finish(false, "invalid key '" + key + "'");
-        }
-    }
-
-    const auto edit = [&config](std::string_view text, bool, const std::string&) {
-        detail::TextEdit out;
-        out.text = rewriteEnvText(text, config.set, config.unset, &out.changed);
-        if (out.changed) {
-            if (const auto line = envUnterminatedQuoteLine(text)) {
-                out.error = "line " + std::to_string(*line) +
-                            ": a quoted value is never closed; not editing the file (a quote written after it would "
-                            "close it and change what the file says)";
-            }
-        }
-        return out;
-    };
-    return detail::editFileInPlace(config, edit, describeChange(config));
+    return detail::editFileInPlace(config, planned.edit, planned.change);
 }
 
 }  // namespace rollguard::agent

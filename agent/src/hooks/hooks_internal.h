@@ -119,23 +119,67 @@ struct TextEdit {
 /// is about to be created (text then empty); `path` is the resolved path, for messages.
 using TextEditor = std::function<TextEdit(std::string_view text, bool exists, const std::string& path)>;
 
-/// Edits config.path in place, the way every file-editing hook does: a symlink is
-/// followed and its target edited (the link stays); an exclusive flock(2) on the file is
-/// held while reading and rewriting (waited for up to config.timeout, re-checking that the
-/// locked file is still the one at the path); a missing file fails with "<path> does not
-/// exist (set create = true to create it)" unless config.create, which creates it with
-/// mode 0600. The new content replaces the file atomically (replaceFile: temp file in the
-/// same directory with the original's mode and owner, fsync, rename), then the directory
-/// is fsynced; with config.backup the previous content is first written (atomically, same
-/// mode) to `<path>.rollguard.bak`. Unchanged content is not rewritten: ok, "already up
-/// to date: <path>". An editor error fails the hook with that text and changes nothing.
-/// Success: "[created; ]<change> in <path>". Never throws (unless `edit` does).
-/// Thread-safety: callable from any thread; concurrent edits of one file serialize on
-/// the flock.
+/// Edits config.path in place, the way every file-editing hook does:
+///  - location: config.path's directory is opened once and everything after that is
+///    opened relative to it (openat, fstatat, renameat) with O_NOFOLLOW. A symlink at the
+///    path fails the hook, "<path> is a symbolic link to <target>; set follow_symlinks =
+///    true to edit its target", unless config.follow_symlinks: then the link is resolved
+///    once (realpath), the target's directory opened, and the target edited (the link
+///    stays). A symlink swapped in after that is never followed: the open fails and
+///    nothing changes.
+///  - locking: an exclusive flock(2) on the file (opened O_RDONLY: it is replaced by a
+///    rename, never written through this descriptor) is held while reading
+///    and rewriting (waited for up to config.timeout, re-checking with fstatat that the
+///    locked file is still the one at the name); a missing file fails with "<path> does
+///    not exist (set create = true to create it)" unless config.create, which creates it
+///    with mode 0600, owned by rollguard's user.
+///  - owner: the rewrite keeps the original's mode, owner and group, or is refused
+///    before anything is written with ownerKeepProblem's message + " (nothing
+///    changed)" (issue #19: a rename cannot keep an owner, and a file left to
+///    rollguard's user may be unreadable to the service it configures; the group is kept
+///    when rollguard is a member of it, the uid when it is rollguard's or rollguard has
+///    CAP_CHOWN).
+///  - writing: the new content replaces the file atomically (replaceFileAt: temp file in
+///    the same directory with the original's mode and owner, fsync, renameat), then the
+///    directory is fsynced; with config.backup the previous content is first written the
+///    same way to `<name>.rollguard.bak` beside it. Unchanged content is not rewritten:
+///    ok, "already up to date: <path>". An editor error fails the hook with that text and
+///    changes nothing.
+/// Messages name the resolved path (the directory through realpath; the link's target
+/// with follow_symlinks). Success: "[created; ]<change> in <path>". Never throws (unless
+/// `edit` does). Thread-safety: callable from any thread; concurrent edits of one file
+/// serialize on the flock.
 HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std::string_view change);
 
+/// editFileInPlace's read-and-edit step without the write: reads the file behind `fd`
+/// from its start into `old_text` (nothing when !exists) and runs `edit` on it. The
+/// preflight calls it to find content the hook would refuse.
+TextEdit editText(int fd, bool exists, const TextEditor& edit, const std::string& path, std::string& old_text);
+
+/// What a file hook computes, apart from the file: its editor and the description of its
+/// change for messages; `error` set for a configuration the hook refuses before it looks
+/// at the file (env_file: an invalid key). The editor holds its own copy of the config.
+struct FileEdit {
+    TextEditor edit;
+    std::string change;
+    std::optional<std::string> error;
+};
+FileEdit envFileEdit(const HookConfig& config);                               // env_file.cpp
+FileEdit jsonFileEdit(const HookConfig& config, const BreachEvent& event);    // json_file.cpp
+FileEdit tomlFileEdit(const HookConfig& config);                              // toml_file.cpp
+/// The FileEdit of config.type (an error for a hook that edits no file).
+FileEdit fileEditFor(const HookConfig& config, const BreachEvent& event);
+
 /// The preflight problems of an env_file, json_file or toml_file hook (file_edit.cpp):
-/// what editFileInPlace would refuse or fail on, found without changing anything.
+/// what editFileInPlace would refuse or fail on, found without changing anything
+/// (nothing created, written or locked). Each is one sentence, what is wrong and what to
+/// do: the path's directory missing or not openable; a symlink without follow_symlinks;
+/// the file missing without `create`; not a regular file; not readable by the effective
+/// user (faccessat AT_EACCESS; write permission on it is not needed, a rename replaces
+/// it); the directory not writable and searchable
+/// (temp file, rename); the owner or group not keepable (ownerKeepProblem, the rule the
+/// run refuses by); a directory where the backup goes; the current content refused by
+/// the hook's editor (invalid JSON or TOML, an env file's unclosed quote).
 std::vector<std::string> preflightFileHook(const HookConfig& config);
 
 /// `config` with {{rollout_percent}} replaced by event.rollout_percent in the values

@@ -877,7 +877,9 @@ HookResult applyJsonFile(const HookConfig& config) {
     return applyJsonFile(config, BreachEvent{});
 }
 
-HookResult applyJsonFile(const HookConfig& config, const BreachEvent& event) {
+namespace detail {
+
+FileEdit jsonFileEdit(const HookConfig& config, const BreachEvent& event) {
     PayloadContext context;
     context.hook_name = config.name;
     context.external_url = config.external_url;
@@ -886,25 +888,34 @@ HookResult applyJsonFile(const HookConfig& config, const BreachEvent& event) {
     for (const auto& a : config.flag_append) {
         append.push_back(renderFlagAppend(a, event, context));
     }
-    const auto edit = [&config, &append](std::string_view text, bool exists, const std::string& path) {
-        detail::TextEdit out;
-        auto r = rewriteJsonText(exists ? text : std::string_view("{}"), config.flag_set, config.unset, append, path);
+    FileEdit out;
+    out.edit = [set = config.flag_set, unset = config.unset, append = std::move(append)](
+                   std::string_view text, bool exists, const std::string& path) {
+        TextEdit edit;
+        auto r = rewriteJsonText(exists ? text : std::string_view("{}"), set, unset, append, path);
         if (!r.ok) {
-            out.error = std::move(r.error);
-            return out;
+            edit.error = std::move(r.error);
+            return edit;
         }
-        out.text = std::move(r.text);
+        edit.text = std::move(r.text);
         if (!exists && !r.changed) {
-            out.text = "{}\n";  // only unsets on a missing file: create it empty
+            edit.text = "{}\n";  // only unsets on a missing file: create it empty
         }
-        out.changed = r.changed || !exists;
-        return out;
+        edit.changed = r.changed || !exists;
+        return edit;
     };
-    std::string change = detail::describeFlagChange(config.flag_set, config.unset);
+    out.change = describeFlagChange(config.flag_set, config.unset);
     for (const auto& a : config.flag_append) {
-        change += (change.empty() ? "append to " : "; append to ") + a.pointer;
+        out.change += (out.change.empty() ? "append to " : "; append to ") + a.pointer;
     }
-    return detail::editFileInPlace(config, edit, change);
+    return out;
+}
+
+}  // namespace detail
+
+HookResult applyJsonFile(const HookConfig& config, const BreachEvent& event) {
+    const detail::FileEdit planned = detail::jsonFileEdit(config, event);
+    return detail::editFileInPlace(config, planned.edit, planned.change);
 }
 
 }  // namespace rollguard::agent

@@ -222,19 +222,31 @@ FlagFileEdit rewriteTomlText(std::string_view text, const std::vector<FlagSettin
     return result;
 }
 
-HookResult applyTomlFile(const HookConfig& config) {
-    const auto edit = [&config](std::string_view text, bool exists, const std::string& path) {
-        detail::TextEdit out;
-        auto r = rewriteTomlText(text, config.flag_set, config.unset, path);
+namespace detail {
+
+FileEdit tomlFileEdit(const HookConfig& config) {
+    FileEdit out;
+    out.edit = [set = config.flag_set, unset = config.unset](std::string_view text, bool exists,
+                                                             const std::string& path) {
+        TextEdit edit;
+        auto r = rewriteTomlText(text, set, unset, path);
         if (!r.ok) {
-            out.error = std::move(r.error);
-            return out;
+            edit.error = std::move(r.error);
+            return edit;
         }
-        out.text = std::move(r.text);
-        out.changed = r.changed || !exists;
-        return out;
+        edit.text = std::move(r.text);
+        edit.changed = r.changed || !exists;
+        return edit;
     };
-    return detail::editFileInPlace(config, edit, detail::describeFlagChange(config.flag_set, config.unset));
+    out.change = describeFlagChange(config.flag_set, config.unset);
+    return out;
+}
+
+}  // namespace detail
+
+HookResult applyTomlFile(const HookConfig& config) {
+    const detail::FileEdit planned = detail::tomlFileEdit(config);
+    return detail::editFileInPlace(config, planned.edit, planned.change);
 }
 
 }  // namespace rollguard::agent

@@ -319,6 +319,9 @@ struct HookConfig {
     std::vector<std::string> unset;
     bool create = false;  ///< create the file if missing (mode 0600)
     bool backup = true;   ///< keep the previous version as `<path>.rollguard.bak`
+    /// A symlink at `path`: false (default) refuses it; true edits its target (resolved
+    /// once, then opened with O_NOFOLLOW: a link swapped in later is never followed).
+    bool follow_symlinks = false;
 
     // json_file and toml_file: the values to set, in config order
     std::vector<FlagSetting> flag_set;

@@ -335,17 +335,35 @@ std::string rewriteEnvText(std::string_view text,
 std::optional<std::size_t> envUnterminatedQuoteLine(std::string_view text);
 
 /// Applies rewriteEnvText to a file atomically: temp file in the same directory with
-/// the original's mode (and owner when permitted), fsync, rename over, fsync the
-/// directory; the previous version is kept as `<path>.rollguard.bak` when `backup`.
+/// the original's mode, owner and group, fsync, rename over, fsync the directory; the
+/// previous version is kept as `<path>.rollguard.bak` when `backup`.
+///
+/// Owner (decision of issue #19): the owner and group are kept, or nothing is changed
+/// and the hook fails. A rename cannot keep an owner: the temp file is rollguard's until
+/// fchown gives it the original's, which needs the uid to be rollguard's effective uid
+/// (or CAP_CHOWN) and the gid one of its groups (or CAP_CHOWN). When it cannot, the
+/// message says which and what to do: "cannot keep the owner of <path> (user app, uid
+/// 1234): rollguard runs as user rollguard, uid 998, without CAP_CHOWN, ...; make
+/// rollguard's user the file's owner (chown 998 <path>), or grant rollguard CAP_CHOWN
+/// (...) (nothing changed)". Writing in place to keep a foreign owner was not chosen
+/// (a crash would leave a torn file).
+///
+/// Symlinks: the file's directory is opened once and everything (file, temp file,
+/// backup, rename) reached relative to it with O_NOFOLLOW. A symlink at `path` fails
+/// with "<path> is a symbolic link to <target>; set follow_symlinks = true to edit its
+/// target" unless `follow_symlinks`: the link is then resolved once and its target
+/// edited (the link stays; messages name the target); a link swapped in after that
+/// fails the run, never redirects the write.
 ///
 /// Details: keys must match [A-Za-z_][A-Za-z0-9_]*. A file with a quoted value that is
-/// never closed (envUnterminatedQuoteLine) is not changed: the hook fails with its line. A symlink is followed and its target
-/// edited (the link stays). An exclusive flock(2) on the existing file is held while
+/// never closed (envUnterminatedQuoteLine) is not changed: the hook fails with its line.
+/// An exclusive flock(2) on the existing file is held while
 /// reading and rewriting (waited for up to `timeout`). A missing file fails with
 /// "<path> does not exist (set create = true to create it)" unless `create`, which
 /// makes it with mode 0600. Temp files are `<dir>/.<name>.rollguard.XXXXXX`, removed
-/// on failure. The backup is written (atomically, same mode) before the new content is
-/// renamed in, and only when the content changes. Unchanged content is not rewritten:
+/// on failure. The backup is written (atomically, same mode and owner) before the new
+/// content is renamed in, and only when the content changes. Unchanged content is not
+/// rewritten (even when the owner could not be kept):
 /// ok, "already up to date: <path>". Otherwise the message is
 /// "[created; ]set A=0, B=1; unset C in <path>". Never throws.
 HookResult applyEnvFile(const HookConfig& config);
@@ -425,8 +443,9 @@ FlagFileEdit rewriteTomlText(std::string_view text, const std::vector<FlagSettin
                              const std::vector<std::string>& unset, std::string_view name = "toml");
 
 /// Applies rewriteJsonText(config.flag_set, config.unset) to config.path with the same
-/// guarantees as applyEnvFile: symlink target edited, flock held, atomic replace keeping
-/// mode and owner, directory fsynced, backup `<path>.rollguard.bak` when `backup`,
+/// guarantees as applyEnvFile: a symlink refused or, with `follow_symlinks`, its target
+/// edited, flock held, atomic replace keeping mode and owner (or refused when the owner
+/// cannot be kept), directory fsynced, backup `<path>.rollguard.bak` when `backup`,
 /// missing file an error unless `create` (then it starts as `{}`, mode 0600). An invalid
 /// document fails the hook with the parse error and its line:col and is left untouched.
 /// Messages: "already up to date: <path>" or "[created; ]set /flags/x/enabled=false,
