@@ -30,6 +30,10 @@ std::vector<std::string> notReadyReasons(const agent::StatusSnapshot& snapshot) 
     if (snapshot.ticks == 0) {
         reasons.emplace_back("the rules have not been evaluated yet");
     }
+    if (!snapshot.preflight_checked &&
+        std::any_of(snapshot.hooks.begin(), snapshot.hooks.end(), [](const auto& h) { return h.gating; })) {
+        reasons.emplace_back("the hooks' preflight has not finished yet");
+    }
     for (const auto& h : snapshot.hooks) {
         if (!h.gating || h.ready) {
             continue;

@@ -178,12 +178,15 @@ TEST_CASE("a critical rule whose script cannot run keeps the agent not ready unt
     INFO(agent.stderrText());
     REQUIRE(agent.waitHealthy(port));
 
-    // Evaluated, yet not ready: the rollback could not run.
+    // Evaluated, yet not ready: the rollback could not run. (The first preflight pass
+    // runs on its own thread; until it is done the reason is that it has not finished.)
+    const std::string reason = "not ready: hook restart cannot work: command " + (dir / "rollback.sh").string() +
+                               " (mode 644) is not executable";
+    REQUIRE(eventually([&] { return has(httpGet(port, "/readyz").body, reason); }, 10s));
     REQUIRE(eventually([&] { return agentMetric(port, "rollguard_evaluations_total").value_or(0) > 0; }, 10s));
     auto r = httpGet(port, "/readyz");
     CHECK(r.status == 503);
-    CHECK(has(r.body, "not ready: hook restart cannot work: command " + (dir / "rollback.sh").string() +
-                          " (mode 644) is not executable"));
+    CHECK(has(r.body, reason));
     const auto hook = statusHook(port, "restart");
     REQUIRE(hook.found);
     CHECK_FALSE(hook.ready);
@@ -219,6 +222,7 @@ TEST_CASE("readiness_preflight = \"off\" reports a broken hook without gating re
     REQUIRE(agent.waitHealthy(port));
 
     REQUIRE(eventually([&] { return httpGet(port, "/readyz").status == 200; }, 10s));
+    REQUIRE(eventually([&] { return statusHook(port, "restart").first_problem != ""; }, 10s));
     const auto hook = statusHook(port, "restart");
     REQUIRE(hook.found);
     CHECK_FALSE(hook.ready);

@@ -383,12 +383,14 @@ TEST_CASE("daemon: the preflight runs at start, gates the critical rule's hooks,
     {
         // Before start() no preflight has run: nothing to report yet.
         const auto s = daemon.snapshot();
+        CHECK(s.preflight_checked);
         REQUIRE(s.hooks.size() == 2);
         CHECK(s.hooks[0].ready);
         CHECK(s.hooks[0].gating);
         CHECK_FALSE(s.hooks[1].gating);  // a warning's hook
     }
     daemon.start();
+    REQUIRE(testing::eventually([&] { return daemon.snapshot().preflight_checked; }, 30s));
     {
         const auto s = daemon.snapshot();
         CHECK_FALSE(s.hooks[0].ready);

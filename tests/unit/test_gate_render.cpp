@@ -168,6 +168,10 @@ TEST_CASE("a gating hook that fails its preflight makes the agent not ready and 
     CHECK(exporters::notReadyReasons(s).empty());
     CHECK(exporters::renderGate(s).status == 200);
 
+    s.preflight_checked = false;  // started, first pass not done: a gating hook is not known to work
+    CHECK(exporters::notReadyReasons(s) == std::vector<std::string>{"the hooks' preflight has not finished yet"});
+    s.preflight_checked = true;
+
     s.hooks.back() = hook("restart", true, false, {"command /x (mode 644) is not executable: chmod +x /x"});
     CHECK_FALSE(exporters::isReady(s));
     CHECK(exporters::notReadyReasons(s) ==

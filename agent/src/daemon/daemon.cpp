@@ -135,11 +135,20 @@ Daemon::~Daemon() {
 }
 
 void Daemon::start() {
-    // Before the first tick, so that readiness already knows whether a rollback can work.
-    runPreflight(true);
-    if (config_.agent.preflight_interval.count() > 0) {
+    // On its own thread from the start: a host name lookup may take up to 2 s per hook,
+    // which must hold neither the first tick nor /healthz. Until the first pass is done
+    // the gating hooks count as not checked (notReadyReasons).
+    if (!config_.hooks.empty()) {
+        {
+            std::lock_guard lock(mutex_);
+            snapshot_.preflight_checked = false;
+        }
         preflight_thread_ = std::thread([this] {
+            runPreflight(true);
             const auto every = config_.agent.preflight_interval;
+            if (every.count() <= 0) {
+                return;
+            }
             std::unique_lock lock(preflight_mutex_);
             while (!preflight_cv_.wait_for(lock, every, [this] { return preflight_stop_; })) {
                 lock.unlock();
@@ -554,6 +563,12 @@ void Daemon::runPreflight(bool log_all) {
     std::vector<HookPreflight> results;
     results.reserve(config_.hooks.size());
     for (const auto& hook : config_.hooks) {
+        {
+            std::lock_guard lock(preflight_mutex_);
+            if (preflight_stop_) {
+                return;  // stopping or reloading: a partial pass is not worth the wait
+            }
+        }
         results.push_back(preflightHook(hook));  // may block on DNS: no lock held
     }
     std::size_t not_ready = 0;
@@ -575,6 +590,7 @@ void Daemon::runPreflight(bool log_all) {
         h.ready = result.ready;
         h.problems = std::move(result.problems);
     }
+    snapshot_.preflight_checked = true;
     if (log_all) {
         if (not_ready == 0) {
             spdlog::info("preflight: {} hook(s), all ready", results.size());

@@ -154,6 +154,10 @@ struct StatusSnapshot {
     std::vector<Incident> recent_incidents;
     std::vector<Rule> rules;
     std::vector<Hook> hooks;
+    /// False from Daemon::start() until the first preflight pass of the hooks is done
+    /// (it runs on its own thread); a snapshot made by hand, or of a daemon that was
+    /// never started, has nothing pending.
+    bool preflight_checked = true;
     /// The progressive rollout ([rollout]), as of the last tick.
     struct Rollout {
         std::vector<int> stages;
@@ -217,10 +221,10 @@ public:
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
-    /// Runs every hook's preflight (logging each problem as an error with its hook's
-    /// file:line:col), then starts the source threads and, with a non-zero
-    /// `[agent] preflight_interval`, the thread that runs the preflight again on that
-    /// interval (off the tick thread: a host name lookup may block up to 2 s).
+    /// Starts the source threads and the preflight thread: it runs every hook's
+    /// preflight at once (logging each problem as an error with its hook's
+    /// file:line:col) and, with a non-zero `[agent] preflight_interval`, again on that
+    /// interval — off the tick thread, since a host name lookup may block up to 2 s.
     void start();
     /// One evaluation at clock.now(). Public so tests can drive it with a ManualClock.
     void tick();

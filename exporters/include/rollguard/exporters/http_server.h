@@ -33,7 +33,8 @@ std::string renderRolloutText(const agent::StatusSnapshot::Rollout& rollout, rul
                               std::size_t max_history);
 
 /// Why the agent is not ready, one sentence each, in order: "the rules have not been
-/// evaluated yet" (`snapshot.ticks == 0`), then for every gating hook (Hook::gating)
+/// evaluated yet" (`snapshot.ticks == 0`), "the hooks' preflight has not finished yet"
+/// (`!snapshot.preflight_checked` with a gating hook), then for every gating hook (Hook::gating)
 /// whose last preflight failed, "hook NAME cannot work: PROBLEM" per problem. Empty:
 /// ready. Pure; thread-safe.
 std::vector<std::string> notReadyReasons(const agent::StatusSnapshot& snapshot);
