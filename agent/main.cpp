@@ -72,6 +72,23 @@ std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet
     return std::move(result.config);
 }
 
+/// `rollguard check --preflight`: every hook's preflight, each problem on stderr as
+/// "file:line:col: hook NAME: problem", then a summary; 1 when a hook is not ready.
+int runPreflightCheck(const rollguard::agent::Config& config) {
+    std::size_t ready = 0;
+    for (const auto& hook : config.hooks) {
+        const auto result = rollguard::agent::preflightHook(hook);
+        for (const auto& problem : result.problems) {
+            std::cerr << rollguard::agent::formatPreflightProblem(hook, problem) << "\n";
+        }
+        ready += result.ready ? 1 : 0;
+    }
+    const std::size_t total = config.hooks.size();
+    std::cerr << "preflight: " << total << (total == 1 ? " hook, " : " hooks, ") << ready << " ready, "
+              << total - ready << " not ready\n";
+    return ready == total ? kExitOk : kExitRuntime;
+}
+
 /// Makes the default logger write to stderr in `format` at `level`; once per process.
 /// Text drops its timestamp and adds the syslog priority prefix when stderr is the
 /// journal (JOURNAL_STREAM matches it), as journald stamps lines itself.
@@ -572,6 +589,16 @@ int main(int argc, char** argv) {
 
     auto* check = app.add_subcommand("check", "Validate a configuration; print file:line:col for every error.");
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+    bool check_preflight = false;
+    check->add_flag("--preflight", check_preflight,
+                    "Also check that every hook could run now, without running it: env/flag files and their "
+                    "directories writable (owner and mode kept), scripts present and executable by their user, "
+                    "secret files readable and chmod 600, URLs well formed and their hosts resolvable");
+    check->footer("With --preflight each problem is printed as 'file:line:col: hook NAME: problem', then a summary.\n"
+                  "Nothing is written, posted or run. The agent runs the same preflight at start, on reload and\n"
+                  "every [agent] preflight_interval (see /readyz, /api/v1/status, rollguard_hook_ready).\n"
+                  "Exit codes: 0 valid (and with --preflight every hook ready), 1 a hook is not ready,\n"
+                  "2 bad usage or bad config.");
 
     auto* replay = app.add_subcommand(
         "replay", "Read log files through the sources' parsing and store; print per-source figures and the rule timeline.");
@@ -659,7 +686,11 @@ int main(int argc, char** argv) {
 
     try {
         if (*check) {
-            return load(config_path, false) ? kExitOk : kExitUsage;
+            const auto config = load(config_path, false);
+            if (!config) {
+                return kExitUsage;
+            }
+            return check_preflight ? runPreflightCheck(*config) : kExitOk;
         }
         if (*test) {
             return runRuleTestFiles(test_files);

@@ -25,8 +25,31 @@ bool covered(const agent::StatusSnapshot::Rule& r, const GateQuery& query) {
 
 }  // namespace
 
+std::vector<std::string> notReadyReasons(const agent::StatusSnapshot& snapshot) {
+    std::vector<std::string> reasons;
+    if (snapshot.ticks == 0) {
+        reasons.emplace_back("the rules have not been evaluated yet");
+    }
+    if (!snapshot.preflight_checked &&
+        std::any_of(snapshot.hooks.begin(), snapshot.hooks.end(), [](const auto& h) { return h.gating; })) {
+        reasons.emplace_back("the hooks' preflight has not finished yet");
+    }
+    for (const auto& h : snapshot.hooks) {
+        if (!h.gating || h.ready) {
+            continue;
+        }
+        if (h.problems.empty()) {
+            reasons.push_back("hook " + h.name + " failed its preflight");
+        }
+        for (const auto& problem : h.problems) {
+            reasons.push_back("hook " + h.name + " cannot work: " + problem);
+        }
+    }
+    return reasons;
+}
+
 bool isReady(const agent::StatusSnapshot& snapshot) {
-    return snapshot.ticks > 0;
+    return notReadyReasons(snapshot).empty();
 }
 
 GateReply renderGate(const agent::StatusSnapshot& s, const GateQuery& query) {
@@ -50,7 +73,8 @@ GateReply renderGate(const agent::StatusSnapshot& s, const GateQuery& query) {
         return {400, w.str() + "\n"};
     }
 
-    const bool ready = isReady(s);
+    const std::vector<std::string> not_ready = notReadyReasons(s);
+    const bool ready = not_ready.empty();
     std::size_t checked = 0;
     std::vector<const agent::StatusSnapshot::Rule*> blocking;
     for (const auto& r : s.rules) {
@@ -69,7 +93,9 @@ GateReply renderGate(const agent::StatusSnapshot& s, const GateQuery& query) {
     w.key("ready").value(ready);
     w.key("reason");
     if (!ready) {
-        w.value("the rules have not been evaluated yet");
+        w.value(not_ready.size() == 1 ? not_ready.front()
+                                      : not_ready.front() + " (and " + std::to_string(not_ready.size() - 1) +
+                                            " more reason(s) in not_ready)");
     } else if (!blocking.empty()) {
         w.value(std::to_string(blocking.size()) + " rule(s) pending or firing");
     } else {
@@ -81,6 +107,11 @@ GateReply renderGate(const agent::StatusSnapshot& s, const GateQuery& query) {
     } else {
         w.null();
     }
+    w.key("not_ready").beginArray();
+    for (const auto& reason : not_ready) {
+        w.value(reason);
+    }
+    w.endArray();
     w.key("rules_checked").value(static_cast<std::uint64_t>(checked));
     w.key("blocking").beginArray();
     for (const auto* r : blocking) {

@@ -255,10 +255,14 @@ struct HttpServer::Impl {
                 return ok ? 200 : 503;
             }
             if (uri == "/readyz") {
-                const bool ok = isReady(self->snapshot());
-                reply(conn, ok ? 200 : 503, "text/plain; charset=utf-8",
-                      ok ? "ready\n" : "not ready: the rules have not been evaluated yet\n");
-                return ok ? 200 : 503;
+                const auto reasons = notReadyReasons(self->snapshot());
+                std::string body = reasons.empty() ? "ready\n" : "";
+                for (const auto& reason : reasons) {
+                    body += "not ready: " + reason + "\n";
+                }
+                const int status = reasons.empty() ? 200 : 503;
+                reply(conn, status, "text/plain; charset=utf-8", body);
+                return status;
             }
             if (uri == "/api/v1/status") {
                 reply(conn, 200, "application/json", renderStatusJson(self->snapshot()) + "\n");

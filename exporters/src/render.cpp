@@ -294,6 +294,13 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
             add(deferred, {{"hook", h.name}}, static_cast<double>(h.deferred));
         }
     }
+    auto& ready = fams.family("rollguard_hook_ready",
+                              "1 when the hook's last preflight found nothing that would make it fail (target "
+                              "writable, script executable, secrets readable, URL host resolvable), else 0.",
+                              MetricType::Gauge);
+    for (const auto& h : s.hooks) {
+        add(ready, {{"hook", h.name}}, h.ready ? 1 : 0);
+    }
     for (const auto& h : s.hooks) {
         add(runs, {{"hook", h.name}, {"outcome", "failure"}, {"type", h.type}}, static_cast<double>(h.failed));
         add(runs, {{"hook", h.name}, {"outcome", "success"}, {"type", h.type}}, static_cast<double>(h.ok));
@@ -363,7 +370,13 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("hook_jobs_queued").value(s.hook_jobs_queued);
     w.key("rearms").value(s.rearms);
     w.key("dry_run").value(s.dry_run);
-    w.key("ready").value(isReady(s));
+    const auto not_ready = notReadyReasons(s);
+    w.key("ready").value(not_ready.empty());
+    w.key("not_ready").beginArray();
+    for (const auto& reason : not_ready) {
+        w.value(reason);
+    }
+    w.endArray();
     w.key("reloads").beginObject();
     w.key("succeeded").value(s.reloads.ok);
     w.key("failed").value(s.reloads.failed);
@@ -521,6 +534,13 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
         optionalTime(h.last_run);
         w.key("last_message").value(h.last_message);
         w.key("last_duration_seconds").value(h.last_duration_seconds);
+        w.key("ready").value(h.ready);
+        w.key("gating").value(h.gating);
+        w.key("problems").beginArray();
+        for (const auto& problem : h.problems) {
+            w.value(problem);
+        }
+        w.endArray();
         if (h.type == std::string("webhook") || h.type == std::string("alertmanager")) {
             w.key("spool").beginObject();
             w.key("spooled").value(h.delivery.spooled);

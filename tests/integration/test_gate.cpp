@@ -288,11 +288,13 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
     const auto doc = parser.parse(status.body).value();
     for (const char* key : {"version", "config", "started", "last_evaluation", "evaluations", "incidents",
                             "incidents_open", "ready", "checkpoints", "rules", "sources", "scrapes", "hooks",
-                            "reloads", "recent_incidents", "rollout"}) {
+                            "reloads", "recent_incidents", "rollout", "not_ready"}) {
         INFO(key);
         CHECK(doc[key].error() == simdjson::SUCCESS);
     }
     CHECK(bool(doc["ready"]) == true);
+    CHECK(simdjson::dom::array(doc["not_ready"]).size() == 0);
+    CHECK(bool(doc["hooks"].at(0)["ready"]) == true);  // /bin/true
     REQUIRE(simdjson::dom::array(doc["rules"]).size() == 3);
     for (const char* key : {"name", "group", "severity", "state", "since", "value", "threshold", "samples",
                             "last_evaluation", "window", "for"}) {
@@ -310,7 +312,7 @@ TEST_CASE("a live /metrics scrape passes promtool check metrics and the status J
         CHECK(doc["scrapes"].at(0)[key].error() == simdjson::SUCCESS);
     }
     for (const char* key : {"name", "type", "successes", "failures", "last_run", "last_message",
-                            "last_duration_seconds"}) {
+                            "last_duration_seconds", "ready", "gating", "problems"}) {
         INFO(key);
         CHECK(doc["hooks"].at(0)[key].error() == simdjson::SUCCESS);
     }

@@ -905,6 +905,39 @@ TEST_CASE("checkpoint_interval is a positive duration", "[config]") {
           "2:23: 'checkpoint_interval' must be greater than zero");
 }
 
+TEST_CASE("preflight_interval and readiness_preflight load, with their defaults", "[config][preflight]") {
+    const LoadResult defaults = parseConfig(kBase, kPath);
+    REQUIRE(defaults.ok());
+    CHECK(defaults.config->agent.preflight_interval == 1min);
+    CHECK(defaults.config->agent.readiness_preflight == rollguard::agent::ReadinessPreflight::Critical);
+
+    const LoadResult r =
+        parseConfig("[agent]\npreflight_interval = \"30s\"\nreadiness_preflight = \"all\"\n" + kBase, kPath);
+    REQUIRE(r.ok());
+    CHECK(r.config->agent.preflight_interval == 30s);
+    CHECK(r.config->agent.readiness_preflight == rollguard::agent::ReadinessPreflight::All);
+
+    const LoadResult off =
+        parseConfig("[agent]\npreflight_interval = \"0s\"\nreadiness_preflight = \"off\"\n" + kBase, kPath);
+    REQUIRE(off.ok());
+    CHECK(off.config->agent.preflight_interval == 0s);
+    CHECK(off.config->agent.readiness_preflight == rollguard::agent::ReadinessPreflight::Off);
+    CHECK(std::string(rollguard::agent::toString(rollguard::agent::ReadinessPreflight::Critical)) == "critical");
+}
+
+TEST_CASE("bad preflight_interval and readiness_preflight values are errors at their place", "[config][preflight]") {
+    CHECK(errorsOf("[agent]\nreadiness_preflight = \"critcal\"\n" + kBase) ==
+          Strings{"2:23: 'readiness_preflight' must be one of critical, all, off; got \"critcal\" (did you mean "
+                  "'critical'?)"});
+    CHECK(errorsOf("[agent]\nreadiness_preflight = true\n" + kBase).size() == 1);
+    CHECK(errorsOf("[agent]\npreflight_interval = \"100ms\"\n" + kBase) ==
+          Strings{"2:22: 'preflight_interval' must be \"0s\" (check at start and on reload only) or at least "
+                  "\"1s\""});
+    CHECK(errorsOf("[agent]\ntick = \"1s\"\npreflight_interval = \"soon\"\n" + kBase).at(0).rfind("3:22: ", 0) == 0);
+    CHECK(errorsOf("[agent]\npreflight_intervall = \"1m\"\n" + kBase).at(0).find("preflight_interval") !=
+          std::string::npos);
+}
+
 // ---- [[rule]] keys of issue #5 ----
 
 TEST_CASE("rule: selections, baselines, comparison and timing load into typed values", "[config][rules]") {

@@ -1,6 +1,8 @@
 // The daemon's wiring driven by a ManualClock: real log file -> tailer -> window -> rules
 // -> env file hook, with no sleeping.
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -354,4 +356,52 @@ TEST_CASE("daemon: an unwritable state_dir does not block the rollback, and its 
     CHECK(restarted.snapshot().rules[0].latched);
     CHECK(restarted.snapshot().incidents == 0);
     CHECK(readFile(dir / "app.env") == "CANARY=1\n");
+}
+
+TEST_CASE("daemon: the preflight runs at start, gates the critical rule's hooks, and again on its interval",
+          "[daemon][preflight]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    auto config = testing::daemonTestConfig(dir);
+    config.agent.preflight_interval = std::chrono::seconds{1};
+    agent::HookConfig restart;
+    restart.name = "restart";
+    restart.type = agent::HookType::Script;
+    restart.command = {(dir / "rollback.sh").string()};
+    agent::HookConfig note = restart;
+    note.name = "note";
+    config.hooks = {restart, note};
+    config.rules[0].hooks = {"restart"};
+    rules::RuleSpec warning = config.rules[0];
+    warning.name = "warn";
+    warning.severity = rules::Severity::Warning;
+    warning.hooks = {"note"};
+    config.rules.push_back(warning);
+
+    rules::ManualClock clock(rules::TimePoint{} + std::chrono::seconds{1'790'000'000});
+    agent::Daemon daemon(config, clock);
+    {
+        // Before start() no preflight has run: nothing to report yet.
+        const auto s = daemon.snapshot();
+        CHECK(s.preflight_checked);
+        REQUIRE(s.hooks.size() == 2);
+        CHECK(s.hooks[0].ready);
+        CHECK(s.hooks[0].gating);
+        CHECK_FALSE(s.hooks[1].gating);  // a warning's hook
+    }
+    daemon.start();
+    REQUIRE(testing::eventually([&] { return daemon.snapshot().preflight_checked; }, 30s));
+    {
+        const auto s = daemon.snapshot();
+        CHECK_FALSE(s.hooks[0].ready);
+        REQUIRE(s.hooks[0].problems.size() == 1);
+        CHECK(s.hooks[0].problems[0].find("does not exist") != std::string::npos);
+        CHECK_FALSE(s.hooks[1].ready);
+    }
+    // Fixed: the next periodic pass (1 s) sees it, off the tick thread.
+    writeFile(dir / "rollback.sh", "#!/bin/sh\nexit 0\n");
+    REQUIRE(::chmod((dir / "rollback.sh").c_str(), 0755) == 0);
+    CHECK(testing::eventually([&] { return daemon.snapshot().hooks[0].ready; }, 30s));
+    CHECK(daemon.snapshot().hooks[0].problems.empty());
+    daemon.stop();
 }

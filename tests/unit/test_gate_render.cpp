@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -59,7 +61,7 @@ TEST_CASE("the gate covers critical rules and ignores a firing warning", "[expor
     auto r = exporters::renderGate(s);
     CHECK(r.status == 200);
     CHECK(r.json == "{\"healthy\":true,\"ready\":true,\"reason\":\"no rule pending or firing\","
-                    "\"evaluated_at\":\"2026-09-21T14:13:20.000Z\",\"rules_checked\":1,\"blocking\":[]}\n");
+                    "\"evaluated_at\":\"2026-09-21T14:13:20.000Z\",\"not_ready\":[],\"rules_checked\":1,\"blocking\":[]}\n");
 
     s.rules[0].state = rules::AlertState::Pending;
     s.rules[0].value = 0.25;
@@ -140,4 +142,72 @@ TEST_CASE("the listener answers /readyz and /api/v1/gate with their verdicts", "
                              std::string(10'000, 'x'));
     CHECK(r.status == 200);
     CHECK(testing::httpRequest(server.port(), "PUT", "/api/v1/gate", {}, "").status == 405);
+}
+
+namespace {
+
+agent::StatusSnapshot::Hook hook(const std::string& name, bool gating, bool ready,
+                                 std::vector<std::string> problems = {}) {
+    agent::StatusSnapshot::Hook h;
+    h.name = name;
+    h.type = "script";
+    h.gating = gating;
+    h.ready = ready;
+    h.problems = std::move(problems);
+    return h;
+}
+
+}  // namespace
+
+TEST_CASE("a gating hook that fails its preflight makes the agent not ready and shuts the gate",
+          "[exporters][gate][preflight]") {
+    auto s = evaluated();
+    s.hooks.push_back(hook("note", false, false, {"not executable"}));  // does not gate
+    s.hooks.push_back(hook("restart", true, true));
+    CHECK(exporters::isReady(s));
+    CHECK(exporters::notReadyReasons(s).empty());
+    CHECK(exporters::renderGate(s).status == 200);
+
+    s.preflight_checked = false;  // started, first pass not done: a gating hook is not known to work
+    CHECK(exporters::notReadyReasons(s) == std::vector<std::string>{"the hooks' preflight has not finished yet"});
+    s.preflight_checked = true;
+
+    s.hooks.back() = hook("restart", true, false, {"command /x (mode 644) is not executable: chmod +x /x"});
+    CHECK_FALSE(exporters::isReady(s));
+    CHECK(exporters::notReadyReasons(s) ==
+          std::vector<std::string>{"hook restart cannot work: command /x (mode 644) is not executable: chmod +x /x"});
+    const auto r = exporters::renderGate(s);
+    CHECK(r.status == 503);
+    CHECK(has(r.json, "\"healthy\":false,\"ready\":false,\"reason\":\"hook restart cannot work: command /x"));
+    CHECK(has(r.json, "\"not_ready\":[\"hook restart cannot work: command /x (mode 644)"));
+
+    const auto status = exporters::renderStatusJson(s);
+    CHECK(has(status, "\"ready\":false,\"not_ready\":[\"hook restart cannot work"));
+    CHECK(has(status, "\"name\":\"restart\""));
+    CHECK(has(status, "\"ready\":false,\"gating\":true,\"problems\":[\"command /x (mode 644) is not executable"));
+    CHECK(has(status, "\"ready\":false,\"gating\":false,\"problems\":[\"not executable\"]"));
+
+    const auto metrics = exporters::renderMetrics(s);
+    CHECK(has(metrics, "# TYPE rollguard_hook_ready gauge\n"));
+    CHECK(has(metrics, "# HELP rollguard_hook_ready 1 when the hook's last preflight"));
+    CHECK(has(metrics, "rollguard_hook_ready{hook=\"note\"} 0\n"));
+    CHECK(has(metrics, "rollguard_hook_ready{hook=\"restart\"} 0\n"));
+}
+
+TEST_CASE("/readyz lists every reason, one line each", "[exporters][gate][preflight]") {
+    auto snapshot = evaluated();
+    snapshot.ticks = 0;
+    snapshot.hooks.push_back(hook("restart", true, false, {"first problem", "second problem"}));
+    exporters::HttpServer server("127.0.0.1:0", [&snapshot] { return snapshot; });
+    auto r = testing::httpGet(server.port(), "/readyz");
+    CHECK(r.status == 503);
+    CHECK(r.body ==
+          "not ready: the rules have not been evaluated yet\n"
+          "not ready: hook restart cannot work: first problem\n"
+          "not ready: hook restart cannot work: second problem\n");
+    snapshot = evaluated();
+    snapshot.hooks.push_back(hook("restart", true, true));
+    r = testing::httpGet(server.port(), "/readyz");
+    CHECK(r.status == 200);
+    CHECK(r.body == "ready\n");
 }

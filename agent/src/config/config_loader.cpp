@@ -57,7 +57,8 @@ const Keys kRolloutKeys{"stages",      "hold",          "gate",  "manual_gate", 
                         "cooldown",    "max_rollbacks", "hooks", "rollback_hooks"};
 const Keys kAgentKeys{"tick",          "state_dir",          "checkpoint_interval", "listen",
                       "log_level",     "log_format",         "hostname",            "dry_run",
-                      "external_url",  "max_incidents",      "incident_log_lines",  "admin_token_file"};
+                      "external_url",  "max_incidents",      "incident_log_lines",  "admin_token_file",
+                      "preflight_interval", "readiness_preflight"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval",
                        "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
@@ -1110,6 +1111,21 @@ protected:
         }
         if (auto s = getString(t, "admin_token_file")) {
             agent.admin_token_file = s->empty() ? std::string() : resolvePath(*s);
+        }
+        if (auto d = getDuration(t, "preflight_interval", Bound::AtLeastZero)) {
+            // Each pass may look host names up: a pass every few milliseconds would be a
+            // DNS flood, not a check.
+            if (d->count() != 0 && *d < std::chrono::seconds{1}) {
+                error(*t.get("preflight_interval"),
+                      "'preflight_interval' must be \"0s\" (check at start and on reload only) or at least \"1s\"");
+            } else {
+                agent.preflight_interval = *d;
+            }
+        }
+        if (auto s = getChoice(t, "readiness_preflight", {"critical", "all", "off"})) {
+            agent.readiness_preflight = *s == "all"   ? ReadinessPreflight::All
+                                        : *s == "off" ? ReadinessPreflight::Off
+                                                      : ReadinessPreflight::Critical;
         }
         if (auto s = getString(t, "external_url")) {
             if (s->empty() || s->rfind("http://", 0) == 0 || s->rfind("https://", 0) == 0) {

@@ -4,6 +4,18 @@
 
 namespace rollguard::agent {
 
+const char* toString(ReadinessPreflight r) {
+    switch (r) {
+        case ReadinessPreflight::Critical:
+            return "critical";
+        case ReadinessPreflight::All:
+            return "all";
+        case ReadinessPreflight::Off:
+            return "off";
+    }
+    return "critical";
+}
+
 const char* toString(HookType t) {
     switch (t) {
         case HookType::EnvFile:

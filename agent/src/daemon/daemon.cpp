@@ -106,10 +106,12 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
     snapshot_.started = clock_.now();
     snapshot_.dry_run = config_.agent.dry_run;
     refreshRuleSnapshot();
+    const auto gating = gatingHooks(config_, config_.agent.readiness_preflight);
     for (const auto& hook : config_.hooks) {
         StatusSnapshot::Hook h;
         h.name = hook.name;
         h.type = toString(hook.type);
+        h.gating = std::find(gating.begin(), gating.end(), hook.name) != gating.end();
         snapshot_.hooks.push_back(std::move(h));
     }
     for (const auto& source : sources_) {
@@ -133,6 +135,28 @@ Daemon::~Daemon() {
 }
 
 void Daemon::start() {
+    // On its own thread from the start: a host name lookup may take up to 2 s per hook,
+    // which must hold neither the first tick nor /healthz. Until the first pass is done
+    // the gating hooks count as not checked (notReadyReasons).
+    if (!config_.hooks.empty()) {
+        {
+            std::lock_guard lock(mutex_);
+            snapshot_.preflight_checked = false;
+        }
+        preflight_thread_ = std::thread([this] {
+            runPreflight(true);
+            const auto every = config_.agent.preflight_interval;
+            if (every.count() <= 0) {
+                return;
+            }
+            std::unique_lock lock(preflight_mutex_);
+            while (!preflight_cv_.wait_for(lock, every, [this] { return preflight_stop_; })) {
+                lock.unlock();
+                runPreflight(false);
+                lock.lock();
+            }
+        });
+    }
     for (auto& source : sources_) {
         source->tailer.start();
         spdlog::info("source {}: following {} file(s) matching {}", source->config.name,
@@ -332,6 +356,7 @@ void Daemon::stop() {
         return;
     }
     stopped_ = true;
+    stopPreflight();
     for (auto& source : sources_) {
         source->tailer.stop();
     }
@@ -359,6 +384,7 @@ void Daemon::stopWithoutSaving() {
         return;
     }
     stopped_ = true;
+    stopPreflight();
     refusePendingRolloutCommands("the agent is stopping");
     for (auto& source : sources_) {
         source->tailer.stop();
@@ -375,6 +401,7 @@ Daemon::Handoff Daemon::stopForReload() {
         return handoff;
     }
     stopped_ = true;
+    stopPreflight();
     for (auto& source : sources_) {
         source->tailer.stop();
     }
@@ -532,6 +559,59 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
 
 void Daemon::waitForHooks() {
     hooks_->waitIdle();
+}
+
+void Daemon::runPreflight(bool log_all) {
+    std::vector<HookPreflight> results;
+    results.reserve(config_.hooks.size());
+    for (const auto& hook : config_.hooks) {
+        {
+            std::lock_guard lock(preflight_mutex_);
+            if (preflight_stop_) {
+                return;  // stopping or reloading: a partial pass is not worth the wait
+            }
+        }
+        results.push_back(preflightHook(hook));  // may block on DNS: no lock held
+    }
+    std::size_t not_ready = 0;
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < results.size() && i < snapshot_.hooks.size(); ++i) {
+        const HookConfig& hook = config_.hooks[i];
+        auto& h = snapshot_.hooks[i];
+        auto& result = results[i];
+        not_ready += result.ready ? 0 : 1;
+        if (log_all || result.problems != h.problems) {
+            for (const auto& problem : result.problems) {
+                spdlog::error("preflight: {}{}", formatPreflightProblem(hook, problem),
+                              h.gating ? "" : " (does not gate readiness)");
+            }
+            if (!log_all && result.ready) {
+                spdlog::info("preflight: hook {}: ready again", hook.name);
+            }
+        }
+        h.ready = result.ready;
+        h.problems = std::move(result.problems);
+    }
+    snapshot_.preflight_checked = true;
+    if (log_all) {
+        if (not_ready == 0) {
+            spdlog::info("preflight: {} hook(s), all ready", results.size());
+        } else {
+            spdlog::error("preflight: {} hook(s), {} ready, {} not ready", results.size(), results.size() - not_ready,
+                          not_ready);
+        }
+    }
+}
+
+void Daemon::stopPreflight() {
+    {
+        std::lock_guard lock(preflight_mutex_);
+        preflight_stop_ = true;
+    }
+    preflight_cv_.notify_all();
+    if (preflight_thread_.joinable()) {
+        preflight_thread_.join();
+    }
 }
 
 StatusSnapshot Daemon::snapshot() const {

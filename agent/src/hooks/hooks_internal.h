@@ -43,8 +43,43 @@ HookEnvironment completeEnvironment(HookEnvironment environment);
 
 /// Reads a secret from a file or an environment variable (trailing whitespace
 /// trimmed). Returns false with `error` set when it cannot; `what` names it in messages.
+/// A file readable by group or others is read all the same; that is logged as a warning,
+/// or, with `permission_problem`, put there instead ("... chmod 600 ...") for the
+/// preflight to report.
 bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
-                std::string& error);
+                std::string& error, std::string* permission_problem = nullptr);
+
+// ---- script hooks (script.cpp), shared with the preflight --------------------------
+
+/// The PATH used when neither the hook's `env` nor the agent's environment sets one.
+inline constexpr const char* kDefaultScriptPath = "/usr/local/bin:/usr/bin:/bin";
+
+/// The PATH a script hook runs with: its `env` PATH when set (env wins), else the
+/// agent's, else kDefaultScriptPath.
+std::string scriptPathVariable(const HookConfig& config);
+
+/// What execve will be given for command[0]: a name with a '/' as it is; a bare name
+/// looked up in `path` (the first regular file executable by the real user; an empty
+/// entry is "."); "" when the bare name is not found.
+std::string resolveExecutable(const std::string& name, const char* path);
+
+/// Who a script runs as, resolved once when the hook is built (name service lookups
+/// are not allowed between fork and exec).
+struct ScriptCredentials {
+    std::string error;  ///< non-empty: the user or group cannot be resolved; every run fails
+    std::string who;    ///< "user nobody" / "group nogroup", for messages
+    bool set_groups = false;
+    std::vector<gid_t> groups;
+    bool set_gid = false;
+    gid_t gid = 0;
+    bool set_uid = false;
+    uid_t uid = 0;
+    std::string home;       ///< the user's, when a user is configured
+    std::string user_name;  ///< likewise
+};
+
+/// Resolves config.user / config.group (empty: nothing to switch to).
+ScriptCredentials resolveScriptCredentials(const HookConfig& config);
 
 /// Owns one file descriptor; closes it on destruction. Not thread-safe.
 class UniqueFd {

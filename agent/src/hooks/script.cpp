@@ -37,7 +37,6 @@ constexpr std::size_t kMaxOutputBytes = 64 * 1024;  // the tail is what explains
 constexpr auto kMaxGrace = std::chrono::seconds{2};
 constexpr auto kMinGrace = std::chrono::milliseconds{100};
 constexpr auto kFallbackPollInterval = std::chrono::milliseconds{20};
-constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 /// Copied from the agent's environment when set. Everything else stays behind: the agent's
 /// environment may hold secrets (tokens for webhooks, cloud credentials) that a script
 /// must not see unless a hook lists them in inherit_env.
@@ -84,29 +83,6 @@ public:
 private:
     std::vector<std::string> entries_;
 };
-
-// Resolves a bare command name through PATH in the parent, so that the child only has to
-// call execve (async-signal-safe; execvp may allocate).
-std::string resolveExecutable(const std::string& name, const char* path_env) {
-    if (name.find('/') != std::string::npos) {
-        return name;
-    }
-    const std::string path = path_env != nullptr ? path_env : kDefaultPath;
-    std::size_t begin = 0;
-    for (;;) {
-        const std::size_t end = std::min(path.find(':', begin), path.size());
-        const std::string dir = end == begin ? "." : path.substr(begin, end - begin);
-        const std::string candidate = dir + "/" + name;
-        struct stat st {};
-        if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
-            return candidate;
-        }
-        if (end >= path.size()) {
-            return {};
-        }
-        begin = end + 1;
-    }
-}
 
 // Whether the child has exited, without reaping it: a zombie keeps its pid (and so its
 // process group id) reserved until we are done signalling the group.
@@ -197,20 +173,7 @@ std::string signalName(int sig) {
     return abbrev != nullptr ? " (SIG" + std::string(abbrev) + ")" : std::string();
 }
 
-// Who the script runs as, resolved once when the hook is built (name service lookups
-// are not allowed between fork and exec).
-struct Credentials {
-    std::string error;  // non-empty: the user or group cannot be resolved; every run fails
-    std::string who;    // "user nobody" / "group nogroup", for messages
-    bool set_groups = false;
-    std::vector<gid_t> groups;
-    bool set_gid = false;
-    gid_t gid = 0;
-    bool set_uid = false;
-    uid_t uid = 0;
-    std::string home;       // the user's, when a user is configured
-    std::string user_name;  // likewise
-};
+using Credentials = detail::ScriptCredentials;
 
 std::size_t lookupBufferSize(int name) {
     const long n = ::sysconf(name);
@@ -222,7 +185,11 @@ bool notFound(int rc) {
     return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
 }
 
-Credentials resolveCredentials(const HookConfig& config) {
+}  // namespace
+
+namespace detail {
+
+ScriptCredentials resolveScriptCredentials(const HookConfig& config) {
     Credentials c;
     if (config.user.empty() && config.group.empty()) {
         return c;
@@ -300,6 +267,49 @@ Credentials resolveCredentials(const HookConfig& config) {
     return c;
 }
 
+// Resolves a bare command name through PATH in the parent, so that the child only has to
+// call execve (async-signal-safe; execvp may allocate).
+std::string resolveExecutable(const std::string& name, const char* path_env) {
+    if (name.find('/') != std::string::npos) {
+        return name;
+    }
+    const std::string path = path_env != nullptr ? path_env : kDefaultScriptPath;
+    std::size_t begin = 0;
+    for (;;) {
+        const std::size_t end = std::min(path.find(':', begin), path.size());
+        const std::string dir = end == begin ? "." : path.substr(begin, end - begin);
+        const std::string candidate = dir + "/" + name;
+        struct stat st {};
+        if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+        if (end >= path.size()) {
+            return {};
+        }
+        begin = end + 1;
+    }
+}
+
+std::string scriptPathVariable(const HookConfig& config) {
+    std::string path;
+    bool set = false;
+    for (const auto& [key, value] : config.env) {
+        if (key == "PATH") {
+            path = value;  // a later entry wins, as EnvBlock::set does
+            set = true;
+        }
+    }
+    if (set) {
+        return path;
+    }
+    const char* agent_path = std::getenv("PATH");
+    return agent_path != nullptr ? agent_path : kDefaultScriptPath;
+}
+
+}  // namespace detail
+
+namespace {
+
 // One run of the script: how it ended, and its output.
 struct Attempt {
     bool ok = false;
@@ -324,7 +334,7 @@ Attempt runScriptOnce(const HookConfig& config, const Credentials& credentials, 
     // process, only async-signal-safe calls are allowed.
     EnvBlock env;
     const char* agent_path = std::getenv("PATH");
-    env.set("PATH", agent_path != nullptr ? agent_path : kDefaultPath);
+    env.set("PATH", agent_path != nullptr ? agent_path : detail::kDefaultScriptPath);
     for (const char* name : kInheritedByDefault) {
         if (const char* value = std::getenv(name)) {
             env.set(name, value);
@@ -348,7 +358,7 @@ Attempt runScriptOnce(const HookConfig& config, const Credentials& credentials, 
         env.set(key, value);
     }
     const std::string& name = config.command[0];
-    std::string exe = resolveExecutable(name, env.get("PATH"));
+    std::string exe = detail::resolveExecutable(name, env.get("PATH"));
     if (exe.empty()) {
         return failedToStart("cannot execute '" + name + "': not found in PATH");
     }
@@ -539,7 +549,7 @@ public:
     ScriptHook(HookConfig config, HookEnvironment environment)
         : config_(std::move(config)),
           env_(detail::completeEnvironment(std::move(environment))),
-          credentials_(resolveCredentials(config_)) {}
+          credentials_(detail::resolveScriptCredentials(config_)) {}
     const std::string& name() const override { return config_.name; }
     HookType type() const override { return HookType::Script; }
 

@@ -634,7 +634,7 @@ HookEnvironment completeEnvironment(HookEnvironment environment) {
 }
 
 bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
-                std::string& error) {
+                std::string& error, std::string* permission_problem) {
     if (!file.empty()) {
         struct stat st {};
         if (::stat(file.c_str(), &st) != 0) {
@@ -642,8 +642,14 @@ bool readSecret(const std::string& file, const std::string& env, const std::stri
             return false;
         }
         if ((st.st_mode & 077) != 0) {
-            spdlog::warn("{} file {} is readable by group or others (mode {:o}); chmod 600 it", what, file,
-                         st.st_mode & 0777);
+            if (permission_problem != nullptr) {
+                *permission_problem = fmt::format(
+                    "{} file {} is accessible by group or others (mode {:o}): chmod 600 {}", what, file,
+                    st.st_mode & 0777, file);
+            } else {
+                spdlog::warn("{} file {} is readable by group or others (mode {:o}); chmod 600 it", what, file,
+                             st.st_mode & 0777);
+            }
         }
         std::ifstream in(file, std::ios::binary);
         if (!in) {

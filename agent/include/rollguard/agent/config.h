@@ -22,6 +22,14 @@ using rules::Diagnostic;
 using rules::Diagnostics;
 using rules::SourceLocation;
 
+/// Which hooks' preflight decides /readyz ([agent] readiness_preflight).
+enum class ReadinessPreflight {
+    Critical,  ///< the hooks of critical rules and the [rollout] hooks: those that roll back
+    All,       ///< every hook
+    Off,       ///< none: the preflight is reported, never gates readiness
+};
+const char* toString(ReadinessPreflight r);  ///< "critical", "all", "off"
+
 /// [agent]
 struct AgentSettings {
     std::chrono::nanoseconds tick{std::chrono::seconds{1}};  ///< evaluation interval
@@ -45,6 +53,11 @@ struct AgentSettings {
     /// Bearer token file for the admin API (POST /api/v1/rollback, /api/v1/rearm).
     /// Empty: the admin API is disabled (403).
     std::string admin_token_file;
+    /// How often every hook's preflight (preflightHook) runs again after the one at start
+    /// (and on reload), off the tick thread. 0: only at start and on reload.
+    std::chrono::nanoseconds preflight_interval{std::chrono::minutes{1}};
+    /// Whose failed preflight makes /readyz (and the gate) answer 503.
+    ReadinessPreflight readiness_preflight = ReadinessPreflight::Critical;
 };
 
 enum class LatencyUnit { Nanoseconds, Microseconds, Milliseconds, Seconds };

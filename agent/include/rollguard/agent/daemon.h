@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -110,6 +111,14 @@ struct StatusSnapshot {
         std::string last_message;
         std::optional<rules::TimePoint> last_run;
         HookCounters delivery;  ///< webhook spool figures (zero for other hooks)
+        /// The last preflight (preflightHook): true with no problems; true before the
+        /// first one has run.
+        bool ready = true;
+        std::vector<std::string> problems;  ///< of the last preflight, each a sentence
+        /// Its preflight decides readiness (/readyz, the gate): a hook of a critical rule
+        /// or of [rollout] with readiness_preflight = "critical", every hook with "all",
+        /// none with "off".
+        bool gating = false;
     };
     std::string config_path;
     std::chrono::nanoseconds tick{0};
@@ -150,6 +159,10 @@ struct StatusSnapshot {
     std::vector<Incident> recent_incidents;
     std::vector<Rule> rules;
     std::vector<Hook> hooks;
+    /// False from Daemon::start() until the first preflight pass of the hooks is done
+    /// (it runs on its own thread); a snapshot made by hand, or of a daemon that was
+    /// never started, has nothing pending.
+    bool preflight_checked = true;
     /// The progressive rollout ([rollout]), as of the last tick.
     struct Rollout {
         std::vector<int> stages;
@@ -213,7 +226,10 @@ public:
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
-    /// Starts the source threads.
+    /// Starts the source threads and the preflight thread: it runs every hook's
+    /// preflight at once (logging each problem as an error with its hook's
+    /// file:line:col) and, with a non-zero `[agent] preflight_interval`, again on that
+    /// interval — off the tick thread, since a host name lookup may block up to 2 s.
     void start();
     /// One evaluation at clock.now(). Public so tests can drive it with a ManualClock.
     void tick();
@@ -319,6 +335,11 @@ private:
     void refreshRolloutSnapshot();
     /// Answers the commands still queued (the daemon stops).
     void refusePendingRolloutCommands(const std::string& why);
+    /// One preflight of every hook into snapshot_.hooks; logs every problem when
+    /// `log_all`, else only the changes since the last pass. Any thread but the tick's.
+    void runPreflight(bool log_all);
+    /// Stops and joins the preflight thread (idempotent).
+    void stopPreflight();
 
     Config config_;
     const rules::Clock& clock_;
@@ -360,6 +381,11 @@ private:
     std::mutex rollout_mutex_;  // guards rollout_commands_ and rollout_closed_
     std::vector<PendingRolloutCommand> rollout_commands_;
     bool rollout_closed_ = false;  // stopped: commands are refused at once
+
+    std::thread preflight_thread_;  // re-runs the preflight every preflight_interval
+    std::mutex preflight_mutex_;    // guards preflight_stop_
+    std::condition_variable preflight_cv_;
+    bool preflight_stop_ = false;
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;

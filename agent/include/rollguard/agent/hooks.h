@@ -225,6 +225,15 @@ struct HookPreflight {
 /// Never throws; may block up to a few seconds on a DNS lookup.
 HookPreflight preflightHook(const HookConfig& config);
 
+/// One preflight problem as `rollguard check --preflight` and the log show it:
+/// "file:line:col: hook NAME: problem" (the location of the hook's [[hook]] table).
+std::string formatPreflightProblem(const HookConfig& config, const std::string& problem);
+
+/// The names of the hooks whose preflight decides readiness under `mode` (see
+/// ReadinessPreflight): with Critical those of critical rules and [rollout]'s `hooks`
+/// and `rollback_hooks`, in config order.
+std::vector<std::string> gatingHooks(const Config& config, ReadinessPreflight mode);
+
 /// Builds the hook a config describes.
 ///  - env_file: applyEnvFile(config); the event is not used.
 ///  - json_file: applyJsonFile(config, event) (the event fills `append` placeholders).

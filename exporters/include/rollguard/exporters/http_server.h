@@ -32,9 +32,17 @@ std::string renderRolloutJson(const agent::StatusSnapshot::Rollout& rollout, std
 std::string renderRolloutText(const agent::StatusSnapshot::Rollout& rollout, rules::TimePoint now,
                               std::size_t max_history);
 
-/// Whether the agent is ready to answer for its rules: its config is loaded (a snapshot
-/// exists at all), its sources are started and it has evaluated the rules at least once
-/// (`snapshot.ticks > 0`). Pure; thread-safe.
+/// Why the agent is not ready, one sentence each, in order: "the rules have not been
+/// evaluated yet" (`snapshot.ticks == 0`), "the hooks' preflight has not finished yet"
+/// (`!snapshot.preflight_checked` with a gating hook), then for every gating hook (Hook::gating)
+/// whose last preflight failed, "hook NAME cannot work: PROBLEM" per problem. Empty:
+/// ready. Pure; thread-safe.
+std::vector<std::string> notReadyReasons(const agent::StatusSnapshot& snapshot);
+
+/// Whether the agent is ready to answer for its rules and to roll back: its config is
+/// loaded (a snapshot exists at all), its sources are started, it has evaluated the rules
+/// at least once, and every gating hook passed its last preflight (notReadyReasons is
+/// empty). Pure; thread-safe.
 bool isReady(const agent::StatusSnapshot& snapshot);
 
 /// The answer of GET /api/v1/gate: an HTTP status and a JSON body.
@@ -54,8 +62,10 @@ struct GateQuery {
     bool always_200 = false;
 };
 
-/// The deploy gate. Healthy when the agent is ready (isReady) and no covered rule is
-/// pending or firing; then 200 with {"healthy": true, ...}. Otherwise 503 (or 200 with
+/// The deploy gate. Healthy when the agent is ready (isReady, so a gating hook that
+/// fails its preflight shuts the gate as it fails /readyz) and no covered rule is
+/// pending or firing; then 200 with {"healthy": true, ...}. `not_ready` lists
+/// notReadyReasons (empty when ready) and `reason` starts with the first of them. Otherwise 503 (or 200 with
 /// `always_200`) with {"healthy": false, "blocking": [{"rule", "group", "severity",
 /// "state", "value", "threshold", "comparison", "since"}], "reason": ...}. A rule with no
 /// data (fewer than min_samples) is inactive, so it does not shut the gate. A rule name
@@ -80,8 +90,8 @@ struct AdminApi {
     std::function<Reply(const std::string& command, const std::string& body)> rollout;
 };
 
-/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 once
-/// isReady, else 503; text body), /api/v1/status, GET /api/v1/rollout (renderRolloutJson
+/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 "ready"
+/// once isReady, else 503 with one "not ready: REASON" line per notReadyReasons), /api/v1/status, GET /api/v1/rollout (renderRolloutJson
 /// with the whole history, or renderRolloutText with `?format=text`; 404 without
 /// [rollout]), GET or POST /api/v1/gate (renderGate;
 /// query `rules=a,b` and `always_200=true`; POST because Flagger's webhooks post and
