@@ -282,8 +282,11 @@ TEST_CASE("preflight of a file hook names each problem a run would hit", "[hooks
     bad_key.set = {{"BAD KEY", "1"}};
     CHECK(problemsOf(bad_key) == Problems{"invalid key 'BAD KEY'; correct the hook's configuration"});
 
+    // The file checks are the file hooks' only: a webhook is checked for its own things.
     HookConfig webhook;
     webhook.type = HookType::Webhook;
+    webhook.url = "http://127.0.0.1:1/";
+    webhook.path = (real / "missing.env").string();
     CHECK(preflightHook(webhook).ready);
 }
 
