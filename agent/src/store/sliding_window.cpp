@@ -547,17 +547,20 @@ void Series::prunePoints() {
         return;
     }
     // The oldest instant any window still covers; a window without a bound keeps all.
-    std::optional<std::int64_t> keep_from;
+    // (A flag and a value rather than std::optional: g++ 12 in a Debug tree reports the
+    // optional's value as maybe-uninitialized under -Werror.)
+    bool bounded = true;
+    std::int64_t keep_from = std::numeric_limits<std::int64_t>::max();
     for (const auto& w : windows_) {
         const auto start = w->startNs();
         if (!start) {
-            keep_from.reset();
+            bounded = false;
             break;
         }
-        keep_from = keep_from ? std::min(*keep_from, *start) : *start;
+        keep_from = std::min(keep_from, *start);
     }
-    if (keep_from) {
-        while (!points_.empty() && points_.front().ns < *keep_from) {
+    if (bounded) {
+        while (!points_.empty() && points_.front().ns < keep_from) {
             points_.pop_front();
         }
     }
