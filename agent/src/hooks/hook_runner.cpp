@@ -44,8 +44,15 @@ std::string stepStatus(const HookResult& result) {
 
 namespace {
 
-/// Why a hook with `run_if` is skipped after `steps`, or "" when it runs.
-std::string skipReason(RunIf run_if, const std::vector<HookStep>& steps) {
+/// Why a hook with `run_if` is skipped for `event` (after its `steps`), or "" when it runs.
+std::string skipReason(RunIf run_if, const BreachEvent& event) {
+    // run_if judges a rollback's steps; a resolved event has none to judge and must reach
+    // every notification its fire may have sent (a "previous_failed" PagerDuty escalation
+    // resolves its incident too; a resolve of an alert never sent is ignored downstream).
+    if (event.state == "resolved") {
+        return {};
+    }
+    const std::vector<HookStep>& steps = event.steps;
     bool any_failed = false;
     for (const auto& s : steps) {
         any_failed = any_failed || s.status == "failed";
@@ -161,7 +168,7 @@ void HookRunner::workerLoop() {
             HookResult result;
             if (hook == nullptr) {
                 result.message = "unknown hook";
-            } else if (auto why = skipReason(run_if, job.event.steps); !why.empty()) {
+            } else if (auto why = skipReason(run_if, job.event); !why.empty()) {
                 result.ok = true;
                 result.skipped = true;
                 result.attempts = 0;
