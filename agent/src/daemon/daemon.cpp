@@ -590,6 +590,9 @@ BreachEvent Daemon::makeEvent(const rules::Notification& n) const {
 
 std::vector<Daemon::Handoff::FiringAlert> Daemon::firingAlerts() const {
     std::vector<Handoff::FiringAlert> out;
+    if (config_.agent.dry_run) {
+        return out;  // nothing was sent: nothing to resolve or to re-send
+    }
     const auto& engine = judge_->engine();
     const auto& specs = engine.rules();
     for (std::size_t i = 0; i < specs.size(); ++i) {
