@@ -787,8 +787,8 @@ TEST_CASE("alertmanager hook: a resolve waits for the re-send in flight and is t
     }
     cv.notify_all();
     resolver.join();
-    REQUIRE(waited);
-    CHECK(before_release == 1);
+    CHECK(waited);               // the resolve found the re-send in flight and waited
+    CHECK(before_release == 1);  // nothing overtook the held re-send
     CHECK(result.ok);
     // The re-send thread wakes up twice more with nothing firing: no re-send follows.
     REQUIRE(waitFor([&] { return idle >= 2; }));
