@@ -3,6 +3,7 @@
 // Alertmanager's routing, then resolves. Then the same through the real `rollguard run`
 // (issue #19): a critical rule's resolve ends the alert and the re-sends stop.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -355,4 +356,64 @@ TEST_CASE("rollguard run: a reload that removes a firing rule resolves its alert
     CHECK(active("errors"));
     CHECK_FALSE(listedAlert(am.port(), "errors-too", &answered));
     CHECK(answered);
+}
+
+TEST_CASE("rollguard rearm: a rule still firing keeps its alert active until it resolves; after the rearm its next "
+          "fire alerts again",
+          "[integration][alertmanager][rearm]") {
+    TempDir dir;
+    HttpReceiver notifications;
+    RealAlertmanager am(dir, notifications);
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "token", "t0ken-for-tests\n");
+    ::chmod((dir / "token").c_str(), 0600);
+    const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
+    ErrorRatioConfig extra;
+    extra.agent = "tick = \"100ms\"\nhostname = \"am-rearm\"\nlisten = \"127.0.0.1:" +
+                  std::to_string(reserved.port()) + "\"\nstate_dir = \"" + (dir / "state").string() +
+                  "\"\nadmin_token_file = \"" + (dir / "token").string() + "\"\n";
+    extra.rule = "severity = \"critical\"\nhooks = [\"am\"]\n";
+    extra.tail = "[[hook]]\n"
+                 "name = \"am\"\n"
+                 "type = \"alertmanager\"\n"
+                 "url = \"" + am.url() + "\"\n"
+                 "resend_interval = \"1s\"\n"
+                 "timeout = \"2s\"\n"
+                 "retries = 20\n"
+                 "retry_backoff = \"100ms\"\n";
+    const std::string cfg = (dir / "rollguard.toml").string();
+    writeFile(cfg, errorRatioConfig(dir.path(), extra));
+    RunningAgent agent(cfg);
+    REQUIRE(agent.waitHealthy(reserved.port()));
+    INFO("alertmanager stderr: " << am.stderrText());
+    INFO("agent log: " << agent.stderrText());
+    const auto active = [&] {
+        const auto a = listedAlert(am.port(), "errors");
+        return a && a->state == "active";
+    };
+    const auto ok_runs = [&] { return countOf(agent.stderrText(), "hook am (rule errors): ok"); };
+
+    appendFile(dir / "app.log", statusLines(20, 503));
+    REQUIRE(eventually(active, 30s));
+    REQUIRE(eventually([&] { return ok_runs() == 1; }, 30s));
+
+    // A rearm ends no episode: the rule still fires, so its alert stays active (past the
+    // 4 resend intervals an abandoned alert would last) and nothing is sent resolved.
+    const auto [rc, out] = runCommand({ROLLGUARD_BIN, "rearm", "-c", cfg});
+    INFO(out);
+    REQUIRE(rc == 0);
+    std::this_thread::sleep_for(5s);
+    CHECK(active());
+    CHECK(ok_runs() == 1);
+
+    // It resolves as usual: resolved in Alertmanager.
+    appendFile(dir / "app.log", statusLines(60, 200));
+    REQUIRE(eventually([&] { return ok_runs() == 2; }, 30s));
+    bool answered = false;
+    CHECK(eventually([&] { return !listedAlert(am.port(), "errors", &answered) && answered; }, 30s));
+
+    // Re-armed: the next breach is a new incident that runs its hooks again.
+    appendFile(dir / "app.log", statusLines(200, 503));
+    CHECK(eventually([&] { return ok_runs() == 3; }, 30s));
+    CHECK(eventually(active, 30s));
 }
