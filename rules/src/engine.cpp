@@ -379,6 +379,9 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
                 if (!gs.latched) {
                     hooks_now = rule.hooks;
                 }
+                // Only an episode whose fire notified gets a resolved notification: a
+                // latched re-fire sent nothing, so its resolve has nothing to end.
+                gs.notified = !gs.latched;
                 // The rollback latch: a rollback runs once per incident until re-armed.
                 gs.latched = true;
             } else {
@@ -412,8 +415,14 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
             if (critical || gs.notified) {
                 Notification n = notify(NotificationKind::Resolve);
                 n.latched = gs.latched;
-                if (!critical && !rule.dry_run) {
-                    n.hooks = rule.hooks;
+                if (!rule.dry_run) {
+                    if (!critical) {
+                        n.hooks = rule.hooks;
+                    } else if (gs.notified) {
+                        // The rollback actions never run again on resolve; the
+                        // notifications (Alertmanager, webhooks) are told it ended.
+                        n.hooks = rule.resolve_hooks;
+                    }
                 }
                 out.notifications.push_back(std::move(n));
             }
@@ -433,6 +442,7 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
         st.inhibited = inhibited;
         st.baseline = m.baseline;
         st.learning = rule.baseline.kind == BaselineKind::Learned && !gs.learned;
+        st.notified = gs.notified;
 
         if (reported_to != from) {
             Transition t;

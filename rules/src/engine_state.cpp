@@ -287,6 +287,7 @@ bool Engine::restoreState(std::string_view data, TimePoint now) {
             g.status.since = g.since;
             g.status.firing_since = g.firing_since;
             g.status.latched = g.latched;
+            g.status.notified = g.notified;
             g.status.learning = rules_[i].baseline.kind == BaselineKind::Learned && !g.learned;
             g.status.baseline = g.learned;
         }

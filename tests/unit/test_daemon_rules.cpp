@@ -15,6 +15,9 @@
 #include <string>
 #include <vector>
 
+#include <simdjson.h>
+
+#include "http_receiver.h"
 #include "rollguard/agent/config.h"
 #include "rollguard/agent/daemon.h"
 #include "rollguard/rules/clock.h"
@@ -598,4 +601,160 @@ hooks = ["record"]
     CHECK(stateOf(s, "canary-errors") == rules::AlertState::Pending);
     REQUIRE(row(s, "canary-errors")->since);
     CHECK(*row(s, "canary-errors")->since == since);
+}
+
+TEST_CASE("daemon rules: a critical rule's resolve runs its notification hooks, never its rollback actions",
+          "[daemon_rules][alertmanager]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rollguard::testing::HttpReceiver receiver;
+    rules::ManualClock clock;
+    // "record" (a script: a rollback action) first, "notify" (a webhook) second, and
+    // "escalate", a webhook that runs only when an earlier step failed.
+    agent::Daemon daemon(load(dir, header(dir) + R"toml(
+[[hook]]
+name = "notify"
+type = "webhook"
+url = ")toml" + receiver.url("/notify") + R"toml("
+retries = 0
+
+[[hook]]
+name = "escalate"
+type = "webhook"
+url = ")toml" + receiver.url("/escalate") + R"toml("
+retries = 0
+run_if = "previous_failed"
+
+[[rule]]
+name = "errors"
+severity = "critical"
+source = "app"
+metric = "error_ratio"
+above = 0.5
+window = "3s"
+min_samples = 10
+hooks = ["record", "notify", "escalate"]
+)toml"),
+                         clock);
+    const Driver drive{dir, clock};
+    const auto fireThenResolve = [&] {
+        CHECK(stateOf(drive.step(daemon, repeat(1000, line("canary", "/a", 503, 10.0))), "errors") ==
+              rules::AlertState::Firing);
+        agent::StatusSnapshot s;
+        for (int i = 0; i < 10 && stateOf(s = drive.step(daemon, repeat(100, line("canary", "/a", 200, 10.0))),
+                                          "errors") != rules::AlertState::Inactive;
+             ++i) {
+        }
+        CHECK(stateOf(s, "errors") == rules::AlertState::Inactive);
+        daemon.waitForHooks();
+    };
+    const auto states = [&](const std::string& target) {
+        std::vector<std::string> out;
+        for (const auto& req : receiver.requests()) {
+            simdjson::dom::parser parser;
+            if (req.target == target) {
+                out.emplace_back(std::string_view(parser.parse(req.body)["state"]));
+            }
+        }
+        return out;
+    };
+
+    fireThenResolve();
+    // The rollback ran once, on the fire; the webhook heard the fire and the resolve, of
+    // the same incident; the escalation, skipped on the fire (nothing failed), still gets
+    // the resolve (a PagerDuty escalation resolves its incident; one never triggered is
+    // ignored there).
+    REQUIRE(hookLines(dir).size() == 1);
+    CHECK(hookLines(dir)[0].rfind("errors|firing|", 0) == 0);
+    CHECK(states("/notify") == std::vector<std::string>{"firing", "resolved"});
+    CHECK(states("/escalate") == std::vector<std::string>{"resolved"});
+    const auto reqs = receiver.requests();
+    REQUIRE(reqs.size() == 3);
+    simdjson::dom::parser p1;
+    simdjson::dom::parser p2;
+    CHECK(std::string_view(p1.parse(reqs[0].body)["incident_id"]) ==
+          std::string_view(p2.parse(reqs[1].body)["incident_id"]));
+
+    // Latched: the second incident runs nothing on its fire, so its resolve has nothing
+    // to end either.
+    fireThenResolve();
+    CHECK(hookLines(dir).size() == 1);
+    CHECK(receiver.requests().size() == 3);
+}
+
+TEST_CASE("daemon rules: a reload that ends a firing episode resolves its alert; one that keeps it re-sends it",
+          "[daemon_rules][alertmanager][reload]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rollguard::testing::HttpReceiver receiver;
+    rules::ManualClock clock;
+    // Two critical rules on the same errors: "kept" survives the reload unchanged,
+    // "dropped" is removed by it. Each has a rollback script, a webhook and an
+    // alertmanager hook (the receiver plays Alertmanager).
+    const auto hooks = R"toml(
+[[hook]]
+name = "notify"
+type = "webhook"
+url = ")toml" + receiver.url("/notify") + R"toml("
+retries = 0
+
+[[hook]]
+name = "am"
+type = "alertmanager"
+url = ")toml" + receiver.url("/am") + R"toml("
+resend_interval = "1h"
+retries = 0
+)toml";
+    const auto rule = [](const std::string& name) {
+        return "\n[[rule]]\nname = \"" + name +
+               "\"\nseverity = \"critical\"\nsource = \"app\"\nmetric = \"error_ratio\"\nabove = 0.5\n"
+               "window = \"3s\"\nmin_samples = 10\nhooks = [\"record\", \"notify\", \"am\"]\n";
+    };
+    const auto posts = [&](const std::string& target) {
+        std::vector<std::string> out;  // "<rule>|<state>" (webhook) or "<alertname>|<endsAt>" (alertmanager)
+        for (const auto& req : receiver.requests()) {
+            if (req.target.rfind(target, 0) != 0) {
+                continue;
+            }
+            simdjson::dom::parser parser;
+            const simdjson::dom::element doc = parser.parse(req.body);
+            if (target == "/notify") {
+                out.push_back(std::string(std::string_view(doc["rule"])) + "|" +
+                              std::string(std::string_view(doc["state"])));
+            } else {
+                out.push_back(std::string(std::string_view(doc.at(0)["labels"]["alertname"])) + "|" +
+                              std::string(std::string_view(doc.at(0)["endsAt"])));
+            }
+        }
+        return out;
+    };
+
+    auto old_daemon = std::make_unique<agent::Daemon>(load(dir, header(dir) + hooks + rule("kept") + rule("dropped")),
+                                                      clock);
+    const Driver drive{dir, clock};
+    const auto s = drive.step(*old_daemon, repeat(1000, line("canary", "/a", 503, 10.0)));
+    CHECK(stateOf(s, "kept") == rules::AlertState::Firing);
+    CHECK(stateOf(s, "dropped") == rules::AlertState::Firing);
+    old_daemon->waitForHooks();
+    CHECK(hookLines(dir).size() == 2);
+    CHECK(posts("/notify") == std::vector<std::string>{"kept|firing", "dropped|firing"});
+    REQUIRE(posts("/am").size() == 2);
+    const std::string kept_fired = posts("/am")[0];
+
+    auto handoff = old_daemon->stopForReload();
+    old_daemon.reset();
+    clock.advance(1s);
+    agent::Daemon daemon(load(dir, header(dir) + hooks + rule("kept")), clock, std::move(handoff));
+    daemon.waitForHooks();
+    // "dropped" is resolved through its notification hooks (never its rollback); "kept"
+    // goes on firing: the new alertmanager hook gets it again (the old one's re-send
+    // thread is gone), the webhook hears nothing new.
+    CHECK(hookLines(dir).size() == 2);
+    CHECK(posts("/notify") == std::vector<std::string>{"kept|firing", "dropped|firing", "dropped|resolved"});
+    const auto am = posts("/am");
+    REQUIRE(am.size() == 4);  // in rule order
+    CHECK(am[2].rfind("kept|", 0) == 0);
+    CHECK(am[2] > kept_fired);  // a firing endsAt, pushed forward
+    CHECK(am[3].rfind("dropped|", 0) == 0);
+    CHECK(am[3] < am[1]);  // its endsAt: the reload time, before what the fire promised
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -755,10 +757,84 @@ TEST_CASE("alertmanager hook pushes, re-sends while firing, and resolves", "[hoo
     // after it.
     CHECK(std::count(ends_at.begin(), ends_at.end(), "2027-01-15T08:01:40.000Z") == 1);
     CHECK(std::count(ends_at.begin(), ends_at.end(), "2027-01-15T08:03:20.400Z") == 0);
-    // A re-send the resender built before the resolve may still be on its way then and
-    // arrive after it (run() does not wait for it): at most that one follows.
-    const auto resolve_at = std::find(ends_at.begin(), ends_at.end(), "2027-01-15T08:01:40.000Z");
-    CHECK(std::distance(resolve_at, ends_at.end()) <= 2);
+    // run() waits for a re-send in flight: the resolve is the last POST.
+    CHECK(ends_at.back() == "2027-01-15T08:01:40.000Z");
+}
+
+TEST_CASE("alertmanager hook: a resolve waits for the re-send in flight and is the last POST",
+          "[hooks][alertmanager]") {
+    // The interleaving of the bug, forced through the hook's observe seam: the re-send
+    // thread is stopped just before its POST (its alert still firing in the body), then
+    // the resolve runs. The resolve must wait for that POST, not overtake it: a stale
+    // "firing" landing after the resolve would re-open the alert in Alertmanager.
+    HttpReceiver am;
+    HookConfig c;
+    c.name = "am";
+    c.type = HookType::Alertmanager;
+    c.url = am.url("/");
+    c.timeout = 10s;
+    c.retries = 0;
+    c.resend_interval = 10ms;
+    FakeEnvironment fake;
+    HookEnvironment env = fake.get();
+    std::mutex m;
+    std::condition_variable cv;
+    bool resend_held = false;
+    bool release = false;
+    bool resolve_waits = false;
+    int idle = 0;
+    env.observe = [&](std::string_view what) {
+        std::unique_lock lock(m);
+        if (what == "resend" && !release) {
+            resend_held = true;
+            cv.notify_all();
+            cv.wait(lock, [&] { return release; });
+        } else if (what == "wait") {
+            resolve_waits = true;
+            cv.notify_all();
+        } else if (what == "idle") {
+            ++idle;
+            cv.notify_all();
+        }
+    };
+    const auto waitFor = [&](const std::function<bool()>& condition) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, 30s, condition);
+    };
+    auto hook = rollguard::agent::makeHook(c, env);
+    REQUIRE(hook->run(webhookEvent()).ok);
+    REQUIRE(waitFor([&] { return resend_held; }));  // the re-send thread is mid-send
+
+    BreachEvent resolved = webhookEvent();
+    resolved.state = "resolved";
+    resolved.resolved_at = rollguard::rules::TimePoint{1'800'000'100s};
+    rollguard::agent::HookResult result;
+    std::thread resolver([&] { result = hook->run(resolved); });
+    const bool waited = waitFor([&] { return resolve_waits; });
+    // Both POSTs are held back now: only the fire has arrived.
+    const std::size_t before_release = am.requests().size();
+    {
+        std::lock_guard lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    resolver.join();
+    CHECK(waited);               // the resolve found the re-send in flight and waited
+    CHECK(before_release == 1);  // nothing overtook the held re-send
+    CHECK(result.ok);
+    // The re-send thread wakes up twice more with nothing firing: no re-send follows.
+    REQUIRE(waitFor([&] { return idle >= 2; }));
+
+    const auto reqs = am.requests();
+    REQUIRE(reqs.size() == 3);  // the fire, the held re-send, the resolve: in that order
+    std::vector<std::string> ends_at;
+    for (const auto& req : reqs) {
+        simdjson::dom::parser p;
+        ends_at.push_back(str(p.parse(req.body).at(0)["endsAt"]));
+    }
+    CHECK(ends_at[0] == "2027-01-15T08:00:00.040Z");  // firing: now + 4 resend intervals
+    CHECK(ends_at[1] == "2027-01-15T08:00:00.040Z");
+    CHECK(ends_at[2] == "2027-01-15T08:01:40.000Z");  // the resolve, last
 }
 
 TEST_CASE("spool: the delivery is on disk before the first attempt", "[hooks][webhook][spool]") {

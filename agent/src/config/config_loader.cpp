@@ -2897,6 +2897,11 @@ protected:
                        : std::string();
         });
         used_hooks_.insert(r.hooks.begin(), r.hooks.end());
+        for (const auto& h : r.hooks) {
+            if (const HookConfig* hook = config.findHook(h); hook != nullptr && notifies(hook->type)) {
+                r.resolve_hooks.push_back(h);
+            }
+        }
         if (auto s = getString(t, "description")) {
             r.description = *s;
         }

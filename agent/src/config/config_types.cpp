@@ -34,6 +34,20 @@ const char* toString(HookType t) {
     return "unknown";
 }
 
+bool notifies(HookType t) {
+    switch (t) {
+        case HookType::Webhook:
+        case HookType::Alertmanager:
+            return true;
+        case HookType::EnvFile:
+        case HookType::Script:
+        case HookType::JsonFile:
+        case HookType::TomlFile:
+            return false;
+    }
+    return false;
+}
+
 const char* toString(RunIf r) {
     switch (r) {
         case RunIf::Always:

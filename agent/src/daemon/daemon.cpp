@@ -100,6 +100,9 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
     for (const auto& hook : config_.hooks) {
         hooks_->add(makeHook(hook), hook.run_if);
     }
+    if (handoff) {
+        carryFiringAlerts(handoff->firing_alerts);
+    }
 
     snapshot_.config_path = config_.path;
     snapshot_.tick = config_.agent.tick;
@@ -210,8 +213,12 @@ void Daemon::tick() {
         const auto& rule = *n.rule;
         const std::string name = n.group.empty() ? rule.name : rule.name + " {" + n.group + "}";
         if (n.hooks.empty()) {
-            if (n.dry_run && !rule.hooks.empty()) {
-                spdlog::warn("rule {}: dry run: would run hooks [{}] ({})", name, fmt::join(rule.hooks, ", "),
+            // A critical rule's resolve would run its notification hooks only.
+            const auto& would = rule.severity == rules::Severity::Critical && n.kind == rules::NotificationKind::Resolve
+                                    ? rule.resolve_hooks
+                                    : rule.hooks;
+            if (n.dry_run && !would.empty()) {
+                spdlog::warn("rule {}: dry run: would run hooks [{}] ({})", name, fmt::join(would, ", "),
                              rules::toString(n.kind));
             } else if (n.latched && n.kind == rules::NotificationKind::Fire && !rule.hooks.empty()) {
                 spdlog::warn("rule {}: rollback already ran for this incident (latched); hooks not run again", name);
@@ -412,6 +419,7 @@ Daemon::Handoff Daemon::stopForReload() {
     collect(now);
     handoff.checkpoint = buildCheckpoint();
     handoff.rules_state = judge_->engine().saveState();
+    handoff.firing_alerts = firingAlerts();
     refusePendingRolloutCommands("the agent is reloading its configuration; try again");
     if (rollout_) {
         handoff.rollout_state = rollout_->save();
@@ -660,6 +668,102 @@ BreachEvent Daemon::makeEvent(const rules::Notification& n) const {
                             formatMetricValue(rule.metric, e.threshold), rules::formatDuration(rule.window),
                             n.metric.samples);
     return e;
+}
+
+std::vector<Daemon::Handoff::FiringAlert> Daemon::firingAlerts() const {
+    std::vector<Handoff::FiringAlert> out;
+    if (config_.agent.dry_run) {
+        return out;  // nothing was sent: nothing to resolve or to re-send
+    }
+    const auto& engine = judge_->engine();
+    const auto& specs = engine.rules();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        const auto& rule = specs[i];
+        if (rule.dry_run) {
+            continue;
+        }
+        for (const auto& status : engine.groupStatuses(i)) {
+            if (status.state != rules::AlertState::Firing || !status.notified || !status.since) {
+                continue;
+            }
+            rules::Notification n;
+            n.rule_index = i;
+            n.rule = &rule;
+            n.group = status.group;
+            n.kind = rules::NotificationKind::Fire;
+            n.metric = status.last;
+            n.threshold = status.threshold;
+            n.at = status.firing_since.value_or(*status.since);
+            n.since = *status.since;  // the fire's incident id, derived from it, is kept
+            Handoff::FiringAlert alert;
+            alert.event = makeEvent(n);
+            for (const auto& h : rule.severity == rules::Severity::Critical ? rule.resolve_hooks : rule.hooks) {
+                const HookConfig* hook = config_.findHook(h);
+                if (hook != nullptr && notifies(hook->type)) {
+                    alert.hooks.push_back(h);
+                }
+            }
+            if (!alert.hooks.empty()) {
+                out.push_back(std::move(alert));
+            }
+        }
+    }
+    return out;
+}
+
+void Daemon::carryFiringAlerts(const std::vector<Handoff::FiringAlert>& alerts) {
+    const auto& engine = judge_->engine();
+    const auto& specs = engine.rules();
+    const auto now = clock_.now();
+    for (const auto& alert : alerts) {
+        const rules::RuleSpec* rule = nullptr;
+        bool goes_on = false;
+        for (std::size_t i = 0; i < specs.size() && rule == nullptr; ++i) {
+            if (specs[i].name != alert.event.rule) {
+                continue;
+            }
+            rule = &specs[i];
+            for (const auto& status : engine.groupStatuses(i)) {
+                goes_on = goes_on || (status.group == alert.event.group && status.state == rules::AlertState::Firing &&
+                                      status.since == alert.event.since);
+            }
+        }
+        BreachEvent event = alert.event;
+        std::vector<std::string> hooks;
+        if (goes_on) {
+            // Still firing: the new alertmanager hooks' re-send threads must learn of it,
+            // or Alertmanager would let it lapse at its endsAt while the rule still fires.
+            for (const auto& h : rule->dry_run ? std::vector<std::string>{} : rule->hooks) {
+                const HookConfig* hook = config_.findHook(h);
+                if (hook != nullptr && hook->type == HookType::Alertmanager) {
+                    hooks.push_back(h);
+                }
+            }
+        } else {
+            // The episode ended with the old config (rule removed, or its state reset by a
+            // changed definition): it will never resolve by itself, so resolve it now.
+            event.state = "resolved";
+            event.resolved_at = now;
+            for (const auto& h : alert.hooks) {
+                const HookConfig* hook = config_.findHook(h);
+                if (hook != nullptr && notifies(hook->type)) {
+                    hooks.push_back(h);
+                }
+            }
+        }
+        if (hooks.empty()) {
+            continue;
+        }
+        const std::string name = event.group.empty() ? event.rule : event.rule + " {" + event.group + "}";
+        const char* what = goes_on ? "still firing after the reload: re-sending its alert through"
+                                   : "its firing episode ended with the reload: resolving it through";
+        if (config_.agent.dry_run) {
+            spdlog::warn("rule {}: dry run: {} [{}] would run", name, what, fmt::join(hooks, ", "));
+            continue;
+        }
+        spdlog::info("rule {}: {} [{}]", name, what, fmt::join(hooks, ", "));
+        hooks_->enqueue(std::move(hooks), std::move(event));
+    }
 }
 
 void Daemon::refreshRuleSnapshot() {

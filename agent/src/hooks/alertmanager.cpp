@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -27,6 +28,12 @@ constexpr int kEndsAtResends = 4;
 
 /// Owns the set of firing alerts and the thread that re-sends them.
 /// Thread-safety: run() from the hook worker; the resender runs on its own thread.
+/// Every POST of the hook (run()'s, with its retries, and each re-send) happens under
+/// send_mutex_, and run() changes firing_ only while holding it: a re-send that carries
+/// an alert as firing has been answered before that alert's resolve is posted, and no
+/// later re-send carries it, so the resolve is the last thing Alertmanager hears of it.
+/// A resolve (or a fire) waits for a re-send in flight, at most its `timeout`.
+/// Lock order: send_mutex_, then mutex_.
 class AlertmanagerHook final : public Hook {
 public:
     AlertmanagerHook(HookConfig config, HookEnvironment environment)
@@ -83,6 +90,11 @@ public:
         }
         const std::string id = incidentId(event);
         const bool resolved = event.state == "resolved";
+        std::unique_lock send(send_mutex_, std::try_to_lock);
+        if (!send.owns_lock()) {
+            observe("wait");
+            send.lock();
+        }
         {
             std::lock_guard lock(mutex_);
             if (resolved) {
@@ -148,25 +160,42 @@ private:
         return w.str();
     }
 
+    void observe(std::string_view what) const {
+        if (env_.observe) {
+            env_.observe(what);
+        }
+    }
+
     void resendLoop() {
         std::unique_lock lock(mutex_);
         while (!stopping_) {
             cv_.wait_for(lock, config_.resend_interval, [this] { return stopping_; });
-            if (stopping_ || firing_.empty()) {
+            if (stopping_) {
                 continue;
             }
-            std::string body = "[";
-            for (const auto& [id, event] : firing_) {
-                if (body.size() > 1) {
-                    body += ",";
-                }
-                body += alertJson(event);
-            }
-            body += "]";
             lock.unlock();
-            const detail::PostOutcome out = detail::httpPost(url_, headers_, body, config_.timeout);
-            if (!out.ok) {
-                spdlog::warn("hook {}: re-sending firing alerts to {} failed: {}", config_.name, url_, out.message);
+            {
+                // Held from the snapshot to the answer: a resolve waits for this POST,
+                // and this POST carries no alert resolved before it.
+                std::lock_guard send(send_mutex_);
+                std::string body;
+                {
+                    std::lock_guard state(mutex_);
+                    for (const auto& [id, event] : firing_) {
+                        body += (body.empty() ? "[" : ",") + alertJson(event);
+                    }
+                }
+                if (body.empty()) {
+                    observe("idle");
+                } else {
+                    body += "]";
+                    observe("resend");
+                    const detail::PostOutcome out = detail::httpPost(url_, headers_, body, config_.timeout);
+                    if (!out.ok) {
+                        spdlog::warn("hook {}: re-sending firing alerts to {} failed: {}", config_.name, url_,
+                                     out.message);
+                    }
+                }
             }
             lock.lock();
         }
@@ -177,6 +206,7 @@ private:
     std::string url_;
     std::vector<std::string> headers_;
     std::string setup_error_;
+    std::mutex send_mutex_;  // held for every POST; see the class comment
     std::mutex mutex_;
     std::condition_variable cv_;
     std::map<std::string, BreachEvent> firing_;  // by incident id; guarded by mutex_

@@ -51,9 +51,16 @@ std::string stepStatus(const HookResult& result) {
 
 namespace {
 
-/// Why a hook with `run_if` is skipped after `steps`, or "" when it runs. A "spooled"
-/// step has not failed: its delivery is still going on.
-std::string skipReason(RunIf run_if, const std::vector<HookStep>& steps) {
+/// Why a hook with `run_if` is skipped for `event` (after its `steps`), or "" when it
+/// runs. A "spooled" step has not failed: its delivery is still going on.
+std::string skipReason(RunIf run_if, const BreachEvent& event) {
+    // run_if judges a rollback's steps; a resolved event has none to judge and must reach
+    // every notification its fire may have sent (a "previous_failed" PagerDuty escalation
+    // resolves its incident too; a resolve of an alert never sent is ignored downstream).
+    if (event.state == "resolved") {
+        return {};
+    }
+    const std::vector<HookStep>& steps = event.steps;
     const bool any_failed =
         std::any_of(steps.begin(), steps.end(), [](const HookStep& s) { return s.status == "failed"; });
     if (run_if == RunIf::PreviousOk && any_failed) {
@@ -296,7 +303,7 @@ void HookRunner::runJob(Job& job) {
         HookResult result;
         if (entry == nullptr) {
             result.message = "unknown hook";
-        } else if (auto why = skipReason(entry->run_if, job.event.steps); !why.empty()) {
+        } else if (auto why = skipReason(entry->run_if, job.event); !why.empty()) {
             result.ok = true;
             result.skipped = true;
             result.attempts = 0;

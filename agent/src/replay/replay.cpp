@@ -317,9 +317,14 @@ private:
             }
             e.hooks.insert(e.hooks.end(), n.hooks.begin(), n.hooks.end());
             std::string note;
-            if (n.dry_run && !n.rule->hooks.empty()) {
+            // A critical rule's resolve would run its notification hooks only.
+            const auto& would_run = n.rule->severity == rules::Severity::Critical &&
+                                            n.kind == rules::NotificationKind::Resolve
+                                        ? n.rule->resolve_hooks
+                                        : n.rule->hooks;
+            if (n.dry_run && !would_run.empty()) {
                 std::string would;
-                for (const auto& h : n.rule->hooks) {
+                for (const auto& h : would_run) {
                     would += (would.empty() ? "" : ", ") + h;
                 }
                 note = "dry run: would run " + would;

@@ -280,6 +280,10 @@ std::vector<ScrapeStream> scrapeStreams(const ScrapeSourceConfig& source);
 
 enum class HookType { EnvFile, Webhook, Script, Alertmanager, JsonFile, TomlFile };
 const char* toString(HookType t);
+/// Whether a hook of this type notifies (webhook, alertmanager) rather than acts (env,
+/// json and toml file edits, scripts: the rollback). A critical rule's resolve runs its
+/// notifying hooks only (RuleSpec::resolve_hooks).
+bool notifies(HookType t);
 
 /// The body a webhook hook sends (see makeHook in hooks.h for each shape).
 enum class WebhookFormat { Json, Alertmanager, Slack, PagerDuty };

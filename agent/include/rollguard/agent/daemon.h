@@ -213,6 +213,17 @@ public:
         Checkpoint checkpoint;
         std::string rules_state;
         std::optional<std::string> rollout_state;  ///< RolloutController::save(); nullopt without [rollout]
+        /// A notified alert of a rule that was firing (see `firing_alerts`).
+        struct FiringAlert {
+            BreachEvent event;               ///< as its fire was sent, with the last values
+            std::vector<std::string> hooks;  ///< the notification hooks its resolve would run
+        };
+        /// Every (rule, group) firing whose fire ran hooks. The next daemon ends the ones
+        /// whose episode does not go on under the new config (rule removed, definition
+        /// changed: state reset) by sending their resolve to those of `hooks` it still
+        /// has that notify, and re-sends the ones that go on to the new config's
+        /// `alertmanager` hooks of the rule, whose re-send threads are new.
+        std::vector<FiringAlert> firing_alerts;
     };
 
     /// Builds everything from a validated config; the clock must outlive the daemon.
@@ -296,6 +307,10 @@ private:
     void collect(rules::TimePoint now);
     void writeCheckpointNow(rules::TimePoint now);
     BreachEvent makeEvent(const rules::Notification& n) const;
+    /// The Handoff::firing_alerts of this daemon's rules now.
+    std::vector<Handoff::FiringAlert> firingAlerts() const;
+    /// On a reload: resolves or re-sends the previous daemon's firing alerts (Handoff).
+    void carryFiringAlerts(const std::vector<Handoff::FiringAlert>& alerts);
     void refreshRuleSnapshot();
     void restoreRulesState();
     /// Persists the engine's state (timers, latches, baselines) to state_dir/rules.state.

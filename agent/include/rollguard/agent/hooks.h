@@ -211,6 +211,13 @@ struct HookEnvironment {
     const rules::Clock* clock = nullptr;
     /// Uniform in [0, 1) for backoff jitter; default a seeded std::mt19937_64.
     std::function<double()> random01;
+    /// Test seam (empty: nothing is called) of the alertmanager hook, so a test can force
+    /// an interleaving without sleeping: "resend" on the re-send thread just before a
+    /// re-send POST (the hook's send lock held: run() cannot post until it returns),
+    /// "idle" when the re-send thread wakes up with nothing firing, "wait" on run()'s
+    /// thread when a send is in flight and run() is about to wait for it. Must not call
+    /// into the hook.
+    std::function<void(std::string_view)> observe;
 };
 
 /// Whether a hook's action can work, found without side effects (nothing is written,
@@ -302,7 +309,14 @@ std::vector<std::string> gatingHooks(const Config& config, ReadinessPreflight mo
 ///    run() then reports failure with "...; spooled for retry".
 ///  - alertmanager: POSTs [{labels, annotations, startsAt, endsAt, generatorURL}] to
 ///    `<url>/api/v2/alerts`; a firing alert is re-sent every resend_interval by a thread
-///    of the hook until its resolved event, which is sent with endsAt = now.
+///    of the hook until its resolved event, which is sent with endsAt = the resolve time
+///    (the event's resolved_at, else now). The hook's POSTs never overlap: a resolve
+///    waits for a re-send in flight and is the last POST Alertmanager gets for that
+///    alert (a stale "firing" can never land after it and re-open the alert). The daemon
+///    sends a critical rule's resolve to its notification hooks (RuleSpec::resolve_hooks).
+///    When the hook is destroyed (agent shutdown, reload) its firing alerts are neither
+///    re-sent nor resolved: Alertmanager resolves each on its own at its last endsAt,
+///    4 × resend_interval after the last send.
 std::unique_ptr<Hook> makeHook(const HookConfig& config);
 std::unique_ptr<Hook> makeHook(const HookConfig& config, const HookEnvironment& environment);
 
@@ -499,7 +513,9 @@ HookResult applyTomlFile(const HookConfig& config);
 /// to any the caller put there, e.g. when resuming), so a later hook can report them; a
 /// hook whose RunIf does not hold is not run and is reported as skipped (ok = true,
 /// message "skipped: ..."; HookStep status "skipped"). For RunIf a "spooled" step has
-/// not failed. A hook that throws is reported as failed ("hook threw: <what>"); a zero
+/// not failed; RunIf does not apply to a resolved event (state "resolved"): it has no
+/// rollback steps to judge, and must reach every notification its fire may have sent.
+/// A hook that throws is reported as failed ("hook threw: <what>"); a zero
 /// duration is filled in with the measured one.
 /// Thread-safety: all methods from any thread; the callbacks run on lane threads and,
 /// for deferred results, on the hooks' own threads.

@@ -91,6 +91,9 @@ const char* toString(NotificationKind k);
 /// A message the agent should deliver: a rule fired (critical: run the rollback hooks,
 /// once per incident; warning: notify), a firing warning repeats after repeat_interval,
 /// a rule resolved. `hooks` is what to run now: empty when dry_run, inhibited or latched.
+/// A critical rule's Resolve runs RuleSpec::resolve_hooks (its notification hooks, never
+/// its rollback actions), and only when the episode's Fire ran hooks (not latched); a
+/// warning's Resolve runs `hooks` when its Fire was sent.
 struct Notification {
     std::size_t rule_index = 0;
     const RuleSpec* rule = nullptr;
@@ -119,6 +122,9 @@ struct RuleStatus {
     bool inhibited = false;
     bool learning = false;              ///< a learned baseline is still being learned
     std::optional<double> baseline{};   ///< the baseline value in use, if any
+    /// This firing episode's fire ran hooks (a critical not latched, a warning not
+    /// inhibited): its resolve notifies.
+    bool notified = false;
 };
 
 namespace detail {
@@ -171,6 +177,9 @@ struct GroupState {
 ///    clock starts at the first breach after the delay. Start is the first evaluation's
 ///    `now` unless start() is called.
 ///  - critical: a rollback runs once per incident (latched until rearm(); persisted).
+///    Its resolve notifies (resolve_hooks) when its fire ran the hooks; a latched re-fire
+///    runs nothing and its resolve neither. rearm() ends no episode: a firing rule stays
+///    firing (and notified) and resolves as usual.
 ///    warning: Fire on firing, Repeat every repeat_interval while firing, Resolve when it
 ///    resolves (only if a Fire was sent). A firing critical inhibits warnings of the same
 ///    source whose group equals the critical's group (an ungrouped critical inhibits all
@@ -215,7 +224,8 @@ public:
     /// Inputs dropped because the rule already had max_groups + 1 groups.
     std::uint64_t droppedInputs(std::size_t rule_index) const { return dropped_.at(rule_index); }
 
-    /// Clears the rollback latch of every rule (manual re-arm).
+    /// Clears the rollback latch of every rule (manual re-arm). States are kept: a firing
+    /// rule stays firing and its resolve still notifies.
     void rearm();
 
     /// Serialises the persistent state (see restoreState) to an opaque byte string.

@@ -116,6 +116,13 @@ struct RuleSpec {
     std::chrono::nanoseconds for_{0};  ///< sustained-breach time before firing
     std::int64_t min_samples = 1;      ///< fewer samples in the window count as "no data"
     std::vector<std::string> hooks;    ///< hook names run when the rule fires
+    /// The hooks a critical rule's resolve runs: those of `hooks` that notify (the
+    /// agent's `alertmanager` and `webhook` hooks), in `hooks` order, never the rollback
+    /// actions (env/flag file edits, scripts), which must not run again on resolve.
+    /// rules/ knows no hook types: the agent's config loader fills this list (a RuleSpec
+    /// built by hand has none, so its critical resolve runs nothing). A warning's resolve
+    /// runs `hooks`, as its fire does.
+    std::vector<std::string> resolve_hooks;
     std::string description;
     SourceLocation location;  ///< where the [[rule]] table starts
 
