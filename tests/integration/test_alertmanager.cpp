@@ -85,6 +85,11 @@ public:
                                      "--web.listen-address=127.0.0.1:" + std::to_string(port()),
                                      "--cluster.listen-address=", "--log.level=warn"},
             (dir_ / "am.out").string(), (dir_ / "am.err").string());
+        // Ready before the test sends anything: a firing alert gets one push (its re-sends
+        // are its retries), which must not meet a port nobody listens on yet.
+        const bool ready = eventually([&] { return httpGet(port(), "/-/ready").status == 200; }, 60s);
+        INFO("alertmanager stderr: " << stderrText());
+        REQUIRE(ready);
     }
 
     std::uint16_t port() const { return reserved_.port(); }
@@ -175,7 +180,7 @@ TEST_CASE("alertmanager hook: the alert fires and resolves through a real Alertm
     c.type = rollguard::agent::HookType::Alertmanager;
     c.url = am.url();
     c.timeout = 2s;
-    c.retries = 20;  // connection refused until Alertmanager listens: retried
+    c.retries = 2;
     c.retry_backoff = 100ms;
     c.resend_interval = 1s;
     c.external_url = "http://agent-1:9464";
@@ -238,7 +243,7 @@ TEST_CASE("rollguard run: a critical rule's resolve resolves its Alertmanager al
                  "url = \"" + am.url() + "\"\n"
                  "resend_interval = \"1s\"\n"
                  "timeout = \"2s\"\n"
-                 "retries = 20\n"  // refused until Alertmanager listens: retried
+                 "retries = 2\n"
                  "retry_backoff = \"100ms\"\n"
                  "\n"
                  "[[hook]]\n"

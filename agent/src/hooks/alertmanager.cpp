@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -27,13 +28,17 @@ namespace {
 constexpr int kEndsAtResends = 4;
 
 /// Owns the set of firing alerts and the thread that re-sends them.
-/// Thread-safety: run() from the hook worker; the resender runs on its own thread.
-/// Every POST of the hook (run()'s, with its retries, and each re-send) happens under
-/// send_mutex_, and run() changes firing_ only while holding it: a re-send that carries
-/// an alert as firing has been answered before that alert's resolve is posted, and no
-/// later re-send carries it, so the resolve is the last thing Alertmanager hears of it.
-/// A resolve (or a fire) waits for a re-send in flight, at most its `timeout`.
-/// Lock order: send_mutex_, then mutex_.
+///
+/// A firing alert is pushed once by run(): when that push does not get through, the run
+/// returns `deferred` (durable: the re-sends own it) and the steps after it go on, since
+/// the re-send thread sends every firing alert every resend_interval anyway; the first
+/// re-send that gets through completes the run ("HTTP 200 (re-sent)"). A resolve is sent
+/// with the configured retries.
+/// Ordering: a resolve waits (at most one `timeout`) while a re-send that carries its
+/// alert as firing is in flight (resending_), and no later re-send carries it, so the
+/// resolve is the last thing Alertmanager hears of it. Other alerts never wait: runs of
+/// different lanes do not hold each other back.
+/// Thread-safety: run() from any thread; firing_ and resending_ under mutex_.
 class AlertmanagerHook final : public Hook {
 public:
     AlertmanagerHook(HookConfig config, HookEnvironment environment)
@@ -69,6 +74,7 @@ public:
             stopping_ = true;
         }
         cv_.notify_all();
+        sent_cv_.notify_all();
         if (resender_.joinable()) {
             resender_.join();
         }
@@ -88,31 +94,45 @@ public:
             result.message = setup_error_;
             return result;
         }
+        std::vector<Report> pending;  // completions to send with mutex_ released
         const std::string id = incidentId(event);
         const bool resolved = event.state == "resolved";
-        std::unique_lock send(send_mutex_, std::try_to_lock);
-        if (!send.owns_lock()) {
-            observe("wait");
-            send.lock();
-        }
         {
-            std::lock_guard lock(mutex_);
+            std::unique_lock lock(mutex_);
             if (resolved) {
-                firing_.erase(id);
+                if (auto it = firing_.find(id); it != firing_.end()) {
+                    if (it->second.report) {
+                        HookResult gone;
+                        gone.message = "not delivered before the alert resolved";
+                        pending.push_back(Report{it->second.event, gone});
+                    }
+                    firing_.erase(it);
+                }
+                if (resending_.count(id) != 0) {
+                    lock.unlock();
+                    observe("wait");
+                    lock.lock();
+                    sent_cv_.wait(lock, [&] { return resending_.count(id) == 0 || stopping_; });
+                }
             } else {
-                firing_[id] = event;
+                firing_[id] = Firing{event, false};
             }
+        }
+        for (const auto& r : pending) {
+            complete(r.event, r.result);
         }
         BreachEvent sent = event;
         if (resolved && sent.resolved_at == rules::TimePoint{}) {
             sent.resolved_at = env_.clock->now();
         }
         const std::string body = "[" + alertJson(sent) + "]";
+        // A firing alert gets one attempt here: its re-sends are its retries.
+        const int retries = resolved ? config_.retries : 0;
         detail::PostOutcome out;
         for (int retry = 0;; ++retry) {
             ++result.attempts;
             out = detail::httpPost(url_, headers_, body, config_.timeout);
-            if (out.ok || out.permanent || retry >= config_.retries) {
+            if (out.ok || out.permanent || retry >= retries) {
                 break;
             }
             env_.sleep(backoffDelay(retry, config_.retry_backoff, detail::kMaxRetryBackoff, env_.random01()));
@@ -125,6 +145,12 @@ public:
         if (out.permanent) {
             result.message += " (not retried)";
         } else if (!out.ok && !resolved) {
+            std::lock_guard lock(mutex_);
+            if (auto it = firing_.find(id); it != firing_.end()) {
+                it->second.report = true;
+                result.deferred = true;
+                result.durable = true;  // owned by the re-sends, not by a waiting caller
+            }
             result.message += "; re-sent every " + detail::formatSeconds(config_.resend_interval) + " while firing";
         }
         result.duration = detail::elapsedSince(start);
@@ -173,43 +199,63 @@ private:
             if (stopping_) {
                 continue;
             }
+            std::string body;
+            for (const auto& [id, firing] : firing_) {
+                body += (body.empty() ? "[" : ",") + alertJson(firing.event);
+                resending_.insert(id);
+            }
             lock.unlock();
-            {
-                // Held from the snapshot to the answer: a resolve waits for this POST,
-                // and this POST carries no alert resolved before it.
-                std::lock_guard send(send_mutex_);
-                std::string body;
-                {
-                    std::lock_guard state(mutex_);
-                    for (const auto& [id, event] : firing_) {
-                        body += (body.empty() ? "[" : ",") + alertJson(event);
+            std::vector<Report> delivered;
+            if (body.empty()) {
+                observe("idle");
+            } else {
+                body += "]";
+                observe("resend");
+                const detail::PostOutcome out = detail::httpPost(url_, headers_, body, config_.timeout);
+                if (!out.ok) {
+                    spdlog::warn("hook {}: re-sending firing alerts to {} failed: {}", config_.name, url_,
+                                 out.message);
+                }
+                lock.lock();
+                for (auto& [id, firing] : firing_) {
+                    if (out.ok && firing.report && resending_.count(id) != 0) {
+                        firing.report = false;
+                        HookResult r;
+                        r.ok = true;
+                        r.message = out.message + " (re-sent)";
+                        delivered.push_back(Report{firing.event, r});
                     }
                 }
-                if (body.empty()) {
-                    observe("idle");
-                } else {
-                    body += "]";
-                    observe("resend");
-                    const detail::PostOutcome out = detail::httpPost(url_, headers_, body, config_.timeout);
-                    if (!out.ok) {
-                        spdlog::warn("hook {}: re-sending firing alerts to {} failed: {}", config_.name, url_,
-                                     out.message);
-                    }
-                }
+                lock.unlock();
+            }
+            for (const auto& r : delivered) {
+                complete(r.event, r.result);
             }
             lock.lock();
+            resending_.clear();
+            sent_cv_.notify_all();
         }
     }
+
+    struct Firing {
+        BreachEvent event;
+        bool report = false;  // its run returned deferred: the first re-send that gets through completes it
+    };
+    struct Report {
+        BreachEvent event;
+        HookResult result;
+    };
 
     HookConfig config_;
     HookEnvironment env_;
     std::string url_;
     std::vector<std::string> headers_;
     std::string setup_error_;
-    std::mutex send_mutex_;  // held for every POST; see the class comment
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::map<std::string, BreachEvent> firing_;  // by incident id; guarded by mutex_
+    std::condition_variable sent_cv_;            // resending_ emptied
+    std::map<std::string, Firing> firing_;       // by incident id; guarded by mutex_
+    std::set<std::string> resending_;            // ids in the re-send in flight; guarded by mutex_
     bool stopping_ = false;
     std::thread resender_;
 };
