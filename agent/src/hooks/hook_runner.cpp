@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -116,6 +117,7 @@ void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event)
     const std::string group = job.event.group;
     RuleLanes& lanes = rules_[rule];
     std::optional<Job> dropped;
+    std::optional<Job> not_started;
     if (lanes.queued >= kMaxQueuedJobsPerRule && !job.critical_fire) {
         dropped = dropOneLocked(rule, lanes);
     }
@@ -127,14 +129,34 @@ void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event)
         if (lanes.running < kMaxRunningLanesPerRule) {
             lane.running = true;
             ++lanes.running;
-            std::thread t([this, rule, group] { laneLoop(rule, group); });
-            const auto id = t.get_id();
-            threads_.emplace(id, std::move(t));
+            try {
+                std::thread t([this, rule, group] { laneLoop(rule, group); });
+                const auto id = t.get_id();
+                threads_.emplace(id, std::move(t));
+            } catch (const std::system_error& e) {
+                // No thread (the process is at its limit): the job cannot run; it is
+                // reported, not kept waiting for a lane that will never come.
+                spdlog::error("hooks of rule {}: cannot start a thread: {}", rule, e.what());
+                lane.running = false;
+                --lanes.running;
+                not_started = std::move(lane.jobs.back());
+                lane.jobs.pop_back();
+                --lanes.queued;
+                if (--busy_ == 0) {
+                    idle_cv_.notify_all();
+                }
+                if (lane.jobs.empty()) {
+                    lanes.by_group.erase(group);
+                }
+            }
         } else if (std::find(lanes.waiting.begin(), lanes.waiting.end(), group) == lanes.waiting.end()) {
             lanes.waiting.push_back(group);  // the next of the rule's lanes to finish takes it
         }
     }
     lock.unlock();
+    if (not_started) {
+        reportFailed(*not_started, "cannot start a thread for the hooks of rule " + rule);
+    }
     if (dropped) {
         // Outside the lock: the callback may take locks of its own that a caller of
         // enqueue() holds.
