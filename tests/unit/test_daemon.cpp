@@ -405,3 +405,41 @@ TEST_CASE("daemon: the preflight runs at start, gates the critical rule's hooks,
     CHECK(daemon.snapshot().hooks[0].problems.empty());
     daemon.stop();
 }
+
+TEST_CASE("daemon: a reload shows the previous preflight results until its own first pass",
+          "[daemon][preflight][reload]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    auto config = testing::daemonTestConfig(dir);
+    config.agent.preflight_interval = std::chrono::seconds{0};
+    agent::HookConfig restart;
+    restart.name = "restart";
+    restart.type = agent::HookType::Script;
+    restart.command = {(dir / "rollback.sh").string()};  // missing: not ready
+    config.hooks = {restart};
+    config.rules[0].hooks = {"restart"};
+    rules::ManualClock clock(rules::TimePoint{} + std::chrono::seconds{1'790'000'000});
+
+    agent::Daemon first(config, clock);
+    first.start();
+    REQUIRE(testing::eventually([&] { return first.snapshot().preflight_checked; }, 30s));
+    REQUIRE_FALSE(first.snapshot().hooks[0].ready);
+    auto handoff = first.stopForReload();
+    REQUIRE(handoff.preflight.size() == 1);
+    CHECK(handoff.preflight[0].hook == "restart");
+    CHECK_FALSE(handoff.preflight[0].ready);
+
+    // Before its own pass the new daemon shows the previous result, not "unchecked".
+    agent::Daemon second(config, clock, std::move(handoff));
+    {
+        const auto s = second.snapshot();
+        CHECK_FALSE(s.hooks[0].ready);
+        CHECK(s.hooks[0].problems.size() == 1);
+    }
+    writeFile(dir / "rollback.sh", "#!/bin/sh\nexit 0\n");
+    REQUIRE(::chmod((dir / "rollback.sh").c_str(), 0755) == 0);
+    second.start();
+    CHECK(second.snapshot().preflight_checked);  // seeded: no "not finished yet" window
+    CHECK(testing::eventually([&] { return second.snapshot().hooks[0].ready; }, 30s));
+    second.stop();
+}

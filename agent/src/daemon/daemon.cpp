@@ -117,6 +117,20 @@ Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> 
         h.gating = std::find(gating.begin(), gating.end(), hook.name) != gating.end();
         snapshot_.hooks.push_back(std::move(h));
     }
+    if (handoff && !handoff->preflight.empty()) {
+        std::size_t seeded = 0;
+        for (auto& h : snapshot_.hooks) {
+            for (const auto& previous : handoff->preflight) {
+                if (previous.hook == h.name) {
+                    h.ready = previous.ready;
+                    h.problems = previous.problems;
+                    ++seeded;
+                }
+            }
+        }
+        // Every hook has a result to show until the first pass replaces it.
+        preflight_seeded_ = seeded == snapshot_.hooks.size();
+    }
     for (const auto& source : sources_) {
         StatusSnapshot::Source s;
         s.name = source->config.name;
@@ -144,7 +158,7 @@ void Daemon::start() {
     if (!config_.hooks.empty()) {
         {
             std::lock_guard lock(mutex_);
-            snapshot_.preflight_checked = false;
+            snapshot_.preflight_checked = preflight_seeded_;
         }
         preflight_thread_ = std::thread([this] {
             runPreflight(true);
@@ -418,6 +432,14 @@ Daemon::Handoff Daemon::stopForReload() {
     // them exactly: the next daemon reads on from there, nothing lost or counted twice.
     collect(now);
     handoff.checkpoint = buildCheckpoint();
+    {
+        std::lock_guard lock(mutex_);
+        if (snapshot_.preflight_checked) {
+            for (const auto& h : snapshot_.hooks) {
+                handoff.preflight.push_back(HookPreflight{h.name, h.ready, h.problems});
+            }
+        }
+    }
     handoff.rules_state = judge_->engine().saveState();
     handoff.firing_alerts = firingAlerts();
     refusePendingRolloutCommands("the agent is reloading its configuration; try again");

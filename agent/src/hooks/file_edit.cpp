@@ -228,7 +228,7 @@ HookResult editFileInPlace(const HookConfig& config, const TextEditor& edit, std
     std::optional<Owner> owner;
     if (exists) {
         owner = Owner{st.st_uid, st.st_gid};
-        // Refuse rather than leave the file to rollguard's user (issue #19).
+        // Refuse rather than leave the file to rollguard's user, which the service may not be able to read.
         if (auto why = ownerKeepProblem(path, *owner)) {
             return finish(false, *why + " (nothing changed)");
         }

@@ -170,7 +170,7 @@ using TextEditor = std::function<TextEdit(std::string_view text, bool exists, co
 ///    with mode 0600, owned by rollguard's user.
 ///  - owner: the rewrite keeps the original's mode, owner and group, or is refused
 ///    before anything is written with ownerKeepProblem's message + " (nothing
-///    changed)" (issue #19: a rename cannot keep an owner, and a file left to
+///    changed)" (a rename cannot keep an owner, and a file left to
 ///    rollguard's user may be unreadable to the service it configures; the group is kept
 ///    when rollguard is a member of it, the uid when it is rollguard's or rollguard has
 ///    CAP_CHOWN).

@@ -30,8 +30,8 @@ std::pair<std::string, std::string> splitDirAndName(const std::string& path);
 /// given the original's owner and group with fchown(2) before it is renamed in. That
 /// works when the uid is the effective uid or the process has CAP_CHOWN, and when the gid
 /// is the effective gid, one of the supplementary groups, or the process has CAP_CHOWN.
-/// The one rule both the file hooks' refusal and their preflight apply (the decision of
-/// issue #19: refuse rather than leave a file the service can no longer read). The text
+/// The one rule both the file hooks' refusal and their preflight apply (the decision:
+/// refuse rather than leave a file the service can no longer read). The text
 /// is one sentence naming `path`, the owner and rollguard's user, and what to do.
 std::optional<std::string> ownerKeepProblem(const std::string& path, Owner owner);
 

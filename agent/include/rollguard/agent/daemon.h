@@ -224,6 +224,10 @@ public:
         /// has that notify, and re-sends the ones that go on to the new config's
         /// `alertmanager` hooks of the rule, whose re-send threads are new.
         std::vector<FiringAlert> firing_alerts;
+        /// The last preflight results, by hook name (empty before the first pass). The
+        /// next daemon shows them for its hooks of the same names until its own first
+        /// pass replaces them, so a reload does not turn /readyz to 503 meanwhile.
+        std::vector<HookPreflight> preflight;
     };
 
     /// Builds everything from a validated config; the clock must outlive the daemon.
@@ -397,6 +401,7 @@ private:
     std::vector<PendingRolloutCommand> rollout_commands_;
     bool rollout_closed_ = false;  // stopped: commands are refused at once
 
+    bool preflight_seeded_ = false;  // every hook shows the previous daemon's result (a reload)
     std::thread preflight_thread_;  // re-runs the preflight every preflight_interval
     std::mutex preflight_mutex_;    // guards preflight_stop_
     std::condition_variable preflight_cv_;

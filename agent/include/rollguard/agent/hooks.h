@@ -298,15 +298,19 @@ std::vector<std::string> gatingHooks(const Config& config, ReadinessPreflight mo
 ///    sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (re-signed per attempt).
 ///    Secrets are read at construction; a secret file readable by group/others is
 ///    logged as a warning; a missing one makes every run fail with a clear message.
-///  - retries: full-jitter exponential backoff, backoffDelay(n, retry_backoff, 60 s).
+///  - retries: run() makes the first attempt only; when it fails in a way a retry may
+///    heal, run() returns `deferred` ("...; spooled, retrying in the background", or
+///    without a spool "...; retrying in the background (N more attempt(s))") and the
+///    hook's delivery thread makes the remaining attempts, full-jitter exponential
+///    backoff, backoffDelay(n, retry_backoff, 60 s); the final result goes to the
+///    completion (Hook::setCompletion).
 ///  - spool (state_dir set): the delivery is written to `<state_dir>/spool/` (0600,
 ///    atomic) *before* the first attempt, so a crash or a kill also leaves it there, and
-///    deleted once delivered or rejected with a non-retryable status. When the in-process
-///    retries are exhausted, a worker thread of the hook retries it with
-///    backoffDelay(n, retry_backoff, spool_max_backoff) until delivered; a new hook
-///    reloads the spool of its name at construction. At most spool_max_entries per
-///    hook: the oldest is dropped, logged and counted (HookCounters::spool_dropped).
-///    run() then reports failure with "...; spooled for retry".
+///    deleted once delivered or rejected with a non-retryable status. After the retries
+///    the delivery thread goes on with backoffDelay(n, retry_backoff, spool_max_backoff)
+///    until delivered (without a spool it gives up); a new hook reloads the spool of its
+///    name at construction. At most spool_max_entries per hook: the oldest is dropped,
+///    logged and counted (HookCounters::spool_dropped).
 ///  - alertmanager: POSTs [{labels, annotations, startsAt, endsAt, generatorURL}] to
 ///    `<url>/api/v2/alerts`; a firing alert is re-sent every resend_interval by a thread
 ///    of the hook until its resolved event, which is sent with endsAt = the resolve time
@@ -361,7 +365,7 @@ std::optional<std::size_t> envUnterminatedQuoteLine(std::string_view text);
 /// the original's mode, owner and group, fsync, rename over, fsync the directory; the
 /// previous version is kept as `<path>.rollguard.bak` when `backup`.
 ///
-/// Owner (decision of issue #19): the owner and group are kept, or nothing is changed
+/// Owner (a decision): the owner and group are kept, or nothing is changed
 /// and the hook fails. A rename cannot keep an owner: the temp file is rollguard's until
 /// fchown gives it the original's, which needs the uid to be rollguard's effective uid
 /// (or CAP_CHOWN) and the gid one of its groups (or CAP_CHOWN). When it cannot, the
