@@ -167,3 +167,45 @@ TEST_CASE("a root rollguard rewrites a file owned by another user and gives it b
     CHECK(st.st_gid == kApp);
     CHECK((st.st_mode & 07777) == 0640);
 }
+
+TEST_CASE("the real binary does not write through a symlink swapped in at a file hook's path",
+          "[integration][file_security][symlink]") {
+    // Whoever can write the env file's directory replaces the file with a symlink to a file
+    // rollguard may write (here a stand-in for its own state): `rollguard rollback` must
+    // refuse and leave the link's target alone, unless follow_symlinks says to edit it.
+    TempDir dir;
+    const auto env = dir / "app.env";
+    const auto victim = dir / "state-file";
+    writeFile(dir / "app.log", "");
+    writeFile(victim, "precious=1\n");
+    fs::create_symlink(victim, env);
+    const auto config = [&](bool follow) {
+        return errorRatioConfig(dir.path(),
+                                {.agent = "listen = \"\"\n",
+                                 .rule = "severity = \"critical\"\nhooks = [\"env\"]\n",
+                                 .tail = "[[hook]]\nname = \"env\"\ntype = \"env_file\"\npath = \"" + env.string() +
+                                         "\"\nset = { NEW_ROUTER_ENABLED = \"0\" }\n" +
+                                         (follow ? "follow_symlinks = true\n" : "")});
+    };
+    writeFile(dir / "rollguard.toml", config(false));
+    {
+        const auto [rc, out] = runCommand(
+            {ROLLGUARD_BIN, "rollback", "-c", (dir / "rollguard.toml").string(), "--reason", "swap"});
+        INFO(out);
+        CHECK(rc == 1);
+        CHECK(out.find(env.string() + " is a symbolic link to " + victim.string() +
+                       "; set follow_symlinks = true to edit its target") != std::string::npos);
+        CHECK(readFile(victim) == "precious=1\n");
+        CHECK(fs::is_symlink(env));
+    }
+    // Configured to follow: the target is edited and the link stays.
+    writeFile(dir / "rollguard.toml", config(true));
+    {
+        const auto [rc, out] = runCommand(
+            {ROLLGUARD_BIN, "rollback", "-c", (dir / "rollguard.toml").string(), "--reason", "follow"});
+        INFO(out);
+        CHECK(rc == 0);
+        CHECK(readFile(victim) == "precious=1\nNEW_ROUTER_ENABLED=0\n");
+        CHECK(fs::is_symlink(env));
+    }
+}
