@@ -10,7 +10,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${ROLLGUARD_BUILD_DIR:-"$root/build"}
 
 echo "==> building rollguard (first run installs Debian packages and compiles; later runs are quick)" >&2
-"$root/scripts/build.sh" "$build" >/dev/null
+# The programs only (the agent, the tools below, the benchmarks), as scripts/test.sh
+# builds in build/: the test binaries are compiled by the sanitizer builds.
+ROLLGUARD_BUILD_TARGET=rollguard_programs "$root/scripts/build.sh" "$build" >/dev/null
 
 DEMO_DIR=$(mktemp -d /tmp/rollguard-demo.XXXXXX)
 export DEMO_DIR

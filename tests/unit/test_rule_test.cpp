@@ -109,10 +109,9 @@ TEST_CASE("rule test inputs: errors are spread exactly, literal lines go through
     RuleTestInput lines;
     lines.source = "app";
     lines.at = 3min;
-    // 30 errors in one second: 60 of 630 in the window, above 5%.
-    for (int i = 0; i < 30; ++i) {
-        lines.lines.push_back(R"({"status":503,"ms":3})");
-    }
+    // 30 errors in one second: 60 of 630 in the window, above 5%. (assign, not a loop of
+    // push_back(literal): g++ 12 -O2 warns -Warray-bounds on the inlined string copy.)
+    lines.lines.assign(30, std::string(R"({"status":503,"ms":3})"));
     lines.lines.push_back("not json");
     test.inputs = {gen, lines};
     test.expects = {expectAt(2min + 59s, {}, {}), expectAt(3min, {"errors"}, {}), expectAt(4min + 1s, {}, {})};
