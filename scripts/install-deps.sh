@@ -8,7 +8,8 @@ packages=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev
   prometheus-cpp-dev
-  libcivetweb-dev
+  libmicrohttpd-dev  # the HTTP listener: event-driven (epoll), connection caps and timeouts
+  wrk  # bench/bench_http.sh: the listener under 100 keep-alive clients
   libtomlplusplus-dev
   libspdlog-dev
   catch2

@@ -18,7 +18,7 @@
 #   2. build/ on both cores;
 #   3. `rollguard check` on every shipped config;
 #   4. the short versions of the proofs of docs/RELIABILITY.md and docs/PERFORMANCE.md on
-#      build/: the benchmarks against mtail and wc -l, the footprint and the detection
+#      build/: the benchmarks against mtail and wc -l, the footprint, the HTTP listener and the detection
 #      latency (figures only), soak, kill -9 during ingest and during rollback hooks, a
 #      receiver outage, a full and read-only state dir (root only). So the proofs run on
 #      a loaded machine, as they must pass on one; the benchmarks' figures compare
@@ -163,6 +163,8 @@ if [ "$skip_proofs" != 1 ]; then
   "$root/bench/bench_footprint.sh" "$b" --seconds 5
   step "benchmark: detection latency"
   "$root/bench/bench_detection.sh" "$b" --incidents 5
+  step "benchmark: HTTP listener under 100 keep-alive clients, and with 1000 idle connections"
+  (ulimit -n 8192 2>/dev/null || true; "$root/bench/bench_http.sh" "$b" --seconds 3)
   step "soak, 90 s at 50k lines/s, rename rotation every 15 s (RSS is checked from 80 s)"
   "$root/tests/faults/soak.sh" --build "$b" --seconds 90 --rotate-every 15
   step "kill -9 during ingest"

@@ -1,6 +1,9 @@
 #include "rollguard/exporters/http_server.h"
 
-#include <civetweb.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
@@ -9,6 +12,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <optional>
+#include <algorithm>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <thread>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -19,42 +29,6 @@ namespace rollguard::exporters {
 
 namespace {
 
-const char* reasonPhrase(int status) {
-    switch (status) {
-        case 200:
-            return "OK";
-        case 202:
-            return "Accepted";
-        case 400:
-            return "Bad Request";
-        case 401:
-            return "Unauthorized";
-        case 403:
-            return "Forbidden";
-        case 404:
-            return "Not Found";
-        case 405:
-            return "Method Not Allowed";
-        case 409:
-            return "Conflict";
-        case 413:
-            return "Payload Too Large";
-        case 504:
-            return "Gateway Timeout";
-        default:
-            return "Service Unavailable";
-    }
-}
-
-void reply(mg_connection* conn, int status, const char* content_type, const std::string& body,
-           const char* extra_headers = "") {
-    mg_printf(conn,
-              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-              "%sConnection: close\r\n\r\n",
-              status, reasonPhrase(status), content_type, body.size(), extra_headers);
-    mg_write(conn, body.data(), body.size());
-}
-
 bool healthy(const agent::StatusSnapshot& s) {
     const auto now = std::chrono::system_clock::now();
     const auto allowed = 3 * s.tick + std::chrono::seconds{1};
@@ -62,66 +36,46 @@ bool healthy(const agent::StatusSnapshot& s) {
     return now - reference <= allowed;
 }
 
-/// Reads and drops a request body (Flagger posts a JSON payload to the gate), so the
-/// client is not reset before it reads the answer. Stops after `limit` bytes.
-void drainBody(mg_connection* conn, std::size_t limit) {
-    char buf[4096];
-    std::size_t total = 0;
-    while (total < limit) {
-        const int n = mg_read(conn, buf, sizeof(buf));
-        if (n <= 0) {
-            return;
+/// The rules=a,b list of the gate's query (spaces around names ignored).
+void parseRuleList(const std::string& list, GateQuery& query) {
+    std::size_t start = 0;
+    while (start <= list.size()) {
+        std::size_t end = list.find(',', start);
+        if (end == std::string::npos) {
+            end = list.size();
         }
-        total += static_cast<std::size_t>(n);
+        std::string name = list.substr(start, end - start);
+        name.erase(0, name.find_first_not_of(" \t"));
+        name.erase(name.find_last_not_of(" \t") + 1);
+        if (!name.empty()) {
+            query.rules.push_back(name);
+        }
+        start = end + 1;
     }
 }
 
-/// Parses the gate's query string: `rules=a,b` (URL-encoded, spaces around names
-/// ignored) and `always_200=true|1`. False when the query cannot be decoded.
-bool parseGateQuery(const char* query_string, GateQuery& query) {
-    if (query_string == nullptr) {
-        return true;
+/// A query argument (MHD has URL-decoded it), or nullopt.
+std::optional<std::string> queryArg(MHD_Connection* conn, const char* name) {
+    const char* v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    if (v == nullptr) {
+        return std::nullopt;
     }
-    const std::size_t len = std::strlen(query_string);
-    std::string buf(len + 1, '\0');
-    int n = mg_get_var(query_string, len, "rules", buf.data(), buf.size());
-    if (n == -2) {
-        return false;
-    }
-    if (n >= 0) {
-        const std::string list(buf.data(), static_cast<std::size_t>(n));
-        std::size_t start = 0;
-        while (start <= list.size()) {
-            std::size_t end = list.find(',', start);
-            if (end == std::string::npos) {
-                end = list.size();
-            }
-            std::string name = list.substr(start, end - start);
-            name.erase(0, name.find_first_not_of(" \t"));
-            name.erase(name.find_last_not_of(" \t") + 1);
-            if (!name.empty()) {
-                query.rules.push_back(name);
-            }
-            start = end + 1;
-        }
-    }
-    n = mg_get_var(query_string, len, "always_200", buf.data(), buf.size());
-    if (n >= 0) {
-        const std::string v(buf.data(), static_cast<std::size_t>(n));
-        query.always_200 = v == "true" || v == "1";
-    }
-    return true;
+    return std::string(v);
 }
 
-/// `format=text` in the query string.
-bool wantsText(const char* query_string) {
-    if (query_string == nullptr) {
-        return false;
+/// Raises the soft limit of open files to the hard one (at most 65536): every idle client
+/// holds a descriptor, and the server's caps (kMaxConnections) must be what limits them,
+/// not a default soft limit of 1024 that would also starve the hooks and the tailers.
+void raiseFileLimit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        return;
     }
-    const std::size_t len = std::strlen(query_string);
-    char buf[16] = {};
-    const int n = mg_get_var(query_string, len, "format", buf, sizeof(buf));
-    return n >= 0 && std::string_view(buf, static_cast<std::size_t>(n)) == "text";
+    const rlim_t want = lim.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(lim.rlim_max, 65536);
+    if (lim.rlim_cur < want) {
+        lim.rlim_cur = want;
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
 }
 
 }  // namespace
@@ -132,12 +86,57 @@ std::string jsonError(const std::string& message) {
     return out + "}\n";
 }
 
+/// One request as the access handler collects it: its body (POST), then the reply,
+/// computed on a worker thread for admin actions (which may take a while: a reload) while
+/// the connection is suspended, so the event loop keeps serving the probes.
+struct RequestState {
+    std::string body;
+    bool too_large = false;
+    bool started = false;  // the admin action was handed to its thread
+    bool done = false;
+    int status = 200;
+    std::string content_type;
+    std::string reply;
+    std::string extra_header_name;
+    std::string extra_header_value;
+};
+
 struct HttpServer::Impl {
     SnapshotFn snapshot;
     AdminApi admin;
+    MHD_Daemon* daemon = nullptr;
+    std::uint16_t port = 0;
+    /// Admin actions in flight (detached threads): the destructor waits for none left.
+    /// Shared with the threads, so the last one may finish after the server is gone.
+    struct InFlight {
+        std::mutex mutex;
+        std::condition_variable cv;
+        int count = 0;
+    };
+    std::shared_ptr<InFlight> in_flight = std::make_shared<InFlight>();
 
-    /// POST /api/v1/rollback, /api/v1/rearm and /api/v1/reload.
-    int handleAdmin(mg_connection* conn, const std::string& uri) {
+    static MHD_Result send(MHD_Connection* conn, int status, const std::string& content_type,
+                           const std::string& body, const std::string& header_name = {},
+                           const std::string& header_value = {}) {
+        MHD_Response* r = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
+                                                          MHD_RESPMEM_MUST_COPY);
+        if (r == nullptr) {
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", content_type.c_str());
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        if (!header_name.empty()) {
+            MHD_add_response_header(r, header_name.c_str(), header_value.c_str());
+        }
+        const MHD_Result ret = MHD_queue_response(conn, static_cast<unsigned int>(status), r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+
+    /// The admin reply (POST /api/v1/rollback, rearm, reload, rollout/<command>) for a
+    /// complete request; runs on its own thread.
+    AdminApi::Reply adminReply(const std::string& uri, const std::string& authorization, const std::string& body,
+                               std::string& www_authenticate) {
         const std::function<AdminApi::Reply(const std::string&)>* action = nullptr;
         std::string rollout_command;
         static constexpr std::string_view kRolloutPrefix = "/api/v1/rollout/";
@@ -145,9 +144,7 @@ struct HttpServer::Impl {
             rollout_command = uri.substr(kRolloutPrefix.size());
             if (rollout_command != "pause" && rollout_command != "resume" && rollout_command != "promote" &&
                 rollout_command != "abort") {
-                reply(conn, 404, "application/json",
-                      jsonError("no such rollout command; try pause, resume, promote or abort"));
-                return 404;
+                return {404, jsonError("no such rollout command; try pause, resume, promote or abort")};
             }
         } else if (uri == "/api/v1/rollback") {
             action = &admin.rollback;
@@ -156,140 +153,172 @@ struct HttpServer::Impl {
         } else if (uri == "/api/v1/reload") {
             action = &admin.reload;
         } else {
-            reply(conn, 404, "application/json",
-                  jsonError("no such admin endpoint; try /api/v1/rollback, /api/v1/rearm or /api/v1/reload"));
-            return 404;
+            return {404, jsonError("no such admin endpoint; try /api/v1/rollback, /api/v1/rearm or /api/v1/reload")};
         }
         if (admin.token.empty()) {
-            reply(conn, 403, "application/json",
-                  jsonError("the admin API is disabled: set agent.admin_token_file to enable it"));
-            return 403;
+            return {403, jsonError("the admin API is disabled: set agent.admin_token_file to enable it")};
         }
-        const char* authorization = mg_get_header(conn, "Authorization");
-        if (authorization == nullptr || !agent::bearerMatches(authorization, admin.token)) {
-            reply(conn, 401, "application/json", jsonError("missing or wrong bearer token"),
-                  "WWW-Authenticate: Bearer realm=\"rollguard\"\r\n");
-            return 401;
-        }
-        constexpr std::size_t kMaxBody = 64 * 1024;
-        std::string body;
-        char buf[4096];
-        for (;;) {
-            const int n = mg_read(conn, buf, sizeof(buf));
-            if (n <= 0) {
-                break;
-            }
-            body.append(buf, static_cast<std::size_t>(n));
-            if (body.size() > kMaxBody) {
-                reply(conn, 413, "application/json", jsonError("request body over 64 KiB"));
-                return 413;
-            }
+        if (authorization.empty() || !agent::bearerMatches(authorization, admin.token)) {
+            www_authenticate = "Bearer realm=\"rollguard\"";
+            return {401, jsonError("missing or wrong bearer token")};
         }
         if (!rollout_command.empty()) {
             if (!admin.rollout) {
-                reply(conn, 404, "application/json", jsonError("not available"));
-                return 404;
+                return {404, jsonError("not available")};
             }
-            const AdminApi::Reply r = admin.rollout(rollout_command, body);
-            reply(conn, r.status, "application/json", r.json);
-            return r.status;
+            return admin.rollout(rollout_command, body);
         }
         if (!*action) {
-            reply(conn, 404, "application/json", jsonError("not available"));
-            return 404;
+            return {404, jsonError("not available")};
         }
-        const AdminApi::Reply r = (*action)(body);
-        reply(conn, r.status, "application/json", r.json);
-        return r.status;
+        return (*action)(body);
     }
-    mg_context* ctx = nullptr;
-    std::uint16_t port = 0;
 
-    static int handle(mg_connection* conn, void* cbdata) {
-        auto* self = static_cast<Impl*>(cbdata);
-        const mg_request_info* info = mg_get_request_info(conn);
-        const std::string uri = info->local_uri ? info->local_uri : "";
-        const bool is_get = std::strcmp(info->request_method, "GET") == 0 ||
-                            std::strcmp(info->request_method, "HEAD") == 0;
-        const bool is_post = std::strcmp(info->request_method, "POST") == 0;
-        if (uri == "/api/v1/gate" && (is_get || is_post)) {
-            try {
-                if (is_post) {
-                    drainBody(conn, 64 * 1024);
-                }
-                GateQuery query;
-                if (!parseGateQuery(info->query_string, query)) {
-                    reply(conn, 400, "application/json", jsonError("cannot decode the query string"));
-                    return 400;
-                }
-                const GateReply r = renderGate(self->snapshot(), query);
-                reply(conn, r.status, "application/json", r.json);
-                return r.status;
-            } catch (const std::exception& e) {
-                spdlog::error("http: {} failed: {}", uri, e.what());
-                reply(conn, 503, "application/json", jsonError("internal error"));
-                return 503;
-            }
+    /// GET/HEAD answers, computed in the event loop: each is a render of the snapshot.
+    MHD_Result answerGet(MHD_Connection* conn, const std::string& uri) {
+        if (uri == "/metrics") {
+            return send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(snapshot()));
         }
-        if (is_post && uri.rfind("/api/v1/", 0) == 0) {
-            try {
-                return self->handleAdmin(conn, uri);
-            } catch (const std::exception& e) {
-                spdlog::error("http: {} failed: {}", uri, e.what());
-                reply(conn, 503, "application/json", jsonError("internal error"));
-                return 503;
-            }
+        if (uri == "/healthz") {
+            const bool ok = healthy(snapshot());
+            return send(conn, ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "evaluation loop stalled\n");
         }
-        if (!is_get) {
-            reply(conn, 405, "text/plain; charset=utf-8", "only GET is supported here\n");
-            return 405;
+        if (uri == "/readyz") {
+            const auto reasons = notReadyReasons(snapshot());
+            std::string body = reasons.empty() ? "ready\n" : "";
+            for (const auto& reason : reasons) {
+                body += "not ready: " + reason + "\n";
+            }
+            return send(conn, reasons.empty() ? 200 : 503, "text/plain; charset=utf-8", body);
+        }
+        if (uri == "/api/v1/status") {
+            return send(conn, 200, "application/json", renderStatusJson(snapshot()) + "\n");
+        }
+        if (uri == "/api/v1/rollout") {
+            const auto s = snapshot();
+            if (!s.rollout) {
+                return send(conn, 404, "application/json",
+                            jsonError("no progressive rollout: the configuration has no [rollout] section"));
+            }
+            if (queryArg(conn, "format").value_or("") == "text") {
+                return send(conn, 200, "text/plain; charset=utf-8",
+                            renderRolloutText(*s.rollout, std::chrono::system_clock::now(), 10));
+            }
+            return send(conn, 200, "application/json", renderRolloutJson(*s.rollout, SIZE_MAX) + "\n");
+        }
+        return send(conn, 404, "text/plain; charset=utf-8",
+                    "not found; try /metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate or /api/v1/rollout\n");
+    }
+
+    MHD_Result gate(MHD_Connection* conn) {
+        GateQuery query;
+        if (auto rules = queryArg(conn, "rules")) {
+            parseRuleList(*rules, query);
+        }
+        if (auto v = queryArg(conn, "always_200")) {
+            query.always_200 = *v == "true" || *v == "1";
+        }
+        const GateReply r = renderGate(snapshot(), query);
+        return send(conn, r.status, "application/json", r.json);
+    }
+
+    static MHD_Result access(void* cls, MHD_Connection* conn, const char* url, const char* method,
+                             const char* /*version*/, const char* upload_data, size_t* upload_data_size,
+                             void** con_cls) {
+        auto* self = static_cast<Impl*>(cls);
+        const std::string uri = url != nullptr ? url : "";
+        const std::string_view m = method != nullptr ? method : "";
+        const bool is_get = m == "GET" || m == "HEAD";
+        const bool is_post = m == "POST";
+        auto* state = static_cast<RequestState*>(*con_cls);
+        if (state == nullptr) {
+            // First call: headers only. Bodies are read in later calls.
+            state = new RequestState();
+            *con_cls = state;
+            if (is_post) {
+                return MHD_YES;
+            }
         }
         try {
-            if (uri == "/metrics") {
-                reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(self->snapshot()));
-                return 200;
-            }
-            if (uri == "/healthz") {
-                const bool ok = healthy(self->snapshot());
-                reply(conn, ok ? 200 : 503, "text/plain; charset=utf-8", ok ? "ok\n" : "evaluation loop stalled\n");
-                return ok ? 200 : 503;
-            }
-            if (uri == "/readyz") {
-                const auto reasons = notReadyReasons(self->snapshot());
-                std::string body = reasons.empty() ? "ready\n" : "";
-                for (const auto& reason : reasons) {
-                    body += "not ready: " + reason + "\n";
+            if (is_post && *upload_data_size > 0) {
+                constexpr std::size_t kMaxBody = 64 * 1024;
+                if (state->body.size() + *upload_data_size > kMaxBody) {
+                    state->too_large = true;
+                } else {
+                    state->body.append(upload_data, *upload_data_size);
                 }
-                const int status = reasons.empty() ? 200 : 503;
-                reply(conn, status, "text/plain; charset=utf-8", body);
-                return status;
+                *upload_data_size = 0;
+                return MHD_YES;
             }
-            if (uri == "/api/v1/status") {
-                reply(conn, 200, "application/json", renderStatusJson(self->snapshot()) + "\n");
-                return 200;
+            if (uri == "/api/v1/gate" && (is_get || is_post)) {
+                return self->gate(conn);  // a POST's body (Flagger's payload) is read and ignored
             }
-            if (uri == "/api/v1/rollout") {
-                const auto snapshot = self->snapshot();
-                if (!snapshot.rollout) {
-                    reply(conn, 404, "application/json",
-                          jsonError("no progressive rollout: the configuration has no [rollout] section"));
-                    return 404;
+            if (is_post && uri.rfind("/api/v1/", 0) == 0) {
+                if (state->too_large) {
+                    return send(conn, 413, "application/json", jsonError("request body over 64 KiB"));
                 }
-                if (wantsText(info->query_string)) {
-                    reply(conn, 200, "text/plain; charset=utf-8",
-                          renderRolloutText(*snapshot.rollout, std::chrono::system_clock::now(), 10));
-                    return 200;
+                if (state->done) {
+                    return send(conn, state->status, state->content_type, state->reply, state->extra_header_name,
+                                state->extra_header_value);
                 }
-                reply(conn, 200, "application/json", renderRolloutJson(*snapshot.rollout, SIZE_MAX) + "\n");
-                return 200;
+                if (!state->started) {
+                    state->started = true;
+                    const char* auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+                    std::string authorization = auth != nullptr ? auth : "";
+                    MHD_suspend_connection(conn);
+                    auto in_flight = self->in_flight;
+                    {
+                        std::lock_guard lock(in_flight->mutex);
+                        ++in_flight->count;
+                    }
+                    std::thread([self, conn, state, uri, authorization, in_flight] {
+                        std::string www;
+                        AdminApi::Reply r;
+                        try {
+                            r = self->adminReply(uri, authorization, state->body, www);
+                        } catch (const std::exception& e) {
+                            spdlog::error("http: {} failed: {}", uri, e.what());
+                            r = {503, jsonError("internal error")};
+                        }
+                        state->status = r.status;
+                        state->content_type = "application/json";
+                        state->reply = r.json;
+                        if (!www.empty()) {
+                            state->extra_header_name = "WWW-Authenticate";
+                            state->extra_header_value = www;
+                        }
+                        state->done = true;
+                        MHD_resume_connection(conn);
+                        std::lock_guard lock(in_flight->mutex);
+                        --in_flight->count;
+                        in_flight->cv.notify_all();
+                    }).detach();
+                }
+                return MHD_YES;
             }
+            if (!is_get) {
+                return send(conn, 405, "text/plain; charset=utf-8", "only GET is supported here\n");
+            }
+            return self->answerGet(conn, uri);
         } catch (const std::exception& e) {
             spdlog::error("http: {} failed: {}", uri, e.what());
-            reply(conn, 503, "text/plain; charset=utf-8", "internal error\n");
-            return 503;
+            return send(conn, 503, "text/plain; charset=utf-8", "internal error\n");
         }
-        reply(conn, 404, "text/plain; charset=utf-8", "not found; try /metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate or /api/v1/rollout\n");
-        return 404;
+    }
+
+    static void completed(void* /*cls*/, MHD_Connection* /*conn*/, void** con_cls, MHD_RequestTerminationCode) {
+        delete static_cast<RequestState*>(*con_cls);
+        *con_cls = nullptr;
+    }
+
+    static void log(void* /*cls*/, const char* fmt, va_list ap) {
+        char buf[512];
+        std::vsnprintf(buf, sizeof buf, fmt, ap);
+        std::string line(buf);
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+            line.pop_back();
+        }
+        spdlog::debug("http: {}", line);
     }
 };
 
@@ -297,36 +326,71 @@ HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi 
     : impl_(std::make_unique<Impl>()) {
     impl_->snapshot = std::move(snapshot);
     impl_->admin = std::move(admin);
-    static std::once_flag init;
-    std::call_once(init, [] { mg_init_library(0); });
+    raiseFileLimit();
 
-    const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "2", "enable_keep_alive", "no",
-                             nullptr};
-    mg_callbacks callbacks{};
-    mg_init_data init_data{};
-    init_data.callbacks = &callbacks;
-    init_data.user_data = impl_.get();
-    init_data.configuration_options = options;
-    char error_text[256] = {};
-    mg_error_data error{};
-    error.text = error_text;
-    error.text_buffer_size = sizeof(error_text);
-    impl_->ctx = mg_start2(&init_data, &error);
-    if (impl_->ctx == nullptr) {
-        throw std::runtime_error("cannot listen on " + listen + ": " +
-                                 (error_text[0] ? std::string(error_text) : std::string("unknown error")));
+    // "host:port", "[v6]:port" or ":port" (every address).
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos) {
+        throw std::runtime_error("cannot listen on " + listen + ": want host:port");
     }
-    mg_set_request_handler(impl_->ctx, "/", &Impl::handle, impl_.get());
-    mg_server_port ports[4] = {};
-    const int n = mg_get_server_ports(impl_->ctx, 4, ports);
-    if (n > 0) {
-        impl_->port = static_cast<std::uint16_t>(ports[0].port);
+    std::string host = listen.substr(0, colon);
+    const std::string port_text = listen.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found);
+    if (rc != 0 || found == nullptr) {
+        throw std::runtime_error("cannot listen on " + listen + ": " + ::gai_strerror(rc));
+    }
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
+    sockaddr_storage address{};
+    std::memcpy(&address, found->ai_addr, found->ai_addrlen);
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (found->ai_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    // Decisions (docs/config.md "HTTP listener"): one event loop (epoll) serves every
+    // connection, so idle or slow clients hold a descriptor, never a thread; admin actions
+    // run on their own threads with the connection suspended. Caps: kMaxConnections in
+    // all, kMaxConnectionsPerIp per client address, kIdleTimeout without a byte from the
+    // client closes it (a request that dribbles in keeps only its own connection), 16 KiB
+    // of headers per connection, 64 KiB of body for the admin endpoints.
+    constexpr unsigned int kMaxConnections = 4096;
+    constexpr unsigned int kMaxConnectionsPerIp = 64;
+    constexpr unsigned int kIdleTimeoutSeconds = 10;
+    constexpr std::size_t kConnectionMemory = 32 * 1024;
+    impl_->daemon = MHD_start_daemon(
+        flags, 0, nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR, &address,
+        MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerIp,
+        MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
+        MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr,
+        MHD_OPTION_END);
+    if (impl_->daemon == nullptr) {
+        throw std::runtime_error("cannot listen on " + listen + ": " + std::strerror(errno));
+    }
+    const MHD_DaemonInfo* info = MHD_get_daemon_info(impl_->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (info != nullptr) {
+        impl_->port = info->port;
     }
 }
 
 HttpServer::~HttpServer() {
-    if (impl_ && impl_->ctx) {
-        mg_stop(impl_->ctx);
+    if (!impl_) {
+        return;
+    }
+    {
+        // Admin actions finish first: a suspended connection must be resumed before the
+        // daemon stops.
+        std::unique_lock lock(impl_->in_flight->mutex);
+        impl_->in_flight->cv.wait(lock, [&] { return impl_->in_flight->count == 0; });
+    }
+    if (impl_->daemon != nullptr) {
+        MHD_stop_daemon(impl_->daemon);
     }
 }
 

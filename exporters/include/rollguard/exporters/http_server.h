@@ -90,7 +90,9 @@ struct AdminApi {
     std::function<Reply(const std::string& command, const std::string& body)> rollout;
 };
 
-/// rollguard's HTTP listener (civetweb): GET /metrics, /healthz, /readyz (200 "ready"
+/// rollguard's HTTP listener (libmicrohttpd, one epoll event loop: idle and slow clients
+/// hold a descriptor, never a thread; at most 4096 connections, 64 per client address,
+/// closed after 10 s without a byte; admin actions run on their own threads): GET /metrics, /healthz, /readyz (200 "ready"
 /// once isReady, else 503 with one "not ready: REASON" line per notReadyReasons), /api/v1/status, GET /api/v1/rollout (renderRolloutJson
 /// with the whole history, or renderRolloutText with `?format=text`; 404 without
 /// [rollout]), GET or POST /api/v1/gate (renderGate;
@@ -100,17 +102,17 @@ struct AdminApi {
 /// /api/v1/rollout/{pause,resume,promote,abort}, which need
 /// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
 /// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
-/// It never includes civetweb in this header. Binds loopback unless told otherwise.
+/// It never includes libmicrohttpd in this header. Binds loopback unless told otherwise.
 /// /healthz answers 200 while the evaluation loop has ticked within 3 ticks (or has not
 /// started yet for less than 3 ticks), 503 otherwise.
-/// Thread-safety: the snapshot function is called from civetweb's worker threads and
+/// Thread-safety: the snapshot function is called from the event loop's thread and
 /// must be thread-safe (Daemon::snapshot is).
 class HttpServer {
 public:
     using SnapshotFn = std::function<agent::StatusSnapshot()>;
 
     /// `listen` is "host:port" (port 0 = any free port). Throws std::runtime_error when
-    /// the address cannot be bound, with civetweb's reason.
+    /// the address cannot be bound, with the reason.
     HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
