@@ -27,6 +27,7 @@ RUN apt-get update -qq \
         libprometheus-cpp-core1.0 \
         libsimdjson14 \
         libspdlog1.10 \
+        libssl3 \
         libsystemd0 \
         libtomlplusplus3 \
     && rm -rf /var/lib/apt/lists/* \

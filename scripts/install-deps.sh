@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev
+  libssl-dev  # OpenSSL 3 libcrypto: SHA-256, HMAC-SHA256, CRYPTO_memcmp (agent/src/hooks/signing.cpp)
   prometheus-cpp-dev
   libcivetweb-dev
   libtomlplusplus-dev
