@@ -25,6 +25,7 @@ RUN apt-get update -qq \
         libcurl4 \
         libfmt9 \
         libprometheus-cpp-core1.0 \
+        libre2-9 \
         libsimdjson14 \
         libspdlog1.10 \
         libssl3 \

@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev
   libssl-dev  # OpenSSL 3 libcrypto: SHA-256, HMAC-SHA256, CRYPTO_memcmp (agent/src/hooks/signing.cpp)
+  libre2-dev  # RE2: the =~ / !~ label matchers, Prometheus semantics in linear time
   prometheus-cpp-dev
   libcivetweb-dev
   libtomlplusplus-dev
