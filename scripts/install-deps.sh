@@ -16,7 +16,7 @@ packages=(
   catch2
   libsimdjson-dev
   libcli11-dev
-  libsystemd-dev
+  libsystemd-dev  # sd_notify(3), sd_watchdog_enabled(3): agent/src/daemon/sd_notify.cpp
   systemd  # systemd-analyze: the [systemd] tests verify and rate the unit
   python3
   prometheus-alertmanager
