@@ -21,12 +21,14 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends \
         ca-certificates \
-        libcivetweb1 \
+        libmicrohttpd12 \
         libcurl4 \
         libfmt9 \
         libprometheus-cpp-core1.0 \
+        libre2-9 \
         libsimdjson14 \
         libspdlog1.10 \
+        libssl3 \
         libsystemd0 \
         libtomlplusplus3 \
     && rm -rf /var/lib/apt/lists/* \

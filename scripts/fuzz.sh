@@ -12,6 +12,8 @@
 #   config         parseConfig: never crashes, every refusal has a line:col error
 #   values         parseDuration/formatDuration round trip, RFC 3339, thresholds,
 #                  byte sizes, percentiles
+#   label_matcher  =~ / !~ (RE2): compile or refuse with a message, =~ == !(!~); its
+#                  regression `(a+)+$` on "aaa...!" hangs a backtracking engine
 #
 # Options:
 #   -B, --build-dir DIR  the build dir (default: build-asan, the tree scripts/test.sh runs
@@ -35,7 +37,7 @@
 # when the build fails.
 set -euo pipefail
 
-targets_all=(line_parser exposition json_endpoint env_file config values)
+targets_all=(line_parser exposition json_endpoint env_file config values label_matcher)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="build-asan"
 jobs=1

@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev
+  libssl-dev  # OpenSSL 3 libcrypto: SHA-256, HMAC-SHA256, CRYPTO_memcmp (agent/src/hooks/signing.cpp)
+  libre2-dev  # RE2: the =~ / !~ label matchers, Prometheus semantics in linear time
   prometheus-cpp-dev
   libmicrohttpd-dev  # the HTTP listener: event-driven (epoll), connection caps and timeouts
   wrk  # bench/bench_http.sh: the listener under 100 keep-alive clients
@@ -15,7 +17,7 @@ packages=(
   catch2
   libsimdjson-dev
   libcli11-dev
-  libsystemd-dev
+  libsystemd-dev  # sd_notify(3), sd_watchdog_enabled(3): agent/src/daemon/sd_notify.cpp
   systemd  # systemd-analyze: the [systemd] tests verify and rate the unit
   python3
   prometheus-alertmanager

@@ -1,13 +1,8 @@
-// GCC 12 with -fsanitize=address reports a false -Wmaybe-uninitialized inside <regex>'s
-// NFA construction (GCC bug 105562); the code is libstdc++'s, not ours.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include "rollguard/rules/selection.h"
 
-#include <exception>
 #include <utility>
+
+#include <re2/re2.h>
 
 namespace rollguard::rules {
 
@@ -45,14 +40,20 @@ std::unique_ptr<LabelMatcher> LabelMatcher::make(std::string label, Op op, std::
     m->op = op;
     m->value = std::move(value);
     if (op == Op::Regex || op == Op::NotRegex) {
-        try {
-            // std::regex_match is already anchored at both ends; the group keeps an
-            // alternation ("a|b") whole.
-            m->regex = std::make_shared<const std::regex>("(?:" + m->value + ")", std::regex::ECMAScript);
-        } catch (const std::exception& e) {
-            error = e.what();
+        // Prometheus's matchers: RE2 syntax (so `(?i)` works), anchored at both ends
+        // ("^(?:...)$"; the group keeps an alternation "a|b" whole), `.` matches a
+        // newline (as in Prometheus 3, which compiles "^(?s:...)$"). RE2 runs in time linear in the
+        // value, so no pattern in a config can stall the judge (std::regex backtracks:
+        // `(a+)+$` takes time exponential in the length of "aaa...!").
+        RE2::Options options;
+        options.set_log_errors(false);
+        options.set_dot_nl(true);
+        auto re = std::make_shared<const RE2>("^(?:" + m->value + ")$", options);
+        if (!re->ok()) {
+            error = re->error();
             return nullptr;
         }
+        m->regex = std::move(re);
     }
     return m;
 }
@@ -65,7 +66,8 @@ bool LabelMatcher::matches(std::string_view label_value) const {
             return label_value != value;
         case Op::Regex:
         case Op::NotRegex: {
-            const bool hit = regex != nullptr && std::regex_match(label_value.begin(), label_value.end(), *regex);
+            const bool hit =
+                regex != nullptr && RE2::FullMatch(re2::StringPiece(label_value.data(), label_value.size()), *regex);
             return op == Op::Regex ? hit : !hit;
         }
     }

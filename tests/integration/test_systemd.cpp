@@ -206,7 +206,10 @@ TEST_CASE("sdWatchdogInterval reads WATCHDOG_USEC and honours WATCHDOG_PID", "[s
         CHECK_FALSE(rollguard::agent::sdWatchdogInterval());
     }
     ScopedEnv pid_unset("WATCHDOG_PID", std::nullopt);
-    for (const char* bad : {"", "0", "-5", "12x", " 30", "abc", "99999999999999999999999"}) {
+    // libsystemd's parser (sd_watchdog_enabled) decides; it skips leading blanks and a
+    // '+' (" 30" is 30 us), which systemd itself never writes.
+    for (const char* bad : {"", "0", "-5", "12x", "30 ", "abc", "99999999999999999999999",
+                            "18446744073709551614"}) {
         INFO(bad);
         ScopedEnv usec("WATCHDOG_USEC", std::string(bad));
         CHECK_FALSE(rollguard::agent::sdWatchdogInterval());

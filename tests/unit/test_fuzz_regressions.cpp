@@ -15,6 +15,7 @@
 #include "rollguard/agent/hooks.h"
 #include "rollguard/agent/json_body.h"
 #include "rollguard/agent/log_source.h"
+#include "rollguard/rules/selection.h"
 #include "line_parser_configs.h"
 #include "temp_dir.h"
 
@@ -277,4 +278,18 @@ TEST_CASE("fuzz: a walk that runs off the indexed stream is not trusted", "[fuzz
     const LogSourceConfig config = checkBatchRefusesFirstLine("extra-colon-null-batch", 3);
     // The same window followed by a line that does not begin with '}'.
     checkBatchAgreesWithParse(config, "{\"\":\"\":nul}\n{\"level\":1,\"req\":ne}:}\n {\"n\":1}");
+}
+
+TEST_CASE("fuzz: a catastrophic-backtracking label matcher finishes (RE2, linear time)", "[fuzz][selection]") {
+    // Not a crash the fuzzer found but the case that motivated RE2: std::regex would take
+    // time exponential in the run of 'a's here; RE2 answers at once.
+    const std::string input = regression("label_matcher", "catastrophic-backtracking");
+    const auto newline = input.find('\n');
+    REQUIRE(newline != std::string::npos);
+    std::string error;
+    const auto m = rollguard::rules::LabelMatcher::make("l", rollguard::rules::LabelMatcher::Op::Regex,
+                                                        input.substr(0, newline), error);
+    REQUIRE(m != nullptr);
+    CHECK(input.substr(0, newline) == "(a+)+$");
+    CHECK_FALSE(m->matches(std::string_view(input).substr(newline + 1)));
 }

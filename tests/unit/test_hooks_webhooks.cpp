@@ -174,6 +174,23 @@ TEST_CASE("hmac-sha256 matches the RFC 4231 vectors", "[hooks][signing]") {
                         "This is a test using a larger than block-size key and a larger than block-size data. The "
                         "key needs to be hashed before being used by the HMAC algorithm.") ==
           "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+    // Test case 5 gives the output truncated to 128 bits.
+    CHECK(hmacSha256Hex(std::string(20, '\x0c'), "Test With Truncation").substr(0, 32) ==
+          "a3b6167473100ee06e0c796c2955552b");
+    // Not an RFC vector: an empty key is valid (HMAC pads it with zeros), as with
+    // `openssl dgst -sha256 -hmac ''`.
+    CHECK(hmacSha256Hex("", "") == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
+
+TEST_CASE("secretEquals compares contents and lengths", "[hooks][signing]") {
+    using rollguard::agent::secretEquals;
+    CHECK(secretEquals("s3cret-token", "s3cret-token"));
+    CHECK(secretEquals("", ""));
+    CHECK_FALSE(secretEquals("s3cret-token", "s3cret-tokem"));
+    CHECK_FALSE(secretEquals("s3cret-token", "s3cret-token "));  // a prefix is not equal
+    CHECK_FALSE(secretEquals("s3cret-token", ""));
+    CHECK_FALSE(secretEquals(std::string("a\0b", 3), "a"));  // bytes, not C strings
+    CHECK(secretEquals(std::string("a\0b", 3), std::string("a\0b", 3)));
 }
 
 TEST_CASE("incident ids and idempotency keys are stable per incident, event and hook", "[hooks][signing]") {

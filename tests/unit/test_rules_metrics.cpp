@@ -153,6 +153,51 @@ TEST_CASE("label matchers: =, !=, =~ and !~ anchored like Prometheus", "[rules][
     CHECK(ungrouped.groupKey(names, {"/api/a", "canary"}).empty());
 }
 
+TEST_CASE("label matchers: RE2 syntax, (?i), anchoring and the error text", "[rules][selection]") {
+    // (?i) is RE2/Prometheus syntax; std::regex (ECMAScript) refused it.
+    const LabelMatcher canary = matcher("variant", LabelMatcher::Op::Regex, "(?i)canary");
+    CHECK(canary.matches("CANARY"));
+    CHECK(canary.matches("Canary"));
+    CHECK_FALSE(canary.matches("canary-2"));  // still anchored
+    CHECK_FALSE(matcher("variant", LabelMatcher::Op::NotRegex, "(?i)canary").matches("CaNaRy"));
+    // Anchored at both ends even when the pattern has its own anchors or an alternation.
+    CHECK(matcher("route", LabelMatcher::Op::Regex, "^/api$").matches("/api"));
+    CHECK_FALSE(matcher("route", LabelMatcher::Op::Regex, "/a|/b").matches("/a/b"));
+    CHECK(matcher("route", LabelMatcher::Op::Regex, "").matches(""));
+    CHECK_FALSE(matcher("route", LabelMatcher::Op::Regex, "").matches("x"));
+    // RE2-only: Perl/POSIX classes and \pL Unicode classes ...
+    CHECK(matcher("host", LabelMatcher::Op::Regex, "[[:alpha:]]+-\\d+").matches("web-12"));
+    CHECK(matcher("host", LabelMatcher::Op::Regex, "\\pL+").matches("h\xc3\xb6st"));
+    // ... and `.` matches a newline, as in Prometheus 3.
+    CHECK(matcher("msg", LabelMatcher::Op::Regex, "a.b").matches("a\nb"));
+    // Backreferences and lookaheads are not RE2 (nor Prometheus): a config error with
+    // RE2's own message.
+    std::string error;
+    CHECK(LabelMatcher::make("route", LabelMatcher::Op::Regex, "(a)\\1", error) == nullptr);
+    CHECK(error.find("invalid escape sequence") != std::string::npos);
+    error.clear();
+    CHECK(LabelMatcher::make("route", LabelMatcher::Op::Regex, "(?=a)", error) == nullptr);
+    CHECK(error.find("invalid perl operator") != std::string::npos);
+    error.clear();
+    CHECK(LabelMatcher::make("route", LabelMatcher::Op::Regex, "([", error) == nullptr);
+    CHECK(error.find("missing ]") != std::string::npos);
+}
+
+TEST_CASE("label matchers: a catastrophic-backtracking pattern finishes (RE2 is linear)", "[rules][selection]") {
+    // With std::regex (a backtracking matcher) `(a+)+$` against a run of 'a's ending in
+    // '!' tries every split of the run: time exponential in its length, minutes to years
+    // at these sizes (and a stack overflow in libstdc++'s recursive matcher). RE2 runs in
+    // time linear in the value. No timing assertion: finishing is the test.
+    const std::string evil = std::string(34, 'a') + "!";
+    const auto started = std::chrono::steady_clock::now();
+    CHECK_FALSE(matcher("route", LabelMatcher::Op::Regex, "(a+)+$").matches(evil));
+    CHECK(matcher("route", LabelMatcher::Op::NotRegex, "(a+)+$").matches(evil));
+    CHECK_FALSE(matcher("route", LabelMatcher::Op::Regex, "(a|aa)+").matches(std::string(5000, 'a') + "!"));
+    CHECK(matcher("route", LabelMatcher::Op::Regex, "(a|aa)+").matches(std::string(5000, 'a')));
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+    SUCCEED("RE2 took " << took.count() << " us");
+}
+
 TEST_CASE("GroupTable caps the groups and routes the rest to __other__", "[rules][selection]") {
     Selection sel;
     sel.group_by = {"route"};

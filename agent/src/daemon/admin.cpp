@@ -117,15 +117,11 @@ std::optional<std::string> readAdminToken(const std::string& file, std::string& 
 
 bool bearerMatches(std::string_view authorization, std::string_view token) {
     constexpr std::string_view kPrefix = "Bearer ";
-    if (token.empty() || authorization.size() != kPrefix.size() + token.size() ||
-        authorization.substr(0, kPrefix.size()) != kPrefix) {
+    if (token.empty() || authorization.substr(0, kPrefix.size()) != kPrefix) {
         return false;
     }
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < token.size(); ++i) {
-        diff |= static_cast<unsigned char>(authorization[kPrefix.size() + i] ^ token[i]);
-    }
-    return diff == 0;
+    // Constant-time in the contents and the length of both (CRYPTO_memcmp over HMACs).
+    return secretEquals(authorization.substr(kPrefix.size()), token);
 }
 
 namespace {

@@ -72,7 +72,9 @@ std::string incidentId(const BreachEvent& event);
 /// so one incident's one event to one hook has one key across retries and restarts.
 std::string idempotencyKey(const BreachEvent& event, std::string_view hook_name);
 
-// ---- signing (written here: no OpenSSL dependency) -------------------------------
+// ---- signing (OpenSSL libcrypto) ---------------------------------------------------
+// The digests come from libcrypto rather than our own code: a maintained, reviewed and
+// tested implementation; libcurl already loads libssl/libcrypto at run time.
 
 /// SHA-256 (FIPS 180-4) of `data`.
 std::array<std::uint8_t, 32> sha256(std::string_view data);
@@ -82,6 +84,10 @@ std::string sha256Hex(std::string_view data);
 std::string hmacSha256Hex(std::string_view key, std::string_view message);
 /// The X-Rollguard-Signature value: "sha256=" + hmacSha256Hex(secret, "<timestamp>.<body>").
 std::string webhookSignature(std::string_view secret, std::int64_t unix_seconds, std::string_view body);
+/// True when `a` == `b`, in time independent of their contents and of their lengths:
+/// compares HMAC-SHA256 of both under a per-process random key with CRYPTO_memcmp. For
+/// every comparison of a secret, token or signature with something a peer sent.
+bool secretEquals(std::string_view a, std::string_view b);
 
 // ---- payload formats ---------------------------------------------------------------
 

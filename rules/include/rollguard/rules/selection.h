@@ -4,27 +4,33 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace re2 {
+class RE2;
+}
 
 namespace rollguard::rules {
 
 /// One label matcher, Prometheus style. A missing label has the value "" (as in
 /// Prometheus), so `route != "x"` matches a series without a route label.
-/// Regexes are anchored: the whole value must match (`=~"/api/"` does not match
-/// "/api/v1"; write `=~"/api/.*"`). Immutable after construction; thread-safe to share.
+/// Regexes are RE2 (Prometheus's syntax, e.g. `(?i)canary`) and anchored: the whole
+/// value must match (`=~"/api/"` does not match "/api/v1"; write `=~"/api/.*"`). RE2
+/// matches in linear time, whatever the pattern. Immutable after construction;
+/// thread-safe to share (RE2 is).
 struct LabelMatcher {
     enum class Op { Equal, NotEqual, Regex, NotRegex };
 
     std::string label;
     Op op = Op::Equal;
     std::string value;  ///< the literal or the regex source
-    std::shared_ptr<const std::regex> regex;  ///< compiled for Regex / NotRegex
+    std::shared_ptr<const re2::RE2> regex;  ///< compiled for Regex / NotRegex
 
-    /// Builds a matcher; for regex ops compiles `value` (ECMAScript, anchored).
-    /// Returns nullptr and sets `error` when the regex does not compile.
+    /// Builds a matcher; for regex ops compiles `value` (RE2 syntax, anchored as
+    /// `^(?:value)$`, `.` matches newline like Prometheus). Returns nullptr and sets
+    /// `error` to RE2's message when the regex does not compile.
     static std::unique_ptr<LabelMatcher> make(std::string label, Op op, std::string value, std::string& error);
 
     bool matches(std::string_view label_value) const;
