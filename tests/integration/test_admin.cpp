@@ -239,3 +239,49 @@ TEST_CASE("a daemon killed during a rollback resumes it after restart and runs n
     CHECK(log.find("hook slow was interrupted by a restart; running it again") != std::string::npos);
     CHECK(log.find("resuming the rollback: 2 hook(s) left [slow, three], 1 already done") != std::string::npos);
 }
+
+TEST_CASE("a script's output is in the incident record and `rollguard incidents`, not in /api/v1/status",
+          "[integration][admin][secrets]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "token", "t0ken-for-tests\n");
+    ::chmod((dir / "token").c_str(), 0600);
+    const ReservedPort reserved;
+    const std::uint16_t port = reserved.port();
+    const std::string d = dir.path().string();
+    writeFile(dir / "rollguard.toml",
+              errorRatioConfig(dir.path(),
+                               {.agent = "state_dir = \"" + d + "/state\"\nlisten = \"127.0.0.1:" +
+                                         std::to_string(port) + "\"\nadmin_token_file = \"" + d + "/token\"\n",
+                                .rule = "severity = \"critical\"\nmin_samples = 5\nhooks = [\"leaky\"]\n",
+                                .tail = R"toml([[hook]]
+name = "leaky"
+type = "script"
+retries = 0
+command = ["/bin/sh", "-c", 'echo DB_PASSWORD=hunter2-s3cret; exit 3']
+)toml"}));
+    const std::string cfg = (dir / "rollguard.toml").string();
+    Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
+    REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+
+    auto [rc, out] = runCommand({ROLLGUARD_BIN, "rollback", "-c", cfg, "--reason", "by hand"});
+    INFO(out);
+    std::string status;
+    CHECK(eventually([&] {
+        status = httpGet(port, "/api/v1/status").body;
+        return status.find("exit status 3 (output in the incident record)") != std::string::npos;
+    }, 10s));
+    INFO(status);
+    CHECK(status.find("hunter2") == std::string::npos);
+
+    const auto records = IncidentLog((dir / "state").string(), 100).list();
+    REQUIRE(records.size() == 1);
+    std::tie(rc, out) = runCommand({ROLLGUARD_BIN, "incidents", "-c", cfg, "--json", records[0].id});
+    CHECK(rc == 0);
+    CHECK(out.find("DB_PASSWORD=hunter2-s3cret") != std::string::npos);
+    struct stat st {};
+    REQUIRE(::stat((dir / "state" / "incidents" / (records[0].id + ".json")).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait(10s) == 0);
+}

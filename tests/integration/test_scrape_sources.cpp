@@ -3,10 +3,16 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <memory>
+#include <sstream>
 #include <thread>
 
 #include "rollguard/agent/judge.h"
@@ -554,6 +560,48 @@ TEST_CASE("scrape credentials come from files, are re-read on every scrape, and 
     CHECK(rig.failed(h, "auth.g") == true);
     CHECK(rig.status().errors.at("credentials") == 1);
     CHECK(target.requests().size() == 2);  // nothing was sent without the token
+}
+
+TEST_CASE("a scrape source's secret file is read like a hook's: empty fails, group/other-readable warns once", "[scrape][source][secrets]") {
+    // The one reader of util/secret.h: an empty file (or unset or empty variable) is a
+    // "credentials" error and nothing is sent; a file others can read is used, with one
+    // warning per target (not one per scrape) that says chmod 600.
+    HttpReceiver target;
+    target.setBody("g 1\n");
+    TempDir dir;
+    const auto token = dir / "token";
+    rollguard::testing::writeFile(token, " \n");
+    REQUIRE(::chmod(token.c_str(), 0600) == 0);
+    Config config;
+    auto src = source("auth", ScrapeType::Prometheus, target.url("/metrics"));
+    src.bearer_token_file = token.string();
+    src.series.push_back(series("g", ScrapeSeriesConfig::Kind::Gauge, selector("g")));
+    config.scrapes.push_back(src);
+    Rig rig(std::move(config));
+
+    std::ostringstream log;
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(
+        std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_st>(log)));
+
+    const auto h = rig.scrape();
+    CHECK(rig.failed(h, "auth.g") == true);
+    CHECK(rig.status().errors.at("credentials") == 1);
+    CHECK_THAT(rig.status().last_error, Catch::Contains("bearer token file " + token.string() + " is empty"));
+    CHECK(target.requests().empty());
+
+    rollguard::testing::writeFile(token, "s3cret\n");
+    REQUIRE(::chmod(token.c_str(), 0644) == 0);
+    CHECK(rig.failed(rig.scrape(), "auth.g") == false);
+    CHECK(rig.failed(rig.scrape(), "auth.g") == false);
+    spdlog::set_default_logger(previous);
+    REQUIRE(target.requests().size() == 2);
+    const std::string text = log.str();
+    const std::string warning = "scrape source auth: bearer token file " + token.string() +
+                                " is accessible by group or others (mode 644): chmod 600 " + token.string();
+    CHECK_THAT(text, Catch::Contains(warning));
+    CHECK(text.find(warning) == text.rfind(warning));  // once, not on every scrape
+    CHECK(text.find("s3cret") == std::string::npos);
 }
 
 TEST_CASE("scrape thread scrapes on its interval and stops promptly", "[scrape][source][thread]") {

@@ -138,7 +138,7 @@ timeout = "3s"
 name = "notify"
 type = "webhook"
 url = "https://hooks.example.com/rollguard"
-headers = { Authorization = "Bearer t0k3n", X-Team = "payments" }
+headers = { X-Scope-OrgID = "tenant-a", X-Team = "payments" }
 retries = 0
 retry_backoff = "2s"
 
@@ -243,7 +243,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     const auto& notify = *c.findHook("notify");
     CHECK(notify.type == HookType::Webhook);
     CHECK(notify.url == "https://hooks.example.com/rollguard");
-    CHECK(notify.headers == Pairs{{"Authorization", "Bearer t0k3n"}, {"X-Team", "payments"}});
+    CHECK(notify.headers == Pairs{{"X-Scope-OrgID", "tenant-a"}, {"X-Team", "payments"}});
     CHECK(notify.retries == 0);
     CHECK(notify.retry_backoff == 2s);
     CHECK(notify.timeout == 10s);
@@ -681,13 +681,13 @@ TEST_CASE("${VAR} and ${VAR:-default} in strings come from the environment", "[c
         "name = \"h\"\n"
         "type = \"webhook\"\n"
         "url = \"http://127.0.0.1:1/x\"\n"
-        "headers = { Authorization = \"Bearer ${RG_TEST_LOG_DIR}\" }\n";
+        "headers = { X-Log-Dir = \"dir ${RG_TEST_LOG_DIR}\" }\n";
     const LoadResult r = parseConfig(text, kPath);
     REQUIRE(r.ok());
     CHECK(r.config->agent.listen == "127.0.0.1:9555");
     CHECK(r.config->agent.hostname == "fallback-${literal}");
     CHECK(r.config->sources[0].paths == Strings{"/srv/logs/*.log"});
-    CHECK(r.config->hooks[0].headers == Pairs{{"Authorization", "Bearer /srv/logs"}});
+    CHECK(r.config->hooks[0].headers == Pairs{{"X-Log-Dir", "dir /srv/logs"}});
 
     auto first = [](const std::string& agent_line) { return errorsOf("[agent]\n" + agent_line + "\n" + kBase).at(0); };
     CHECK(first("hostname = \"${RG_TEST_UNSET}\"") ==

@@ -12,6 +12,7 @@
 
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/incidents.h"
+#include "rollguard/exporters/http_server.h"
 #include "daemon_config.h"
 #include "process.h"
 #include "temp_dir.h"
@@ -442,4 +443,60 @@ TEST_CASE("daemon: a reload shows the previous preflight results until its own f
     CHECK(second.snapshot().preflight_checked);  // seeded: no "not finished yet" window
     CHECK(testing::eventually([&] { return second.snapshot().hooks[0].ready; }, 30s));
     second.stop();
+}
+
+TEST_CASE("daemon: a script's output stays out of the status snapshot and goes into the incident record",
+          "[daemon][secrets]") {
+    // /api/v1/status is unauthenticated: a hook's last_message there is statusSummary()
+    // (the exit status, no output); the 0600 incident record keeps the full message.
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    agent::Config config = testing::daemonTestConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.rules.back().hooks = {"undo"};
+    agent::HookConfig undo;
+    undo.name = "undo";
+    undo.type = agent::HookType::Script;
+    undo.command = {"/bin/sh", "-c", "echo 'DB_PASSWORD=hunter2-s3cret'; echo second line >&2; exit 3"};
+    undo.retries = 0;
+    config.hooks.push_back(undo);
+    rules::ManualClock clock;
+    agent::Daemon daemon(config, clock);
+
+    for (int i = 0; i < 7; ++i) {
+        appendFile(dir / "app.log", lines(100, 40, 20));
+        clock.advance(1s);
+        daemon.pollSources();
+        daemon.tick();
+    }
+    daemon.waitForHooks();
+    const agent::StatusSnapshot s = daemon.snapshot();
+    REQUIRE(s.incidents == 1);
+    REQUIRE(s.hooks.size() == 1);
+    CHECK(s.hooks[0].failed == 1);
+    CHECK(s.hooks[0].last_message == "exit status 3 (output in the incident record)");
+    const std::string status = exporters::renderStatusJson(s);
+    CHECK(status.find("hunter2") == std::string::npos);
+    CHECK(status.find("second line") == std::string::npos);
+    CHECK(status.find("exit status 3 (output in the incident record)") != std::string::npos);
+
+    const auto records = agent::IncidentLog(config.agent.state_dir, 10).list();
+    REQUIRE(records.size() == 1);
+    REQUIRE(records[0].hooks.size() == 1);
+    CHECK_THAT(records[0].hooks[0].message, Catch::StartsWith("exit status 3: "));
+    CHECK_THAT(records[0].hooks[0].message, Catch::Contains("DB_PASSWORD=hunter2-s3cret"));
+}
+
+TEST_CASE("statusSummary: the summary or the message, first line, at most 200 bytes on a character boundary",
+          "[hooks][secrets]") {
+    agent::HookResult r;
+    r.message = "HTTP 500: line one\nline two";
+    CHECK(agent::statusSummary(r) == "HTTP 500: line one");
+    r.summary = "exit status 1 (output in the incident record)";
+    CHECK(agent::statusSummary(r) == "exit status 1 (output in the incident record)");
+    r.summary.clear();
+    r.message = std::string(199, 'a') + "\xC3\xA9" + "tail";  // é straddles byte 200
+    CHECK(agent::statusSummary(r) == std::string(199, 'a') + "...");
+    r.message = std::string(200, 'b');
+    CHECK(agent::statusSummary(r) == std::string(200, 'b'));
 }

@@ -133,6 +133,33 @@ TEST_CASE("webhook hook config errors point at the line and column", "[hooks][co
               Strings{line(2) + ":1: 'resend_interval' is not valid for a hook of type 'webhook' (it belongs to "
                                 "alertmanager hooks)"});
     }
+    SECTION("a credential header, in any case, in a webhook or an alertmanager hook") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nheaders = { Authorization = \"Bearer t\" }\n")) ==
+              Strings{line(2) + ":13: 'Authorization' must not be set in 'headers' (a secret in the config): use "
+                                "bearer_token_file or bearer_token_env"});
+        CHECK(errorsOf(withHook("type = \"alertmanager\"\nurl = \"http://x\"\n"
+                                "headers = { \"X-Team\" = \"a\", proxy-authorization = \"Basic x\", COOKIE = \"s=1\" }\n")) ==
+              Strings{line(2) + ":29: 'proxy-authorization' must not be set in 'headers' (a secret in the config): "
+                                "use bearer_token_file or bearer_token_env",
+                      line(2) + ":62: 'COOKIE' must not be set in 'headers' (a secret in the config): use "
+                                "bearer_token_file or bearer_token_env"});
+        // An environment reference does not make it acceptable: the token goes through bearer_token_env.
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\n"
+                                "headers = { Authorization = \"Bearer $${TOKEN}\" }\n"))
+                  .size() == 1);
+    }
+    SECTION("user:password@ in a hook's url or external_url") {
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"https://bob:pw@hooks.example.com/x\"\n")) ==
+              Strings{line(1) + ":7: 'url' must not contain a user name or password (\"user:password@\"): use "
+                                "bearer_token_file or bearer_token_env"});
+        CHECK(errorsOf(withHook("type = \"alertmanager\"\nurl = \"http://bob@am:9093\"\n")).size() == 1);
+        // An '@' after the host (path, query) is not userinfo.
+        CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x/to/a@b?c=d@e\"\n")).empty());
+        CHECK(errorsOf("[agent]\nexternal_url = \"http://u:p@rollguard:9464\"\n" +
+                       withHook("type = \"webhook\"\nurl = \"http://x\"\n")) ==
+              Strings{"2:16: 'external_url' must not contain a user name or password (\"user:password@\"): it is "
+                      "a link shown to people: remove it"});
+    }
     SECTION("bad spool bound and external_url") {
         CHECK(errorsOf(withHook("type = \"webhook\"\nurl = \"http://x\"\nspool_max_entries = 0\n")) ==
               Strings{line(2) + ":21: 'spool_max_entries' must be between 1 and 1000000, got 0"});

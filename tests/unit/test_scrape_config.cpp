@@ -441,6 +441,14 @@ TEST_CASE("scrape sources: headers", "[config][scrape]") {
           Strings{"5:13: 'Authorization' must not be set in 'headers' (a secret in the config): use "
                   "bearer_token_file/_env or basic_auth"});
     CHECK(errorsOf(promWith("url = \"http://h/\"\nheaders = { authorization = \"Bearer x\" }")).size() == 1);
+    CHECK(errorsOf(promWith("url = \"http://h/\"\nheaders = { Cookie = \"s=1\", Proxy-Authorization = \"x\" }")) ==
+          Strings{"5:13: 'Cookie' must not be set in 'headers' (a secret in the config): use "
+                  "bearer_token_file/_env or basic_auth",
+                  "5:29: 'Proxy-Authorization' must not be set in 'headers' (a secret in the config): use "
+                  "bearer_token_file/_env or basic_auth"});
+    CHECK(errorsOf(promWith("url = \"http://alice:s3cret@h:9100/metrics\"")) ==
+          Strings{"4:7: 'url' must not contain a user name or password (\"user:password@\"): use "
+                  "bearer_token_file/_env or basic_auth"});
     CHECK(errorsOf(promWith("url = \"http://h/\"\nheaders = { \"X-A\" = \"a\\r\\nX-B: b\" }")) ==
           Strings{"5:21: values in 'headers' must not contain line breaks"});
     CHECK(errorsOf(promWith("url = \"http://h/\"\nheaders = { \"X-A\\nB\" = \"a\" }")) ==

@@ -1129,7 +1129,10 @@ protected:
         }
         if (auto s = getString(t, "external_url")) {
             if (s->empty() || s->rfind("http://", 0) == 0 || s->rfind("https://", 0) == 0) {
-                agent.external_url = *s;
+                if (refuseUserinfo(*t.get("external_url"), "external_url", *s,
+                                   "it is a link shown to people: remove it")) {
+                    agent.external_url = *s;
+                }
             } else {
                 error(*t.get("external_url"),
                       "'external_url' must start with http:// or https://, got " + inQuotes(*s));
@@ -1405,6 +1408,54 @@ protected:
         }
     }
 
+    /// Headers whose value is a credential: written in the config they would end up in
+    /// backups, diffs and `rollguard check` output, so every HTTP table (scrape sources and
+    /// hooks alike) refuses them and names the *_file/_env key to use instead.
+    static bool isSecretHeader(std::string_view name) {
+        std::string lower(name);
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        return lower == "authorization" || lower == "proxy-authorization" || lower == "cookie";
+    }
+
+    /// The 'headers' table of a scrape source or an HTTP hook: an error at each credential
+    /// header (isSecretHeader; `instead` says what to use), which is left out of the result.
+    std::optional<std::vector<std::pair<std::string, std::string>>> parseHeaders(const toml::table& t,
+                                                                                  std::string_view instead) {
+        if (const toml::node* hn = t.get("headers"); hn != nullptr && hn->is_table()) {
+            for (auto&& [k, v] : *hn->as_table()) {
+                if (isSecretHeader(k.str())) {
+                    report(Level::Error, k.source().begin,
+                           "'" + std::string(k.str()) + "' must not be set in 'headers' (a secret in the config): use " +
+                               std::string(instead));
+                }
+            }
+        }
+        auto headers = getStringTable(t, "headers", "HTTP header name", isValidHeaderName);
+        if (headers) {
+            std::erase_if(*headers, [](const auto& kv) { return isSecretHeader(kv.first); });
+        }
+        return headers;
+    }
+
+    /// False, with an error at `n`, when `url` carries userinfo ("user:password@host"): a
+    /// password there ends up in backups, diffs, logs and the status page. `instead` says
+    /// where the credential goes.
+    bool refuseUserinfo(const toml::node& n, std::string_view key, std::string_view url, std::string_view instead) {
+        const auto scheme = url.find("://");
+        if (scheme == std::string_view::npos) {
+            return true;
+        }
+        const std::string_view rest = url.substr(scheme + 3);
+        const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+        if (authority.find('@') == std::string_view::npos) {
+            return true;
+        }
+        error(n, "'" + std::string(key) + "' must not contain a user name or password (\"user:password@\"): " +
+                     std::string(instead));
+        return false;
+    }
+
     void parseScrapeUrl(const toml::table& t, ScrapeSourceConfig& s, std::string_view where) {
         auto url = requireString(t, "url", where);
         if (!url) {
@@ -1421,6 +1472,9 @@ protected:
             error(n, "'url' must not contain spaces or line breaks (percent-encode them), got " + inQuotes(*url));
             return;
         }
+        if (!refuseUserinfo(n, "url", *url, "use bearer_token_file/_env or basic_auth")) {
+            return;
+        }
         if (s.type == ScrapeType::Promql && url->find("/api/v1/query") != std::string::npos) {
             report(Level::Warning, n.source().begin,
                    "'url' of a promql source is the API base URL (e.g. \"http://prometheus:9090\"): queries go to "
@@ -1431,28 +1485,8 @@ protected:
 
     /// headers, bearer token, basic_auth and tls of a URL-based scrape source.
     void parseScrapeHttp(const toml::table& t, ScrapeSourceConfig& s) {
-        if (const toml::node* hn = t.get("headers"); hn != nullptr && hn->is_table()) {
-            for (auto&& [k, v] : *hn->as_table()) {
-                std::string lower(k.str());
-                std::transform(lower.begin(), lower.end(), lower.begin(),
-                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                if (lower == "authorization") {
-                    report(Level::Error, k.source().begin,
-                           "'" + std::string(k.str()) +
-                               "' must not be set in 'headers' (a secret in the config): use bearer_token_file/_env "
-                               "or basic_auth");
-                }
-            }
-        }
-        if (auto headers = getStringTable(t, "headers", "HTTP header name", isValidHeaderName)) {
-            for (auto& [k, v] : *headers) {
-                std::string lower = k;
-                std::transform(lower.begin(), lower.end(), lower.begin(),
-                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                if (lower != "authorization") {
-                    s.headers.emplace_back(k, v);
-                }
-            }
+        if (auto headers = parseHeaders(t, "bearer_token_file/_env or basic_auth")) {
+            s.headers = std::move(*headers);
         }
         parseSecretSource(t, "bearer_token", s.bearer_token_file, s.bearer_token_env);
         if (const auto* bt = getTable(t, "basic_auth", "{ username = \"u\", password_file = \"/run/secrets/pw\" }")) {
@@ -2575,13 +2609,13 @@ protected:
 
     void parseHttpCommon(const toml::table& t, HookConfig& h, std::string_view where) {
         if (auto url = requireString(t, "url", where)) {
-            if (url->rfind("http://", 0) == 0 || url->rfind("https://", 0) == 0) {
-                h.url = *url;
-            } else {
+            if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
                 error(*t.get("url"), "'url' must start with http:// or https://, got " + inQuotes(*url));
+            } else if (refuseUserinfo(*t.get("url"), "url", *url, "use bearer_token_file or bearer_token_env")) {
+                h.url = *url;
             }
         }
-        if (auto headers = getStringTable(t, "headers", "HTTP header name", isValidHeaderName)) {
+        if (auto headers = parseHeaders(t, "bearer_token_file or bearer_token_env")) {
             h.headers = std::move(*headers);
         }
         if (auto n = getInt(t, "retries", 0, kMaxRetries, "between 0 and 20")) {

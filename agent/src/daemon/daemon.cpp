@@ -921,12 +921,12 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
     for (auto& h : snapshot_.hooks) {
         if (h.name == hook && result.deferred) {
             ++h.deferred;  // counted as ok or failed when its final result comes
-            h.last_message = result.message;
+            h.last_message = statusSummary(result);
             h.last_run = clock_.now();
         } else if (h.name == hook) {
             (result.ok ? h.ok : h.failed) += 1;
             h.last_duration_seconds = static_cast<double>(result.duration.count()) / 1000.0;
-            h.last_message = result.message;
+            h.last_message = statusSummary(result);
             h.last_run = clock_.now();
         }
     }

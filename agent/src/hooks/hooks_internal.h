@@ -13,6 +13,7 @@
 
 #include "rollguard/agent/hooks.h"
 #include "rollguard/agent/json_writer.h"
+#include "util/secret.h"
 
 namespace rollguard::agent::detail {
 
@@ -41,13 +42,8 @@ std::vector<std::pair<std::string, std::string>> alertLabels(const BreachEvent& 
 /// Fills the environment's defaults (sleep, clock, random).
 HookEnvironment completeEnvironment(HookEnvironment environment);
 
-/// Reads a secret from a file or an environment variable (trailing whitespace
-/// trimmed). Returns false with `error` set when it cannot; `what` names it in messages.
-/// A file readable by group or others is read all the same; that is logged as a warning,
-/// or, with `permission_problem`, put there instead ("... chmod 600 ...") for the
-/// preflight to report.
-bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
-                std::string& error, std::string* permission_problem = nullptr);
+/// The secret reader all hooks share with the scrape sources (util/secret.h).
+using ::rollguard::agent::readSecret;
 
 // ---- script hooks (script.cpp), shared with the preflight --------------------------
 

@@ -580,10 +580,13 @@ public:
         if (attempts > 1) {
             message += " after " + std::to_string(attempts) + " attempts";
         }
+        std::string summary;
         if (!attempt.output.empty()) {
+            summary = message + " (output in the incident record)";
             message += ": " + attempt.output;
         }
         HookResult result = detail::finishedResult(start, attempt.ok, std::move(message));
+        result.summary = std::move(summary);
         result.attempts = attempts;
         return result;
     }
@@ -603,4 +606,18 @@ std::unique_ptr<Hook> makeScriptHook(const HookConfig& config, const HookEnviron
 }
 
 }  // namespace detail
+
+std::string statusSummary(const HookResult& result) {
+    std::string_view text = result.summary.empty() ? result.message : result.summary;
+    text = text.substr(0, text.find_first_of("\r\n"));
+    if (text.size() <= kStatusSummaryMaxBytes) {
+        return std::string(text);
+    }
+    std::size_t cut = kStatusSummaryMaxBytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) {
+        --cut;  // text[cut] continues a UTF-8 character: cut before that character
+    }
+    return std::string(text.substr(0, cut)) + "...";
+}
+
 }  // namespace rollguard::agent

@@ -633,51 +633,6 @@ HookEnvironment completeEnvironment(HookEnvironment environment) {
     return environment;
 }
 
-bool readSecret(const std::string& file, const std::string& env, const std::string& what, std::string& secret,
-                std::string& error, std::string* permission_problem) {
-    if (!file.empty()) {
-        struct stat st {};
-        if (::stat(file.c_str(), &st) != 0) {
-            error = "cannot read " + what + " file " + file + ": " + errnoText(errno);
-            return false;
-        }
-        if ((st.st_mode & 077) != 0) {
-            if (permission_problem != nullptr) {
-                *permission_problem = fmt::format(
-                    "{} file {} is accessible by group or others (mode {:o}): chmod 600 {}", what, file,
-                    st.st_mode & 0777, file);
-            } else {
-                spdlog::warn("{} file {} is readable by group or others (mode {:o}); chmod 600 it", what, file,
-                             st.st_mode & 0777);
-            }
-        }
-        std::ifstream in(file, std::ios::binary);
-        if (!in) {
-            error = "cannot read " + what + " file " + file;
-            return false;
-        }
-        std::stringstream text;
-        text << in.rdbuf();
-        secret = trimText(text.str());
-        if (secret.empty()) {
-            error = what + " file " + file + " is empty";
-            return false;
-        }
-        return true;
-    }
-    if (!env.empty()) {
-        const char* value = std::getenv(env.c_str());
-        if (value == nullptr || trimText(value).empty()) {
-            error = what + ": environment variable " + env + " is not set";
-            return false;
-        }
-        secret = trimText(value);
-        return true;
-    }
-    error = "no " + what + " configured";
-    return false;
-}
-
 std::unique_ptr<Hook> makeWebhookHook(const HookConfig& config, const HookEnvironment& environment) {
     return std::make_unique<WebhookHook>(config, environment);
 }

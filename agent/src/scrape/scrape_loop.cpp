@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -25,6 +26,7 @@
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/proc_metrics.h"
 #include "rollguard/agent/scraper.h"
+#include "util/secret.h"
 
 namespace rollguard::agent {
 
@@ -305,37 +307,6 @@ std::string percentEncode(std::string_view s) {
     return out;
 }
 
-std::string trimmed(std::string s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) {
-        s.pop_back();
-    }
-    return s;
-}
-
-/// A secret from a file or an environment variable; false when configured but unreadable.
-bool readSecret(const std::string& file, const std::string& env, std::string& out, std::string& error) {
-    if (!file.empty()) {
-        std::ifstream in(file);
-        if (!in) {
-            error = "cannot read " + file;
-            return false;
-        }
-        std::stringstream ss;
-        ss << in.rdbuf();
-        out = trimmed(ss.str());
-        return true;
-    }
-    if (!env.empty()) {
-        const char* v = std::getenv(env.c_str());
-        if (v == nullptr) {
-            error = "environment variable " + env + " is not set";
-            return false;
-        }
-        out = trimmed(v);
-    }
-    return true;
-}
-
 rules::TimePoint wallNow() {
     return std::chrono::time_point_cast<rules::TimePoint::duration>(std::chrono::system_clock::now());
 }
@@ -370,6 +341,7 @@ struct ScrapeLoop::Impl {
         bool last_ok = false;       // for the source's "up"
         bool logged_down = false;   // a failure was logged and no success since
         ScrapeTargetStatus status;  // guarded by Impl::status_mutex
+        std::set<std::string> warned_secret_permissions;  // secret file modes already logged
     };
 
     struct SourceState {
@@ -519,16 +491,36 @@ struct ScrapeLoop::Impl {
         }
         ScrapeRequest req = t.request;
         std::string error;
-        bool ok = readSecret(cfg.bearer_token_file, cfg.bearer_token_env, req.bearer_token, error);
+        bool ok = readScrapeSecret(t, cfg.bearer_token_file, cfg.bearer_token_env, "bearer token", req.bearer_token,
+                                   error);
         if (ok && !cfg.basic_username.empty()) {
             req.basic_user = cfg.basic_username;
-            ok = readSecret(cfg.basic_password_file, cfg.basic_password_env, req.basic_password, error);
+            ok = readScrapeSecret(t, cfg.basic_password_file, cfg.basic_password_env, "basic_auth password",
+                                  req.basic_password, error);
         }
         if (!ok) {
             fail(t, "credentials", error, std::chrono::nanoseconds{0});
             return;
         }
         t.in_flight = scraper.start(req);
+    }
+
+    /// A secret of a scrape source, read on every scrape (so a rotated file is picked up)
+    /// with the hooks' reader (util/secret.h): an empty file or unset variable fails the
+    /// scrape as a "credentials" error; a file readable by group or others is used, with a
+    /// warning logged once per target and problem rather than on every scrape. Nothing
+    /// configured is no secret, not an error.
+    bool readScrapeSecret(Target& t, const std::string& file, const std::string& env, const std::string& what,
+                          std::string& out, std::string& error) {
+        if (file.empty() && env.empty()) {
+            return true;
+        }
+        std::string permission_problem;
+        const bool ok = readSecret(file, env, what, out, error, &permission_problem);
+        if (!permission_problem.empty() && t.warned_secret_permissions.insert(permission_problem).second) {
+            spdlog::warn("scrape source {}: {}", t.source->config->name, permission_problem);
+        }
+        return ok;
     }
 
     void runThread() {

@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -166,6 +167,12 @@ struct HookCounters {
 struct HookResult {
     bool ok = false;
     std::string message;  ///< what happened, one line ("set NEW_ROUTER_ENABLED=0", "HTTP 200")
+    /// What may be shown where anyone can read it (the unauthenticated /api/v1/status),
+    /// when `message` carries more: a script's message ends with up to 64 KiB of its
+    /// output, which may hold secrets, so its summary is the status part only ("exit
+    /// status 3 (output in the incident record)"). Empty: `message` itself is the
+    /// summary. Read it through statusSummary(), which also bounds it.
+    std::string summary;
     std::chrono::milliseconds duration{0};
     int attempts = 1;
     bool skipped = false;  ///< not run: its RunIf did not hold (ok is true)
@@ -177,6 +184,18 @@ struct HookResult {
     /// (HookRunner::waitIdle does not wait for it).
     bool durable = false;
 };
+
+/// Longest statusSummary(), in bytes (before its "..." mark).
+inline constexpr std::size_t kStatusSummaryMaxBytes = 200;
+
+/// The short, redacted form of a result for the status snapshot (/api/v1/status):
+/// `summary` when set, else `message`; its first line only, cut to at most
+/// kStatusSummaryMaxBytes on a UTF-8 character boundary ("..." marks a cut). The full
+/// message stays in the incident record (0600 in state_dir; `rollguard incidents`).
+/// Cutting here rather than in the renderer keeps the full text out of the snapshot
+/// altogether, and the separate `summary` (set by the hook that knows which part is
+/// output) avoids parsing messages back apart.
+std::string statusSummary(const HookResult& result);
 
 /// One action. Implementations never throw: failures are results.
 /// Thread-safety: run() may be called from several threads at once (the HookRunner's
