@@ -311,7 +311,7 @@ struct HttpServer::Impl {
         *con_cls = nullptr;
     }
 
-    static void log(void* /*cls*/, const char* fmt, va_list ap) {
+    [[gnu::format(printf, 2, 0)]] static void log(void* /*cls*/, const char* fmt, va_list ap) {
         char buf[512];
         std::vsnprintf(buf, sizeof buf, fmt, ap);
         std::string line(buf);
