@@ -272,9 +272,12 @@ int runRollback(const agent::Config& config, const RollbackArgs& args) {
         }
     }
     int rc = kExitOk;
+    const auto messages = daemon.lastHookMessages();  // whole: this is the operator's terminal
     for (const auto& h : daemon.snapshot().hooks) {
         if (h.ok + h.failed > 0) {
-            std::cout << "  " << (h.failed > 0 ? "failed" : "ok") << "  " << h.name << ": " << h.last_message << "\n";
+            const auto m = messages.find(h.name);
+            std::cout << "  " << (h.failed > 0 ? "failed" : "ok") << "  " << h.name << ": "
+                      << (m != messages.end() ? m->second : h.last_message) << "\n";
             rc = h.failed > 0 ? kExitRuntime : rc;
         }
     }

@@ -644,6 +644,11 @@ void Daemon::stopPreflight() {
     }
 }
 
+std::map<std::string, std::string> Daemon::lastHookMessages() const {
+    std::lock_guard lock(mutex_);
+    return last_messages_;
+}
+
 StatusSnapshot Daemon::snapshot() const {
     std::lock_guard lock(mutex_);
     return snapshot_;
@@ -918,6 +923,7 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
     if (result.skipped) {
         return;  // not a run: logged above, not counted
     }
+    last_messages_[hook] = result.message;
     for (auto& h : snapshot_.hooks) {
         if (h.name == hook && result.deferred) {
             ++h.deferred;  // counted as ok or failed when its final result comes

@@ -277,6 +277,10 @@ public:
     Handoff stopForReload();
 
     StatusSnapshot snapshot() const;
+    /// Each hook's last whole message (a script's output included), by hook name: for the
+    /// operator's own terminal (`rollguard rollback` without a state_dir), never for the
+    /// status API, whose snapshot carries statusSummary only. Thread-safe.
+    std::map<std::string, std::string> lastHookMessages() const;
     const Config& config() const { return config_; }
     /// For tests: waits until queued hooks have run.
     void waitForHooks();
@@ -401,6 +405,7 @@ private:
     std::vector<PendingRolloutCommand> rollout_commands_;
     bool rollout_closed_ = false;  // stopped: commands are refused at once
 
+    std::map<std::string, std::string> last_messages_;  // guarded by mutex_; see lastHookMessages
     bool preflight_seeded_ = false;  // every hook shows the previous daemon's result (a reload)
     std::thread preflight_thread_;  // re-runs the preflight every preflight_interval
     std::mutex preflight_mutex_;    // guards preflight_stop_
