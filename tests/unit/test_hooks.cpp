@@ -1103,8 +1103,7 @@ private:
 
 BreachEvent groupEvent(const std::string& rule, const std::string& group, const std::string& severity = "warning",
                        const std::string& state = "firing") {
-    BreachEvent e;
-    e.rule = rule;
+    BreachEvent e = eventFor(rule);
     e.group = group;
     e.severity = severity;
     e.state = state;

@@ -925,16 +925,17 @@ void Daemon::onHookResult(const std::string& hook, const BreachEvent& event, con
     }
     last_messages_[hook] = result.message;
     for (auto& h : snapshot_.hooks) {
-        if (h.name == hook && result.deferred) {
+        if (h.name != hook) {
+            continue;
+        }
+        if (result.deferred) {
             ++h.deferred;  // counted as ok or failed when its final result comes
-            h.last_message = statusSummary(result);
-            h.last_run = clock_.now();
-        } else if (h.name == hook) {
+        } else {
             (result.ok ? h.ok : h.failed) += 1;
             h.last_duration_seconds = static_cast<double>(result.duration.count()) / 1000.0;
-            h.last_message = statusSummary(result);
-            h.last_run = clock_.now();
         }
+        h.last_message = statusSummary(result);
+        h.last_run = clock_.now();
     }
 }
 

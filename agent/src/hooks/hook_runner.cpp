@@ -101,7 +101,6 @@ void HookRunner::add(std::unique_ptr<Hook> hook, RunIf run_if) {
 
 void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event) {
     Job job;
-    job.critical_fire = event.severity == "critical" && event.state == "firing";
     job.hooks = std::move(hook_names);
     job.event = std::move(event);
     std::unique_lock lock(mutex_);
@@ -118,7 +117,7 @@ void HookRunner::enqueue(std::vector<std::string> hook_names, BreachEvent event)
     RuleLanes& lanes = rules_[rule];
     std::optional<Job> dropped;
     std::optional<Job> not_started;
-    if (lanes.queued >= kMaxQueuedJobsPerRule && !job.critical_fire) {
+    if (lanes.queued >= kMaxQueuedJobsPerRule && !job.rollback()) {
         dropped = dropOneLocked(rule, lanes);
     }
     Lane& lane = lanes.by_group[group];
@@ -172,7 +171,7 @@ std::optional<HookRunner::Job> HookRunner::dropOneLocked(const std::string& rule
     std::deque<Job>::iterator oldest;
     for (auto& [group, lane] : lanes.by_group) {
         for (auto it = lane.jobs.begin(); it != lane.jobs.end(); ++it) {
-            if (it->critical_fire) {
+            if (it->rollback()) {
                 continue;
             }
             if (oldest_lane == nullptr || it->event.fired_at < oldest->event.fired_at) {

@@ -587,7 +587,8 @@ private:
     struct Job {
         std::vector<std::string> hooks;
         BreachEvent event;
-        bool critical_fire = false;  // never dropped
+        /// A critical rule's fire (a rollback): never dropped.
+        bool rollback() const { return event.severity == "critical" && event.state == "firing"; }
     };
     struct Entry {
         std::unique_ptr<Hook> hook;
