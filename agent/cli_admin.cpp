@@ -1,5 +1,5 @@
-// rollguard rollback / rearm / incidents: through the running daemon when one holds the
-// state directory's lock (admin API with its token), directly otherwise.
+// rollguard rollback / rearm / incidents / rollout: through the running daemon when one holds
+// the state directory's lock (its Unix socket there, no token), directly otherwise.
 #include "cli_admin.h"
 
 #include <chrono>
@@ -43,28 +43,57 @@ std::optional<Route> route(const agent::Config& config, std::optional<agent::Sta
     return std::nullopt;
 }
 
+/// Where a running daemon is reached: its Unix socket in state_dir (no token needed), or,
+/// without a state_dir, its TCP listener with the token of admin_token_file. Prints why
+/// it cannot be and returns nullopt.
+std::optional<agent::AdminEndpoint> daemonEndpoint(const agent::Config& config, const std::string& holder,
+                                                   bool needs_token) {
+    agent::AdminEndpoint to;
+    if (!config.agent.state_dir.empty()) {
+        to.unix_socket = agent::adminSocketPath(config.agent.state_dir);
+        return to;
+    }
+    to.listen = config.agent.listen;
+    if (to.listen.empty()) {
+        std::cerr << "rollguard: no agent.state_dir and no agent.listen: there is no way to reach a running agent\n";
+        return std::nullopt;
+    }
+    if (needs_token) {
+        if (config.agent.admin_token_file.empty()) {
+            std::cerr << "rollguard: without agent.state_dir the agent (" << holder
+                      << ") is reached over TCP, and its admin API there needs agent.admin_token_file (the same "
+                         "file for the agent and this command); or set agent.state_dir to use its local socket\n";
+            return std::nullopt;
+        }
+        std::string error;
+        const auto token = agent::readAdminToken(config.agent.admin_token_file, error);
+        if (!token) {
+            std::cerr << "rollguard: " << error << "\n";
+            return std::nullopt;
+        }
+        to.token = *token;
+    }
+    return to;
+}
+
 /// POSTs to the daemon; prints why it could not and returns nullopt.
 std::optional<agent::AdminResponse> callDaemon(const agent::Config& config, const std::string& holder,
                                                const std::string& path, const std::string& body) {
-    if (config.agent.listen.empty()) {
-        std::cerr << "rollguard: a daemon (" << holder << ") holds " << config.agent.state_dir
-                  << " but its listener is disabled (agent.listen = \"\"); enable it and set agent.admin_token_file\n";
+    const auto to = daemonEndpoint(config, holder, true);
+    if (!to) {
         return std::nullopt;
     }
-    if (config.agent.admin_token_file.empty()) {
-        std::cerr << "rollguard: a daemon (" << holder << ") holds " << config.agent.state_dir
-                  << "; its admin API needs agent.admin_token_file (the same file for the daemon and this command)\n";
-        return std::nullopt;
-    }
-    std::string error;
-    const auto token = agent::readAdminToken(config.agent.admin_token_file, error);
-    if (!token) {
-        std::cerr << "rollguard: " << error << "\n";
-        return std::nullopt;
-    }
-    auto response = agent::adminPost(config.agent.listen, path, *token, body, std::chrono::seconds{30});
+    auto response = agent::adminPost(*to, path, body, std::chrono::seconds{30});
     if (response.status == 0) {
-        std::cerr << "rollguard: the daemon (" << holder << ") did not answer: " << response.error << "\n";
+        std::cerr << "rollguard: the daemon (" << holder << ") did not answer: " << response.error
+                  << (to->unix_socket.empty() ? "" : "; its log says why its admin socket is missing, if it is")
+                  << "\n";
+        return std::nullopt;
+    }
+    if (response.status == 403 && !to->unix_socket.empty()) {
+        std::cerr << "rollguard: the daemon (" << holder << ") refused this user: "
+                  << agent::jsonStringMember(response.body, "error").value_or(response.body)
+                  << " (run the command as that user, e.g. with sudo -u)\n";
         return std::nullopt;
     }
     return response;
@@ -156,7 +185,8 @@ std::string jsonObject(std::initializer_list<std::pair<const char*, std::string>
     return w.str() + "\n";
 }
 
-exporters::AdminApi adminApiFor(std::function<std::shared_ptr<agent::Daemon>()> current, std::string token) {
+exporters::AdminApi adminApiFor(std::function<std::shared_ptr<agent::Daemon>()> current,
+                                std::shared_ptr<const agent::AdminToken> token) {
     exporters::AdminApi api;
     api.token = std::move(token);
     api.rollback = [current](const std::string& body) {
@@ -424,10 +454,9 @@ int runRollout(const agent::Config& config, const RolloutArgs& args) {
             return printSavedRollout(config, args, "(agent not running)");
         }
         std::string note;
-        if (!config.agent.listen.empty()) {
-            const auto response =
-                agent::adminGet(config.agent.listen, args.json ? "/api/v1/rollout" : "/api/v1/rollout?format=text",
-                                std::chrono::seconds{10});
+        if (const auto to = daemonEndpoint(config, holder, false)) {
+            const auto response = agent::adminGet(*to, args.json ? "/api/v1/rollout" : "/api/v1/rollout?format=text",
+                                                  std::chrono::seconds{10});
             if (response.status == 200) {
                 std::cout << response.body;
                 return kExitOk;
@@ -441,7 +470,7 @@ int runRollout(const agent::Config& config, const RolloutArgs& args) {
                    (response.status == 0 ? response.error : "HTTP " + std::to_string(response.status)) +
                    "; state as last saved)";
         } else {
-            note = "(the agent's listener is disabled; state as last saved)";
+            note = "(the running agent cannot be reached; state as last saved)";
         }
         if (!has_state_dir) {
             std::cerr << "rollguard: no agent answers at " << config.agent.listen << ": " << note << "\n";

@@ -72,9 +72,18 @@ std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet
     return std::move(result.config);
 }
 
-/// `rollguard check --preflight`: every hook's preflight, each problem on stderr as
-/// "file:line:col: hook NAME: problem", then a summary; 1 when a hook is not ready.
+/// `rollguard check --preflight`: the admin token (readable by its owner only, 32 bytes or
+/// more) and every hook's preflight, each problem on stderr as "file:line:col: hook NAME:
+/// problem", then a summary; 1 when the token would be refused or a hook is not ready.
 int runPreflightCheck(const rollguard::agent::Config& config) {
+    bool token_ok = true;
+    if (!config.agent.admin_token_file.empty()) {
+        std::string error;
+        token_ok = rollguard::agent::readAdminToken(config.agent.admin_token_file, error).has_value();
+        if (!token_ok) {
+            std::cerr << config.path << ": agent.admin_token_file: " << error << " (the agent would not start)\n";
+        }
+    }
     std::size_t ready = 0;
     for (const auto& hook : config.hooks) {
         const auto result = rollguard::agent::preflightHook(hook);
@@ -86,7 +95,7 @@ int runPreflightCheck(const rollguard::agent::Config& config) {
     const std::size_t total = config.hooks.size();
     std::cerr << "preflight: " << total << (total == 1 ? " hook, " : " hooks, ") << ready << " ready, "
               << total - ready << " not ready\n";
-    return ready == total ? kExitOk : kExitRuntime;
+    return ready == total && token_ok ? kExitOk : kExitRuntime;
 }
 
 /// Makes the default logger write to stderr in `format` at `level`; once per process.
@@ -232,19 +241,23 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
             return kExitRuntime;
         }
     }
-    std::string admin_token;
+    // The TCP admin endpoints' token, re-read on every reload (a rotated token needs no
+    // restart); the CLI on this host needs none (the Unix socket below).
+    const auto admin_token = std::make_shared<rollguard::agent::AdminToken>();
     if (!config->agent.admin_token_file.empty()) {
         std::string error;
         const auto token = rollguard::agent::readAdminToken(config->agent.admin_token_file, error);
         if (!token) {
-            spdlog::error("{}; fix agent.admin_token_file or remove it to disable the admin API", error);
+            spdlog::error("agent.admin_token_file: {}; fix it, or remove the key to turn the TCP admin API off",
+                          error);
             return kExitUsage;
         }
-        admin_token = *token;
+        admin_token->set(*token);
     }
 
     rollguard::rules::SystemClock clock;
     const std::string listen = config->agent.listen;
+    const std::string state_dir = config->agent.state_dir;
     const std::string config_text_path = config->path;
     Agent agent(std::make_shared<rollguard::agent::Daemon>(std::move(*config), clock));
     agent.reloads.last_success = clock.now();
@@ -252,6 +265,14 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     // A reload (SIGHUP, POST /api/v1/reload): the file is read and fully checked first;
     // a config with errors is refused and the running one carries on.
     const auto prepareReload = [&](const std::string& why, std::string& errors) -> bool {
+        const auto refuse = [&] {
+            spdlog::error("reload ({}) refused; the running config stays:\n{}", why, errors);
+            std::lock_guard lock(agent.mutex);
+            ++agent.reloads.failed;
+            agent.reloads.last_ok = false;
+            agent.reloads.last_error = errors;
+            return false;
+        };
         auto result = rollguard::agent::loadConfigFile(config_path);
         if (!result.ok()) {
             for (const auto& d : result.diagnostics) {
@@ -259,14 +280,18 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
                     errors += d.format() + "\n";
                 }
             }
-            spdlog::error("reload ({}) refused; the running config stays:\n{}", why, errors);
-            std::lock_guard lock(agent.mutex);
-            ++agent.reloads.failed;
-            agent.reloads.last_ok = false;
-            agent.reloads.last_error = errors;
-            return false;
+            return refuse();
         }
         rollguard::agent::Config next = std::move(*result.config);
+        std::string token;
+        if (!next.agent.admin_token_file.empty()) {
+            const auto read = rollguard::agent::readAdminToken(next.agent.admin_token_file, errors);
+            if (!read) {
+                errors = config_path + ": agent.admin_token_file: " + errors + "\n";
+                return refuse();
+            }
+            token = *read;
+        }
         rollguard::agent::scaleTimings(next, time_scale);
         const auto running = agent.current();
         const auto& old = running->config().agent;
@@ -285,6 +310,7 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
             next.agent.dry_run = true;
         }
         spdlog::info("reload ({}): {} checked; switching at the end of this tick", why, config_path);
+        admin_token->set(std::move(token));
         {
             std::lock_guard lock(agent.mutex);
             agent.pending = std::move(next);
@@ -293,35 +319,52 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         return true;
     };
 
+    auto admin = rollguard::cli::adminApiFor([&agent] { return agent.current(); }, admin_token);
+    admin.reload = [&](const std::string&) {
+        std::string errors;
+        const std::uint64_t before = agent.reloadsDone();
+        if (!prepareReload("POST /api/v1/reload", errors)) {
+            return rollguard::exporters::AdminApi::Reply{
+                400, rollguard::cli::jsonObject({{"error", "the new config has errors; the running config "
+                                                           "stays"},
+                                                 {"diagnostics", errors}})};
+        }
+        if (!agent.waitForReload(before, std::chrono::seconds{30})) {
+            return rollguard::exporters::AdminApi::Reply{
+                504, rollguard::cli::jsonObject({{"error", "reload queued but not applied within 30 s"}})};
+        }
+        return rollguard::exporters::AdminApi::Reply{200, rollguard::cli::jsonObject({{"status", "reloaded"}})};
+    };
+    const auto snapshot = [&agent] { return agent.snapshot(); };
     std::unique_ptr<rollguard::exporters::HttpServer> server;
     std::string listening;
     if (!listen.empty()) {
         try {
-            auto admin = rollguard::cli::adminApiFor([&agent] { return agent.current(); }, admin_token);
-            admin.reload = [&](const std::string&) {
-                std::string errors;
-                const std::uint64_t before = agent.reloadsDone();
-                if (!prepareReload("POST /api/v1/reload", errors)) {
-                    return rollguard::exporters::AdminApi::Reply{
-                        400, rollguard::cli::jsonObject({{"error", "the new config has errors; the running config "
-                                                                   "stays"},
-                                                         {"diagnostics", errors}})};
-                }
-                if (!agent.waitForReload(before, std::chrono::seconds{30})) {
-                    return rollguard::exporters::AdminApi::Reply{
-                        504, rollguard::cli::jsonObject({{"error", "reload queued but not applied within 30 s"}})};
-                }
-                return rollguard::exporters::AdminApi::Reply{200, rollguard::cli::jsonObject({{"status", "reloaded"}})};
-            };
-            server = std::make_unique<rollguard::exporters::HttpServer>(
-                listen, [&agent] { return agent.snapshot(); }, std::move(admin));
+            server = std::make_unique<rollguard::exporters::HttpServer>(listen, snapshot, admin);
             const std::string host = listen.substr(0, listen.rfind(':'));
             listening = host + ":" + std::to_string(server->port());
             spdlog::info("listening on {}:{} (/metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate{})", host,
-                         server->port(), admin_token.empty() ? "; admin API disabled" : ", admin API");
+                         server->port(),
+                         admin_token->enabled() ? ", admin API with the bearer token" : "; admin API off over TCP");
         } catch (const std::exception& e) {
             spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
             return kExitRuntime;
+        }
+    }
+    // The CLI's way in (`rollguard rollback`, `rearm`, `rollout`): a Unix socket only the
+    // agent's user and root can use, so it needs no token. Without it the agent still
+    // guards; only the commands cannot reach it, so a failure is logged, not fatal.
+    std::unique_ptr<rollguard::exporters::HttpServer> admin_socket;
+    if (!state_dir.empty()) {
+        try {
+            admin_socket = std::make_unique<rollguard::exporters::HttpServer>(
+                "unix:" + rollguard::agent::adminSocketPath(state_dir), snapshot, std::move(admin));
+            spdlog::info("admin socket {} (mode 0600: rollguard rollback, rearm and rollout need no token here)",
+                         rollguard::agent::adminSocketPath(state_dir));
+        } catch (const std::exception& e) {
+            spdlog::error("{}: `rollguard rollback`, `rearm` and `rollout` cannot reach this agent (its rules and "
+                          "hooks work as usual)",
+                          e.what());
         }
     }
 
@@ -411,6 +454,7 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         }
     }
     server.reset();
+    admin_socket.reset();
     daemon->stop();
     {
         std::lock_guard lock(stopped_mutex);
@@ -635,7 +679,8 @@ int main(int argc, char** argv) {
     rollback->footer(
         "Runs the hooks of every critical rule (each once, in config order), or of --rule, as a manual\n"
         "incident with its own record. With a daemon running on the same state_dir the request goes\n"
-        "through its admin API (agent.admin_token_file); otherwise the hooks run here.\n"
+        "through its socket <state_dir>/admin.sock (no token; run as the agent's user or root);\n"
+        "otherwise the hooks run here.\n"
         "Exit codes: 0 every hook succeeded, 1 a hook failed or the daemon could not be reached,\n"
         "2 bad usage, bad config, or nothing to run.");
     rollguard::cli::RollbackArgs rollback_args;
@@ -646,7 +691,8 @@ int main(int argc, char** argv) {
                          "Seconds to follow a daemon's rollback to its end (default 60)");
 
     auto* rearm = app.add_subcommand("rearm", "Clear the rollback latches after a fix, so rules roll back again.");
-    rearm->footer("Through the running daemon's admin API when there is one, else in <state_dir>/rules.state.\n"
+    rearm->footer("Through the running daemon's socket <state_dir>/admin.sock when there is one, else in\n"
+                  "<state_dir>/rules.state.\n"
                   "Exit codes: 0 ok, 1 failed, 2 bad usage or config.");
     rearm->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
 
@@ -666,7 +712,8 @@ int main(int argc, char** argv) {
         "saved in <state_dir>/rollout.json. pause: no promotion and no hold accrued (rollbacks still happen);\n"
         "resume: undo pause, or start a new attempt after a failed or aborted rollout; promote: the next\n"
         "stage now (satisfies a manual gate); abort: to 0% (rollback hooks run), until resume.\n"
-        "The commands go through the running agent's admin API (agent.listen, agent.admin_token_file).\n"
+        "The commands go through the running agent's socket <state_dir>/admin.sock (no token; without a\n"
+        "state_dir, over agent.listen with the token of agent.admin_token_file).\n"
         "Exit codes: 0 done, 1 refused by the rollout (the reason is printed), no agent running or not\n"
         "reachable, 2 bad usage, bad config, or no [rollout] section.");
     rollguard::cli::RolloutArgs rollout_args;

@@ -4,6 +4,9 @@
 #include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -78,6 +81,59 @@ void raiseFileLimit() {
     }
 }
 
+/// Why a peer on the Unix socket is not answered, or nullopt. The kernel says who is
+/// calling (SO_PEERCRED): the agent's own user and root may talk to it, nobody else. The
+/// socket's mode 0600 and the state_dir's 0700 keep others out already; this still holds
+/// when someone loosens either by hand.
+std::optional<std::string> peerRefusal(MHD_Connection* conn) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    if (info == nullptr || ::getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {
+        return "cannot tell who is calling (SO_PEERCRED)";
+    }
+    if (peer.uid == ::geteuid() || peer.uid == 0) {
+        return std::nullopt;
+    }
+    return "uid " + std::to_string(peer.uid) + " may not use this socket: only the agent's user (uid " +
+           std::to_string(::geteuid()) + ") and root may";
+}
+
+/// A listening Unix stream socket at `path`, mode 0600. A socket file already there is a
+/// leftover of an agent that died (the caller holds the state_dir lock) and is replaced;
+/// anything else at the path is refused rather than deleted.
+int listenOnUnixSocket(const std::string& path, ino_t& inode) {
+    sockaddr_un address{};
+    if (path.size() >= sizeof(address.sun_path)) {
+        throw std::runtime_error("cannot listen on unix:" + path + ": the path is " + std::to_string(path.size()) +
+                                 " bytes, a Unix socket's at most " + std::to_string(sizeof(address.sun_path) - 1) +
+                                 "; choose a shorter state_dir");
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            throw std::runtime_error("cannot listen on unix:" + path + ": something that is not a socket is there; "
+                                     "remove it");
+        }
+        ::unlink(path.c_str());
+    }
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw std::runtime_error("cannot create a Unix socket: " + std::string(std::strerror(errno)));
+    }
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.data(), path.size());
+    // Until listen() nobody can connect, so the mode is set before anyone could.
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+        ::chmod(path.c_str(), 0600) != 0 || ::lstat(path.c_str(), &st) != 0 || ::listen(fd, 128) != 0) {
+        const int err = errno;
+        ::close(fd);
+        throw std::runtime_error("cannot listen on unix:" + path + ": " + std::strerror(err));
+    }
+    inode = st.st_ino;
+    return fd;
+}
+
 }  // namespace
 
 std::string jsonError(const std::string& message) {
@@ -92,6 +148,8 @@ std::string jsonError(const std::string& message) {
 struct RequestState {
     std::string body;
     bool too_large = false;
+    bool peer_checked = false;  // Unix socket: the peer's credentials were looked at
+    std::string refusal;        // ... and why it is not answered ("" when it is)
     bool started = false;  // the admin action was handed to its thread
     bool done = false;
     int status = 200;
@@ -106,6 +164,8 @@ struct HttpServer::Impl {
     AdminApi admin;
     MHD_Daemon* daemon = nullptr;
     std::uint16_t port = 0;
+    std::string unix_path;  // a Unix-socket listener's path, removed at the end
+    ino_t unix_inode = 0;   // ... only if it is still the socket this server made
     /// Admin actions in flight (detached threads): the destructor waits for none left.
     /// Shared with the threads, so the last one may finish after the server is gone.
     struct InFlight {
@@ -155,12 +215,16 @@ struct HttpServer::Impl {
         } else {
             return {404, jsonError("no such admin endpoint; try /api/v1/rollback, /api/v1/rearm or /api/v1/reload")};
         }
-        if (admin.token.empty()) {
-            return {403, jsonError("the admin API is disabled: set agent.admin_token_file to enable it")};
-        }
-        if (authorization.empty() || !agent::bearerMatches(authorization, admin.token)) {
-            www_authenticate = "Bearer realm=\"rollguard\"";
-            return {401, jsonError("missing or wrong bearer token")};
+        if (unix_path.empty()) {
+            if (!admin.token || !admin.token->enabled()) {
+                return {403, jsonError("the admin API over TCP is off: set agent.admin_token_file to turn it on, or "
+                                       "use the rollguard command on this host (it talks to the agent's socket in "
+                                       "state_dir)")};
+            }
+            if (!admin.token->matches(authorization)) {
+                www_authenticate = "Bearer realm=\"rollguard\"";
+                return {401, jsonError("missing or wrong bearer token")};
+            }
         }
         if (!rollout_command.empty()) {
             if (!admin.rollout) {
@@ -240,15 +304,24 @@ struct HttpServer::Impl {
             }
         }
         try {
+            if (!self->unix_path.empty() && !state->peer_checked) {
+                state->peer_checked = true;
+                state->refusal = peerRefusal(conn).value_or("");
+            }
             if (is_post && *upload_data_size > 0) {
                 constexpr std::size_t kMaxBody = 64 * 1024;
-                if (state->body.size() + *upload_data_size > kMaxBody) {
+                if (!state->refusal.empty()) {
+                    // read and dropped: the answer is 403 whatever the body says
+                } else if (state->body.size() + *upload_data_size > kMaxBody) {
                     state->too_large = true;
                 } else {
                     state->body.append(upload_data, *upload_data_size);
                 }
                 *upload_data_size = 0;
                 return MHD_YES;
+            }
+            if (!state->refusal.empty()) {
+                return send(conn, 403, "application/json", jsonError(state->refusal));
             }
             if (uri == "/api/v1/gate" && (is_get || is_post)) {
                 return self->gate(conn);  // a POST's body (Flagger's payload) is read and ignored
@@ -322,11 +395,46 @@ struct HttpServer::Impl {
     }
 };
 
+namespace {
+
+// Decisions (docs/config.md "HTTP listener"): one event loop (epoll) serves every
+// connection, so idle or slow clients hold a descriptor, never a thread; admin actions
+// run on their own threads with the connection suspended. Caps: kMaxConnections in
+// all, kMaxConnectionsPerIp per client address, kIdleTimeout without a byte from the
+// client closes it (a request that dribbles in keeps only its own connection), 32 KiB
+// of memory for the request line and headers per connection, 64 KiB of body for the
+// admin endpoints.
+constexpr unsigned int kMaxConnections = 4096;
+constexpr unsigned int kMaxConnectionsPerIp = 64;
+constexpr unsigned int kIdleTimeoutSeconds = 10;
+constexpr std::size_t kConnectionMemory = 32 * 1024;
+constexpr unsigned int kFlags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+
+}  // namespace
+
 HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin)
     : impl_(std::make_unique<Impl>()) {
     impl_->snapshot = std::move(snapshot);
     impl_->admin = std::move(admin);
     raiseFileLimit();
+
+    if (listen.rfind("unix:", 0) == 0) {
+        // The local admin socket: no client addresses, so no per-address cap.
+        impl_->unix_path = listen.substr(5);
+        const int fd = listenOnUnixSocket(impl_->unix_path, impl_->unix_inode);
+        impl_->daemon = MHD_start_daemon(
+            kFlags, 0, nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed,
+            nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr, MHD_OPTION_END);
+        if (impl_->daemon == nullptr) {
+            const int err = errno;
+            ::close(fd);
+            ::unlink(impl_->unix_path.c_str());
+            throw std::runtime_error("cannot serve " + listen + ": " + std::strerror(err));
+        }
+        return;
+    }
 
     // "host:port", "[v6]:port" or ":port" (every address).
     const auto colon = listen.rfind(':');
@@ -350,26 +458,12 @@ HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi 
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
     sockaddr_storage address{};
     std::memcpy(&address, found->ai_addr, found->ai_addrlen);
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (found->ai_family == AF_INET6) {
-        flags |= MHD_USE_IPv6;
-    }
-    // Decisions (docs/config.md "HTTP listener"): one event loop (epoll) serves every
-    // connection, so idle or slow clients hold a descriptor, never a thread; admin actions
-    // run on their own threads with the connection suspended. Caps: kMaxConnections in
-    // all, kMaxConnectionsPerIp per client address, kIdleTimeout without a byte from the
-    // client closes it (a request that dribbles in keeps only its own connection), 16 KiB
-    // of headers per connection, 64 KiB of body for the admin endpoints.
-    constexpr unsigned int kMaxConnections = 4096;
-    constexpr unsigned int kMaxConnectionsPerIp = 64;
-    constexpr unsigned int kIdleTimeoutSeconds = 10;
-    constexpr std::size_t kConnectionMemory = 32 * 1024;
     impl_->daemon = MHD_start_daemon(
-        flags, 0, nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR, &address,
-        MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerIp,
-        MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,
-        MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr,
-        MHD_OPTION_END);
+        kFlags | (found->ai_family == AF_INET6 ? static_cast<unsigned int>(MHD_USE_IPv6) : 0u), 0, nullptr, nullptr, &Impl::access,
+        impl_.get(), MHD_OPTION_SOCK_ADDR, &address, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerIp, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed,
+        nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr, MHD_OPTION_END);
     if (impl_->daemon == nullptr) {
         throw std::runtime_error("cannot listen on " + listen + ": " + std::strerror(errno));
     }
@@ -390,7 +484,11 @@ HttpServer::~HttpServer() {
         impl_->in_flight->cv.wait(lock, [&] { return impl_->in_flight->count == 0; });
     }
     if (impl_->daemon != nullptr) {
-        MHD_stop_daemon(impl_->daemon);
+        MHD_stop_daemon(impl_->daemon);  // closes the listening socket too
+    }
+    struct stat st {};
+    if (!impl_->unix_path.empty() && ::lstat(impl_->unix_path.c_str(), &st) == 0 && st.st_ino == impl_->unix_inode) {
+        ::unlink(impl_->unix_path.c_str());
     }
 }
 

@@ -1,12 +1,14 @@
-// The admin side end to end with the real binary (issue #6): `rollguard rollback`,
-// `rearm` and `incidents` with and without a running daemon, the admin API's token, one
-// daemon per state_dir, and a daemon killed with SIGKILL in the middle of a rollback that
+// The admin side end to end with the real binary (issues #6, #20): `rollguard rollback`,
+// `rearm` and `incidents` with and without a running daemon, the daemon's Unix socket
+// (0600, peer credentials) and the TCP admin API's token (refused when others can read
+// it or it is short, re-read on reload), one daemon per state_dir, and a daemon killed with SIGKILL in the middle of a rollback that
 // resumes it after its restart — no finished hook run twice.
 
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -115,34 +117,42 @@ TEST_CASE("rollguard rollback without a daemon runs the hooks here and records a
     CHECK(out.find("nothing to rearm") != std::string::npos);
 }
 
-TEST_CASE("with a daemon running, rollback and rearm go through its admin API with the token",
+TEST_CASE("with a daemon running, the CLI goes through its Unix socket and TCP wants the token",
           "[integration][admin]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
     writeFile(dir / "slow.once", "");
-    writeFile(dir / "token", "t0ken-for-tests\n");
-    ::chmod((dir / "token").c_str(), 0600);
+    writeAdminToken(dir / "token");
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
     const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", config(dir, port, true));
     const std::string cfg = (dir / "rollguard.toml").string();
     Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
     REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+    struct stat st {};
+    REQUIRE(::lstat((dir / "state" / "admin.sock").c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0600);
 
-    // One daemon per state directory.
+    // One daemon per state directory (and the second one leaves the first one's socket).
     auto [rc, out] = runCommand({ROLLGUARD_BIN, "run", "-c", cfg});
     CHECK(rc == 1);
     CHECK(out.find("another rollguard (pid " + std::to_string(daemon.pid()) + ") is running") != std::string::npos);
+    CHECK(fs::exists(dir / "state" / "admin.sock"));
 
-    // The admin API wants the token.
+    // The admin API over TCP wants the token.
     CHECK(httpRequest(port, "POST", "/api/v1/rollback", {}, "").status == 401);
     CHECK(httpRequest(port, "POST", "/api/v1/rollback", {"Authorization: Bearer wrong"}, "").status == 401);
-    const auto bad = httpRequest(port, "POST", "/api/v1/rollback", {"Authorization: Bearer t0ken-for-tests"},
-                                 "{\"rule\": 7}");
+    CHECK(httpRequest(port, "POST", "/api/v1/rollback",
+                      {"Authorization: Bearer " + std::string(kAdminToken).substr(1)}, "")
+              .status == 401);
+    const auto bad = httpRequest(port, "POST", "/api/v1/rollback", {adminAuthorization()}, "{\"rule\": 7}");
     CHECK(bad.status == 400);
     CHECK(bad.body.find("'rule' must be a string") != std::string::npos);
     CHECK(steps(dir).empty());
 
+    // The CLI needs no token: the token file is unreadable to it here, and it still works.
+    fs::remove(dir / "token");
     std::tie(rc, out) = runCommand({ROLLGUARD_BIN, "rollback", "-c", cfg, "--reason", "by hand"});
     INFO(out);
     CHECK(rc == 0);
@@ -154,30 +164,156 @@ TEST_CASE("with a daemon running, rollback and rearm go through its admin API wi
     CHECK(rc == 0);
     CHECK(out.find("rearmed by the running daemon") != std::string::npos);
     CHECK(readFile(dir / "err").find("rearmed: rollback latches cleared") != std::string::npos);
+    // The token read at start still opens the TCP API.
+    CHECK(httpRequest(port, "POST", "/api/v1/rearm", {adminAuthorization()}, "").status == 200);
     const std::string metrics = httpGet(port, "/metrics").body;
     CHECK(metrics.find("rollguard_manual_rollbacks_total 1\n") != std::string::npos);
-    CHECK(metrics.find("rollguard_rearms_total 1\n") != std::string::npos);
+    CHECK(metrics.find("rollguard_rearms_total 2\n") != std::string::npos);
     CHECK(metrics.find("rollguard_incidents_open 0\n") != std::string::npos);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(10s) == 0);
+    CHECK_FALSE(fs::exists(dir / "state" / "admin.sock"));
 }
 
-TEST_CASE("the admin API is off without a token", "[integration][admin]") {
+TEST_CASE("without a token the TCP admin API is off and the CLI still reaches the daemon", "[integration][admin]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
+    writeFile(dir / "slow.once", "");
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
     const std::uint16_t port = reserved.port();
     writeFile(dir / "rollguard.toml", config(dir, port, false));
-    Process daemon({ROLLGUARD_BIN, "run", "-c", (dir / "rollguard.toml").string()}, (dir / "out").string(),
-                   (dir / "err").string());
+    const std::string cfg = (dir / "rollguard.toml").string();
+    Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
     REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
     const auto r = httpRequest(port, "POST", "/api/v1/rollback", {"Authorization: Bearer anything"}, "");
     CHECK(r.status == 403);
     CHECK(r.body.find("agent.admin_token_file") != std::string::npos);
-    auto [rc, out] = runCommand({ROLLGUARD_BIN, "rollback", "-c", (dir / "rollguard.toml").string()});
-    CHECK(rc == 1);
-    CHECK(out.find("needs agent.admin_token_file") != std::string::npos);
     CHECK(steps(dir).empty());
+    auto [rc, out] = runCommand({ROLLGUARD_BIN, "rollback", "-c", cfg, "--reason", "no token"});
+    INFO(out);
+    CHECK(rc == 0);
+    CHECK(steps(dir) == std::vector<std::string>{"one", "slow-start", "slow-end", "three no token"});
+}
+
+TEST_CASE("the admin socket answers only the agent's user and root", "[integration][admin]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: another user's connection needs root to be made (setpriv)");
+        return;
+    }
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "slow.once", "");
+    const ReservedPort reserved;
+    const std::uint16_t port = reserved.port();
+    writeFile(dir / "rollguard.toml", config(dir, port, false));
+    const std::string cfg = (dir / "rollguard.toml").string();
+    Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
+    REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+    // Someone loosens the modes by hand: the peer check still keeps others out.
+    const std::string socket = (dir / "state" / "admin.sock").string();
+    ::chmod(dir.path().c_str(), 0755);
+    ::chmod((dir / "state").c_str(), 0711);
+    ::chmod(socket.c_str(), 0666);
+    const std::string client = R"py(
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"POST /api/v1/rollback HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+)py";
+    auto [rc, out] = runCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                                 client, socket});
+    INFO(out);
+    CHECK(rc == 0);
+    CHECK(out.find("HTTP/1.1 403") != std::string::npos);
+    CHECK(out.find("uid 65534 may not use this socket") != std::string::npos);
+    CHECK(steps(dir).empty());
+    // The agent's own user (root here) is answered.
+    std::tie(rc, out) = runCommand({"/usr/bin/python3", "-c", client, socket});
+    CHECK(out.find("HTTP/1.1 202") != std::string::npos);
+    CHECK(eventually([&] { return steps(dir).size() == 4; }, 10s));
+}
+
+TEST_CASE("an admin token others can read, or a short one, is refused; a rotated one is read on reload",
+          "[integration][admin]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    const ReservedPort reserved;
+    const std::uint16_t port = reserved.port();
+    writeFile(dir / "rollguard.toml", config(dir, port, true));
+    const std::string cfg = (dir / "rollguard.toml").string();
+
+    writeAdminToken(dir / "token");
+    ::chmod((dir / "token").c_str(), 0644);
+    auto [rc, out] = runCommand({ROLLGUARD_BIN, "run", "-c", cfg});
+    CHECK(rc == 2);
+    CHECK(out.find("agent.admin_token_file: admin token file " + (dir / "token").string() +
+                   " is accessible by group or others (mode 644)") != std::string::npos);
+    std::tie(rc, out) = runCommand({ROLLGUARD_BIN, "check", "--preflight", "-c", cfg});
+    CHECK(rc == 1);
+    CHECK(out.find(cfg + ": agent.admin_token_file: admin token file") != std::string::npos);
+    writeFile(dir / "token", "short-token\n");
+    ::chmod((dir / "token").c_str(), 0600);
+    std::tie(rc, out) = runCommand({ROLLGUARD_BIN, "run", "-c", cfg});
+    CHECK(rc == 2);
+    CHECK(out.find("holds 11 bytes; the admin token must be at least 32") != std::string::npos);
+
+    writeAdminToken(dir / "token");
+    Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
+    REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+    CHECK(httpRequest(port, "POST", "/api/v1/rearm", {adminAuthorization()}, "").status == 200);
+    const auto reloads = [&](const char* result) {
+        return httpGet(port, "/metrics").body.find("rollguard_config_reloads_total{result=\"" + std::string(result) +
+                                                   "\"} 1\n") != std::string::npos;
+    };
+
+    // Rotated: the new token works after a reload, the old one no longer does.
+    const std::string rotated = "rotated-token-rotated-token-rotated-token";
+    writeFile(dir / "token", rotated + "\n");
+    daemon.signal(SIGHUP);
+    REQUIRE(eventually([&] { return reloads("success"); }, 10s));
+    CHECK(httpRequest(port, "POST", "/api/v1/rearm", {adminAuthorization()}, "").status == 401);
+    CHECK(httpRequest(port, "POST", "/api/v1/rearm", {"Authorization: Bearer " + rotated}, "").status == 200);
+
+    // Made readable by others: the reload is refused and the token in use stays.
+    ::chmod((dir / "token").c_str(), 0644);
+    daemon.signal(SIGHUP);
+    REQUIRE(eventually([&] { return reloads("failure"); }, 10s));
+    CHECK(readFile(dir / "err").find("agent.admin_token_file: admin token file") != std::string::npos);
+    CHECK(httpRequest(port, "POST", "/api/v1/rearm", {"Authorization: Bearer " + rotated}, "").status == 200);
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait(10s) == 0);
+}
+
+TEST_CASE("something that is not a socket at admin.sock: the agent guards on and the CLI says it cannot reach it",
+          "[integration][admin]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    const ReservedPort reserved;
+    const std::uint16_t port = reserved.port();
+    writeFile(dir / "rollguard.toml", config(dir, port, false));
+    const std::string cfg = (dir / "rollguard.toml").string();
+    writeFile(dir / "slow.once", "");
+    fs::create_directories(dir / "state");
+    writeFile(dir / "state" / "admin.sock", "a file someone left\n");
+    Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
+    REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
+    CHECK(readFile(dir / "err").find("not a socket is there; remove it") != std::string::npos);
+    CHECK(readFile(dir / "state" / "admin.sock") == "a file someone left\n");
+    auto [rc, out] = runCommand({ROLLGUARD_BIN, "rearm", "-c", cfg});
+    CHECK(rc == 1);
+    CHECK(out.find("did not answer") != std::string::npos);
+    // The rules still roll back.
+    appendFile(dir / "app.log", statusLines(20, 503));
+    CHECK(eventually([&] { return !steps(dir).empty(); }, 15s));
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait(10s) == 0);
 }
 
 TEST_CASE("a daemon killed during a rollback resumes it after restart and runs no finished hook twice",
@@ -223,6 +359,10 @@ TEST_CASE("a daemon killed during a rollback resumes it after restart and runs n
     // checkpoint), but it is latched: no second incident. The pause only gives a second
     // incident (a bug) the chance to start; it cannot fail a correct agent.
     std::this_thread::sleep_for(1500ms);
+    // The socket file the killed daemon left was replaced: the CLI reaches the new one.
+    const auto [rc, out] = runCommand({ROLLGUARD_BIN, "rearm", "-c", cfg});
+    CHECK(rc == 0);
+    CHECK(out.find("rearmed by the running daemon") != std::string::npos);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(10s) == 0);
     CHECK(steps(dir) == std::vector<std::string>{"one", "slow-start", "slow-start", "slow-end", "three "});
@@ -244,8 +384,7 @@ TEST_CASE("a script's output is in the incident record and `rollguard incidents`
           "[integration][admin][secrets]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
-    writeFile(dir / "token", "t0ken-for-tests\n");
-    ::chmod((dir / "token").c_str(), 0600);
+    writeAdminToken(dir / "token");
     const ReservedPort reserved;
     const std::uint16_t port = reserved.port();
     const std::string d = dir.path().string();

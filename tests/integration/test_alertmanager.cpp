@@ -370,8 +370,7 @@ TEST_CASE("rollguard rearm: a rule still firing keeps its alert active until it 
     HttpReceiver notifications;
     RealAlertmanager am(dir, notifications);
     writeFile(dir / "app.log", "");
-    writeFile(dir / "token", "t0ken-for-tests\n");
-    ::chmod((dir / "token").c_str(), 0600);
+    writeAdminToken(dir / "token");
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
     ErrorRatioConfig extra;
     extra.agent = "tick = \"100ms\"\nhostname = \"am-rearm\"\nlisten = \"127.0.0.1:" +

@@ -101,7 +101,7 @@ bool hasLevel(const std::string& err, const std::string& level) {
 TEST_CASE("log_format json writes every stderr line as a JSON object and a reload to debug logs debug lines",
           "[log_format][integration]") {
     TempDir dir;
-    writeFile(dir / "admin.token", "t0ken\n");
+    writeAdminToken(dir / "admin.token");
     // A bad line with quotes and a backslash, which the tailer logs as a sample.
     writeFile(dir / "app.log", "{\"status\":200}\nnot \"json\" at C:\\all\n");
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
@@ -121,7 +121,7 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
 
     // POST /api/v1/reload back to info.
     writeFile(config, configText(dir, port, "log_format = \"json\"\nlog_level = \"info\"\n"));
-    const std::vector<std::string> auth{"Authorization: Bearer t0ken"};
+    const std::vector<std::string> auth{adminAuthorization()};
     CHECK(httpRequest(port, "POST", "/api/v1/reload", auth, "").status == 200);
 
     agent.signal(SIGTERM);
@@ -169,7 +169,7 @@ TEST_CASE("log_format json writes every stderr line as a JSON object and a reloa
 
 TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][integration]") {
     TempDir dir;
-    writeFile(dir / "admin.token", "t0ken\n");
+    writeAdminToken(dir / "admin.token");
     writeFile(dir / "app.log", "{\"status\":200}\n");
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
     const std::uint16_t port = reserved.port();
@@ -180,7 +180,7 @@ TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][inte
     REQUIRE(agent.waitHealthy(port));
 
     writeFile(config, configText(dir, port, "log_format = \"json\"\nlog_level = \"debug\"\n"));
-    const std::vector<std::string> auth{"Authorization: Bearer t0ken"};
+    const std::vector<std::string> auth{adminAuthorization()};
     CHECK(httpRequest(port, "POST", "/api/v1/reload", auth, "").status == 200);
     agent.signal(SIGTERM);
     REQUIRE(agent.wait(20s) == 0);
@@ -194,7 +194,7 @@ TEST_CASE("the log-level flag wins over log_level at reload", "[log_format][inte
 TEST_CASE("text log lines leave the timestamp to the journal when stderr is the journal",
           "[log_format][integration]") {
     TempDir dir;
-    writeFile(dir / "admin.token", "t0ken\n");
+    writeAdminToken(dir / "admin.token");
     writeFile(dir / "app.log", "{\"status\":200}\n");
     const auto config = dir / "rollguard.toml";
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives

@@ -71,7 +71,7 @@ RuleView errorsRule(std::uint16_t port) {
 
 TEST_CASE("reload refuses a broken config and keeps state across a good one", "[reload][integration]") {
     TempDir dir;
-    writeFile(dir / "admin.token", "t0ken\n");
+    writeAdminToken(dir / "admin.token");
     writeFile(dir / "app.env", "CANARY=1\n");
     writeFile(dir / "app.log", statusLines(20, 503));
     const ReservedPort reserved;  // the agent's listen port, nobody else's while it lives
@@ -103,7 +103,7 @@ TEST_CASE("reload refuses a broken config and keeps state across a good one", "[
     CHECK(metrics.find("rollguard_config_last_reload_successful 0") != std::string::npos);
     CHECK(errorsRule(port).state == "pending");
 
-    const std::vector<std::string> auth{"Authorization: Bearer t0ken"};
+    const std::vector<std::string> auth{adminAuthorization()};
     auto reply = httpRequest(port, "POST", "/api/v1/reload", auth, "");
     CHECK(reply.status == 400);
     CHECK(reply.body.find("unknown source") != std::string::npos);

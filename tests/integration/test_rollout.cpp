@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "agent_config.h"
 #include "http_client.h"
 #include "http_receiver.h"
 #include "process.h"
@@ -105,8 +106,7 @@ struct Scenario {
         writeFile(dir / "app.log", "");
         writeFile(dir / "service.env", envWith(0));
         writeFile(dir / "notify.env", "ROLLED_BACK=no\n");
-        writeFile(dir / "token", "rollout-t0ken\n");
-        ::chmod((dir / "token").c_str(), 0600);
+        writeAdminToken(dir / "token");
         writeFile(config, configText(dir, port, setup));
     }
     std::unique_ptr<RunningAgent> start() {
@@ -250,11 +250,11 @@ TEST_CASE("rollout e2e: rollguard rollout status pause promote abort through the
     // The API itself: a wrong token, and no token at all.
     auto r = httpRequest(s.port, "POST", "/api/v1/rollout/resume", {"Authorization: Bearer nope"}, "{}");
     CHECK(r.status == 401);
-    r = httpRequest(s.port, "POST", "/api/v1/rollout/resume", {"Authorization: Bearer rollout-t0ken"},
+    r = httpRequest(s.port, "POST", "/api/v1/rollout/resume", {adminAuthorization()},
                     "{\"reason\":\"fixed\"}");
     CHECK(r.status == 200);
     CHECK(r.body.find("\"ok\":true") != std::string::npos);
-    r = httpRequest(s.port, "POST", "/api/v1/rollout/resume", {"Authorization: Bearer rollout-t0ken"}, "");
+    r = httpRequest(s.port, "POST", "/api/v1/rollout/resume", {adminAuthorization()}, "");
     CHECK(r.status == 409);
     CHECK(r.body.find("\"ok\":false") != std::string::npos);
 }

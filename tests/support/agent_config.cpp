@@ -1,6 +1,19 @@
 #include "agent_config.h"
 
+#include <sys/stat.h>
+
+#include "temp_dir.h"
+
 namespace rollguard::testing {
+
+void writeAdminToken(const std::filesystem::path& file) {
+    writeFile(file, std::string(kAdminToken) + "\n");
+    ::chmod(file.c_str(), 0600);
+}
+
+std::string adminAuthorization() {
+    return std::string("Authorization: Bearer ") + kAdminToken;
+}
 
 std::string errorRatioConfig(const std::filesystem::path& dir, const ErrorRatioConfig& extra) {
     return "[agent]\n" + extra.agent +

@@ -18,6 +18,13 @@ struct ErrorRatioConfig {
 /// then `extra.tail`.
 std::string errorRatioConfig(const std::filesystem::path& dir, const ErrorRatioConfig& extra);
 
+/// A token the agent accepts in `admin_token_file` (32 bytes or more).
+inline constexpr const char* kAdminToken = "rollguard-tests-admin-token-0123456789";
+/// Writes kAdminToken to `file` with mode 0600 (a token others can read is refused).
+void writeAdminToken(const std::filesystem::path& file);
+/// The request header that carries kAdminToken: "Authorization: Bearer ...".
+std::string adminAuthorization();
+
 /// `n` JSON log lines {"status":<status>}, each ending in a newline.
 std::string statusLines(int n, int status);
 

@@ -1,11 +1,22 @@
-// /metrics, /healthz and /api/v1/status served by the real listener on 127.0.0.1.
+// /metrics, /healthz and /api/v1/status served by the real listener on 127.0.0.1, and the
+// admin API on its Unix socket and over TCP with its token.
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 
 #include <catch2/catch.hpp>
 
 #include "http_client.h"
+#include "temp_dir.h"
+#include "rollguard/agent/admin.h"
 #include "rollguard/exporters/http_server.h"
 
 using namespace rollguard;
@@ -110,4 +121,82 @@ TEST_CASE("a listen address already in use is refused with a reason", "[exporter
     const std::string taken = "127.0.0.1:" + std::to_string(first.port());
     CHECK_THROWS_WITH(exporters::HttpServer(taken, [&snapshot] { return snapshot; }),
                       Catch::Contains("cannot listen on " + taken));
+}
+
+TEST_CASE("a Unix-socket listener: mode 0600, no token for the admin API, a stale socket replaced, removed at the end",
+          "[exporters][admin_socket]") {
+    testing::TempDir dir;
+    const std::string path = (dir / "admin.sock").string();
+    auto snapshot = sample();
+    exporters::AdminApi admin;
+    admin.token = std::make_shared<agent::AdminToken>();  // empty: no TCP admin API at all
+    int rearms = 0;
+    admin.rearm = [&rearms](const std::string&) {
+        ++rearms;
+        return exporters::AdminApi::Reply{200, "{\"status\":\"rearmed\"}\n"};
+    };
+    const agent::AdminEndpoint local{.unix_socket = path, .listen = {}, .token = {}};
+    {
+        // What a daemon killed with SIGKILL leaves behind: a socket file nobody serves.
+        const int stale = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::memcpy(address.sun_path, path.data(), path.size());
+        REQUIRE(::bind(stale, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
+        ::close(stale);
+    }
+    {
+        exporters::HttpServer server("unix:" + path, [&snapshot] { return snapshot; }, admin);
+        CHECK(server.port() == 0);
+        struct stat st {};
+        REQUIRE(::lstat(path.c_str(), &st) == 0);
+        CHECK(S_ISSOCK(st.st_mode));
+        CHECK((st.st_mode & 0777) == 0600);
+
+        auto r = agent::adminGet(local, "/healthz", 5s);
+        CHECK(r.status == 200);
+        r = agent::adminPost(local, "/api/v1/rearm", "{}", 5s);
+        CHECK(r.status == 200);
+        CHECK(rearms == 1);
+        // The same API over TCP, with no token configured, is off.
+        exporters::HttpServer tcp("127.0.0.1:0", [&snapshot] { return snapshot; }, admin);
+        r = agent::adminPost({.unix_socket = {}, .listen = "127.0.0.1:" + std::to_string(tcp.port()), .token = {}},
+                             "/api/v1/rearm", "{}", 5s);
+        CHECK(r.status == 403);
+        CHECK(r.body.find("agent.admin_token_file") != std::string::npos);
+        CHECK(rearms == 1);
+    }
+    CHECK_FALSE(std::filesystem::exists(path));
+    CHECK(agent::adminGet(local, "/healthz", 5s).status == 0);
+}
+
+TEST_CASE("a Unix-socket listener refuses a path that is not a socket, or too long for one", "[exporters][admin_socket]") {
+    testing::TempDir dir;
+    auto snapshot = sample();
+    testing::writeFile(dir / "admin.sock", "not a socket\n");
+    CHECK_THROWS_WITH(exporters::HttpServer("unix:" + (dir / "admin.sock").string(), [&snapshot] { return snapshot; }),
+                      Catch::Contains("not a socket"));
+    CHECK(testing::readFile(dir / "admin.sock") == "not a socket\n");  // left alone
+    const std::string deep = (dir / std::string(120, 'd') / "admin.sock").string();
+    CHECK_THROWS_WITH(exporters::HttpServer("unix:" + deep, [&snapshot] { return snapshot; }),
+                      Catch::Contains("choose a shorter state_dir"));
+}
+
+TEST_CASE("the TCP admin API: 401 without the right bearer token, the token replaced while serving",
+          "[exporters][admin_socket]") {
+    auto snapshot = sample();
+    exporters::AdminApi admin;
+    const auto token = std::make_shared<agent::AdminToken>();
+    token->set("first-token-first-token-first-token");
+    admin.token = token;
+    admin.rearm = [](const std::string&) { return exporters::AdminApi::Reply{200, "{}\n"}; };
+    exporters::HttpServer server("127.0.0.1:0", [&snapshot] { return snapshot; }, admin);
+    agent::AdminEndpoint to{.unix_socket = {}, .listen = "127.0.0.1:" + std::to_string(server.port()), .token = {}};
+    CHECK(agent::adminPost(to, "/api/v1/rearm", "{}", 5s).status == 401);
+    to.token = "first-token-first-token-first-token";
+    CHECK(agent::adminPost(to, "/api/v1/rearm", "{}", 5s).status == 200);
+    token->set("second-token-second-token-second-token");
+    CHECK(agent::adminPost(to, "/api/v1/rearm", "{}", 5s).status == 401);
+    to.token = "second-token-second-token-second-token";
+    CHECK(agent::adminPost(to, "/api/v1/rearm", "{}", 5s).status == 200);
 }

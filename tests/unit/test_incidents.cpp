@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -418,6 +420,45 @@ TEST_CASE("in dry-run mode neither rules nor hands open incidents", "[incidents]
     CHECK(error.rfind("the agent runs in dry-run mode", 0) == 0);
     CHECK(hookRuns(dir).empty());
     CHECK(IncidentLog((dir / "state").string(), 100).list().empty());
+}
+
+TEST_CASE("the admin token is refused when others may read it or it is under 32 bytes", "[incidents][admin]") {
+    TempDir dir;
+    const auto file = (dir / "admin.token").string();
+    const std::string good(40, 'k');
+    std::string error;
+    writeFile(file, "  " + good + "\n");
+    ::chmod(file.c_str(), 0600);
+    CHECK(agent::readAdminToken(file, error) == good);
+
+    ::chmod(file.c_str(), 0640);
+    CHECK_FALSE(agent::readAdminToken(file, error));
+    CHECK(error.find("accessible by group or others (mode 640): chmod 600 " + file) != std::string::npos);
+    ::chmod(file.c_str(), 0602);  // writable by others: they could put their own token there
+    CHECK_FALSE(agent::readAdminToken(file, error));
+
+    writeFile(file, std::string(31, 'k') + "\n");
+    ::chmod(file.c_str(), 0600);
+    CHECK_FALSE(agent::readAdminToken(file, error));
+    CHECK(error == "admin token file " + file + " holds 31 bytes; the admin token must be at least 32 (for example: "
+                   "openssl rand -hex 32 > " + file + ")");
+    writeFile(file, std::string(32, 'k'));
+    CHECK(agent::readAdminToken(file, error) == std::string(32, 'k'));
+    writeFile(file, "\n");
+    CHECK_FALSE(agent::readAdminToken(file, error));
+    CHECK(error.find("is empty") != std::string::npos);
+    CHECK_FALSE(agent::readAdminToken((dir / "missing").string(), error));
+    CHECK(error.find("cannot read admin token file") != std::string::npos);
+
+    agent::AdminToken token;
+    CHECK_FALSE(token.enabled());
+    CHECK_FALSE(token.matches("Bearer "));
+    token.set(good);
+    CHECK(token.enabled());
+    CHECK(token.matches("Bearer " + good));
+    CHECK_FALSE(token.matches("Bearer " + good.substr(1)));
+    token.set("");
+    CHECK_FALSE(token.matches("Bearer " + good));
 }
 
 TEST_CASE("admin requests, tokens and offline rearm", "[incidents][admin]") {

@@ -1,4 +1,5 @@
-// The state-directory lock, the admin API's request and token, and the CLI's client.
+// The state-directory lock, the admin API's request and token, its Unix socket's path, and the
+// CLI's client.
 #include "rollguard/agent/admin.h"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "hooks/hooks_internal.h"
 #include "rollguard/rules/engine.h"
 #include "util/atomic_file.h"
+#include "util/secret.h"
 
 namespace rollguard::agent {
 
@@ -109,7 +111,18 @@ std::optional<AdminRequest> parseAdminRequest(std::string_view body, std::string
 
 std::optional<std::string> readAdminToken(const std::string& file, std::string& error) {
     std::string token;
-    if (!detail::readSecret(file, "", "admin token", token, error)) {
+    std::string permission_problem;
+    if (!readSecret(file, "", "admin token", token, error, &permission_problem)) {
+        return std::nullopt;
+    }
+    if (!permission_problem.empty()) {
+        error = permission_problem + " (the admin token is refused until only its owner can read it)";
+        return std::nullopt;
+    }
+    if (token.size() < kMinAdminTokenBytes) {
+        error = "admin token file " + file + " holds " + std::to_string(token.size()) +
+                " bytes; the admin token must be at least " + std::to_string(kMinAdminTokenBytes) +
+                " (for example: openssl rand -hex 32 > " + file + ")";
         return std::nullopt;
     }
     return token;
@@ -122,6 +135,25 @@ bool bearerMatches(std::string_view authorization, std::string_view token) {
     }
     // Constant-time in the contents and the length of both (CRYPTO_memcmp over HMACs).
     return secretEquals(authorization.substr(kPrefix.size()), token);
+}
+
+void AdminToken::set(std::string token) {
+    std::lock_guard lock(mutex_);
+    token_ = std::move(token);
+}
+
+bool AdminToken::enabled() const {
+    std::lock_guard lock(mutex_);
+    return !token_.empty();
+}
+
+bool AdminToken::matches(std::string_view authorization) const {
+    std::lock_guard lock(mutex_);
+    return bearerMatches(authorization, token_);
+}
+
+std::string adminSocketPath(const std::string& state_dir) {
+    return state_dir + "/admin.sock";
 }
 
 namespace {
@@ -153,25 +185,30 @@ std::string reachable(const std::string& listen) {
 
 namespace {
 
-AdminResponse adminCall(const std::string& listen, const std::string& path, const std::string* token,
-                        const std::string* body, std::chrono::nanoseconds timeout) {
+AdminResponse adminCall(const AdminEndpoint& to, const std::string& path, const std::string* body,
+                        std::chrono::nanoseconds timeout) {
     AdminResponse response;
     CURL* c = curl_easy_init();
     if (c == nullptr) {
         response.error = "cannot initialise libcurl";
         return response;
     }
-    const std::string url = "http://" + reachable(listen) + path;
+    const bool local = !to.unix_socket.empty();
+    // Over the socket the host part only fills the Host header.
+    const std::string url = "http://" + (local ? std::string("localhost") : reachable(to.listen)) + path;
     curl_slist* headers = nullptr;
     std::string auth;
     if (body != nullptr) {
         headers = curl_slist_append(headers, "Content-Type: application/json");
-    }
-    if (token != nullptr) {
-        auth = "Authorization: Bearer " + *token;
-        headers = curl_slist_append(headers, auth.c_str());
+        if (!local && !to.token.empty()) {
+            auth = "Authorization: Bearer " + to.token;
+            headers = curl_slist_append(headers, auth.c_str());
+        }
     }
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    if (local) {
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, to.unix_socket.c_str());
+    }
     if (headers != nullptr) {
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     }
@@ -189,7 +226,7 @@ AdminResponse adminCall(const std::string& listen, const std::string& path, cons
     if (rc == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
     } else {
-        response.error = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
+        response.error = std::string(curl_easy_strerror(rc)) + " (" + (local ? to.unix_socket : url) + ")";
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
@@ -198,13 +235,13 @@ AdminResponse adminCall(const std::string& listen, const std::string& path, cons
 
 }  // namespace
 
-AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
-                        const std::string& body, std::chrono::nanoseconds timeout) {
-    return adminCall(listen, path, &token, &body, timeout);
+AdminResponse adminPost(const AdminEndpoint& to, const std::string& path, const std::string& body,
+                        std::chrono::nanoseconds timeout) {
+    return adminCall(to, path, &body, timeout);
 }
 
-AdminResponse adminGet(const std::string& listen, const std::string& path, std::chrono::nanoseconds timeout) {
-    return adminCall(listen, path, nullptr, nullptr, timeout);
+AdminResponse adminGet(const AdminEndpoint& to, const std::string& path, std::chrono::nanoseconds timeout) {
+    return adminCall(to, path, nullptr, timeout);
 }
 
 std::optional<std::string> jsonStringMember(std::string_view json, std::string_view key) {

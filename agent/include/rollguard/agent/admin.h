@@ -3,6 +3,8 @@
 // daemon is running on a state directory, reaching it, and acting without it.
 
 #include <chrono>
+#include <cstddef>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,26 +45,55 @@ struct AdminRequest {
 };
 std::optional<AdminRequest> parseAdminRequest(std::string_view body, std::string& error);
 
-/// The admin token from `agent.admin_token_file` (trailing whitespace trimmed; a file
-/// readable by group or others is warned about). nullopt with `error` when unreadable
-/// or empty.
+/// The admin token from `agent.admin_token_file` (surrounding whitespace trimmed).
+/// nullopt with `error` when the file is unreadable, readable or writable by group or
+/// others, or holds fewer than kMinAdminTokenBytes: a token that others can read or guess
+/// would let them roll back, so it is refused rather than warned about.
+inline constexpr std::size_t kMinAdminTokenBytes = 32;
 std::optional<std::string> readAdminToken(const std::string& file, std::string& error);
 
-/// Constant-time comparison of an `Authorization` header with "Bearer <token>".
+/// Constant-time comparison of an `Authorization` header with "Bearer <token>": the time
+/// depends neither on the contents nor on the lengths (CRYPTO_memcmp over HMACs).
 bool bearerMatches(std::string_view authorization, std::string_view token);
+
+/// The bearer token the TCP admin endpoints accept, replaced when a reload re-reads
+/// `admin_token_file` while requests are being checked against it. Empty: the TCP admin
+/// endpoints are off. Thread-safe.
+class AdminToken {
+public:
+    void set(std::string token);
+    bool enabled() const;
+    bool matches(std::string_view authorization) const;
+
+private:
+    mutable std::mutex mutex_;
+    std::string token_;
+};
+
+/// `<state_dir>/admin.sock`: the Unix socket the daemon serves its API on (mode 0600,
+/// peer credentials checked) and the CLI reaches it through without a token.
+std::string adminSocketPath(const std::string& state_dir);
+
+/// Where the CLI reaches a daemon: its Unix socket when `unix_socket` is set (no token),
+/// else http://<listen> (a wildcard listen address is reached on loopback) with the
+/// bearer `token` for POSTs.
+struct AdminEndpoint {
+    std::string unix_socket;
+    std::string listen;
+    std::string token;
+};
 
 struct AdminResponse {
     long status = 0;     ///< HTTP status; 0 when no answer arrived
     std::string body;    ///< response body (at most 1 MiB kept)
     std::string error;   ///< curl's error text when status == 0
 };
-/// POSTs `body` (JSON) to http://<listen><path> with `Authorization: Bearer <token>`.
-/// A wildcard listen address (0.0.0.0, [::]) is reached on loopback. Never throws.
-AdminResponse adminPost(const std::string& listen, const std::string& path, const std::string& token,
-                        const std::string& body, std::chrono::nanoseconds timeout);
+/// POSTs `body` (JSON) to `path` at `to`. Never throws.
+AdminResponse adminPost(const AdminEndpoint& to, const std::string& path, const std::string& body,
+                        std::chrono::nanoseconds timeout);
 
-/// GETs http://<listen><path> (no token: the read-only endpoints need none), as adminPost.
-AdminResponse adminGet(const std::string& listen, const std::string& path, std::chrono::nanoseconds timeout);
+/// GETs `path` at `to` (no token: the read-only endpoints need none), as adminPost.
+AdminResponse adminGet(const AdminEndpoint& to, const std::string& path, std::chrono::nanoseconds timeout);
 
 /// The string member `key` of the JSON object `json` (unescaped), or nullopt when `json`
 /// is not an object or has no such string member. Never throws.

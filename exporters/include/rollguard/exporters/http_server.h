@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rollguard/agent/admin.h"
 #include "rollguard/agent/daemon.h"
 
 namespace rollguard::exporters {
@@ -75,13 +76,15 @@ struct GateQuery {
 GateReply renderGate(const agent::StatusSnapshot& snapshot, const GateQuery& query = {});
 
 /// The admin endpoints' actions. Each gets the request body and returns the HTTP status
-/// and a JSON body. An empty token disables the admin API.
+/// and a JSON body.
 struct AdminApi {
     struct Reply {
         int status = 200;
         std::string json;
     };
-    std::string token;
+    /// The bearer token the admin endpoints want on a TCP listener (null or empty: off
+    /// there). A Unix-socket listener needs none.
+    std::shared_ptr<const agent::AdminToken> token;
     std::function<Reply(const std::string& body)> rollback;
     std::function<Reply(const std::string& body)> rearm;
     std::function<Reply(const std::string& body)> reload;  ///< POST /api/v1/reload
@@ -99,9 +102,17 @@ struct AdminApi {
 /// query `rules=a,b` and `always_200=true`; POST because Flagger's webhooks post and
 /// its body is ignored), and the
 /// admin API: POST /api/v1/rollback, /api/v1/rearm, /api/v1/reload and
-/// /api/v1/rollout/{pause,resume,promote,abort}, which need
-/// `Authorization: Bearer <token>` (401 otherwise, compared in constant time) and answer
-/// 403 when no token is configured. Admin bodies are capped at 64 KiB (413).
+/// /api/v1/rollout/{pause,resume,promote,abort}.
+///
+/// Two kinds of listener serve the same endpoints:
+/// - TCP (`listen` = "host:port"): the admin API needs `Authorization: Bearer <token>`
+///   (401 otherwise, compared in constant time) and answers 403 when no token is set.
+/// - Unix socket (`listen` = "unix:/path"): created mode 0600 (a socket file left at the
+///   path is replaced, so the caller must make sure no other process serves it: rollguard
+///   holds the state_dir lock); every request's peer credentials (SO_PEERCRED) are
+///   checked, and only the agent's own user and root are answered (403 otherwise); the
+///   admin API needs no token there. The file is removed when the server stops.
+/// Admin bodies are capped at 64 KiB (413).
 /// It never includes libmicrohttpd in this header. Binds loopback unless told otherwise.
 /// /healthz answers 200 while the evaluation loop has ticked within 3 ticks (or has not
 /// started yet for less than 3 ticks), 503 otherwise.
@@ -111,14 +122,14 @@ class HttpServer {
 public:
     using SnapshotFn = std::function<agent::StatusSnapshot()>;
 
-    /// `listen` is "host:port" (port 0 = any free port). Throws std::runtime_error when
-    /// the address cannot be bound, with the reason.
+    /// `listen` is "host:port" (port 0 = any free port) or "unix:/path". Throws
+    /// std::runtime_error when the address cannot be bound, with the reason.
     HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    /// The bound port (useful with port 0).
+    /// The bound port (useful with port 0); 0 on a Unix socket.
     std::uint16_t port() const;
 
 private:
