@@ -470,3 +470,20 @@ TEST_CASE("compare = mann_whitney: canary vs baseline histograms", "[rules][timi
     CHECK(*h.engine.status(0).last.value == Approx(0.3));
     CHECK(h.engine.status(0).last.samples == 1000);
 }
+
+TEST_CASE("TickSchedule: evaluation times on the tick grid whatever the wake-up jitter", "[rules][timing]") {
+    using rollguard::rules::TickSchedule;
+    const TimePoint t0{std::chrono::seconds{1'700'000'000}};
+    TickSchedule schedule(1s);
+    CHECK(schedule.next(t0 + 3ms) == t0 + 3ms);  // the first tick anchors the grid
+    // Wake-ups up to a quarter tick early or late land on the grid.
+    CHECK(schedule.next(t0 + 1s + 3ms - 250ms) == t0 + 1s + 3ms);
+    CHECK(schedule.next(t0 + 2s + 3ms + 250ms) == t0 + 2s + 3ms);
+    CHECK(schedule.next(t0 + 3s - 1us) == t0 + 3s + 3ms);
+    // A stall (or a clock step) re-anchors on the reading; the grid goes on from there.
+    CHECK(schedule.next(t0 + 7s + 400ms) == t0 + 7s + 400ms);
+    CHECK(schedule.next(t0 + 8s + 399ms) == t0 + 8s + 400ms);
+    // A clock moved back, or by less than a tick (two evaluations in a row): the reading.
+    CHECK(schedule.next(t0 + 8s) == t0 + 8s);
+    CHECK(schedule.next(t0 + 8s) == t0 + 8s);
+}

@@ -58,7 +58,7 @@ struct Daemon::SourceState {
 };
 
 Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> handoff)
-    : config_(std::move(config)), clock_(clock), host_(hostName(config_.agent)),
+    : config_(std::move(config)), clock_(clock), schedule_(config_.agent.tick), host_(hostName(config_.agent)),
       judge_(std::make_unique<Judge>(config_)),
       scrapes_(std::make_unique<ScrapeLoop>(config_, *judge_, host_)) {
     for (const auto& source : config_.sources) {
@@ -190,7 +190,7 @@ void Daemon::start() {
 }
 
 void Daemon::tick() {
-    const auto now = clock_.now();
+    const auto now = schedule_.next(clock_.now());
     applyPendingRearm();
     collect(now);
 

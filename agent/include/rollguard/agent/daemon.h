@@ -246,7 +246,10 @@ public:
     /// file:line:col) and, with a non-zero `[agent] preflight_interval`, again on that
     /// interval — off the tick thread, since a host name lookup may block up to 2 s.
     void start();
-    /// One evaluation at clock.now(). Public so tests can drive it with a ManualClock.
+    /// One evaluation at the judge's time for clock.now() (rules::TickSchedule: the
+    /// previous evaluation plus one tick when the clock reads within a quarter tick of
+    /// that, so `for` is exact whatever the wake-up jitter). Public so tests can drive it
+    /// with a ManualClock.
     void tick();
     /// Reads what the sources have available now on the calling thread, instead of
     /// their threads (tests; later replay), and scrapes every scrape target once. Only
@@ -366,6 +369,7 @@ private:
 
     Config config_;
     const rules::Clock& clock_;
+    rules::TickSchedule schedule_;
     std::string host_;
     std::vector<std::unique_ptr<SourceState>> sources_;
     std::unique_ptr<Judge> judge_;
