@@ -1,12 +1,15 @@
 // `rollguard replay` as users run it: the real binary on real files; text and JSON output,
 // exit codes.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <simdjson.h>
 
 #include "process.h"
@@ -123,6 +126,55 @@ TEST_CASE("rollguard replay --json writes exact counts", "[replay][integration]"
     CHECK(s["latency_seconds"]["p99"].get_double().value() == Approx(0.099).epsilon(0.001));
     CHECK(s["latency_seconds"]["max"].get_double().value() == Approx(0.100).epsilon(0.001));
     CHECK(s["lines_per_second"].get_double().value() > 0.0);
+}
+
+TEST_CASE("rollguard replay: `rate` over event time is exact from the first tick, no false alarm while the window fills",
+          "[replay][integration][rate]") {
+    // Exactly 10 lines a second for 60 s, at 50 ms past each tenth of a second; a 30 s
+    // window. Every tick's rate is 10/s: 10 events over the second they stand for, 20 over
+    // two, ..., 300 over 30. Rules a hair below and above it must never go pending.
+    TempDir dir;
+    std::string log;
+    for (int i = 0; i < 600; ++i) {
+        const int ms = 100 * i + 50;
+        log += fmt::format("{{\"ts\":\"2026-12-01T10:{:02}:{:02}.{:03}Z\",\"status\":200}}\n", ms / 60000,
+                           ms / 1000 % 60, ms % 1000);
+    }
+    writeFile(dir / "app.log", log);
+    std::string config = "[agent]\nlisten = \"\"\ntick = \"1s\"\n"
+                         "[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"/nonexistent.log\"]\n"
+                         "time = \"event\"\ntimestamp = \"ts\"\n";
+    for (const auto& [name, condition] : {std::pair{"too-few", "below = 9.99"}, std::pair{"too-many", "above = 10.01"}}) {
+        config += fmt::format("[[rule]]\nname = \"{}\"\nsource = \"app\"\nmetric = \"rate\"\n{}\nwindow = \"30s\"\n"
+                              "severity = \"warning\"\n",
+                              name, condition);
+    }
+    writeFile(dir / "rollguard.toml", config);
+    const auto [code, json] = runStdout(dir, {ROLLGUARD_BIN, "replay", "-c", (dir / "rollguard.toml").string(),
+                                              "--json", "-", (dir / "app.log").string()});
+    REQUIRE(code == 0);
+    INFO(json);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+    simdjson::dom::array rules;
+    REQUIRE(doc["timeline"].get(rules) == simdjson::SUCCESS);
+    REQUIRE(rules.size() == 2);
+    for (const auto rule : rules) {
+        INFO(rule["rule"].get_string().value());
+        CHECK(rule["events"].get_array().value().size() == 0);
+        simdjson::dom::array points;
+        REQUIRE(rule["points"].get(points) == simdjson::SUCCESS);
+        REQUIRE(points.size() == 60);
+        std::int64_t samples = 0;
+        for (const auto point : points) {
+            samples = std::min<std::int64_t>(samples + 10, 300);
+            double value = 0.0;
+            REQUIRE(point["value"].get_double().get(value) == simdjson::SUCCESS);
+            CHECK(value == Approx(10.0).epsilon(1e-12));
+            CHECK(point["samples"].get_int64().value() == samples);
+        }
+    }
 }
 
 TEST_CASE("rollguard replay reads what rollguard-loggen writes", "[replay][integration]") {

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -499,4 +501,108 @@ TEST_CASE("statusSummary: the summary or the message, first line, at most 200 by
     CHECK(agent::statusSummary(r) == std::string(199, 'a') + "...");
     r.message = std::string(200, 'b');
     CHECK(agent::statusSummary(r) == std::string(200, 'b'));
+}
+
+namespace {
+
+/// A clock read by a tick that wakes a little early or late: the tick's scheduled time
+/// plus a jitter the test sets, as a real wake-up reads the wall clock. Thread-safe.
+class JitteryClock final : public rules::Clock {
+public:
+    rules::TimePoint now() const override {
+        std::lock_guard lock(mutex_);
+        return scheduled_ + jitter_;
+    }
+    void nextTick(std::chrono::microseconds jitter) {
+        std::lock_guard lock(mutex_);
+        scheduled_ += 1s;
+        jitter_ = jitter;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    rules::TimePoint scheduled_{std::chrono::seconds{1'700'000'000}};
+    std::chrono::microseconds jitter_{0};
+};
+
+}  // namespace
+
+TEST_CASE("daemon: `for` is exact on the tick grid while the clock readings jitter", "[daemon][timing]") {
+    // 64 trials: the breach starts at a random tick, every wake-up reads the clock up to
+    // 3 ms early or late. A rule deciding on raw readings fires one tick late whenever
+    // the tick at since + `for` wakes earlier than the one that saw the breach begin.
+    std::mt19937 random(20261207);
+    std::uniform_int_distribution<int> jitter_us(-3000, 3000);
+    std::uniform_int_distribution<int> breach_tick(6, 12);
+    int on_time = 0;
+    for (int trial = 0; trial < 64; ++trial) {
+        TempDir dir;
+        writeFile(dir / "app.log", "");
+        JitteryClock clock;
+        agent::Config config = testing::daemonTestConfig(dir);  // for 5 s, tick 1 s
+        agent::Daemon daemon(std::move(config), clock);
+        const int breach_from = breach_tick(random);
+        std::optional<int> pending_at;
+        std::optional<int> firing_at;
+        for (int k = 1; k <= breach_from + 10 && !firing_at; ++k) {
+            appendFile(dir / "app.log", lines(100, k >= breach_from ? 100 : 0, 20));
+            clock.nextTick(std::chrono::microseconds{jitter_us(random)});
+            daemon.pollSources();
+            daemon.tick();
+            const auto s = daemon.snapshot();
+            if (s.rules[0].state == rules::AlertState::Pending && !pending_at) {
+                pending_at = k;
+            }
+            if (s.rules[0].state == rules::AlertState::Firing) {
+                firing_at = k;
+            }
+        }
+        INFO("trial " << trial << ": breach from tick " << breach_from);
+        REQUIRE(pending_at);
+        REQUIRE(firing_at);
+        CHECK(*pending_at == breach_from);
+        CHECK(*firing_at - *pending_at == 5);
+        on_time += *firing_at - *pending_at == 5 ? 1 : 0;
+        daemon.stopWithoutSaving();
+    }
+    CHECK(on_time == 64);
+}
+
+TEST_CASE("daemon: `rate` is exact from the first tick after start to the steady state (arrival time)",
+          "[daemon][rate]") {
+    // 10 lines arrive between each two ticks: every rate the judge reports is 10/s, over a
+    // window still filling and over a full one; neither rule goes pending on the way.
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    rules::ManualClock clock;
+    agent::Config config = testing::daemonTestConfig(dir);
+    config.rules.clear();
+    for (const bool below : {true, false}) {
+        rules::RuleSpec r;
+        r.name = below ? "too-few" : "too-many";
+        r.severity = rules::Severity::Warning;
+        r.source = "app";
+        r.metric = {rules::MetricKind::Rate, 0.0, "rate"};
+        r.comparison = below ? rules::Comparison::Below : rules::Comparison::Above;
+        r.threshold = below ? 9.99 : 10.01;
+        r.window = 30s;
+        config.rules.push_back(r);
+    }
+    agent::Daemon daemon(std::move(config), clock);
+    daemon.pollSources();
+    daemon.tick();  // at start: nothing has arrived yet, over no time at all
+    CHECK_FALSE(daemon.snapshot().rules[0].value);
+    for (int k = 1; k <= 45; ++k) {
+        appendFile(dir / "app.log", lines(10, 0, 20));
+        clock.advance(1s);
+        daemon.pollSources();
+        daemon.tick();
+        const auto s = daemon.snapshot();
+        INFO("tick " << k);
+        for (const auto& rule : s.rules) {
+            REQUIRE(rule.value);
+            CHECK(*rule.value == Approx(10.0).epsilon(1e-12));
+            CHECK(rule.state == rules::AlertState::Inactive);
+        }
+    }
 }

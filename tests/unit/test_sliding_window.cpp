@@ -290,6 +290,41 @@ TEST_CASE("a window is a latency view in seconds and reports the span it covers"
     }
 }
 
+TEST_CASE("with a stamp span, a window covers what its stamps stand for: W when full", "[store][window][rate]") {
+    // Stamps every 250 ms at a phase that is no slot boundary, into 100 ms slots (a 30 s
+    // window), 10 events each: the rate, events over what they stand for, is 40/s from
+    // the first stamp on, whether the data arrive (add) or carry their event time (addAt).
+    for (const bool event_time : {false, true}) {
+        INFO((event_time ? "event time" : "arrival"));
+        Series series({}, 250ms);
+        const WindowHandle h = series.addWindow(30s);
+        const WindowView& v = series.window(h);
+        const TimePoint start = t0 + 37ms;
+        for (int k = 0; k < 400; ++k) {
+            const TimePoint at = start + k * 250ms;
+            if (event_time) {
+                series.addAt(at, eventsOnly(10));
+            } else {
+                // Arrivals: the first stamp is the start, when nothing has arrived yet.
+                series.add(at, eventsOnly(k == 0 ? 0 : 10));
+            }
+            const auto stats = v.asSeriesStats();
+            INFO("stamp " << k);
+            if (!event_time && k == 0) {
+                // The start stands for no time yet.
+                CHECK(stats.window == 0s);
+                continue;
+            }
+            const double seconds = std::chrono::duration<double>(stats.window).count();
+            REQUIRE(seconds > 0.0);
+            CHECK(static_cast<double>(stats.events) / seconds == Approx(40.0).epsilon(1e-12));
+            if (k >= 130) {
+                CHECK(stats.window == 30s);
+            }
+        }
+    }
+}
+
 TEST_CASE("sparse counts round-trip a histogram", "[store][window]") {
     HdrHistogram h(1, 3'600'000'000, 3);
     std::mt19937_64 rng(5);

@@ -64,7 +64,7 @@ std::int64_t nanosOf(const struct timespec& ts) {
 
 }  // namespace
 
-Judge::Judge(const Config& config) : engine_(config.rules) {
+Judge::Judge(const Config& config) : engine_(config.rules), tick_(config.agent.tick) {
     for (const auto& cfg : config.sources) {
         auto source = std::make_unique<Source>();
         source->name = cfg.name;
@@ -73,7 +73,7 @@ Judge::Judge(const Config& config) : engine_(config.rules) {
         }
         source->settings = histogramSettingsFor(cfg);
         source->lateness = cfg.lateness;
-        source->streams.push_back(std::make_unique<Series>(source->settings));
+        source->streams.push_back(std::make_unique<Series>(source->settings, tick_));
         sources_.push_back(std::move(source));
     }
     for (const auto& scrape : config.scrapes) {
@@ -82,7 +82,7 @@ Judge::Judge(const Config& config) : engine_(config.rules) {
             source->name = stream.name;
             source->label_names = stream.labels;
             source->settings = histogramSettingsFor(stream);
-            source->streams.push_back(std::make_unique<Series>(source->settings));
+            source->streams.push_back(std::make_unique<Series>(source->settings, tick_));
             sources_.push_back(std::move(source));
         }
     }
@@ -178,7 +178,7 @@ void Judge::adoptNewStreams(Source& source) {
         const auto id = static_cast<std::uint32_t>(source.streams.size());
         const auto& [slot_index, group] = source.assigned[id - 1];
         Slot& slot = *source.slots[slot_index];
-        auto series = std::make_unique<Series>(source.settings);
+        auto series = std::make_unique<Series>(source.settings, tick_);
         for (const auto w : slot.windows) {
             series->addWindow(w);
         }

@@ -438,7 +438,8 @@ struct Series::Ring {
     }
 };
 
-Series::Series(const HistogramSettings& settings) : settings_(settings) {
+Series::Series(const HistogramSettings& settings, std::chrono::nanoseconds stamp_span)
+    : settings_(settings), stamp_span_(stamp_span) {
     // Validates the settings once, up front, rather than on first data.
     HdrHistogram probe(settings.lowest, settings.highest, settings.sigfigs);
     if (!(settings.units_per_second > 0.0)) {
@@ -529,7 +530,14 @@ void Series::advance(rules::TimePoint now) {
         }
         const rules::TimePoint window_start{std::chrono::duration_cast<rules::TimePoint::duration>(
             w->slot_width_ * (boundary + 1))};
-        const rules::TimePoint start = std::max(window_start, *first_seen_);
+        rules::TimePoint from = window_start;
+        if (stamp_span_.count() > 0) {
+            // The stamps in [window_start, t] fall on t, t - span, ...; the oldest of them
+            // stands for the span before it.
+            const auto span = std::chrono::duration_cast<rules::TimePoint::duration>(stamp_span_);
+            from = t - ((t - window_start) / span + 1) * span;
+        }
+        const rules::TimePoint start = std::max(from, *first_seen_);
         w->covered_ = std::chrono::duration_cast<std::chrono::nanoseconds>(t - start);
     }
     for (auto& ring : rings_) {
@@ -598,7 +606,12 @@ void Series::checkSettings(const IntervalStats& interval) const {
 }
 
 void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
+    // Event-time data stamped `at` stands for the span before it.
+    const rules::TimePoint stands_from = at - std::chrono::duration_cast<rules::TimePoint::duration>(stamp_span_);
     if (!newest_ || at >= *newest_) {
+        if (!first_seen_ || stands_from < *first_seen_) {
+            first_seen_ = stands_from;
+        }
         add(at, interval);
         return;
     }
@@ -646,8 +659,8 @@ void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
             }
         }
     }
-    if (at < *first_seen_) {
-        first_seen_ = at;
+    if (stands_from < *first_seen_) {
+        first_seen_ = stands_from;
         advance(*newest_);  // recomputes what each window covers
     }
 }

@@ -125,6 +125,9 @@ private:
     };
     std::map<std::size_t, FileValue> baseline_files_;
     rules::Engine engine_;
+    /// What one stamp of a series stands for: every caller adds what a tick collected at
+    /// the tick's time (Series, stamp_span).
+    std::chrono::nanoseconds tick_;
 };
 
 /// Reads the number at JSON `pointer` (RFC 6901, e.g. "/p99") in the JSON file at

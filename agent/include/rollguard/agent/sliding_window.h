@@ -212,8 +212,9 @@ public:
     double valueSum() const { return aggregate_.value_sum; }
     std::int64_t valueCount() const { return aggregate_.value_count; }
     const HdrHistogram& latency() const { return aggregate_.latency; }
-    /// The span of time the aggregate actually covers at the last advance: up to the
-    /// window's length, less while the series is younger than the window.
+    /// The span of time the aggregate's data stands for at the last advance (what `rate`
+    /// divides by): the window's length in the steady state when stamps fall on a grid
+    /// of the series' stamp span, less while the series is younger than the window.
     std::chrono::nanoseconds covered() const { return covered_; }
 
     std::int64_t count() const override { return aggregate_.latency.totalCount(); }
@@ -298,7 +299,13 @@ public:
     /// The most value points a series keeps (160 KB): a 1 s scrape over a 2 h 45 min window.
     static constexpr std::size_t kMaxPoints = 10'000;
 
-    explicit Series(const HistogramSettings& settings = {});
+    /// `stamp_span`: how much time one stamp's data stands for. The daemon, replay and
+    /// rule tests stamp what a tick collected with the tick's time (arrivals since the
+    /// tick before; an event-time bucket at the tick that ends it), so their data at t
+    /// stands for (t - tick, t], and `rate` must divide by what the stamps stand for, not
+    /// by the distance between the oldest and newest stamp. 0: a stamp stands for an
+    /// instant (what a window covers is then the time from its oldest slot to now).
+    explicit Series(const HistogramSettings& settings = {}, std::chrono::nanoseconds stamp_span = {});
     ~Series();
     Series(const Series&) = delete;
     Series& operator=(const Series&) = delete;
@@ -362,6 +369,9 @@ private:
     void insertPoint(std::int64_t ns, double value);
 
     HistogramSettings settings_;
+    std::chrono::nanoseconds stamp_span_;
+    /// The earliest time the series' data stands for: the first advance (arrivals), or an
+    /// event-time stamp less its span; what a young series' windows cover starts there.
     std::optional<rules::TimePoint> first_seen_;
     std::optional<rules::TimePoint> newest_;
     std::vector<std::unique_ptr<Ring>> rings_;
