@@ -2,7 +2,22 @@
 # Installs rollguard's build and test dependencies from Debian packages.
 # Idempotent and non-interactive: installs only what is missing, and does not
 # touch the package index when nothing is missing.
+#
+#   scripts/install-deps.sh [--bench-compare]
+#
+# --bench-compare  also installs libboost-dev (Boost.Beast/Asio headers) for
+#                  bench/compare_http_servers.sh; opt-in, never needed to build or test
+#                  rollguard (CI runs without it).
 set -euo pipefail
+
+bench_compare=0
+while (($#)); do
+  case "$1" in
+    --bench-compare) bench_compare=1; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential cmake pkg-config
@@ -27,6 +42,9 @@ packages=(
   clang-14 libclang-rt-14-dev  # libFuzzer targets under ASan+UBSan (tests/fuzz, scripts/fuzz.sh)
   mtail  # bench/bench_vs_mtail.sh: the ingest comparison
 )
+if [ "$bench_compare" -eq 1 ]; then
+  packages+=(libboost-dev)  # bench/compare_http_servers.sh: the Boost.Beast/Asio server
+fi
 
 missing=()
 for p in "${packages[@]}"; do
