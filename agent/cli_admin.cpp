@@ -13,6 +13,7 @@
 
 #include "rollguard/agent/incidents.h"
 #include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/rule_value.h"
 #include "rollguard/rules/clock.h"
 #include "rollguard/rules/duration.h"
 
@@ -114,14 +115,31 @@ std::string formatValue(double v) {
     return std::isnan(v) ? std::string("-") : fmt::format("{:.4g}", v);
 }
 
+/// The list's value column: a comparison's effect as a change, a baseline rule's value
+/// as its ratio to the baseline, so neither reads as a metric value.
+std::string shortValue(const agent::BreachEvent& e) {
+    if (e.mann_whitney && !std::isnan(e.value)) {
+        return agent::formatChange(e.value);
+    }
+    if (const auto ratio = agent::baselineRatio(agent::valueReadingOf(e))) {
+        return agent::formatFactor(*ratio);
+    }
+    return formatValue(e.value);
+}
+
 void printRecord(const agent::IncidentRecord& r) {
     std::cout << "incident " << r.id << " (" << r.kind << "), opened " << agent::formatRfc3339(r.opened)
               << (r.complete ? "" : ", NOT FINISHED") << "\n";
     std::cout << "  rule " << r.event.rule << (r.event.group.empty() ? "" : " {" + r.event.group + "}") << " ("
               << r.event.severity << "): " << r.reason << "\n";
     if (r.kind == "rule") {
-        std::cout << "  value " << formatValue(r.event.value) << " " << r.event.comparison << " "
-                  << formatValue(r.event.threshold) << ", window " << rules::formatDuration(r.event.window) << ", "
+        if (r.event.value_text.empty()) {
+            std::cout << "  value " << formatValue(r.event.value) << " " << r.event.comparison << " "
+                      << formatValue(r.event.threshold);
+        } else {
+            std::cout << "  " << r.event.value_text;
+        }
+        std::cout << ", window " << rules::formatDuration(r.event.window) << ", "
                   << r.stats.events << " events, " << r.stats.errors << " errors";
         if (r.stats.p99) {
             std::cout << ", p50 " << rules::formatSeconds(*r.stats.p50) << " p99 " << rules::formatSeconds(*r.stats.p99)
@@ -395,7 +413,7 @@ int runIncidents(const agent::Config& config, const std::string& id, bool json) 
             hooks += fmt::format(", {} not run yet", left);
         }
         std::cout << fmt::format("{:<22} {:<25} {:<7} {:<24} {:>10}  {}\n", r.id, agent::formatRfc3339(r.opened), r.kind,
-                                 r.event.rule, formatValue(r.event.value), hooks);
+                                 r.event.rule, shortValue(r.event), hooks);
     }
     return kExitOk;
 }

@@ -11,6 +11,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/rule_value.h"
 #include "rollguard/exporters/http_server.h"
 #include "rollguard/rules/duration.h"
 
@@ -415,6 +416,7 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
             w.null();
         }
         w.key("samples").value(r.samples);
+        agent::writeValueFields(w, agent::ValueReading{r.value, r.threshold, r.baseline, r.mann_whitney});
         w.key("window").value(rules::formatDuration(r.window));
         w.key("for").value(rules::formatDuration(r.for_));
         w.key("since");

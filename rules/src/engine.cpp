@@ -105,6 +105,7 @@ struct Measured {
     MetricValue metric;
     std::optional<double> threshold;
     std::optional<double> baseline;
+    std::optional<MannWhitneyResult> mann_whitney;
     Observation observation = Observation::Healthy;
 };
 
@@ -218,6 +219,7 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
                     m.threshold = rule.compare.max_increase;
                     if (r.valid && m.metric.samples >= rule.min_samples) {
                         m.metric.value = r.effect;
+                        m.mann_whitney = r;
                         has = true;
                         m.observation = r.fails ? Observation::Breached : Observation::Healthy;
                     }
@@ -367,6 +369,8 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
             n.dry_run = rule.dry_run;
             n.metric = m.metric;
             n.threshold = m.threshold;
+            n.baseline = m.baseline;
+            n.mann_whitney = m.mann_whitney;
             n.at = now;
             n.since = gs.since ? *gs.since : episode_since.value_or(now);
             return n;
@@ -441,6 +445,7 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
         st.threshold = m.threshold;
         st.inhibited = inhibited;
         st.baseline = m.baseline;
+        st.mann_whitney = m.mann_whitney;
         st.learning = rule.baseline.kind == BaselineKind::Learned && !gs.learned;
         st.notified = gs.notified;
 
@@ -462,6 +467,8 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
             t.hooks_to_run = std::move(hooks_now);
             t.group = key;
             t.threshold = m.threshold;
+            t.baseline = m.baseline;
+            t.mann_whitney = m.mann_whitney;
             t.dry_run = rule.dry_run;
             t.inhibited = inhibited;
             out.transitions.push_back(std::move(t));

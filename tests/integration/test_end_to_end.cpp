@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -226,4 +227,119 @@ TEST_CASE("a sustained critical breach rolls back once: env file, webhook, scrip
     CHECK(log_text.find("rule router-errors (critical): inactive -> pending") != std::string::npos);
     CHECK(log_text.find("rule router-errors (critical): pending -> firing") != std::string::npos);
     CHECK(log_text.find("rolled back after router-errors") != std::string::npos);
+}
+
+namespace {
+
+/// 25 stable lines at 20..44 ms and 25 canary lines `factor` times those.
+std::string canaryBatch(double factor) {
+    std::string out;
+    for (int i = 0; i < 25; ++i) {
+        const double ms = 20.0 + i;
+        out += "{\"variant\":\"stable\",\"status\":200,\"duration_ms\":" + std::to_string(ms) + "}\n";
+        out += "{\"variant\":\"canary\",\"status\":200,\"duration_ms\":" + std::to_string(ms * factor) + "}\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a canary comparison's webhook, log and incident say what its value is",
+          "[e2e][integration][rule_value]") {
+    TempDir dir;
+    HttpReceiver receiver;
+    std::filesystem::create_directories(dir / "logs");
+    std::filesystem::create_directories(dir / "state");
+    const auto log = dir / "logs" / "access.log";
+    writeFile(log, "");
+    const auto d = dir.path().string();
+    writeFile(dir / "rollguard.toml",
+              "[agent]\n"
+              "tick = \"100ms\"\n"
+              "listen = \"127.0.0.1:0\"\n"
+              "hostname = \"e2e-host\"\n"
+              "state_dir = \"" + d + "/state\"\n"
+              "[[source]]\n"
+              "name = \"app\"\n"
+              "type = \"json_log\"\n"
+              "paths = [\"" + d + "/logs/*.log\"]\n"
+              "read_from = \"beginning\"\n"
+              "latency = { field = \"duration_ms\", unit = \"ms\" }\n"
+              "labels = { variant = \"variant\" }\n"
+              "[[rule]]\n"
+              "name = \"canary-slower\"\n"
+              "source = \"app\"\n"
+              "metric = \"p50\"\n"
+              "labels = { variant = \"canary\" }\n"
+              "baseline = { labels = { variant = \"stable\" } }\n"
+              "compare = \"mann_whitney\"\n"
+              "window = \"2s\"\n"
+              "min_samples = 100\n"
+              "hooks = [\"page\"]\n"
+              "[[hook]]\n"
+              "name = \"page\"\n"
+              "type = \"webhook\"\n"
+              "url = \"" + receiver.url("/page") + "\"\n");
+
+    RunningAgent agent(dir / "rollguard.toml");
+    // The canary is twice as slow from the start: the median ratio's effect is +100%.
+    const bool fired = eventually(
+        [&] {
+            appendFile(log, canaryBatch(2.0));
+            return !receiver.requests().empty();
+        },
+        15s);
+    INFO(agent.stderrText());
+    REQUIRE(fired);
+
+    const auto request = receiver.requests().front();
+    INFO(request.body);
+    simdjson::dom::parser parser;
+    simdjson::dom::element body;
+    REQUIRE(parser.parse(request.body).get(body) == simdjson::SUCCESS);
+    CHECK(std::string_view(body["rule"]) == "canary-slower");
+    CHECK(double(body["value"]) == Approx(1.0).margin(0.1));
+    CHECK(double(body["threshold"]) == Approx(0.10));
+    const auto mw = body["mann_whitney"];
+    const auto n1 = int64_t(mw["n_canary"]);
+    const auto n2 = int64_t(mw["n_baseline"]);
+    CHECK(n1 >= 100);
+    CHECK(n2 >= 100);
+    CHECK(int64_t(body["samples"]) == std::min(n1, n2));
+    CHECK(double(mw["u"]) > static_cast<double>(n1 * n2) / 2.0);
+    CHECK(double(mw["z"]) > 3.0);
+    CHECK(double(mw["p_value"]) < 0.02);
+    CHECK(body["baseline"].error() == simdjson::NO_SUCH_FIELD);
+    const std::string summary{std::string_view(body["summary"])};
+    CHECK(summary.rfind("p50 +", 0) == 0);
+    CHECK(summary.find("% vs baseline, p=") != std::string::npos);
+    CHECK(summary.find("(threshold +10.0%, p < 0.02) over 2s (") != std::string::npos);
+    CHECK(summary.find("ms") == std::string::npos);
+
+    agent.signal(SIGTERM);
+    const auto status = agent.wait(10s);
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+    const auto log_text = readFile(agent.stderrPath());
+    CHECK(log_text.find("rule canary-slower (critical): inactive -> firing: p50 +") != std::string::npos);
+
+    // The incident record keeps the test; `rollguard incidents` prints the value as such.
+    const auto [code, out] = runCommand({ROLLGUARD_BIN, "incidents", "--config", (dir / "rollguard.toml").string()});
+    INFO(out);
+    CHECK(code == 0);
+    CHECK(out.find(" +10") != std::string::npos);  // the list's value column: the effect
+    const auto [json_code, json] =
+        runCommand({ROLLGUARD_BIN, "incidents", "--config", (dir / "rollguard.toml").string(), "--json"});
+    INFO(json);
+    CHECK(json_code == 0);
+    CHECK(json.find("\"mann_whitney\":{\"u\":") != std::string::npos);
+    CHECK(json.find("\"value_text\":\"p50 +") != std::string::npos);
+    const std::string id{std::string_view(body["incident_id"])};
+    const auto [one_code, one] =
+        runCommand({ROLLGUARD_BIN, "incidents", "--config", (dir / "rollguard.toml").string(), id});
+    INFO(one);
+    CHECK(one_code == 0);
+    CHECK(one.find("\n  p50 +") != std::string::npos);
+    CHECK(one.find("% vs baseline, p=") != std::string::npos);
+    CHECK(one.find("value 1.") == std::string::npos);  // not the bare effect as a value
 }

@@ -239,3 +239,144 @@ TEST_CASE("rollguard replay exit codes", "[replay][integration]") {
         CHECK(out.find("unknown source 'nope'") != std::string::npos);
     }
 }
+
+namespace {
+
+// A canary 2.5 x slower than stable from second 20 of 40, 50 requests a second each.
+const char* kCanaryConfig =
+    "[agent]\n"
+    "listen = \"\"\n"
+    "[[source]]\n"
+    "name = \"app\"\n"
+    "type = \"json_log\"\n"
+    "paths = [\"/nonexistent/*.log\"]\n"
+    "latency = { field = \"duration_ms\", unit = \"ms\" }\n"
+    "labels = { variant = \"variant\" }\n"
+    "timestamp = \"ts\"\n"
+    "timestamp_unit = \"ms\"\n"
+    "[[rule]]\n"
+    "name = \"canary-slower\"\n"
+    "source = \"app\"\n"
+    "metric = \"p50\"\n"
+    "labels = { variant = \"canary\" }\n"
+    "baseline = { labels = { variant = \"stable\" } }\n"
+    "compare = \"mann_whitney\"\n"
+    "window = \"10s\"\n"
+    "min_samples = 200\n"
+    "[[rule]]\n"
+    "name = \"canary-p99\"\n"
+    "source = \"app\"\n"
+    "metric = \"p99\"\n"
+    "labels = { variant = \"canary\" }\n"
+    "baseline = { labels = { variant = \"stable\" } }\n"
+    "above = \"2x\"\n"
+    "window = \"10s\"\n"
+    "min_samples = 100\n";
+
+std::string canaryLog() {
+    std::string out;
+    const long long start_ms = 1798761600000LL;  // 2027-01-01T00:00:00Z
+    for (int s = 0; s < 40; ++s) {
+        for (int i = 0; i < 50; ++i) {
+            const long long ts = start_ms + s * 1000LL + i * 20LL;
+            const double stable = 20.0 + i;
+            const double canary = s >= 20 ? 2.5 * stable : stable;
+            out += "{\"ts\":" + std::to_string(ts) + ",\"variant\":\"stable\",\"duration_ms\":" +
+                   std::to_string(stable) + "}\n";
+            out += "{\"ts\":" + std::to_string(ts + 10) + ",\"variant\":\"canary\",\"duration_ms\":" +
+                   std::to_string(canary) + "}\n";
+        }
+    }
+    return out;
+}
+
+/// The first event of `rule` in the replay JSON's timeline that moved to `to`.
+simdjson::dom::element eventOf(simdjson::dom::element doc, const std::string& rule, const std::string& to) {
+    for (const auto r : doc["timeline"].get_array().value()) {
+        if (std::string(r["rule"].get_string().value()) != rule) {
+            continue;
+        }
+        for (const auto e : r["events"].get_array().value()) {
+            if (std::string(e["to"].get_string().value()) == to) {
+                return e;
+            }
+        }
+    }
+    FAIL("no event of " << rule << " to " << to);
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("rollguard replay says what a comparison's and a baseline rule's values are",
+          "[replay][integration][rule_value]") {
+    TempDir dir;
+    const auto config = (dir / "canary.toml").string();
+    const auto log = (dir / "canary.log").string();
+    writeFile(config, kCanaryConfig);
+    writeFile(log, canaryLog());
+
+    const auto [code, text] = runStdout(dir, {ROLLGUARD_BIN, "replay", "--config", config, log});
+    INFO(text);
+    REQUIRE(code == 0);
+    const auto cmp_at = text.find("  canary-slower (critical): p50 worse than the baseline");
+    const auto rel_at = text.find("  canary-p99 (critical): p99 above 2x the baseline");
+    REQUIRE(cmp_at != std::string::npos);
+    REQUIRE(rel_at != std::string::npos);
+    // The comparison's line: the effect as a change, the p-value, the limits; never ms.
+    const auto fire = text.find("inactive -> firing  p50 +", cmp_at);
+    REQUIRE(fire != std::string::npos);
+    const std::string cmp_line = text.substr(fire, text.find('\n', fire) - fire);
+    CHECK(cmp_line.find("% vs baseline, p=") != std::string::npos);
+    CHECK(cmp_line.find("e-") != std::string::npos);  // a tiny p in short scientific form
+    CHECK(cmp_line.find(" (threshold +10.0%, p < 0.02)  ") != std::string::npos);
+    CHECK(cmp_line.find("ms") == std::string::npos);
+    // The baseline rule's line: value, baseline, ratio and the threshold as written.
+    const auto rel_fire = text.find("inactive -> firing  p99=", rel_at);
+    REQUIRE(rel_fire != std::string::npos);
+    const std::string rel_line = text.substr(rel_fire, text.find('\n', rel_fire) - rel_fire);
+    CHECK(rel_line.find("ms vs baseline ") != std::string::npos);
+    CHECK(rel_line.find("x, threshold 2x)  ") != std::string::npos);
+
+    const auto [json_code, json] = runStdout(dir, {ROLLGUARD_BIN, "replay", "--config", config, "--json", "-", log});
+    INFO(json);
+    REQUIRE(json_code == 0);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+
+    const auto cmp = eventOf(doc, "canary-slower", "firing");
+    // It fires on the first tick the effect passes +10%, with the test beside it.
+    CHECK(cmp["value"].get_double().value() > 0.10);
+    CHECK(cmp["threshold"].get_double().value() == Approx(0.10));
+    const auto mw = cmp["mann_whitney"];
+    CHECK(mw["n_canary"].get_int64().value() >= 200);
+    CHECK(mw["n_baseline"].get_int64().value() >= 200);
+    const double n1 = static_cast<double>(mw["n_canary"].get_int64().value());
+    const double n2 = static_cast<double>(mw["n_baseline"].get_int64().value());
+    CHECK(mw["u"].get_double().value() > n1 * n2 / 2.0);
+    CHECK(mw["u"].get_double().value() <= n1 * n2);
+    CHECK(mw["z"].get_double().value() > 3.0);
+    CHECK(mw["p_value"].get_double().value() < 1e-3);
+    CHECK(cmp["baseline"].error() == simdjson::NO_SUCH_FIELD);
+    // Once the whole window is slow: the effect of a 2.5 x slower canary (median ratio).
+    for (const auto r : doc["timeline"].get_array().value()) {
+        if (std::string(r["rule"].get_string().value()) == "canary-slower") {
+            const auto points = r["points"].get_array().value();
+            const auto last = points.at(points.size() - 1).value();
+            CHECK(last["value"].get_double().value() == Approx(1.5).margin(0.05));
+            CHECK(last["mann_whitney"]["n_canary"].get_int64().value() == 500);
+            CHECK(last["mann_whitney"]["n_baseline"].get_int64().value() == 500);
+            CHECK(last["mann_whitney"]["p_value"].get_double().value() < 1e-10);
+        }
+    }
+
+    const auto rel = eventOf(doc, "canary-p99", "firing");
+    const double value = rel["value"].get_double().value();
+    const double baseline = rel["baseline"].get_double().value();
+    CHECK(baseline == Approx(0.069).epsilon(0.02));  // stable's p99
+    CHECK(rel["ratio"].get_double().value() == Approx(value / baseline));
+    CHECK(rel["ratio"].get_double().value() > 2.0);
+    CHECK(rel["threshold"].get_double().value() == Approx(2.0 * baseline));
+    CHECK(rel["mann_whitney"].error() == simdjson::NO_SUCH_FIELD);
+}

@@ -185,6 +185,9 @@ hooks = ["record"]
         CHECK(*r->value == Approx(ms / 1000.0).epsilon(0.01));
         CHECK(r->threshold == Approx(0.040).epsilon(0.01));
         CHECK(r->samples == 200);
+        REQUIRE(r->baseline);
+        CHECK(*r->baseline == Approx(0.020).epsilon(0.01));
+        CHECK_FALSE(r->mann_whitney);
     }
     s = second(50.0);
     CHECK(stateOf(s, "canary-p99") == rules::AlertState::Firing);
@@ -192,8 +195,9 @@ hooks = ["record"]
     daemon.waitForHooks();
     const auto runs = hookLines(dir);
     REQUIRE(runs.size() == 1);
-    CHECK(runs[0].rfind("canary-p99|firing|p99 50", 0) == 0);
-    CHECK(runs[0].find("> 40") != std::string::npos);
+    // The summary says what the value is measured against: the baseline, the ratio and
+    // the threshold as written, not an effective threshold that reads like a fixed one.
+    CHECK(runs[0] == "canary-p99|firing|p99=50ms vs baseline 20ms (2.50x, threshold 2x) over 10s (200 samples)");
 }
 
 TEST_CASE("daemon rules: mann_whitney fires on a 30% slower canary, not on an identical one", "[daemon_rules]") {
@@ -226,6 +230,14 @@ TEST_CASE("daemon rules: mann_whitney fires on a 30% slower canary, not on an id
     CHECK(stateOf(s, "identical") == rules::AlertState::Inactive);
     REQUIRE(row(s, "shifted")->value);
     CHECK(*row(s, "shifted")->value == Approx(0.30).margin(0.02));  // the effect: 30% slower
+    REQUIRE(row(s, "shifted")->mann_whitney);
+    const auto& mw = *row(s, "shifted")->mann_whitney;
+    CHECK(mw.n_canary == 200);
+    CHECK(mw.n_baseline == 200);
+    CHECK(mw.p_value < 0.02);
+    CHECK(mw.z > 2.0);
+    CHECK(mw.u > 200.0 * 200.0 / 2.0);  // more canary-above-stable pairs than a tie gives
+    CHECK_FALSE(row(s, "shifted")->baseline);
     REQUIRE(row(s, "identical")->value);
     CHECK(*row(s, "identical")->value == Approx(0.0).margin(0.001));
     for (int i = 0; i < 10; ++i) {
@@ -237,6 +249,11 @@ TEST_CASE("daemon rules: mann_whitney fires on a 30% slower canary, not on an id
     const auto runs = hookLines(dir);
     REQUIRE(runs.size() == 1);
     CHECK(runs[0].rfind("shifted|firing|", 0) == 0);
+    // The effect is a change relative to the baseline, never printed as a p50 in ms.
+    CHECK(runs[0].rfind("shifted|firing|p50 +30.", 0) == 0);
+    CHECK(runs[0].find("% vs baseline, p=") != std::string::npos);
+    CHECK(runs[0].find("(threshold +10.0%, p < 0.02) over 10s (200 samples)") != std::string::npos);
+    CHECK(runs[0].find("ms") == std::string::npos);
 }
 
 TEST_CASE("daemon rules: a grouped error ratio fires for the bad route only - the hook names the group",

@@ -164,3 +164,45 @@ TEST_CASE("rule tests feed labelled inputs to the selections and baselines that 
     }
     CHECK(outcomes[0].passed());
 }
+
+TEST_CASE("a failing rule test describes a baseline rule's and a comparison's values", "[ruletest][rule_value]") {
+    const std::string text =
+        "[agent]\nlisten = \"\"\n"
+        "[[source]]\nname = \"app\"\ntype = \"json_log\"\npaths = [\"/nonexistent/*.log\"]\n"
+        "labels = { variant = \"variant\" }\n"
+        "latency = { field = \"ms\", unit = \"ms\" }\n"
+        "[[rule]]\nname = \"canary-p99\"\nsource = \"app\"\nmetric = \"p99\"\nlabels = { variant = \"canary\" }\n"
+        "baseline = { labels = { variant = \"stable\" } }\nabove = \"2x\"\nwindow = \"1m\"\n"
+        "[[rule]]\nname = \"canary-slower\"\nsource = \"app\"\nmetric = \"p50\"\nlabels = { variant = \"canary\" }\n"
+        "baseline = { labels = { variant = \"stable\" } }\ncompare = \"mann_whitney\"\nwindow = \"1m\"\n"
+        "min_samples = 100\n";
+    auto loaded = parseConfig(text, "/tmp/rule-test-values.toml");
+    for (const auto& d : loaded.diagnostics) {
+        INFO(d.format());
+    }
+    REQUIRE(loaded.ok());
+    RuleTestFile file;
+    file.path = "/tmp/rule-test_test.toml";
+    file.config = std::move(*loaded.config);
+    file.start = rollguard::rules::TimePoint{std::chrono::seconds{1795428000}};
+    RuleTestCase test;
+    test.name = "a canary 1.5x slower, expected quiet";
+    RuleTestInput stable = steady(0s, 5min, 0.020);
+    stable.labels = {{"variant", "stable"}};
+    RuleTestInput canary = steady(0s, 5min, 0.030);
+    canary.labels = {{"variant", "canary"}};
+    test.inputs = {stable, canary};
+    test.expects = {expectAt(3min, {"canary-p99"}, {})};
+    file.tests.push_back(test);
+    const auto outcomes = runRuleTests(file);
+    REQUIRE(outcomes.size() == 1);
+    REQUIRE(outcomes[0].failures.size() == 1);
+    const std::string& f = outcomes[0].failures[0];
+    INFO(f);
+    CHECK(f.find("      canary-p99: inactive (p99=30ms vs baseline 20ms (1.50x, threshold 2x), 600 samples)\n") !=
+          std::string::npos);
+    const auto cmp = f.find("      canary-slower: firing since ");
+    REQUIRE(cmp != std::string::npos);
+    CHECK(f.find(" (p50 +50.0% vs baseline, p=", cmp) != std::string::npos);
+    CHECK(f.find(" (threshold +10.0%, p < 0.02), 600 samples)\n") != std::string::npos);
+}

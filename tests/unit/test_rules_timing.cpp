@@ -18,6 +18,8 @@ using rollguard::rules::Engine;
 using rollguard::rules::EvalInput;
 using rollguard::rules::GapPolicy;
 using rollguard::rules::ManualClock;
+using rollguard::rules::MannWhitneyResult;
+using rollguard::rules::mannWhitney;
 using rollguard::rules::MetricKind;
 using rollguard::rules::Notification;
 using rollguard::rules::NotificationKind;
@@ -396,9 +398,17 @@ TEST_CASE("relative thresholds against a baseline selection and a file value", "
     Harness h({r});
     EvalInput in = input(SeriesStats{100, 0, 5min, &canary});
     in.baseline = SeriesStats{100, 0, 5min, &stable};
-    CHECK(h.stateAfter(in) == AlertState::Firing);
+    const auto fired = h.tickAll(in);
+    CHECK(h.engine.status(0).state == AlertState::Firing);
     CHECK(h.engine.status(0).threshold == Approx(0.2));
     CHECK(h.engine.status(0).baseline == 0.1);
+    CHECK_FALSE(h.engine.status(0).mann_whitney);
+    // The transition and the notification carry the baseline the value was compared with.
+    REQUIRE(fired.transitions.size() == 1);
+    CHECK(fired.transitions[0].baseline == 0.1);
+    REQUIRE(fired.notifications.size() == 1);
+    CHECK(fired.notifications[0].baseline == 0.1);
+    CHECK_FALSE(fired.notifications[0].mann_whitney);
     // A baseline below min_samples is no data.
     in.baseline = SeriesStats{10, 0, 5min, &stable};
     BucketLatency thin({{0.1, 10}});
@@ -465,10 +475,31 @@ TEST_CASE("compare = mann_whitney: canary vs baseline histograms", "[rules][timi
     CHECK(h.stateAfter(in) == AlertState::Inactive);
     CHECK(h.engine.status(0).last.value == 0.0);
     CHECK(h.engine.status(0).threshold == 0.10);
+    REQUIRE(h.engine.status(0).mann_whitney);
+    CHECK(h.engine.status(0).mann_whitney->p_value == Approx(0.5).margin(0.05));
     in.stats.latency = &slow;
-    CHECK(h.stateAfter(in) == AlertState::Firing);
+    const auto fired = h.tickAll(in);
+    CHECK(h.engine.status(0).state == AlertState::Firing);
     CHECK(*h.engine.status(0).last.value == Approx(0.3));
     CHECK(h.engine.status(0).last.samples == 1000);
+    // The test's statistics travel with the effect: the same result mannWhitney() gives.
+    const MannWhitneyResult direct = mannWhitney(slow, base, r.compare);
+    for (const auto* mw : {&h.engine.status(0).mann_whitney, &fired.transitions.at(0).mann_whitney,
+                           &fired.notifications.at(0).mann_whitney}) {
+        REQUIRE(mw->has_value());
+        CHECK((*mw)->u == direct.u);
+        CHECK((*mw)->z == direct.z);
+        CHECK((*mw)->p_value == direct.p_value);
+        CHECK((*mw)->n_canary == 1000);
+        CHECK((*mw)->n_baseline == 1000);
+    }
+    CHECK(direct.p_value < 1e-6);
+    CHECK_FALSE(fired.notifications.at(0).baseline);
+    // No data (a side below min_samples): no test to report.
+    BucketLatency thin({{0.01, 10}});
+    in.baseline->latency = &thin;
+    h.tickAll(in);
+    CHECK_FALSE(h.engine.status(0).mann_whitney);
 }
 
 TEST_CASE("TickSchedule: evaluation times on the tick grid whatever the wake-up jitter", "[rules][timing]") {

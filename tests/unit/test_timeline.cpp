@@ -87,8 +87,8 @@ Timeline incident() {
         state = next;
         // A 30 s no-data gap at the start of minute 9.
         const bool gap = s >= 540 && s < 570;
-        b.addPoint(r, TimelinePoint{at, gap ? std::nullopt : std::optional<double>(value), 0.25, 1000, state});
-        b.addPoint(q, TimelinePoint{at, 0.01, 0.05, 1000, AlertState::Inactive});
+        b.addPoint(r, TimelinePoint{at, gap ? std::nullopt : std::optional<double>(value), 0.25, 1000, state, {}, {}});
+        b.addPoint(q, TimelinePoint{at, 0.01, 0.05, 1000, AlertState::Inactive, {}, {}});
     }
     return b.take();
 }
@@ -186,7 +186,7 @@ TEST_CASE("the timeline page keeps spikes when many points share a column", "[ti
     const auto r = b.addRule(h);
     for (int s = 0; s < 10000; ++s) {
         const double v = s == 5003 ? 9.0 : 0.1;  // one spike among 10,000 points
-        b.addPoint(r, TimelinePoint{kStart + std::chrono::seconds{s}, v, std::nullopt, 1, AlertState::Inactive});
+        b.addPoint(r, TimelinePoint{kStart + std::chrono::seconds{s}, v, std::nullopt, 1, AlertState::Inactive, {}, {}});
     }
     const std::string html = renderTimelineHtml(b.timeline(), 100);
     // 100 columns: the envelope has one vertical segment (the spike's column), and the

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rollguard/agent/checkpoint.h"
+#include "rollguard/agent/rule_value.h"
 #include "util/atomic_file.h"
 #include "rollguard/rules/duration.h"
 
@@ -199,15 +200,22 @@ void Daemon::tick() {
     for (const auto& t : evaluation.transitions) {
         const auto& rule = *t.rule;
         const std::string name = t.group.empty() ? rule.name : rule.name + " {" + t.group + "}";
-        const std::string value =
-            t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : std::string("no data");
-        const std::string threshold =
-            t.threshold ? formatMetricValue(rule.metric, *t.threshold) : std::string("(no baseline yet)");
+        const ValueShape shape = valueShapeOf(rule);
+        std::string what;
+        if (shape.kind == ValueKind::Absolute) {
+            what = fmt::format("{}={} {} {}", rule.metric.text,
+                               t.metric.value ? formatMetricValue(rule.metric, *t.metric.value) : "no data",
+                               rules::toString(rule.comparison),
+                               t.threshold ? formatMetricValue(rule.metric, *t.threshold) : "(no baseline yet)");
+        } else {
+            // A baseline-relative value or a comparison's effect: the metric's unit alone
+            // would misread it (an effect of 0.133 is not 133ms).
+            what = describeRuleValue(shape, ValueReading{t.metric.value, t.threshold, t.baseline, t.mann_whitney});
+        }
         const std::string message =
-            fmt::format("rule {} ({}): {} -> {}: {}={} {} {} ({} samples, window {}, for {}){}", name,
-                        rules::toString(rule.severity), rules::toString(t.from), rules::toString(t.to),
-                        rule.metric.text, value, rules::toString(rule.comparison), threshold, t.metric.samples,
-                        rules::formatDuration(rule.window), rules::formatDuration(rule.for_),
+            fmt::format("rule {} ({}): {} -> {}: {} ({} samples, window {}, for {}){}", name,
+                        rules::toString(rule.severity), rules::toString(t.from), rules::toString(t.to), what,
+                        t.metric.samples, rules::formatDuration(rule.window), rules::formatDuration(rule.for_),
                         t.dry_run ? " [dry run]" : (t.inhibited ? " [inhibited]" : ""));
         if (t.to == rules::AlertState::Firing) {
             spdlog::warn("{}", message);
@@ -688,12 +696,21 @@ BreachEvent Daemon::makeEvent(const rules::Notification& n) const {
     if (n.kind == rules::NotificationKind::Resolve) {
         e.resolved_at = n.at;
     }
-    e.summary = fmt::format("{}{} {} {} {} over {} ({} samples)", rule.metric.text,
-                            n.group.empty() ? std::string() : " {" + n.group + "}",
-                            n.metric.value ? formatMetricValue(rule.metric, *n.metric.value) : std::string("n/a"),
-                            rule.comparison == rules::Comparison::Above ? ">" : "<",
-                            formatMetricValue(rule.metric, e.threshold), rules::formatDuration(rule.window),
-                            n.metric.samples);
+    e.baseline = n.baseline;
+    e.mann_whitney = n.mann_whitney;
+    const ValueShape shape = valueShapeOf(rule);
+    const std::string group = n.group.empty() ? std::string() : " {" + n.group + "}";
+    if (shape.kind == ValueKind::Absolute) {
+        e.summary = fmt::format("{}{} {} {} {} over {} ({} samples)", rule.metric.text, group,
+                                n.metric.value ? formatMetricValue(rule.metric, *n.metric.value) : std::string("n/a"),
+                                rule.comparison == rules::Comparison::Above ? ">" : "<",
+                                formatMetricValue(rule.metric, e.threshold), rules::formatDuration(rule.window),
+                                n.metric.samples);
+    } else {
+        e.value_text = describeRuleValue(shape, ValueReading{n.metric.value, n.threshold, n.baseline, n.mann_whitney});
+        e.summary = fmt::format("{}{} over {} ({} samples)", e.value_text, group, rules::formatDuration(rule.window),
+                                n.metric.samples);
+    }
     return e;
 }
 
@@ -720,6 +737,8 @@ std::vector<Daemon::Handoff::FiringAlert> Daemon::firingAlerts() const {
             n.kind = rules::NotificationKind::Fire;
             n.metric = status.last;
             n.threshold = status.threshold;
+            n.baseline = status.baseline;
+            n.mann_whitney = status.mann_whitney;
             n.at = status.firing_since.value_or(*status.since);
             n.since = *status.since;  // the fire's incident id, derived from it, is kept
             Handoff::FiringAlert alert;
@@ -816,6 +835,8 @@ void Daemon::refreshRuleSnapshot() {
             r.state = status.state;
             r.value = status.last.value;
             r.samples = status.last.samples;
+            r.baseline = status.baseline;
+            r.mann_whitney = status.mann_whitney;
             r.since = status.since;
             r.last_evaluation = status.last_evaluation;
             r.latched = status.latched;

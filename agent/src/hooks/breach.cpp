@@ -10,6 +10,7 @@
 #include "hooks/hooks_internal.h"
 #include "rollguard/agent/hooks.h"
 #include "rollguard/agent/json_writer.h"
+#include "rollguard/agent/rule_value.h"
 
 namespace rollguard::agent {
 namespace detail {
@@ -68,9 +69,23 @@ void writeBreachFields(JsonWriter& w, const BreachEvent& event) {
     w.key("host").value(event.host);
     w.key("summary").value(event.summary);
     w.key("description").value(event.description);
+    writeValueFields(w, valueReadingOf(event));
 }
 
 }  // namespace detail
+
+ValueReading valueReadingOf(const BreachEvent& event) {
+    ValueReading r;
+    if (!std::isnan(event.value)) {
+        r.value = event.value;
+    }
+    if (!std::isnan(event.threshold)) {
+        r.threshold = event.threshold;
+    }
+    r.baseline = event.baseline;
+    r.mann_whitney = event.mann_whitney;
+    return r;
+}
 
 std::string breachToJson(const BreachEvent& event) {
     JsonWriter w;

@@ -166,7 +166,8 @@ std::string renderSlack(const BreachEvent& event, const PayloadContext& context)
         w.beginObject().key("title").value(title).key("value").value(value).key("short").value(true).endObject();
     };
     field("Severity", event.severity);
-    field("Value", detail::formatDouble(event.value, false));
+    // An effect size or a ratio printed as a bare number reads as the metric itself.
+    field("Value", event.value_text.empty() ? detail::formatDouble(event.value, false) : event.value_text);
     field("Threshold", event.comparison + " " + detail::formatDouble(event.threshold, false));
     field("Window", detail::formatSeconds(event.window));
     field("Samples", std::to_string(event.samples));
@@ -211,6 +212,7 @@ std::string renderPagerDuty(const BreachEvent& event, const PayloadContext& cont
         w.key("comparison").value(event.comparison);
         w.key("samples").value(event.samples);
         w.key("window_seconds").value(detail::seconds(event.window));
+        writeValueFields(w, valueReadingOf(event));
         w.key("since").value(formatRfc3339(event.since));
         w.key("description").value(event.description);
         w.key("labels");

@@ -139,6 +139,10 @@ std::string incidentToJson(const IncidentRecord& r) {
     }
     w.endObject();
     w.key("reason").value(e.reason);
+    writeValueFields(w, valueReadingOf(e));
+    if (!e.value_text.empty()) {
+        w.key("value_text").value(e.value_text);
+    }
     w.endObject();
 
     w.key("stats").beginObject();
@@ -294,6 +298,31 @@ bool readEvent(od::value v, BreachEvent& e) {
                 e.labels.emplace_back(name, text(label));
                 return true;
             });
+        } else if (key == "baseline") {
+            e.baseline = number(value);
+        } else if (key == "value_text") {
+            e.value_text = text(value);
+        } else if (key == "mann_whitney") {
+            rules::MannWhitneyResult mw;
+            mw.valid = true;
+            const bool ok = eachField(value, [&](const std::string& name, od::value field) {
+                const double nan = std::numeric_limits<double>::quiet_NaN();
+                if (name == "u") {
+                    mw.u = number(field).value_or(nan);
+                } else if (name == "z") {
+                    mw.z = number(field).value_or(nan);
+                } else if (name == "p_value") {
+                    mw.p_value = number(field).value_or(nan);
+                } else if (name == "n_canary") {
+                    mw.n_canary = integer(field);
+                } else if (name == "n_baseline") {
+                    mw.n_baseline = integer(field);
+                }
+                return true;
+            });
+            mw.effect = e.value;
+            e.mann_whitney = mw;
+            return ok;
         }
         return true;
     });

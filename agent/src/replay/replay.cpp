@@ -268,7 +268,8 @@ private:
         header.severity = rules::toString(rule.severity);
         header.metric = rule.metric.text;
         header.condition = conditionText(rule);
-        header.unit = metricUnitOf(rule.metric);
+        header.unit = valueUnitOf(rule);
+        header.shape = valueShapeOf(rule);
         const std::size_t row = builder_.addRule(std::move(header));
         rows_.emplace(key, row);
         return row;
@@ -288,7 +289,7 @@ private:
             for (const auto& status : groups) {
                 builder_.addPoint(rowFor(i, status.group),
                                   TimelinePoint{t, status.last.value, status.threshold, status.last.samples,
-                                                status.state});
+                                                status.state, status.baseline, status.mann_whitney});
             }
         }
         // State changes, each with the hooks its notification would have run.
@@ -301,6 +302,8 @@ private:
             e.value = tr.metric.value;
             e.threshold = tr.threshold;
             e.samples = tr.metric.samples;
+            e.baseline = tr.baseline;
+            e.mann_whitney = tr.mann_whitney;
             events.emplace(std::pair(tr.rule_index, tr.group), std::move(e));
         }
         for (const auto& n : evaluation.notifications) {
@@ -313,6 +316,8 @@ private:
                 e.value = n.metric.value;
                 e.threshold = n.threshold;
                 e.samples = n.metric.samples;
+                e.baseline = n.baseline;
+                e.mann_whitney = n.mann_whitney;
                 e.note = "repeat";
             }
             e.hooks.insert(e.hooks.end(), n.hooks.begin(), n.hooks.end());

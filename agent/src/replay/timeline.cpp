@@ -54,8 +54,19 @@ std::string joined(const std::vector<std::string>& items, const char* sep) {
     return out;
 }
 
-std::string optionalValue(const std::optional<double>& v, MetricUnit unit) {
-    return v ? formatMetricValue(*v, unit) : std::string("no data");
+ValueShape shapeOf(const RuleTimeline& rule) {
+    ValueShape shape = rule.shape;
+    shape.metric = rule.metric;
+    shape.unit = rule.unit;
+    return shape;
+}
+
+ValueReading readingOf(const TimelineEvent& e) {
+    return ValueReading{e.value, e.threshold, e.baseline, e.mann_whitney};
+}
+
+ValueReading readingOf(const TimelinePoint& p) {
+    return ValueReading{p.value, p.threshold, p.baseline, p.mann_whitney};
 }
 
 /// "HH:MM:SS" in UTC, or "MM-DD HH:MM" when the span covers more than a day.
@@ -143,6 +154,8 @@ std::string axisLabel(double v, MetricUnit unit) {
             return formatNumber(v * 100.0, 3) + "%";
         case MetricUnit::PerSecond:
             return formatNumber(v, 3) + "/s";
+        case MetricUnit::Change:
+            return (v > 0.0 ? "+" : "") + formatNumber(v * 100.0, 3) + "%";
         case MetricUnit::Plain:
             break;
     }
@@ -339,37 +352,6 @@ void TimelineBuilder::addEvent(std::size_t index, TimelineEvent event) {
     timeline_.rules.at(index).events.push_back(std::move(event));
 }
 
-MetricUnit metricUnitOf(const rules::MetricSpec& metric) {
-    if (metric.isLatency()) {
-        return MetricUnit::Seconds;
-    }
-    switch (metric.kind) {
-        case rules::MetricKind::ErrorRatio:
-            return MetricUnit::Ratio;
-        case rules::MetricKind::Rate:
-            return MetricUnit::PerSecond;
-        default:
-            return MetricUnit::Plain;
-    }
-}
-
-std::string formatMetricValue(double value, MetricUnit unit) {
-    if (!std::isfinite(value)) {
-        return formatNumber(value, 4);
-    }
-    switch (unit) {
-        case MetricUnit::Seconds:
-            return rules::formatSeconds(value);
-        case MetricUnit::Ratio:
-            return formatNumber(value * 100.0, 4) + "%";
-        case MetricUnit::PerSecond:
-            return formatNumber(value, 4) + "/s";
-        case MetricUnit::Plain:
-            break;
-    }
-    return formatNumber(value, 6);
-}
-
 std::string renderTimelineText(const Timeline& timeline) {
     std::string out = "rule timeline";
     if (timeline.from && timeline.to) {
@@ -384,10 +366,7 @@ std::string renderTimelineText(const Timeline& timeline) {
         }
         for (const auto& e : rule.events) {
             out += "    " + formatRfc3339(e.at) + "  " + rules::toString(e.from) + " -> " + rules::toString(e.to) +
-                   "  " + rule.metric + "=" + optionalValue(e.value, rule.unit);
-            if (e.threshold) {
-                out += " threshold " + formatMetricValue(*e.threshold, rule.unit);
-            }
+                   "  " + describeRuleValue(shapeOf(rule), readingOf(e));
             out += "  " + std::to_string(e.samples) + " samples";
             if (!e.hooks.empty()) {
                 out += "  hooks (not run): " + joined(e.hooks, ", ");
@@ -428,6 +407,7 @@ void writeTimelineJson(JsonWriter& out, const Timeline& timeline, bool with_poin
             out.key("threshold");
             optional(e.threshold);
             out.key("samples").value(e.samples);
+            writeValueFields(out, readingOf(e));
             out.key("hooks").beginArray();
             for (const auto& h : e.hooks) {
                 out.value(h);
@@ -449,6 +429,7 @@ void writeTimelineJson(JsonWriter& out, const Timeline& timeline, bool with_poin
                 out.key("threshold");
                 optional(p.threshold);
                 out.key("samples").value(p.samples);
+                writeValueFields(out, readingOf(p));
                 out.key("state").value(rules::toString(p.state));
                 out.endObject();
             }
@@ -513,7 +494,7 @@ std::string renderTimelineHtml(const Timeline& timeline, std::size_t max_columns
                     "<th>samples</th><th>hooks</th></tr>\n";
             for (const auto& e : rule.events) {
                 html += "<tr><td>" + formatRfc3339(e.at) + "</td><td>" + rules::toString(e.from) + " &rarr; " +
-                        rules::toString(e.to) + "</td><td>" + escapeHtml(optionalValue(e.value, rule.unit)) +
+                        rules::toString(e.to) + "</td><td>" + escapeHtml(formatRuleValue(shapeOf(rule), readingOf(e))) +
                         "</td><td>" + escapeHtml(e.threshold ? formatMetricValue(*e.threshold, rule.unit) : "") +
                         "</td><td>" + std::to_string(e.samples) + "</td><td>" +
                         escapeHtml(joined(e.hooks, ", ") + (e.note.empty() ? "" : " (" + e.note + ")")) +

@@ -6,6 +6,7 @@
 #include "rollguard/agent/judge.h"
 #include "rollguard/agent/log_source.h"
 #include "rollguard/agent/rule_test.h"
+#include "rollguard/agent/rule_value.h"
 #include "rollguard/agent/timeline.h"
 #include "rollguard/rules/duration.h"
 
@@ -51,16 +52,25 @@ std::string ruleStates(const Judge& judge, rules::TimePoint start) {
     for (std::size_t i = 0; i < specs.size(); ++i) {
         const auto& spec = specs[i];
         const auto& status = judge.engine().status(i);
-        const MetricUnit unit = metricUnitOf(spec.metric);
         out += "      " + spec.name + ": " + rules::toString(status.state);
         if (status.since) {
             out += " since " + offsetText(*status.since - start);
         }
-        out += " (" + spec.metric.text + "=" +
-               (status.last.value ? formatMetricValue(*status.last.value, unit) : std::string("no data")) + ", " +
-               rules::toString(spec.comparison) + " " +
-               (status.threshold ? formatMetricValue(*status.threshold, unit) : std::string("no baseline yet")) + ", " +
-               std::to_string(status.last.samples) + " samples)\n";
+        const ValueShape shape = valueShapeOf(spec);
+        if (shape.kind == ValueKind::Absolute) {
+            const MetricUnit unit = shape.unit;
+            out += " (" + spec.metric.text + "=" +
+                   (status.last.value ? formatMetricValue(*status.last.value, unit) : std::string("no data")) +
+                   ", " + rules::toString(spec.comparison) + " " +
+                   (status.threshold ? formatMetricValue(*status.threshold, unit) : std::string("no baseline yet")) +
+                   ", ";
+        } else {
+            out += " (" +
+                   describeRuleValue(shape, ValueReading{status.last.value, status.threshold, status.baseline,
+                                                         status.mann_whitney}) +
+                   ", ";
+        }
+        out += std::to_string(status.last.samples) + " samples)\n";
     }
     return out;
 }

@@ -93,6 +93,8 @@ struct StatusSnapshot {
         rules::AlertState state = rules::AlertState::Inactive;
         std::optional<double> value;
         std::int64_t samples = 0;
+        std::optional<double> baseline;  ///< a relative threshold's baseline, when known
+        std::optional<rules::MannWhitneyResult> mann_whitney;  ///< a compare rule's last test
         std::optional<rules::TimePoint> since;
         std::optional<rules::TimePoint> last_evaluation;
         bool latched = false;

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "rollguard/agent/config.h"
+#include "rollguard/agent/rule_value.h"
 #include "rollguard/rules/clock.h"
+#include "rollguard/rules/compare.h"
 
 namespace rollguard::agent {
 
@@ -62,7 +64,17 @@ struct BreachEvent {
     /// placeholder fails on an event without it.
     std::optional<int> rollout_percent;
     int rollout_previous_percent = 0;  ///< with rollout_percent: where it moves from
+    /// A baseline-relative rule: the baseline `value` was compared with (metric unit).
+    std::optional<double> baseline;
+    /// A compare rule: its test; `value` is then the effect size, not a metric value.
+    std::optional<rules::MannWhitneyResult> mann_whitney;
+    /// For those two kinds of rule, what the value is, in words ("p50 +13.3% vs
+    /// baseline, p=4.5e-4 (threshold +10%, p < 0.02)"); empty for an absolute threshold.
+    std::string value_text;
 };
+
+/// The event's figures for rule_value.h's formatting and JSON fields (NaN: unknown).
+ValueReading valueReadingOf(const BreachEvent& event);
 
 /// event.incident_id, or when empty the first 16 hex digits of
 /// SHA-256("<rule>\n<group>\n<since as Unix nanoseconds>"): the same incident gives the
@@ -139,7 +151,8 @@ std::chrono::nanoseconds backoffDelay(int retry, std::chrono::nanoseconds base, 
 /// Renders the generic JSON body sent by webhooks (also used in logs):
 /// {"rule","severity","state","source","metric","value","threshold","comparison",
 ///  "samples","window_seconds","for_seconds","since","fired_at","host","summary",
-///  "description"}; times in RFC 3339 UTC.
+///  "description"}, then writeValueFields()'s "baseline"/"ratio" or "mann_whitney" when
+///  the rule has them; times in RFC 3339 UTC.
 std::string breachToJson(const BreachEvent& event);
 
 /// Environment variables a script receives: ROLLGUARD_RULE, ROLLGUARD_SEVERITY,

@@ -5,16 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "rollguard/agent/rule_value.h"
 #include "rollguard/rules/clock.h"
 #include "rollguard/rules/engine.h"
 
 namespace rollguard::agent {
 
 class JsonWriter;
-
-/// How a rule's metric is shown: latencies in seconds (drawn in ms or s), ratios as
-/// percentages, the rest as plain numbers.
-enum class MetricUnit { Seconds, Ratio, PerSecond, Plain };
 
 /// One evaluation of one rule (and group) at one tick of a replay.
 struct TimelinePoint {
@@ -23,6 +20,8 @@ struct TimelinePoint {
     std::optional<double> threshold;  ///< the effective threshold (after a baseline)
     std::int64_t samples = 0;
     rules::AlertState state = rules::AlertState::Inactive;
+    std::optional<double> baseline;  ///< a relative threshold's baseline
+    std::optional<rules::MannWhitneyResult> mann_whitney;  ///< a compare rule's test
 };
 
 /// A state change, with the hooks that would have run (a replay never runs them).
@@ -35,6 +34,8 @@ struct TimelineEvent {
     std::int64_t samples = 0;
     std::vector<std::string> hooks;
     std::string note;  ///< e.g. "latched: rollback already ran", "dry run", "inhibited"
+    std::optional<double> baseline;
+    std::optional<rules::MannWhitneyResult> mann_whitney;
 };
 
 /// Everything a replay learned about one rule (or one group of a grouped rule).
@@ -44,7 +45,10 @@ struct RuleTimeline {
     std::string severity;   ///< "critical" / "warning"
     std::string metric;     ///< as written, e.g. "p99", "error_ratio"
     std::string condition;  ///< e.g. "above 250ms for 2m (window 5m)"
-    MetricUnit unit = MetricUnit::Plain;
+    MetricUnit unit = MetricUnit::Plain;  ///< of the values (a compare rule: Change)
+    /// What the values are (kind, threshold as written); its metric and unit are
+    /// those of the two fields above, which the renderers use.
+    ValueShape shape;
     std::vector<TimelinePoint> points;  ///< one per tick, in time order
     std::vector<TimelineEvent> events;  ///< state changes, in time order
 };
@@ -78,16 +82,10 @@ private:
     Timeline timeline_;
 };
 
-/// The metric's unit for display, from the rule's metric.
-MetricUnit metricUnitOf(const rules::MetricSpec& metric);
-
-/// Formats a metric value for people: "182ms", "5.3%", "12.5/s", "0.42".
-std::string formatMetricValue(double value, MetricUnit unit);
-
 /// The timeline as text: per rule one line per state change
 /// ("2026-11-23T10:04:12.000Z  router-p99 (critical)  pending -> firing  p99=412ms
-/// threshold 250ms  1832 samples  hooks: rollback-env, page"), and "never breached" for
-/// rules that stayed inactive.
+/// threshold 250ms  1832 samples  hooks: rollback-env, page"; the value as
+/// describeRuleValue says it), and "never breached" for rules that stayed inactive.
 std::string renderTimelineText(const Timeline& timeline);
 
 /// Writes the timeline as a JSON array of rules (each with its events; points are

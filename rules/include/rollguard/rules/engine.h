@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rollguard/rules/clock.h"
+#include "rollguard/rules/compare.h"
 #include "rollguard/rules/rule.h"
 #include "rollguard/rules/stats.h"
 
@@ -71,6 +72,10 @@ struct Transition {
     std::optional<double> threshold{};  ///< effective threshold (after baseline); nullopt: unknown
     bool dry_run = false;               ///< the rule is dry_run: hooks_to_run is empty on purpose
     bool inhibited = false;             ///< a warning silenced by a firing critical
+    std::optional<double> baseline{};   ///< a relative threshold's baseline value, when known
+    /// A compare rule's test at this evaluation (metric.value is its effect); nullopt
+    /// for other rules and when the comparison had no data.
+    std::optional<MannWhitneyResult> mann_whitney{};
 };
 
 /// The input of one (rule, group) evaluation. `baseline` carries the baseline selection's
@@ -107,6 +112,8 @@ struct Notification {
     std::optional<double> threshold;
     TimePoint at{};
     TimePoint since{};  ///< when the breach began
+    std::optional<double> baseline{};                 ///< as in Transition
+    std::optional<MannWhitneyResult> mann_whitney{};  ///< as in Transition
 };
 
 /// Current status of one rule (or one group of a rule), for logs, /metrics and the status API.
@@ -122,6 +129,7 @@ struct RuleStatus {
     bool inhibited = false;
     bool learning = false;              ///< a learned baseline is still being learned
     std::optional<double> baseline{};   ///< the baseline value in use, if any
+    std::optional<MannWhitneyResult> mann_whitney{};  ///< a compare rule's last test with data
     /// This firing episode's fire ran hooks (a critical not latched, a warning not
     /// inhibited): its resolve notifies.
     bool notified = false;
