@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Detection latency: from the moment a breach condition is met (by the lines' event time)
-# to the start of the rollback hook's process, over N incidents (issue #10, "Benchmarks
-# against the alternatives").
+# Detection latency: from the moment a breach condition has been met for `for` (by the
+# lines' event time) to the start of the rollback hook's process, over N incidents, each
+# starting at a random phase of the tick.
 #
-#   bench/bench_detection.sh [BUILD_DIR] [--incidents N] [--tick D]
-#                                    (defaults: build, 20, 500ms; CI: --incidents 5)
+#   bench/bench_detection.sh [BUILD_DIR] [--incidents N] [--tick D] [--for D]
+#                    (defaults: build, 20, 500ms, 10s; CI: --incidents 5 --for 2s)
 #
 # Builds nothing: needs BUILD_DIR/rollguard and BUILD_DIR/tests/rollguard-hookstamp
 # (cmake --build BUILD_DIR --target rollguard rollguard-hookstamp); curl on the PATH.
@@ -12,19 +12,22 @@
 # time, labels = { level = "level" }) and one critical rule whose moment of breach is
 # exact:
 #     metric = "count", labels = { level = "error" }, above = K - 1 (K = 10),
-#     window = "1s", for = "0s"
-# i.e. "K error lines within a second". Each incident: healthy lines (level info, status
-# 200, 100/s) for window + 2 ticks and until /api/v1/status shows the rule inactive; then
-# K error lines appended at once, the last one stamped (ts = wall time) as it is written:
-# that is the moment the condition is met. The rule's only hook is a script hook running
+#     window = "1s", for = FOR
+# i.e. "K error lines within a second, for FOR". Each incident: healthy lines (level info,
+# status 200, 100/s) for window + 2 ticks and until /api/v1/status shows the rule
+# inactive; a pause of a random fraction of a tick, so the breach begins anywhere between
+# two ticks; then K error lines appended at once, the last one stamped (ts = wall time) as
+# it is written: that is the moment the condition is met; then K more every 100 ms, so it
+# stays met, until the hook has started. Latency = hook start - (condition met + FOR):
+# what rollguard adds to the `for` the user asked for. The rule's only hook is a script hook running
 # rollguard-hookstamp, whose first action appends CLOCK_REALTIME to a file: the hook
 # process's start. Latency = hook start - condition met, both on this machine's wall
-# clock; it is also split at the evaluation that fired (the daemon's "inactive -> firing"
+# clock; it is also split at the evaluation that fired (the daemon's "-> firing"
 # log line, ms precision): the wait for the tick, then firing -> hook start (the incident
 # record and the latch written, the hook worker, fork/exec). Between incidents `rollguard
-# rearm` (through the daemon's admin API) clears the rollback latch; every incident must
+# rearm` (through the daemon's socket) clears the rollback latch; every incident must
 # leave one incident record. Prints min, median, p95 and max against the target (<= one
-# tick + 50 ms; printed, never enforced). The writer is this script (bash builtins only:
+# tick + 50 ms beyond `for`; printed, never enforced). The writer is this script (bash builtins only:
 # printf, $EPOCHREALTIME; no fork per line).
 # Exit: 0 figures printed, 1 the daemon died, a hook never ran or an incident left no
 # record (printed: what was observed, what was wanted), 2 bad usage.
@@ -34,12 +37,14 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 build=build
 incidents=20
 tick=500ms
+for_=10s
 build_set=0
 while (($#)); do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --incidents) incidents=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --tick) tick=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --for) for_=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         -*) usage >&2; exit 2 ;;
         *) if ((build_set)); then usage >&2; exit 2; fi; build=$1; build_set=1; shift ;;
     esac
@@ -53,6 +58,11 @@ if ! [[ "$tick" =~ ^([0-9]+)ms$ ]] || ((BASH_REMATCH[1] < 10 || BASH_REMATCH[1] 
     exit 2
 fi
 tick_ms=${tick%ms}
+if ! [[ "$for_" =~ ^([0-9]+)s$ ]] || ((BASH_REMATCH[1] > 600)); then
+    echo "bench_detection: --for must be whole seconds between 0s and 600s, e.g. 10s" >&2
+    exit 2
+fi
+for_ms=$((${for_%s} * 1000))
 # shellcheck source=../tests/faults/lib.sh
 source "$(dirname "$0")/../tests/faults/lib.sh"  # need_bins, the checks (fault_expect_value)
 need_bins "$build" rollguard=rollguard hookstamp=tests/rollguard-hookstamp
@@ -107,7 +117,7 @@ labels = { level = "error" }
 metric = "count"
 above = $((k - 1))
 window = "1s"
-for = "0s"
+for = "$for_"
 hooks = ["stamp"]
 
 [[hook]]
@@ -166,27 +176,32 @@ for i in $(seq "$incidents"); do
         sleep 0.01
     done
     before=$(wc -l <"$stamps")
-    # The breach: K error lines at once; the K-th completes the condition.
+    # Anywhere between two ticks.
+    sleep "$(awk -v t="$tick_ms" -v seed="$RANDOM$i" 'BEGIN { srand(seed); printf "%.3f", rand() * t / 1000 }')"
+    # The breach: K error lines at once; the K-th completes the condition. Then K more
+    # every 100 ms until the hook has started, so the condition holds through `for`.
     for _ in $(seq "$k"); do line error 500; done
     met_us=$line_us
-    for _ in $(seq 500); do
-        (($(wc -l <"$stamps") > before)) && break
+    give_up=$((met_us + for_ms * 1000 + 10000000))
+    while (($(wc -l <"$stamps") <= before)); do
+        ((${EPOCHREALTIME/./} < give_up)) ||
+            fail "incident $i: no hook start 10 s after condition met + for: $(wc -l <"$stamps"), want $((before + 1))"
         kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
-        sleep 0.02
+        sleep 0.1
+        for _ in $(seq "$k"); do line error 500; done
     done
-    (($(wc -l <"$stamps") > before)) ||
-        fail "incident $i: hook starts 10 s after the breach: $(wc -l <"$stamps"), want $((before + 1))"
     hook=$(tail -1 "$stamps")
     hook_us=$((10#${hook%.*} * 1000000 + 10#${hook#*.}))
-    fired=$(grep 'rule router-errors (critical): inactive -> firing' "$work/agent.err" | sed -n "${i}p" | cut -d' ' -f1 || true)
+    fired=$(grep 'rule router-errors (critical): [a-z]* -> firing' "$work/agent.err" | sed -n "${i}p" | cut -d' ' -f1 || true)
     [[ -n "$fired" ]] ||
-        fail "incident $i: 'inactive -> firing' log lines: $(grep -c 'inactive -> firing' "$work/agent.err" || true), want $i"
+        fail "incident $i: '-> firing' log lines: $(grep -c 'router-errors (critical): [a-z]* -> firing' "$work/agent.err" || true), want $i"
     fired_ns=$(date -d "$fired" +%s%N) || fail "incident $i: the firing log line's time '$fired' does not parse"
     fired_us=$((fired_ns / 1000))
-    latencies+=($(((hook_us - met_us) / 1000)))
-    waits+=($(((fired_us - met_us) / 1000)))
+    due_us=$((met_us + for_ms * 1000))
+    latencies+=($(((hook_us - due_us) / 1000)))
+    waits+=($(((fired_us - due_us) / 1000)))
     runs+=($(((hook_us - fired_us) / 1000)))
-    printf 'incident %2d: hook started %3d ms after the condition was met (%3d ms to the evaluation that fired, %3d ms from there)\n' \
+    printf 'incident %2d: hook started %3d ms after condition met + for (%3d ms to the evaluation that fired, %3d ms from there)\n' \
         "$i" "${latencies[-1]}" "${waits[-1]}" "${runs[-1]}"
     # Clear the latch for the next incident (through the daemon's admin API).
     if ((i < incidents)); then
@@ -206,9 +221,9 @@ stats() {
         printf "%-44s min %4d  median %4.0f  p95 %4d  max %4d\n", name, v[1], med, v[r], v[n]
     }'
 }
-echo "$incidents incidents, tick $tick_ms ms; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-stats "condition met -> hook process start (ms):" "${latencies[@]}"
-stats "  condition met -> evaluation that fired:" "${waits[@]}"
+echo "$incidents incidents, tick $tick_ms ms, for $for_, random phase; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+stats "condition met + for -> hook process start (ms):" "${latencies[@]}"
+stats "  condition met + for -> evaluation that fired:" "${waits[@]}"
 stats "  evaluation that fired -> hook start:" "${runs[@]}"
 over=$(printf '%s\n' "${latencies[@]}" | awk -v lim=$((tick_ms + 50)) '$1 > lim' | wc -l)
 if ((over == 0)); then

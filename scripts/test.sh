@@ -162,7 +162,7 @@ if [ "$skip_proofs" != 1 ]; then
   step "benchmark: footprint idle and at 100k lines/s"
   "$root/bench/bench_footprint.sh" "$b" --seconds 5
   step "benchmark: detection latency"
-  "$root/bench/bench_detection.sh" "$b" --incidents 5
+  "$root/bench/bench_detection.sh" "$b" --incidents 5 --for 2s
   step "benchmark: HTTP listener under 100 keep-alive clients, and with 1000 idle connections"
   (ulimit -n 8192 2>/dev/null || true; "$root/bench/bench_http.sh" "$b" --seconds 3)
   step "soak, 90 s at 50k lines/s, rename rotation every 15 s (RSS is checked from 80 s)"
