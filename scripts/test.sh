@@ -150,6 +150,9 @@ else
   ROLLGUARD_BUILD_TARGET=rollguard_programs "$root/scripts/build.sh" "$root/build" --preset release
 fi
 
+step "hardening of build/rollguard: PIE, full RELRO, stack protector, _FORTIFY_SOURCE"
+"$root/scripts/check-hardening.sh" "$root/build/rollguard"
+
 step "rollguard check on every shipped config"
 find "$root/config" -name '*.toml' -print0 | sort -z | while IFS= read -r -d '' f; do
   "$root/build/rollguard" check --config "$f"
