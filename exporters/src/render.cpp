@@ -1,3 +1,4 @@
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,18 @@ using prometheus::MetricType;
 
 double seconds(rules::TimePoint t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+/// The memory breakdown's parts, named as /metrics labels them and /api/v1/status keys
+/// them (with "_bytes"), in one order for both.
+std::array<std::pair<const char*, std::uint64_t>, 7> memoryParts(const agent::StatusSnapshot::Memory& m) {
+    return {{{"rss", m.rss_bytes},
+             {"anon", m.anon_bytes},
+             {"file", m.file_bytes},
+             {"heap_in_use", m.heap_in_use_bytes},
+             {"heap_free", m.heap_free_bytes},
+             {"windows", m.windows_bytes},
+             {"checkpoint", m.checkpoint_bytes}}};
 }
 
 double stateValue(rules::AlertState s) {
@@ -117,6 +130,14 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_config_last_reload_success_timestamp_seconds",
                     "When the running config was loaded, seconds since the epoch.", MetricType::Gauge),
         {}, s.reloads.last_success ? seconds(*s.reloads.last_success) : 0.0);
+    auto& memory = fams.family("rollguard_memory_bytes",
+                               "Where the agent's memory goes: rss, anon (heap, stacks), file (binary and "
+                               "libraries), heap_in_use and heap_free (the allocator's view), windows (every "
+                               "source's windows) and checkpoint (the last checkpoint file).",
+                               MetricType::Gauge);
+    for (const auto& [part, bytes] : memoryParts(s.memory)) {
+        add(memory, {{"part", part}}, static_cast<double>(bytes));
+    }
     add(fams.family("rollguard_checkpoints_total", "Checkpoints of read positions and windows written.",
                     MetricType::Counter),
         {}, static_cast<double>(s.checkpoints));
@@ -387,6 +408,11 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("last_error").value(s.reloads.last_error);
     w.endObject();
     w.key("incident_record_failures").value(s.incident_record_failures);
+    w.key("memory").beginObject();
+    for (const auto& [part, bytes] : memoryParts(s.memory)) {
+        w.key(std::string(part) + "_bytes").value(bytes);
+    }
+    w.endObject();
     w.key("checkpoints").beginObject();
     w.key("written").value(s.checkpoints);
     w.key("failures").value(s.checkpoint_failures);

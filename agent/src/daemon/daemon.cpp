@@ -14,6 +14,7 @@
 #include "rollguard/agent/checkpoint.h"
 #include "rollguard/agent/rule_value.h"
 #include "util/atomic_file.h"
+#include "util/process_memory.h"
 #include "rollguard/rules/duration.h"
 
 namespace rollguard::agent {
@@ -306,7 +307,7 @@ void Daemon::tick() {
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
         s.identity_changes = c.identity_changes;
-        s.window_bytes = judge_->series(i).memoryBytes();
+        s.window_bytes = judge_->memoryBytes(i);
         s.progress.clear();
         for (const auto& position : sources_[i]->positions) {
             struct stat st {};
@@ -329,6 +330,17 @@ void Daemon::tick() {
         }
     }
     snapshot_.scrapes = scrapes_->status();
+    const ProcessMemory process = readProcessMemory();
+    auto& memory = snapshot_.memory;
+    memory.rss_bytes = process.rss_bytes;
+    memory.anon_bytes = process.anon_bytes;
+    memory.file_bytes = process.file_bytes;
+    memory.heap_in_use_bytes = process.heap_in_use_bytes;
+    memory.heap_free_bytes = process.heap_free_bytes;
+    memory.windows_bytes = 0;
+    for (std::size_t i = 0; i < judge_->sourceCount(); ++i) {
+        memory.windows_bytes += judge_->memoryBytes(i);  // log and scrape sources
+    }
 }
 
 void Daemon::pollSources() {
@@ -593,6 +605,10 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     }
     ++snapshot_.checkpoints;
     snapshot_.last_checkpoint = now;
+    struct stat st {};
+    if (::stat(checkpoint_path_.c_str(), &st) == 0) {
+        snapshot_.memory.checkpoint_bytes = static_cast<std::uint64_t>(st.st_size);
+    }
 }
 
 void Daemon::waitForHooks() {

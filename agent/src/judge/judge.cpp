@@ -145,6 +145,14 @@ std::size_t Judge::sourceIndex(std::string_view name) const {
     return npos;
 }
 
+std::size_t Judge::memoryBytes(std::size_t source) const {
+    std::size_t bytes = 0;
+    for (const auto& stream : sources_.at(source)->streams) {
+        bytes += stream->memoryBytes();
+    }
+    return bytes;
+}
+
 Series& Judge::series(std::size_t source) { return *sources_.at(source)->streams[0]; }
 const Series& Judge::series(std::size_t source) const { return *sources_.at(source)->streams[0]; }
 

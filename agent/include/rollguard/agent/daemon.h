@@ -50,7 +50,7 @@ struct StatusSnapshot {
         std::uint64_t truncations = 0;
         std::uint64_t read_errors = 0;
         std::uint64_t identity_changes = 0;  ///< files read from the start because their identity changed
-        std::uint64_t window_bytes = 0;  ///< memory of the source's windows (Series::memoryBytes)
+        std::uint64_t window_bytes = 0;  ///< memory of the source's windows, every label-set stream's too
         /// Each followed file: where the source has read to (the checkpointed offset) and
         /// the file's size now; size - offset is how far behind the source is.
         struct File {
@@ -134,6 +134,18 @@ struct StatusSnapshot {
     std::uint64_t hook_jobs_queued = 0;   ///< hook jobs waiting or running now
     std::uint64_t rearms = 0;
     std::uint64_t incident_record_failures = 0;  ///< failed writes of incident records
+    /// Where the memory goes, refreshed every tick: the process as the kernel and the
+    /// allocator see it, and what rollguard's own structures hold.
+    struct Memory {
+        std::uint64_t rss_bytes = 0;
+        std::uint64_t anon_bytes = 0;         ///< heap, stacks
+        std::uint64_t file_bytes = 0;         ///< the binary and its libraries
+        std::uint64_t heap_in_use_bytes = 0;  ///< handed out by the allocator
+        std::uint64_t heap_free_bytes = 0;    ///< freed, kept by the allocator
+        std::uint64_t windows_bytes = 0;      ///< every source's windows, label-set streams included
+        std::uint64_t checkpoint_bytes = 0;   ///< the last checkpoint file written
+    };
+    Memory memory;
     std::uint64_t checkpoints = 0;
     std::uint64_t checkpoint_failures = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file

@@ -57,6 +57,9 @@ public:
     std::size_t sourceCount() const { return sources_.size(); }
     const std::string& sourceName(std::size_t source) const;
     /// Stream 0 (everything) of a source.
+    /// Memory held by a source's windows: stream 0 and every label-set stream
+    /// (Series::memoryBytes of each).
+    std::size_t memoryBytes(std::size_t source) const;
     Series& series(std::size_t source);
     const Series& series(std::size_t source) const;
 
