@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Footprint: RSS and CPU of the daemon, idle and at 100k lines/s, with config/demo.toml
-# (issue #10, "Benchmarks against the alternatives").
+# Footprint: RSS and CPU of the daemon, idle and at 100k lines/s, with config/demo.toml or
+# another config (issue #10, "Benchmarks against the alternatives").
 #
-#   bench/bench_footprint.sh [BUILD_DIR] [--seconds N] [--rate R]
-#                                    (defaults: build, 10 s, 100000 lines/s; CI: --seconds 5)
+#   bench/bench_footprint.sh [BUILD_DIR] [--seconds N] [--rate R] [--config FILE]
+#                                    (defaults: build, 10 s, 100000 lines/s, config/demo.toml;
+#                                     CI: --seconds 5)
+#   bench/bench_footprint.sh build --config bench/data/footprint-5m.toml --seconds 400
+#                                    (what users run: a p99 over 5 minutes, two labels, a
+#                                     state_dir; the 5-minute windows fill after 300 s)
 #
+# The config's source must be called "router" and read ${DEMO_DIR}/logs/*.log.
 # Builds nothing: needs BUILD_DIR/rollguard and BUILD_DIR/tests/rollguard-loggen
 # (cmake --build BUILD_DIR --target rollguard rollguard-loggen); curl on the PATH.
 # Starts `rollguard run -c config/demo.toml` in a temp dir (DEMO_DIR; DEMO_WEBHOOK_PORT
@@ -17,6 +22,8 @@
 # seconds / wall seconds), VmRSS at the end, VmHWM (peak RSS so far) and threads; for the
 # load phase also the writer's own CPU, and how long the daemon took after the writer
 # stopped to count every line (rollguard_source_lines_total == lines written: it kept up).
+# A load phase of 60 s or more also prints VmRSS every 30 s. At the end, where the memory
+# goes: the daemon's own breakdown (`memory` in /api/v1/status).
 # Targets (printed, never enforced): <= 20 MB RSS, <= 1 core at 100k lines/s, near-zero
 # idle CPU.
 # Exit: 0 figures printed, 1 the daemon died or never counted every line, 2 bad usage.
@@ -26,12 +33,15 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 build=build
 seconds=10
 rate=100000
+demo_config=""
+config_name=""
 build_set=0
 while (($#)); do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --seconds) seconds=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --rate) rate=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --config) demo_config=${2:-}; config_name=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         -*) usage >&2; exit 2 ;;
         *) if ((build_set)); then usage >&2; exit 2; fi; build=$1; build_set=1; shift ;;
     esac
@@ -41,7 +51,11 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds < 1)) || ! [[ "$rate" =~ ^[0-9]+$
     exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-demo_config="$here/../config/demo.toml"
+if [[ -z "$demo_config" ]]; then
+    demo_config="$here/../config/demo.toml"
+    config_name=config/demo.toml
+fi
+[[ -f "$demo_config" ]] || { echo "bench_footprint: no config file $demo_config" >&2; exit 2; }
 # shellcheck source=../scripts/need_bins.sh
 source "$here/../scripts/need_bins.sh"
 need_bins "$build" rollguard=rollguard loggen=tests/rollguard-loggen
@@ -115,10 +129,16 @@ t2=$(now_ns); c2=$(cpu_ticks "$agent_pid")
 writer_pid=$!
 # The daemon's peak thread count and RSS while loaded, sampled every 0.5 s.
 load_threads=0
+samples=0
+rss_over_time=""
 while kill -0 "$writer_pid" 2>/dev/null; do
     n=$(status_kb "$agent_pid" Threads)
     ((n > load_threads)) && load_threads=$n
     sleep 0.5
+    samples=$((samples + 1))
+    if ((seconds >= 60 && samples % 60 == 0)); then
+        rss_over_time+=" $((samples / 2))s:$(($(status_kb "$agent_pid" VmRSS) / 1024))MB"
+    fi
 done
 wait "$writer_pid" || fail "the writer failed"
 writer_pid=""
@@ -145,10 +165,10 @@ awk -v secs="$seconds" -v rate="$rate" -v tck="$clk_tck" -v written="$written" -
     -v irss="$idle_rss" -v ihwm="$idle_hwm" -v ithr="$idle_threads" -v lrss="$load_rss" -v lhwm="$load_hwm" \
     -v lthr="$load_threads" -v wcpu="$(awk -v u="$wu" -v s="$ws" 'BEGIN { print u + s }')" \
     -v catch="$caught_up_ms" -v errors="$errors" \
-    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v cores="$(nproc)" 'BEGIN {
+    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v cores="$(nproc)" -v config="$config_name" 'BEGIN {
     iw = (t1 - t0) / 1e9; ic = (c1 - c0) / tck
     lw = (t3 - t2) / 1e9; lc = (c3 - c2) / tck
-    printf "daemon: rollguard run -c config/demo.toml; %d cores, load average %s at the end\n", cores, load
+    printf "daemon: rollguard run -c %s; %d cores, load average %s at the end\n", config, cores, load
     printf "%-22s %8s %8s %8s %9s %9s %8s\n", "phase", "wall s", "CPU s", "cores", "VmRSS MB", "VmHWM MB", "threads"
     printf "%-22s %8.2f %8.2f %8.3f %9.1f %9.1f %8d\n", "idle", iw, ic, ic / iw, irss / 1024, ihwm / 1024, ithr
     printf "%-22s %8.2f %8.2f %8.3f %9.1f %9.1f %8d\n", sprintf("load %dk lines/s", rate / 1000), lw, lc, lc / lw, lrss / 1024, lhwm / 1024, lthr
@@ -156,3 +176,11 @@ awk -v secs="$seconds" -v rate="$rate" -v tck="$clk_tck" -v written="$written" -
     printf "lines: %d written (%d asked, %.0f lines/s achieved); all counted %d ms after the writer stopped; %d error line(s) logged\n", written, expected, written / lw, catch, errors
     printf "daemon CPU per line: %.2f us; targets: <= 20 MB RSS (peak %.1f MB), <= 1 core at 100k lines/s (%.3f), near-zero idle CPU (%.3f)\n", 1e6 * lc / written, lhwm / 1024, lc / lw, ic / iw
 }'
+if [[ -n "$rss_over_time" ]]; then
+    echo "VmRSS during the load:$rss_over_time"
+fi
+# Where the memory goes, as the daemon itself reports it.
+curl -fsS "http://127.0.0.1:$port/api/v1/status" |
+    grep -o '"memory":{[^}]*}' | tr -d '"{}' | sed 's/^memory://' | tr ',' '\n' |
+    awk -F: '{ printf "%s%s %.1f MB", (NR > 1 ? ", " : "memory (/api/v1/status): "), $1, $2 / 1048576 } END { print "" }' ||
+    echo "memory (/api/v1/status): not available"
