@@ -336,11 +336,28 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         return rollguard::exporters::AdminApi::Reply{200, rollguard::cli::jsonObject({{"status", "reloaded"}})};
     };
     const auto snapshot = [&agent] { return agent.snapshot(); };
+    // The CLI's way in (`rollguard rollback`, `rearm`, `rollout`): a Unix socket only the
+    // agent's user and root can use, so it needs no token. Without it the agent still
+    // guards; only the commands cannot reach it, so a failure is logged, not fatal. Made
+    // before the TCP listener: once /healthz answers, the commands can reach the agent.
+    std::unique_ptr<rollguard::exporters::HttpServer> admin_socket;
+    if (!state_dir.empty()) {
+        try {
+            admin_socket = std::make_unique<rollguard::exporters::HttpServer>(
+                "unix:" + rollguard::agent::adminSocketPath(state_dir), snapshot, admin);
+            spdlog::info("admin socket {} (mode 0600: rollguard rollback, rearm and rollout need no token here)",
+                         rollguard::agent::adminSocketPath(state_dir));
+        } catch (const std::exception& e) {
+            spdlog::error("{}: `rollguard rollback`, `rearm` and `rollout` cannot reach this agent (its rules and "
+                          "hooks work as usual)",
+                          e.what());
+        }
+    }
     std::unique_ptr<rollguard::exporters::HttpServer> server;
     std::string listening;
     if (!listen.empty()) {
         try {
-            server = std::make_unique<rollguard::exporters::HttpServer>(listen, snapshot, admin);
+            server = std::make_unique<rollguard::exporters::HttpServer>(listen, snapshot, std::move(admin));
             const std::string host = listen.substr(0, listen.rfind(':'));
             listening = host + ":" + std::to_string(server->port());
             spdlog::info("listening on {}:{} (/metrics, /healthz, /readyz, /api/v1/status, /api/v1/gate{})", host,
@@ -349,22 +366,6 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
         } catch (const std::exception& e) {
             spdlog::error("{}; set [agent] listen to a free address, or \"\" to disable the listener", e.what());
             return kExitRuntime;
-        }
-    }
-    // The CLI's way in (`rollguard rollback`, `rearm`, `rollout`): a Unix socket only the
-    // agent's user and root can use, so it needs no token. Without it the agent still
-    // guards; only the commands cannot reach it, so a failure is logged, not fatal.
-    std::unique_ptr<rollguard::exporters::HttpServer> admin_socket;
-    if (!state_dir.empty()) {
-        try {
-            admin_socket = std::make_unique<rollguard::exporters::HttpServer>(
-                "unix:" + rollguard::agent::adminSocketPath(state_dir), snapshot, std::move(admin));
-            spdlog::info("admin socket {} (mode 0600: rollguard rollback, rearm and rollout need no token here)",
-                         rollguard::agent::adminSocketPath(state_dir));
-        } catch (const std::exception& e) {
-            spdlog::error("{}: `rollguard rollback`, `rearm` and `rollout` cannot reach this agent (its rules and "
-                          "hooks work as usual)",
-                          e.what());
         }
     }
 

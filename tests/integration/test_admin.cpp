@@ -304,7 +304,9 @@ TEST_CASE("something that is not a socket at admin.sock: the agent guards on and
     writeFile(dir / "state" / "admin.sock", "a file someone left\n");
     Process daemon({ROLLGUARD_BIN, "run", "-c", cfg}, (dir / "out").string(), (dir / "err").string());
     REQUIRE(eventually([&] { return httpGet(port, "/healthz").status == 200; }, 10s));
-    CHECK(readFile(dir / "err").find("not a socket is there; remove it") != std::string::npos);
+    // Logged after the TCP listener is up, so perhaps a moment after /healthz answers.
+    CHECK(eventually([&] { return readFile(dir / "err").find("not a socket is there; remove it") != std::string::npos; },
+                     10s));
     CHECK(readFile(dir / "state" / "admin.sock") == "a file someone left\n");
     auto [rc, out] = runCommand({ROLLGUARD_BIN, "rearm", "-c", cfg});
     CHECK(rc == 1);

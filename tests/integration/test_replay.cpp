@@ -292,11 +292,17 @@ std::string canaryLog() {
 
 /// The first event of `rule` in the replay JSON's timeline that moved to `to`.
 simdjson::dom::element eventOf(simdjson::dom::element doc, const std::string& rule, const std::string& to) {
-    for (const auto r : doc["timeline"].get_array().value()) {
+    // Arrays held in variables: ranging over `get_array().value()` would range over a
+    // reference into a temporary that is gone when the loop starts.
+    simdjson::dom::array rules;
+    REQUIRE(doc["timeline"].get(rules) == simdjson::SUCCESS);
+    for (const auto r : rules) {
         if (std::string(r["rule"].get_string().value()) != rule) {
             continue;
         }
-        for (const auto e : r["events"].get_array().value()) {
+        simdjson::dom::array events;
+        REQUIRE(r["events"].get(events) == simdjson::SUCCESS);
+        for (const auto e : events) {
             if (std::string(e["to"].get_string().value()) == to) {
                 return e;
             }
@@ -360,7 +366,9 @@ TEST_CASE("rollguard replay says what a comparison's and a baseline rule's value
     CHECK(mw["p_value"].get_double().value() < 1e-3);
     CHECK(cmp["baseline"].error() == simdjson::NO_SUCH_FIELD);
     // Once the whole window is slow: the effect of a 2.5 x slower canary (median ratio).
-    for (const auto r : doc["timeline"].get_array().value()) {
+    simdjson::dom::array rules;
+    REQUIRE(doc["timeline"].get(rules) == simdjson::SUCCESS);
+    for (const auto r : rules) {
         if (std::string(r["rule"].get_string().value()) == "canary-slower") {
             const auto points = r["points"].get_array().value();
             const auto last = points.at(points.size() - 1).value();
