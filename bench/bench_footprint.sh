@@ -15,7 +15,7 @@
 # Starts `rollguard run -c config/demo.toml` in a temp dir (DEMO_DIR; DEMO_WEBHOOK_PORT
 # points at a port nobody serves: the healthy traffic fires no hook; /metrics on a free
 # loopback port), then two phases of N seconds each:
-#   idle: an empty log file;
+#   idle: an empty log file (at most 60 s);
 #   load: rollguard-loggen appends healthy JSON access-log lines at R lines/s (paced,
 #         one write per line) for N seconds.
 # For each phase: the daemon's CPU (user + sys from /proc/PID/stat, as cores = CPU
@@ -110,11 +110,13 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || fail "the
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || fail "the daemon exited (no /proc/$1)"; }
 now_ns() { date +%s%N; }
 
-# One second to settle after start-up (the first tick, the listener), then the idle phase.
+# One second to settle after start-up (the first tick, the listener), then the idle phase
+# (N seconds, at most 60: idle figures do not change over a long run).
+idle_seconds=$((seconds < 60 ? seconds : 60))
 sleep 1
 kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
 t0=$(now_ns); c0=$(cpu_ticks "$agent_pid")
-sleep "$seconds"
+sleep "$idle_seconds"
 t1=$(now_ns); c1=$(cpu_ticks "$agent_pid")
 idle_rss=$(status_kb "$agent_pid" VmRSS); idle_hwm=$(status_kb "$agent_pid" VmHWM)
 idle_threads=$(status_kb "$agent_pid" Threads)
