@@ -380,6 +380,7 @@ TEST_CASE("a reused slot histogram seals to the bytes of its data and resets to 
     constexpr std::int64_t kHighest = 3'600'000'000;
     HdrHistogram open(1, kHighest, 3);
     HdrHistogram interval(1, kHighest, 3);
+    HdrHistogram slot(1, kHighest, 3);  // filled only by merges, as a ring's open slot
     const HdrHistogram fresh(1, kHighest, 3);
     std::mt19937_64 rng(21);
     std::lognormal_distribution<double> web(std::log(20'000.0), 0.8);
@@ -408,7 +409,13 @@ TEST_CASE("a reused slot histogram seals to the bytes of its data and resets to 
             for (int i = 0; i < more; ++i) {
                 recordBoth(interval, std::llround(web(rng) * 3), 1);
             }
+            if (pick(rng) < 50) {
+                interval.indexNonZero();
+            }
             open.add(interval);
+        }
+        if (pick(rng) < 60) {
+            open.indexNonZero();
         }
         if (pick(rng) < 30) {
             // Some counts taken out again, emptying slots at either end and inside.
@@ -461,6 +468,13 @@ TEST_CASE("a reused slot histogram seals to the bytes of its data and resets to 
         REQUIRE(std::string(sealed.raw()) == encodeByFullScan(open));
         REQUIRE(sealed.raw() == SparseCounts(scratch).raw());
         REQUIRE(open.overflowCount() == expected_overflow);
+        slot.add(open);
+        REQUIRE(SparseCounts(slot).raw() == sealed.raw());
+        REQUIRE(slot.min() == scratch.min());
+        REQUIRE(slot.max() == scratch.max());
+        slot.reset();
+        REQUIRE(slot.totalCount() == 0);
+        REQUIRE(SparseCounts(slot).entries() == 0);
 
         open.reset();
         REQUIRE(open.totalCount() == 0);
@@ -471,6 +485,9 @@ TEST_CASE("a reused slot histogram seals to the bytes of its data and resets to 
         int left = 0;
         for (std::int32_t i = 0; i < open.countsLength(); ++i) {
             left += open.countAtIndex(i) != 0 ? 1 : 0;
+        }
+        for (std::int32_t i = 0; i < slot.countsLength(); ++i) {
+            left += slot.countAtIndex(i) != 0 ? 1 : 0;
         }
         REQUIRE(left == 0);
     }

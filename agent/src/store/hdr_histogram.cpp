@@ -99,7 +99,7 @@ bool HdrHistogram::record(std::int64_t value, std::int64_t count) {
     }
     const std::int32_t index = countsIndexFor(value);
     counts_[static_cast<std::size_t>(index)] += count;
-    markNonZero(index);
+    indexed_ = false;
     total_count_ += count;
     min_index_ = std::min(min_index_, index);
     max_index_ = std::max(max_index_, index);
@@ -144,9 +144,33 @@ bool HdrHistogram::subtractAtIndex(std::int32_t index, std::int64_t count) {
     return true;
 }
 
+void HdrHistogram::indexNonZero() {
+    if (indexed_) {
+        return;
+    }
+    if (max_index_ >= min_index_) {
+        const auto last = static_cast<std::size_t>(max_index_) >> 6;
+        for (auto w = static_cast<std::size_t>(min_index_) >> 6; w <= last; ++w) {
+            const std::size_t end = std::min<std::size_t>(w * 64 + 64, counts_.size());
+            std::uint64_t bits = 0;
+            for (std::size_t i = w * 64; i < end; ++i) {
+                bits |= static_cast<std::uint64_t>(counts_[i] != 0) << (i & 63);
+            }
+            nonzero_[w] = bits;
+        }
+    }
+    indexed_ = true;
+}
+
 std::int32_t HdrHistogram::nextNonZero(std::int32_t from) const {
     if (from < 0 || from > max_index_) {
         return -1;
+    }
+    if (!indexed_) {
+        while (from <= max_index_ && counts_[static_cast<std::size_t>(from)] == 0) {
+            ++from;
+        }
+        return from <= max_index_ ? from : -1;
     }
     auto w = static_cast<std::size_t>(from) >> 6;
     const auto last = static_cast<std::size_t>(max_index_) >> 6;
@@ -163,6 +187,12 @@ std::int32_t HdrHistogram::nextNonZero(std::int32_t from) const {
 std::int32_t HdrHistogram::previousNonZero(std::int32_t from) const {
     if (from >= counts_len_ || from < min_index_) {
         return -1;
+    }
+    if (!indexed_) {
+        while (from >= min_index_ && counts_[static_cast<std::size_t>(from)] == 0) {
+            --from;
+        }
+        return from >= min_index_ ? from : -1;
     }
     auto w = static_cast<std::size_t>(from) >> 6;
     const auto first = static_cast<std::size_t>(min_index_) >> 6;
@@ -185,13 +215,17 @@ void HdrHistogram::reset() {
     // recorded into it, not of the whole array (nor of its span).
     if (max_index_ >= min_index_) {
         const auto last = static_cast<std::size_t>(max_index_) >> 6;
+        if (!indexed_) {
+            std::fill(counts_.begin() + min_index_, counts_.begin() + max_index_ + 1, 0);
+        }
         for (auto w = static_cast<std::size_t>(min_index_) >> 6; w <= last; ++w) {
-            for (std::uint64_t bits = nonzero_[w]; bits != 0; bits &= bits - 1) {
+            for (std::uint64_t bits = indexed_ ? nonzero_[w] : 0; bits != 0; bits &= bits - 1) {
                 counts_[w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))] = 0;
             }
             nonzero_[w] = 0;
         }
     }
+    indexed_ = true;
     total_count_ = 0;
     overflow_count_ = 0;
     min_index_ = counts_len_;
@@ -206,7 +240,24 @@ void HdrHistogram::add(const HdrHistogram& other) {
     if (!sameConfiguration(other)) {
         throw std::invalid_argument("HdrHistogram::add: histograms have different configurations");
     }
-    if (other.max_index_ >= other.min_index_) {
+    if (!other.indexed_) {
+        // Whole words of the span, without a branch per count: as cheap as the plain
+        // sum over the span it replaces, and it leaves our index complete. The counts
+        // outside other's span are zero, so summing whole words adds nothing there.
+        if (other.max_index_ >= other.min_index_) {
+            const auto last = static_cast<std::size_t>(other.max_index_) >> 6;
+            for (auto w = static_cast<std::size_t>(other.min_index_) >> 6; w <= last; ++w) {
+                const std::size_t end = std::min<std::size_t>(w * 64 + 64, counts_.size());
+                std::uint64_t bits = 0;
+                for (std::size_t i = w * 64; i < end; ++i) {
+                    const std::int64_t c = other.counts_[i];
+                    counts_[i] += c;
+                    bits |= static_cast<std::uint64_t>(c != 0) << (i & 63);
+                }
+                nonzero_[w] |= bits;
+            }
+        }
+    } else if (other.max_index_ >= other.min_index_) {
         const auto last = static_cast<std::size_t>(other.max_index_) >> 6;
         for (auto w = static_cast<std::size_t>(other.min_index_) >> 6; w <= last; ++w) {
             const std::uint64_t word = other.nonzero_[w];

@@ -139,11 +139,13 @@ IntervalStats IntervalRecorder::take(SourcePositions* positions) {
             positions_fresh_ = false;
         }
     }
-    for (const auto& p : parts) {
+    for (auto& p : parts) {
         if (p.stream == 0) {
+            p.stats.latency.indexNonZero();
             mergeInto(fresh, p.stats);
         }
     }
+    fresh.latency.indexNonZero();
     return fresh;
 }
 
@@ -159,7 +161,13 @@ std::vector<RecordedPart> IntervalRecorder::takeParts(SourcePositions* positions
             positions_fresh_ = false;
         }
     }
+    // Indexed once here, so each merge of a part downstream (rings, aggregates, totals)
+    // and its reset when recycled cost its recorded counts, not its span.
+    for (auto& p : parts) {
+        p.stats.latency.indexNonZero();
+    }
     if (!fresh.empty()) {
+        fresh.latency.indexNonZero();
         parts.insert(parts.begin(), RecordedPart{0, std::nullopt, std::move(fresh)});
     }
     return parts;
