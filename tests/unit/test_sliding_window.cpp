@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -346,6 +348,151 @@ TEST_CASE("sparse counts round-trip a histogram", "[store][window]") {
     CHECK(SparseCounts(HdrHistogram(1, 1000, 2)).entries() == 0);
 }
 
+namespace {
+
+// SparseCounts' format written out from a scan of every count: what the bytes must be,
+// however the histogram keeps track of what it holds.
+std::string encodeByFullScan(const HdrHistogram& h) {
+    std::string out;
+    const auto put = [&out](std::uint64_t v) {
+        while (v >= 0x80) {
+            out.push_back(static_cast<char>(static_cast<std::uint8_t>(v | 0x80)));
+            v >>= 7;
+        }
+        out.push_back(static_cast<char>(static_cast<std::uint8_t>(v)));
+    };
+    std::int64_t previous = -1;
+    for (std::int32_t i = 0; i < h.countsLength(); ++i) {
+        if (h.countAtIndex(i) != 0) {
+            put(static_cast<std::uint64_t>(i - previous));
+            put(static_cast<std::uint64_t>(h.countAtIndex(i)));
+            previous = i;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+// A ring's open slot is one histogram filled, sealed and reset again tick after tick, so
+// anything its reset leaves behind would show up in a later slot's bytes.
+TEST_CASE("a reused slot histogram seals to the bytes of its data and resets to empty", "[store][window]") {
+    constexpr std::int64_t kHighest = 3'600'000'000;
+    HdrHistogram open(1, kHighest, 3);
+    HdrHistogram interval(1, kHighest, 3);
+    HdrHistogram slot(1, kHighest, 3);  // filled only by merges, as a ring's open slot
+    const HdrHistogram fresh(1, kHighest, 3);
+    std::mt19937_64 rng(21);
+    std::lognormal_distribution<double> web(std::log(20'000.0), 0.8);
+    std::uniform_int_distribution<std::int64_t> anywhere(0, 2 * kHighest);
+    std::uniform_int_distribution<int> pick(0, 99);
+    for (int trial = 0; trial < 400; ++trial) {
+        std::vector<std::int64_t> expected(static_cast<std::size_t>(open.countsLength()), 0);
+        std::int64_t expected_overflow = 0;
+        const auto recordBoth = [&](HdrHistogram& h, std::int64_t v, std::int64_t count) {
+            REQUIRE(h.record(v, count));
+            expected[static_cast<std::size_t>(h.countsIndexFor(std::min(v, kHighest)))] += count;
+            if (v > kHighest) {
+                expected_overflow += count;
+            }
+        };
+        const int values = pick(rng) < 10 ? 0 : pick(rng) * 20;
+        for (int i = 0; i < values; ++i) {
+            const int kind = pick(rng);
+            const std::int64_t v = kind < 80 ? std::llround(web(rng)) : kind < 95 ? anywhere(rng) : 0;
+            recordBoth(open, v, kind % 7 == 0 ? 1 + kind % 5 : 1);
+        }
+        if (pick(rng) < 50) {
+            // Data merged in from an interval, as a tick does.
+            interval.reset();
+            const int more = pick(rng) * 5;
+            for (int i = 0; i < more; ++i) {
+                recordBoth(interval, std::llround(web(rng) * 3), 1);
+            }
+            if (pick(rng) < 50) {
+                interval.indexNonZero();
+            }
+            open.add(interval);
+        }
+        if (pick(rng) < 60) {
+            open.indexNonZero();
+        }
+        if (pick(rng) < 30) {
+            // Some counts taken out again, emptying slots at either end and inside.
+            std::vector<std::int32_t> held;
+            for (std::int32_t i = 0; i < open.countsLength(); ++i) {
+                if (expected[static_cast<std::size_t>(i)] != 0) {
+                    held.push_back(i);
+                }
+            }
+            for (std::size_t k = 0; k < held.size(); k += 1 + static_cast<std::size_t>(pick(rng) % 4)) {
+                const std::int32_t i = k % 3 == 0 ? held[k] : k % 3 == 1 ? held.front() : held.back();
+                auto& e = expected[static_cast<std::size_t>(i)];
+                if (e == 0) {
+                    continue;
+                }
+                const std::int64_t take = pick(rng) < 70 ? e : 1;
+                REQUIRE(open.subtractAtIndex(i, take));
+                e -= take;
+            }
+        }
+        if (pick(rng) < 20) {
+            // A contained histogram subtracted whole: every other held count, halved.
+            HdrHistogram part(1, kHighest, 3);
+            bool odd = false;
+            for (std::int32_t i = 0; i < open.countsLength(); ++i) {
+                auto& e = expected[static_cast<std::size_t>(i)];
+                if (e != 0 && (odd = !odd)) {
+                    const std::int64_t take = (e + 1) / 2;
+                    part.addAtIndex(i, take);
+                    e -= take;
+                }
+            }
+            open.subtract(part);
+        }
+
+        HdrHistogram scratch(1, kHighest, 3);
+        std::int64_t total = 0;
+        int wrong_counts = 0;
+        for (std::int32_t i = 0; i < open.countsLength(); ++i) {
+            const std::int64_t e = expected[static_cast<std::size_t>(i)];
+            wrong_counts += open.countAtIndex(i) != e ? 1 : 0;
+            scratch.addAtIndex(i, e);
+            total += e;
+        }
+        REQUIRE(wrong_counts == 0);
+        REQUIRE(open.totalCount() == total);
+        REQUIRE(open.min() == scratch.min());
+        REQUIRE(open.max() == scratch.max());
+        const SparseCounts sealed(open);
+        REQUIRE(std::string(sealed.raw()) == encodeByFullScan(open));
+        REQUIRE(sealed.raw() == SparseCounts(scratch).raw());
+        REQUIRE(open.overflowCount() == expected_overflow);
+        slot.add(open);
+        REQUIRE(SparseCounts(slot).raw() == sealed.raw());
+        REQUIRE(slot.min() == scratch.min());
+        REQUIRE(slot.max() == scratch.max());
+        slot.reset();
+        REQUIRE(slot.totalCount() == 0);
+        REQUIRE(SparseCounts(slot).entries() == 0);
+
+        open.reset();
+        REQUIRE(open.totalCount() == 0);
+        REQUIRE(open.overflowCount() == 0);
+        REQUIRE(open.min() == fresh.min());
+        REQUIRE(open.max() == fresh.max());
+        REQUIRE(SparseCounts(open).entries() == 0);
+        int left = 0;
+        for (std::int32_t i = 0; i < open.countsLength(); ++i) {
+            left += open.countAtIndex(i) != 0 ? 1 : 0;
+        }
+        for (std::int32_t i = 0; i < slot.countsLength(); ++i) {
+            left += slot.countAtIndex(i) != 0 ? 1 : 0;
+        }
+        REQUIRE(left == 0);
+    }
+}
+
 TEST_CASE("a series with a 5-minute and a 1-hour window holds an hour at 1000/s in under 4 MB",
           "[store][window]") {
     std::mt19937_64 rng(77);
@@ -424,6 +571,43 @@ TEST_CASE("recorder counts events, errors and latencies and take() starts afresh
     HistogramSettings other;
     other.sigfigs = 2;
     CHECK_THROWS_AS(r.recordBatch(IntervalStats(other)), std::invalid_argument);
+}
+
+TEST_CASE("recycled intervals start new keyed parts empty", "[store][recorder]") {
+    IntervalRecorder r;
+    const auto parts = [&r](std::int64_t bucket_ns, std::int64_t base) {
+        rollguard::agent::KeyedBatch keyed;
+        for (std::int64_t i = 0; i < 100; ++i) {
+            keyed.add(0, bucket_ns, base + i * 37, i % 10 == 0);
+        }
+        r.recordBatch(IntervalStats(r.settings()), keyed, rollguard::agent::SourcePositions{});
+        return r.takeParts();
+    };
+    std::vector<IntervalStats> spent;
+    for (std::int64_t tick = 0; tick < 20; ++tick) {
+        const std::int64_t base = 1'000 + tick * 50'000;
+        std::vector<rollguard::agent::RecordedPart> taken = parts(tick * 1'000'000'000, base);
+        REQUIRE(taken.size() == 1);
+        const IntervalStats& got = taken[0].stats;
+        HdrHistogram want(1, 3'600'000'000, 3);
+        for (std::int64_t i = 0; i < 100; ++i) {
+            want.record(base + i * 37);
+        }
+        CHECK(got.events == 100);
+        CHECK(got.errors == 10);
+        REQUIRE(got.latency.totalCount() == 100);
+        CHECK(SparseCounts(got.latency).raw() == SparseCounts(want).raw());
+        spent.push_back(std::move(taken[0].stats));
+        r.recycle(spent);
+        CHECK(spent.empty());
+    }
+    // Intervals of other settings are dropped, not reused.
+    HistogramSettings other;
+    other.sigfigs = 2;
+    spent.emplace_back(other);
+    spent.back().latency.record(5);
+    r.recycle(spent);
+    CHECK(parts(0, 10)[0].stats.latency.sameConfiguration(HdrHistogram(1, 3'600'000'000, 3)));
 }
 
 TEST_CASE("recorder loses nothing with concurrent writers and a taker", "[store][recorder]") {

@@ -219,12 +219,16 @@ public:
                 if (!judge_.addPart(0, *it, t, tick_)) {
                     too_late_ += static_cast<std::uint64_t>(it->stats.events);
                 }
+                spent_.push_back(std::move(it->stats));
             }
             pending_.erase(split, pending_.end());
             evaluateAt(t);
             *next_ += duration(tick_);
         }
     }
+
+    /// The intervals of the parts evaluated since the last call, for the recorder to reuse.
+    std::vector<IntervalStats>& spent() { return spent_; }
 
     /// Past `to`: nothing more to evaluate.
     bool done() const { return to_ && next_ && *next_ > *to_; }
@@ -379,6 +383,7 @@ private:
     std::optional<rules::TimePoint> from_;
     std::optional<rules::TimePoint> to_;
     std::vector<RecordedPart> pending_;
+    std::vector<IntervalStats> spent_;
     std::optional<rules::TimePoint> max_seen_;
     std::optional<rules::TimePoint> next_;
     std::map<std::pair<std::size_t, std::string>, std::size_t> rows_;
@@ -474,6 +479,7 @@ ReplaySourceResult replaySource(const LogSourceConfig& source, const std::vector
                 more = tailer.pollSome(16) || tailer.counters().bytes.load() != before;
                 fold(recorder.takeParts());
                 run->advance(false);
+                recorder.recycle(run->spent());
             }
             run->advance(true);
         } else {

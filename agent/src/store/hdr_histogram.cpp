@@ -66,6 +66,7 @@ HdrHistogram::HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfig
     min_index_ = counts_len_;
     max_index_ = -1;
     counts_.assign(static_cast<std::size_t>(counts_len_), 0);
+    nonzero_.assign((static_cast<std::size_t>(counts_len_) + 63) / 64, 0);
 }
 
 std::int32_t HdrHistogram::countsIndexFor(std::int64_t value) const {
@@ -98,6 +99,7 @@ bool HdrHistogram::record(std::int64_t value, std::int64_t count) {
     }
     const std::int32_t index = countsIndexFor(value);
     counts_[static_cast<std::size_t>(index)] += count;
+    indexed_ = false;
     total_count_ += count;
     min_index_ = std::min(min_index_, index);
     max_index_ = std::max(max_index_, index);
@@ -109,6 +111,7 @@ void HdrHistogram::addAtIndex(std::int32_t index, std::int64_t count) {
         return;
     }
     counts_[static_cast<std::size_t>(index)] += count;
+    markNonZero(index);
     total_count_ += count;
     min_index_ = std::min(min_index_, index);
     max_index_ = std::max(max_index_, index);
@@ -125,22 +128,82 @@ bool HdrHistogram::subtractAtIndex(std::int32_t index, std::int64_t count) {
     slot -= count;
     total_count_ -= count;
     if (slot == 0) {
+        markZero(index);
         if (index == min_index_) {
-            while (min_index_ <= max_index_ && counts_[static_cast<std::size_t>(min_index_)] == 0) {
-                ++min_index_;
+            min_index_ = nextNonZero(index);
+            if (min_index_ < 0) {
+                min_index_ = counts_len_;
+                max_index_ = -1;
+                return true;
             }
         }
         if (index == max_index_) {
-            while (max_index_ >= min_index_ && counts_[static_cast<std::size_t>(max_index_)] == 0) {
-                --max_index_;
-            }
-        }
-        if (max_index_ < min_index_) {
-            min_index_ = counts_len_;
-            max_index_ = -1;
+            max_index_ = previousNonZero(index);
         }
     }
     return true;
+}
+
+void HdrHistogram::indexNonZero() {
+    if (indexed_) {
+        return;
+    }
+    if (max_index_ >= min_index_) {
+        const auto last = static_cast<std::size_t>(max_index_) >> 6;
+        for (auto w = static_cast<std::size_t>(min_index_) >> 6; w <= last; ++w) {
+            const std::size_t end = std::min<std::size_t>(w * 64 + 64, counts_.size());
+            std::uint64_t bits = 0;
+            for (std::size_t i = w * 64; i < end; ++i) {
+                bits |= static_cast<std::uint64_t>(counts_[i] != 0) << (i & 63);
+            }
+            nonzero_[w] = bits;
+        }
+    }
+    indexed_ = true;
+}
+
+std::int32_t HdrHistogram::nextNonZero(std::int32_t from) const {
+    if (from < 0 || from > max_index_) {
+        return -1;
+    }
+    if (!indexed_) {
+        while (from <= max_index_ && counts_[static_cast<std::size_t>(from)] == 0) {
+            ++from;
+        }
+        return from <= max_index_ ? from : -1;
+    }
+    auto w = static_cast<std::size_t>(from) >> 6;
+    const auto last = static_cast<std::size_t>(max_index_) >> 6;
+    std::uint64_t bits = nonzero_[w] & (~std::uint64_t{0} << (from & 63));
+    while (bits == 0) {
+        if (++w > last) {
+            return -1;
+        }
+        bits = nonzero_[w];
+    }
+    return static_cast<std::int32_t>(w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits)));
+}
+
+std::int32_t HdrHistogram::previousNonZero(std::int32_t from) const {
+    if (from >= counts_len_ || from < min_index_) {
+        return -1;
+    }
+    if (!indexed_) {
+        while (from >= min_index_ && counts_[static_cast<std::size_t>(from)] == 0) {
+            --from;
+        }
+        return from >= min_index_ ? from : -1;
+    }
+    auto w = static_cast<std::size_t>(from) >> 6;
+    const auto first = static_cast<std::size_t>(min_index_) >> 6;
+    std::uint64_t bits = nonzero_[w] & (~std::uint64_t{0} >> (63 - (from & 63)));
+    while (bits == 0) {
+        if (w == first) {
+            return -1;
+        }
+        bits = nonzero_[--w];
+    }
+    return static_cast<std::int32_t>(w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(bits)));
 }
 
 void HdrHistogram::adjustOverflowCount(std::int64_t delta) {
@@ -148,10 +211,21 @@ void HdrHistogram::adjustOverflowCount(std::int64_t delta) {
 }
 
 void HdrHistogram::reset() {
-    // Only the recorded span can be non-zero, so a sparse interval resets cheaply.
+    // Only the marked counts can be non-zero, so a slot resets at the cost of what was
+    // recorded into it, not of the whole array (nor of its span).
     if (max_index_ >= min_index_) {
-        std::fill(counts_.begin() + min_index_, counts_.begin() + max_index_ + 1, 0);
+        const auto last = static_cast<std::size_t>(max_index_) >> 6;
+        if (!indexed_) {
+            std::fill(counts_.begin() + min_index_, counts_.begin() + max_index_ + 1, 0);
+        }
+        for (auto w = static_cast<std::size_t>(min_index_) >> 6; w <= last; ++w) {
+            for (std::uint64_t bits = indexed_ ? nonzero_[w] : 0; bits != 0; bits &= bits - 1) {
+                counts_[w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))] = 0;
+            }
+            nonzero_[w] = 0;
+        }
     }
+    indexed_ = true;
     total_count_ = 0;
     overflow_count_ = 0;
     min_index_ = counts_len_;
@@ -166,8 +240,33 @@ void HdrHistogram::add(const HdrHistogram& other) {
     if (!sameConfiguration(other)) {
         throw std::invalid_argument("HdrHistogram::add: histograms have different configurations");
     }
-    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
-        counts_[static_cast<std::size_t>(i)] += other.counts_[static_cast<std::size_t>(i)];
+    if (!other.indexed_) {
+        // Whole words of the span, without a branch per count: as cheap as the plain
+        // sum over the span it replaces, and it leaves our index complete. The counts
+        // outside other's span are zero, so summing whole words adds nothing there.
+        if (other.max_index_ >= other.min_index_) {
+            const auto last = static_cast<std::size_t>(other.max_index_) >> 6;
+            for (auto w = static_cast<std::size_t>(other.min_index_) >> 6; w <= last; ++w) {
+                const std::size_t end = std::min<std::size_t>(w * 64 + 64, counts_.size());
+                std::uint64_t bits = 0;
+                for (std::size_t i = w * 64; i < end; ++i) {
+                    const std::int64_t c = other.counts_[i];
+                    counts_[i] += c;
+                    bits |= static_cast<std::uint64_t>(c != 0) << (i & 63);
+                }
+                nonzero_[w] |= bits;
+            }
+        }
+    } else if (other.max_index_ >= other.min_index_) {
+        const auto last = static_cast<std::size_t>(other.max_index_) >> 6;
+        for (auto w = static_cast<std::size_t>(other.min_index_) >> 6; w <= last; ++w) {
+            const std::uint64_t word = other.nonzero_[w];
+            nonzero_[w] |= word;
+            for (std::uint64_t bits = word; bits != 0; bits &= bits - 1) {
+                const std::size_t i = w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
+                counts_[i] += other.counts_[i];
+            }
+        }
     }
     total_count_ += other.total_count_;
     overflow_count_ += other.overflow_count_;
@@ -183,27 +282,26 @@ void HdrHistogram::subtract(const HdrHistogram& other) {
     if (other.overflow_count_ > overflow_count_) {
         throw std::invalid_argument("HdrHistogram::subtract: overflow count would become negative");
     }
-    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
-        if (other.counts_[static_cast<std::size_t>(i)] > counts_[static_cast<std::size_t>(i)]) {
+    other.visitNonZero([&](std::int32_t i, std::int64_t c) {
+        if (c > counts_[static_cast<std::size_t>(i)]) {
             throw std::invalid_argument("HdrHistogram::subtract: count at index " + std::to_string(i) +
                                         " would become negative");
         }
-    }
-    for (std::int32_t i = other.min_index_; i <= other.max_index_; ++i) {
-        counts_[static_cast<std::size_t>(i)] -= other.counts_[static_cast<std::size_t>(i)];
-    }
+    });
+    other.visitNonZero([&](std::int32_t i, std::int64_t c) {
+        if ((counts_[static_cast<std::size_t>(i)] -= c) == 0) {
+            markZero(i);
+        }
+    });
     overflow_count_ -= other.overflow_count_;
     total_count_ = 0;
     std::int32_t new_min = counts_len_;
     std::int32_t new_max = -1;
-    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
-        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
-        if (c != 0) {
-            total_count_ += c;
-            new_min = std::min(new_min, i);
-            new_max = i;
-        }
-    }
+    visitNonZero([&](std::int32_t i, std::int64_t c) {
+        total_count_ += c;
+        new_min = std::min(new_min, i);
+        new_max = i;
+    });
     min_index_ = new_min;
     max_index_ = new_max;
 }
@@ -241,12 +339,9 @@ double HdrHistogram::mean() const {
         return 0.0;
     }
     double sum = 0.0;
-    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
-        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
-        if (c != 0) {
-            sum += static_cast<double>(c) * static_cast<double>(medianEquivalentValue(valueAtIndex(i)));
-        }
-    }
+    visitNonZero([&](std::int32_t i, std::int64_t c) {
+        sum += static_cast<double>(c) * static_cast<double>(medianEquivalentValue(valueAtIndex(i)));
+    });
     return sum / static_cast<double>(total_count_);
 }
 
@@ -256,13 +351,10 @@ double HdrHistogram::stddev() const {
     }
     const double m = mean();
     double sum_sq = 0.0;
-    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
-        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
-        if (c != 0) {
-            const double d = static_cast<double>(medianEquivalentValue(valueAtIndex(i))) - m;
-            sum_sq += static_cast<double>(c) * d * d;
-        }
-    }
+    visitNonZero([&](std::int32_t i, std::int64_t c) {
+        const double d = static_cast<double>(medianEquivalentValue(valueAtIndex(i))) - m;
+        sum_sq += static_cast<double>(c) * d * d;
+    });
     return std::sqrt(sum_sq / static_cast<double>(total_count_));
 }
 
@@ -303,16 +395,11 @@ bool HdrHistogram::valuesAreEquivalent(std::int64_t a, std::int64_t b) const {
 }
 
 void HdrHistogram::forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const {
-    for (std::int32_t i = min_index_; i <= max_index_; ++i) {
-        const std::int64_t c = counts_[static_cast<std::size_t>(i)];
-        if (c != 0) {
-            fn(i, c);
-        }
-    }
+    visitNonZero(fn);
 }
 
 std::size_t HdrHistogram::memoryBytes() const {
-    return sizeof(*this) + counts_.capacity() * sizeof(std::int64_t);
+    return sizeof(*this) + counts_.capacity() * sizeof(std::int64_t) + nonzero_.capacity() * sizeof(std::uint64_t);
 }
 
 }  // namespace rollguard::agent

@@ -108,7 +108,12 @@ void IntervalRecorder::recordBatch(const IntervalStats& batch, const KeyedBatch&
         auto it = std::find_if(parts_.begin(), parts_.end(),
                                [&](const RecordedPart& p) { return p.stream == e.stream && p.at == at; });
         if (it == parts_.end()) {
-            parts_.push_back(RecordedPart{e.stream, at, IntervalStats(settings_)});
+            if (spare_.empty()) {
+                parts_.push_back(RecordedPart{e.stream, at, IntervalStats(settings_)});
+            } else {
+                parts_.push_back(RecordedPart{e.stream, at, std::move(spare_.back())});
+                spare_.pop_back();
+            }
             it = parts_.end() - 1;
         }
         it->stats.events += e.events;
@@ -134,11 +139,13 @@ IntervalStats IntervalRecorder::take(SourcePositions* positions) {
             positions_fresh_ = false;
         }
     }
-    for (const auto& p : parts) {
+    for (auto& p : parts) {
         if (p.stream == 0) {
+            p.stats.latency.indexNonZero();
             mergeInto(fresh, p.stats);
         }
     }
+    fresh.latency.indexNonZero();
     return fresh;
 }
 
@@ -154,10 +161,39 @@ std::vector<RecordedPart> IntervalRecorder::takeParts(SourcePositions* positions
             positions_fresh_ = false;
         }
     }
+    // Indexed once here, so each merge of a part downstream (rings, aggregates, totals)
+    // and its reset when recycled cost its recorded counts, not its span.
+    for (auto& p : parts) {
+        p.stats.latency.indexNonZero();
+    }
     if (!fresh.empty()) {
+        fresh.latency.indexNonZero();
         parts.insert(parts.begin(), RecordedPart{0, std::nullopt, std::move(fresh)});
     }
     return parts;
+}
+
+void IntervalRecorder::recycle(std::vector<IntervalStats>& spent) {
+    // A tick of event time brings one new key per stream; a few spares cover that.
+    constexpr std::size_t kMaxSpares = 8;
+    std::vector<IntervalStats> ready;
+    for (auto& s : spent) {
+        if (ready.size() == kMaxSpares) {
+            break;
+        }
+        const HdrHistogram& h = s.latency;
+        if (h.lowestTrackableValue() == settings_.lowest && h.highestTrackableValue() == settings_.highest &&
+            h.significantFigures() == settings_.sigfigs) {
+            s.reset();
+            ready.push_back(std::move(s));
+        }
+    }
+    spent.clear();
+    std::lock_guard lock(mutex_);
+    while (!ready.empty() && spare_.size() < kMaxSpares) {
+        spare_.push_back(std::move(ready.back()));
+        ready.pop_back();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -226,7 +262,7 @@ void appendVarint(std::vector<std::uint8_t>& out, std::uint64_t v) {
 
 SparseCounts::SparseCounts(const HdrHistogram& h) {
     std::int64_t previous = -1;
-    h.forEachNonZero([&](std::int32_t index, std::int64_t count) {
+    h.visitNonZero([&](std::int32_t index, std::int64_t count) {
         appendVarint(bytes_, static_cast<std::uint64_t>(index - previous));
         appendVarint(bytes_, static_cast<std::uint64_t>(count));
         previous = index;

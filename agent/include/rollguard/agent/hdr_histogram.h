@@ -31,8 +31,16 @@ public:
     /// lowest >= 1, highest >= 2 * lowest, 1 <= sigfigs <= 5; throws std::invalid_argument.
     HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfigs);
 
+    /// Leaves the index of non-zero counts incomplete (see indexNonZero) rather than
+    /// maintain it per value: the per-line path pays one flag store, not a bit update.
     bool record(std::int64_t value, std::int64_t count = 1);
     void reset();
+    /// Builds the index of non-zero counts after record() calls: one pass over the
+    /// recorded span. Everything else keeps the index as it changes counts, so a
+    /// histogram filled only by add/addAtIndex (a ring's slot, a window's aggregate) is
+    /// always indexed. Without the index the walks below scan the span instead: the same
+    /// results, at the old cost.
+    void indexNonZero();
 
     /// Adds / subtracts another histogram of the same configuration exactly;
     /// throws std::invalid_argument on a different configuration. Subtract requires
@@ -70,6 +78,34 @@ public:
 
     /// Calls fn(index, count) for every non-zero slot, in index order.
     void forEachNonZero(const std::function<void(std::int32_t, std::int64_t)>& fn) const;
+    /// The same without the std::function call per slot. Cost when indexed: the non-zero
+    /// slots plus one word per 64 counts between the smallest and largest of them, so a
+    /// sparse slot is encoded or merged at the cost of what was recorded into it, not of
+    /// its range.
+    template <typename Fn>
+    void visitNonZero(Fn&& fn) const {
+        if (max_index_ < min_index_) {
+            return;
+        }
+        if (!indexed_) {
+            for (std::int32_t i = min_index_; i <= max_index_; ++i) {
+                const std::int64_t c = counts_[static_cast<std::size_t>(i)];
+                if (c != 0) {
+                    fn(i, c);
+                }
+            }
+            return;
+        }
+        const auto last = static_cast<std::size_t>(max_index_) >> 6;
+        for (auto w = static_cast<std::size_t>(min_index_) >> 6; w <= last; ++w) {
+            std::uint64_t bits = nonzero_[w];
+            while (bits != 0) {
+                const std::size_t i = w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
+                bits &= bits - 1;
+                fn(static_cast<std::int32_t>(i), counts_[i]);
+            }
+        }
+    }
 
     /// Layout figures, as HdrHistogram names them (for tests and diagnostics).
     std::int32_t subBucketCount() const { return sub_bucket_count_; }
@@ -99,6 +135,23 @@ private:
     std::int32_t min_index_;  // smallest non-zero index, or counts_len_ when empty
     std::int32_t max_index_;  // largest non-zero index, or -1 when empty
     std::vector<std::int64_t> counts_;
+    // Bit i set only when counts_[i] != 0, and for every such i while indexed_. Kept
+    // because a second of data touches a few hundred of the ~23,000 counts but spans
+    // thousands: walking, merging and clearing by these bits costs what was recorded, not
+    // the span. record() leaves it incomplete rather than pay for it per line.
+    std::vector<std::uint64_t> nonzero_;
+    bool indexed_ = true;
+
+    void markNonZero(std::int32_t index) {
+        nonzero_[static_cast<std::size_t>(index) >> 6] |= std::uint64_t{1} << (index & 63);
+    }
+    void markZero(std::int32_t index) {
+        nonzero_[static_cast<std::size_t>(index) >> 6] &= ~(std::uint64_t{1} << (index & 63));
+    }
+    /// Smallest non-zero index >= from, or -1 when there is none up to max_index_.
+    std::int32_t nextNonZero(std::int32_t from) const;
+    /// Largest non-zero index <= from, or -1 when there is none down to min_index_.
+    std::int32_t previousNonZero(std::int32_t from) const;
 };
 
 }  // namespace rollguard::agent

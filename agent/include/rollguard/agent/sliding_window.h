@@ -97,8 +97,9 @@ private:
 /// interval is allocated outside the lock), so a writer waits at most for a swap, never
 /// for a query. HdrHistogram_c's interval recorder is the pattern. Besides the stream-0
 /// arrival interval (record, recordBatch(IntervalStats)) it holds one interval per
-/// (stream, event-time bucket) a KeyedBatch brought; a new key allocates its dense
-/// histogram once per take interval (under the lock), never per line or batch.
+/// (stream, event-time bucket) a KeyedBatch brought; a new key takes a spare interval
+/// (see recycle) or allocates its dense histogram, once per take interval (under the
+/// lock), never per line or batch.
 /// Thread-safe.
 class IntervalRecorder {
 public:
@@ -128,6 +129,12 @@ public:
     /// first (only when it holds data), then the keyed parts in the order their keys first
     /// appeared. Positions as for take(): they match exactly the data of all parts.
     std::vector<RecordedPart> takeParts(SourcePositions* positions = nullptr);
+    /// Takes back intervals of taken parts the caller is done with (and clears `spent`):
+    /// a new (stream, bucket) key then reuses one instead of allocating and zeroing a
+    /// dense histogram, which with event time happens once a tick and would cost the
+    /// whole counts array each time. Resets them outside the lock (at the cost of what
+    /// they hold); keeps a few, drops the rest and any of other histogram settings.
+    void recycle(std::vector<IntervalStats>& spent);
 
     const HistogramSettings& settings() const { return settings_; }
     /// Converts seconds to store units, rounding to nearest; negative/NaN -> -1.
@@ -138,6 +145,7 @@ private:
     std::mutex mutex_;
     IntervalStats current_;
     std::vector<RecordedPart> parts_;  // keyed data since the last take
+    std::vector<IntervalStats> spare_;  // reset intervals for new keys (recycle)
     SourcePositions positions_;
     bool positions_fresh_ = false;
 };
