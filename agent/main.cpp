@@ -76,13 +76,10 @@ std::optional<rollguard::agent::Config> load(const std::string& path, bool quiet
 /// more) and every hook's preflight, each problem on stderr as "file:line:col: hook NAME:
 /// problem", then a summary; 1 when the token would be refused or a hook is not ready.
 int runPreflightCheck(const rollguard::agent::Config& config) {
-    bool token_ok = true;
-    if (!config.agent.admin_token_file.empty()) {
-        std::string error;
-        token_ok = rollguard::agent::readAdminToken(config.agent.admin_token_file, error).has_value();
-        if (!token_ok) {
-            std::cerr << config.path << ": agent.admin_token_file: " << error << " (the agent would not start)\n";
-        }
+    std::string error;
+    const bool token_ok = rollguard::agent::configuredAdminToken(config.agent, error).has_value();
+    if (!token_ok) {
+        std::cerr << config.path << ": " << error << " (the agent would not start)\n";
     }
     std::size_t ready = 0;
     for (const auto& hook : config.hooks) {
@@ -244,15 +241,14 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
     // The TCP admin endpoints' token, re-read on every reload (a rotated token needs no
     // restart); the CLI on this host needs none (the Unix socket below).
     const auto admin_token = std::make_shared<rollguard::agent::AdminToken>();
-    if (!config->agent.admin_token_file.empty()) {
+    {
         std::string error;
-        const auto token = rollguard::agent::readAdminToken(config->agent.admin_token_file, error);
+        auto token = rollguard::agent::configuredAdminToken(config->agent, error);
         if (!token) {
-            spdlog::error("agent.admin_token_file: {}; fix it, or remove the key to turn the TCP admin API off",
-                          error);
+            spdlog::error("{}; fix it, or remove the key to turn the TCP admin API off", error);
             return kExitUsage;
         }
-        admin_token->set(*token);
+        admin_token->set(std::move(*token));
     }
 
     rollguard::rules::SystemClock clock;
@@ -283,14 +279,10 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
             return refuse();
         }
         rollguard::agent::Config next = std::move(*result.config);
-        std::string token;
-        if (!next.agent.admin_token_file.empty()) {
-            const auto read = rollguard::agent::readAdminToken(next.agent.admin_token_file, errors);
-            if (!read) {
-                errors = config_path + ": agent.admin_token_file: " + errors + "\n";
-                return refuse();
-            }
-            token = *read;
+        auto token = rollguard::agent::configuredAdminToken(next.agent, errors);
+        if (!token) {
+            errors = config_path + ": " + errors + "\n";
+            return refuse();
         }
         rollguard::agent::scaleTimings(next, time_scale);
         const auto running = agent.current();
@@ -310,7 +302,7 @@ int runAgent(const std::string& config_path, bool dry_run, const std::string& lo
             next.agent.dry_run = true;
         }
         spdlog::info("reload ({}): {} checked; switching at the end of this tick", why, config_path);
-        admin_token->set(std::move(token));
+        admin_token->set(std::move(*token));
         {
             std::lock_guard lock(agent.mutex);
             agent.pending = std::move(next);

@@ -22,10 +22,12 @@ while (($#)); do
         *) build=$1; shift ;;
     esac
 done
-command -v wrk >/dev/null || { echo "bench_http: wrk is missing (scripts/install-deps.sh)" >&2; exit 2; }
+# shellcheck source=../tests/faults/lib.sh
+source "$(dirname "$0")/../tests/faults/lib.sh"  # need_commands, fault_free_port, fault_wait
+need_commands wrk python3 curl
 d=$(mktemp -d)
 trap 'kill "${agent:-}" "${holder:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$d"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(fault_free_port)
 for i in $(seq 1000); do
     printf '{"status":%d,"ms":%d,"route":"/r%d"}\n' $((i % 50 == 0 ? 500 : 200)) $((i % 300)) $((i % 20))
 done >"$d/app.log"
@@ -69,11 +71,8 @@ url = "http://127.0.0.1:9/"
 TOML
 "$build/rollguard" run -c "$d/rollguard.toml" 2>"$d/err" &
 agent=$!
-for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { echo "bench_http: the agent did not get ready" >&2; cat "$d/err" >&2; exit 1; }
+ready() { curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; }
+fault_wait 10 ready || { echo "bench_http: the agent did not get ready" >&2; cat "$d/err" >&2; exit 1; }
 
 run() {
     local label=$1 path=$2

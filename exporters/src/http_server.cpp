@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -384,6 +385,8 @@ struct HttpServer::Impl {
         *con_cls = nullptr;
     }
 
+    static std::array<MHD_OptionItem, 6> commonOptions();
+
     [[gnu::format(printf, 2, 0)]] static void log(void* /*cls*/, const char* fmt, va_list ap) {
         char buf[512];
         std::vsnprintf(buf, sizeof buf, fmt, ap);
@@ -412,6 +415,19 @@ constexpr unsigned int kFlags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEN
 
 }  // namespace
 
+/// The options every listener gets (the caps above, the request's end, the log), for
+/// MHD_OPTION_ARRAY; where it listens is given beside them.
+std::array<MHD_OptionItem, 6> HttpServer::Impl::commonOptions() {
+    return {{
+        {MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, nullptr},
+        {MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, nullptr},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<intptr_t>(kConnectionMemory), nullptr},
+        {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&Impl::completed), nullptr},
+        {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(&Impl::log), nullptr},
+        {MHD_OPTION_END, 0, nullptr},
+    }};
+}
+
 HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi admin)
     : impl_(std::make_unique<Impl>()) {
     impl_->snapshot = std::move(snapshot);
@@ -422,11 +438,9 @@ HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi 
         // The local admin socket: no client addresses, so no per-address cap.
         impl_->unix_path = listen.substr(5);
         const int fd = listenOnUnixSocket(impl_->unix_path, impl_->unix_inode);
-        impl_->daemon = MHD_start_daemon(
-            kFlags, 0, nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_LISTEN_SOCKET, fd,
-            MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed,
-            nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr, MHD_OPTION_END);
+        auto options = Impl::commonOptions();
+        impl_->daemon = MHD_start_daemon(kFlags, 0, nullptr, nullptr, &Impl::access, impl_.get(),
+                                         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY, options.data(), MHD_OPTION_END);
         if (impl_->daemon == nullptr) {
             const int err = errno;
             ::close(fd);
@@ -458,12 +472,11 @@ HttpServer::HttpServer(const std::string& listen, SnapshotFn snapshot, AdminApi 
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
     sockaddr_storage address{};
     std::memcpy(&address, found->ai_addr, found->ai_addrlen);
+    auto options = Impl::commonOptions();
     impl_->daemon = MHD_start_daemon(
-        kFlags | (found->ai_family == AF_INET6 ? static_cast<unsigned int>(MHD_USE_IPv6) : 0u), 0, nullptr, nullptr, &Impl::access,
-        impl_.get(), MHD_OPTION_SOCK_ADDR, &address, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerIp, MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed,
-        nullptr, MHD_OPTION_EXTERNAL_LOGGER, &Impl::log, nullptr, MHD_OPTION_END);
+        kFlags | (found->ai_family == AF_INET6 ? static_cast<unsigned int>(MHD_USE_IPv6) : 0u), 0, nullptr, nullptr,
+        &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR, &address, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        kMaxConnectionsPerIp, MHD_OPTION_ARRAY, options.data(), MHD_OPTION_END);
     if (impl_->daemon == nullptr) {
         throw std::runtime_error("cannot listen on " + listen + ": " + std::strerror(errno));
     }

@@ -128,6 +128,17 @@ std::optional<std::string> readAdminToken(const std::string& file, std::string& 
     return token;
 }
 
+std::optional<std::string> configuredAdminToken(const AgentSettings& agent, std::string& error) {
+    if (agent.admin_token_file.empty()) {
+        return std::string();
+    }
+    auto token = readAdminToken(agent.admin_token_file, error);
+    if (!token) {
+        error = "agent.admin_token_file: " + error;
+    }
+    return token;
+}
+
 bool bearerMatches(std::string_view authorization, std::string_view token) {
     constexpr std::string_view kPrefix = "Bearer ";
     if (token.empty() || authorization.substr(0, kPrefix.size()) != kPrefix) {

@@ -130,10 +130,6 @@ std::optional<Checkpoint> decodeCheckpoint(std::string_view bytes, std::string& 
     return cp;
 }
 
-std::optional<std::string> writeCheckpoint(const std::string& path, const Checkpoint& checkpoint) {
-    return writeFileAtomically(path, encodeCheckpoint(checkpoint), 0600);
-}
-
 std::optional<Checkpoint> readCheckpoint(const std::string& path, std::string& why) {
     std::string bytes;
     if (!readStateFile(path, bytes, why)) {

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <numeric>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -275,6 +277,13 @@ void Daemon::tick() {
 
     refreshRuleSnapshot();
     const auto delivery = hooks_->counters();
+    // Read before the snapshot's lock, which the listener's requests wait on: the windows'
+    // memory once per source (log sources first, then scrape sources), the process's.
+    std::vector<std::size_t> window_bytes(judge_->sourceCount());
+    for (std::size_t i = 0; i < window_bytes.size(); ++i) {
+        window_bytes[i] = judge_->memoryBytes(i);
+    }
+    const ProcessMemory process = readProcessMemory();
     std::lock_guard lock(mutex_);
     for (const auto& [name, counters] : delivery) {
         for (auto& h : snapshot_.hooks) {
@@ -307,7 +316,7 @@ void Daemon::tick() {
         s.truncations = c.truncations;
         s.read_errors = c.read_errors;
         s.identity_changes = c.identity_changes;
-        s.window_bytes = judge_->memoryBytes(i);
+        s.window_bytes = window_bytes[i];
         s.progress.clear();
         for (const auto& position : sources_[i]->positions) {
             struct stat st {};
@@ -330,17 +339,13 @@ void Daemon::tick() {
         }
     }
     snapshot_.scrapes = scrapes_->status();
-    const ProcessMemory process = readProcessMemory();
     auto& memory = snapshot_.memory;
     memory.rss_bytes = process.rss_bytes;
     memory.anon_bytes = process.anon_bytes;
     memory.file_bytes = process.file_bytes;
     memory.heap_in_use_bytes = process.heap_in_use_bytes;
     memory.heap_free_bytes = process.heap_free_bytes;
-    memory.windows_bytes = 0;
-    for (std::size_t i = 0; i < judge_->sourceCount(); ++i) {
-        memory.windows_bytes += judge_->memoryBytes(i);  // log and scrape sources
-    }
+    memory.windows_bytes = std::accumulate(window_bytes.begin(), window_bytes.end(), std::uint64_t{0});
 }
 
 void Daemon::pollSources() {
@@ -579,9 +584,11 @@ Checkpoint Daemon::buildCheckpoint() {
 }
 
 void Daemon::writeCheckpointNow(rules::TimePoint now) {
-    const Checkpoint checkpoint = buildCheckpoint();
+    const std::string bytes = encodeCheckpoint(buildCheckpoint());
     last_checkpoint_ = std::chrono::steady_clock::now();
-    const auto err = writeCheckpoint(checkpoint_path_, checkpoint);
+    // Atomically (temp file, fsync, rename, fsync the directory), 0600; its size is the
+    // checkpoint part of the memory report.
+    const auto err = writeFileAtomically(checkpoint_path_, bytes, 0600);
     // The rules' state changes without transitions too (a baseline learned and frozen,
     // M-of-N history, the recovery clock): saved with the windows it was computed from,
     // a crash loses at most one checkpoint interval of it.
@@ -605,10 +612,7 @@ void Daemon::writeCheckpointNow(rules::TimePoint now) {
     }
     ++snapshot_.checkpoints;
     snapshot_.last_checkpoint = now;
-    struct stat st {};
-    if (::stat(checkpoint_path_.c_str(), &st) == 0) {
-        snapshot_.memory.checkpoint_bytes = static_cast<std::uint64_t>(st.st_size);
-    }
+    snapshot_.memory.checkpoint_bytes = bytes.size();
 }
 
 void Daemon::waitForHooks() {

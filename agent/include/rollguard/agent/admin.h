@@ -52,6 +52,12 @@ std::optional<AdminRequest> parseAdminRequest(std::string_view body, std::string
 inline constexpr std::size_t kMinAdminTokenBytes = 32;
 std::optional<std::string> readAdminToken(const std::string& file, std::string& error);
 
+/// The token the agent's TCP admin endpoints take with `agent` as configured: "" when
+/// `admin_token_file` is not set (those endpoints off), else readAdminToken's. nullopt
+/// with `error` ("agent.admin_token_file: <why>") when it would be refused. The one
+/// check behind the agent's start, its reloads and `rollguard check --preflight`.
+std::optional<std::string> configuredAdminToken(const AgentSettings& agent, std::string& error);
+
 /// Constant-time comparison of an `Authorization` header with "Bearer <token>": the time
 /// depends neither on the contents nor on the lengths (CRYPTO_memcmp over HMACs).
 bool bearerMatches(std::string_view authorization, std::string_view token);

@@ -41,9 +41,6 @@ std::string encodeCheckpoint(const Checkpoint& checkpoint);
 /// nullopt with `why` set when the bytes are not a valid checkpoint.
 std::optional<Checkpoint> decodeCheckpoint(std::string_view bytes, std::string& why);
 
-/// Writes the checkpoint atomically (temp file, fsync, rename, fsync the directory),
-/// mode 0600. Returns an error text, or nullopt.
-std::optional<std::string> writeCheckpoint(const std::string& path, const Checkpoint& checkpoint);
 /// Reads a checkpoint. nullopt with an empty `why` when the file does not exist; with
 /// `why` set when it exists but cannot be used.
 std::optional<Checkpoint> readCheckpoint(const std::string& path, std::string& why);
