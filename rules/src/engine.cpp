@@ -126,7 +126,7 @@ std::vector<Transition> Engine::evaluate(TimePoint now, const StatsLookup& looku
     return std::move(e.transitions);
 }
 
-Engine::Evaluation Engine::evaluateGroups(TimePoint now, const InputLookup& lookup) {
+Engine::Evaluation Engine::evaluateGroups(TimePoint now, const InputLookup& lookup, bool on_tick) {
     if (!started_) {
         started_ = now;
     }
@@ -136,8 +136,9 @@ Engine::Evaluation Engine::evaluateGroups(TimePoint now, const InputLookup& look
     for (int pass = 0; pass < 2; ++pass) {
         const Severity wanted = pass == 0 ? Severity::Critical : Severity::Warning;
         for (std::size_t i = 0; i < rules_.size(); ++i) {
-            if (rules_[i].severity == wanted) {
-                evaluateRule(i, now, lookup(rules_[i], i), per_rule[i]);
+            // An M-of-N history counts ticks: between them such a rule keeps its state.
+            if (rules_[i].severity == wanted && (on_tick || rules_[i].breaches_n == 0)) {
+                evaluateRule(i, now, lookup(rules_[i], i), per_rule[i], on_tick);
             }
         }
     }
@@ -164,7 +165,8 @@ bool Engine::inhibitedBy(const RuleSpec& warning, const std::string& group) cons
     return false;
 }
 
-void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInput> inputs, Evaluation& out) {
+void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInput> inputs, Evaluation& out,
+                          bool on_tick) {
     const RuleSpec& rule = rules_[index];
     auto& groups = groups_[index];
 
@@ -247,7 +249,8 @@ void Engine::evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInpu
                             if (!gs.learned && now >= learn_from + rule.baseline.learn && gs.learn_n > 0) {
                                 gs.learned = gs.learn_sum / static_cast<double>(gs.learn_n);
                             }
-                            if (!gs.learned && has && now >= learn_from) {
+                            // One sample a tick, however often rules are evaluated.
+                            if (!gs.learned && has && now >= learn_from && on_tick) {
                                 gs.learn_sum += *m.metric.value;
                                 ++gs.learn_n;
                             }

@@ -905,6 +905,29 @@ TEST_CASE("checkpoint_interval is a positive duration", "[config]") {
           "2:23: 'checkpoint_interval' must be greater than zero");
 }
 
+TEST_CASE("evaluation_interval: at most 100 ms by default and on a grid that holds every tick", "[config]") {
+    using rollguard::agent::evaluationInterval;
+    const auto effective = [](const std::string& agent) {
+        const LoadResult r = parseConfig("[agent]\n" + agent + "\n" + kBase, kPath);
+        REQUIRE(r.ok());
+        return evaluationInterval(r.config->agent);
+    };
+    CHECK(evaluationInterval(parseConfig(kBase, kPath).config->agent) == 100ms);
+    CHECK(effective("tick = \"1s\"") == 100ms);
+    CHECK(effective("tick = \"500ms\"") == 100ms);
+    CHECK(effective("tick = \"250ms\"") == std::chrono::microseconds{62'500});
+    CHECK(effective("tick = \"50ms\"") == 50ms);
+    CHECK(effective("tick = \"1m\"") == 100ms);
+    CHECK(effective("tick = \"1s\"\nevaluation_interval = \"250ms\"") == 250ms);
+    CHECK(effective("tick = \"1s\"\nevaluation_interval = \"1s\"") == 1s);
+
+    CHECK(errorsOf("[agent]\nevaluation_interval = \"300ms\"\n" + kBase) ==
+          Strings{"2:23: 'evaluation_interval' = 300ms must divide 'tick' (1s) evenly, e.g. \"100ms\" for a tick "
+                  "of 1s"});
+    CHECK(errorsOf("[agent]\nevaluation_interval = \"2s\"\n" + kBase).size() == 1);
+    CHECK(errorsOf("[agent]\nevaluation_interval = \"0s\"\n" + kBase).size() == 1);
+}
+
 TEST_CASE("preflight_interval and readiness_preflight load, with their defaults", "[config][preflight]") {
     const LoadResult defaults = parseConfig(kBase, kPath);
     REQUIRE(defaults.ok());
@@ -1134,10 +1157,12 @@ hooks = ["rollback"]
     CHECK(errorsOf(ruleWith("dry_run = \"yes\"")).size() == 1);
 }
 
-TEST_CASE("rule: warnings for a `for` shorter than the tick and repeat_interval on a critical", "[config][rules]") {
-    CHECK(warningsOf(ruleWith("for = \"500ms\"")) ==
-          Strings{"23:7: 'for' = 500ms is shorter than the agent tick (1s): it fires at the first tick after the "
-                  "breach"});
+TEST_CASE("rule: warnings for a `for` shorter than the evaluation interval and repeat_interval on a critical",
+          "[config][rules]") {
+    CHECK(warningsOf(ruleWith("for = \"50ms\"")) ==
+          Strings{"23:7: 'for' = 50ms is shorter than the evaluation interval (100ms): it fires at the first "
+                  "evaluation after the breach"});
+    CHECK(warningsOf(ruleWith("for = \"500ms\"")).empty());
     CHECK(warningsOf(ruleWith("repeat_interval = \"1h\"")) ==
           Strings{"23:19: 'repeat_interval' is only used by warning rules (a critical rule acts once per incident)"});
     CHECK(warningsOf(ruleWith("max_groups = 5")) == Strings{"23:14: 'max_groups' has no effect without 'group_by'"});

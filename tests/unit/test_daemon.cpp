@@ -16,6 +16,7 @@
 #include "rollguard/agent/daemon.h"
 #include "rollguard/agent/incidents.h"
 #include "rollguard/exporters/http_server.h"
+#include "rollguard/rules/duration.h"
 #include "daemon_config.h"
 #include "process.h"
 #include "temp_dir.h"
@@ -514,9 +515,10 @@ public:
         std::lock_guard lock(mutex_);
         return scheduled_ + jitter_;
     }
-    void nextTick(std::chrono::microseconds jitter) {
+    /// The next wake-up, `step` after the last scheduled one.
+    void nextTick(std::chrono::microseconds jitter, std::chrono::nanoseconds step = 1s) {
         std::lock_guard lock(mutex_);
-        scheduled_ += 1s;
+        scheduled_ += std::chrono::duration_cast<rules::TimePoint::duration>(step);
         jitter_ = jitter;
     }
 
@@ -528,26 +530,39 @@ private:
 
 }  // namespace
 
-TEST_CASE("daemon: `for` is exact on the tick grid while the clock readings jitter", "[daemon][timing]") {
-    // 64 trials: the breach starts at a random tick, every wake-up reads the clock up to
-    // 3 ms early or late. A rule deciding on raw readings fires one tick late whenever
-    // the tick at since + `for` wakes earlier than the one that saw the breach begin.
+TEST_CASE("daemon: `for` is exact on the evaluation grid while the clock readings jitter", "[daemon][timing]") {
+    // The breach starts at a random evaluation, every wake-up reads the clock up to 3 ms
+    // early or late. A rule deciding on raw readings fires one evaluation late whenever
+    // the evaluation at since + `for` wakes earlier than the one that saw the breach
+    // begin. Once with one evaluation a tick (64 trials), once with the default ten
+    // (32 trials, the breach at any tenth of a second).
+    struct Case {
+        std::chrono::nanoseconds every;
+        int trials;
+    };
+    const Case c = GENERATE(Case{1s, 64}, Case{100ms, 32});
+    const int per_second = static_cast<int>(1s / c.every);
+    const int for_steps = 5 * per_second;  // for 5 s
     std::mt19937 random(20261207);
     std::uniform_int_distribution<int> jitter_us(-3000, 3000);
-    std::uniform_int_distribution<int> breach_tick(6, 12);
+    std::uniform_int_distribution<int> breach_step(6 * per_second, 12 * per_second);
     int on_time = 0;
-    for (int trial = 0; trial < 64; ++trial) {
+    for (int trial = 0; trial < c.trials; ++trial) {
         TempDir dir;
         writeFile(dir / "app.log", "");
         JitteryClock clock;
         agent::Config config = testing::daemonTestConfig(dir);  // for 5 s, tick 1 s
+        config.agent.evaluation_interval = c.every;
         agent::Daemon daemon(std::move(config), clock);
-        const int breach_from = breach_tick(random);
+        const int breach_from = breach_step(random);
         std::optional<int> pending_at;
         std::optional<int> firing_at;
-        for (int k = 1; k <= breach_from + 10 && !firing_at; ++k) {
-            appendFile(dir / "app.log", lines(100, k >= breach_from ? 100 : 0, 20));
-            clock.nextTick(std::chrono::microseconds{jitter_us(random)});
+        for (int k = 1; k <= breach_from + for_steps + 2 * per_second && !firing_at; ++k) {
+            // Before the breach 100 lines a second; from it 100 failing lines an evaluation,
+            // so that the very first one breaches (error_ratio above 0.05 over 10 s).
+            const bool breach = k >= breach_from;
+            appendFile(dir / "app.log", lines(breach ? 100 : 100 / per_second, breach ? 100 : 0, 20));
+            clock.nextTick(std::chrono::microseconds{jitter_us(random)}, c.every);
             daemon.pollSources();
             daemon.tick();
             const auto s = daemon.snapshot();
@@ -558,15 +573,16 @@ TEST_CASE("daemon: `for` is exact on the tick grid while the clock readings jitt
                 firing_at = k;
             }
         }
-        INFO("trial " << trial << ": breach from tick " << breach_from);
+        INFO("every " << rules::formatDuration(c.every) << ", trial " << trial << ": breach from evaluation "
+                      << breach_from);
         REQUIRE(pending_at);
         REQUIRE(firing_at);
         CHECK(*pending_at == breach_from);
-        CHECK(*firing_at - *pending_at == 5);
-        on_time += *firing_at - *pending_at == 5 ? 1 : 0;
+        CHECK(*firing_at - *pending_at == for_steps);
+        on_time += *firing_at - *pending_at == for_steps ? 1 : 0;
         daemon.stopWithoutSaving();
     }
-    CHECK(on_time == 64);
+    CHECK(on_time == c.trials);
 }
 
 TEST_CASE("daemon: `rate` is exact from the first tick after start to the steady state (arrival time)",

@@ -76,22 +76,26 @@ struct Harness {
         }
     }
 
-    Engine::Evaluation tick() {
-        return engine.evaluateGroups(clock.now(), [this](const RuleSpec& r, std::size_t) {
-            for (const auto& [name, in] : inputs) {
-                if (name == r.name) {
-                    return in;
+    /// One evaluation at the clock's time; `on_tick` false: one between two ticks.
+    Engine::Evaluation tick(bool on_tick = true) {
+        return engine.evaluateGroups(
+            clock.now(),
+            [this](const RuleSpec& r, std::size_t) {
+                for (const auto& [name, in] : inputs) {
+                    if (name == r.name) {
+                        return in;
+                    }
                 }
-            }
-            return std::vector<EvalInput>{};
-        });
+                return std::vector<EvalInput>{};
+            },
+            on_tick);
     }
     /// Sets every rule's single input and ticks.
-    Engine::Evaluation tickAll(const EvalInput& in) {
+    Engine::Evaluation tickAll(const EvalInput& in, bool on_tick = true) {
         for (auto& [name, v] : inputs) {
             v = {in};
         }
-        return tick();
+        return tick(on_tick);
     }
     AlertState stateAfter(const EvalInput& in) {
         tickAll(in);
@@ -206,6 +210,54 @@ TEST_CASE("breaches = 3 of 5 fires on the third breach among the last five", "[r
     }
     h.clock.advance(10s);
     CHECK(moves(h.tickAll(input(healthyStats())).transitions) == Strings{"pending->inactive"});
+}
+
+TEST_CASE("between ticks: `for` fires at its evaluation, M-of-N and learning count ticks only", "[rules][timing]") {
+    RuleSpec with_for = rule("for");
+    with_for.for_ = 1500ms;
+    RuleSpec m_of_n = rule("mofn");
+    m_of_n.breaches_m = 3;
+    m_of_n.breaches_n = 5;
+    Harness h({with_for, m_of_n});
+    // A tick breaches: both go pending (M-of-N: one breach among its last five).
+    CHECK(moves(h.tickAll(input(breachStats())).transitions) == Strings{"inactive->pending", "inactive->pending"});
+    // Evaluations 100 ms apart, every tenth a tick, all breaching: `for` fires at the
+    // evaluation 1.5 s after the first breach, between ticks; M-of-N counts only the
+    // ticks, so its third breach is the tick at 2 s.
+    for (int i = 1; i <= 20; ++i) {
+        h.clock.advance(100ms);
+        const auto e = h.tickAll(input(breachStats()), i % 10 == 0);
+        INFO("evaluation " << i);
+        if (i == 15) {
+            CHECK(moves(e.transitions) == Strings{"pending->firing"});
+            CHECK(h.engine.status(0).state == AlertState::Firing);
+        } else if (i == 20) {
+            CHECK(moves(e.transitions) == Strings{"pending->firing"});
+            CHECK(h.engine.status(1).state == AlertState::Firing);
+        } else {
+            CHECK(e.transitions.empty());
+        }
+    }
+
+    // A learned baseline takes one sample a tick: evaluations between ticks add nothing.
+    RuleSpec learned = rule("learned");
+    learned.threshold = 2.0;
+    learned.threshold_kind = ThresholdKind::Factor;
+    learned.baseline.kind = BaselineKind::Learned;
+    learned.baseline.learn = 2s;
+    Harness l({learned});
+    l.engine.start(l.clock.now());
+    l.tickAll(input(SeriesStats{1000, 20, 5min, nullptr}));  // a tick: 0.02
+    for (int i = 0; i < 9; ++i) {
+        l.clock.advance(100ms);
+        l.tickAll(input(SeriesStats{1000, 900, 5min, nullptr}), false);  // 0.9, not sampled
+    }
+    l.clock.advance(100ms);
+    l.tickAll(input(SeriesStats{1000, 40, 5min, nullptr}));  // a tick: 0.04
+    l.clock.advance(1s);
+    l.tickAll(input(SeriesStats{1000, 50, 5min, nullptr}), false);  // 2 s: frozen between ticks
+    CHECK_FALSE(l.engine.status(0).learning);
+    CHECK(*l.engine.status(0).baseline == Approx(0.03));
 }
 
 TEST_CASE("keep_firing_for: healthy this long, continuously, before resolving", "[rules][timing]") {
@@ -517,4 +569,31 @@ TEST_CASE("TickSchedule: evaluation times on the tick grid whatever the wake-up 
     // A clock moved back, or by less than a tick (two evaluations in a row): the reading.
     CHECK(schedule.next(t0 + 8s) == t0 + 8s);
     CHECK(schedule.next(t0 + 8s) == t0 + 8s);
+}
+
+TEST_CASE("TickSchedule: evaluations every 100 ms, every tenth of them a tick", "[rules][timing]") {
+    using rollguard::rules::TickSchedule;
+    const TimePoint t0{std::chrono::seconds{1'700'000'000}};
+    TickSchedule schedule(1s, 100ms);
+    CHECK(schedule.every() == 100ms);
+    CHECK(schedule.next(t0 + 7ms) == t0 + 7ms);
+    CHECK(schedule.onTick());  // the first evaluation is a tick
+    for (int i = 1; i <= 25; ++i) {
+        // Up to a quarter interval (25 ms) early or late: on the grid.
+        const auto jitter = std::chrono::milliseconds{i % 2 == 0 ? 24 : -24};
+        CHECK(schedule.next(t0 + 7ms + i * 100ms + jitter) == t0 + 7ms + i * 100ms);
+        CHECK(schedule.onTick() == (i % 10 == 0));
+    }
+    // A stall restarts the grid, with a tick at the reading.
+    CHECK(schedule.next(t0 + 3s + 560ms) == t0 + 3s + 560ms);
+    CHECK(schedule.onTick());
+    CHECK(schedule.next(t0 + 3s + 660ms) == t0 + 3s + 660ms);
+    CHECK_FALSE(schedule.onTick());
+    // An interval not below the tick: every evaluation is a tick.
+    TickSchedule plain(1s, 1s);
+    CHECK(plain.every() == 1s);
+    plain.next(t0);
+    CHECK(plain.onTick());
+    plain.next(t0 + 1s);
+    CHECK(plain.onTick());
 }

@@ -58,7 +58,7 @@ const Keys kRolloutKeys{"stages",      "hold",          "gate",  "manual_gate", 
 const Keys kAgentKeys{"tick",          "state_dir",          "checkpoint_interval", "listen",
                       "log_level",     "log_format",         "hostname",            "dry_run",
                       "external_url",  "max_incidents",      "incident_log_lines",  "admin_token_file",
-                      "preflight_interval", "readiness_preflight"};
+                      "preflight_interval", "readiness_preflight", "evaluation_interval"};
 const Keys kSourceKeys{"name",    "type",  "paths",          "exclude",      "watch", "rotate_wait",
                        "read_from", "latency", "error", "max_line_bytes", "poll_interval",
                        "labels", "max_label_sets", "time", "timestamp", "timestamp_unit", "lateness"};
@@ -1074,6 +1074,17 @@ protected:
         checkKeys(t, "in [agent]", kAgentKeys);
         if (auto d = getDuration(t, "tick", Bound::Positive)) {
             agent.tick = *d;
+        }
+        if (auto d = getDuration(t, "evaluation_interval", Bound::Positive)) {
+            // Evaluations fall on a grid that contains every tick: the ticks are where the
+            // counted history steps (M-of-N, learned baselines, event-time groups).
+            if (*d > agent.tick || agent.tick.count() % d->count() != 0) {
+                error(*t.get("evaluation_interval"),
+                      "'evaluation_interval' = " + rules::formatDuration(*d) + " must divide 'tick' (" +
+                          rules::formatDuration(agent.tick) + ") evenly, e.g. \"100ms\" for a tick of 1s");
+            } else {
+                agent.evaluation_interval = *d;
+            }
         }
         if (auto s = getString(t, "state_dir")) {
             agent.state_dir = s->empty() ? std::string() : resolvePath(*s);
@@ -3270,10 +3281,11 @@ protected:
                 r.breaches_n = n;
             }
         }
-        if (fn != nullptr && r.for_.count() > 0 && r.for_ < config.agent.tick) {
+        if (fn != nullptr && r.for_.count() > 0 && r.for_ < evaluationInterval(config.agent)) {
             report(Level::Warning, fn->source().begin,
-                   "'for' = " + rules::formatDuration(r.for_) + " is shorter than the agent tick (" +
-                       rules::formatDuration(config.agent.tick) + "): it fires at the first tick after the breach");
+                   "'for' = " + rules::formatDuration(r.for_) + " is shorter than the evaluation interval (" +
+                       rules::formatDuration(evaluationInterval(config.agent)) +
+                       "): it fires at the first evaluation after the breach");
         }
         if (auto d = getDuration(t, "keep_firing_for", Bound::AtLeastZero)) {
             r.keep_firing_for = *d;

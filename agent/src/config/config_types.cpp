@@ -192,6 +192,24 @@ std::chrono::nanoseconds scaled(std::chrono::nanoseconds d, double factor,
 
 }  // namespace
 
+std::chrono::nanoseconds evaluationInterval(const AgentSettings& agent) {
+    if (agent.evaluation_interval) {
+        return *agent.evaluation_interval;
+    }
+    constexpr std::chrono::nanoseconds kDefaultMost = std::chrono::milliseconds{100};
+    const std::int64_t tick = agent.tick.count();
+    if (tick <= kDefaultMost.count()) {
+        return agent.tick;
+    }
+    // The fewest evaluations per tick that keep them at most 100 ms apart and on a grid
+    // that contains every tick (250 ms: 62.5 ms).
+    std::int64_t n = (tick + kDefaultMost.count() - 1) / kDefaultMost.count();
+    while (tick % n != 0) {
+        ++n;
+    }
+    return std::chrono::nanoseconds{tick / n};
+}
+
 void scaleTimings(Config& config, double factor) {
     if (!(factor > 0.0) || factor == 1.0) {
         return;

@@ -62,8 +62,8 @@ struct Daemon::SourceState {
 };
 
 Daemon::Daemon(Config config, const rules::Clock& clock, std::optional<Handoff> handoff)
-    : config_(std::move(config)), clock_(clock), schedule_(config_.agent.tick), host_(hostName(config_.agent)),
-      judge_(std::make_unique<Judge>(config_)),
+    : config_(std::move(config)), clock_(clock), schedule_(config_.agent.tick, evaluationInterval(config_.agent)),
+      host_(hostName(config_.agent)), judge_(std::make_unique<Judge>(config_, evaluationInterval(config_.agent))),
       scrapes_(std::make_unique<ScrapeLoop>(config_, *judge_, host_)) {
     for (const auto& source : config_.sources) {
         // A one-minute window of every source with latency, for /metrics and the status.
@@ -195,10 +195,14 @@ void Daemon::start() {
 
 void Daemon::tick() {
     const auto now = schedule_.next(clock_.now());
+    // Rules are evaluated every evaluation interval, on what arrived until then; the rest
+    // of the bookkeeping (checkpoint, status snapshot, the rollout's schedule) once a tick,
+    // so evaluating ten times a second costs little more than once.
+    const bool on_tick = schedule_.onTick();
     applyPendingRearm();
-    collect(now);
+    collect(now, on_tick);
 
-    const auto evaluation = judge_->evaluate(now);
+    const auto evaluation = judge_->evaluate(now, on_tick);
     std::uint64_t new_incidents = 0;
     for (const auto& t : evaluation.transitions) {
         const auto& rule = *t.rule;
@@ -264,6 +268,18 @@ void Daemon::tick() {
             spdlog::info("rule {}: running hooks [{}] ({})", name, fmt::join(n.hooks, ", "), rules::toString(n.kind));
             hooks_->enqueue(n.hooks, std::move(event));
         }
+    }
+    const bool changed = !evaluation.transitions.empty() || !evaluation.notifications.empty();
+    if (!on_tick) {
+        // A rule that changed state between ticks moves the rollout (a firing critical
+        // steps it back) and shows in the status at once.
+        if (changed) {
+            tickRollout(now);
+            refreshRuleSnapshot();
+            std::lock_guard lock(mutex_);
+            snapshot_.incidents += new_incidents;
+        }
+        return;
     }
     tickRollout(now);
 
@@ -372,7 +388,7 @@ void Daemon::run(const Heartbeat& heartbeat) {
             heartbeat.beat();
         }
         lock.lock();
-        next += std::chrono::duration_cast<steady::duration>(config_.agent.tick);
+        next += std::chrono::duration_cast<steady::duration>(schedule_.every());
         // After a stall (suspend, overload) tick again at once rather than in a burst.
         if (next < steady::now()) {
             next = steady::now();
@@ -410,7 +426,7 @@ void Daemon::stop() {
     // What the sources read after the last tick goes into the final checkpoint.
     if (!checkpoint_path_.empty()) {
         const auto now = clock_.now();
-        collect(now);
+        collect(now, true);
         if (checkpoint_dirty_) {
             writeCheckpointNow(now);
         }
@@ -455,7 +471,7 @@ Daemon::Handoff Daemon::stopForReload() {
     const auto now = clock_.now();
     // Everything read so far goes into the windows, so the positions handed over match
     // them exactly: the next daemon reads on from there, nothing lost or counted twice.
-    collect(now);
+    collect(now, true);
     handoff.checkpoint = buildCheckpoint();
     {
         std::lock_guard lock(mutex_);
@@ -481,22 +497,32 @@ Daemon::Handoff Daemon::stopForReload() {
     return handoff;
 }
 
-void Daemon::collect(rules::TimePoint now) {
+void Daemon::collect(rules::TimePoint now, bool on_tick) {
+    std::vector<IntervalStats> spent;
     for (std::size_t i = 0; i < sources_.size(); ++i) {
         SourceState& source = *sources_[i];
+        // An event-time source's groups are one tick of event time each: taken at ticks
+        // only, so that a group is never split over two stamps.
+        if (!on_tick && source.config.time == TimeMode::Event) {
+            continue;
+        }
         const SourcePositions before = checkpoint_path_.empty() ? SourcePositions{} : source.positions;
-        const std::vector<RecordedPart> parts = source.recorder.takeParts(&source.positions);
+        std::vector<RecordedPart> parts = source.recorder.takeParts(&source.positions);
         // Without new data or positions a checkpoint would say the same thing again:
         // slots expiring with time are replayed identically after a restore.
         if (!parts.empty() || (!checkpoint_path_.empty() && source.positions != before)) {
             checkpoint_dirty_ = true;
         }
         std::uint64_t too_late = 0;
-        for (const auto& part : parts) {
+        for (auto& part : parts) {
             if (!judge_->addPart(i, part, now, config_.agent.tick)) {
                 too_late += static_cast<std::uint64_t>(part.stats.events);
             }
+            spent.push_back(std::move(part.stats));
         }
+        // Handed back, a part's dense histogram serves the recorder's next interval
+        // instead of a new allocation at every evaluation.
+        source.recorder.recycle(spent);
         if (too_late > 0) {
             source.tailer.counters().too_late.fetch_add(too_late, std::memory_order_relaxed);
         }

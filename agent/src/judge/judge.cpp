@@ -28,6 +28,10 @@ struct Judge::Source {
     std::vector<std::string> label_names;
     HistogramSettings settings;
     std::chrono::nanoseconds lateness{0};
+    /// What one stamp of its series stands for (Series, stamp_span): the judge's tick for
+    /// an event-time source (one group of event time a tick), the collection interval for
+    /// the others.
+    std::chrono::nanoseconds stamp_span{0};
     bool fetch_error = false;  // scrape streams: the last scrape failed
     std::vector<std::chrono::nanoseconds> stream0_windows;
     std::vector<std::unique_ptr<Slot>> slots;    // fixed after construction
@@ -64,7 +68,10 @@ std::int64_t nanosOf(const struct timespec& ts) {
 
 }  // namespace
 
-Judge::Judge(const Config& config) : engine_(config.rules), tick_(config.agent.tick) {
+Judge::Judge(const Config& config, std::chrono::nanoseconds collect_every)
+    : engine_(config.rules), tick_(config.agent.tick) {
+    const std::chrono::nanoseconds arrival_span =
+        collect_every.count() > 0 && collect_every < tick_ ? collect_every : tick_;
     for (const auto& cfg : config.sources) {
         auto source = std::make_unique<Source>();
         source->name = cfg.name;
@@ -73,7 +80,8 @@ Judge::Judge(const Config& config) : engine_(config.rules), tick_(config.agent.t
         }
         source->settings = histogramSettingsFor(cfg);
         source->lateness = cfg.lateness;
-        source->streams.push_back(std::make_unique<Series>(source->settings, tick_));
+        source->stamp_span = cfg.time == TimeMode::Event ? tick_ : arrival_span;
+        source->streams.push_back(std::make_unique<Series>(source->settings, source->stamp_span));
         sources_.push_back(std::move(source));
     }
     for (const auto& scrape : config.scrapes) {
@@ -82,7 +90,8 @@ Judge::Judge(const Config& config) : engine_(config.rules), tick_(config.agent.t
             source->name = stream.name;
             source->label_names = stream.labels;
             source->settings = histogramSettingsFor(stream);
-            source->streams.push_back(std::make_unique<Series>(source->settings, tick_));
+            source->stamp_span = arrival_span;
+            source->streams.push_back(std::make_unique<Series>(source->settings, source->stamp_span));
             sources_.push_back(std::move(source));
         }
     }
@@ -186,7 +195,7 @@ void Judge::adoptNewStreams(Source& source) {
         const auto id = static_cast<std::uint32_t>(source.streams.size());
         const auto& [slot_index, group] = source.assigned[id - 1];
         Slot& slot = *source.slots[slot_index];
-        auto series = std::make_unique<Series>(source.settings, tick_);
+        auto series = std::make_unique<Series>(source.settings, source.stamp_span);
         for (const auto w : slot.windows) {
             series->addWindow(w);
         }
@@ -352,14 +361,21 @@ std::vector<rules::EvalInput> Judge::inputsFor(std::size_t rule_index) {
     return inputs;
 }
 
-rules::Engine::Evaluation Judge::evaluate(rules::TimePoint now) {
+rules::Engine::Evaluation Judge::evaluate(rules::TimePoint now, bool on_tick) {
     for (auto& source : sources_) {
         adoptNewStreams(*source);
+        // Between ticks a source stamped once a tick (event time) keeps its windows as the
+        // last tick left them: its stamps lie on the tick grid, which what a window covers
+        // (`rate`) counts on.
+        if (!on_tick && source->stamp_span >= tick_) {
+            continue;
+        }
         for (auto& series : source->streams) {
             series->advance(now);
         }
     }
-    return engine_.evaluateGroups(now, [this](const rules::RuleSpec&, std::size_t index) { return inputsFor(index); });
+    return engine_.evaluateGroups(
+        now, [this](const rules::RuleSpec&, std::size_t index) { return inputsFor(index); }, on_tick);
 }
 
 namespace {

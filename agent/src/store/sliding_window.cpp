@@ -150,25 +150,50 @@ IntervalStats IntervalRecorder::take(SourcePositions* positions) {
 }
 
 std::vector<RecordedPart> IntervalRecorder::takeParts(SourcePositions* positions) {
-    IntervalStats fresh(settings_);
+    // Taken at every evaluation (ten times a second), so the common cases allocate
+    // nothing: nothing recorded returns at once, keyed data alone (labels, event time)
+    // needs no fresh stream-0 interval, and a fresh one is a recycled spare when there is
+    // one. Only without a spare is one allocated, outside the lock.
     std::vector<RecordedPart> parts;
-    {
-        std::lock_guard lock(mutex_);
-        std::swap(fresh, current_);
+    std::optional<IntervalStats> fresh;
+    const auto takeLocked = [&] {
+        if (fresh) {
+            std::swap(*fresh, current_);
+        }
         std::swap(parts, parts_);
         if (positions != nullptr && positions_fresh_) {
             *positions = positions_;
             positions_fresh_ = false;
         }
+    };
+    bool taken = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (current_.empty() && parts_.empty() && !(positions != nullptr && positions_fresh_)) {
+            return {};
+        }
+        if (!current_.empty() && !spare_.empty()) {
+            fresh.emplace(std::move(spare_.back()));
+            spare_.pop_back();
+        }
+        if (current_.empty() || fresh) {
+            takeLocked();
+            taken = true;
+        }
+    }
+    if (!taken) {
+        fresh.emplace(settings_);
+        std::lock_guard lock(mutex_);
+        takeLocked();
     }
     // Indexed once here, so each merge of a part downstream (rings, aggregates, totals)
     // and its reset when recycled cost its recorded counts, not its span.
     for (auto& p : parts) {
         p.stats.latency.indexNonZero();
     }
-    if (!fresh.empty()) {
-        fresh.latency.indexNonZero();
-        parts.insert(parts.begin(), RecordedPart{0, std::nullopt, std::move(fresh)});
+    if (fresh && !fresh->empty()) {
+        fresh->latency.indexNonZero();
+        parts.insert(parts.begin(), RecordedPart{0, std::nullopt, std::move(*fresh)});
     }
     return parts;
 }

@@ -30,9 +30,21 @@ enum class ReadinessPreflight {
 };
 const char* toString(ReadinessPreflight r);  ///< "critical", "all", "off"
 
+struct AgentSettings;
+/// The evaluation interval in effect: `evaluation_interval` when set, else the longest
+/// interval of at most 100 ms that divides `tick` evenly (the tick itself when it is 100 ms
+/// or shorter): 100 ms for the default tick of 1 s.
+std::chrono::nanoseconds evaluationInterval(const AgentSettings& agent);
+
 /// [agent]
 struct AgentSettings {
-    std::chrono::nanoseconds tick{std::chrono::seconds{1}};  ///< evaluation interval
+    /// The judge's step: what one M-of-N entry, one learned-baseline sample and one
+    /// event-time group stand for; also how often the status snapshot, the checkpoint and
+    /// the rollout are looked at.
+    std::chrono::nanoseconds tick{std::chrono::seconds{1}};
+    /// How often rules are evaluated (a divisor of `tick`); empty: evaluationInterval()'s
+    /// default.
+    std::optional<std::chrono::nanoseconds> evaluation_interval;
     std::string state_dir;                 ///< empty: no state persisted
     /// How often sources' read positions and windows are checkpointed into state_dir
     /// (also on shutdown).

@@ -261,9 +261,11 @@ public:
     /// interval — off the tick thread, since a host name lookup may block up to 2 s.
     void start();
     /// One evaluation at the judge's time for clock.now() (rules::TickSchedule: the
-    /// previous evaluation plus one tick when the clock reads within a quarter tick of
-    /// that, so `for` is exact whatever the wake-up jitter). Public so tests can drive it
-    /// with a ManualClock.
+    /// previous evaluation plus one evaluation interval when the clock reads within a
+    /// quarter interval of that, so `for` is exact whatever the wake-up jitter; every
+    /// tick / interval-th of them is a tick, and so is one the clock moved by anything
+    /// else). Between ticks it only collects arrival-time data and evaluates the rules.
+    /// Public so tests can drive it with a ManualClock.
     void tick();
     /// Reads what the sources have available now on the calling thread, instead of
     /// their threads (tests; later replay), and scrapes every scrape target once. Only
@@ -328,8 +330,9 @@ private:
     void applyCheckpoint(const Checkpoint& checkpoint);
     Checkpoint buildCheckpoint();
     void applyRulesState(std::string_view data, const std::string& from);
-    /// Moves what the sources recorded into their series (with the matching positions).
-    void collect(rules::TimePoint now);
+    /// Moves what the sources recorded into their series (with the matching positions);
+    /// between ticks (`on_tick` false) event-time sources wait for the tick.
+    void collect(rules::TimePoint now, bool on_tick);
     void writeCheckpointNow(rules::TimePoint now);
     BreachEvent makeEvent(const rules::Notification& n) const;
     /// The Handoff::firing_alerts of this daemon's rules now.

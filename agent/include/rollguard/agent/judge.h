@@ -47,7 +47,11 @@ class Judge {
 public:
     static constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
 
-    explicit Judge(const Config& config);
+    /// `collect_every`: how often the caller adds what its arrival-time sources (log
+    /// sources without event time, scrapes) collected, when more often than once a tick
+    /// (the daemon, which evaluates every evaluationInterval()); 0 = once a tick (replay,
+    /// rule tests). Event-time sources are always added once a tick.
+    explicit Judge(const Config& config, std::chrono::nanoseconds collect_every = {});
     ~Judge();
     Judge(const Judge&) = delete;
     Judge& operator=(const Judge&) = delete;
@@ -90,8 +94,10 @@ public:
     /// selections no rule has any more are dropped. Returns the number restored.
     std::size_t restoreStreams(std::size_t source, const std::vector<StreamCheckpoint>& streams);
 
-    /// Moves every stream to `now` and evaluates every rule, group by group.
-    rules::Engine::Evaluation evaluate(rules::TimePoint now);
+    /// Moves every stream to `now` and evaluates every rule, group by group. Between ticks
+    /// (`on_tick` false, see Engine::evaluateGroups) event-time sources stay where the
+    /// last tick left them.
+    rules::Engine::Evaluation evaluate(rules::TimePoint now, bool on_tick = true);
 
     /// The inputs rule `rule_index` is evaluated on right now: one per group (a single
     /// group "" for a rule without group_by), with the baseline's statistics or value.
@@ -128,8 +134,7 @@ private:
     };
     std::map<std::size_t, FileValue> baseline_files_;
     rules::Engine engine_;
-    /// What one stamp of a series stands for: every caller adds what a tick collected at
-    /// the tick's time (Series, stamp_span).
+    /// The step of event-time groups and of the engine's counted history.
     std::chrono::nanoseconds tick_;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 
@@ -48,35 +49,53 @@ private:
     TimePoint now_;
 };
 
-/// The judge's timeline: the times rules are evaluated at, on a grid of one tick whatever
-/// the jitter of the wake-ups that read the clock. A `for` is decided by comparing two
-/// evaluation times (as Prometheus compares scheduled evaluation timestamps): were they
-/// raw clock readings, a tick that woke a few microseconds early would find `for` not yet
-/// over and fire one whole tick late.
+/// The judge's timeline: the times rules are evaluated at, on a grid of one evaluation
+/// interval (`every`) whatever the jitter of the wake-ups that read the clock. A `for` is
+/// decided by comparing two evaluation times (as Prometheus compares scheduled evaluation
+/// timestamps): were they raw clock readings, an evaluation that woke a few microseconds
+/// early would find `for` not yet over and fire one whole interval late.
+///
+/// Every `tick / every`-th evaluation is a *tick*: the step of the judge's counted
+/// history (M-of-N, learned baselines, event-time groups), which must not depend on how
+/// often rules are evaluated in between. The first evaluation is a tick, and so is one
+/// after a restart of the grid.
 /// Not thread-safe (one evaluation loop owns it).
 class TickSchedule {
 public:
-    explicit TickSchedule(Duration tick) : tick_(tick) {}
+    /// `every` <= 0 or >= tick: every evaluation is a tick. Otherwise `every` should
+    /// divide `tick` (the config refuses anything else); a remainder is dropped.
+    explicit TickSchedule(Duration tick, Duration every = Duration::zero())
+        : every_(every.count() > 0 && every < tick ? every : tick), per_tick_(tick / every_) {}
 
-    /// The evaluation time of a tick whose clock reading is `reading`: the previous one
-    /// plus one tick when the reading is within a quarter of a tick of that, early or
-    /// late (a wake-up's jitter); otherwise the reading itself (the first tick, a stall,
-    /// a step of the wall clock, a clock moved by something other than one tick).
+    /// The evaluation time for a clock reading `reading`: the previous one plus one
+    /// interval when the reading is within a quarter of an interval of that, early or
+    /// late (a wake-up's jitter); otherwise the reading itself (the first evaluation, a
+    /// stall, a step of the wall clock, a clock moved by something other than one
+    /// interval), which restarts the grid.
     TimePoint next(TimePoint reading) {
         if (last_) {
-            const TimePoint expected = *last_ + std::chrono::duration_cast<TimePoint::duration>(tick_);
+            const TimePoint expected = *last_ + std::chrono::duration_cast<TimePoint::duration>(every_);
             const auto off = reading > expected ? reading - expected : expected - reading;
-            if (off <= tick_ / 4) {
+            if (off <= every_ / 4) {
                 last_ = expected;
+                since_tick_ = since_tick_ + 1 >= per_tick_ ? 0 : since_tick_ + 1;
                 return expected;
             }
         }
         last_ = reading;
+        since_tick_ = 0;
         return reading;
     }
 
+    /// Whether the time the last next() returned is a tick.
+    bool onTick() const { return since_tick_ == 0; }
+    /// The evaluation interval.
+    Duration every() const { return every_; }
+
 private:
-    Duration tick_;
+    Duration every_;
+    std::int64_t per_tick_;
+    std::int64_t since_tick_ = 0;
     std::optional<TimePoint> last_;
 };
 

@@ -217,7 +217,11 @@ public:
 
     /// Evaluates all rules at `now`, per group. Critical rules are evaluated before
     /// warnings so that inhibition uses this tick's critical states.
-    Evaluation evaluateGroups(TimePoint now, const InputLookup& lookup);
+    /// `on_tick` = false: an evaluation between two ticks (the agent evaluates several
+    /// times a tick). Everything time-based applies as on a tick (`for`, keep_firing_for,
+    /// delay, a learned baseline freezing); what counts evaluations does not move: M-of-N
+    /// rules are skipped (they keep their state) and a learned baseline takes no sample.
+    Evaluation evaluateGroups(TimePoint now, const InputLookup& lookup, bool on_tick = true);
 
     /// Sets the start time `delay` and baseline learning count from (default: the first
     /// evaluation's `now`).
@@ -253,7 +257,8 @@ public:
     bool restoreState(std::string_view data, TimePoint now);
 
 private:
-    void evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInput> inputs, Evaluation& out);
+    void evaluateRule(std::size_t index, TimePoint now, std::vector<EvalInput> inputs, Evaluation& out,
+                      bool on_tick);
     void refreshSummary(std::size_t index);
     bool inhibitedBy(const RuleSpec& warning, const std::string& group) const;
 
