@@ -74,6 +74,7 @@ std::string ruleWith(const std::string& line23) {
 const std::string kFull = R"(# every key, non-default values
 [agent]
 tick = "250ms"
+evaluation_interval = "125ms"
 state_dir = "state"
 listen = "[::1]:9100"
 log_level = "debug"
@@ -160,6 +161,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     CHECK(c.path == kPath);
 
     CHECK(c.agent.tick == 250ms);
+    CHECK(c.agent.evaluation_interval == 125ms);
     CHECK(c.agent.state_dir == "/etc/rollguard/state");
     CHECK(c.agent.listen == "[::1]:9100");
     CHECK(c.agent.log_level == "debug");
@@ -174,7 +176,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     REQUIRE(app.latency.has_value());
     CHECK(app.latency->field == "http.duration");
     CHECK(app.latency->unit == LatencyUnit::Microseconds);
-    CHECK(app.latency->location.line == 15);
+    CHECK(app.latency->location.line == 16);
     CHECK(app.latency->location.column == 11);
     CHECK(app.error.kind == ErrorPredicate::Kind::StringIn);
     CHECK(app.error.field == "level");
@@ -182,7 +184,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     CHECK(app.max_line_bytes == 4096);
     CHECK(app.poll_interval == 250ms);
     CHECK(app.location.file == kPath);
-    CHECK(app.location.line == 10);
+    CHECK(app.location.line == 11);
     CHECK(app.location.column == 1);
 
     const auto& worker = c.sources[1];
@@ -210,7 +212,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     CHECK(p99.min_samples == 50);
     CHECK(p99.hooks == Strings{"notify", "undo"});
     CHECK(p99.description == "p99.9 fell off a cliff");
-    CHECK(p99.location.line == 26);
+    CHECK(p99.location.line == 27);
     CHECK(p99.location.column == 1);
 
     const auto& errors = c.rules[1];
@@ -252,7 +254,7 @@ TEST_CASE("a full config loads into exact typed values", "[config]") {
     CHECK(undo.type == HookType::Script);
     CHECK(undo.command == Strings{"/etc/rollguard/bin/undo.sh", "--now", "relative/arg"});
     CHECK(undo.env == Pairs{{"DEPLOY", "checkout"}, {"ATTEMPT", "1"}});
-    CHECK(undo.location.line == 72);
+    CHECK(undo.location.line == 73);
 }
 
 TEST_CASE("defaults fill a config that only has what it needs", "[config]") {
