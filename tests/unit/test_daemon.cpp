@@ -593,6 +593,7 @@ TEST_CASE("daemon: `rate` is exact from the first tick after start to the steady
     writeFile(dir / "app.log", "");
     rules::ManualClock clock;
     agent::Config config = testing::daemonTestConfig(dir);
+    config.agent.evaluation_interval = 1s;  // the clock moves a second per evaluation
     config.rules.clear();
     for (const bool below : {true, false}) {
         rules::RuleSpec r;

@@ -48,21 +48,22 @@ void requireSameCounts(const HdrHistogram& a, const HdrHistogram& b) {
 
 }  // namespace
 
-TEST_CASE("slot widths keep a window within 300 slots", "[store][window]") {
+TEST_CASE("slot widths keep a window within 100 slots", "[store][window]") {
     CHECK(Series::slotWidthFor(2s) == 100ms);
-    CHECK(Series::slotWidthFor(30s) == 100ms);
-    CHECK(Series::slotWidthFor(31s) == 200ms);
-    CHECK(Series::slotWidthFor(1min) == 200ms);
-    CHECK(Series::slotWidthFor(5min) == 1s);
-    CHECK(Series::slotWidthFor(5min + 1s) == 2s);
-    CHECK(Series::slotWidthFor(10min) == 2s);
-    CHECK(Series::slotWidthFor(1h) == 15s);
-    CHECK(Series::slotWidthFor(6h) == 2min);
-    CHECK(Series::slotWidthFor(48h) == 10min);
-    CHECK(Series::slotWidthFor(1000h) == 4h);
+    CHECK(Series::slotWidthFor(10s) == 100ms);
+    CHECK(Series::slotWidthFor(11s) == 200ms);
+    CHECK(Series::slotWidthFor(30s) == 500ms);
+    CHECK(Series::slotWidthFor(1min) == 1s);
+    CHECK(Series::slotWidthFor(5min) == 5s);
+    CHECK(Series::slotWidthFor(5min + 1s) == 5s);
+    CHECK(Series::slotWidthFor(10min) == 10s);
+    CHECK(Series::slotWidthFor(1h) == 1min);
+    CHECK(Series::slotWidthFor(6h) == 5min);
+    CHECK(Series::slotWidthFor(48h) == 30min);
+    CHECK(Series::slotWidthFor(1000h) == 10h);
     for (auto w : {1s, 7s, 59s, 300s, 3599s, 86400s}) {
         const auto width = Series::slotWidthFor(w);
-        CHECK((w.count() * 1'000'000'000LL + width.count() - 1) / width.count() <= 300);
+        CHECK((w.count() * 1'000'000'000LL + width.count() - 1) / width.count() <= 100);
     }
 }
 
@@ -90,13 +91,13 @@ TEST_CASE("windows of equal length share one aggregate", "[store][window]") {
 
 TEST_CASE("values leave a window exactly when their slot falls out of it", "[store][window]") {
     Series series;
-    const WindowHandle w5 = series.addWindow(5min);  // 300 slots of 1 s
-    const WindowHandle w1 = series.addWindow(1min);  // 300 slots of 200 ms
+    const WindowHandle w5 = series.addWindow(5min);  // 60 slots of 5 s
+    const WindowHandle w1 = series.addWindow(1min);  // 60 slots of 1 s
     series.add(t0 + 500ms, eventsOnly(7, 3));
     CHECK(series.window(w5).events() == 7);
     CHECK(series.window(w1).errors() == 3);
 
-    // The slot [t0, t0+1s) is in the 5-minute window until t0 + 300 s.
+    // The slot [t0, t0+5s) is in the 5-minute window until t0 + 300 s.
     series.advance(t0 + 299s + 999ms);
     CHECK(series.window(w5).events() == 7);
     CHECK(series.window(w1).events() == 0);
@@ -104,13 +105,13 @@ TEST_CASE("values leave a window exactly when their slot falls out of it", "[sto
     CHECK(series.window(w5).events() == 0);
     CHECK(series.window(w5).errors() == 0);
 
-    SECTION("the 1-minute window drops the 200 ms slot [t0+400ms, t0+600ms) at t0+60.4s") {
+    SECTION("the 10-second window drops the 100 ms slot [t0+500ms, t0+600ms) at t0+10.5s") {
         Series s2;
-        const WindowHandle w = s2.addWindow(1min);
+        const WindowHandle w = s2.addWindow(10s);
         s2.add(t0 + 500ms, eventsOnly(1));
-        s2.advance(t0 + 60s + 399ms);
+        s2.advance(t0 + 10s + 499ms);
         CHECK(s2.window(w).events() == 1);
-        s2.advance(t0 + 60s + 400ms);
+        s2.advance(t0 + 10s + 500ms);
         CHECK(s2.window(w).events() == 0);
     }
 }
@@ -158,13 +159,13 @@ TEST_CASE("a window added after data starts with what its ring holds", "[store][
     for (int k = 0; k < 100; ++k) {
         series.add(t0 + std::chrono::seconds{k}, eventsOnly(1));
     }
-    const WindowHandle w2 = series.addWindow(2min);  // same 1 s ring? No: 400 ms slots, a new ring
+    const WindowHandle w2 = series.addWindow(2min);  // same 5 s ring? No: 2 s slots, a new ring
     CHECK(series.window(w2).events() == 0);
-    const WindowHandle w4 = series.addWindow(4min + 30s);  // 1 s ring: backfilled
+    const WindowHandle w4 = series.addWindow(4min + 30s);  // 54 slots of 5 s: backfilled
     CHECK(series.window(w4).events() == 100);
     series.advance(t0 + 300s);
-    CHECK(series.window(w5).events() == 99);  // the slot of t0 + 0 s has left
-    CHECK(series.window(w4).events() == 100 - 31);
+    CHECK(series.window(w5).events() == 95);  // the slot [t0, t0 + 5 s) has left
+    CHECK(series.window(w4).events() == 100 - 35);  // slots up to [t0 + 30 s, t0 + 35 s) have left
     CHECK(series.window(w2).events() == 0);
 }
 
@@ -274,8 +275,8 @@ TEST_CASE("a window is a latency view in seconds and reports the span it covers"
     series.advance(t0 + 13s);
     CHECK(v.asSeriesStats().window == 10s);  // younger than the window: since first data
     series.advance(t0 + 103s + 50ms);
-    // 300 slots of 100 ms: the open slot began at +103.0 s, the window at +73.1 s.
-    CHECK(v.asSeriesStats().window == 29s + 950ms);
+    // 60 slots of 500 ms: the open slot began at +103.0 s, the window at +73.5 s.
+    CHECK(v.asSeriesStats().window == 29s + 550ms);
     CHECK(v.count() == 0);
 
     SECTION("a millisecond store converts with its own unit") {
@@ -293,13 +294,17 @@ TEST_CASE("a window is a latency view in seconds and reports the span it covers"
 }
 
 TEST_CASE("with a stamp span, a window covers what its stamps stand for: W when full", "[store][window][rate]") {
-    // Stamps every 250 ms at a phase that is no slot boundary, into 100 ms slots (a 30 s
+    // Stamps every 250 ms at a phase that is no slot boundary, into 100 ms slots (a 10 s
     // window), 10 events each: the rate, events over what they stand for, is 40/s from
     // the first stamp on, whether the data arrive (add) or carry their event time (addAt).
+    // Slots coarser than the stamps' span (500 ms, a 30 s window) give a window between
+    // W - slot + span and W of stamps, and the rate stays exact.
+    for (const auto length : {10s, 30s})
     for (const bool event_time : {false, true}) {
-        INFO((event_time ? "event time" : "arrival"));
+        INFO((event_time ? "event time" : "arrival") << ", window " << length.count() << " s");
         Series series({}, 250ms);
-        const WindowHandle h = series.addWindow(30s);
+        const WindowHandle h = series.addWindow(length);
+        const auto slot = Series::slotWidthFor(length);
         const WindowView& v = series.window(h);
         const TimePoint start = t0 + 37ms;
         for (int k = 0; k < 400; ++k) {
@@ -320,8 +325,13 @@ TEST_CASE("with a stamp span, a window covers what its stamps stand for: W when 
             const double seconds = std::chrono::duration<double>(stats.window).count();
             REQUIRE(seconds > 0.0);
             CHECK(static_cast<double>(stats.events) / seconds == Approx(40.0).epsilon(1e-12));
-            if (k >= 130) {
-                CHECK(stats.window == 30s);
+            if (k >= 4 * length.count() + 10) {
+                if (slot <= 250ms) {
+                    CHECK(stats.window == length);
+                } else {
+                    CHECK(stats.window <= length);
+                    CHECK(stats.window >= length - slot + 250ms);
+                }
             }
         }
     }
@@ -516,8 +526,8 @@ TEST_CASE("a series with a 5-minute and a 1-hour window holds an hour at 1000/s 
                                                               << "would take " << naive << " bytes");
     CHECK(bytes < 4 * 1024 * 1024);
     CHECK(series.window(w5).events() == 300'000);
-    // 240 slots of 15 s: the hour window holds between 59m45s and 1h of data.
-    CHECK(series.window(w60).events() >= 3'585'000);
+    // 60 slots of 1 min: the hour window holds between 59 min and 1 h of data.
+    CHECK(series.window(w60).events() >= 3'540'000);
     CHECK(series.window(w60).events() <= 3'600'000);
     CHECK(series.window(w60).count() == series.window(w60).events());
 }
@@ -729,13 +739,13 @@ TEST_CASE("a restored series with other windows keeps the slots it can use", "[s
     std::mt19937_64 rng(3);
     Series original;
     original.addWindow(10s);  // 100 ms slots
-    original.addWindow(5min);  // 1 s slots
+    original.addWindow(5min);  // 5 s slots
     feedRandom(original, rng, t0, 400);
 
     Series other;
-    const WindowHandle w20 = other.addWindow(20s);  // 100 ms slots: restored
-    const WindowHandle w2m = other.addWindow(2min);  // 400 ms slots: nothing saved, starts empty
-    const WindowHandle w4m = other.addWindow(4min);  // 1 s slots: restored
+    const WindowHandle w20 = other.addWindow(8s);  // 100 ms slots: restored
+    const WindowHandle w2m = other.addWindow(2min);  // 2 s slots: nothing saved, starts empty
+    const WindowHandle w4m = other.addWindow(4min);  // 5 s slots: restored
     REQUIRE(other.restore(original.serialize()));
     CHECK(other.window(w20).events() > 0);
     CHECK(other.window(w2m).events() == 0);

@@ -270,6 +270,12 @@ void Daemon::tick() {
         }
     }
     const bool changed = !evaluation.transitions.empty() || !evaluation.notifications.empty();
+    // The windows that decided go to disk with the rules' state (written above), the
+    // hooks already on their way: restored after a crash, windows older than the state
+    // would resolve the rule again.
+    if (changed && !checkpoint_path_.empty() && checkpoint_dirty_) {
+        writeCheckpointNow(now);
+    }
     if (!on_tick) {
         // A rule that changed state between ticks moves the rollout (a firing critical
         // steps it back) and shows in the status at once.
@@ -380,12 +386,18 @@ void Daemon::run(const Heartbeat& heartbeat) {
     const auto beat_every = std::chrono::duration_cast<steady::duration>(heartbeat.every);
     const bool beats_between_ticks = heartbeat.beat && beat_every > steady::duration::zero();
     auto next = steady::now();
+    steady::time_point last_beat{};
     std::unique_lock lock(stop_mutex_);
     while (!stop_requested_) {
         lock.unlock();
         tick();
-        if (heartbeat.beat) {
+        // A beat a tick, not one every evaluation; more often only when `every` asks for
+        // it (a watchdog shorter than two ticks).
+        const auto evaluated = steady::now();
+        if (heartbeat.beat &&
+            (schedule_.onTick() || (beats_between_ticks && evaluated - last_beat >= beat_every))) {
             heartbeat.beat();
+            last_beat = evaluated;
         }
         lock.lock();
         next += std::chrono::duration_cast<steady::duration>(schedule_.every());
@@ -399,6 +411,7 @@ void Daemon::run(const Heartbeat& heartbeat) {
             if (heartbeat.beat) {
                 lock.unlock();
                 heartbeat.beat();
+                last_beat = steady::now();
                 lock.lock();
             }
         }

@@ -458,7 +458,7 @@ constexpr std::chrono::milliseconds kSlotLadder[] = {
     std::chrono::minutes{5},          std::chrono::minutes{10},          std::chrono::minutes{15},
     std::chrono::minutes{30},         std::chrono::hours{1},
 };
-constexpr std::int64_t kMaxSlotsPerWindow = 300;
+constexpr std::int64_t kMaxSlotsPerWindow = 100;
 
 std::int64_t floorDiv(std::int64_t a, std::int64_t b) {
     const std::int64_t q = a / b;

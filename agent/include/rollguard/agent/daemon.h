@@ -276,9 +276,9 @@ public:
         std::function<void()> beat;        ///< empty: no heartbeat
         std::chrono::nanoseconds every{0};  ///< at most this long between beats; 0: once per tick
     };
-    /// Ticks every `agent.tick` (real time between ticks) until requestStop(). Calls
-    /// `heartbeat.beat` on this thread after every tick and, while waiting for the next
-    /// tick, at least every `heartbeat.every` — so a tick loop that hangs stops beating.
+    /// Evaluates every evaluationInterval() (real time between evaluations) until
+    /// requestStop(). Calls `heartbeat.beat` on this thread after every tick and, while
+    /// waiting, at least every `heartbeat.every` — so a loop that hangs stops beating.
     void run(const Heartbeat& heartbeat);
     /// run() without a heartbeat.
     void run();
