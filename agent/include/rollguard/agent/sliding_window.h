@@ -276,8 +276,8 @@ using WindowHandle = std::size_t;
 ///
 /// Slots: a window of length W uses slots of width slotWidthFor(W): the smallest of
 /// 100ms, 200ms, 250ms, 500ms, 1s, 2s, 5s, 10s, 15s, 30s, 1m, 2m, 5m, 10m, 15m, 30m, 1h
-/// (then whole hours) that keeps the window within 300 slots. So windows up to 5 min
-/// have 1 s slots (or finer), 1 h has 15 s slots. Windows whose slots have the same
+/// (then whole hours) that keeps the window within 100 slots. So a 1 min window has 1 s
+/// slots, 5 min has 5 s slots, 1 h has 1 min slots. Windows whose slots have the same
 /// width share one ring of slots; windows of the same length share one aggregate.
 ///
 /// A window of W evaluated at t covers the slot containing t and the slots before it,
