@@ -4,7 +4,8 @@
 # starting at a random phase of the evaluation interval.
 #
 #   bench/bench_detection.sh [BUILD_DIR] [--incidents N] [--tick D] [--every D] [--for D]
-#                    (defaults: build, 20, 1000ms, the agent's default, 10s;
+#                            [--rule count|p99]
+#                    (defaults: build, 20, 1000ms, the agent's default, 10s, count;
 #                     CI: --incidents 5 --for 2s)
 #
 # --tick and --every set [agent] tick and evaluation_interval (milliseconds, e.g. 1000ms
@@ -18,12 +19,20 @@
 # exact:
 #     metric = "count", labels = { level = "error" }, above = K - 1 (K = 10),
 #     window = "1s", for = FOR
-# i.e. "K error lines within a second, for FOR". Each incident: healthy lines (level info,
+# i.e. "K error lines within a second, for FOR" (--rule count), or
+#     metric = "p99", above = "100ms", window = "30s", for = FOR
+# (--rule p99: a step of every request's latency from 21.5 ms to 107.5 ms, x5, at 100
+# requests a second; the condition is met when more than 1% of the last 30 s are slow,
+# about 0.3 s after the step: the moment is computed from the lines written, with the
+# store's rank rule, max(1, floor(0.99 N + 0.5)), over exactly 30 s). Each incident:
+# healthy lines (level info,
 # status 200, 100/s) for window + 2 ticks and until /api/v1/status shows the rule
 # inactive; a pause of a random fraction of a tick, so the breach begins anywhere between
 # two evaluations; then K error lines appended at once, the last one stamped (ts = wall time) as
 # it is written: that is the moment the condition is met; then K more every 100 ms, so it
-# stays met, until the hook has started. Latency = hook start - (condition met + FOR):
+# stays met, until the hook has started (p99: slow lines at 100/s from the step on, and
+# "condition met" is the first line after which the p99 over the last 30 s is above
+# 100 ms). Latency = hook start - (condition met + FOR):
 # what rollguard adds to the `for` the user asked for. The rule's only hook is a script hook running
 # rollguard-hookstamp, whose first action appends CLOCK_REALTIME to a file: the hook
 # process's start. Latency = hook start - condition met, both on this machine's wall
@@ -45,6 +54,7 @@ incidents=20
 tick=1000ms
 every=""
 for_=10s
+rule=count
 build_set=0
 while (($#)); do
     case $1 in
@@ -53,6 +63,7 @@ while (($#)); do
         --tick) tick=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --every) every=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --for) for_=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --rule) rule=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         -*) usage >&2; exit 2 ;;
         *) if ((build_set)); then usage >&2; exit 2; fi; build=$1; build_set=1; shift ;;
     esac
@@ -87,6 +98,10 @@ if ! [[ "$for_" =~ ^([0-9]+)s$ ]] || ((BASH_REMATCH[1] > 600)); then
     exit 2
 fi
 for_ms=$((${for_%s} * 1000))
+if [[ "$rule" != count && "$rule" != p99 ]]; then
+    echo "bench_detection: --rule must be count or p99" >&2
+    exit 2
+fi
 # shellcheck source=../tests/faults/lib.sh
 source "$(dirname "$0")/../tests/faults/lib.sh"  # need_bins, the checks (fault_expect_value)
 need_bins "$build" rollguard=rollguard hookstamp=tests/rollguard-hookstamp
@@ -138,10 +153,11 @@ error = { field = "status", gte = 500 }
 name = "router-errors"
 severity = "critical"
 source = "router"
-labels = { level = "error" }
-metric = "count"
-above = $((k - 1))
-window = "1s"
+$(if [[ "$rule" == count ]]; then
+    printf 'labels = { level = "error" }\nmetric = "count"\nabove = %d\nwindow = "1s"\n' $((k - 1))
+else
+    printf 'metric = "p99"\nabove = "100ms"\nwindow = "30s"\n'
+fi)
 for = "$for_"
 hooks = ["stamp"]
 
@@ -167,16 +183,42 @@ done
 # with the port the daemon took.
 sed "s/^listen = \"127.0.0.1:0\"$/listen = \"127.0.0.1:$port\"/" "$work/detection.toml" >"$work/rearm.toml"
 
-# line LEVEL STATUS: appends one access-log line stamped now; sets `line_us` to its time
-# in microseconds since the epoch. Builtins only.
+# line LEVEL STATUS [DURATION_MS]: appends one access-log line stamped now (and its time
+# and duration to $written, the p99 oracle's input); sets `line_us` to its time in
+# microseconds since the epoch. Builtins only.
+written="$work/written"
+: >"$written"
 line() {
     local now=$EPOCHREALTIME
     local s=${now%.*} us=${now#*.}
-    local ts
+    local ts duration=${3:-21.5}
     TZ=UTC printf -v ts '%(%Y-%m-%dT%H:%M:%S)T.%sZ' "$s" "${us:0:3}"
-    printf '{"ts":"%s","level":"%s","method":"GET","route":"/api/orders","status":%d,"duration_ms":21.5,"variant":"canary"}\n' \
-        "$ts" "$1" "$2" >>"$log"
+    printf '{"ts":"%s","level":"%s","method":"GET","route":"/api/orders","status":%d,"duration_ms":%s,"variant":"canary"}\n' \
+        "$ts" "$1" "$2" "$duration" >>"$log"
     line_us=$((10#$s * 1000000 + 10#$us))
+    printf '%d %s\n' "$line_us" "$duration" >>"$written"
+}
+# breach_line: one line of the breach (an error line; p99: a slow healthy one).
+breach_line() {
+    if [[ "$rule" == count ]]; then line error 500; else line info 200 107.5; fi
+}
+# crossed_at STEP_US: the time of the first line from STEP_US on after which the p99 of
+# the lines of the last 30 s is above 100 ms (rank max(1, floor(0.99 N + 0.5)), as the
+# store ranks), from $written.
+crossed_at() {
+    awk -v start="$1" -v w=30000000 -v thr=100 '
+        $1 >= start - w - 1000000 { t[n] = $1; d[n] = $2; n++ }
+        END {
+            head = 0; fast = 0; count = 0
+            for (i = 0; i < n; i++) {
+                count++; if (d[i] <= thr) fast++
+                while (t[head] <= t[i] - w) { count--; if (d[head] <= thr) fast--; head++ }
+                if (t[i] >= start) {
+                    rank = int(0.99 * count + 0.5); if (rank < 1) rank = 1
+                    if (fast < rank) { print t[i]; exit }
+                }
+            }
+        }' "$written"
 }
 # rule_state: the rule's state from /api/v1/status ("inactive", "firing", ...).
 rule_state() {
@@ -184,7 +226,10 @@ rule_state() {
         grep -o '"name":"router-errors"[^}]*"state":"[a-z_]*"' | grep -o '"state":"[a-z_]*"' | head -1 | cut -d'"' -f4 || true
 }
 
-healthy_s=$(awk -v t="$tick_ms" 'BEGIN { printf "%.3f", 1 + 2 * t / 1000 }')
+window_s=1
+[[ "$rule" == p99 ]] && window_s=30
+healthy_s=$(awk -v t="$tick_ms" -v w="$window_s" 'BEGIN { printf "%.3f", w + 2 * t / 1000 }')
+crossings=()
 latencies=()
 waits=()
 runs=()
@@ -205,7 +250,8 @@ for i in $(seq "$incidents"); do
     sleep "$(awk -v t="$tick_ms" -v seed="$RANDOM$i" 'BEGIN { srand(seed); printf "%.3f", rand() * t / 1000 }')"
     # The breach: K error lines at once; the K-th completes the condition. Then K more
     # every 100 ms until the hook has started, so the condition holds through `for`.
-    for _ in $(seq "$k"); do line error 500; done
+    step_us=${EPOCHREALTIME/./}
+    for _ in $(seq "$k"); do breach_line; done
     met_us=$line_us
     give_up=$((met_us + for_ms * 1000 + 10000000))
     while (($(wc -l <"$stamps") <= before)); do
@@ -213,8 +259,13 @@ for i in $(seq "$incidents"); do
             fail "incident $i: no hook start 10 s after condition met + for: $(wc -l <"$stamps"), want $((before + 1))"
         kill -0 "$agent_pid" 2>/dev/null || fail "the daemon exited"
         sleep 0.1
-        for _ in $(seq "$k"); do line error 500; done
+        for _ in $(seq "$k"); do breach_line; done
     done
+    if [[ "$rule" == p99 ]]; then
+        met_us=$(crossed_at "$step_us")
+        [[ -n "$met_us" ]] || fail "incident $i: the p99 over 30 s never crossed 100 ms in the lines written"
+    fi
+    crossings+=($(((met_us - step_us) / 1000)))
     hook=$(tail -1 "$stamps")
     hook_us=$((10#${hook%.*} * 1000000 + 10#${hook#*.}))
     fired=$(grep 'rule router-errors (critical): [a-z]* -> firing' "$work/agent.err" | sed -n "${i}p" | cut -d' ' -f1 || true)
@@ -226,8 +277,8 @@ for i in $(seq "$incidents"); do
     latencies+=($(((hook_us - due_us) / 1000)))
     waits+=($(((fired_us - due_us) / 1000)))
     runs+=($(((hook_us - fired_us) / 1000)))
-    printf 'incident %2d: hook started %3d ms after condition met + for (%3d ms to the evaluation that fired, %3d ms from there)\n' \
-        "$i" "${latencies[-1]}" "${waits[-1]}" "${runs[-1]}"
+    printf 'incident %2d: condition met %3d ms after the step; hook started %3d ms after condition met + for (%3d ms to the evaluation that fired, %3d ms from there)\n' \
+        "$i" "${crossings[-1]}" "${latencies[-1]}" "${waits[-1]}" "${runs[-1]}"
     # Clear the latch for the next incident (through the daemon's admin API).
     if ((i < incidents)); then
         "$rollguard" rearm --config "$work/rearm.toml" >"$work/rearm.out" 2>&1 ||
@@ -246,12 +297,14 @@ stats() {
         printf "%-44s min %4d  median %4.0f  p95 %4d  max %4d\n", name, v[1], med, v[r], v[n]
     }'
 }
-echo "$incidents incidents, tick $tick_ms ms, evaluation every $every_ms ms, for $for_, random phase; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$incidents incidents, rule $rule, tick $tick_ms ms, evaluation every $every_ms ms, for $for_, random phase; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+stats "step -> condition met (the window crossing):" "${crossings[@]}"
 stats "condition met + for -> hook process start (ms):" "${latencies[@]}"
 stats "  condition met + for -> evaluation that fired:" "${waits[@]}"
 stats "  evaluation that fired -> hook start:" "${runs[@]}"
-# The targets: the condition crosses at once (the K-th line), so what is left is the wait
-# for the next evaluation and the hook's start.
+# The targets, beyond the window crossing (count: none, the K-th line completes the
+# condition; p99: from the step to the crossing, printed above): the wait for the next
+# evaluation and the hook's start.
 median=$(printf '%s\n' "${latencies[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 over=$(printf '%s\n' "${latencies[@]}" | awk '$1 > 200' | wc -l)
 echo "target median <= 100 ms beyond for: $(awk -v m="$median" 'BEGIN { print (m <= 100) ? "met" : "missed" }') (median $median ms)"

@@ -337,6 +337,36 @@ TEST_CASE("with a stamp span, a window covers what its stamps stand for: W when 
     }
 }
 
+TEST_CASE("a window's quantiles follow every change of its aggregate", "[store][window]") {
+    // Quantiles are kept between evaluations while the window does not change: every way
+    // the window changes must show in the next answer.
+    const auto latencies = [](std::int64_t us, int n) {
+        IntervalStats s;
+        s.events = n;
+        for (int i = 0; i < n; ++i) {
+            s.latency.record(us);
+        }
+        return s;
+    };
+    Series series;
+    const WindowHandle h = series.addWindow(10s);  // 100 ms slots
+    const WindowView& v = series.window(h);
+    series.add(t0, latencies(1000, 10));
+    CHECK(v.quantileSeconds(0.99) == Approx(0.001).epsilon(0.001));
+    CHECK(v.quantileSeconds(0.99) == Approx(0.001).epsilon(0.001));  // kept
+    series.add(t0 + 1s, latencies(50'000, 10));  // add
+    CHECK(v.quantileSeconds(0.99) == Approx(0.05).epsilon(0.001));
+    CHECK(v.quantileSeconds(0.25) == Approx(0.001).epsilon(0.001));
+    series.advance(t0 + 10s + 500ms);  // the first slot leaves
+    CHECK(v.quantileSeconds(0.25) == Approx(0.05).epsilon(0.001));
+    series.addAt(t0 + 5s, latencies(2000, 100));  // late data into a sealed slot
+    CHECK(v.quantileSeconds(0.25) == Approx(0.002).epsilon(0.001));
+    CHECK(v.quantileSeconds(0.99) == Approx(0.05).epsilon(0.001));
+    series.advance(t0 + 30s);  // everything leaves
+    CHECK(v.quantileSeconds(0.99) == 0.0);
+    CHECK(v.quantileSeconds(0.25) == 0.0);
+}
+
 TEST_CASE("sparse counts round-trip a histogram", "[store][window]") {
     HdrHistogram h(1, 3'600'000'000, 3);
     std::mt19937_64 rng(5);

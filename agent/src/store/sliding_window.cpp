@@ -333,7 +333,15 @@ WindowView::WindowView(std::chrono::nanoseconds length, std::chrono::nanoseconds
       points_(points) {}
 
 double WindowView::quantileSeconds(double q) const {
-    return static_cast<double>(aggregate_.latency.valueAtPercentile(q * 100.0)) / units_per_second_;
+    for (const auto& c : quantiles_) {
+        if (c.generation == generation_ && c.q == q) {
+            return c.seconds;
+        }
+    }
+    const double seconds = static_cast<double>(aggregate_.latency.valueAtPercentile(q * 100.0)) / units_per_second_;
+    quantiles_[next_quantile_] = CachedQuantile{q, generation_, seconds};
+    next_quantile_ = (next_quantile_ + 1) % quantiles_.size();
+    return seconds;
 }
 
 double WindowView::meanSeconds() const {
@@ -588,6 +596,7 @@ void Series::advance(rules::TimePoint now) {
                 subtractSlot(w->aggregate_, *it);
             }
             w->excluded_up_to_ = boundary;
+            ++w->generation_;
         }
         const rules::TimePoint window_start{std::chrono::duration_cast<rules::TimePoint::duration>(
             w->slot_width_ * (boundary + 1))};
@@ -717,6 +726,7 @@ void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
         for (auto& w : windows_) {
             if (w->ring_ == r && index > w->excluded_up_to_) {
                 mergeInto(w->aggregate_, interval);
+                ++w->generation_;
             }
         }
     }
@@ -737,6 +747,7 @@ void Series::add(rules::TimePoint now, const IntervalStats& interval) {
     }
     for (auto& w : windows_) {
         mergeInto(w->aggregate_, interval);
+        ++w->generation_;
     }
 }
 
@@ -991,6 +1002,7 @@ bool Series::restore(std::string_view bytes) {
 }
 
 void Series::rebuild(WindowView& w) {
+    ++w.generation_;
     w.aggregate_.reset();
     w.covered_ = std::chrono::nanoseconds{0};
     const Ring& ring = *rings_[w.ring_];

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -266,6 +267,18 @@ private:
     double units_per_second_;
     IntervalStats aggregate_;
     const std::deque<ValuePoint>* points_;  // the owning Series' points
+    /// Bumped by every change of aggregate_ (the Series changes it in add, advance, addAt
+    /// and rebuild). Rules are evaluated every 100 ms, mostly over windows that did not
+    /// change since the last evaluation: the last few quantiles are kept per generation,
+    /// so an idle agent does not walk its histograms ten times a second.
+    std::uint64_t generation_ = 1;
+    struct CachedQuantile {
+        double q = -1.0;
+        std::uint64_t generation = 0;
+        double seconds = 0.0;
+    };
+    mutable std::array<CachedQuantile, 4> quantiles_{};
+    mutable std::size_t next_quantile_ = 0;
 };
 
 /// Opaque handle of a registered window.
