@@ -143,11 +143,15 @@ struct StatusSnapshot {
         std::uint64_t heap_in_use_bytes = 0;  ///< handed out by the allocator
         std::uint64_t heap_free_bytes = 0;    ///< freed, kept by the allocator
         std::uint64_t windows_bytes = 0;      ///< every source's windows, label-set streams included
-        std::uint64_t checkpoint_bytes = 0;   ///< the last checkpoint file written
+        std::uint64_t checkpoint_bytes = 0;   ///< the checkpoint on disk: its base and its journal
     };
     Memory memory;
     std::uint64_t checkpoints = 0;
     std::uint64_t checkpoint_failures = 0;
+    /// Bytes written to the checkpoint's base and journal, and bases written (the first
+    /// one and each compaction), since the start.
+    std::uint64_t checkpoint_bytes_written = 0;
+    std::uint64_t checkpoint_bases = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
     std::optional<rules::TimePoint> last_checkpoint;
     /// True while the last write of that state file failed (disk full, read-only
@@ -331,6 +335,12 @@ private:
     /// Moves what the sources recorded into their series (with the matching positions).
     void collect(rules::TimePoint now);
     void writeCheckpointNow(rules::TimePoint now);
+    /// A whole checkpoint, streamed series by series into a new base.
+    std::optional<std::string> writeCheckpointBase();
+    /// What changed since the last checkpoint, appended to the journal.
+    std::optional<std::string> appendCheckpointChanges();
+    /// After a checkpoint is on disk: every series' slots are in it.
+    void markCheckpointSaved();
     BreachEvent makeEvent(const rules::Notification& n) const;
     /// The Handoff::firing_alerts of this daemon's rules now.
     std::vector<Handoff::FiringAlert> firingAlerts() const;
@@ -395,6 +405,7 @@ private:
     StatusSnapshot snapshot_;
 
     std::string checkpoint_path_;  // empty: no checkpoints
+    std::unique_ptr<CheckpointStore> checkpoint_store_;  // null without checkpoints
     std::string rules_state_path_;  // empty: rules' state not persisted
     std::chrono::steady_clock::time_point last_checkpoint_{};
     bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
