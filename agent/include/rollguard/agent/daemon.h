@@ -408,6 +408,9 @@ private:
     std::unique_ptr<CheckpointStore> checkpoint_store_;  // null without checkpoints
     std::string rules_state_path_;  // empty: rules' state not persisted
     std::chrono::steady_clock::time_point last_checkpoint_{};
+    /// How often the tick hands free heap pages back (releaseFreeMemory), and when it last did.
+    static constexpr std::chrono::seconds kTrimEvery{10};
+    std::chrono::steady_clock::time_point last_trim_{};
     bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
 
     std::unique_ptr<IncidentLog> incident_log_;  // null without state_dir
