@@ -65,6 +65,26 @@ ZeroedCounts::ZeroedCounts(std::size_t n) : size_(n) {
     }
 }
 
+std::size_t ZeroedCounts::residentBytes() const {
+    const std::size_t bytes = size_ * sizeof(std::int64_t);
+    if (!mapped_) {
+        return bytes;
+    }
+    const std::size_t pages = (bytes + kPage - 1) / kPage;
+    unsigned char vec[128];  // 512 KiB of counts per call
+    std::size_t resident = 0;
+    for (std::size_t first = 0; first < pages; first += sizeof vec) {
+        const std::size_t n = std::min(sizeof vec, pages - first);
+        if (::mincore(reinterpret_cast<unsigned char*>(data_) + first * kPage, n * kPage, vec) != 0) {
+            return bytes;  // cannot tell: count it all
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            resident += (vec[i] & 1U) != 0 ? kPage : 0;
+        }
+    }
+    return std::min(resident, bytes);
+}
+
 ZeroedCounts::~ZeroedCounts() {
     release();
 }
@@ -488,8 +508,11 @@ void HdrHistogram::forEachNonZero(const std::function<void(std::int32_t, std::in
 }
 
 std::size_t HdrHistogram::memoryBytes() const {
-    // The counts' whole size, though a large array is resident only where written.
     return sizeof(*this) + counts_.size() * sizeof(std::int64_t) + nonzero_.capacity() * sizeof(std::uint64_t);
+}
+
+std::size_t HdrHistogram::residentBytes() const {
+    return sizeof(*this) + counts_.residentBytes() + nonzero_.capacity() * sizeof(std::uint64_t);
 }
 
 }  // namespace rollguard::agent

@@ -1265,13 +1265,13 @@ void Series::rebuild(WindowView& w) {
 std::size_t Series::memoryBytes() const {
     std::size_t bytes = sizeof(*this);
     for (const auto& ring : rings_) {
-        bytes += sizeof(Ring) + ring->open.latency.memoryBytes() - sizeof(HdrHistogram);
+        bytes += sizeof(Ring) + ring->open.latency.residentBytes() - sizeof(HdrHistogram);
         for (const auto& slot : ring->sealed) {
             bytes += sizeof(SealedSlot) + slot.counts.byteSize();
         }
     }
     for (const auto& w : windows_) {
-        bytes += sizeof(WindowView) + w->aggregate_.latency.memoryBytes() - sizeof(HdrHistogram);
+        bytes += sizeof(WindowView) + w->aggregate_.latency.residentBytes() - sizeof(HdrHistogram);
     }
     // A deque allocates in blocks; counting the points themselves is close enough.
     bytes += points_.size() * sizeof(ValuePoint);

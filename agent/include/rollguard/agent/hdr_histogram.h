@@ -29,6 +29,8 @@ public:
     std::int64_t& operator[](std::size_t i) { return data_[i]; }
     const std::int64_t& operator[](std::size_t i) const { return data_[i]; }
     std::size_t size() const { return size_; }
+    /// Bytes of the array in memory: a mapped array's resident pages (mincore), else all.
+    std::size_t residentBytes() const;
     std::int64_t* begin() { return data_; }
     std::int64_t* end() { return data_ + size_; }
     const std::int64_t* begin() const { return data_; }
@@ -153,7 +155,11 @@ public:
     std::int64_t highestTrackableValue() const { return highest_; }
     int significantFigures() const { return sigfigs_; }
     bool sameConfiguration(const HdrHistogram& other) const;
+    /// Bytes the histogram holds: the object, its counts and its index.
     std::size_t memoryBytes() const;
+    /// memoryBytes() as far as it is in memory: the counts only where written (they start
+    /// as untouched zero pages, detail::ZeroedCounts).
+    std::size_t residentBytes() const;
 
 private:
     std::int64_t lowest_;

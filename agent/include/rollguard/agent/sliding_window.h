@@ -370,7 +370,8 @@ public:
     void markSaved();
 
     /// Bytes held by the series: sealed slots, the rings' open slots, the aggregates and
-    /// the value points.
+    /// the value points; of the dense histograms (open slots, aggregates), the counts
+    /// pages in memory (HdrHistogram::residentBytes).
     std::size_t memoryBytes() const;
     /// Sealed slots held over all rings.
     std::size_t sealedSlots() const;
