@@ -50,7 +50,7 @@ constexpr std::size_t kPage = 4096;
 
 ZeroedCounts::ZeroedCounts(std::size_t n) : size_(n) {
     const std::size_t bytes = n * sizeof(std::int64_t);
-    if (bytes >= kMapAt) {
+    if (kMapsLargeArrays && bytes >= kMapAt) {
         void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) {
             throw std::bad_alloc();

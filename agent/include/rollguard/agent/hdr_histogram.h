@@ -18,6 +18,20 @@ namespace detail {
 /// the pages holding a non-zero count. Thread-safety: none.
 class ZeroedCounts {
 public:
+    /// Whether large arrays are mappings. Not under AddressSanitizer, which checks the
+    /// bounds of calloc'd blocks but not of mappings.
+#if defined(__SANITIZE_ADDRESS__)
+    static constexpr bool kMapsLargeArrays = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    static constexpr bool kMapsLargeArrays = false;
+#else
+    static constexpr bool kMapsLargeArrays = true;
+#endif
+#else
+    static constexpr bool kMapsLargeArrays = true;
+#endif
+
     ZeroedCounts() = default;
     explicit ZeroedCounts(std::size_t n);
     ~ZeroedCounts();
