@@ -272,6 +272,43 @@ TEST_CASE("daemon: after the first checkpoint only what changed is appended, and
     CHECK(resumed.snapshot().sources[0].lines == 0);
 }
 
+TEST_CASE("daemon: a journal cut in its last record restores the record before it and reads the rest again",
+          "[daemon][checkpoint]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    auto config = makeConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    const auto journal = dir / "state" / "checkpoint.journal";
+    rules::ManualClock clock;
+    std::uintmax_t before_last = 0;
+    {
+        agent::Daemon daemon(config, clock);
+        for (int n : {10, 5, 5, 7}) {
+            before_last = std::filesystem::exists(journal) ? std::filesystem::file_size(journal) : 0;
+            appendFile(dir / "app.log", lines(n, 0, 20));
+            clock.advance(1s);
+            daemon.pollSources();
+            daemon.tick();
+        }
+        REQUIRE(daemon.snapshot().checkpoints == 4);
+        daemon.stopWithoutSaving();  // as after kill -9
+    }
+    // A crash in the middle of the last append: half of its record is on disk.
+    const auto size = std::filesystem::file_size(journal);
+    REQUIRE(size > before_last + 2);
+    std::filesystem::resize_file(journal, before_last + (size - before_last) / 2);
+    // The state of the third checkpoint (20 events, positions after them); the last 7
+    // lines are read again: all 27 in the window, once.
+    agent::Daemon resumed(config, clock);
+    resumed.pollSources();
+    clock.advance(1s);
+    resumed.tick();
+    CHECK(resumed.snapshot().sources[0].lines == 7);
+    CHECK(resumed.snapshot().rules[0].samples == 27);
+}
+
 TEST_CASE("daemon: a reload hands positions, windows and unchanged rules' state to the new config", "[daemon][reload]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
