@@ -310,7 +310,9 @@ void replayJournal(Checkpoint& cp, std::uint64_t base_checksum, std::string_view
     if (names != base_checksum) {
         // A crash between a new base and its new journal, or a base written by a version
         // without journals: the base alone is the newest complete state.
-        load.journal_note = "it belongs to another base (left by an interrupted compaction); ignored";
+        load.journal_note =
+            "it names another base (an interrupted compaction, or a checkpoint written since by a version "
+            "without journals); ignored";
         return;
     }
     Replay replay(cp);

@@ -555,8 +555,12 @@ void Daemon::restoreCheckpoint() {
         // The state used is still a complete one (positions matching the windows): what
         // was read after it is read again.
         const auto level = load.journal_torn_tail ? spdlog::level::info : spdlog::level::warn;
-        spdlog::log(level, "checkpoint journal {}; using the base and the {} record(s) before that",
-                    load.journal_note, load.journal_records);
+        if (load.journal_records == 0) {
+            spdlog::log(level, "checkpoint journal {}; using the base alone", load.journal_note);
+        } else {
+            spdlog::log(level, "checkpoint journal {}; using the base and the {} record(s) before that",
+                        load.journal_note, load.journal_records);
+        }
     } else if (load.journal_records > 0) {
         spdlog::info("checkpoint: the base and {} journal record(s)", load.journal_records);
     }
