@@ -22,10 +22,12 @@
 # seconds / wall seconds), VmRSS at the end, VmHWM (peak RSS so far) and threads; for the
 # load phase also the writer's own CPU, and how long the daemon took after the writer
 # stopped to count every line (rollguard_source_lines_total == lines written: it kept up).
-# A load phase of 60 s or more also prints VmRSS every 30 s. At the end, where the memory
-# goes: the daemon's own breakdown (`memory` in /api/v1/status).
-# Then idle again for min(N, 60) s, the windows now full of the load's data (what an
-# evaluation costs when its quantiles have histograms to walk).
+# A load phase of 60 s or more also prints VmRSS every 30 s. Then idle again for min(N, 60)
+# s, the windows now full of the load's data (what an evaluation costs when its quantiles
+# have histograms to walk). Then the bytes the daemon wrote per second of the load (all its
+# writes, /proc/PID/io wchar; and its checkpoints' alone,
+# rollguard_checkpoint_written_bytes_total). At the end, where the memory goes: the
+# daemon's own breakdown (`memory` in /api/v1/status).
 # Targets (printed, never enforced): <= 20 MB RSS, <= 1 core at 100k lines/s, idle CPU
 # <= 0.2% of a core.
 # Exit: 0 figures printed, 1 the daemon died or never counted every line, 2 bad usage.
@@ -123,8 +125,15 @@ t1=$(now_ns); c1=$(cpu_ticks "$agent_pid")
 idle_rss=$(status_kb "$agent_pid" VmRSS); idle_hwm=$(status_kb "$agent_pid" VmHWM)
 idle_threads=$(status_kb "$agent_pid" Threads)
 
+# Bytes the daemon wrote (write(2) and friends, files and sockets: /proc/PID/io wchar) and
+# bytes its checkpoints wrote (the counter; empty for versions without it).
+wchar() { awk '$1 == "wchar:" { print $2 }' "/proc/$1/io" 2>/dev/null || fail "the daemon exited (no /proc/$1)"; }
+checkpoint_written() {
+    curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^rollguard_checkpoint_written_bytes_total / { print $2 }'
+}
 # Load phase: the writer paces R lines/s for N seconds (healthy traffic only).
 expected=$((rate * seconds))
+w2=$(wchar "$agent_pid"); k2=$(checkpoint_written || true)
 t2=$(now_ns); c2=$(cpu_ticks "$agent_pid")
 (
     TIMEFORMAT='%U %S'
@@ -147,6 +156,7 @@ done
 wait "$writer_pid" || fail "the writer failed"
 writer_pid=""
 t3=$(now_ns); c3=$(cpu_ticks "$agent_pid")
+w3=$(wchar "$agent_pid"); k3=$(checkpoint_written || true)
 written=$(wc -l <"$log")
 # Catch-up: how long after the writer stopped until every line is counted (<= 30 s).
 caught_up_ms=""
@@ -188,6 +198,12 @@ awk -v secs="$seconds" -v rate="$rate" -v tck="$clk_tck" -v written="$written" -
     printf "%-22s %8.2f %8.2f %8.3f\n", "writer (loggen)", lw, wcpu, wcpu / lw
     printf "lines: %d written (%d asked, %.0f lines/s achieved); all counted %d ms after the writer stopped; %d error line(s) logged\n", written, expected, written / lw, catch, errors
     printf "daemon CPU per line: %.2f us; targets: <= 20 MB RSS (peak %.1f MB), <= 1 core at 100k lines/s (%.3f), idle CPU <= 0.002 cores (%.4f; windows full %.4f)\n", 1e6 * lc / written, lhwm / 1024, lc / lw, ic / iw, ac / aw
+}'
+awk -v w="$((w3 - w2))" -v t2="$t2" -v t3="$t3" -v k2="$k2" -v k3="$k3" 'BEGIN {
+    lw = (t3 - t2) / 1e9
+    printf "written during the load: %.0f KB/s by the daemon (wchar)", w / lw / 1024
+    if (k2 != "" && k3 != "") printf ", %.0f KB/s by its checkpoints", (k3 - k2) / lw / 1024
+    printf "\n"
 }'
 if [[ -n "$rss_over_time" ]]; then
     echo "VmRSS during the load:$rss_over_time"

@@ -133,7 +133,7 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     auto& memory = fams.family("rollguard_memory_bytes",
                                "Where the agent's memory goes: rss, anon (heap, stacks), file (binary and "
                                "libraries), heap_in_use and heap_free (the allocator's view), windows (every "
-                               "source's windows) and checkpoint (the last checkpoint file).",
+                               "source's windows) and checkpoint (the checkpoint on disk: base and journal).",
                                MetricType::Gauge);
     for (const auto& [part, bytes] : memoryParts(s.memory)) {
         add(memory, {{"part", part}}, static_cast<double>(bytes));
@@ -144,6 +144,13 @@ std::string renderMetrics(const agent::StatusSnapshot& s) {
     add(fams.family("rollguard_checkpoint_failures_total", "Checkpoints that could not be written.",
                     MetricType::Counter),
         {}, static_cast<double>(s.checkpoint_failures));
+    add(fams.family("rollguard_checkpoint_written_bytes_total",
+                    "Bytes written to the checkpoint's base and journal.", MetricType::Counter),
+        {}, static_cast<double>(s.checkpoint_bytes_written));
+    add(fams.family("rollguard_checkpoint_bases_total",
+                    "Whole checkpoints (bases) written: the first one and each compaction of the journal.",
+                    MetricType::Counter),
+        {}, static_cast<double>(s.checkpoint_bases));
     auto& failing = fams.family("rollguard_state_write_failing",
                                 "1 while the last write of that state file failed (disk full, read-only state_dir).",
                                 MetricType::Gauge);
@@ -416,6 +423,8 @@ std::string renderStatusJson(const agent::StatusSnapshot& s) {
     w.key("checkpoints").beginObject();
     w.key("written").value(s.checkpoints);
     w.key("failures").value(s.checkpoint_failures);
+    w.key("bytes_written").value(s.checkpoint_bytes_written);
+    w.key("bases").value(s.checkpoint_bases);
     w.key("last");
     optionalTime(s.last_checkpoint);
     w.key("rules_state_failures").value(s.rules_state_failures);

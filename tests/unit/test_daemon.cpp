@@ -225,6 +225,91 @@ TEST_CASE("daemon: checkpoints are written when something changed, not while idl
     CHECK(resumed.snapshot().sources[0].lines == 0);
 }
 
+TEST_CASE("daemon: after the first checkpoint only what changed is appended, and a crash restores all of it",
+          "[daemon][checkpoint]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    auto config = makeConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    const auto base = dir / "state" / "checkpoint";
+    const auto journal = dir / "state" / "checkpoint.journal";
+    rules::ManualClock clock;
+    {
+        agent::Daemon daemon(config, clock);
+        auto step = [&](int n) {
+            appendFile(dir / "app.log", lines(n, 0, 20));
+            clock.advance(1s);
+            daemon.pollSources();
+            daemon.tick();
+            return daemon.snapshot();
+        };
+        auto s = step(10);
+        CHECK(s.checkpoints == 1);
+        CHECK(s.checkpoint_bases == 1);
+        struct stat first {};
+        REQUIRE(::stat(base.c_str(), &first) == 0);
+        const auto journal_empty = std::filesystem::file_size(journal);
+        for (int i = 0; i < 4; ++i) {
+            s = step(5);
+        }
+        CHECK(s.checkpoints == 5);
+        CHECK(s.checkpoint_bases == 1);  // the base was not written again
+        struct stat now {};
+        REQUIRE(::stat(base.c_str(), &now) == 0);
+        CHECK(now.st_ino == first.st_ino);
+        CHECK(std::filesystem::file_size(journal) > journal_empty);
+        CHECK((std::filesystem::status(journal).permissions() & std::filesystem::perms::all) ==
+              (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+        CHECK(s.checkpoint_bytes_written < 5 * std::filesystem::file_size(base) + 5 * 1024);
+        daemon.stopWithoutSaving();  // as after kill -9: no final checkpoint
+    }
+    // The base and its four records: the window holds all 30 events, nothing is re-read.
+    agent::Daemon resumed(config, clock);
+    resumed.pollSources();
+    resumed.tick();
+    CHECK(resumed.snapshot().rules[0].samples == 30);
+    CHECK(resumed.snapshot().sources[0].lines == 0);
+}
+
+TEST_CASE("daemon: a journal cut in its last record restores the record before it and reads the rest again",
+          "[daemon][checkpoint]") {
+    TempDir dir;
+    writeFile(dir / "app.log", "");
+    writeFile(dir / "app.env", "CANARY=1\n");
+    auto config = makeConfig(dir);
+    config.agent.state_dir = (dir / "state").string();
+    config.agent.checkpoint_interval = std::chrono::nanoseconds{1};
+    const auto journal = dir / "state" / "checkpoint.journal";
+    rules::ManualClock clock;
+    std::uintmax_t before_last = 0;
+    {
+        agent::Daemon daemon(config, clock);
+        for (int n : {10, 5, 5, 7}) {
+            before_last = std::filesystem::exists(journal) ? std::filesystem::file_size(journal) : 0;
+            appendFile(dir / "app.log", lines(n, 0, 20));
+            clock.advance(1s);
+            daemon.pollSources();
+            daemon.tick();
+        }
+        REQUIRE(daemon.snapshot().checkpoints == 4);
+        daemon.stopWithoutSaving();  // as after kill -9
+    }
+    // A crash in the middle of the last append: half of its record is on disk.
+    const auto size = std::filesystem::file_size(journal);
+    REQUIRE(size > before_last + 2);
+    std::filesystem::resize_file(journal, before_last + (size - before_last) / 2);
+    // The state of the third checkpoint (20 events, positions after them); the last 7
+    // lines are read again: all 27 in the window, once.
+    agent::Daemon resumed(config, clock);
+    resumed.pollSources();
+    clock.advance(1s);
+    resumed.tick();
+    CHECK(resumed.snapshot().sources[0].lines == 7);
+    CHECK(resumed.snapshot().rules[0].samples == 27);
+}
+
 TEST_CASE("daemon: a reload hands positions, windows and unchanged rules' state to the new config", "[daemon][reload]") {
     TempDir dir;
     writeFile(dir / "app.log", "");
@@ -664,7 +749,9 @@ TEST_CASE("daemon: the status says where the memory goes", "[daemon][memory]") {
     REQUIRE(s.sources.size() == 1);
     CHECK(m.windows_bytes == s.sources[0].window_bytes);  // one source, no scrapes
     CHECK(m.windows_bytes > 0);
-    CHECK(m.checkpoint_bytes == std::filesystem::file_size(dir / "state" / "checkpoint"));
+    // The checkpoint on disk: its base and its journal.
+    CHECK(m.checkpoint_bytes == std::filesystem::file_size(dir / "state" / "checkpoint") +
+                                    std::filesystem::file_size(dir / "state" / "checkpoint.journal"));
 
     // 64 MiB held and touched by this process shows in the allocator's and the kernel's view.
     const auto before = m;

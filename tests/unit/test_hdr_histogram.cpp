@@ -875,3 +875,40 @@ TEST_CASE("hdr add and subtract are exact over random histograms", "[store][hdr]
         }
     }
 }
+
+TEST_CASE("hdr counts are in memory only where written; copies and moves keep every count", "[store][hdr]") {
+    HdrHistogram h(1, 3'600'000'000, 3);
+    const std::size_t counts_bytes = static_cast<std::size_t>(h.countsLength()) * sizeof(std::int64_t);
+    REQUIRE(counts_bytes > 64 * 1024);  // the mapped case
+    constexpr bool mapped = rollguard::agent::detail::ZeroedCounts::kMapsLargeArrays;  // not under ASan
+    // Fresh: not one page of counts in memory (the index and the object are).
+    if (mapped) {
+        CHECK(h.residentBytes() < h.memoryBytes() - counts_bytes + 4096);
+    }
+    std::mt19937_64 rng(5);
+    std::lognormal_distribution<double> latency(std::log(20'000.0), 0.5);
+    for (int i = 0; i < 10'000; ++i) {
+        h.record(std::llround(latency(rng)));
+    }
+    h.record(3'000'000'000);  // one far count: one more page
+    const std::size_t written = h.residentBytes();
+    CHECK(written > h.memoryBytes() - counts_bytes);
+    if (mapped) {
+        CHECK(written < h.memoryBytes() / 2);
+    }
+
+    const HdrHistogram copy(h);  // NOLINT(performance-unnecessary-copy-initialization)
+    CHECK(copy.residentBytes() <= written);
+    for (std::int32_t i = 0; i < h.countsLength(); ++i) {
+        REQUIRE(copy.countAtIndex(i) == h.countAtIndex(i));
+    }
+    HdrHistogram assigned(1, 3'600'000'000, 3);
+    assigned.record(7);
+    assigned = copy;
+    HdrHistogram moved(std::move(assigned));
+    for (std::int32_t i = 0; i < h.countsLength(); ++i) {
+        REQUIRE(moved.countAtIndex(i) == h.countAtIndex(i));
+    }
+    CHECK(moved.totalCount() == h.totalCount());
+    CHECK(moved.valueAtPercentile(99.0) == h.valueAtPercentile(99.0));
+}

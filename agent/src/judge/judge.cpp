@@ -239,15 +239,35 @@ bool Judge::addPart(std::size_t source_index, const RecordedPart& part, rules::T
 }
 
 std::vector<StreamCheckpoint> Judge::saveStreams(std::size_t source_index) {
+    adoptNewStreams(*sources_.at(source_index));
+    std::vector<StreamCheckpoint> out;
+    forEachStream(source_index, [&](const std::string& selection, const std::string& group, Series& series) {
+        out.push_back(StreamCheckpoint{selection, group, series.serialize()});
+    });
+    return out;
+}
+
+std::size_t Judge::streamCount(std::size_t source_index) {
     Source& source = *sources_.at(source_index);
     adoptNewStreams(source);
-    std::vector<StreamCheckpoint> out;
+    std::size_t n = 0;
+    for (const auto& slot : source.slots) {
+        n += slot->streams.size();
+    }
+    return n;
+}
+
+void Judge::forEachStream(std::size_t source_index,
+                          const std::function<void(const std::string& selection, const std::string& group,
+                                                   Series& series)>& fn) {
+    // No adoption here: a tailer may assign a stream at any moment, and the count a caller
+    // took from streamCount() must stay the number of calls.
+    const Source& source = *sources_.at(source_index);
     for (const auto& slot : source.slots) {
         for (const auto& [group, stream] : slot->streams) {
-            out.push_back(StreamCheckpoint{slot->key, group, source.streams[stream]->serialize()});
+            fn(slot->key, group, *source.streams[stream]);
         }
     }
-    return out;
 }
 
 std::size_t Judge::restoreStreams(std::size_t source_index, const std::vector<StreamCheckpoint>& saved) {

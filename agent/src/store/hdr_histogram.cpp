@@ -1,6 +1,12 @@
 #include "rollguard/agent/hdr_histogram.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -32,6 +38,109 @@ std::int32_t bucketsNeeded(std::int64_t highest, std::int64_t sub_bucket_count, 
 }
 
 }  // namespace
+
+namespace detail {
+
+namespace {
+
+constexpr std::size_t kMapAt = 64 * 1024;  // bytes: from here on, an anonymous mapping
+constexpr std::size_t kPage = 4096;
+
+}  // namespace
+
+ZeroedCounts::ZeroedCounts(std::size_t n) : size_(n) {
+    const std::size_t bytes = n * sizeof(std::int64_t);
+    if (kMapsLargeArrays && bytes >= kMapAt) {
+        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            throw std::bad_alloc();
+        }
+        data_ = static_cast<std::int64_t*>(p);
+        mapped_ = true;
+    } else if (n > 0) {
+        data_ = static_cast<std::int64_t*>(std::calloc(n, sizeof(std::int64_t)));
+        if (data_ == nullptr) {
+            throw std::bad_alloc();
+        }
+    }
+}
+
+std::size_t ZeroedCounts::residentBytes() const {
+    const std::size_t bytes = size_ * sizeof(std::int64_t);
+    if (!mapped_) {
+        return bytes;
+    }
+    const std::size_t pages = (bytes + kPage - 1) / kPage;
+    unsigned char vec[128];  // 512 KiB of counts per call
+    std::size_t resident = 0;
+    for (std::size_t first = 0; first < pages; first += sizeof vec) {
+        const std::size_t n = std::min(sizeof vec, pages - first);
+        if (::mincore(reinterpret_cast<unsigned char*>(data_) + first * kPage, n * kPage, vec) != 0) {
+            return bytes;  // cannot tell: count it all
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            resident += (vec[i] & 1U) != 0 ? kPage : 0;
+        }
+    }
+    return std::min(resident, bytes);
+}
+
+ZeroedCounts::~ZeroedCounts() {
+    release();
+}
+
+void ZeroedCounts::release() noexcept {
+    if (data_ != nullptr) {
+        if (mapped_) {
+            ::munmap(data_, size_ * sizeof(std::int64_t));
+        } else {
+            std::free(data_);
+        }
+    }
+    data_ = nullptr;
+    size_ = 0;
+    mapped_ = false;
+}
+
+ZeroedCounts::ZeroedCounts(const ZeroedCounts& other) : ZeroedCounts(other.size_) {
+    // Page by page, only where the source holds a non-zero count: reading a page never
+    // written maps the shared zero page, so neither copy grows for the zeros.
+    const auto* from = reinterpret_cast<const unsigned char*>(other.data_);
+    auto* to = reinterpret_cast<unsigned char*>(data_);
+    const std::size_t bytes = size_ * sizeof(std::int64_t);
+    for (std::size_t at = 0; at < bytes; at += kPage) {
+        const std::size_t len = std::min(kPage, bytes - at);
+        const auto* words = reinterpret_cast<const std::int64_t*>(from + at);
+        const bool any = std::any_of(words, words + len / sizeof(std::int64_t), [](std::int64_t c) { return c != 0; });
+        if (any) {
+            std::memcpy(to + at, from + at, len);
+        }
+    }
+}
+
+ZeroedCounts& ZeroedCounts::operator=(const ZeroedCounts& other) {
+    if (this != &other) {
+        ZeroedCounts copy(other);
+        *this = std::move(copy);
+    }
+    return *this;
+}
+
+ZeroedCounts::ZeroedCounts(ZeroedCounts&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, false)) {}
+
+ZeroedCounts& ZeroedCounts::operator=(ZeroedCounts&& other) noexcept {
+    if (this != &other) {
+        release();
+        data_ = std::exchange(other.data_, nullptr);
+        size_ = std::exchange(other.size_, 0);
+        mapped_ = std::exchange(other.mapped_, false);
+    }
+    return *this;
+}
+
+}  // namespace detail
 
 HdrHistogram::HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfigs)
     : lowest_(lowest), highest_(highest), sigfigs_(sigfigs) {
@@ -65,7 +174,7 @@ HdrHistogram::HdrHistogram(std::int64_t lowest, std::int64_t highest, int sigfig
     counts_len_ = (bucket_count_ + 1) * sub_bucket_half_count_;
     min_index_ = counts_len_;
     max_index_ = -1;
-    counts_.assign(static_cast<std::size_t>(counts_len_), 0);
+    counts_ = detail::ZeroedCounts(static_cast<std::size_t>(counts_len_));
     nonzero_.assign((static_cast<std::size_t>(counts_len_) + 63) / 64, 0);
 }
 
@@ -399,7 +508,11 @@ void HdrHistogram::forEachNonZero(const std::function<void(std::int32_t, std::in
 }
 
 std::size_t HdrHistogram::memoryBytes() const {
-    return sizeof(*this) + counts_.capacity() * sizeof(std::int64_t) + nonzero_.capacity() * sizeof(std::uint64_t);
+    return sizeof(*this) + counts_.size() * sizeof(std::int64_t) + nonzero_.capacity() * sizeof(std::uint64_t);
+}
+
+std::size_t HdrHistogram::residentBytes() const {
+    return sizeof(*this) + counts_.residentBytes() + nonzero_.capacity() * sizeof(std::uint64_t);
 }
 
 }  // namespace rollguard::agent

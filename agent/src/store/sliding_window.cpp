@@ -1,5 +1,6 @@
 #include "rollguard/agent/sliding_window.h"
 
+#include "store/series_state.h"
 #include "util/bytes.h"
 
 #include <algorithm>
@@ -428,15 +429,7 @@ rules::SeriesStats WindowView::asSeriesStats() const {
 
 namespace {
 
-struct SealedSlot {
-    std::int64_t index = 0;
-    std::int64_t events = 0;
-    std::int64_t errors = 0;
-    double value_sum = 0.0;
-    std::int64_t value_count = 0;
-    std::int64_t overflow = 0;
-    SparseCounts counts;
-};
+using detail::SealedSlot;
 
 void subtractSlot(IntervalStats& from, const SealedSlot& slot) {
     from.events -= slot.events;
@@ -649,6 +642,7 @@ void Series::prunePoints() {
 }
 
 void Series::insertPoint(std::int64_t ns, double value) {
+    points_changed_from_ = points_changed_from_ ? std::min(*points_changed_from_, ns) : ns;
     if (!points_.empty() && points_.back().ns <= ns) {
         if (points_.back().ns == ns) {
             points_.back().value = value;
@@ -722,6 +716,7 @@ void Series::addAt(rules::TimePoint at, const IntervalStats& interval) {
             it->value_count = dense.value_count;
             it->overflow = dense.latency.overflowCount();
             it->counts = SparseCounts(dense.latency);
+            it->saved = false;  // the next checkpoint journal carries it again
         }
         for (auto& w : windows_) {
             if (w->ring_ == r && index > w->excluded_up_to_) {
@@ -759,6 +754,12 @@ namespace {
 // Format-1 bytes still restore, without points.
 constexpr std::uint64_t kSeriesFormatSlots = 1;
 constexpr std::uint64_t kSeriesFormat = 2;
+// Changes (serializeChanges), format 1: the settings and times as in format 2, then per
+// ring its width, its open slot, the index up to which its sealed slots are gone and the
+// slots sealed or re-encoded since the last save; then the points: the time before which
+// they are gone, and those at or after the earliest point added or replaced since the
+// last save.
+constexpr std::uint64_t kChangesFormat = 1;
 
 void writeSlot(ByteWriter& w, std::int64_t index, std::int64_t events, std::int64_t errors, double value_sum,
                std::int64_t value_count, std::int64_t overflow, std::string_view counts) {
@@ -769,6 +770,11 @@ void writeSlot(ByteWriter& w, std::int64_t index, std::int64_t events, std::int6
     w.varint(static_cast<std::uint64_t>(value_count));
     w.varint(static_cast<std::uint64_t>(overflow));
     w.bytes(counts);
+}
+
+void writeSlot(ByteWriter& w, const SealedSlot& slot) {
+    writeSlot(w, slot.index, slot.events, slot.errors, slot.value_sum, slot.value_count, slot.overflow,
+              slot.counts.raw());
 }
 
 bool readSlot(ByteReader& r, std::int32_t counts_length, SealedSlot& slot) {
@@ -820,7 +826,298 @@ bool readTime(ByteReader& r, std::optional<rules::TimePoint>& t) {
     return true;
 }
 
+void writeSettings(ByteWriter& w, const HistogramSettings& settings) {
+    w.varint(static_cast<std::uint64_t>(settings.lowest));
+    w.varint(static_cast<std::uint64_t>(settings.highest));
+    w.varint(static_cast<std::uint64_t>(settings.sigfigs));
+    w.f64(settings.units_per_second);
+}
+
+// The settings and the counts length of their histograms; false when they are not
+// settings a histogram accepts.
+bool readSettings(ByteReader& r, HistogramSettings& settings, std::int32_t& counts_length) {
+    std::uint64_t lowest = 0;
+    std::uint64_t highest = 0;
+    std::uint64_t sigfigs = 0;
+    if (!r.varint(lowest) || !r.varint(highest) || !r.varint(sigfigs) || !r.f64(settings.units_per_second) ||
+        lowest > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+        highest > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) || sigfigs > 5) {
+        return false;
+    }
+    settings.lowest = static_cast<std::int64_t>(lowest);
+    settings.highest = static_cast<std::int64_t>(highest);
+    settings.sigfigs = static_cast<int>(sigfigs);
+    // The counts length of the last settings seen: building a histogram to learn it
+    // allocates and zeroes its whole counts array, and a journal replay asks per series.
+    thread_local std::optional<std::pair<HistogramSettings, std::int32_t>> last;
+    if (last && last->first.lowest == settings.lowest && last->first.highest == settings.highest &&
+        last->first.sigfigs == settings.sigfigs) {
+        counts_length = last->second;
+        return true;
+    }
+    try {
+        counts_length = HdrHistogram(settings.lowest, settings.highest, settings.sigfigs).countsLength();
+    } catch (const std::exception&) {
+        return false;
+    }
+    last = std::make_pair(settings, counts_length);
+    return true;
+}
+
+bool readWidth(ByteReader& r, std::int64_t& width) {
+    std::uint64_t w = 0;
+    if (!r.varint(w) || w == 0 || w > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return false;
+    }
+    width = static_cast<std::int64_t>(w);
+    return true;
+}
+
+bool readPoint(ByteReader& r, ValuePoint& p) {
+    return r.svarint(p.ns) && r.f64(p.value) && std::isfinite(p.value);
+}
+
 }  // namespace
+
+namespace detail {
+
+bool sameSettings(const HistogramSettings& a, const HistogramSettings& b) {
+    return a.lowest == b.lowest && a.highest == b.highest && a.sigfigs == b.sigfigs &&
+           a.units_per_second == b.units_per_second;
+}
+
+std::optional<SavedSeries> parseSeries(std::string_view bytes) {
+    ByteReader r(bytes);
+    SavedSeries out;
+    std::uint64_t format = 0;
+    std::int32_t counts_length = 0;
+    std::uint64_t ring_count = 0;
+    if (!r.varint(format) || (format != kSeriesFormat && format != kSeriesFormatSlots) ||
+        !readSettings(r, out.settings, counts_length) || !readTime(r, out.first_seen) || !readTime(r, out.newest) ||
+        !r.varint(ring_count) || ring_count > 1024) {
+        return std::nullopt;
+    }
+    out.rings.resize(ring_count);
+    for (auto& ring : out.rings) {
+        std::uint64_t has_open = 0;
+        std::uint64_t sealed_count = 0;
+        if (!readWidth(r, ring.width) || !r.varint(has_open) || has_open > 1) {
+            return std::nullopt;
+        }
+        if (has_open == 1) {
+            SealedSlot open;
+            if (!readSlot(r, counts_length, open)) {
+                return std::nullopt;
+            }
+            ring.open = std::move(open);
+        }
+        if (!r.varint(sealed_count) || sealed_count > bytes.size()) {
+            return std::nullopt;
+        }
+        for (std::uint64_t i = 0; i < sealed_count; ++i) {
+            SealedSlot slot;
+            if (!readSlot(r, counts_length, slot) || (!ring.sealed.empty() && slot.index <= ring.sealed.back().index)) {
+                return std::nullopt;
+            }
+            ring.sealed.push_back(std::move(slot));
+        }
+    }
+    if (format == kSeriesFormat) {
+        std::uint64_t point_count = 0;
+        // Each point takes at least 9 bytes: a bound on the count before reading them.
+        if (!r.varint(point_count) || point_count > bytes.size() / 9) {
+            return std::nullopt;
+        }
+        for (std::uint64_t i = 0; i < point_count; ++i) {
+            ValuePoint p;
+            if (i == 0) {
+                if (!r.svarint(p.ns)) {
+                    return std::nullopt;
+                }
+            } else {
+                std::uint64_t delta = 0;
+                const std::int64_t previous = out.points.back().ns;
+                // Unsigned, so the headroom above a negative time cannot overflow.
+                const std::uint64_t headroom = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) -
+                                               static_cast<std::uint64_t>(previous);
+                if (!r.varint(delta) || delta == 0 || delta > headroom) {
+                    return std::nullopt;
+                }
+                p.ns = static_cast<std::int64_t>(static_cast<std::uint64_t>(previous) + delta);
+            }
+            if (!r.f64(p.value) || !std::isfinite(p.value)) {
+                return std::nullopt;
+            }
+            out.points.push_back(p);
+        }
+    }
+    if (!r.done()) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+std::string encodeSeries(const SavedSeries& series) {
+    constexpr std::size_t kSlotFields = 68;  // as in Series::serialize
+    std::size_t bound = 64 + series.points.size() * 18;
+    for (const auto& ring : series.rings) {
+        bound += 32 + (ring.open ? kSlotFields + ring.open->counts.raw().size() : 0);
+        for (const auto& slot : ring.sealed) {
+            bound += kSlotFields + slot.counts.raw().size();
+        }
+    }
+    ByteWriter w;
+    w.reserve(bound);
+    w.varint(kSeriesFormat);
+    writeSettings(w, series.settings);
+    writeTime(w, series.first_seen);
+    writeTime(w, series.newest);
+    w.varint(series.rings.size());
+    for (const auto& ring : series.rings) {
+        w.varint(static_cast<std::uint64_t>(ring.width));
+        w.varint(ring.open ? 1 : 0);
+        if (ring.open) {
+            writeSlot(w, *ring.open);
+        }
+        w.varint(ring.sealed.size());
+        for (const auto& slot : ring.sealed) {
+            writeSlot(w, slot);
+        }
+    }
+    w.varint(series.points.size());
+    std::int64_t previous = 0;
+    for (std::size_t i = 0; i < series.points.size(); ++i) {
+        const ValuePoint& p = series.points[i];
+        if (i == 0) {
+            w.svarint(p.ns);
+        } else {
+            w.varint(static_cast<std::uint64_t>(p.ns) - static_cast<std::uint64_t>(previous));
+        }
+        w.f64(p.value);
+        previous = p.ns;
+    }
+    return w.take();
+}
+
+std::optional<SeriesChanges> parseSeriesChanges(std::string_view bytes) {
+    ByteReader r(bytes);
+    SeriesChanges out;
+    std::uint64_t format = 0;
+    std::int32_t counts_length = 0;
+    std::uint64_t ring_count = 0;
+    if (!r.varint(format) || format != kChangesFormat || !readSettings(r, out.settings, counts_length) ||
+        !readTime(r, out.first_seen) || !readTime(r, out.newest) || !r.varint(ring_count) || ring_count > 1024) {
+        return std::nullopt;
+    }
+    out.rings.resize(ring_count);
+    for (auto& ring : out.rings) {
+        std::uint64_t has_open = 0;
+        std::uint64_t count = 0;
+        if (!readWidth(r, ring.width) || !r.varint(has_open) || has_open > 1) {
+            return std::nullopt;
+        }
+        if (has_open == 1) {
+            SealedSlot open;
+            std::int64_t dropped = 0;
+            if (!readSlot(r, counts_length, open) || !r.svarint(dropped)) {
+                return std::nullopt;
+            }
+            ring.open = std::move(open);
+            ring.dropped_up_to = dropped;
+        }
+        if (!r.varint(count) || count > bytes.size()) {
+            return std::nullopt;
+        }
+        for (std::uint64_t i = 0; i < count; ++i) {
+            SealedSlot slot;
+            if (!readSlot(r, counts_length, slot) || (!ring.slots.empty() && slot.index <= ring.slots.back().index)) {
+                return std::nullopt;
+            }
+            ring.slots.push_back(std::move(slot));
+        }
+    }
+    std::uint64_t has_points = 0;
+    std::uint64_t has_changed = 0;
+    if (!r.varint(has_points) || has_points > 1) {
+        return std::nullopt;
+    }
+    if (has_points == 1) {
+        std::int64_t kept_from = 0;
+        if (!r.svarint(kept_from)) {
+            return std::nullopt;
+        }
+        out.points_kept_from = kept_from;
+    }
+    if (!r.varint(has_changed) || has_changed > 1) {
+        return std::nullopt;
+    }
+    if (has_changed == 1) {
+        std::int64_t from = 0;
+        std::uint64_t count = 0;
+        if (!r.svarint(from) || !r.varint(count) || count > bytes.size() / 9) {
+            return std::nullopt;
+        }
+        out.points_from = from;
+        for (std::uint64_t i = 0; i < count; ++i) {
+            ValuePoint p;
+            if (!readPoint(r, p) || p.ns < from || (!out.points.empty() && p.ns <= out.points.back().ns)) {
+                return std::nullopt;
+            }
+            out.points.push_back(p);
+        }
+    }
+    if (!r.done()) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+void applyChanges(SavedSeries& series, SeriesChanges&& changes) {
+    series.first_seen = changes.first_seen;
+    series.newest = changes.newest;
+    for (auto& c : changes.rings) {
+        auto ring = std::find_if(series.rings.begin(), series.rings.end(),
+                                 [&](const SavedRing& r) { return r.width == c.width; });
+        if (ring == series.rings.end()) {
+            series.rings.push_back(SavedRing{c.width, std::nullopt, {}});
+            ring = series.rings.end() - 1;
+        }
+        ring->open = std::move(c.open);
+        if (c.dropped_up_to) {
+            while (!ring->sealed.empty() && ring->sealed.front().index <= *c.dropped_up_to) {
+                ring->sealed.pop_front();
+            }
+        }
+        for (auto& slot : c.slots) {
+            if (ring->sealed.empty() || ring->sealed.back().index < slot.index) {
+                ring->sealed.push_back(std::move(slot));
+                continue;
+            }
+            auto it = std::lower_bound(ring->sealed.begin(), ring->sealed.end(), slot.index,
+                                       [](const SealedSlot& s, std::int64_t v) { return s.index < v; });
+            if (it->index == slot.index) {
+                *it = std::move(slot);
+            } else {
+                ring->sealed.insert(it, std::move(slot));
+            }
+        }
+    }
+    if (!changes.points_kept_from) {
+        series.points.clear();
+    } else {
+        while (!series.points.empty() && series.points.front().ns < *changes.points_kept_from) {
+            series.points.pop_front();
+        }
+    }
+    if (changes.points_from) {
+        auto it = std::lower_bound(series.points.begin(), series.points.end(), *changes.points_from,
+                                   [](const ValuePoint& p, std::int64_t v) { return p.ns < v; });
+        series.points.erase(it, series.points.end());
+        series.points.insert(series.points.end(), changes.points.begin(), changes.points.end());
+    }
+}
+
+}  // namespace detail
 
 std::string Series::serialize() const {
     // The bytes are counted first, so that the encoding (hundreds of KB for a busy series
@@ -845,10 +1142,7 @@ std::string Series::serialize() const {
     ByteWriter w;
     w.reserve(bound);
     w.varint(kSeriesFormat);
-    w.varint(static_cast<std::uint64_t>(settings_.lowest));
-    w.varint(static_cast<std::uint64_t>(settings_.highest));
-    w.varint(static_cast<std::uint64_t>(settings_.sigfigs));
-    w.f64(settings_.units_per_second);
+    writeSettings(w, settings_);
     writeTime(w, first_seen_);
     writeTime(w, newest_);
     w.varint(rings_.size());
@@ -862,8 +1156,7 @@ std::string Series::serialize() const {
         }
         w.varint(ring->sealed.size());
         for (const auto& slot : ring->sealed) {
-            writeSlot(w, slot.index, slot.events, slot.errors, slot.value_sum, slot.value_count, slot.overflow,
-                      slot.counts.raw());
+            writeSlot(w, slot);
         }
     }
     w.varint(points_.size());
@@ -882,104 +1175,91 @@ std::string Series::serialize() const {
     return w.take();
 }
 
-bool Series::restore(std::string_view bytes) {
-    struct SavedRing {
-        std::int64_t width = 0;
-        std::optional<SealedSlot> open;
-        std::deque<SealedSlot> sealed;
-    };
-    ByteReader r(bytes);
-    std::uint64_t format = 0;
-    std::uint64_t lowest = 0;
-    std::uint64_t highest = 0;
-    std::uint64_t sigfigs = 0;
-    double units = 0.0;
-    if (!r.varint(format) || (format != kSeriesFormat && format != kSeriesFormatSlots) || !r.varint(lowest) || !r.varint(highest) ||
-        !r.varint(sigfigs) || !r.f64(units)) {
-        return false;
+bool Series::hasUnsavedChanges() const {
+    if (points_changed_from_) {
+        return true;
     }
-    if (static_cast<std::int64_t>(lowest) != settings_.lowest || static_cast<std::int64_t>(highest) != settings_.highest ||
-        static_cast<int>(sigfigs) != settings_.sigfigs || units != settings_.units_per_second) {
-        return false;
-    }
-    std::optional<rules::TimePoint> first_seen;
-    std::optional<rules::TimePoint> newest;
-    std::uint64_t ring_count = 0;
-    if (!readTime(r, first_seen) || !readTime(r, newest) || !r.varint(ring_count) || ring_count > 1024) {
-        return false;
-    }
-    const std::int32_t counts_length = rings_.empty() ? HdrHistogram(settings_.lowest, settings_.highest,
-                                                                     settings_.sigfigs).countsLength()
-                                                      : rings_.front()->open.latency.countsLength();
-    std::vector<SavedRing> saved(ring_count);
-    for (auto& ring : saved) {
-        std::uint64_t width = 0;
-        std::uint64_t has_open = 0;
-        std::uint64_t sealed_count = 0;
-        if (!r.varint(width) || width == 0 || width > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
-            !r.varint(has_open) || has_open > 1) {
-            return false;
+    for (const auto& ring : rings_) {
+        if (ring->open_index && !ring->open.empty()) {
+            return true;
         }
-        ring.width = static_cast<std::int64_t>(width);
-        if (has_open == 1) {
-            SealedSlot open;
-            if (!readSlot(r, counts_length, open)) {
-                return false;
+        for (const auto& slot : ring->sealed) {
+            if (!slot.saved) {
+                return true;
             }
-            ring.open = std::move(open);
-        }
-        if (!r.varint(sealed_count) || sealed_count > bytes.size()) {
-            return false;
-        }
-        for (std::uint64_t i = 0; i < sealed_count; ++i) {
-            SealedSlot slot;
-            if (!readSlot(r, counts_length, slot) || (!ring.sealed.empty() && slot.index <= ring.sealed.back().index)) {
-                return false;
-            }
-            ring.sealed.push_back(std::move(slot));
         }
     }
-    std::deque<ValuePoint> saved_points;
-    if (format == kSeriesFormat) {
-        std::uint64_t point_count = 0;
-        // Each point takes at least 9 bytes: a bound on the count before reading them.
-        if (!r.varint(point_count) || point_count > bytes.size() / 9) {
-            return false;
-        }
-        for (std::uint64_t i = 0; i < point_count; ++i) {
-            ValuePoint p;
-            if (i == 0) {
-                if (!r.svarint(p.ns)) {
-                    return false;
-                }
-            } else {
-                std::uint64_t delta = 0;
-                const std::int64_t previous = saved_points.back().ns;
-                // Unsigned, so the headroom above a negative time cannot overflow.
-                const std::uint64_t headroom = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) -
-                                               static_cast<std::uint64_t>(previous);
-                if (!r.varint(delta) || delta == 0 || delta > headroom) {
-                    return false;
-                }
-                p.ns = static_cast<std::int64_t>(static_cast<std::uint64_t>(previous) + delta);
-            }
-            if (!r.f64(p.value) || !std::isfinite(p.value)) {
-                return false;
-            }
-            saved_points.push_back(p);
-        }
-    }
-    if (!r.done()) {
-        return false;
-    }
+    return false;
+}
 
-    first_seen_ = first_seen;
-    newest_ = newest;
+std::string Series::serializeChanges() const {
+    if (!hasUnsavedChanges()) {
+        return {};
+    }
+    ByteWriter w;
+    w.varint(kChangesFormat);
+    writeSettings(w, settings_);
+    writeTime(w, first_seen_);
+    writeTime(w, newest_);
+    w.varint(rings_.size());
+    for (const auto& ring : rings_) {
+        w.varint(static_cast<std::uint64_t>(ring->width.count()));
+        w.varint(ring->open_index ? 1 : 0);
+        if (ring->open_index) {
+            const IntervalStats& o = ring->open;
+            writeSlot(w, *ring->open_index, o.events, o.errors, o.value_sum, o.value_count,
+                      o.latency.overflowCount(), SparseCounts(o.latency).raw());
+            // What advance() has dropped: a reader holding older slots drops them too.
+            w.svarint(*ring->open_index - ring->max_slots);
+        }
+        const auto unsaved = static_cast<std::uint64_t>(
+            std::count_if(ring->sealed.begin(), ring->sealed.end(), [](const SealedSlot& s) { return !s.saved; }));
+        w.varint(unsaved);
+        for (const auto& slot : ring->sealed) {
+            if (!slot.saved) {
+                writeSlot(w, slot);
+            }
+        }
+    }
+    w.varint(points_.empty() ? 0 : 1);
+    if (!points_.empty()) {
+        w.svarint(points_.front().ns);
+    }
+    w.varint(points_changed_from_ ? 1 : 0);
+    if (points_changed_from_) {
+        auto it = std::lower_bound(points_.begin(), points_.end(), *points_changed_from_,
+                                   [](const ValuePoint& p, std::int64_t v) { return p.ns < v; });
+        w.svarint(*points_changed_from_);
+        w.varint(static_cast<std::uint64_t>(points_.end() - it));
+        for (; it != points_.end(); ++it) {
+            w.svarint(it->ns);
+            w.f64(it->value);
+        }
+    }
+    return w.take();
+}
+
+void Series::markSaved() {
+    for (auto& ring : rings_) {
+        for (auto& slot : ring->sealed) {
+            slot.saved = true;
+        }
+    }
+    points_changed_from_.reset();
+}
+
+bool Series::restore(std::string_view bytes) {
+    auto saved = detail::parseSeries(bytes);
+    if (!saved || !detail::sameSettings(saved->settings, settings_)) {
+        return false;
+    }
+    first_seen_ = saved->first_seen;
+    newest_ = saved->newest;
     for (auto& ring : rings_) {
         ring->sealed.clear();
         ring->open.reset();
         ring->open_index.reset();
-        for (auto& s : saved) {
+        for (auto& s : saved->rings) {
             if (s.width != ring->width.count()) {
                 continue;
             }
@@ -996,8 +1276,10 @@ bool Series::restore(std::string_view bytes) {
     for (auto& w : windows_) {
         rebuild(*w);
     }
-    points_ = std::move(saved_points);
+    points_ = std::move(saved->points);
     prunePoints();
+    // Restored slots and points are not in any checkpoint this series has written.
+    points_changed_from_ = points_.empty() ? std::nullopt : std::optional(points_.front().ns);
     return true;
 }
 
@@ -1020,13 +1302,13 @@ void Series::rebuild(WindowView& w) {
 std::size_t Series::memoryBytes() const {
     std::size_t bytes = sizeof(*this);
     for (const auto& ring : rings_) {
-        bytes += sizeof(Ring) + ring->open.latency.memoryBytes() - sizeof(HdrHistogram);
+        bytes += sizeof(Ring) + ring->open.latency.residentBytes() - sizeof(HdrHistogram);
         for (const auto& slot : ring->sealed) {
             bytes += sizeof(SealedSlot) + slot.counts.byteSize();
         }
     }
     for (const auto& w : windows_) {
-        bytes += sizeof(WindowView) + w->aggregate_.latency.memoryBytes() - sizeof(HdrHistogram);
+        bytes += sizeof(WindowView) + w->aggregate_.latency.residentBytes() - sizeof(HdrHistogram);
     }
     // A deque allocates in blocks; counting the points themselves is close enough.
     bytes += points_.size() * sizeof(ValuePoint);

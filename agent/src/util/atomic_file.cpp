@@ -149,6 +149,13 @@ std::optional<std::string> ownerKeepProblem(const std::string& path, Owner owner
 
 std::optional<std::string> replaceFileAt(int dirfd, const std::string& dir, const std::string& name,
                                          std::string_view content, mode_t mode, std::optional<Owner> owner) {
+    return replaceFileAtWith(
+        dirfd, dir, name, [content](int fd) { return writeAll(fd, content); }, mode, owner);
+}
+
+std::optional<std::string> replaceFileAtWith(int dirfd, const std::string& dir, const std::string& name,
+                                             const std::function<bool(int fd)>& write, mode_t mode,
+                                             std::optional<Owner> owner) {
     std::string tmp;
     UniqueFd fd;
     for (int attempt = 0; attempt < 100 && !fd.valid(); ++attempt) {
@@ -185,7 +192,7 @@ std::optional<std::string> replaceFileAt(int dirfd, const std::string& dir, cons
     if (::fchmod(fd.get(), mode) != 0) {
         return fail("cannot chmod");
     }
-    if (!writeAll(fd.get(), content)) {
+    if (!write(fd.get())) {
         return fail("cannot write");
     }
     if (::fsync(fd.get()) != 0) {
@@ -235,6 +242,19 @@ std::optional<std::string> writeFileAtomically(const std::string& target, std::s
         return err;
     }
     return fsyncDirectory(splitDirAndName(target).first);
+}
+
+std::optional<std::string> writeFileAtomicallyWith(const std::string& target, mode_t mode,
+                                                   const std::function<bool(int fd)>& write) {
+    const auto [dir, name] = splitDirAndName(target);
+    UniqueFd dirfd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dirfd.valid()) {
+        return "cannot create a temp file in " + dir + ": " + errnoText(errno);
+    }
+    if (auto err = replaceFileAtWith(dirfd.get(), dir, name, write, mode)) {
+        return err;
+    }
+    return fsyncDirectory(dir);
 }
 
 bool readStateFile(const std::string& path, std::string& out, std::string& why) {

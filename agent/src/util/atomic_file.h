@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,12 @@ std::optional<std::string> replaceFileAt(int dirfd, const std::string& dir, cons
                                          std::string_view content, mode_t mode,
                                          std::optional<Owner> owner = std::nullopt);
 
+/// replaceFileAt with the content written by `write` (to the temp file's descriptor;
+/// false with errno set when it failed), so a large file need not be held in memory.
+std::optional<std::string> replaceFileAtWith(int dirfd, const std::string& dir, const std::string& name,
+                                             const std::function<bool(int fd)>& write, mode_t mode,
+                                             std::optional<Owner> owner = std::nullopt);
+
 /// replaceFileAt on the directory of `target` (opened with O_PATH: no read permission on
 /// it is needed). Returns an error text, or nullopt.
 std::optional<std::string> replaceFile(const std::string& target, std::string_view content, mode_t mode,
@@ -61,6 +68,10 @@ std::optional<std::string> fsyncDirectory(const std::string& dir);
 /// replaceFile, then fsyncDirectory of its directory: after it returns nullopt, either
 /// the old or the new content is on disk, whatever crash follows, never a mix.
 std::optional<std::string> writeFileAtomically(const std::string& target, std::string_view content, mode_t mode);
+
+/// writeFileAtomically with the content written by `write` (see replaceFileAtWith).
+std::optional<std::string> writeFileAtomicallyWith(const std::string& target, mode_t mode,
+                                                   const std::function<bool(int fd)>& write);
 
 /// Reads a whole state file into `out`. A missing file is false with an empty `why`
 /// (nothing saved yet); any other failure is false with the reason in `why`.

@@ -102,6 +102,8 @@ public:
         return true;
     }
     bool done() const { return pos_ == in_.size(); }
+    /// Bytes read so far.
+    std::size_t position() const { return pos_; }
 
 private:
     std::string_view in_;

@@ -35,4 +35,8 @@ ProcessMemory readProcessMemory() {
     return m;
 }
 
+void releaseFreeMemory() {
+    ::malloc_trim(0);
+}
+
 }  // namespace rollguard::agent

@@ -22,4 +22,13 @@ struct ProcessMemory {
 /// at most once a tick.
 ProcessMemory readProcessMemory();
 
+/// Hands the allocator's free pages back to the kernel (glibc malloc_trim(0): whole free
+/// pages anywhere in the heap, not only at its top). The daemon's heap holds long-lived
+/// window slots allocated every tick between short-lived buffers; the buffers' freed
+/// space between live slots stays resident otherwise (main() fixes the trim threshold at
+/// 8 MB for the scrapers' sake, so glibc trims only the top of the heap, rarely). Walks
+/// the free lists: about a millisecond for a heap of a few MB; call it every few seconds
+/// at most.
+void releaseFreeMemory();
+
 }  // namespace rollguard::agent

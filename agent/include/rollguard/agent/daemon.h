@@ -143,11 +143,15 @@ struct StatusSnapshot {
         std::uint64_t heap_in_use_bytes = 0;  ///< handed out by the allocator
         std::uint64_t heap_free_bytes = 0;    ///< freed, kept by the allocator
         std::uint64_t windows_bytes = 0;      ///< every source's windows, label-set streams included
-        std::uint64_t checkpoint_bytes = 0;   ///< the last checkpoint file written
+        std::uint64_t checkpoint_bytes = 0;   ///< the checkpoint on disk: its base and its journal
     };
     Memory memory;
     std::uint64_t checkpoints = 0;
     std::uint64_t checkpoint_failures = 0;
+    /// Bytes written to the checkpoint's base and journal, and bases written (the first
+    /// one and each compaction), since the start.
+    std::uint64_t checkpoint_bytes_written = 0;
+    std::uint64_t checkpoint_bases = 0;
     std::uint64_t rules_state_failures = 0;  ///< failed writes of the rules' state file
     std::optional<rules::TimePoint> last_checkpoint;
     /// True while the last write of that state file failed (disk full, read-only
@@ -334,6 +338,12 @@ private:
     /// between ticks (`on_tick` false) event-time sources wait for the tick.
     void collect(rules::TimePoint now, bool on_tick);
     void writeCheckpointNow(rules::TimePoint now);
+    /// A whole checkpoint, streamed series by series into a new base.
+    std::optional<std::string> writeCheckpointBase();
+    /// What changed since the last checkpoint, appended to the journal.
+    std::optional<std::string> appendCheckpointChanges();
+    /// After a checkpoint is on disk: every series' slots are in it.
+    void markCheckpointSaved();
     BreachEvent makeEvent(const rules::Notification& n) const;
     /// The Handoff::firing_alerts of this daemon's rules now.
     std::vector<Handoff::FiringAlert> firingAlerts() const;
@@ -398,8 +408,12 @@ private:
     StatusSnapshot snapshot_;
 
     std::string checkpoint_path_;  // empty: no checkpoints
+    std::unique_ptr<CheckpointStore> checkpoint_store_;  // null without checkpoints
     std::string rules_state_path_;  // empty: rules' state not persisted
     std::chrono::steady_clock::time_point last_checkpoint_{};
+    /// How often the tick hands free heap pages back (releaseFreeMemory), and when it last did.
+    static constexpr std::chrono::seconds kTrimEvery{10};
+    std::chrono::steady_clock::time_point last_trim_{};
     bool checkpoint_dirty_ = true;  // new data or positions since the last checkpoint
 
     std::unique_ptr<IncidentLog> incident_log_;  // null without state_dir

@@ -7,6 +7,58 @@
 
 namespace rollguard::agent {
 
+namespace detail {
+
+/// A fixed-size array of int64 counts that starts zeroed without writing the zeros: a
+/// large one (64 KiB and more: a histogram's ~23,000 counts are 184 KiB) is its own
+/// anonymous mapping, whose pages become resident only when written, so the counts a
+/// histogram never touches cost no memory (a slot's latencies span a few of its buckets).
+/// std::vector's zero fill touched every page: with ~30 dense histograms alive (windows,
+/// open slots, the recorder's intervals), some 4 MB of resident zeros. A copy copies only
+/// the pages holding a non-zero count. Thread-safety: none.
+class ZeroedCounts {
+public:
+    /// Whether large arrays are mappings. Not under AddressSanitizer, which checks the
+    /// bounds of calloc'd blocks but not of mappings.
+#if defined(__SANITIZE_ADDRESS__)
+    static constexpr bool kMapsLargeArrays = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    static constexpr bool kMapsLargeArrays = false;
+#else
+    static constexpr bool kMapsLargeArrays = true;
+#endif
+#else
+    static constexpr bool kMapsLargeArrays = true;
+#endif
+
+    ZeroedCounts() = default;
+    explicit ZeroedCounts(std::size_t n);
+    ~ZeroedCounts();
+    ZeroedCounts(const ZeroedCounts& other);
+    ZeroedCounts& operator=(const ZeroedCounts& other);
+    ZeroedCounts(ZeroedCounts&& other) noexcept;
+    ZeroedCounts& operator=(ZeroedCounts&& other) noexcept;
+
+    std::int64_t& operator[](std::size_t i) { return data_[i]; }
+    const std::int64_t& operator[](std::size_t i) const { return data_[i]; }
+    std::size_t size() const { return size_; }
+    /// Bytes of the array in memory: a mapped array's resident pages (mincore), else all.
+    std::size_t residentBytes() const;
+    std::int64_t* begin() { return data_; }
+    std::int64_t* end() { return data_ + size_; }
+    const std::int64_t* begin() const { return data_; }
+    const std::int64_t* end() const { return data_ + size_; }
+
+private:
+    void release() noexcept;
+    std::int64_t* data_ = nullptr;
+    std::size_t size_ = 0;
+    bool mapped_ = false;
+};
+
+}  // namespace detail
+
 /// A High Dynamic Range histogram with HdrHistogram's layout and query rules, our own
 /// implementation. Values are non-negative integers in the caller's unit (rollguard
 /// stores latencies in microseconds).
@@ -117,7 +169,11 @@ public:
     std::int64_t highestTrackableValue() const { return highest_; }
     int significantFigures() const { return sigfigs_; }
     bool sameConfiguration(const HdrHistogram& other) const;
+    /// Bytes the histogram holds: the object, its counts and its index.
     std::size_t memoryBytes() const;
+    /// memoryBytes() as far as it is in memory: the counts only where written (they start
+    /// as untouched zero pages, detail::ZeroedCounts).
+    std::size_t residentBytes() const;
 
 private:
     std::int64_t lowest_;
@@ -134,7 +190,7 @@ private:
     std::int64_t overflow_count_ = 0;
     std::int32_t min_index_;  // smallest non-zero index, or counts_len_ when empty
     std::int32_t max_index_;  // largest non-zero index, or -1 when empty
-    std::vector<std::int64_t> counts_;
+    detail::ZeroedCounts counts_;
     // Bit i set only when counts_[i] != 0, and for every such i while indexed_. Kept
     // because a second of data touches a few hundred of the ~23,000 counts but spans
     // thousands: walking, merging and clearing by these bits costs what was recorded, not

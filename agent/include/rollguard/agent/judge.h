@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -89,6 +90,15 @@ public:
 
     /// The selection streams of a source (not stream 0), for a checkpoint.
     std::vector<StreamCheckpoint> saveStreams(std::size_t source);
+    /// Creates the streams the router assigned since, then returns the number of selection
+    /// streams of a source (not stream 0): the number of forEachStream's calls until the
+    /// next streamCount.
+    std::size_t streamCount(std::size_t source);
+    /// Calls fn(selection, group, series) for each selection stream of a source (not
+    /// stream 0) created so far (streamCount creates new ones), in saveStreams' order.
+    void forEachStream(std::size_t source,
+                       const std::function<void(const std::string& selection, const std::string& group,
+                                                Series& series)>& fn);
     /// Recreates checkpointed selection streams, before any data arrives: each goes back
     /// to the slot with the same selection and the same group, with its slots. Streams of
     /// selections no rule has any more are dropped. Returns the number restored.

@@ -369,8 +369,22 @@ public:
     /// false and changes nothing.
     bool restore(std::string_view bytes);
 
+    /// What changed since the last markSaved() (or since construction or restore), as
+    /// bytes for a checkpoint journal: the times, each ring's open slot and the index up
+    /// to which its slots are gone, the slots sealed or re-encoded (late event-time data)
+    /// since then, and the value points changed since then. Replayed onto the series'
+    /// previous bytes it gives what serialize() gives now. Empty when nothing changed but
+    /// time: slots that expire with time leave again after a restore, when time moves on.
+    std::string serializeChanges() const;
+    /// Whether serializeChanges() would say anything.
+    bool hasUnsavedChanges() const;
+    /// Everything the series holds is now in a checkpoint: call it once the bytes of
+    /// serialize() or serializeChanges() are on disk.
+    void markSaved();
+
     /// Bytes held by the series: sealed slots, the rings' open slots, the aggregates and
-    /// the value points.
+    /// the value points; of the dense histograms (open slots, aggregates), the counts
+    /// pages in memory (HdrHistogram::residentBytes).
     std::size_t memoryBytes() const;
     /// Sealed slots held over all rings.
     std::size_t sealedSlots() const;
@@ -399,6 +413,8 @@ private:
     std::vector<std::unique_ptr<WindowView>> windows_;
     std::unique_ptr<IntervalStats> scratch_;  // dense slot for re-encoding; made on first late data
     std::deque<ValuePoint> points_;           // ascending ns, distinct times
+    /// The earliest point added or replaced since markSaved(); nullopt: none.
+    std::optional<std::int64_t> points_changed_from_;
     std::uint64_t points_dropped_ = 0;
 };
 
