@@ -873,6 +873,37 @@ bool readWidth(ByteReader& r, std::int64_t& width) {
     return true;
 }
 
+// The header both encodings of a series (whole, and its changes) start with: the format,
+// the histogram settings with their counts length, the first and newest times, the number
+// of rings. `Out` is SavedSeries or SeriesChanges.
+struct SeriesHeader {
+    std::uint64_t format = 0;
+    std::int32_t counts_length = 0;
+    std::uint64_t ring_count = 0;
+};
+template <typename Out>
+bool readHeader(ByteReader& r, Out& out, SeriesHeader& h) {
+    return r.varint(h.format) && readSettings(r, out.settings, h.counts_length) && readTime(r, out.first_seen) &&
+           readTime(r, out.newest) && r.varint(h.ring_count) && h.ring_count <= 1024;
+}
+
+// A count (at most `bound`), then that many slots in ascending index order.
+template <typename Slots>
+bool readSlots(ByteReader& r, std::int32_t counts_length, std::size_t bound, Slots& out) {
+    std::uint64_t count = 0;
+    if (!r.varint(count) || count > bound) {
+        return false;
+    }
+    for (std::uint64_t i = 0; i < count; ++i) {
+        SealedSlot slot;
+        if (!readSlot(r, counts_length, slot) || (!out.empty() && slot.index <= out.back().index)) {
+            return false;
+        }
+        out.push_back(std::move(slot));
+    }
+    return true;
+}
+
 bool readPoint(ByteReader& r, ValuePoint& p) {
     return r.svarint(p.ns) && r.f64(p.value) && std::isfinite(p.value);
 }
@@ -889,18 +920,14 @@ bool sameSettings(const HistogramSettings& a, const HistogramSettings& b) {
 std::optional<SavedSeries> parseSeries(std::string_view bytes) {
     ByteReader r(bytes);
     SavedSeries out;
-    std::uint64_t format = 0;
-    std::int32_t counts_length = 0;
-    std::uint64_t ring_count = 0;
-    if (!r.varint(format) || (format != kSeriesFormat && format != kSeriesFormatSlots) ||
-        !readSettings(r, out.settings, counts_length) || !readTime(r, out.first_seen) || !readTime(r, out.newest) ||
-        !r.varint(ring_count) || ring_count > 1024) {
+    SeriesHeader h;
+    if (!readHeader(r, out, h) || (h.format != kSeriesFormat && h.format != kSeriesFormatSlots)) {
         return std::nullopt;
     }
-    out.rings.resize(ring_count);
+    const std::int32_t counts_length = h.counts_length;
+    out.rings.resize(h.ring_count);
     for (auto& ring : out.rings) {
         std::uint64_t has_open = 0;
-        std::uint64_t sealed_count = 0;
         if (!readWidth(r, ring.width) || !r.varint(has_open) || has_open > 1) {
             return std::nullopt;
         }
@@ -911,18 +938,11 @@ std::optional<SavedSeries> parseSeries(std::string_view bytes) {
             }
             ring.open = std::move(open);
         }
-        if (!r.varint(sealed_count) || sealed_count > bytes.size()) {
+        if (!readSlots(r, counts_length, bytes.size(), ring.sealed)) {
             return std::nullopt;
         }
-        for (std::uint64_t i = 0; i < sealed_count; ++i) {
-            SealedSlot slot;
-            if (!readSlot(r, counts_length, slot) || (!ring.sealed.empty() && slot.index <= ring.sealed.back().index)) {
-                return std::nullopt;
-            }
-            ring.sealed.push_back(std::move(slot));
-        }
     }
-    if (format == kSeriesFormat) {
+    if (h.format == kSeriesFormat) {
         std::uint64_t point_count = 0;
         // Each point takes at least 9 bytes: a bound on the count before reading them.
         if (!r.varint(point_count) || point_count > bytes.size() / 9) {
@@ -1002,17 +1022,14 @@ std::string encodeSeries(const SavedSeries& series) {
 std::optional<SeriesChanges> parseSeriesChanges(std::string_view bytes) {
     ByteReader r(bytes);
     SeriesChanges out;
-    std::uint64_t format = 0;
-    std::int32_t counts_length = 0;
-    std::uint64_t ring_count = 0;
-    if (!r.varint(format) || format != kChangesFormat || !readSettings(r, out.settings, counts_length) ||
-        !readTime(r, out.first_seen) || !readTime(r, out.newest) || !r.varint(ring_count) || ring_count > 1024) {
+    SeriesHeader h;
+    if (!readHeader(r, out, h) || h.format != kChangesFormat) {
         return std::nullopt;
     }
-    out.rings.resize(ring_count);
+    const std::int32_t counts_length = h.counts_length;
+    out.rings.resize(h.ring_count);
     for (auto& ring : out.rings) {
         std::uint64_t has_open = 0;
-        std::uint64_t count = 0;
         if (!readWidth(r, ring.width) || !r.varint(has_open) || has_open > 1) {
             return std::nullopt;
         }
@@ -1025,15 +1042,8 @@ std::optional<SeriesChanges> parseSeriesChanges(std::string_view bytes) {
             ring.open = std::move(open);
             ring.dropped_up_to = dropped;
         }
-        if (!r.varint(count) || count > bytes.size()) {
+        if (!readSlots(r, counts_length, bytes.size(), ring.slots)) {
             return std::nullopt;
-        }
-        for (std::uint64_t i = 0; i < count; ++i) {
-            SealedSlot slot;
-            if (!readSlot(r, counts_length, slot) || (!ring.slots.empty() && slot.index <= ring.slots.back().index)) {
-                return std::nullopt;
-            }
-            ring.slots.push_back(std::move(slot));
         }
     }
     std::uint64_t has_points = 0;
