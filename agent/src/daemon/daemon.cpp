@@ -199,8 +199,8 @@ void Daemon::start() {
 void Daemon::tick() {
     const auto now = schedule_.next(clock_.now());
     // Rules are evaluated every evaluation interval, on what arrived until then; the rest
-    // of the bookkeeping (checkpoint, status snapshot, the rollout's schedule) once a tick,
-    // so evaluating ten times a second costs little more than once.
+    // of the bookkeeping (status snapshot, the rollout's schedule) once a tick, so
+    // evaluating ten times a second costs little more than once.
     const bool on_tick = schedule_.onTick();
     applyPendingRearm();
     collect(now, on_tick);
@@ -276,7 +276,11 @@ void Daemon::tick() {
     // The windows that decided go to disk with the rules' state (written above), the
     // hooks already on their way: restored after a crash, windows older than the state
     // would resolve the rule again.
-    if (changed && !checkpoint_path_.empty() && checkpoint_dirty_) {
+    // The checkpoint is looked at every evaluation, not only on ticks: a tick whose
+    // clock reads a little early would otherwise find the interval not yet over and
+    // leave it to the next tick, writing every two intervals.
+    if (!checkpoint_path_.empty() && checkpoint_dirty_ &&
+        (changed || std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval)) {
         writeCheckpointNow(now);
     }
     if (!on_tick) {
@@ -292,10 +296,6 @@ void Daemon::tick() {
     }
     tickRollout(now);
 
-    if (!checkpoint_path_.empty() && checkpoint_dirty_ &&
-        std::chrono::steady_clock::now() - last_checkpoint_ >= config_.agent.checkpoint_interval) {
-        writeCheckpointNow(now);
-    }
     if (incident_log_) {
         retryUnsavedIncidents();
     }

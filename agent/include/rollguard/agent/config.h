@@ -39,8 +39,8 @@ std::chrono::nanoseconds evaluationInterval(const AgentSettings& agent);
 /// [agent]
 struct AgentSettings {
     /// The judge's step: what one M-of-N entry, one learned-baseline sample and one
-    /// event-time group stand for; also how often the status snapshot, the checkpoint and
-    /// the rollout are looked at.
+    /// event-time group stand for; also how often the status snapshot and the rollout are
+    /// looked at (the checkpoint at every evaluation, per checkpoint_interval).
     std::chrono::nanoseconds tick{std::chrono::seconds{1}};
     /// How often rules are evaluated (a divisor of `tick`); empty: evaluationInterval()'s
     /// default.
