@@ -70,15 +70,21 @@ std::string journalHeader(std::uint64_t base_checksum) {
     return w.take();
 }
 
-// One journal record: the payload's length, the payload, and the checksum of both.
-std::string journalRecord(const Checkpoint& changes) {
-    std::size_t bound = 16;
-    for (const auto& source : changes.sources) {
+// An upper bound of the bytes a checkpoint's sources encode to, for one allocation.
+std::size_t encodedBound(const Checkpoint& checkpoint) {
+    std::size_t bound = 0;
+    for (const auto& source : checkpoint.sources) {
         bound += 32 + source.name.size() + source.series.size() + source.positions.size() * 64;
         for (const auto& stream : source.streams) {
             bound += 32 + stream.selection.size() + stream.group.size() + stream.series.size();
         }
     }
+    return bound;
+}
+
+// One journal record: the payload's length, the payload, and the checksum of both.
+std::string journalRecord(const Checkpoint& changes) {
+    const std::size_t bound = 16 + encodedBound(changes);
     ByteWriter payload;
     payload.reserve(bound);
     payload.varint(changes.sources.size());
@@ -367,13 +373,7 @@ const SourceCheckpoint* Checkpoint::find(std::string_view name) const {
 }
 
 std::string encodeCheckpoint(const Checkpoint& checkpoint) {
-    std::size_t bound = 64;
-    for (const auto& source : checkpoint.sources) {
-        bound += 32 + source.name.size() + source.series.size() + source.positions.size() * 64;
-        for (const auto& stream : source.streams) {
-            bound += 32 + stream.selection.size() + stream.group.size() + stream.series.size();
-        }
-    }
+    const std::size_t bound = 64 + encodedBound(checkpoint);
     std::string out;
     out.reserve(bound);  // one allocation, not a doubling chain (see Series::serialize)
     CheckpointEncoder encoder([&out](std::string_view bytes) {
